@@ -1,0 +1,130 @@
+/*
+ * ops.h: the CPU operations the forward pass and the tools call. Each function here is a
+ * dispatch point: it picks the active ISA path (kernels/cpu_features.h), counts the call in the
+ * kernel registry under the id of the kernel that ran, and splits rows over the thread pool
+ * (NULL = run on the calling thread). The scalar reference of each op (kernels/cpu/ref.h)
+ * defines its result; SIMD paths are tested against it.
+ *
+ * Conventions: output first, then inputs, then sizes. Matrices are row-major with `cols` the row
+ * length (GGUF ne[0]) and `rows` the output features (ne[1]); a batch of n_tokens vectors is
+ * token-major (n_tokens x cols). For every matrix op, the result for one token does not depend on
+ * n_tokens, the other tokens or the thread count (bit-identical), which batch invariance of the
+ * model relies on.
+ */
+#ifndef BN_KERNELS_OPS_H
+#define BN_KERNELS_OPS_H
+
+#include "bitnet.h"
+#include "kernels/threadpool.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- activation quantization (spec section 4) ----
+ * Per token: scale = (float)(127.0 / max(max|x|, 1e-5)) computed in double, q = clamp(
+ * nearbyintf(x * scale), -128, 127), sum = sum of q. Identical int8 values on every path. */
+void bn_quantize_activations(int8_t *q, float *scales, int32_t *sums, const float *x, int n_tokens,
+                             int cols);
+
+/* ---- ternary matrices ----
+ * A ternary weight matrix prepared for the kernels from its file form (I2_S, TQ2_0 or TQ1_0).
+ * Preparation may repack into an internal layout (owned by the matrix); it validates the data
+ * (I2_S code 3 is rejected with an error naming the tensor). */
+typedef struct bn_ternary_matrix {
+    uint32_t file_type;   /* BN_TYPE_I2_S / TQ2_0 / TQ1_0 */
+    int rows, cols;
+    float tensor_scale;   /* I2_S per-tensor scale; 1 for block-scaled formats */
+    const uint8_t *data;  /* kernel layout (may point into the file mapping) */
+    void *owned;          /* allocation behind data when repacked, else NULL */
+    int layout;           /* kernel-private layout tag */
+} bn_ternary_matrix;
+
+/* name is used in error messages. file_data must hold the format's size for rows x cols. */
+bn_status bn_ternary_matrix_prepare(bn_ternary_matrix *matrix, const char *name, uint32_t file_type,
+                                    int rows, int cols, const void *file_data, bn_error *err);
+void bn_ternary_matrix_release(bn_ternary_matrix *matrix);
+
+/* y[t][r] = (sum_c w[r][c] * q[t][c]) / scales[t] * tensor_scale  (block-scaled formats: sum over
+ * blocks of d_block * integer block sum, in block order, then / scales[t]). One token is a GEMV,
+ * several a GEMM; results per token are identical either way. */
+void bn_ternary_matmul(bn_threadpool *pool, float *y, const bn_ternary_matrix *matrix,
+                       const int8_t *q, const float *scales, const int32_t *sums, int n_tokens);
+
+/* ---- F16 and int8 matrices (embedding / tied LM head) ---- */
+/* y[t][r] = sum_c f16(w[r][c]) * x[t][c] (float accumulation in a fixed order). */
+void bn_f16_matmul(bn_threadpool *pool, float *y, const uint16_t *w, const float *x, int rows,
+                   int cols, int n_tokens);
+
+/* Int8 copy of an F16 matrix with per-row scales (optional LM head): w ~= q[r][c] * row_scale[r]. */
+typedef struct bn_int8_matrix {
+    int rows, cols;
+    int8_t *q;
+    float *row_scales;
+} bn_int8_matrix;
+bn_status bn_int8_matrix_from_f16(bn_int8_matrix *matrix, const uint16_t *w, int rows, int cols,
+                                  bn_threadpool *pool, bn_error *err);
+void bn_int8_matrix_release(bn_int8_matrix *matrix);
+/* y[t][r] = (sum_c q_w[r][c] * q_x[t][c]) * row_scale[r] / x_scale[t]  (activations quantized
+ * with bn_quantize_activations). */
+void bn_int8_matmul(bn_threadpool *pool, float *y, const bn_int8_matrix *matrix, const int8_t *q,
+                    const float *scales, const int32_t *sums, int n_tokens);
+
+/* ---- element-wise and per-token ops ---- */
+/* out = x / sqrt(mean(x^2) + eps) * weight, per token (out may equal x). */
+void bn_rmsnorm(float *out, const float *x, const float *weight, int n_tokens, int cols, float eps);
+/* NEOX RoPE in place on n_heads heads of head_dim: dimension i pairs with i + rope_dim/2,
+ * theta_i = pos * freq_base^(-2i/rope_dim), dims >= rope_dim untouched. */
+void bn_rope_neox(float *x, int n_heads, int head_dim, int rope_dim, int32_t pos, float freq_base);
+/* In-place numerically safe softmax (max subtracted). */
+void bn_softmax(float *x, int n);
+/* out = relu(gate)^2 * up */
+void bn_relu2_mul(float *out, const float *gate, const float *up, int n);
+/* out = silu(gate) * up */
+void bn_silu_mul(float *out, const float *gate, const float *up, int n);
+/* x += y */
+void bn_add(float *x, const float *y, int n);
+/* Row id of an F16 table as float. Out-of-range id -> BN_ERR_RANGE naming the id and the count. */
+bn_status bn_embedding_lookup_f16(float *out, const uint16_t *table, int n_rows, int cols,
+                                  int32_t id, bn_error *err);
+
+/* ---- attention ----
+ * Causal attention of one token at position pos over cache positions 0..pos of one sequence.
+ * q: n_heads x head_dim. K/V cache rows: one row of n_kv_heads*head_dim values per position,
+ * stored as F16 (kv_f16 true) or F32; query head h uses KV head h / (n_heads / n_kv_heads).
+ * scores scaled by 1/sqrt(head_dim). out: n_heads x head_dim. scratch: pos + 1 floats. */
+void bn_attention(float *out, const float *q, const void *k_cache, const void *v_cache, bool kv_f16,
+                  int n_heads, int n_kv_heads, int head_dim, int32_t pos, float *scratch);
+
+/* ---- auxiliary ops (original plan's kernel library; scalar + one SIMD path each) ---- */
+typedef struct bn_conv1d_shape {
+    int in_channels, out_channels, length; /* input [in_channels][length] */
+    int kernel, stride, padding, dilation;
+} bn_conv1d_shape;
+/* Output length, or BN_ERR_INVALID for zero sizes, kernel larger than the padded input or an
+ * overflowing product. */
+bn_status bn_conv1d_output_length(const bn_conv1d_shape *shape, int *out_length, bn_error *err);
+/* Ternary 1-D convolution: weights I2_S-packed [out_channels][in_channels * kernel] (w_data in the
+ * file layout with its tensor scale), input quantized per call like a linear layer (one absmax
+ * scale over the whole input). out: [out_channels][out_length] = acc / s_x * s_w. */
+bn_status bn_conv1d_ternary(float *out, const uint8_t *w_data, const float *input,
+                            const bn_conv1d_shape *shape, bn_error *err);
+
+typedef struct bn_pool1d_shape {
+    int channels, length, kernel, stride, padding;
+} bn_pool1d_shape;
+bn_status bn_pool1d_output_length(const bn_pool1d_shape *shape, int *out_length, bn_error *err);
+/* Max ignores padding; average divides by the number of valid elements in the window. */
+bn_status bn_max_pool1d(float *out, const float *input, const bn_pool1d_shape *shape, bn_error *err);
+bn_status bn_avg_pool1d(float *out, const float *input, const bn_pool1d_shape *shape, bn_error *err);
+
+/* y = (x - mean) / sqrt(var + eps) * gamma + beta per channel; x is [channels][length]. */
+bn_status bn_batchnorm(float *out, const float *x, const float *mean, const float *var,
+                       const float *gamma, const float *beta, int channels, int length, float eps,
+                       bn_error *err);
+
+typedef enum bn_activation { BN_ACT_RELU, BN_ACT_RELU2, BN_ACT_SILU, BN_ACT_GELU } bn_activation;
+/* out = act(x) element-wise; GELU is the tanh form. */
+void bn_activation_apply(float *out, const float *x, int n, bn_activation act);
+
+#endif
