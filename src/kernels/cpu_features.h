@@ -26,7 +26,10 @@ bn_isa bn_isa_active(void);
 /* Forces a path (tests, --isa). Fails when the CPU lacks it or the name is unknown. */
 bn_status bn_isa_set_active_by_name(const char *name, bn_error *err);
 void bn_isa_set_active(bn_isa isa); /* caller has checked bn_isa_supported */
-const char *bn_isa_name(bn_isa isa); /* "scalar", "avx2", "avx512" */
+const char *bn_isa_name(bn_isa isa);
+/* Checks BITNET_ISA (if set) names a path this CPU supports; main() calls it first so a bad
+ * value is an error, not a silent fallback. */
+bn_status bn_isa_check_environment(bn_error *err); /* "scalar", "avx2", "avx512" */
 /* Space-separated feature names this CPU has ("sse4.2 avx2 fma f16c avx512f ..."). */
 void bn_cpu_features_describe(char *buf, size_t size);
 
