@@ -1,0 +1,397 @@
+#!/usr/bin/python3
+"""make_gguf_corpus.py: writes tests/data/gguf-malformed/, the malformed-GGUF corpus.
+
+Each case is a small valid file with one defect. Cases cover every rule the reader validates
+(src/gguf/gguf_read.c) and the classes behind llama.cpp's GGUF advisories: huge counts, length
+and count overflows, n_dims > 4, ne product overflow, unknown type ids, offsets past the end or
+misaligned or wrapping into the header, overlaps, duplicates, bad UTF-8, bad alignment, deep
+nesting and truncation at many cut points. expected.txt maps each file to the substring its
+error message must contain (tests/test_gguf_malformed.c checks it; byte offsets in the messages
+are computed here from the same layout).
+
+Usage: /usr/bin/python3 scripts/make_gguf_corpus.py [OUT_DIR]   (standard library only)
+"""
+import os
+import struct
+import sys
+
+U8, I8, U16, I16, U32, I32, F32, BOOL, STRING, ARRAY, U64, I64, F64 = range(13)
+T_F32, T_F16, T_Q8_0, T_I2_S = 0, 1, 8, 36
+MAX64 = (1 << 64) - 1
+
+
+def u32(v):
+    return struct.pack('<I', v & 0xFFFFFFFF)
+
+
+def u64(v):
+    return struct.pack('<Q', v & MAX64)
+
+
+def gstr(b):
+    return u64(len(b)) + b
+
+
+class File:
+    """A GGUF file assembled piece by piece; offsets of labelled pieces are remembered."""
+
+    def __init__(self):
+        self.buf = bytearray()
+        self.at = {}
+
+    def add(self, data, label=None):
+        if label:
+            self.at[label] = len(self.buf)
+        self.buf += data
+        return self
+
+    def pad(self, alignment=32):
+        self.buf += b'\0' * (-len(self.buf) % alignment)
+        return len(self.buf)
+
+
+def kv(key, vtype, payload):
+    return gstr(key) + u32(vtype) + payload
+
+
+def tinfo(name, ne, ttype, offset, n_dims=None):
+    dims = len(ne) if n_dims is None else n_dims
+    return gstr(name) + u32(dims) + b''.join(u64(x) for x in ne) + u32(ttype) + u64(offset)
+
+
+BASE_KVS = [kv(b'general.architecture', STRING, gstr(b'test')),
+            kv(b'general.name', STRING, gstr(b'corpus'))]
+# tensor a: f32 [8] = 32 bytes at 0; tensor b: i2_s [128, 2] = 64 + 32 = 96 bytes at 32
+BASE_TENSORS = [(b'a', [8], T_F32, 0), (b'b', [128, 2], T_I2_S, 32)]
+BASE_DATA = 128
+
+
+def build(kvs=None, tensors=None, data=BASE_DATA, version=3, magic=b'GGUF', n_kv=None,
+          n_tensors=None, alignment=32):
+    kvs = BASE_KVS if kvs is None else kvs
+    tensors = BASE_TENSORS if tensors is None else tensors
+    f = File()
+    f.add(magic + u32(version))
+    f.add(u64(len(tensors) if n_tensors is None else n_tensors), 'n_tensors')
+    f.add(u64(len(kvs) if n_kv is None else n_kv), 'n_kv')
+    for i, k in enumerate(kvs):
+        f.add(k, 'kv%d' % i)
+    for i, t in enumerate(tensors):
+        f.add(t if isinstance(t, bytes) else tinfo(*t), 't%d' % i)
+    f.add(b'', 'end_infos')
+    f.at['data'] = f.pad(alignment)
+    f.add(b'\0' * data)
+    return f
+
+
+cases = []  # (file name, bytes, expected substring)
+
+
+def case(name, data, expect):
+    cases.append((name, bytes(data), expect))
+
+
+def tensor_field(f, index, name, field, n_dims=1):
+    """Absolute offset of a field of tensor info `index` (name length len(name))."""
+    base = f.at['t%d' % index]
+    offsets = {'name': base, 'n_dims': base + 8 + len(name), 'ne0': base + 12 + len(name)}
+    offsets['type'] = base + 12 + len(name) + 8 * n_dims
+    offsets['offset'] = offsets['type'] + 4
+    return offsets[field]
+
+
+def tensor_prefix(f, index, name):
+    return "tensor '%s' (tensor info at offset %d): " % (name, f.at['t%d' % index])
+
+
+# ---- header ----
+good = build()
+case('bad-magic.gguf', b'GGUX' + good.buf[4:], 'magic at offset 0: bytes 47 47 55 58 are not "GGUF"')
+case('magic-ggjt.gguf', b'tjgg' + good.buf[4:], 'magic at offset 0: bytes 74 6a 67 67 are not "GGUF"')
+case('empty.gguf', b'', 'magic at offset 0: file truncated (needs 4 bytes, 0 left)')
+case('version-1.gguf', build(version=1).buf, 'version at offset 4: unsupported GGUF version 1')
+case('version-4.gguf', build(version=4).buf, 'version at offset 4: unsupported GGUF version 4')
+case('version-big-endian.gguf', build(version=0x03000000).buf,
+     'unsupported GGUF version 50331648 (a big-endian file)')
+case('huge-n-tensors.gguf', build(n_tensors=MAX64).buf,
+     'n_tensors at offset 8: 18446744073709551615 tensor infos cannot fit')
+case('huge-n-kv.gguf', build(n_kv=1 << 63).buf,
+     'n_kv at offset 16: 9223372036854775808 key-value pairs cannot fit')
+f = build()
+case('n-kv-exceeds-file.gguf', build(n_kv=100).buf,
+     'n_kv at offset 16: 100 key-value pairs cannot fit in the %d bytes after the header'
+     % (len(f.buf) - 24))
+# 3 tensor infos fit in the bytes after the header but not in those after the metadata
+f = build()
+n_fake = (len(f.buf) - f.at['t0']) // 32 + 1
+assert n_fake * 32 <= len(f.buf) - 24
+f = build(n_tensors=n_fake)
+case('n-tensors-exceeds-after-metadata.gguf', f.buf,
+     'n_tensors at offset 8: %d tensor infos cannot fit in the %d bytes after the metadata (at offset %d'
+     % (n_fake, len(f.buf) - f.at['t0'], f.at['t0']))
+
+# ---- truncation at many cut points ----
+f = build()
+k1 = f.at['kv1']  # general.name: key length, key (12 bytes), type, string length, "corpus"
+t1 = f.at['t1']
+cuts = [
+    ('trunc-in-magic.gguf', 2, 'magic at offset 0: file truncated (needs 4 bytes, 2 left)'),
+    ('trunc-in-version.gguf', 6, 'version at offset 4: file truncated'),
+    ('trunc-in-n-tensors.gguf', 12, 'n_tensors at offset 8: file truncated'),
+    ('trunc-in-n-kv.gguf', 20, 'n_kv at offset 16: file truncated'),
+    ('trunc-header-only.gguf', 24, 'n_tensors at offset 8: 2 tensor infos cannot fit in the 0 bytes'),
+    ('trunc-in-key-length.gguf', k1 + 4, None),
+    ('trunc-in-key.gguf', k1 + 10, None),
+    ('trunc-in-value-type.gguf', k1 + 8 + 12 + 2, None),
+    ('trunc-in-string-value.gguf', k1 + 8 + 12 + 4 + 8 + 3, None),
+    ('trunc-in-tensor-info.gguf', t1 + 10, None),
+    ('trunc-in-tensor-offset.gguf', len(f.buf) - BASE_DATA - (f.at['data'] - f.at['end_infos']) - 3, None),
+    ('trunc-in-data.gguf', len(f.buf) - 1, None),
+    ('trunc-at-data-start.gguf', f.at['data'],
+     "tensor 'a' (tensor info at offset %d): data offset at offset %d: data [%d, %d) extends past the end of the file (%d bytes)"
+     % (f.at['t0'], tensor_field(f, 0, b'a', 'offset'), f.at['data'], f.at['data'] + 32, f.at['data'])),
+]
+for name, cut, expect in cuts:
+    data = f.buf[:cut]
+    left = len(data) - 24
+    if expect is None:
+        if cut < f.at['t0']:
+            # the tensor count is checked against the size first: 2 infos need 64 bytes
+            if left < 64:
+                expect = 'n_tensors at offset 8: 2 tensor infos cannot fit in the %d bytes after the header' % left
+            elif cut < k1 + 8:
+                expect = "key 1 of 2: key at offset %d: file truncated" % k1
+            elif cut < k1 + 8 + 12:
+                expect = "key 1 of 2: key at offset %d: string length 12 exceeds the %d bytes left" % (k1, cut - k1 - 8)
+            elif cut < k1 + 24:
+                expect = "key 'general.name' (at offset %d): value type at offset %d: file truncated" % (k1, k1 + 20)
+            else:
+                expect = "key 'general.name' (at offset %d): string value at offset %d: string length 6 exceeds" % (k1, k1 + 24)
+        elif cut < f.at['end_infos']:
+            expect = None  # filled below per case
+        else:
+            expect = "tensor 'b' (tensor info at offset %d): data offset at offset %d: data [%d, %d) extends past the end of the file (%d bytes)" % (
+                t1, tensor_field(f, 1, b'b', 'offset', 2), f.at['data'] + 32, f.at['data'] + 128, cut)
+    cases.append([name, bytes(data), expect])
+# cuts inside the tensor infos: the count check first (2 infos = 64 bytes after the metadata)
+for c in cases:
+    if c[2] is None:
+        cut = len(c[1])
+        after_meta = cut - f.at['t0']
+        if after_meta < 64:
+            c[2] = 'n_tensors at offset 8: 2 tensor infos cannot fit in the %d bytes after the metadata' % after_meta
+        else:
+            c[2] = "%sdata offset at offset %d: file truncated" % (tensor_prefix(f, 1, 'b'), tensor_field(f, 1, b'b', 'offset', 2))
+
+# truncation inside each metadata field of a file without tensors (so no count check fires first)
+f = build(kvs=[kv(b'general.architecture', STRING, gstr(b'test')), kv(b'n', U32, u32(7)),
+               kv(b'arr', ARRAY, u32(U32) + u64(4) + u32(1) * 4),
+               kv(b'toks', ARRAY, u32(STRING) + u64(2) + gstr(b'ab') + gstr(b'cd'))], tensors=[], data=0)
+a1, a2, a3 = f.at['kv1'], f.at['kv2'], f.at['kv3']
+for name, cut, expect in [
+        ('trunc-kv-key-length.gguf', a3 + 3, 'key 3 of 4: key at offset %d: file truncated (needs 8 bytes, 3 left)' % a3),
+        ('trunc-kv-key-bytes.gguf', a1 + 8, 'key 1 of 4: key at offset %d: string length 1 exceeds the 0 bytes left' % a1),
+        ('trunc-kv-value-type.gguf', a1 + 11, "key 'n' (at offset %d): value type at offset %d: file truncated" % (a1, a1 + 9)),
+        ('trunc-kv-uint32-value.gguf', a1 + 15, "key 'n' (at offset %d): uint32 at offset %d: file truncated (needs 4 bytes, 2 left)" % (a1, a1 + 13)),
+        ('trunc-kv-array-type.gguf', a2 + 17, "key 'arr' (at offset %d): array element type at offset %d: file truncated" % (a2, a2 + 15)),
+        ('trunc-kv-array-count.gguf', a2 + 22, "key 'arr' (at offset %d): array count at offset %d: file truncated" % (a2, a2 + 19)),
+        ('trunc-kv-array-data.gguf', a2 + 33, "key 'arr' (at offset %d): array count at offset %d: 4 elements of uint32 cannot fit in the 6 bytes left" % (a2, a2 + 19)),
+        ('trunc-kv-string-array-length.gguf', a3 + 44, "key 'toks' (at offset %d): element 1: string at offset %d: file truncated (needs 8 bytes, 6 left)" % (a3, a3 + 38)),
+        ('trunc-kv-string-array-bytes.gguf', a3 + 47, "key 'toks' (at offset %d): element 1: string at offset %d: string length 2 exceeds the 1 bytes left" % (a3, a3 + 38)),
+]:
+    case(name, f.buf[:cut], expect)
+# truncation inside the fields of a tensor info with a long name (past the count check)
+f = build(tensors=[(b'blk.0.ffn_down.weight', [128, 2], T_I2_S, 0)])
+t0 = f.at['t0']
+tp = "tensor 'blk.0.ffn_down.weight' (tensor info at offset %d): " % t0
+for name, cut, expect in [
+        ('trunc-tensor-n-dims.gguf', t0 + 32, tp + 'n_dims at offset %d: file truncated (needs 4 bytes, 3 left)' % (t0 + 29)),
+        ('trunc-tensor-ne.gguf', t0 + 44, tp + 'ne at offset %d: file truncated (needs 8 bytes, 3 left)' % (t0 + 41)),
+        ('trunc-tensor-type.gguf', t0 + 51, tp + 'type at offset %d: file truncated (needs 4 bytes, 2 left)' % (t0 + 49)),
+        ('trunc-tensor-data-offset.gguf', t0 + 58, tp + 'data offset at offset %d: file truncated (needs 8 bytes, 5 left)' % (t0 + 53)),
+]:
+    case(name, f.buf[:cut], expect)
+
+# ---- metadata ----
+def kv_case(name, bad_kv, expect_fn):
+    f = build(kvs=BASE_KVS + [bad_kv])
+    case(name, f.buf, expect_fn(f.at['kv2']))
+
+
+def key_prefix(key, at):
+    return "key '%s' (at offset %d): " % (key, at)
+
+
+kv_case('key-length-overflow.gguf', u64(MAX64) + b'x' * 8,
+        lambda a: 'key at offset %d: string length 18446744073709551615 exceeds' % a)
+kv_case('string-value-length-overflow.gguf', kv(b's', STRING, u64(MAX64) + b'abc'),
+        lambda a: key_prefix('s', a) + 'string value at offset %d: string length 18446744073709551615 exceeds' % (a + 13))
+kv_case('string-value-length-past-end.gguf', kv(b's', STRING, u64(1 << 20) + b'abc'),
+        lambda a: key_prefix('s', a) + 'string value at offset %d: string length 1048576 exceeds' % (a + 13))
+kv_case('array-count-overflow.gguf', kv(b'arr', ARRAY, u32(U64) + u64((1 << 61) + 1) + u64(7)),
+        lambda a: key_prefix('arr', a) + 'array count at offset %d: 2305843009213693953 elements of uint64 cannot fit' % (a + 8 + 3 + 4 + 4))
+kv_case('string-array-count-overflow.gguf', kv(b'arr', ARRAY, u32(STRING) + u64(1 << 63) + gstr(b'x')),
+        lambda a: key_prefix('arr', a) + 'array count at offset %d: 9223372036854775808 elements of string cannot fit' % (a + 8 + 3 + 4 + 4))
+kv_case('nested-array-count-overflow.gguf', kv(b'arr', ARRAY, u32(ARRAY) + u64(1 << 62) + u32(U8) + u64(0)),
+        lambda a: key_prefix('arr', a) + 'array count at offset %d: 4611686018427387904 elements of array cannot fit' % (a + 8 + 3 + 4 + 4))
+kv_case('string-in-array-length-overflow.gguf',
+        kv(b'tok', ARRAY, u32(STRING) + u64(3) + gstr(b'ok') + u64(MAX64 - 1) + gstr(b'z')),
+        lambda a: key_prefix('tok', a) + 'element 1: string at offset %d: string length 18446744073709551614 exceeds' % (a + 8 + 3 + 4 + 12 + 10))
+kv_case('bad-value-type.gguf', kv(b'v', 13, u32(0)),
+        lambda a: key_prefix('v', a) + 'value type at offset %d: 13 is not a GGUF value type' % (a + 9))
+kv_case('bad-array-element-type.gguf', kv(b'v', ARRAY, u32(0xFFFFFFFF) + u64(0)),
+        lambda a: key_prefix('v', a) + 'array element type at offset %d: 4294967295 is not a GGUF value type' % (a + 13))
+kv_case('bool-value-2.gguf', kv(b'flag', BOOL, b'\x02'),
+        lambda a: key_prefix('flag', a) + 'bool at offset %d: value 2 is not 0 or 1' % (a + 16))
+kv_case('bool-array-value-255.gguf', kv(b'flags', ARRAY, u32(BOOL) + u64(3) + b'\x01\xff\x00'),
+        lambda a: key_prefix('flags', a) + 'element 1: bool at offset %d: value 255 is not 0 or 1' % (a + 17 + 12 + 1))
+kv_case('duplicate-key.gguf', kv(b'general.name', STRING, gstr(b'again')),
+        lambda a: key_prefix('general.name', a) + 'duplicate key (first at offset %d)' % (a - (8 + 12 + 4 + 8 + 6)))
+kv_case('invalid-utf8-key.gguf', kv(b'bad\xffkey', U8, b'\x01'),
+        lambda a: 'key 2 of 3: key at offset %d: invalid UTF-8 at byte 3' % a)
+kv_case('overlong-utf8-key.gguf', kv(b'a\xc0\xafb', U8, b'\x01'),
+        lambda a: 'key at offset %d: invalid UTF-8 at byte 1' % a)
+kv_case('surrogate-utf8-key.gguf', kv(b'k\xed\xa0\x80', U8, b'\x01'),
+        lambda a: 'key at offset %d: invalid UTF-8 at byte 1' % a)
+kv_case('truncated-utf8-key.gguf', kv(b'key\xe2\x82', U8, b'\x01'),
+        lambda a: 'key at offset %d: invalid UTF-8 at byte 3' % a)
+kv_case('empty-key.gguf', kv(b'', U8, b'\x01'), lambda a: 'key at offset %d: empty key' % a)
+kv_case('nul-in-key.gguf', kv(b'gen\0eral', U8, b'\x01'), lambda a: 'key at offset %d: contains a NUL byte' % a)
+
+
+def alignment_case(name, vtype, payload, expect):
+    f = build(kvs=BASE_KVS + [kv(b'general.alignment', vtype, payload)])
+    case(name, f.buf, key_prefix('general.alignment', f.at['kv2']) + expect)
+
+
+alignment_case('alignment-zero.gguf', U32, u32(0), '0 is not a power of two')
+alignment_case('alignment-three.gguf', U32, u32(3), '3 is not a power of two')
+alignment_case('alignment-uint64.gguf', U64, u64(32), 'type uint64, expected uint32')
+alignment_case('alignment-int32.gguf', I32, u32(32), 'type int32, expected uint32')
+alignment_case('alignment-string.gguf', STRING, gstr(b'32'), 'type string, expected uint32')
+
+
+def nested(depth):
+    out = b''
+    for d in range(depth):
+        last = d + 1 == depth
+        out += u32(U8 if last else ARRAY) + u64(0 if last else 1)
+    return out
+
+
+f = build(kvs=BASE_KVS + [kv(b'deep', ARRAY, nested(200))])
+case('deep-nesting-200.gguf', f.buf,
+     key_prefix('deep', f.at['kv2']) + 'array at offset %d: nesting deeper than 64 levels' % (f.at['kv2'] + 16 + 64 * 12))
+f = build(kvs=BASE_KVS + [kv(b'deep', ARRAY, nested(65))])
+case('deep-nesting-65.gguf', f.buf, 'nesting deeper than 64 levels')
+
+# ---- tensor infos ----
+def tensor_case(name, bad, expect_fn, tensors_before=None):
+    before = BASE_TENSORS if tensors_before is None else tensors_before
+    f = build(tensors=before + [bad], data=BASE_DATA + 64)
+    case(name, f.buf, expect_fn(f, len(before)))
+
+
+tensor_case('n-dims-5.gguf', (b'blk.0.attn_q.weight', [8, 1, 1, 1, 1], T_F32, 128),
+            lambda f, i: tensor_prefix(f, i, 'blk.0.attn_q.weight') + 'n_dims 5 at offset %d exceeds 4'
+            % tensor_field(f, i, b'blk.0.attn_q.weight', 'n_dims'))
+tensor_case('n-dims-huge.gguf', tinfo(b'c', [], T_F32, 128, n_dims=0xFFFFFFFF) + b'\0' * 64,
+            lambda f, i: tensor_prefix(f, i, 'c') + 'n_dims 4294967295 at offset %d exceeds 4' % tensor_field(f, i, b'c', 'n_dims'))
+tensor_case('n-dims-zero.gguf', (b'c', [], T_F32, 128),
+            lambda f, i: tensor_prefix(f, i, 'c') + 'n_dims 0 at offset %d is 0' % tensor_field(f, i, b'c', 'n_dims'))
+tensor_case('ne-zero.gguf', (b'c', [8, 0], T_F32, 128),
+            lambda f, i: tensor_prefix(f, i, 'c') + 'ne[1] at offset %d: 0 is not positive' % (tensor_field(f, i, b'c', 'ne0') + 8))
+tensor_case('ne-product-overflow.gguf', (b'c', [1 << 32, 1 << 32], T_F32, 128),
+            lambda f, i: tensor_prefix(f, i, 'c') + 'ne[1] at offset %d: element count overflows' % (tensor_field(f, i, b'c', 'ne0') + 8))
+tensor_case('ne-product-overflow-4d.gguf', (b'c', [1 << 16, 1 << 16, 1 << 16, 1 << 16], T_F32, 128),
+            lambda f, i: tensor_prefix(f, i, 'c') + 'ne[3] at offset %d: element count overflows' % (tensor_field(f, i, b'c', 'ne0') + 24))
+tensor_case('ne-negative.gguf', (b'c', [MAX64], T_F32, 128),
+            lambda f, i: tensor_prefix(f, i, 'c') + 'ne[0] at offset %d: 18446744073709551615 is too large' % tensor_field(f, i, b'c', 'ne0'))
+tensor_case('tensor-size-overflow.gguf', (b'c', [1 << 62], T_F32, 128),
+            lambda f, i: tensor_prefix(f, i, 'c') + 'type at offset %d: size of 4611686018427387904 elements of f32 overflows'
+            % tensor_field(f, i, b'c', 'type'))
+tensor_case('type-out-of-range.gguf', (b'c', [8], 0xFFFFFFFF, 128),
+            lambda f, i: tensor_prefix(f, i, 'c') + 'type at offset %d: unknown tensor type id 4294967295' % tensor_field(f, i, b'c', 'type'))
+tensor_case('type-q6k-unsupported.gguf', (b'c', [256], 14, 128),
+            lambda f, i: tensor_prefix(f, i, 'c') + 'type at offset %d: unknown tensor type id 14' % tensor_field(f, i, b'c', 'type'))
+tensor_case('type-i8s-unsupported.gguf', (b'c', [8], 37, 128),
+            lambda f, i: tensor_prefix(f, i, 'c') + 'type at offset %d: unknown tensor type id 37' % tensor_field(f, i, b'c', 'type'))
+tensor_case('i2s-row-not-multiple.gguf', (b'c', [100, 2], T_I2_S, 128),
+            lambda f, i: tensor_prefix(f, i, 'c') + 'type at offset %d: row length 100 is not a multiple of 128 required by type i2_s'
+            % tensor_field(f, i, b'c', 'type', 2))
+tensor_case('q8-row-not-multiple.gguf', (b'c', [40], T_Q8_0, 128),
+            lambda f, i: tensor_prefix(f, i, 'c') + 'type at offset %d: row length 40 is not a multiple of 32 required by type q8_0'
+            % tensor_field(f, i, b'c', 'type'))
+tensor_case('tensor-name-length-overflow.gguf', u64(MAX64) + b'\0' * 40,
+            lambda f, i: 'tensor 2 (tensor info at offset %d): name at offset %d: string length 18446744073709551615 exceeds'
+            % (f.at['t2'], f.at['t2']))
+tensor_case('invalid-utf8-tensor-name.gguf', (b'w\x80', [8], T_F32, 128),
+            lambda f, i: 'tensor 2 (tensor info at offset %d): name at offset %d: invalid UTF-8 at byte 1' % (f.at['t2'], f.at['t2']))
+tensor_case('empty-tensor-name.gguf', (b'', [8], T_F32, 128),
+            lambda f, i: 'tensor 2 (tensor info at offset %d): name at offset %d: empty name' % (f.at['t2'], f.at['t2']))
+tensor_case('duplicate-tensor-name.gguf', (b'a', [8], T_F32, 128),
+            lambda f, i: tensor_prefix(f, i, 'a') + 'duplicate name (first at tensor info offset %d)' % f.at['t0'])
+
+# ---- data offsets ----
+def offset_case(name, offset, expect_fn, alignment_kv=None):
+    kvs = BASE_KVS + ([alignment_kv] if alignment_kv else [])
+    f = build(kvs=kvs, tensors=BASE_TENSORS[:1] + [(b'b', [128, 2], T_I2_S, offset)],
+              alignment=64 if alignment_kv else 32)
+    case(name, f.buf, tensor_prefix(f, 1, 'b') + expect_fn(f))
+
+
+offset_case('offset-past-end.gguf', 1 << 40,
+            lambda f: 'data offset at offset %d: data [%d, %d) extends past the end of the file (%d bytes)' % (
+                tensor_field(f, 1, b'b', 'offset', 2), f.at['data'] + (1 << 40), f.at['data'] + (1 << 40) + 96, len(f.buf)))
+offset_case('offset-straddles-end.gguf', 64,
+            lambda f: 'data offset at offset %d: data [%d, %d) extends past the end of the file (%d bytes)' % (
+                tensor_field(f, 1, b'b', 'offset', 2), f.at['data'] + 64, f.at['data'] + 160, len(f.buf)))
+offset_case('offset-max.gguf', MAX64 - 31,
+            lambda f: 'data offset at offset %d: %d wraps around to file offset %d, inside the header' % (
+                tensor_field(f, 1, b'b', 'offset', 2), MAX64 - 31, (f.at['data'] + MAX64 - 31) & MAX64))
+offset_case('misaligned-offset.gguf', 33,
+            lambda f: 'data offset at offset %d: 33 is not a multiple of the alignment 32' % tensor_field(f, 1, b'b', 'offset', 2))
+offset_case('misaligned-offset-alignment-64.gguf', 32,
+            lambda f: 'data offset at offset %d: 32 is not a multiple of the alignment 64' % tensor_field(f, 1, b'b', 'offset', 2),
+            alignment_kv=kv(b'general.alignment', U32, u32(64)))
+# an offset that wraps past 2^64 lands inside the header: "tensor overlapping the header"
+f0 = build()
+wrap = (1 << 64) - f0.at['data'] + 32
+offset_case('tensor-overlaps-header.gguf', wrap,
+            lambda f: 'data offset at offset %d: %d wraps around to file offset 32, inside the header' % (
+                tensor_field(f, 1, b'b', 'offset', 2), wrap))
+offset_case('overlapping-tensors.gguf', 0,
+            lambda f: "data [%d, %d) overlaps tensor 'a' data [%d, %d)" % (
+                f.at['data'], f.at['data'] + 96, f.at['data'], f.at['data'] + 32))
+f = build(tensors=[(b'a', [16], T_F32, 0), (b'b', [128, 2], T_I2_S, 32)])
+case('overlapping-partial.gguf', f.buf,
+     tensor_prefix(f, 1, 'b') + "data [%d, %d) overlaps tensor 'a' data [%d, %d)" % (
+         f.at['data'] + 32, f.at['data'] + 128, f.at['data'], f.at['data'] + 64))
+f = build(tensors=[(b'a', [8], T_F32, 96), (b'b', [128, 2], T_I2_S, 0), (b'c', [8], T_F32, 64)], data=160)
+case('overlapping-out-of-order.gguf', f.buf,
+     tensor_prefix(f, 2, 'c') + "data [%d, %d) overlaps tensor 'b' data [%d, %d)" % (
+         f.at['data'] + 64, f.at['data'] + 96, f.at['data'], f.at['data'] + 96))
+
+
+def main():
+    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'tests', 'data', 'gguf-malformed')
+    os.makedirs(out, exist_ok=True)
+    names = [c[0] for c in cases]
+    assert len(names) == len(set(names)), 'duplicate case names'
+    for old in os.listdir(out):
+        if old.endswith('.gguf'):
+            os.remove(os.path.join(out, old))
+    with open(os.path.join(out, 'expected.txt'), 'w') as manifest:
+        manifest.write('# file<TAB>substring its error message must contain (after "FILE: ").\n'
+                       '# Generated by scripts/make_gguf_corpus.py; do not edit by hand.\n')
+        for name, data, expect in cases:
+            assert expect and '\t' not in expect and '\n' not in expect, name
+            with open(os.path.join(out, name), 'wb') as fh:
+                fh.write(data)
+            manifest.write('%s\t%s\n' % (name, expect))
+    print('wrote %d malformed GGUF files to %s' % (len(cases), out))
+
+
+if __name__ == '__main__':
+    main()
