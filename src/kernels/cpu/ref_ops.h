@@ -1,0 +1,131 @@
+/*
+ * ref_ops.h: scalar reference kernels of the non-matmul operations in kernels/ops.h (norms, RoPE,
+ * softmax, activations, attention, and the auxiliary conv/pool/batchnorm ops). These define the
+ * result of every op; the AVX2/AVX-512 paths (ops_isa.h) are tested against them. They run on any
+ * CPU and are the production path where no SIMD path exists.
+ *
+ * Design: accuracy first. Reductions (RMSNorm sum of squares, attention dot products and weighted
+ * sums, softmax denominator) accumulate in double, and transcendental parts (RoPE angles, SiLU,
+ * GELU) are evaluated in double, so the reference is as close to the exact result as float
+ * outputs allow. Element-wise float formulas (relu2_mul, add, batchnorm, pooling, the conv1d
+ * rescale) are written so the SIMD paths can reproduce them bit for bit.
+ *
+ * The functions here take validated arguments; kernels/ops.c validates (the shape checkers below
+ * are shared by every path so all paths accept exactly the same inputs).
+ */
+#ifndef BN_KERNELS_CPU_REF_OPS_H
+#define BN_KERNELS_CPU_REF_OPS_H
+
+#include "bitnet.h"
+#include "kernels/ops.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- per-token and element-wise ops (semantics in kernels/ops.h) ---- */
+
+/* Per token: ss = sum x^2 in double; scale = (float)(1 / sqrt(ss / cols + eps)) in double;
+ * out = (x * scale) * weight in float. */
+void bn_ref_rmsnorm(float *out, const float *x, const float *weight, int n_tokens, int cols,
+                    float eps);
+
+/* cos/sin of theta_i = pos * freq_base^(-2i/rope_dim) for i in [i0, i0 + count), computed in
+ * double (exact argument reduction for any int32 position) and rounded to float. */
+void bn_ref_rope_angles(float *cos_out, float *sin_out, int i0, int count, int rope_dim,
+                        int32_t pos, float freq_base);
+/* The rotation every path uses: x0' = x0*c - x1*s, x1' = x0*s + x1*c (float, no FMA). rope_dim
+ * is clamped to head_dim and rounded down to even; dims >= rope_dim are untouched. freq_base > 0.
+ * Any int32 position (negative included) gives finite outputs for finite inputs, and each pair's
+ * norm is preserved to float rounding. */
+void bn_ref_rope_neox(float *x, int n_heads, int head_dim, int rope_dim, int32_t pos,
+                      float freq_base);
+
+/* Softmax in place, defined for every input (the result always sums to 1 unless it is NaN):
+ *   - any NaN in x: every output is NaN;
+ *   - max is +inf: the +inf entries share 1 equally, everything else is 0;
+ *   - all entries -inf: uniform 1/n (there is no information to prefer any entry);
+ *   - otherwise p_i = exp(x_i - max) / sum_j exp(x_j - max), the sum in double. x_i - max may
+ *     round to -inf for huge ranges (e.g. -3e38 and 3e38), which gives exactly 0.
+ * n <= 0 does nothing. */
+void bn_ref_softmax(float *x, int n);
+/* The special cases above, shared by every path: given max (over x) and whether x has a NaN,
+ * fills x and returns true when the input is one of them; false means "finite max, compute". */
+bool bn_ref_softmax_special(float *x, int n, float max, bool has_nan);
+
+/* out = r*r*up with r = gate < 0 ? 0 : gate (a NaN gate stays NaN). */
+void bn_ref_relu2_mul(float *out, const float *gate, const float *up, int n);
+/* out = (float)silu((double)gate) * up. */
+void bn_ref_silu_mul(float *out, const float *gate, const float *up, int n);
+void bn_ref_add(float *x, const float *y, int n);
+void bn_ref_embedding_row_f16(float *out, const uint16_t *row, int cols);
+
+/* Activations (float in, float out). ReLU: x < 0 ? 0 : x (NaN and -0 pass through, as MAXPS with
+ * 0 first does). SiLU: x / (1 + exp(-x)) in double. GELU (tanh form) via the exact identity
+ * 0.5 x (1 + tanh(y)) = x / (1 + exp(-2y)), y = sqrt(2/pi) (x + 0.044715 x^3), in double: no
+ * cancellation for negative x. -inf maps to -0 for SiLU and GELU (the limit), NaN stays NaN. */
+float bn_ref_relu(float x);
+float bn_ref_silu(float x);
+float bn_ref_gelu(float x);
+void bn_ref_activation_apply(float *out, const float *x, int n, bn_activation act);
+
+/* Attention (semantics in kernels/ops.h); dot products and the weighted sum of V in double.
+ * Preconditions (the op has no error return; the model checks them once at load): n_kv_heads
+ * >= 1 divides n_heads, head_dim >= 1, pos >= 0, caches hold rows 0..pos. Only rows 0..pos are
+ * read, so the result depends on nothing but this token's query and its cache prefix. */
+void bn_ref_attention(float *out, const float *q, const void *k_cache, const void *v_cache,
+                      bool kv_f16, int n_heads, int n_kv_heads, int head_dim, int32_t pos,
+                      float *scratch);
+
+/* ---- auxiliary ops ---- */
+
+/* A validated conv1d shape with its derived sizes. */
+typedef struct bn_conv1d_plan {
+    int out_length;
+    int row_length;   /* in_channels * kernel: one output channel's weights */
+    size_t n_weights; /* out_channels * row_length */
+    size_t n_input;   /* in_channels * length */
+    size_t n_output;  /* out_channels * out_length */
+} bn_conv1d_plan;
+
+/* Largest in_channels * kernel: |acc| <= 128 * row_length must fit an int32. */
+#define BN_CONV1D_MAX_ROW (INT32_MAX / 128)
+
+/* Validates the shape (every size > 0, padding >= 0, dilated kernel <= padded input, products
+ * that fit, row_length <= BN_CONV1D_MAX_ROW) and fills plan. With need_i2s it also requires
+ * n_weights to be a multiple of 128 (the I2_S block). Errors: BN_ERR_INVALID naming the field. */
+bn_status bn_ref_conv1d_plan(bn_conv1d_plan *plan, const bn_conv1d_shape *shape, bool need_i2s,
+                             bn_error *err);
+/* Unpacks n (a multiple of 128) I2_S weights to int8 {-1, 0, +1}; code 3 -> BN_ERR_FORMAT
+ * naming the weight index. */
+bn_status bn_ref_i2s_unpack(int8_t *w, const uint8_t *data, size_t n, bn_error *err);
+/* Quantizes x (n values) with one absmax scale exactly as spec section 4 (scale computed in
+ * double and stored as float, q = clamp(nearbyintf(x * scale), -128, 127)); *scale gets s_x.
+ * A non-finite value -> BN_ERR_INVALID naming its index. */
+bn_status bn_ref_quantize_block(int8_t *q, float *scale, const float *x, size_t n, bn_error *err);
+/* The convolution proper over unpacked weights w [out][in*kernel] (index c*kernel + k) and
+ * quantized input q [in][length]: out[o][l] = ((float)acc / s_x) * s_w with the exact int32
+ * acc = sum_c sum_k w[o][c][k] * q[c][l*stride - padding + k*dilation] (outside = 0). */
+void bn_ref_conv1d_core(float *out, const int8_t *w, const int8_t *q, float s_x, float s_w,
+                        const bn_conv1d_shape *shape, const bn_conv1d_plan *plan);
+
+/* Validates (sizes > 0, 0 <= padding < kernel so every window holds a real element, kernel <=
+ * padded input, products that fit) and returns the output length. */
+bn_status bn_ref_pool1d_plan(int *out_length, const bn_pool1d_shape *shape, bn_error *err);
+/* Max: NaN if the window holds one, else the largest element. Average: float sum of the valid
+ * elements in window order, divided by their count. */
+void bn_ref_max_pool1d(float *out, const float *input, const bn_pool1d_shape *shape,
+                       int out_length);
+void bn_ref_avg_pool1d(float *out, const float *input, const bn_pool1d_shape *shape,
+                       int out_length);
+
+/* Validates channels/length > 0, finite eps >= 0 and finite var[c] + eps > 0 for every c. */
+bn_status bn_ref_batchnorm_check(const float *var, int channels, int length, float eps,
+                                 bn_error *err);
+/* a = (float)(gamma / sqrt(var + eps)) in double; every path computes y = (x - mean) * a + beta
+ * in float with it. */
+float bn_ref_batchnorm_scale(float var, float gamma, float eps);
+void bn_ref_batchnorm(float *out, const float *x, const float *mean, const float *var,
+                      const float *gamma, const float *beta, int channels, int length, float eps);
+
+#endif
