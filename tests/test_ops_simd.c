@@ -301,7 +301,7 @@ static void test_attention(void) {
             for (int f16 = 0; f16 < 2; f16++) {
                 const void *kc = f16 ? (const void *)k16 : (const void *)k;
                 const void *vc = f16 ? (const void *)v16 : (const void *)v;
-                bn_ref_attention(a, q, kc, vc, f16, n_heads, n_kv, hd, pos, scratch);
+                bn_ref_attention(a, q, kc, vc, f16, n_heads, n_kv, hd, pos, scratch, 0, n_heads);
                 bn_attention(b, q, kc, vc, f16, n_heads, n_kv, hd, pos, scratch);
                 bn_attention(b2, q, kc, vc, f16, n_heads, n_kv, hd, pos, scratch);
                 runs += 2;

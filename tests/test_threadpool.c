@@ -34,7 +34,7 @@ static void test_pool(int n_threads) {
     job j = {.n_items = 1001};
     j.marks = calloc((size_t)j.n_items, sizeof *j.marks);
     for (int i = 0; i < 8; i++) atomic_init(&j.calls[i], 0);
-    const int rounds = 2000;
+    const int rounds = 300;
     for (int r = 0; r < rounds; r++) bn_threadpool_run(pool, run_job, &j);
     for (int t = 0; t < n_threads; t++) CHECKF(atomic_load(&j.calls[t]) == rounds, "thread %d", t);
     long wrong = 0;

@@ -139,20 +139,27 @@ bn_status bn_embedding_lookup_f16(float *out, const uint16_t *table, int n_rows,
 
 void bn_attention(float *out, const float *q, const void *k_cache, const void *v_cache, bool kv_f16,
                   int n_heads, int n_kv_heads, int head_dim, int32_t pos, float *scratch) {
+    bn_attention_heads(out, q, k_cache, v_cache, kv_f16, n_heads, n_kv_heads, head_dim, pos, scratch,
+                       0, n_heads);
+}
+
+void bn_attention_heads(float *out, const float *q, const void *k_cache, const void *v_cache,
+                        bool kv_f16, int n_heads, int n_kv_heads, int head_dim, int32_t pos,
+                        float *scratch, int head_begin, int head_end) {
     uint64_t t0 = bn_kernel_begin();
     bn_isa isa = path(true);
     switch (isa) {
     case BN_ISA_AVX512:
         bn_avx512_attention(out, q, k_cache, v_cache, kv_f16, n_heads, n_kv_heads, head_dim, pos,
-                            scratch);
+                            scratch, head_begin, head_end);
         break;
     case BN_ISA_AVX2:
         bn_avx2_attention(out, q, k_cache, v_cache, kv_f16, n_heads, n_kv_heads, head_dim, pos,
-                          scratch);
+                          scratch, head_begin, head_end);
         break;
     default:
         bn_ref_attention(out, q, k_cache, v_cache, kv_f16, n_heads, n_kv_heads, head_dim, pos,
-                         scratch);
+                         scratch, head_begin, head_end);
         break;
     }
     count(&attention_kernels, isa, t0);

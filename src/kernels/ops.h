@@ -2,7 +2,7 @@
  * ops.h: the CPU operations the forward pass and the tools call. Each function here is a
  * dispatch point: it picks the active ISA path (kernels/cpu_features.h), counts the call in the
  * kernel registry under the id of the kernel that ran, and splits rows over the thread pool
- * (NULL = run on the calling thread). The scalar reference of each op (kernels/cpu/ref.h)
+ * (NULL = run on the calling thread). The scalar reference of each op (kernels/cpu/ref_ops.h, kernels/cpu/ref_matmul.h)
  * defines its result; SIMD paths are tested against it.
  *
  * Conventions: output first, then inputs, then sizes. Matrices are row-major with `cols` the row
@@ -95,6 +95,11 @@ bn_status bn_embedding_lookup_f16(float *out, const uint16_t *table, int n_rows,
  * scores scaled by 1/sqrt(head_dim). out: n_heads x head_dim. scratch: pos + 1 floats. */
 void bn_attention(float *out, const float *q, const void *k_cache, const void *v_cache, bool kv_f16,
                   int n_heads, int n_kv_heads, int head_dim, int32_t pos, float *scratch);
+/* The same for query heads [head_begin, head_end) only (out and q still hold all heads), so
+ * threads can split one token's heads; each head's result is the same as from bn_attention. */
+void bn_attention_heads(float *out, const float *q, const void *k_cache, const void *v_cache,
+                        bool kv_f16, int n_heads, int n_kv_heads, int head_dim, int32_t pos,
+                        float *scratch, int head_begin, int head_end);
 
 /* ---- auxiliary ops (original plan's kernel library; scalar + one SIMD path each) ---- */
 typedef struct bn_conv1d_shape {

@@ -130,14 +130,14 @@ static inline void scores4(float *scores, const float *qh, const void *k_cache, 
 
 void bn_avx512_attention(float *out, const float *q, const void *k_cache, const void *v_cache,
                          bool kv_f16, int n_heads, int n_kv_heads, int head_dim, int32_t pos,
-                         float *scratch) {
+                         float *scratch, int head_begin, int head_end) {
     int group = n_heads / n_kv_heads;
     size_t row = (size_t)n_kv_heads * (size_t)head_dim;
     float scale = (float)(1.0 / sqrt((double)head_dim));
     int n_pos = pos + 1;
     const __mmask16 full = 0xffff;
     __mmask16 last = (head_dim & 15) ? tail_mask(head_dim & 15) : full;
-    for (int h = 0; h < n_heads; h++) {
+    for (int h = head_begin; h < head_end; h++) {
         const float *qh = q + (size_t)h * (size_t)head_dim;
         size_t kv_offset = (size_t)(h / group) * (size_t)head_dim;
         /* scores: q . k_t for every cached position, four positions per pass */

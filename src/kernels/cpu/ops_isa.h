@@ -27,7 +27,8 @@ void bn_avx2_embedding_row_f16(float *out, const uint16_t *row, int cols);
 void bn_avx2_activation_apply(float *out, const float *x, int n, bn_activation act);
 void bn_avx2_attention(float *out, const float *q, const void *k_cache, const void *v_cache,
                        bool kv_f16, int n_heads, int n_kv_heads, int head_dim, int32_t pos,
-                       float *scratch);
+                       float *scratch,
+                       int head_begin, int head_end);
 /* column: plan->row_length bytes of scratch. */
 void bn_avx2_conv1d_core(float *out, const int8_t *w, const int8_t *q, float s_x, float s_w,
                          const bn_conv1d_shape *shape, const bn_conv1d_plan *plan, int8_t *column);
@@ -43,6 +44,7 @@ void bn_avx512_rmsnorm(float *out, const float *x, const float *weight, int n_to
 void bn_avx512_softmax(float *x, int n);
 void bn_avx512_attention(float *out, const float *q, const void *k_cache, const void *v_cache,
                          bool kv_f16, int n_heads, int n_kv_heads, int head_dim, int32_t pos,
-                         float *scratch);
+                         float *scratch,
+                       int head_begin, int head_end);
 
 #endif

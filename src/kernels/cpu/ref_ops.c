@@ -175,12 +175,12 @@ static float cache_value(const void *cache, bool f16, size_t index) {
 
 void bn_ref_attention(float *out, const float *q, const void *k_cache, const void *v_cache,
                       bool kv_f16, int n_heads, int n_kv_heads, int head_dim, int32_t pos,
-                      float *scratch) {
+                      float *scratch, int head_begin, int head_end) {
     int group = n_heads / n_kv_heads;
     size_t row = (size_t)n_kv_heads * (size_t)head_dim;
     float scale = (float)(1.0 / sqrt((double)head_dim));
     int n_pos = pos + 1;
-    for (int h = 0; h < n_heads; h++) {
+    for (int h = head_begin; h < head_end; h++) {
         const float *qh = q + (size_t)h * (size_t)head_dim;
         size_t kv_offset = (size_t)(h / group) * (size_t)head_dim;
         for (int t = 0; t < n_pos; t++) {

@@ -75,7 +75,8 @@ void bn_ref_activation_apply(float *out, const float *x, int n, bn_activation ac
  * read, so the result depends on nothing but this token's query and its cache prefix. */
 void bn_ref_attention(float *out, const float *q, const void *k_cache, const void *v_cache,
                       bool kv_f16, int n_heads, int n_kv_heads, int head_dim, int32_t pos,
-                      float *scratch);
+                      float *scratch,
+                       int head_begin, int head_end);
 
 /* ---- auxiliary ops ---- */
 

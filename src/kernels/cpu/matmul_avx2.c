@@ -1,0 +1,377 @@
+/*
+ * matmul_avx2.c: AVX2 (+FMA, F16C) matrix kernels; contracts in ref_matmul.h / matmul_isa.h.
+ *
+ * Ternary: codes are used unsigned (0, 1, 2 = w + 1) as the u8 operand of maddubs against the
+ * int8 activations, and the activation sum is subtracted afterwards (spec section 4). An I2_S
+ * block is one 32-byte load whose 2-bit field n (bits 7-2n..6-2n) lines up with activations
+ * 32n..32n+31, so shifts and a mask give four code vectors; TQ2_0 is the same per half block
+ * with field n at bits 2n+1..2n; TQ1_0 is decoded per block to 256 codes (base-3 digits by a
+ * byte multiply and two unsigned compares). maddubs pairs stay within int16 (2 * 2 * 128 per
+ * pair, four pairs per block). GEMV runs 4 rows per pass sharing the activation loads, with
+ * software prefetch; GEMM reuses each decoded weight block across 4 tokens.
+ *
+ * F16: 16 lanes (two 8-float accumulators) per output, multiply then add (never fused), as the
+ * reference defines; GEMV runs 4 rows per pass, GEMM converts a weight chunk once per 4 tokens.
+ * Int8: maddubs(|q|, w * sign(q)) (weights are within -127..127, so negation is exact).
+ */
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
+
+#include "kernels/cpu/matmul_isa.h"
+
+#include "quant/quant_format.h"
+#include "quant/ternary.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+/* Bytes ahead of the current load (8-16 KiB is the plateau on the 2B-4T shapes). */
+#define PREFETCH_DISTANCE 12288
+
+static inline int32_t hsum_epi32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* ---- activation quantization ---- */
+
+void bn_avx2_quantize_activations(int8_t *q, float *scales, int32_t *sums, const float *x,
+                                  int n_tokens, int cols) {
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int t = 0; t < n_tokens; t++) {
+        const float *xt = x + (size_t)t * cols;
+        int8_t *qt = q + (size_t)t * cols;
+        __m256 vmax = _mm256_setzero_ps();
+        int c = 0;
+        /* max(abs, acc) keeps acc for a NaN element, as the reference's `a > max` does */
+        for (; c + 8 <= cols; c += 8)
+            vmax = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(xt + c), abs_mask), vmax);
+        float lanes[8];
+        _mm256_storeu_ps(lanes, vmax);
+        float max_abs = 0.0f;
+        for (int i = 0; i < 8; i++)
+            if (lanes[i] > max_abs) max_abs = lanes[i];
+        for (; c < cols; c++)
+            if (fabsf(xt[c]) > max_abs) max_abs = fabsf(xt[c]);
+        double denominator = max_abs > 1e-5f ? (double)max_abs : 1e-5;
+        float scale = (float)(127.0 / denominator);
+        const __m256 vs = _mm256_set1_ps(scale);
+        c = 0;
+        for (; c + 32 <= cols; c += 32) {
+            __m256i a = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xt + c), vs));
+            __m256i b = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xt + c + 8), vs));
+            __m256i d = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xt + c + 16), vs));
+            __m256i e = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xt + c + 24), vs));
+            __m256i packed = _mm256_packs_epi16(_mm256_packs_epi32(a, b), _mm256_packs_epi32(d, e));
+            _mm256_storeu_si256((__m256i *)(qt + c), _mm256_permutevar8x32_epi32(packed, order));
+        }
+        for (; c < cols; c++) {
+            float v = nearbyintf(xt[c] * scale);
+            qt[c] = (int8_t)(!(v >= -128.0f) ? -128 : v > 127.0f ? 127 : (int)v);
+        }
+        int32_t sum = 0;
+        for (c = 0; c < cols; c++) sum += qt[c];
+        scales[t] = scale;
+        sums[t] = sum;
+    }
+}
+
+/* ---- ternary ---- */
+
+/* int16 partial dot of one I2_S block (32 bytes at w) with activations x[0..127]. */
+static inline __m256i i2s_block(__m256i w, const int8_t *x) {
+    const __m256i m3 = _mm256_set1_epi8(3);
+    __m256i c0 = _mm256_and_si256(_mm256_srli_epi16(w, 6), m3);
+    __m256i c1 = _mm256_and_si256(_mm256_srli_epi16(w, 4), m3);
+    __m256i c2 = _mm256_and_si256(_mm256_srli_epi16(w, 2), m3);
+    __m256i c3 = _mm256_and_si256(w, m3);
+    __m256i s0 = _mm256_maddubs_epi16(c0, _mm256_loadu_si256((const __m256i *)x));
+    __m256i s1 = _mm256_maddubs_epi16(c1, _mm256_loadu_si256((const __m256i *)(x + 32)));
+    __m256i s2 = _mm256_maddubs_epi16(c2, _mm256_loadu_si256((const __m256i *)(x + 64)));
+    __m256i s3 = _mm256_maddubs_epi16(c3, _mm256_loadu_si256((const __m256i *)(x + 96)));
+    return _mm256_add_epi16(_mm256_add_epi16(s0, s1), _mm256_add_epi16(s2, s3));
+}
+
+/* GEMV over 4 rows sharing activation loads; raw sums (codes * q) per row. */
+static void i2s_gemv4(int32_t raw[4], const uint8_t *const w[4], const int8_t *x, int cols) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
+                      _mm256_setzero_si256()};
+    const int blocks = cols / BN_I2S_BLOCK;
+    int b = 0;
+    for (; b + 2 <= blocks; b += 2) {
+        const int8_t *xb = x + (size_t)b * BN_I2S_BLOCK;
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) {
+            const uint8_t *wb = w[r] + (size_t)b * BN_I2S_BLOCK_BYTES;
+            _mm_prefetch((const char *)(wb + PREFETCH_DISTANCE), _MM_HINT_T0);
+            __m256i s = _mm256_add_epi16(
+                i2s_block(_mm256_loadu_si256((const __m256i *)wb), xb),
+                i2s_block(_mm256_loadu_si256((const __m256i *)(wb + 32)), xb + BN_I2S_BLOCK));
+            acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(s, ones));
+        }
+    }
+    for (; b < blocks; b++) {
+        const int8_t *xb = x + (size_t)b * BN_I2S_BLOCK;
+        for (int r = 0; r < 4; r++) {
+            __m256i s = i2s_block(
+                _mm256_loadu_si256((const __m256i *)(w[r] + (size_t)b * BN_I2S_BLOCK_BYTES)), xb);
+            acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(s, ones));
+        }
+    }
+    for (int r = 0; r < 4; r++) raw[r] = hsum_epi32(acc[r]);
+}
+
+/* One row against up to 4 tokens (GEMM tile): codes decoded once per block. */
+static void i2s_row_tokens(int32_t *raw, const uint8_t *w, const int8_t *x, int n, int cols) {
+    const __m256i m3 = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
+    __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
+                      _mm256_setzero_si256()};
+    const int blocks = cols / BN_I2S_BLOCK;
+    for (int b = 0; b < blocks; b++) {
+        __m256i packed = _mm256_loadu_si256((const __m256i *)(w + (size_t)b * BN_I2S_BLOCK_BYTES));
+        __m256i c0 = _mm256_and_si256(_mm256_srli_epi16(packed, 6), m3);
+        __m256i c1 = _mm256_and_si256(_mm256_srli_epi16(packed, 4), m3);
+        __m256i c2 = _mm256_and_si256(_mm256_srli_epi16(packed, 2), m3);
+        __m256i c3 = _mm256_and_si256(packed, m3);
+        for (int t = 0; t < n; t++) {
+            const int8_t *xb = x + (size_t)t * cols + (size_t)b * BN_I2S_BLOCK;
+            __m256i s0 = _mm256_maddubs_epi16(c0, _mm256_loadu_si256((const __m256i *)xb));
+            __m256i s1 = _mm256_maddubs_epi16(c1, _mm256_loadu_si256((const __m256i *)(xb + 32)));
+            __m256i s2 = _mm256_maddubs_epi16(c2, _mm256_loadu_si256((const __m256i *)(xb + 64)));
+            __m256i s3 = _mm256_maddubs_epi16(c3, _mm256_loadu_si256((const __m256i *)(xb + 96)));
+            __m256i s = _mm256_add_epi16(_mm256_add_epi16(s0, s1), _mm256_add_epi16(s2, s3));
+            acc[t] = _mm256_add_epi32(acc[t], _mm256_madd_epi16(s, ones));
+        }
+    }
+    for (int t = 0; t < n; t++) raw[t] = hsum_epi32(acc[t]);
+}
+
+static void i2s_sums(int32_t *out, const bn_ternary_matrix *m, const bn_act_view *act,
+                     int row_begin, int row_end) {
+    const size_t stride = (size_t)m->cols / 4;
+    const int n_tokens = act->n_tokens;
+    int r = row_begin;
+    if (n_tokens == 1) {
+        for (; r + 4 <= row_end; r += 4) {
+            const uint8_t *w[4];
+            int32_t raw[4];
+            for (int i = 0; i < 4; i++) w[i] = m->data + (size_t)(r + i) * stride;
+            i2s_gemv4(raw, w, act->q, m->cols);
+            for (int i = 0; i < 4; i++) out[r - row_begin + i] = raw[i] - act->sums[0];
+        }
+    }
+    /* Token tiles outside, rows inside: the tile's activations and the chunk's rows stay in
+     * L1/L2 while every row of the chunk passes over them. */
+    const int first_row = r;
+    for (int t0 = 0; t0 < n_tokens; t0 += 4) {
+        int n = n_tokens - t0 < 4 ? n_tokens - t0 : 4;
+        for (r = first_row; r < row_end; r++) {
+            int32_t raw[4];
+            i2s_row_tokens(raw, m->data + (size_t)r * stride, act->q + (size_t)t0 * m->cols, n,
+                           m->cols);
+            for (int t = 0; t < n; t++)
+                out[(size_t)(r - row_begin) * n_tokens + t0 + t] = raw[t] - act->sums[t0 + t];
+        }
+    }
+}
+
+/* Multiplies every byte by k modulo 256. */
+static inline __m256i mul_bytes(__m256i v, int k) {
+    const __m256i vk = _mm256_set1_epi16((short)k), low = _mm256_set1_epi16(0x00ff);
+    __m256i even = _mm256_and_si256(_mm256_mullo_epi16(v, vk), low);
+    __m256i odd = _mm256_slli_epi16(_mm256_mullo_epi16(_mm256_srli_epi16(v, 8), vk), 8);
+    return _mm256_or_si256(even, odd);
+}
+
+/* Base-3 digit of scaled bytes: (t * 3) >> 8 = (t >= 86) + (t >= 171). */
+static inline __m256i tq1_digit(__m256i t) {
+    __m256i ge86 = _mm256_cmpeq_epi8(_mm256_max_epu8(t, _mm256_set1_epi8((char)86)), t);
+    __m256i ge171 = _mm256_cmpeq_epi8(_mm256_max_epu8(t, _mm256_set1_epi8((char)171)), t);
+    return _mm256_sub_epi8(_mm256_sub_epi8(_mm256_setzero_si256(), ge86), ge171);
+}
+
+/* Codes (0..2, natural column order) of one 256-weight block. */
+static void tq1_decode(uint8_t codes[256], const uint8_t *block) {
+    static const int pow3[5] = {1, 3, 9, 27, 81};
+    __m256i qs = _mm256_loadu_si256((const __m256i *)block);
+    for (int n = 0; n < 5; n++)
+        _mm256_storeu_si256((__m256i *)(codes + 32 * n), tq1_digit(mul_bytes(qs, pow3[n])));
+    /* 16 bytes, 5 digits each: digits n and n + 1 come from the two halves of one vector */
+    __m128i tail = _mm_loadu_si128((const __m128i *)(block + 32));
+    __m256i both = _mm256_set_m128i(tail, tail);
+    for (int n = 0; n < 4; n += 2) {
+        __m256i shifted = _mm256_blend_epi32(mul_bytes(both, pow3[n]),
+                                             mul_bytes(both, pow3[n + 1]), 0xf0);
+        _mm256_storeu_si256((__m256i *)(codes + 160 + 16 * n), tq1_digit(shifted));
+    }
+    _mm_storeu_si128((__m128i *)(codes + 160 + 64),
+                     _mm256_castsi256_si128(tq1_digit(mul_bytes(both, pow3[4]))));
+    for (int j = 0; j < 4; j++)
+        for (int n = 0; n < 4; n++) codes[240 + j + 4 * n] = (uint8_t)bn_tq1_digit(block[48 + j], n);
+}
+
+/* Raw dot (codes * q) of 256 codes in natural order. */
+static inline int32_t codes_dot256(const uint8_t *codes, const int8_t *x) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i s = _mm256_setzero_si256();
+    for (int i = 0; i < 256; i += 32)
+        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i *)(codes + i)),
+                                                     _mm256_loadu_si256((const __m256i *)(x + i))));
+    return hsum_epi32(_mm256_madd_epi16(s, ones));
+}
+
+/* Raw dot of one TQ2_0 block (qs) with 256 activations. */
+static inline int32_t tq2_block_dot(const uint8_t *qs, const int8_t *x) {
+    const __m256i m3 = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
+    __m256i s = _mm256_setzero_si256();
+    for (int h = 0; h < 2; h++) {
+        __m256i w = _mm256_loadu_si256((const __m256i *)(qs + 32 * h));
+        const int8_t *xh = x + 128 * h;
+        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(_mm256_and_si256(w, m3),
+                                                     _mm256_loadu_si256((const __m256i *)xh)));
+        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(w, 2), m3),
+                                                     _mm256_loadu_si256((const __m256i *)(xh + 32))));
+        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(w, 4), m3),
+                                                     _mm256_loadu_si256((const __m256i *)(xh + 64))));
+        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(w, 6), m3),
+                                                     _mm256_loadu_si256((const __m256i *)(xh + 96))));
+    }
+    return hsum_epi32(_mm256_madd_epi16(s, ones));
+}
+
+/* TQ formats: row by row, block by block, every token per block (one decode per block). */
+static void tq_sums(int32_t *out, const bn_ternary_matrix *m, const bn_act_view *act,
+                    int row_begin, int row_end) {
+    const int blocks = m->cols / BN_TQ_BLOCK, n_tokens = act->n_tokens;
+    const bool tq2 = m->file_type == BN_TYPE_TQ2_0;
+    const size_t block_bytes = tq2 ? BN_TQ2_BLOCK_BYTES : BN_TQ1_BLOCK_BYTES;
+    uint8_t codes[256];
+    for (int r = row_begin; r < row_end; r++) {
+        const uint8_t *row = m->data + (size_t)r * blocks * block_bytes;
+        for (int b = 0; b < blocks; b++) {
+            const uint8_t *block = row + (size_t)b * block_bytes;
+            _mm_prefetch((const char *)(block + PREFETCH_DISTANCE), _MM_HINT_T0);
+            if (!tq2) tq1_decode(codes, block);
+            for (int t = 0; t < n_tokens; t++) {
+                const int8_t *x = act->q + (size_t)t * m->cols + (size_t)b * BN_TQ_BLOCK;
+                int32_t raw = tq2 ? tq2_block_dot(block, x) : codes_dot256(codes, x);
+                out[((size_t)(r - row_begin) * n_tokens + t) * blocks + b] =
+                    raw - act->block_sums[(size_t)t * blocks + b];
+            }
+        }
+    }
+}
+
+void bn_avx2_ternary_sums(int32_t *out, const bn_ternary_matrix *matrix, const bn_act_view *act,
+                          int row_begin, int row_end) {
+    if (matrix->file_type == BN_TYPE_I2_S)
+        i2s_sums(out, matrix, act, row_begin, row_end);
+    else
+        tq_sums(out, matrix, act, row_begin, row_end);
+}
+
+/* ---- F16 ---- */
+
+/* One output from its two 8-lane accumulators: the scalar tail (columns from..cols-1) joins
+ * its lanes, then the shared pairwise reduction. */
+static float f16_finish(__m256 lo, __m256 hi, const uint16_t *w, const float *x, int from,
+                        int cols) {
+    float lanes[BN_F16_LANES];
+    _mm256_storeu_ps(lanes, lo);
+    _mm256_storeu_ps(lanes + 8, hi);
+    for (int c = from; c < cols; c++) {
+        float product = _cvtsh_ss(w[c]) * x[c];
+        lanes[c % BN_F16_LANES] = lanes[c % BN_F16_LANES] + product;
+    }
+    return bn_f16_reduce_lanes(lanes);
+}
+
+static inline __m256 load_f16(const uint16_t *w) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
+}
+
+void bn_avx2_f16_matmul(float *y, const uint16_t *w, const float *x, int rows, int cols,
+                        int n_tokens, int row_begin, int row_end) {
+    const int cols16 = cols / 16 * 16;
+    int r = row_begin;
+    if (n_tokens == 1) {
+        for (; r + 4 <= row_end; r += 4) {
+            const uint16_t *wr[4];
+            __m256 lo[4], hi[4];
+            for (int i = 0; i < 4; i++) {
+                wr[i] = w + (size_t)(r + i) * cols;
+                lo[i] = hi[i] = _mm256_setzero_ps();
+            }
+            for (int c = 0; c < cols16; c += 16) {
+                __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
+                for (int i = 0; i < 4; i++) {
+                    _mm_prefetch((const char *)(wr[i] + c + PREFETCH_DISTANCE / 2), _MM_HINT_T0);
+                    lo[i] = _mm256_add_ps(lo[i], _mm256_mul_ps(load_f16(wr[i] + c), x0));
+                    hi[i] = _mm256_add_ps(hi[i], _mm256_mul_ps(load_f16(wr[i] + c + 8), x1));
+                }
+            }
+            for (int i = 0; i < 4; i++)
+                y[r + i] = f16_finish(lo[i], hi[i], wr[i], x, cols16, cols);
+        }
+    }
+    for (; r < row_end; r++) {
+        const uint16_t *wr = w + (size_t)r * cols;
+        for (int t0 = 0; t0 < n_tokens; t0 += 4) {
+            int n = n_tokens - t0 < 4 ? n_tokens - t0 : 4;
+            __m256 lo[4], hi[4];
+            for (int t = 0; t < 4; t++) lo[t] = hi[t] = _mm256_setzero_ps();
+            for (int c = 0; c < cols16; c += 16) {
+                __m256 w0 = load_f16(wr + c), w1 = load_f16(wr + c + 8);
+                for (int t = 0; t < n; t++) {
+                    const float *xt = x + (size_t)(t0 + t) * cols + c;
+                    lo[t] = _mm256_add_ps(lo[t], _mm256_mul_ps(w0, _mm256_loadu_ps(xt)));
+                    hi[t] = _mm256_add_ps(hi[t], _mm256_mul_ps(w1, _mm256_loadu_ps(xt + 8)));
+                }
+            }
+            for (int t = 0; t < n; t++)
+                y[(size_t)(t0 + t) * rows + r] = f16_finish(
+                    lo[t], hi[t], wr, x + (size_t)(t0 + t) * cols, cols16,
+                    cols);
+        }
+    }
+}
+
+/* ---- int8 ---- */
+
+void bn_avx2_int8_sums(int32_t *out, const bn_int8_matrix *matrix, const bn_act_view *act,
+                       int row_begin, int row_end) {
+    const int cols = matrix->cols, cols32 = cols / 32 * 32, n_tokens = act->n_tokens;
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int r = row_begin; r < row_end; r++) {
+        const int8_t *wr = matrix->q + (size_t)r * cols;
+        for (int t0 = 0; t0 < n_tokens; t0 += 4) {
+            int n = n_tokens - t0 < 4 ? n_tokens - t0 : 4;
+            __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
+                              _mm256_setzero_si256(), _mm256_setzero_si256()};
+            for (int c = 0; c < cols32; c += 32) {
+                __m256i wv = _mm256_loadu_si256((const __m256i *)(wr + c));
+                if (n_tokens == 1)
+                    _mm_prefetch((const char *)(wr + c + PREFETCH_DISTANCE), _MM_HINT_T0);
+                for (int t = 0; t < n; t++) {
+                    size_t off = (size_t)(t0 + t) * cols + c;
+                    __m256i xv = _mm256_loadu_si256((const __m256i *)(act->q + off));
+                    __m256i xa = _mm256_loadu_si256((const __m256i *)(act->q_unsigned + off));
+                    __m256i p = _mm256_maddubs_epi16(xa, _mm256_sign_epi8(wv, xv));
+                    acc[t] = _mm256_add_epi32(acc[t], _mm256_madd_epi16(p, ones));
+                }
+            }
+            for (int t = 0; t < n; t++) {
+                const int8_t *xt = act->q + (size_t)(t0 + t) * cols;
+                int32_t sum = hsum_epi32(acc[t]);
+                for (int c = cols32; c < cols; c++) sum += wr[c] * xt[c];
+                out[(size_t)(r - row_begin) * n_tokens + t0 + t] = sum;
+            }
+        }
+    }
+}

@@ -1,0 +1,422 @@
+/*
+ * matmul_avx512.c: AVX-512 (F/BW/VL + VNNI) matrix kernels; contracts in ref_matmul.h and
+ * matmul_isa.h.
+ *
+ * Ternary: vpdpbusd multiplies unsigned codes (w + 1) by int8 activations and sums four products
+ * per int32 lane; the activation sum is subtracted afterwards (spec section 4). One 64-byte load
+ * covers two I2_S blocks (or one TQ2_0 block); its 2-bit field n holds columns 32n.. of the first
+ * block in the low half and of the second in the high half, so the dispatcher hands us the
+ * activations reordered the same way (q_pairs) and four shift+mask steps feed four vpdpbusd with
+ * no shuffles. GEMV runs 4 rows per pass sharing the activation registers, with software
+ * prefetch; GEMM reuses each decoded weight pair across 8 tokens held in 8 accumulators.
+ *
+ * F16: one 16-lane accumulator per output (lane = column % 16), multiply then add, reduced by
+ * the shared pairwise step: bit-identical to the reference. Int8: vpdpbusd on q + 128 and the
+ * weights, minus 128 * (row sum of the weights), computed with the same instruction.
+ */
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
+
+#include "kernels/cpu/matmul_isa.h"
+
+#include "quant/quant_format.h"
+#include "quant/ternary.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+/* Bytes ahead of the current load (tuned on the 2B-4T shapes: 8-16 KiB is the plateau; the
+ * hardware prefetchers alone reach about a third of the bandwidth with 4 interleaved rows). */
+#define PREFETCH_DISTANCE 12288
+
+/* ---- activation quantization ---- */
+
+void bn_avx512_quantize_activations(int8_t *q, float *scales, int32_t *sums, const float *x,
+                                    int n_tokens, int cols) {
+    for (int t = 0; t < n_tokens; t++) {
+        const float *xt = x + (size_t)t * cols;
+        int8_t *qt = q + (size_t)t * cols;
+        __m512 vmax = _mm512_setzero_ps();
+        int c = 0;
+        for (; c + 16 <= cols; c += 16)
+            vmax = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(xt + c)), vmax);
+        if (c < cols) {
+            __mmask16 mask = (__mmask16)((1u << (cols - c)) - 1);
+            vmax = _mm512_mask_max_ps(vmax, mask, _mm512_abs_ps(_mm512_maskz_loadu_ps(mask, xt + c)),
+                                      vmax);
+        }
+        float lanes[16];
+        _mm512_storeu_ps(lanes, vmax);
+        float max_abs = 0.0f;
+        for (int i = 0; i < 16; i++)
+            if (lanes[i] > max_abs) max_abs = lanes[i];
+        double denominator = max_abs > 1e-5f ? (double)max_abs : 1e-5;
+        float scale = (float)(127.0 / denominator);
+        const __m512 vs = _mm512_set1_ps(scale);
+        __m512i vsum = _mm512_setzero_si512();
+        for (c = 0; c + 16 <= cols; c += 16) {
+            __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xt + c), vs));
+            __m128i packed = _mm512_cvtsepi32_epi8(v);
+            _mm_storeu_si128((__m128i *)(qt + c), packed);
+            vsum = _mm512_add_epi32(vsum, _mm512_cvtepi8_epi32(packed));
+        }
+        if (c < cols) {
+            __mmask16 mask = (__mmask16)((1u << (cols - c)) - 1);
+            __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(mask, xt + c), vs));
+            __m128i packed = _mm512_maskz_cvtsepi32_epi8(mask, v);
+            _mm_mask_storeu_epi8(qt + c, mask, packed);
+            vsum = _mm512_add_epi32(vsum, _mm512_cvtepi8_epi32(packed));
+        }
+        scales[t] = scale;
+        sums[t] = _mm512_reduce_add_epi32(vsum);
+    }
+}
+
+/* ---- ternary ---- */
+
+/* Four code vectors of a 64-byte load; shift order per format (I2_S 6,4,2,0; TQ2_0 0,2,4,6). */
+#define CODES(w, s0, s1, s2, s3, c)                                                   \
+    do {                                                                                \
+        const __m512i m3_ = _mm512_set1_epi8(3);                                        \
+        c[0] = _mm512_and_si512(_mm512_srli_epi16(w, s0), m3_);                         \
+        c[1] = _mm512_and_si512(_mm512_srli_epi16(w, s1), m3_);                         \
+        c[2] = _mm512_and_si512(_mm512_srli_epi16(w, s2), m3_);                         \
+        c[3] = _mm512_and_si512(_mm512_srli_epi16(w, s3), m3_);                         \
+    } while (0)
+
+/* Raw sum (codes * q) of an odd trailing I2_S block, with natural-order activations. */
+static inline __m256i i2s_tail_block(__m256i acc, const uint8_t *w, const int8_t *x) {
+    const __m256i m3 = _mm256_set1_epi8(3);
+    __m256i packed = _mm256_loadu_si256((const __m256i *)w);
+    acc = _mm256_dpbusd_epi32(acc, _mm256_and_si256(_mm256_srli_epi16(packed, 6), m3),
+                              _mm256_loadu_si256((const __m256i *)x));
+    acc = _mm256_dpbusd_epi32(acc, _mm256_and_si256(_mm256_srli_epi16(packed, 4), m3),
+                              _mm256_loadu_si256((const __m256i *)(x + 32)));
+    acc = _mm256_dpbusd_epi32(acc, _mm256_and_si256(_mm256_srli_epi16(packed, 2), m3),
+                              _mm256_loadu_si256((const __m256i *)(x + 64)));
+    acc = _mm256_dpbusd_epi32(acc, _mm256_and_si256(packed, m3),
+                              _mm256_loadu_si256((const __m256i *)(x + 96)));
+    return acc;
+}
+
+static inline int32_t reduce256(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+static void i2s_gemv4(int32_t raw[4], const uint8_t *const w[4], const int8_t *xp, int cols) {
+    __m512i acc[4][2];
+    for (int r = 0; r < 4; r++) acc[r][0] = acc[r][1] = _mm512_setzero_si512();
+    const int pairs = cols / 256;
+    for (int p = 0; p < pairs; p++) {
+        const int8_t *xb = xp + (size_t)p * 256;
+        __m512i x0 = _mm512_loadu_si512(xb), x1 = _mm512_loadu_si512(xb + 64);
+        __m512i x2 = _mm512_loadu_si512(xb + 128), x3 = _mm512_loadu_si512(xb + 192);
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) {
+            const uint8_t *wb = w[r] + (size_t)p * 64;
+            _mm_prefetch((const char *)(wb + PREFETCH_DISTANCE), _MM_HINT_T0);
+            __m512i c[4];
+            CODES(_mm512_loadu_si512(wb), 6, 4, 2, 0, c);
+            acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], c[0], x0);
+            acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], c[1], x1);
+            acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], c[2], x2);
+            acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], c[3], x3);
+        }
+    }
+    for (int r = 0; r < 4; r++) {
+        int32_t sum = _mm512_reduce_add_epi32(_mm512_add_epi32(acc[r][0], acc[r][1]));
+        if (cols % 256)
+            sum += reduce256(i2s_tail_block(_mm256_setzero_si256(), w[r] + (size_t)pairs * 64,
+                                            xp + (size_t)pairs * 256));
+        raw[r] = sum;
+    }
+}
+
+/* One row against up to 8 tokens: each decoded pair feeds n accumulators. */
+static void i2s_row_tokens(int32_t *raw, const uint8_t *w, const int8_t *xp, int n, int cols) {
+    __m512i acc[8];
+    for (int t = 0; t < 8; t++) acc[t] = _mm512_setzero_si512();
+    const int pairs = cols / 256;
+    for (int p = 0; p < pairs; p++) {
+        __m512i c[4];
+        CODES(_mm512_loadu_si512(w + (size_t)p * 64), 6, 4, 2, 0, c);
+        for (int t = 0; t < n; t++) {
+            const int8_t *xb = xp + (size_t)t * cols + (size_t)p * 256;
+            acc[t] = _mm512_dpbusd_epi32(acc[t], c[0], _mm512_loadu_si512(xb));
+            acc[t] = _mm512_dpbusd_epi32(acc[t], c[1], _mm512_loadu_si512(xb + 64));
+            acc[t] = _mm512_dpbusd_epi32(acc[t], c[2], _mm512_loadu_si512(xb + 128));
+            acc[t] = _mm512_dpbusd_epi32(acc[t], c[3], _mm512_loadu_si512(xb + 192));
+        }
+    }
+    for (int t = 0; t < n; t++) {
+        int32_t sum = _mm512_reduce_add_epi32(acc[t]);
+        if (cols % 256)
+            sum += reduce256(i2s_tail_block(_mm256_setzero_si256(), w + (size_t)pairs * 64,
+                                            xp + (size_t)t * cols + (size_t)pairs * 256));
+        raw[t] = sum;
+    }
+}
+
+/* The GEMM register tile: 2 rows x 8 tokens (16 accumulators); every activation load feeds
+ * two vpdpbusd and every decoded weight pair feeds eight. */
+static void i2s_rows2_tokens8(int32_t raw[2][8], const uint8_t *w0, const uint8_t *w1,
+                              const int8_t *xp, int cols) {
+    __m512i acc0[8], acc1[8];
+#pragma GCC unroll 8
+    for (int t = 0; t < 8; t++) acc0[t] = acc1[t] = _mm512_setzero_si512();
+    const int pairs = cols / 256;
+    for (int p = 0; p < pairs; p++) {
+        __m512i a[4], b[4];
+        CODES(_mm512_loadu_si512(w0 + (size_t)p * 64), 6, 4, 2, 0, a);
+        CODES(_mm512_loadu_si512(w1 + (size_t)p * 64), 6, 4, 2, 0, b);
+#pragma GCC unroll 8
+        for (int t = 0; t < 8; t++) {
+            const int8_t *xb = xp + (size_t)t * cols + (size_t)p * 256;
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++) {
+                __m512i x = _mm512_loadu_si512(xb + 64 * g);
+                acc0[t] = _mm512_dpbusd_epi32(acc0[t], a[g], x);
+                acc1[t] = _mm512_dpbusd_epi32(acc1[t], b[g], x);
+            }
+        }
+    }
+    for (int t = 0; t < 8; t++) {
+        raw[0][t] = _mm512_reduce_add_epi32(acc0[t]);
+        raw[1][t] = _mm512_reduce_add_epi32(acc1[t]);
+        if (cols % 256) {
+            const int8_t *xt = xp + (size_t)t * cols + (size_t)pairs * 256;
+            raw[0][t] += reduce256(i2s_tail_block(_mm256_setzero_si256(), w0 + (size_t)pairs * 64, xt));
+            raw[1][t] += reduce256(i2s_tail_block(_mm256_setzero_si256(), w1 + (size_t)pairs * 64, xt));
+        }
+    }
+}
+
+static void i2s_sums(int32_t *out, const bn_ternary_matrix *m, const bn_act_view *act,
+                     int row_begin, int row_end) {
+    const size_t stride = (size_t)m->cols / 4;
+    const int n_tokens = act->n_tokens;
+    if (n_tokens == 1) {
+        int r = row_begin;
+        for (; r + 4 <= row_end; r += 4) {
+            const uint8_t *w[4];
+            int32_t raw[4];
+            for (int i = 0; i < 4; i++) w[i] = m->data + (size_t)(r + i) * stride;
+            i2s_gemv4(raw, w, act->q_pairs, m->cols);
+            for (int i = 0; i < 4; i++) out[r - row_begin + i] = raw[i] - act->sums[0];
+        }
+        for (; r < row_end; r++) {
+            int32_t raw;
+            i2s_row_tokens(&raw, m->data + (size_t)r * stride, act->q_pairs, 1, m->cols);
+            out[r - row_begin] = raw - act->sums[0];
+        }
+        return;
+    }
+    /* Token tiles outside, rows inside: the tile's activations and the chunk's rows (a few
+     * dozen KiB) stay in L1/L2 while every row of the chunk passes over them. */
+    for (int t0 = 0; t0 < n_tokens; t0 += 8) {
+        const int n = n_tokens - t0 < 8 ? n_tokens - t0 : 8;
+        const int8_t *xp = act->q_pairs + (size_t)t0 * m->cols;
+        int r = row_begin;
+        if (n == 8)
+            for (; r + 2 <= row_end; r += 2) {
+                int32_t raw[2][8];
+                i2s_rows2_tokens8(raw, m->data + (size_t)r * stride,
+                                  m->data + (size_t)(r + 1) * stride, xp, m->cols);
+                for (int i = 0; i < 2; i++)
+                    for (int t = 0; t < 8; t++)
+                        out[(size_t)(r + i - row_begin) * n_tokens + t0 + t] =
+                            raw[i][t] - act->sums[t0 + t];
+            }
+        for (; r < row_end; r++) {
+            int32_t raw[8];
+            i2s_row_tokens(raw, m->data + (size_t)r * stride, xp, n, m->cols);
+            for (int t = 0; t < n; t++)
+                out[(size_t)(r - row_begin) * n_tokens + t0 + t] = raw[t] - act->sums[t0 + t];
+        }
+    }
+}
+
+/* Multiplies every byte by k modulo 256. */
+static inline __m512i mul_bytes(__m512i v, int k) {
+    const __m512i vk = _mm512_set1_epi16((short)k);
+    __m512i even = _mm512_mullo_epi16(v, vk);
+    __m512i odd = _mm512_slli_epi16(_mm512_mullo_epi16(_mm512_srli_epi16(v, 8), vk), 8);
+    return _mm512_mask_blend_epi8(0xaaaaaaaaaaaaaaaaull, even, odd);
+}
+
+/* Base-3 digit of scaled bytes: (t * 3) >> 8 = (t >= 86) + (t >= 171). */
+static inline __m512i tq1_digit(__m512i t) {
+    __mmask64 ge86 = _mm512_cmpge_epu8_mask(t, _mm512_set1_epi8((char)86));
+    __mmask64 ge171 = _mm512_cmpge_epu8_mask(t, _mm512_set1_epi8((char)171));
+    const __m512i one = _mm512_set1_epi8(1);
+    return _mm512_add_epi8(_mm512_maskz_mov_epi8(ge86, one), _mm512_maskz_mov_epi8(ge171, one));
+}
+
+/* Codes (0..2, natural column order) of one TQ1_0 block. */
+static void tq1_decode(uint8_t codes[256], const uint8_t *block) {
+    static const int pow3[5] = {1, 3, 9, 27, 81};
+    /* qs[0..31] twice: digits n (low half) and n + 1 (high half) per vector */
+    __m512i head = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)block));
+    for (int n = 0; n < 4; n += 2) {
+        __m512i s = _mm512_mask_blend_epi64(0xf0, mul_bytes(head, pow3[n]),
+                                            mul_bytes(head, pow3[n + 1]));
+        _mm512_storeu_si512(codes + 32 * n, tq1_digit(s));
+    }
+    _mm256_storeu_si256((__m256i *)(codes + 128),
+                        _mm512_castsi512_si256(tq1_digit(mul_bytes(head, pow3[4]))));
+    /* qs[32..47] four times: digits 0..3, then digit 4 */
+    __m512i tail = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(block + 32)));
+    __m512i s = _mm512_mask_blend_epi64(
+        0xc0,
+        _mm512_mask_blend_epi64(0x30,
+                                _mm512_mask_blend_epi64(0x0c, mul_bytes(tail, pow3[0]),
+                                                        mul_bytes(tail, pow3[1])),
+                                mul_bytes(tail, pow3[2])),
+        mul_bytes(tail, pow3[3]));
+    _mm512_storeu_si512(codes + 160, tq1_digit(s));
+    _mm_storeu_si128((__m128i *)(codes + 224),
+                     _mm512_castsi512_si128(tq1_digit(mul_bytes(tail, pow3[4]))));
+    for (int j = 0; j < 4; j++)
+        for (int n = 0; n < 4; n++) codes[240 + j + 4 * n] = (uint8_t)bn_tq1_digit(block[48 + j], n);
+}
+
+/* TQ formats: row by row, block by block, every token per block (one decode per block). */
+static void tq_sums(int32_t *out, const bn_ternary_matrix *m, const bn_act_view *act,
+                    int row_begin, int row_end) {
+    const int blocks = m->cols / BN_TQ_BLOCK, n_tokens = act->n_tokens;
+    const bool tq2 = m->file_type == BN_TYPE_TQ2_0;
+    const size_t block_bytes = tq2 ? BN_TQ2_BLOCK_BYTES : BN_TQ1_BLOCK_BYTES;
+    uint8_t codes[256];
+    for (int r = row_begin; r < row_end; r++) {
+        const uint8_t *row = m->data + (size_t)r * blocks * block_bytes;
+        for (int b = 0; b < blocks; b++) {
+            const uint8_t *block = row + (size_t)b * block_bytes;
+            _mm_prefetch((const char *)(block + PREFETCH_DISTANCE), _MM_HINT_T0);
+            __m512i c[4];
+            if (tq2) {
+                CODES(_mm512_loadu_si512(block), 0, 2, 4, 6, c);
+            } else {
+                tq1_decode(codes, block);
+                for (int i = 0; i < 4; i++) c[i] = _mm512_loadu_si512(codes + 64 * i);
+            }
+            for (int t = 0; t < n_tokens; t++) {
+                /* TQ2_0 pairs its halves like two I2_S blocks (q_pairs); TQ1_0 is natural. */
+                const int8_t *x = (tq2 ? act->q_pairs : act->q) + (size_t)t * m->cols +
+                                  (size_t)b * BN_TQ_BLOCK;
+                __m512i acc0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), c[0],
+                                                   _mm512_loadu_si512(x));
+                __m512i acc1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), c[1],
+                                                   _mm512_loadu_si512(x + 64));
+                acc0 = _mm512_dpbusd_epi32(acc0, c[2], _mm512_loadu_si512(x + 128));
+                acc1 = _mm512_dpbusd_epi32(acc1, c[3], _mm512_loadu_si512(x + 192));
+                int32_t raw = _mm512_reduce_add_epi32(_mm512_add_epi32(acc0, acc1));
+                out[((size_t)(r - row_begin) * n_tokens + t) * blocks + b] =
+                    raw - act->block_sums[(size_t)t * blocks + b];
+            }
+        }
+    }
+}
+
+void bn_avx512_ternary_sums(int32_t *out, const bn_ternary_matrix *matrix,
+                            const bn_act_view *act, int row_begin, int row_end) {
+    if (matrix->file_type == BN_TYPE_I2_S)
+        i2s_sums(out, matrix, act, row_begin, row_end);
+    else
+        tq_sums(out, matrix, act, row_begin, row_end);
+}
+
+/* ---- F16 ---- */
+
+/* One output from its 16-lane accumulator: the scalar tail (columns from..cols-1) joins its
+ * lanes, then the shared pairwise reduction. */
+static float f16_finish(__m512 acc, const uint16_t *w, const float *x, int from, int cols) {
+    float lanes[BN_F16_LANES];
+    _mm512_storeu_ps(lanes, acc);
+    for (int c = from; c < cols; c++) {
+        float product = _cvtsh_ss(w[c]) * x[c];
+        lanes[c % BN_F16_LANES] = lanes[c % BN_F16_LANES] + product;
+    }
+    return bn_f16_reduce_lanes(lanes);
+}
+
+static inline __m512 load_f16(const uint16_t *w) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)w));
+}
+
+void bn_avx512_f16_matmul(float *y, const uint16_t *w, const float *x, int rows, int cols,
+                          int n_tokens, int row_begin, int row_end) {
+    const int cols16 = cols / 16 * 16;
+    int r = row_begin;
+    if (n_tokens == 1) {
+        for (; r + 4 <= row_end; r += 4) {
+            const uint16_t *wr[4];
+            __m512 acc[4];
+            for (int i = 0; i < 4; i++) {
+                wr[i] = w + (size_t)(r + i) * cols;
+                acc[i] = _mm512_setzero_ps();
+            }
+            for (int c = 0; c < cols16; c += 16) {
+                __m512 xv = _mm512_loadu_ps(x + c);
+                for (int i = 0; i < 4; i++) {
+                    _mm_prefetch((const char *)(wr[i] + c + PREFETCH_DISTANCE / 2), _MM_HINT_T0);
+                    acc[i] = _mm512_add_ps(acc[i], _mm512_mul_ps(load_f16(wr[i] + c), xv));
+                }
+            }
+            for (int i = 0; i < 4; i++) y[r + i] = f16_finish(acc[i], wr[i], x, cols16, cols);
+        }
+    }
+    for (; r < row_end; r++) {
+        const uint16_t *wr = w + (size_t)r * cols;
+        for (int t0 = 0; t0 < n_tokens; t0 += 8) {
+            int n = n_tokens - t0 < 8 ? n_tokens - t0 : 8;
+            __m512 acc[8];
+            for (int t = 0; t < 8; t++) acc[t] = _mm512_setzero_ps();
+            for (int c = 0; c < cols16; c += 16) {
+                __m512 wv = load_f16(wr + c);
+                for (int t = 0; t < n; t++)
+                    acc[t] = _mm512_add_ps(
+                        acc[t], _mm512_mul_ps(wv, _mm512_loadu_ps(x + (size_t)(t0 + t) * cols + c)));
+            }
+            for (int t = 0; t < n; t++)
+                y[(size_t)(t0 + t) * rows + r] =
+                    f16_finish(acc[t], wr, x + (size_t)(t0 + t) * cols, cols16, cols);
+        }
+    }
+}
+
+/* ---- int8 ---- */
+
+void bn_avx512_int8_sums(int32_t *out, const bn_int8_matrix *matrix, const bn_act_view *act,
+                         int row_begin, int row_end) {
+    const int cols = matrix->cols, n_tokens = act->n_tokens;
+    const __m512i ones = _mm512_set1_epi8(1);
+    for (int r = row_begin; r < row_end; r++) {
+        const int8_t *wr = matrix->q + (size_t)r * cols;
+        for (int t0 = 0; t0 < n_tokens; t0 += 8) {
+            int n = n_tokens - t0 < 8 ? n_tokens - t0 : 8;
+            __m512i acc[8], wsum = _mm512_setzero_si512();
+            for (int t = 0; t < 8; t++) acc[t] = _mm512_setzero_si512();
+            for (int c = 0; c < cols; c += 64) {
+                __mmask64 mask = cols - c >= 64 ? ~0ull : (1ull << (cols - c)) - 1;
+                __m512i wv = _mm512_maskz_loadu_epi8(mask, wr + c);
+                if (n_tokens == 1)
+                    _mm_prefetch((const char *)(wr + c + PREFETCH_DISTANCE), _MM_HINT_T0);
+                wsum = _mm512_dpbusd_epi32(wsum, ones, wv);
+                for (int t = 0; t < n; t++)
+                    acc[t] = _mm512_dpbusd_epi32(
+                        acc[t],
+                        _mm512_maskz_loadu_epi8(mask, act->q_unsigned + (size_t)(t0 + t) * cols + c),
+                        wv);
+            }
+            int32_t correction = 128 * _mm512_reduce_add_epi32(wsum);
+            for (int t = 0; t < n; t++)
+                out[(size_t)(r - row_begin) * n_tokens + t0 + t] =
+                    _mm512_reduce_add_epi32(acc[t]) - correction;
+        }
+    }
+}

@@ -1,0 +1,40 @@
+/*
+ * matmul_isa.h: the AVX2 (matmul_avx2.c) and AVX-512 VNNI (matmul_avx512.c) matrix kernels that
+ * kernels/matmul.c dispatches to. Each has the contract of its scalar reference in ref_matmul.h
+ * and must produce identical results (exact integer sums; the same F16 lane order).
+ *
+ * Activation views (bn_act_view) the dispatcher prepares per path:
+ *   ternary, both paths: block_sums for TQ formats (kernels use unsigned codes, spec section 4);
+ *   ternary, AVX-512: q_pairs (per 256 columns, for group n = 0..3: q[32n..32n+31] then
+ *                     q[128+32n..128+32n+31], so one 64-byte load of two I2_S blocks or of one
+ *                     TQ2_0 block lines up with its activations; a trailing odd 128-block of I2_S
+ *                     is copied as is);
+ *   int8, AVX2: q_unsigned = |q| (maddubs of |q| with w * sign(q));
+ *   int8, AVX-512: q_unsigned = q + 128 (vpdpbusd, corrected by 128 * sum of the row's weights).
+ */
+#ifndef BN_KERNELS_CPU_MATMUL_ISA_H
+#define BN_KERNELS_CPU_MATMUL_ISA_H
+
+#include "kernels/cpu/ref_matmul.h"
+
+void bn_avx2_quantize_activations(int8_t *q, float *scales, int32_t *sums, const float *x,
+                                  int n_tokens, int cols);
+void bn_avx512_quantize_activations(int8_t *q, float *scales, int32_t *sums, const float *x,
+                                    int n_tokens, int cols);
+
+void bn_avx2_ternary_sums(int32_t *out, const bn_ternary_matrix *matrix, const bn_act_view *act,
+                          int row_begin, int row_end);
+void bn_avx512_ternary_sums(int32_t *out, const bn_ternary_matrix *matrix,
+                            const bn_act_view *act, int row_begin, int row_end);
+
+void bn_avx2_f16_matmul(float *y, const uint16_t *w, const float *x, int rows, int cols,
+                        int n_tokens, int row_begin, int row_end);
+void bn_avx512_f16_matmul(float *y, const uint16_t *w, const float *x, int rows, int cols,
+                          int n_tokens, int row_begin, int row_end);
+
+void bn_avx2_int8_sums(int32_t *out, const bn_int8_matrix *matrix, const bn_act_view *act,
+                       int row_begin, int row_end);
+void bn_avx512_int8_sums(int32_t *out, const bn_int8_matrix *matrix, const bn_act_view *act,
+                         int row_begin, int row_end);
+
+#endif

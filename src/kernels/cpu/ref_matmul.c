@@ -1,0 +1,225 @@
+/*
+ * ref_matmul.c: scalar reference kernels of the matrix ops (see ref_matmul.h for the split into
+ * exact integer sums and one shared float finishing step). Straightforward loops that read the
+ * file layouts through the same position rules as quant/ternary.c; they define correctness.
+ */
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
+
+#include "kernels/cpu/ref_matmul.h"
+
+#include "core/fp16.h"
+#include "quant/quant_format.h"
+#include "quant/ternary.h"
+
+#include <math.h>
+#include <string.h>
+
+int bn_ternary_groups(const bn_ternary_matrix *matrix) {
+    return matrix->file_type == BN_TYPE_I2_S ? 1 : matrix->cols / BN_TQ_BLOCK;
+}
+
+void bn_ref_quantize_activations(int8_t *q, float *scales, int32_t *sums, const float *x,
+                                 int n_tokens, int cols) {
+    for (int t = 0; t < n_tokens; t++) {
+        const float *xt = x + (size_t)t * cols;
+        int8_t *qt = q + (size_t)t * cols;
+        float max_abs = 0.0f;
+        for (int c = 0; c < cols; c++) {
+            float a = fabsf(xt[c]);
+            if (a > max_abs) max_abs = a;
+        }
+        double denominator = max_abs > 1e-5f ? (double)max_abs : 1e-5;
+        float scale = (float)(127.0 / denominator);
+        int32_t sum = 0;
+        for (int c = 0; c < cols; c++) {
+            float v = nearbyintf(xt[c] * scale);
+            /* NaN goes to -128, as cvtps2dq's "integer indefinite" does after saturation. */
+            int value = !(v >= -128.0f) ? -128 : v > 127.0f ? 127 : (int)v;
+            qt[c] = (int8_t)value;
+            sum += value;
+        }
+        scales[t] = scale;
+        sums[t] = sum;
+    }
+}
+
+/* Bytes of one row and of one block in the file layout. */
+static size_t row_bytes(const bn_ternary_matrix *m) {
+    switch (m->file_type) {
+    case BN_TYPE_I2_S: return (size_t)m->cols / 4;
+    case BN_TYPE_TQ2_0: return (size_t)m->cols / BN_TQ_BLOCK * BN_TQ2_BLOCK_BYTES;
+    default: return (size_t)m->cols / BN_TQ_BLOCK * BN_TQ1_BLOCK_BYTES;
+    }
+}
+
+/* Integer dot of one 128-weight I2_S block with x[0..127]: byte j holds columns j, 32 + j,
+ * 64 + j, 96 + j in bits 7:6, 5:4, 3:2, 1:0 (code - 1 is the weight). */
+static int32_t i2s_block_dot(const uint8_t *block, const int8_t *x) {
+    int32_t acc = 0;
+    for (int j = 0; j < 32; j++) {
+        int byte = block[j];
+        acc += (((byte >> 6) & 3) - 1) * x[j] + (((byte >> 4) & 3) - 1) * x[32 + j] +
+               (((byte >> 2) & 3) - 1) * x[64 + j] + ((byte & 3) - 1) * x[96 + j];
+    }
+    return acc;
+}
+
+/* TQ2_0 block (qs[64], then d): per half h, byte m holds columns 128h + m + 32n in bits 2n+1:2n. */
+static int32_t tq2_block_dot(const uint8_t *qs, const int8_t *x) {
+    int32_t acc = 0;
+    for (int h = 0; h < 2; h++)
+        for (int m = 0; m < 32; m++) {
+            int byte = qs[32 * h + m];
+            const int8_t *xh = x + 128 * h + m;
+            acc += ((byte & 3) - 1) * xh[0] + (((byte >> 2) & 3) - 1) * xh[32] +
+                   (((byte >> 4) & 3) - 1) * xh[64] + (((byte >> 6) & 3) - 1) * xh[96];
+        }
+    return acc;
+}
+
+/* TQ1_0 block (qs[48], qh[4], then d): base-3 digits, see quant/ternary.h. */
+static int32_t tq1_block_dot(const uint8_t *block, const int8_t *x) {
+    int32_t acc = 0;
+    for (int n = 0; n < 5; n++) {
+        for (int m = 0; m < 32; m++) acc += (bn_tq1_digit(block[m], n) - 1) * x[32 * n + m];
+        for (int m = 0; m < 16; m++)
+            acc += (bn_tq1_digit(block[32 + m], n) - 1) * x[160 + 16 * n + m];
+    }
+    for (int n = 0; n < 4; n++)
+        for (int j = 0; j < 4; j++) acc += (bn_tq1_digit(block[48 + j], n) - 1) * x[240 + 4 * n + j];
+    return acc;
+}
+
+void bn_ref_ternary_sums(int32_t *out, const bn_ternary_matrix *matrix, const bn_act_view *act,
+                         int row_begin, int row_end) {
+    const int groups = bn_ternary_groups(matrix);
+    const size_t stride = row_bytes(matrix);
+    for (int r = row_begin; r < row_end; r++) {
+        const uint8_t *row = matrix->data + (size_t)r * stride;
+        for (int t = 0; t < act->n_tokens; t++) {
+            const int8_t *qt = act->q + (size_t)t * matrix->cols;
+            int32_t *o = out + ((size_t)(r - row_begin) * act->n_tokens + t) * groups;
+            if (matrix->file_type == BN_TYPE_I2_S) {
+                int32_t acc = 0;
+                for (int b = 0; b < matrix->cols / BN_I2S_BLOCK; b++)
+                    acc += i2s_block_dot(row + (size_t)b * BN_I2S_BLOCK_BYTES, qt + b * BN_I2S_BLOCK);
+                o[0] = acc;
+            } else if (matrix->file_type == BN_TYPE_TQ2_0) {
+                for (int g = 0; g < groups; g++)
+                    o[g] = tq2_block_dot(row + (size_t)g * BN_TQ2_BLOCK_BYTES, qt + g * BN_TQ_BLOCK);
+            } else {
+                for (int g = 0; g < groups; g++)
+                    o[g] = tq1_block_dot(row + (size_t)g * BN_TQ1_BLOCK_BYTES, qt + g * BN_TQ_BLOCK);
+            }
+        }
+    }
+}
+
+void bn_ternary_finish(float *y, const bn_ternary_matrix *matrix, const int32_t *sums,
+                       const float *scales, int n_tokens, int row_begin, int row_end) {
+    const int groups = bn_ternary_groups(matrix);
+    const size_t stride = row_bytes(matrix);
+    const size_t block_bytes =
+        matrix->file_type == BN_TYPE_TQ2_0 ? BN_TQ2_BLOCK_BYTES : BN_TQ1_BLOCK_BYTES;
+    for (int r = row_begin; r < row_end; r++) {
+        const uint8_t *row = matrix->data + (size_t)r * stride;
+        for (int t = 0; t < n_tokens; t++) {
+            const int32_t *s = sums + ((size_t)(r - row_begin) * n_tokens + t) * groups;
+            float value;
+            if (matrix->file_type == BN_TYPE_I2_S) {
+                value = (float)s[0] / scales[t] * matrix->tensor_scale;
+            } else {
+                float f = 0.0f;
+                for (int g = 0; g < groups; g++) {
+                    uint16_t d;
+                    memcpy(&d, row + (size_t)(g + 1) * block_bytes - 2, 2);
+                    float term = bn_fp16_to_fp32(d) * (float)s[g];
+                    f = f + term;
+                }
+                value = f / scales[t] * matrix->tensor_scale;
+            }
+            y[(size_t)t * matrix->rows + r] = value;
+        }
+    }
+}
+
+void bn_ref_ternary_matmul(float *y, const bn_ternary_matrix *matrix, const int8_t *q,
+                           const float *scales, int n_tokens, int row_begin, int row_end) {
+    /* One token of one row at a time: groups sums fit a small buffer (cols <= 256 * 1024). */
+    int32_t sums[1024];
+    if (bn_ternary_groups(matrix) > 1024) return;
+    for (int t = 0; t < n_tokens; t++) {
+        bn_act_view act = {.q = q + (size_t)t * matrix->cols, .n_tokens = 1, .cols = matrix->cols};
+        for (int r = row_begin; r < row_end; r++) {
+            bn_ref_ternary_sums(sums, matrix, &act, r, r + 1);
+            bn_ternary_finish(y + (size_t)t * matrix->rows, matrix, sums, scales + t, 1, r, r + 1);
+        }
+    }
+}
+
+float bn_f16_reduce_lanes(float lanes[BN_F16_LANES]) {
+    for (int width = BN_F16_LANES / 2; width >= 1; width /= 2)
+        for (int i = 0; i < width; i++) lanes[i] = lanes[i] + lanes[i + width];
+    return lanes[0];
+}
+
+float bn_ref_f16_dot(const uint16_t *w, const float *x, int cols) {
+    float lanes[BN_F16_LANES] = {0};
+    for (int c = 0; c < cols; c++) {
+        float product = bn_fp16_to_fp32(w[c]) * x[c];
+        lanes[c % BN_F16_LANES] = lanes[c % BN_F16_LANES] + product;
+    }
+    return bn_f16_reduce_lanes(lanes);
+}
+
+void bn_ref_f16_matmul(float *y, const uint16_t *w, const float *x, int rows, int cols,
+                       int n_tokens, int row_begin, int row_end) {
+    for (int r = row_begin; r < row_end; r++)
+        for (int t = 0; t < n_tokens; t++)
+            y[(size_t)t * rows + r] =
+                bn_ref_f16_dot(w + (size_t)r * cols, x + (size_t)t * cols, cols);
+}
+
+void bn_ref_int8_quantize_row(int8_t *q, float *row_scale, const uint16_t *w, int cols) {
+    float max_abs = 0.0f;
+    for (int c = 0; c < cols; c++) {
+        float a = fabsf(bn_fp16_to_fp32(w[c]));
+        if (a > max_abs) max_abs = a;
+    }
+    if (!(max_abs > 0.0f) || !isfinite(max_abs)) {
+        memset(q, 0, (size_t)cols);
+        *row_scale = 0.0f;
+        return;
+    }
+    float inverse = 127.0f / max_abs;
+    for (int c = 0; c < cols; c++) {
+        float v = nearbyintf(bn_fp16_to_fp32(w[c]) * inverse);
+        q[c] = (int8_t)(v < -127.0f ? -127 : v > 127.0f ? 127 : (int)v);
+    }
+    *row_scale = max_abs / 127.0f;
+}
+
+void bn_ref_int8_sums(int32_t *out, const bn_int8_matrix *matrix, const bn_act_view *act,
+                      int row_begin, int row_end) {
+    const int cols = matrix->cols;
+    for (int r = row_begin; r < row_end; r++) {
+        const int8_t *wr = matrix->q + (size_t)r * cols;
+        for (int t = 0; t < act->n_tokens; t++) {
+            const int8_t *qt = act->q + (size_t)t * cols;
+            int32_t acc = 0;
+            for (int c = 0; c < cols; c++) acc += wr[c] * qt[c];
+            out[(size_t)(r - row_begin) * act->n_tokens + t] = acc;
+        }
+    }
+}
+
+void bn_int8_finish(float *y, const bn_int8_matrix *matrix, const int32_t *sums,
+                    const float *scales, int n_tokens, int row_begin, int row_end) {
+    for (int r = row_begin; r < row_end; r++)
+        for (int t = 0; t < n_tokens; t++) {
+            float scaled = (float)sums[(size_t)(r - row_begin) * n_tokens + t] * matrix->row_scales[r];
+            y[(size_t)t * matrix->rows + r] = scaled / scales[t];
+        }
+}

@@ -1,0 +1,76 @@
+/*
+ * ref_matmul.h: scalar reference kernels of the matrix operations in kernels/ops.h (activation
+ * quantization, ternary I2_S/TQ2_0/TQ1_0 matmul, F16 and int8 matmul) and the pieces every ISA
+ * path shares.
+ *
+ * Design: the integer and the float halves of a quantized matmul are split. Kernels (scalar, AVX2,
+ * AVX-512) only produce exact integers ("sums": one per token and row for I2_S and int8, one per
+ * token, row and 256-weight block for TQ formats); the float finishing step below is one
+ * function compiled once, so every path yields identical floats for identical inputs and the
+ * result for a token never depends on how many tokens or threads shared the call.
+ *
+ * The F16 dot product is defined with 16 lanes: lane l accumulates, in column order, the products
+ * of columns c with c % 16 == l (float multiply, then float add: never fused), and the lanes are
+ * reduced pairwise (l + 8, then + 4, + 2, + 1). SIMD paths reproduce this order exactly.
+ */
+#ifndef BN_KERNELS_CPU_REF_MATMUL_H
+#define BN_KERNELS_CPU_REF_MATMUL_H
+
+#include "kernels/ops.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define BN_F16_LANES 16
+
+/* Activation batch as the kernels see it (prepared once per call by kernels/matmul.c). */
+typedef struct bn_act_view {
+    const int8_t *q;          /* n_tokens x cols, natural order */
+    const int8_t *q_pairs;    /* AVX-512 ternary: per 256 columns, the 32-byte groups of the two
+                                 128-blocks interleaved (see matmul_avx512.c); else NULL */
+    const int32_t *sums;      /* per token: sum of q */
+    const int32_t *block_sums; /* per token and 256-column block: sum of q (TQ formats) */
+    const uint8_t *q_unsigned; /* int8 matmul: per path helper copy of q (see the ISA files) */
+    int n_tokens, cols;
+} bn_act_view;
+
+/* Integer sums of a ternary matrix: groups per row is 1 for I2_S, cols / 256 for TQ formats. */
+int bn_ternary_groups(const bn_ternary_matrix *matrix);
+
+/* ---- scalar references ---- */
+void bn_ref_quantize_activations(int8_t *q, float *scales, int32_t *sums, const float *x,
+                                 int n_tokens, int cols);
+
+/* out[((r - row_begin) * n_tokens + t) * groups + g] = sum over group g of w[r][c] * q[t][c]. */
+void bn_ref_ternary_sums(int32_t *out, const bn_ternary_matrix *matrix, const bn_act_view *act,
+                         int row_begin, int row_end);
+
+/* Float step shared by every path: y[t * rows + r] from the sums of rows [row_begin, row_end).
+ * I2_S: (float)acc / s_x * s_w. TQ formats: f = sum over blocks in order of d_b * (float)sum_b,
+ * then f / s_x * tensor_scale (1). */
+void bn_ternary_finish(float *y, const bn_ternary_matrix *matrix, const int32_t *sums,
+                       const float *scales, int n_tokens, int row_begin, int row_end);
+
+/* Whole reference matmul (sums + finish) for rows [row_begin, row_end). */
+void bn_ref_ternary_matmul(float *y, const bn_ternary_matrix *matrix, const int8_t *q,
+                           const float *scales, int n_tokens, int row_begin, int row_end);
+
+/* The 16-lane F16 dot product defined above. */
+float bn_ref_f16_dot(const uint16_t *w, const float *x, int cols);
+/* Reduces 16 lanes pairwise (shared by every F16 path). */
+float bn_f16_reduce_lanes(float lanes[BN_F16_LANES]);
+/* y[t * rows + r] for rows [row_begin, row_end). */
+void bn_ref_f16_matmul(float *y, const uint16_t *w, const float *x, int rows, int cols,
+                       int n_tokens, int row_begin, int row_end);
+
+/* Int8 row of an F16 row: scale = max|w| / 127, q = clamp(nearbyintf(w * (127 / max|w|)),
+ * -127, 127) (all zero with scale 0 for an all-zero row). */
+void bn_ref_int8_quantize_row(int8_t *q, float *row_scale, const uint16_t *w, int cols);
+/* out[(r - row_begin) * n_tokens + t] = sum_c q_w[r][c] * q[t][c]. */
+void bn_ref_int8_sums(int32_t *out, const bn_int8_matrix *matrix, const bn_act_view *act,
+                      int row_begin, int row_end);
+/* y[t * rows + r] = (float)acc * row_scale[r] / scales[t]. */
+void bn_int8_finish(float *y, const bn_int8_matrix *matrix, const int32_t *sums,
+                    const float *scales, int n_tokens, int row_begin, int row_end);
+
+#endif

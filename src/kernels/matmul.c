@@ -1,0 +1,329 @@
+/*
+ * matmul.c: dispatch points of the matrix ops in kernels/ops.h (activation quantization, ternary
+ * I2_S/TQ2_0/TQ1_0 matmul, F16 and int8 matmul) and ternary matrix preparation.
+ *
+ * Each call picks the active ISA (bn_isa_active), prepares the per-path activation view once
+ * (kernels/cpu/matmul_isa.h), splits the output rows over the thread pool, and counts the call
+ * in the kernel registry under the id of the kernel that ran ("cpu.i2s.gemv.avx512"; gemv for one
+ * token, gemm for several). Kernels return exact integer sums and one shared float step
+ * (ref_matmul.c) turns them into outputs, so every path, thread count and batch size yields the
+ * same bits for a token.
+ *
+ * Ternary matrices stay in their file layout: every kernel reads I2_S, TQ2_0 and TQ1_0 as stored
+ * (the AVX-512 path reorders the activations instead of the weights), so preparation costs no
+ * memory beyond the mapping and only validates (I2_S code 3, the scale).
+ */
+#include "kernels/ops.h"
+
+#include "core/fp16.h"
+#include "kernels/cpu/matmul_isa.h"
+#include "kernels/cpu/ref_matmul.h"
+#include "kernels/cpu_features.h"
+#include "kernels/registry.h"
+#include "quant/quant_format.h"
+#include "quant/ternary.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Rows per chunk of a worker: a multiple of every kernel's row tile. */
+#define ROW_CHUNK 16
+
+/* ---- activation quantization ---- */
+
+void bn_quantize_activations(int8_t *q, float *scales, int32_t *sums, const float *x, int n_tokens,
+                             int cols) {
+    static bn_kernel_slot slots[BN_ISA_COUNT];
+    static const char *const ids[BN_ISA_COUNT] = {
+        "cpu.quantize_act.scalar", "cpu.quantize_act.avx2", "cpu.quantize_act.avx512"};
+    bn_isa isa = bn_isa_active();
+    uint64_t t0 = bn_kernel_begin();
+    switch (isa) {
+    case BN_ISA_AVX512: bn_avx512_quantize_activations(q, scales, sums, x, n_tokens, cols); break;
+    case BN_ISA_AVX2: bn_avx2_quantize_activations(q, scales, sums, x, n_tokens, cols); break;
+    default: bn_ref_quantize_activations(q, scales, sums, x, n_tokens, cols); break;
+    }
+    bn_kernel_end(&slots[isa], ids[isa], t0);
+}
+
+/* ---- ternary matrices ---- */
+
+static int format_index(uint32_t type) {
+    return type == BN_TYPE_I2_S ? 0 : type == BN_TYPE_TQ2_0 ? 1 : 2;
+}
+
+bn_status bn_ternary_matrix_prepare(bn_ternary_matrix *matrix, const char *name, uint32_t file_type,
+                                    int rows, int cols, const void *file_data, bn_error *err) {
+    memset(matrix, 0, sizeof *matrix);
+    const bn_quant_format *format = bn_quant_format_get(file_type);
+    if (!format || !format->ternary)
+        return bn_error_set(err, BN_ERR_UNSUPPORTED, "tensor %s: type id %u is not ternary", name,
+                            file_type);
+    if (rows <= 0 || cols <= 0 || cols % (int)format->row_multiple != 0)
+        return bn_error_set(err, BN_ERR_FORMAT,
+                            "tensor %s: shape %d x %d does not fit %s (row length a multiple "
+                            "of %u)", name, rows, cols, format->name, format->row_multiple);
+    if (cols / BN_TQ_BLOCK > 1024 || (size_t)rows > SIZE_MAX / (size_t)cols)
+        return bn_error_set(err, BN_ERR_FORMAT, "tensor %s: shape %d x %d is too large", name,
+                            rows, cols);
+    if (!file_data) return bn_error_set(err, BN_ERR_INVALID, "tensor %s: no data", name);
+    size_t n_elements = (size_t)rows * (size_t)cols;
+    matrix->file_type = file_type;
+    matrix->rows = rows;
+    matrix->cols = cols;
+    matrix->tensor_scale = 1.0f;
+    matrix->data = file_data;
+    matrix->layout = 0; /* the file layout */
+    if (file_type == BN_TYPE_I2_S) {
+        int64_t bad = bn_i2s_find_code3(file_data, n_elements);
+        if (bad >= 0)
+            return bn_error_set(err, BN_ERR_FORMAT,
+                                "tensor %s: I2_S weight %lld (row %lld, column %lld) has the "
+                                "invalid code 3", name, (long long)bad, (long long)(bad / cols),
+                                (long long)(bad % cols));
+        matrix->tensor_scale = bn_i2s_scale(file_data, n_elements);
+        if (!isfinite(matrix->tensor_scale))
+            return bn_error_set(err, BN_ERR_FORMAT, "tensor %s: I2_S scale is not finite", name);
+    }
+    return BN_OK;
+}
+
+void bn_ternary_matrix_release(bn_ternary_matrix *matrix) {
+    if (!matrix) return;
+    free(matrix->owned);
+    memset(matrix, 0, sizeof *matrix);
+}
+
+typedef struct ternary_job {
+    float *y;
+    const bn_ternary_matrix *matrix;
+    const bn_act_view *act;
+    const float *scales;
+    bn_isa isa;
+} ternary_job;
+
+static void ternary_worker(void *context, int thread_index, int n_threads) {
+    const ternary_job *job = context;
+    const bn_ternary_matrix *m = job->matrix;
+    const int n_tokens = job->act->n_tokens, groups = bn_ternary_groups(m);
+    long begin, end;
+    bn_threadpool_split(m->rows, ROW_CHUNK, thread_index, n_threads, &begin, &end);
+    if (begin >= end) return;
+    int32_t *sums = malloc((size_t)ROW_CHUNK * (size_t)n_tokens * (size_t)groups * sizeof *sums);
+    if (!sums) return; /* cannot happen for sane sizes; output stays as it was */
+    for (long r0 = begin; r0 < end; r0 += ROW_CHUNK) {
+        int r1 = (int)(r0 + ROW_CHUNK < end ? r0 + ROW_CHUNK : end);
+        switch (job->isa) {
+        case BN_ISA_AVX512: bn_avx512_ternary_sums(sums, m, job->act, (int)r0, r1); break;
+        case BN_ISA_AVX2: bn_avx2_ternary_sums(sums, m, job->act, (int)r0, r1); break;
+        default: bn_ref_ternary_sums(sums, m, job->act, (int)r0, r1); break;
+        }
+        bn_ternary_finish(job->y, m, sums, job->scales, n_tokens, (int)r0, r1);
+    }
+    free(sums);
+}
+
+void bn_ternary_matmul(bn_threadpool *pool, float *y, const bn_ternary_matrix *matrix,
+                       const int8_t *q, const float *scales, const int32_t *sums, int n_tokens) {
+    static bn_kernel_slot slots[3][2][BN_ISA_COUNT];
+    static const char *const ids[3][2][BN_ISA_COUNT] = {
+        {{"cpu.i2s.gemv.scalar", "cpu.i2s.gemv.avx2", "cpu.i2s.gemv.avx512"},
+         {"cpu.i2s.gemm.scalar", "cpu.i2s.gemm.avx2", "cpu.i2s.gemm.avx512"}},
+        {{"cpu.tq2.gemv.scalar", "cpu.tq2.gemv.avx2", "cpu.tq2.gemv.avx512"},
+         {"cpu.tq2.gemm.scalar", "cpu.tq2.gemm.avx2", "cpu.tq2.gemm.avx512"}},
+        {{"cpu.tq1.gemv.scalar", "cpu.tq1.gemv.avx2", "cpu.tq1.gemv.avx512"},
+         {"cpu.tq1.gemm.scalar", "cpu.tq1.gemm.avx2", "cpu.tq1.gemm.avx512"}}};
+    if (n_tokens <= 0) return;
+    bn_isa isa = bn_isa_active();
+    uint64_t t0 = bn_kernel_begin();
+    const int cols = matrix->cols;
+    bn_act_view act = {.q = q, .sums = sums, .n_tokens = n_tokens, .cols = cols};
+    /* Per-path activation copies: small next to the weights (n_tokens x cols bytes). */
+    int8_t *pairs = NULL;
+    int32_t *block_sums = NULL;
+    bool ok = true;
+    if (isa != BN_ISA_SCALAR && matrix->file_type != BN_TYPE_I2_S) {
+        int blocks = cols / BN_TQ_BLOCK;
+        block_sums = malloc((size_t)n_tokens * (size_t)blocks * sizeof *block_sums);
+        ok = block_sums != NULL;
+        for (int t = 0; ok && t < n_tokens; t++)
+            for (int b = 0; b < blocks; b++) {
+                const int8_t *qb = q + (size_t)t * cols + (size_t)b * BN_TQ_BLOCK;
+                int32_t s = 0;
+                for (int c = 0; c < BN_TQ_BLOCK; c++) s += qb[c];
+                block_sums[(size_t)t * blocks + b] = s;
+            }
+        act.block_sums = block_sums;
+    }
+    if (ok && isa == BN_ISA_AVX512) {
+        pairs = malloc((size_t)n_tokens * (size_t)cols);
+        ok = pairs != NULL;
+        for (int t = 0; ok && t < n_tokens; t++) {
+            const int8_t *src = q + (size_t)t * cols;
+            int8_t *dst = pairs + (size_t)t * cols;
+            int c = 0;
+            for (; c + 256 <= cols; c += 256)
+                for (int n = 0; n < 4; n++) {
+                    memcpy(dst + c + 64 * n, src + c + 32 * n, 32);
+                    memcpy(dst + c + 64 * n + 32, src + c + 128 + 32 * n, 32);
+                }
+            memcpy(dst + c, src + c, (size_t)(cols - c));
+        }
+        act.q_pairs = pairs;
+    }
+    if (!ok) isa = BN_ISA_SCALAR; /* out of memory for the copies: the reference needs none */
+    ternary_job job = {.y = y, .matrix = matrix, .act = &act, .scales = scales, .isa = isa};
+    bn_threadpool_run(pool, ternary_worker, &job);
+    free(pairs);
+    free(block_sums);
+    bn_kernel_end(&slots[format_index(matrix->file_type)][n_tokens > 1][isa],
+                  ids[format_index(matrix->file_type)][n_tokens > 1][isa], t0);
+}
+
+/* ---- F16 matmul ---- */
+
+typedef struct f16_job {
+    float *y;
+    const uint16_t *w;
+    const float *x;
+    int rows, cols, n_tokens;
+    bn_isa isa;
+} f16_job;
+
+static void f16_worker(void *context, int thread_index, int n_threads) {
+    const f16_job *job = context;
+    long begin, end;
+    bn_threadpool_split(job->rows, ROW_CHUNK, thread_index, n_threads, &begin, &end);
+    if (begin >= end) return;
+    switch (job->isa) {
+    case BN_ISA_AVX512:
+        bn_avx512_f16_matmul(job->y, job->w, job->x, job->rows, job->cols, job->n_tokens,
+                             (int)begin, (int)end);
+        break;
+    case BN_ISA_AVX2:
+        bn_avx2_f16_matmul(job->y, job->w, job->x, job->rows, job->cols, job->n_tokens,
+                           (int)begin, (int)end);
+        break;
+    default:
+        bn_ref_f16_matmul(job->y, job->w, job->x, job->rows, job->cols, job->n_tokens,
+                          (int)begin, (int)end);
+        break;
+    }
+}
+
+void bn_f16_matmul(bn_threadpool *pool, float *y, const uint16_t *w, const float *x, int rows,
+                   int cols, int n_tokens) {
+    static bn_kernel_slot slots[2][BN_ISA_COUNT];
+    static const char *const ids[2][BN_ISA_COUNT] = {
+        {"cpu.f16.gemv.scalar", "cpu.f16.gemv.avx2", "cpu.f16.gemv.avx512"},
+        {"cpu.f16.gemm.scalar", "cpu.f16.gemm.avx2", "cpu.f16.gemm.avx512"}};
+    if (n_tokens <= 0 || rows <= 0 || cols <= 0) return;
+    bn_isa isa = bn_isa_active();
+    uint64_t t0 = bn_kernel_begin();
+    f16_job job = {y, w, x, rows, cols, n_tokens, isa};
+    bn_threadpool_run(pool, f16_worker, &job);
+    bn_kernel_end(&slots[n_tokens > 1][isa], ids[n_tokens > 1][isa], t0);
+}
+
+/* ---- int8 matrices ---- */
+
+typedef struct int8_convert_job {
+    bn_int8_matrix *matrix;
+    const uint16_t *w;
+} int8_convert_job;
+
+static void int8_convert_worker(void *context, int thread_index, int n_threads) {
+    const int8_convert_job *job = context;
+    bn_int8_matrix *m = job->matrix;
+    long begin, end;
+    bn_threadpool_split(m->rows, 1, thread_index, n_threads, &begin, &end);
+    for (long r = begin; r < end; r++)
+        bn_ref_int8_quantize_row(m->q + (size_t)r * m->cols, &m->row_scales[r],
+                                 job->w + (size_t)r * m->cols, m->cols);
+}
+
+bn_status bn_int8_matrix_from_f16(bn_int8_matrix *matrix, const uint16_t *w, int rows, int cols,
+                                  bn_threadpool *pool, bn_error *err) {
+    memset(matrix, 0, sizeof *matrix);
+    if (rows <= 0 || cols <= 0 || (size_t)rows > SIZE_MAX / (size_t)cols)
+        return bn_error_set(err, BN_ERR_INVALID, "int8 matrix: invalid shape %d x %d", rows, cols);
+    matrix->q = malloc((size_t)rows * (size_t)cols);
+    matrix->row_scales = malloc((size_t)rows * sizeof *matrix->row_scales);
+    if (!matrix->q || !matrix->row_scales) {
+        bn_int8_matrix_release(matrix);
+        return bn_error_set(err, BN_ERR_NOMEM, "int8 matrix: cannot allocate %d x %d", rows, cols);
+    }
+    matrix->rows = rows;
+    matrix->cols = cols;
+    int8_convert_job job = {matrix, w};
+    bn_threadpool_run(pool, int8_convert_worker, &job);
+    return BN_OK;
+}
+
+void bn_int8_matrix_release(bn_int8_matrix *matrix) {
+    if (!matrix) return;
+    free(matrix->q);
+    free(matrix->row_scales);
+    memset(matrix, 0, sizeof *matrix);
+}
+
+typedef struct int8_job {
+    float *y;
+    const bn_int8_matrix *matrix;
+    const bn_act_view *act;
+    const float *scales;
+    bn_isa isa;
+} int8_job;
+
+static void int8_worker(void *context, int thread_index, int n_threads) {
+    const int8_job *job = context;
+    const int n_tokens = job->act->n_tokens;
+    long begin, end;
+    bn_threadpool_split(job->matrix->rows, ROW_CHUNK, thread_index, n_threads, &begin, &end);
+    int32_t sums[ROW_CHUNK * 64];
+    for (long r0 = begin; r0 < end; r0 += ROW_CHUNK) {
+        int r1 = (int)(r0 + ROW_CHUNK < end ? r0 + ROW_CHUNK : end);
+        /* Tokens in slices of 64 keep the sums buffer on the stack. */
+        for (int t0 = 0; t0 < n_tokens; t0 += 64) {
+            bn_act_view slice = *job->act;
+            slice.n_tokens = n_tokens - t0 < 64 ? n_tokens - t0 : 64;
+            slice.q += (size_t)t0 * slice.cols;
+            if (slice.q_unsigned) slice.q_unsigned += (size_t)t0 * slice.cols;
+            switch (job->isa) {
+            case BN_ISA_AVX512: bn_avx512_int8_sums(sums, job->matrix, &slice, (int)r0, r1); break;
+            case BN_ISA_AVX2: bn_avx2_int8_sums(sums, job->matrix, &slice, (int)r0, r1); break;
+            default: bn_ref_int8_sums(sums, job->matrix, &slice, (int)r0, r1); break;
+            }
+            /* finish indexes y by token: shift the base so slice token 0 is token t0 */
+            bn_int8_finish(job->y + (size_t)t0 * job->matrix->rows, job->matrix, sums,
+                           job->scales + t0, slice.n_tokens, (int)r0, r1);
+        }
+    }
+}
+
+void bn_int8_matmul(bn_threadpool *pool, float *y, const bn_int8_matrix *matrix, const int8_t *q,
+                    const float *scales, const int32_t *sums, int n_tokens) {
+    static bn_kernel_slot slots[2][BN_ISA_COUNT];
+    static const char *const ids[2][BN_ISA_COUNT] = {
+        {"cpu.int8.gemv.scalar", "cpu.int8.gemv.avx2", "cpu.int8.gemv.avx512"},
+        {"cpu.int8.gemm.scalar", "cpu.int8.gemm.avx2", "cpu.int8.gemm.avx512"}};
+    if (n_tokens <= 0) return;
+    bn_isa isa = bn_isa_active();
+    uint64_t t0 = bn_kernel_begin();
+    const int cols = matrix->cols;
+    bn_act_view act = {.q = q, .sums = sums, .n_tokens = n_tokens, .cols = cols};
+    uint8_t *helper = NULL;
+    if (isa != BN_ISA_SCALAR) {
+        helper = malloc((size_t)n_tokens * (size_t)cols);
+        if (!helper) isa = BN_ISA_SCALAR;
+        for (size_t i = 0; helper && i < (size_t)n_tokens * (size_t)cols; i++)
+            helper[i] = isa == BN_ISA_AVX512 ? (uint8_t)(q[i] + 128) : (uint8_t)abs(q[i]);
+        act.q_unsigned = helper;
+    }
+    int8_job job = {.y = y, .matrix = matrix, .act = &act, .scales = scales, .isa = isa};
+    bn_threadpool_run(pool, int8_worker, &job);
+    free(helper);
+    bn_kernel_end(&slots[n_tokens > 1][isa], ids[n_tokens > 1][isa], t0);
+}
