@@ -1,0 +1,181 @@
+/*
+ * cmd_eval.c: `bitnet eval -m MODEL --tokens ID,ID,... --logits-out FILE [-t N]`: runs the token
+ * ids as one sequence (no BOS added, no tokenizer) and writes the logits of every position as
+ * little-endian float32, position-major (n_tokens x n_vocab). Other tools and the tests compare
+ * these files against references, so the interface stays exactly this.
+ *
+ * The prompt goes through bn_model_decode() in steps of --step entries (default: all at once), so
+ * one run can also show that the chunking of a prefill does not change the logits.
+ */
+#include "cli/commands.h"
+#include "kernels/cpu_features.h"
+#include "model/model.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: bitnet eval -m MODEL --tokens ID,ID,... --logits-out FILE [options]\n\n"
+            "Runs the token ids as one sequence (no BOS is added) and writes the logits of every\n"
+            "position as little-endian float32, position-major (n_tokens x n_vocab).\n\n"
+            "options:\n"
+            "  -m, --model FILE     GGUF model\n"
+            "  --tokens LIST        comma-separated token ids\n"
+            "  --logits-out FILE    output file\n"
+            "  -t, --threads N      threads (default 1)\n"
+            "  --isa NAME           kernel path: scalar, avx2, avx512 (default: best supported)\n"
+            "  --kv-f32             keep the KV cache in float32 (default float16)\n"
+            "  --int8-lm-head       int8 LM head with per-row scales\n"
+            "  --ubatch N           tokens per internal forward chunk (default 512)\n"
+            "  --step N             entries per bn_model_decode call (default: the ubatch, fewer\n"
+            "                       when the logits of a step would pass 64 MB)\n"
+            "  --ctx N              sequence capacity (default: the number of tokens)\n"
+            "  --help               show this help\n");
+}
+
+static bool parse_int(const char *s, long lo, long hi, int *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) return false;
+    *out = (int)v;
+    return true;
+}
+
+/* Parses "1,2,3" into a new array (caller frees). */
+static bn_status parse_tokens(const char *list, int32_t **out, int *count, bn_error *err) {
+    size_t cap = 1;
+    for (const char *p = list; *p; p++) cap += *p == ',';
+    int32_t *ids = malloc(cap * sizeof *ids);
+    if (!ids) return bn_error_set(err, BN_ERR_NOMEM, "out of memory for %zu token ids", cap);
+    int n = 0;
+    const char *p = list;
+    while (*p) {
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (errno || end == p || v < 0 || v > INT32_MAX || (*end && *end != ',')) {
+            free(ids);
+            return bn_error_set(err, BN_ERR_INVALID, "--tokens: invalid token id at character %ld",
+                                (long)(p - list) + 1);
+        }
+        ids[n++] = (int32_t)v;
+        p = *end ? end + 1 : end;
+    }
+    if (n == 0) {
+        free(ids);
+        return bn_error_set(err, BN_ERR_INVALID, "--tokens: no token ids");
+    }
+    *out = ids;
+    *count = n;
+    return BN_OK;
+}
+
+int bn_cmd_eval(int argc, char **argv, bn_error *err) {
+    const char *model_path = NULL, *tokens_arg = NULL, *out_path = NULL, *isa = NULL;
+    bn_model_options options = bn_model_options_default();
+    int step = 0, ctx = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        bool has_value = i + 1 < argc;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return BN_EXIT_OK;
+        } else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && has_value) {
+            model_path = argv[++i];
+        } else if (!strcmp(a, "--tokens") && has_value) {
+            tokens_arg = argv[++i];
+        } else if (!strcmp(a, "--logits-out") && has_value) {
+            out_path = argv[++i];
+        } else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && has_value) {
+            if (!parse_int(argv[++i], 1, 1024, &options.n_threads)) goto bad_value;
+        } else if (!strcmp(a, "--isa") && has_value) {
+            isa = argv[++i];
+        } else if (!strcmp(a, "--kv-f32")) {
+            options.kv_f16 = false;
+        } else if (!strcmp(a, "--int8-lm-head")) {
+            options.int8_lm_head = true;
+        } else if (!strcmp(a, "--ubatch") && has_value) {
+            if (!parse_int(argv[++i], 1, 1 << 20, &options.ubatch)) goto bad_value;
+        } else if (!strcmp(a, "--step") && has_value) {
+            if (!parse_int(argv[++i], 1, INT_MAX, &step)) goto bad_value;
+        } else if (!strcmp(a, "--ctx") && has_value) {
+            if (!parse_int(argv[++i], 1, 1 << 24, &ctx)) goto bad_value;
+        } else {
+            fprintf(stderr, "bitnet eval: unknown option or missing value '%s'\n", a);
+            usage(stderr);
+            return BN_EXIT_USAGE;
+        }
+        continue;
+    bad_value:
+        fprintf(stderr, "bitnet eval: invalid value '%s' for %s\n", argv[i], a);
+        return BN_EXIT_USAGE;
+    }
+    if (!model_path || !tokens_arg || !out_path) {
+        usage(stderr);
+        return BN_EXIT_USAGE;
+    }
+    if (isa && bn_isa_set_active_by_name(isa, err) != BN_OK) return BN_EXIT_ERROR;
+
+    int32_t *ids = NULL;
+    int n = 0;
+    bn_model *model = NULL;
+    bn_sequence *seq = NULL;
+    bn_batch_entry *entries = NULL;
+    float *logits = NULL;
+    FILE *out = NULL;
+    int rc = BN_EXIT_ERROR;
+    if (parse_tokens(tokens_arg, &ids, &n, err) != BN_OK) goto done;
+    if (bn_model_load(model_path, &options, &model, err) != BN_OK) goto done;
+    if (bn_sequence_create(model, ctx ? ctx : n, &seq, err) != BN_OK) goto done;
+    const int n_vocab = bn_model_get_config(model)->n_vocab;
+    /* Logits go out one decode call at a time, so memory stays at step x n_vocab floats. */
+    if (step == 0) { /* one ubatch per call, but at most 64 MB of logits at a time */
+        step = bn_model_get_options(model)->ubatch;
+        int cap = (16 << 20) / n_vocab;
+        if (step > cap) step = cap > 0 ? cap : 1;
+    }
+    if (step > n) step = n;
+    entries = malloc((size_t)step * sizeof *entries);
+    logits = malloc((size_t)step * (size_t)n_vocab * sizeof *logits);
+    if (!entries || !logits) {
+        bn_error_set(err, BN_ERR_NOMEM, "out of memory for %d x %d logits", step, n_vocab);
+        goto done;
+    }
+    out = fopen(out_path, "wb");
+    if (!out) {
+        bn_error_set(err, BN_ERR_IO, "%s: cannot open for writing: %s", out_path, strerror(errno));
+        goto done;
+    }
+    for (int begin = 0; begin < n; begin += step) {
+        int count = n - begin < step ? n - begin : step;
+        for (int i = 0; i < count; i++)
+            entries[i] = (bn_batch_entry){seq, begin + i, ids[begin + i], true};
+        if (bn_model_decode(model, entries, count, logits, err) != BN_OK) goto done;
+        /* float32 little-endian: the host order on every platform this builds for */
+        if (fwrite(logits, sizeof *logits, (size_t)count * (size_t)n_vocab, out) !=
+            (size_t)count * (size_t)n_vocab) {
+            bn_error_set(err, BN_ERR_IO, "%s: write failed: %s", out_path, strerror(errno));
+            goto done;
+        }
+    }
+    if (fclose(out) != 0) {
+        out = NULL;
+        bn_error_set(err, BN_ERR_IO, "%s: write failed: %s", out_path, strerror(errno));
+        goto done;
+    }
+    out = NULL;
+    rc = BN_EXIT_OK;
+done:
+    if (out) fclose(out);
+    free(logits);
+    free(entries);
+    bn_sequence_free(seq);
+    bn_model_free(model);
+    free(ids);
+    return rc;
+}

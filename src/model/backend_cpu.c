@@ -1,0 +1,234 @@
+/*
+ * backend_cpu.c: the CPU backend. Each operation of backend.h maps onto the dispatching kernels
+ * of kernels/ops.h (which pick the ISA path, count calls in the registry and split rows over the
+ * thread pool). Attention is split over the batch's entries, one entry per thread at a time, so
+ * each entry's result is computed by one thread in one order whatever the thread count.
+ *
+ * Scratch owned here: the int8 activations of the widest projection input for a chunk, and one
+ * attention score row (context length floats) per thread; both grow through reserve().
+ */
+#include "model/backend.h"
+
+#include "core/fp16.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct cpu_backend {
+    bn_threadpool *pool;
+    int n_threads;
+    /* activation quantization of one chunk */
+    int quant_tokens;
+    int8_t *q;
+    float *scales;
+    int32_t *sums;
+    /* attention scores, n_threads rows of score_len floats */
+    int score_len;
+    float *scores;
+} cpu_backend;
+
+static cpu_backend *impl_of(bn_backend *backend) { return (cpu_backend *)backend->impl; }
+
+static void *cpu_alloc(bn_backend *backend, size_t bytes) {
+    (void)backend;
+    if (bytes > SIZE_MAX - 64) return NULL;
+    size_t rounded = (bytes + 63) & ~(size_t)63;
+    return aligned_alloc(64, rounded ? rounded : 64);
+}
+
+static void cpu_release(bn_backend *backend, void *buffer) {
+    (void)backend;
+    free(buffer);
+}
+
+static bn_status cpu_reserve(bn_backend *backend, int n_tokens, int max_context, bn_error *err) {
+    cpu_backend *cpu = impl_of(backend);
+    const bn_model_config *c = backend->config;
+    if (n_tokens > cpu->quant_tokens) {
+        size_t width = (size_t)(c->dim > c->ffn_dim ? c->dim : c->ffn_dim);
+        int8_t *q = malloc((size_t)n_tokens * width);
+        float *scales = malloc((size_t)n_tokens * sizeof *scales);
+        int32_t *sums = malloc((size_t)n_tokens * sizeof *sums);
+        if (!q || !scales || !sums) {
+            free(q), free(scales), free(sums);
+            return bn_error_set(err, BN_ERR_NOMEM, "CPU backend: out of memory for %d tokens", n_tokens);
+        }
+        free(cpu->q), free(cpu->scales), free(cpu->sums);
+        cpu->q = q, cpu->scales = scales, cpu->sums = sums;
+        cpu->quant_tokens = n_tokens;
+    }
+    if (max_context > cpu->score_len) {
+        float *scores = malloc((size_t)cpu->n_threads * (size_t)max_context * sizeof *scores);
+        if (!scores)
+            return bn_error_set(err, BN_ERR_NOMEM, "CPU backend: out of memory for attention over %d positions",
+                                max_context);
+        free(cpu->scores);
+        cpu->scores = scores;
+        cpu->score_len = max_context;
+    }
+    return BN_OK;
+}
+
+static void cpu_embed(bn_backend *backend, float *x, const bn_model_weights *weights,
+                      const int32_t *tokens, int n) {
+    const bn_model_config *c = backend->config;
+    for (int t = 0; t < n; t++)
+        bn_embedding_lookup_f16(x + (size_t)t * c->dim, weights->token_embd, c->n_vocab, c->dim,
+                                tokens[t], NULL);
+}
+
+static void cpu_rmsnorm(bn_backend *backend, float *out, const float *x, const float *weight, int n,
+                        int cols, float eps) {
+    (void)backend;
+    bn_rmsnorm(out, x, weight, n, cols, eps);
+}
+
+static void cpu_linear(bn_backend *backend, float *y, const bn_linear *w, const float *x, int n) {
+    cpu_backend *cpu = impl_of(backend);
+    bn_quantize_activations(cpu->q, cpu->scales, cpu->sums, x, n, w->matrix.cols);
+    bn_ternary_matmul(cpu->pool, y, &w->matrix, cpu->q, cpu->scales, cpu->sums, n);
+    if (w->has_out_scale) {
+        size_t total = (size_t)n * (size_t)w->matrix.rows;
+        for (size_t i = 0; i < total; i++) y[i] *= w->out_scale;
+    }
+}
+
+static void cpu_rope(bn_backend *backend, float *x, int n_heads, const int32_t *pos, int n) {
+    const bn_model_config *c = backend->config;
+    size_t width = (size_t)n_heads * (size_t)c->head_dim;
+    for (int t = 0; t < n; t++)
+        bn_rope_neox(x + (size_t)t * width, n_heads, c->head_dim, c->rope_dim, pos[t], c->rope_base);
+}
+
+static void cpu_kv_store(bn_backend *backend, const bn_batch_view *batch, int layer, const float *k,
+                         const float *v) {
+    int kv_dim = backend->config->kv_dim;
+    for (int t = 0; t < batch->n; t++) {
+        const bn_kv_cache *cache = batch->caches[t];
+        size_t row = (size_t)batch->pos[t] * (size_t)kv_dim;
+        const float *kt = k + (size_t)t * kv_dim, *vt = v + (size_t)t * kv_dim;
+        if (cache->f16) {
+            uint16_t *kd = (uint16_t *)bn_kv_cache_layer_k(cache, layer) + row;
+            uint16_t *vd = (uint16_t *)bn_kv_cache_layer_v(cache, layer) + row;
+            for (int i = 0; i < kv_dim; i++) {
+                kd[i] = bn_fp32_to_fp16(kt[i]);
+                vd[i] = bn_fp32_to_fp16(vt[i]);
+            }
+        } else {
+            memcpy((float *)bn_kv_cache_layer_k(cache, layer) + row, kt, (size_t)kv_dim * sizeof(float));
+            memcpy((float *)bn_kv_cache_layer_v(cache, layer) + row, vt, (size_t)kv_dim * sizeof(float));
+        }
+    }
+}
+
+typedef struct attention_job {
+    cpu_backend *cpu;
+    const bn_model_config *config;
+    float *out;
+    const float *q;
+    const bn_batch_view *batch;
+    int layer;
+} attention_job;
+
+static void attention_worker(void *context, int thread_index, int n_threads) {
+    attention_job *job = context;
+    const bn_model_config *c = job->config;
+    long begin, end;
+    bn_threadpool_split(job->batch->n, 1, thread_index, n_threads, &begin, &end);
+    float *scores = job->cpu->scores + (size_t)thread_index * (size_t)job->cpu->score_len;
+    for (long t = begin; t < end; t++) {
+        const bn_kv_cache *cache = job->batch->caches[t];
+        bn_attention(job->out + (size_t)t * c->dim, job->q + (size_t)t * c->dim,
+                     bn_kv_cache_layer_k(cache, job->layer), bn_kv_cache_layer_v(cache, job->layer),
+                     cache->f16, c->n_heads, c->n_kv_heads, c->head_dim, job->batch->pos[t], scores);
+    }
+}
+
+static void cpu_attention(bn_backend *backend, float *out, const float *q, const bn_batch_view *batch,
+                          int layer) {
+    attention_job job = {impl_of(backend), backend->config, out, q, batch, layer};
+    bn_threadpool_run(job.cpu->pool, attention_worker, &job);
+}
+
+static void cpu_ffn_activation(bn_backend *backend, float *out, const float *gate, const float *up,
+                               size_t n_values, bn_ffn_activation activation) {
+    (void)backend;
+    /* The kernels take int counts: go in slices. */
+    const size_t slice = (size_t)1 << 30;
+    for (size_t done = 0; done < n_values; done += slice) {
+        int count = (int)(n_values - done < slice ? n_values - done : slice);
+        if (activation == BN_FFN_RELU2)
+            bn_relu2_mul(out + done, gate + done, up + done, count);
+        else
+            bn_silu_mul(out + done, gate + done, up + done, count);
+    }
+}
+
+static void cpu_add(bn_backend *backend, float *x, const float *y, size_t n_values) {
+    (void)backend;
+    const size_t slice = (size_t)1 << 30;
+    for (size_t done = 0; done < n_values; done += slice)
+        bn_add(x + done, y + done, (int)(n_values - done < slice ? n_values - done : slice));
+}
+
+static void cpu_gather_rows(bn_backend *backend, float *dst, const float *src, const int32_t *rows,
+                            int n, int cols) {
+    (void)backend;
+    for (int i = 0; i < n; i++)
+        memmove(dst + (size_t)i * cols, src + (size_t)rows[i] * cols, (size_t)cols * sizeof(float));
+}
+
+static void cpu_lm_head(bn_backend *backend, float *logits, const bn_model_weights *weights,
+                        const float *x, int n) {
+    cpu_backend *cpu = impl_of(backend);
+    const bn_model_config *c = backend->config;
+    if (weights->has_int8_output) {
+        bn_quantize_activations(cpu->q, cpu->scales, cpu->sums, x, n, c->dim);
+        bn_int8_matmul(cpu->pool, logits, &weights->output_int8, cpu->q, cpu->scales, cpu->sums, n);
+    } else {
+        bn_f16_matmul(cpu->pool, logits, weights->output, x, c->n_vocab, c->dim, n);
+    }
+}
+
+static void cpu_destroy(bn_backend *backend) {
+    if (!backend) return;
+    cpu_backend *cpu = impl_of(backend);
+    if (cpu) {
+        free(cpu->q), free(cpu->scales), free(cpu->sums), free(cpu->scores);
+        free(cpu);
+    }
+    free(backend);
+}
+
+bn_status bn_backend_cpu_create(const bn_model_config *config, bn_threadpool *pool, bn_backend **out,
+                                bn_error *err) {
+    *out = NULL;
+    bn_backend *backend = calloc(1, sizeof *backend);
+    cpu_backend *cpu = calloc(1, sizeof *cpu);
+    if (!backend || !cpu) {
+        free(backend), free(cpu);
+        return bn_error_set(err, BN_ERR_NOMEM, "out of memory for the CPU backend");
+    }
+    cpu->pool = pool;
+    cpu->n_threads = bn_threadpool_size(pool);
+    backend->name = "cpu";
+    backend->impl = cpu;
+    backend->config = config;
+    backend->destroy = cpu_destroy;
+    backend->alloc = cpu_alloc;
+    backend->release = cpu_release;
+    backend->reserve = cpu_reserve;
+    backend->embed = cpu_embed;
+    backend->rmsnorm = cpu_rmsnorm;
+    backend->linear = cpu_linear;
+    backend->rope = cpu_rope;
+    backend->kv_store = cpu_kv_store;
+    backend->attention = cpu_attention;
+    backend->ffn_activation = cpu_ffn_activation;
+    backend->add = cpu_add;
+    backend->gather_rows = cpu_gather_rows;
+    backend->lm_head = cpu_lm_head;
+    *out = backend;
+    return BN_OK;
+}

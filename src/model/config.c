@@ -1,0 +1,119 @@
+/*
+ * config.c: the model's hyper-parameters from GGUF metadata (keys of spec section 1, prefixed by
+ * general.architecture). Required keys fail with an error naming them; optional keys take the
+ * defaults llama.cpp uses. Shapes of tensors are checked later against this config (loader.c).
+ */
+#include "model/model_internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#define BN_MODEL_MAX_DIM (1 << 20)
+
+static bn_status read_int(const bn_gguf *gguf, const char *arch, const char *suffix, bool required,
+                          int fallback, int lo, int hi, int *out, bn_error *err) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    if (!bn_gguf_find_kv(gguf, key)) {
+        if (required) return bn_error_set(err, BN_ERR_FORMAT, "metadata %s: missing", key);
+        *out = fallback;
+        return BN_OK;
+    }
+    uint64_t v = 0;
+    bn_status st = bn_gguf_get_u64(gguf, key, &v, err);
+    if (st != BN_OK) return st;
+    if (v < (uint64_t)lo || v > (uint64_t)hi)
+        return bn_error_set(err, BN_ERR_FORMAT, "metadata %s: %llu is out of range [%d, %d]", key,
+                            (unsigned long long)v, lo, hi);
+    *out = (int)v;
+    return BN_OK;
+}
+
+static bn_status read_float(const bn_gguf *gguf, const char *arch, const char *suffix, bool required,
+                            float fallback, float *out, bn_error *err) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    if (!bn_gguf_find_kv(gguf, key)) {
+        if (required) return bn_error_set(err, BN_ERR_FORMAT, "metadata %s: missing", key);
+        *out = fallback;
+        return BN_OK;
+    }
+    bn_status st = bn_gguf_get_f32(gguf, key, out, err);
+    if (st != BN_OK) return st;
+    if (!isfinite(*out) || *out <= 0.0f)
+        return bn_error_set(err, BN_ERR_FORMAT, "metadata %s: %g must be a positive number", key,
+                            (double)*out);
+    return BN_OK;
+}
+
+bn_status bn_model_config_read(bn_model_config *config, const bn_gguf *gguf, bn_error *err) {
+    memset(config, 0, sizeof *config);
+    bn_gguf_string arch;
+    bn_status st = bn_gguf_get_string(gguf, "general.architecture", &arch, err);
+    if (st != BN_OK) return st;
+    if (bn_gguf_string_eq(arch, "bitnet-b1.58") || bn_gguf_string_eq(arch, "bitnet-25"))
+        config->arch = BN_ARCH_BITNET_B158;
+    else if (bn_gguf_string_eq(arch, "bitnet"))
+        config->arch = BN_ARCH_BITNET;
+    else
+        return bn_error_set(err, BN_ERR_UNSUPPORTED,
+                            "general.architecture '%.*s' is not a BitNet b1.58 model (expected "
+                            "bitnet-b1.58, bitnet-25 or bitnet)",
+                            (int)(arch.len > 64 ? 64 : arch.len), arch.data);
+    snprintf(config->arch_name, sizeof config->arch_name, "%.*s", (int)arch.len, arch.data);
+    const char *a = config->arch_name;
+
+    if ((st = read_int(gguf, a, "embedding_length", true, 0, 1, BN_MODEL_MAX_DIM, &config->dim, err)) ||
+        (st = read_int(gguf, a, "block_count", true, 0, 1, 4096, &config->n_layers, err)) ||
+        (st = read_int(gguf, a, "feed_forward_length", true, 0, 1, BN_MODEL_MAX_DIM, &config->ffn_dim,
+                       err)) ||
+        (st = read_int(gguf, a, "attention.head_count", true, 0, 1, 4096, &config->n_heads, err)) ||
+        (st = read_int(gguf, a, "attention.head_count_kv", false, config->n_heads, 1, 4096,
+                       &config->n_kv_heads, err)) ||
+        (st = read_int(gguf, a, "context_length", true, 0, 1, 1 << 24, &config->n_ctx_train, err)) ||
+        (st = read_float(gguf, a, "attention.layer_norm_rms_epsilon", true, 0.0f, &config->rms_eps,
+                         err)) ||
+        (st = read_float(gguf, a, "rope.freq_base", false, 10000.0f, &config->rope_base, err)))
+        return st;
+
+    if (config->dim % config->n_heads != 0)
+        return bn_error_set(err, BN_ERR_FORMAT,
+                            "metadata %s.embedding_length %d is not a multiple of head_count %d", a,
+                            config->dim, config->n_heads);
+    if (config->n_heads % config->n_kv_heads != 0)
+        return bn_error_set(err, BN_ERR_FORMAT,
+                            "metadata %s.attention.head_count %d is not a multiple of head_count_kv %d",
+                            a, config->n_heads, config->n_kv_heads);
+    config->head_dim = config->dim / config->n_heads;
+    config->kv_dim = config->n_kv_heads * config->head_dim;
+    if ((st = read_int(gguf, a, "rope.dimension_count", false, config->head_dim, 2, config->head_dim,
+                       &config->rope_dim, err)))
+        return st;
+    if (config->rope_dim % 2 != 0)
+        return bn_error_set(err, BN_ERR_FORMAT, "metadata %s.rope.dimension_count %d is odd", a,
+                            config->rope_dim);
+
+    /* The vocabulary size comes from token_embd (checked there); the key, when present, must agree. */
+    config->n_vocab = 0;
+    if ((st = read_int(gguf, a, "vocab_size", false, 0, 1, 1 << 30, &config->n_vocab, err))) return st;
+
+    config->ffn_activation = BN_FFN_RELU2;
+    if (config->arch == BN_ARCH_BITNET) {
+        /* Upstream llama.cpp's `bitnet` uses SiLU; 2B-4T conversions mark squared ReLU (spec 3). */
+        char key[128];
+        snprintf(key, sizeof key, "%s.hidden_activation", a);
+        config->ffn_activation = BN_FFN_SILU;
+        if (bn_gguf_find_kv(gguf, key)) {
+            bn_gguf_string act;
+            if ((st = bn_gguf_get_string(gguf, key, &act, err))) return st;
+            if (bn_gguf_string_eq(act, "relu2"))
+                config->ffn_activation = BN_FFN_RELU2;
+            else if (!bn_gguf_string_eq(act, "silu"))
+                return bn_error_set(err, BN_ERR_UNSUPPORTED,
+                                    "metadata %s: activation '%.*s' is not relu2 or silu", key,
+                                    (int)(act.len > 32 ? 32 : act.len), act.data);
+        }
+    }
+    return BN_OK;
+}

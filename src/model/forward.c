@@ -1,0 +1,126 @@
+/*
+ * forward.c: the BitNet b1.58 forward pass (spec section 4), for one chunk of batch entries.
+ *
+ * It reads like the paper: embedding; per layer attention (norm, q/k/v, NEOX RoPE, KV cache,
+ * attention, sub-norm, output projection, residual) and FFN (norm, gate/up, squared ReLU, sub-norm,
+ * down projection, residual); final norm; LM head. Every operation goes through the backend
+ * (backend.h), whose kernels compute each token independently of the others, so a token's result
+ * does not depend on which chunk or batch it runs in. All entries' tokens go through each
+ * projection together (one GEMM per weight matrix); attention runs per entry over its own
+ * sequence's cache, reading back this chunk's K/V from the cache in its storage type too.
+ */
+#include "model/backend.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void bn_forward_state_release(bn_forward_state *s, bn_backend *backend) {
+    float **buffers[] = {&s->x, &s->xb, &s->q, &s->k, &s->v, &s->att, &s->hb, &s->hb2, &s->out};
+    for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++) {
+        if (*buffers[i]) backend->release(backend, *buffers[i]);
+        *buffers[i] = NULL;
+    }
+    free(s->pos), free(s->tokens), free(s->caches), free(s->logit_rows);
+    memset(s, 0, sizeof *s);
+}
+
+/* Grows the chunk buffers to n tokens. */
+static bn_status state_reserve(bn_forward_state *s, bn_backend *backend, const bn_model_config *c,
+                               int n, bn_error *err) {
+    if (n <= s->capacity) return BN_OK;
+    bn_forward_state grown = {0};
+    size_t nt = (size_t)n; /* n <= ubatch <= 2^20 and widths <= 2^20: no overflow in 64 bits */
+    size_t dim = nt * (size_t)c->dim * sizeof(float);
+    size_t kv = nt * (size_t)c->kv_dim * sizeof(float);
+    size_t ffn = nt * (size_t)c->ffn_dim * sizeof(float);
+    grown.capacity = n;
+    grown.x = backend->alloc(backend, dim);
+    grown.xb = backend->alloc(backend, dim);
+    grown.q = backend->alloc(backend, dim);
+    grown.k = backend->alloc(backend, kv);
+    grown.v = backend->alloc(backend, kv);
+    grown.att = backend->alloc(backend, dim);
+    grown.hb = backend->alloc(backend, ffn);
+    grown.hb2 = backend->alloc(backend, ffn);
+    grown.out = backend->alloc(backend, dim);
+    grown.pos = malloc(nt * sizeof *grown.pos);
+    grown.tokens = malloc(nt * sizeof *grown.tokens);
+    grown.caches = malloc(nt * sizeof *grown.caches);
+    grown.logit_rows = malloc(nt * sizeof *grown.logit_rows);
+    if (!grown.x || !grown.xb || !grown.q || !grown.k || !grown.v || !grown.att || !grown.hb ||
+        !grown.hb2 || !grown.out || !grown.pos || !grown.tokens || !grown.caches || !grown.logit_rows) {
+        bn_forward_state_release(&grown, backend);
+        return bn_error_set(err, BN_ERR_NOMEM, "out of memory for activations of %d tokens", n);
+    }
+    bn_forward_state_release(s, backend);
+    *s = grown;
+    return BN_OK;
+}
+
+bn_status bn_model_forward(bn_model *model, const bn_batch_entry *entries, int n, float *logits,
+                           bn_error *err) {
+    const bn_model_config *c = &model->config;
+    const bn_model_weights *w = &model->weights;
+    bn_backend *be = model->backend;
+    bn_forward_state *s = &model->state;
+    const float eps = c->rms_eps;
+
+    int max_context = 0;
+    for (int t = 0; t < n; t++)
+        if (entries[t].seq->cache.capacity > max_context) max_context = entries[t].seq->cache.capacity;
+    bn_status st = state_reserve(s, be, c, n, err);
+    if (st == BN_OK) st = be->reserve(be, n, max_context, err);
+    if (st != BN_OK) return st;
+
+    int n_out = 0;
+    for (int t = 0; t < n; t++) {
+        s->pos[t] = entries[t].pos;
+        s->tokens[t] = entries[t].token;
+        s->caches[t] = &entries[t].seq->cache;
+        if (entries[t].want_logits) s->logit_rows[n_out++] = t;
+    }
+    const bn_batch_view batch = {n, s->pos, s->tokens, s->caches};
+    const size_t n_dim = (size_t)n * (size_t)c->dim;
+
+    /* token embedding */
+    be->embed(be, s->x, w, s->tokens, n);
+
+    for (int l = 0; l < c->n_layers; l++) {
+        const bn_layer_weights *lw = &w->layers[l];
+
+        /* attention: q, k, v from the normed residual */
+        be->rmsnorm(be, s->xb, s->x, lw->attn_norm, n, c->dim, eps);
+        be->linear(be, s->q, &lw->wq, s->xb, n);
+        be->linear(be, s->k, &lw->wk, s->xb, n);
+        be->linear(be, s->v, &lw->wv, s->xb, n);
+
+        /* rotary position embedding (NEOX pairs) on q and k */
+        be->rope(be, s->q, c->n_heads, s->pos, n);
+        be->rope(be, s->k, c->n_kv_heads, s->pos, n);
+
+        /* K/V into each sequence's cache, then causal attention reading them back */
+        be->kv_store(be, &batch, l, s->k, s->v);
+        be->attention(be, s->att, s->q, &batch, l);
+
+        /* sub-norm, output projection, residual */
+        be->rmsnorm(be, s->att, s->att, lw->attn_sub_norm, n, c->dim, eps);
+        be->linear(be, s->xb, &lw->wo, s->att, n);
+        be->add(be, s->x, s->xb, n_dim);
+
+        /* FFN: act(gate) * up, sub-norm, down projection, residual */
+        be->rmsnorm(be, s->xb, s->x, lw->ffn_norm, n, c->dim, eps);
+        be->linear(be, s->hb, &lw->w_gate, s->xb, n);
+        be->linear(be, s->hb2, &lw->w_up, s->xb, n);
+        be->ffn_activation(be, s->hb, s->hb, s->hb2, (size_t)n * (size_t)c->ffn_dim, c->ffn_activation);
+        be->rmsnorm(be, s->hb, s->hb, lw->ffn_sub_norm, n, c->ffn_dim, eps);
+        be->linear(be, s->xb, &lw->w_down, s->hb, n);
+        be->add(be, s->x, s->xb, n_dim);
+    }
+
+    /* final norm and LM head, only for the entries that want logits */
+    if (n_out == 0) return BN_OK;
+    be->gather_rows(be, s->out, s->x, s->logit_rows, n_out, c->dim);
+    be->rmsnorm(be, s->out, s->out, w->output_norm, n_out, c->dim, eps);
+    be->lm_head(be, logits, w, s->out, n_out);
+    return BN_OK;
+}

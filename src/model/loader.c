@@ -1,0 +1,221 @@
+/*
+ * loader.c: binds the file's tensors to the model's weights. Every required tensor is checked for
+ * presence, type and shape, and an error names it ("blk.3.ffn_sub_norm.weight: missing").
+ *
+ * Design: weights stay in the read-only file mapping wherever the kernels use the file layout as
+ * is (F32 norms, F16 embedding / LM head). Ternary projections go through
+ * bn_ternary_matrix_prepare(), which may repack them into a kernel layout; when it does, the
+ * file pages of that tensor are dropped (madvise MADV_DONTNEED on the page-aligned inner range)
+ * so resident memory stays at about the file size.
+ */
+#include "model/model_internal.h"
+
+#include "quant/quant_format.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+static void format_shape(char *buf, size_t size, const uint64_t *ne) {
+    int dims = BN_GGUF_MAX_DIMS;
+    while (dims > 1 && ne[dims - 1] == 1) dims--;
+    size_t used = (size_t)snprintf(buf, size, "{");
+    for (int i = 0; i < dims && used < size; i++)
+        used += (size_t)snprintf(buf + used, size - used, "%s%" PRIu64, i ? ", " : "", ne[i]);
+    if (used < size) snprintf(buf + used, size - used, "}");
+}
+
+static const char *type_name(uint32_t type) {
+    const bn_quant_format *f = bn_quant_format_get(type);
+    return f ? f->name : "unknown";
+}
+
+/* Finds name and checks its shape {ne0, ne1} (ne1 == 1 for vectors). *out is NULL (and BN_OK
+ * returned) when the tensor is optional and absent. */
+static bn_status find_checked(const bn_gguf *gguf, const char *name, uint64_t ne0, uint64_t ne1,
+                              bool optional, const bn_gguf_tensor **out, bn_error *err) {
+    *out = NULL;
+    const bn_gguf_tensor *t = bn_gguf_find_tensor(gguf, name);
+    if (!t) {
+        if (optional) return BN_OK;
+        return bn_error_set(err, BN_ERR_FORMAT, "%s: missing", name);
+    }
+    uint64_t want[BN_GGUF_MAX_DIMS] = {ne0, ne1, 1, 1};
+    for (int i = 0; i < BN_GGUF_MAX_DIMS; i++) {
+        if (t->ne[i] != want[i]) {
+            char expected[96], found[96];
+            format_shape(expected, sizeof expected, want);
+            format_shape(found, sizeof found, t->ne);
+            return bn_error_set(err, BN_ERR_FORMAT, "%s: wrong shape: expected %s, found %s", name,
+                                expected, found);
+        }
+    }
+    *out = t;
+    return BN_OK;
+}
+
+static bn_status check_type(const bn_gguf_tensor *t, const char *name, uint32_t type, bn_error *err) {
+    if (t->type != type)
+        return bn_error_set(err, BN_ERR_UNSUPPORTED, "%s: type %s (%u), expected %s", name,
+                            type_name(t->type), t->type, type_name(type));
+    return BN_OK;
+}
+
+static bn_status bind_f32(const bn_gguf *gguf, const char *name, uint64_t n, const float **out,
+                          bn_error *err) {
+    const bn_gguf_tensor *t;
+    bn_status st = find_checked(gguf, name, n, 1, false, &t, err);
+    if (st == BN_OK) st = check_type(t, name, BN_TYPE_F32, err);
+    if (st != BN_OK) return st;
+    *out = (const float *)t->data;
+    return BN_OK;
+}
+
+/* Drops the file pages wholly inside [data, data + size) of the mapping (they were repacked). */
+static void release_file_pages(const bn_gguf *gguf, const uint8_t *data, uint64_t size) {
+    if (!gguf->mapped) return;
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0) return;
+    uintptr_t begin = ((uintptr_t)data + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+    uintptr_t end = ((uintptr_t)data + (uintptr_t)size) & ~((uintptr_t)page - 1);
+    if (end > begin) madvise((void *)begin, end - begin, MADV_DONTNEED);
+}
+
+static bn_status bind_linear(const bn_gguf *gguf, const bn_model_config *config, int layer,
+                             const char *part, uint64_t in, uint64_t out, bn_linear *linear,
+                             bn_error *err) {
+    char name[96];
+    snprintf(name, sizeof name, "blk.%d.%s.weight", layer, part);
+    const bn_gguf_tensor *t;
+    bn_status st = find_checked(gguf, name, in, out, false, &t, err);
+    if (st != BN_OK) return st;
+    if (t->type != BN_TYPE_I2_S && t->type != BN_TYPE_TQ2_0 && t->type != BN_TYPE_TQ1_0)
+        return bn_error_set(err, BN_ERR_UNSUPPORTED, "%s: type %s (%u), expected i2_s, tq2_0 or tq1_0",
+                            name, type_name(t->type), t->type);
+    st = bn_ternary_matrix_prepare(&linear->matrix, name, t->type, (int)out, (int)in, t->data, err);
+    if (st != BN_OK) {
+        memset(&linear->matrix, 0, sizeof linear->matrix);
+        return st;
+    }
+    if (linear->matrix.owned) release_file_pages(gguf, t->data, t->size);
+
+    linear->has_out_scale = false;
+    linear->out_scale = 1.0f;
+    if (config->arch == BN_ARCH_BITNET) {
+        snprintf(name, sizeof name, "blk.%d.%s.scale", layer, part);
+        const bn_gguf_tensor *s;
+        st = find_checked(gguf, name, 1, 1, true, &s, err);
+        if (st == BN_OK && s) st = check_type(s, name, BN_TYPE_F32, err);
+        if (st != BN_OK) {
+            bn_ternary_matrix_release(&linear->matrix);
+            memset(&linear->matrix, 0, sizeof linear->matrix);
+            return st;
+        }
+        if (s) {
+            memcpy(&linear->out_scale, s->data, sizeof(float));
+            linear->has_out_scale = true;
+        }
+    }
+    return BN_OK;
+}
+
+static void release_layer(bn_layer_weights *l) {
+    bn_linear *all[] = {&l->wq, &l->wk, &l->wv, &l->wo, &l->w_gate, &l->w_up, &l->w_down};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) bn_ternary_matrix_release(&all[i]->matrix);
+}
+
+static bn_status load_layer(const bn_gguf *gguf, const bn_model_config *c, int l,
+                            bn_layer_weights *w, bn_error *err) {
+    char name[96];
+    bn_status st;
+#define NORM(field, part, n)                                                  \
+    snprintf(name, sizeof name, "blk.%d.%s.weight", l, part);                 \
+    if ((st = bind_f32(gguf, name, (uint64_t)(n), &w->field, err))) goto fail;
+#define LINEAR(field, part, in, out) \
+    if ((st = bind_linear(gguf, c, l, part, (uint64_t)(in), (uint64_t)(out), &w->field, err))) goto fail;
+
+    NORM(attn_norm, "attn_norm", c->dim)
+    LINEAR(wq, "attn_q", c->dim, c->dim)
+    LINEAR(wk, "attn_k", c->dim, c->kv_dim)
+    LINEAR(wv, "attn_v", c->dim, c->kv_dim)
+    NORM(attn_sub_norm, "attn_sub_norm", c->dim)
+    LINEAR(wo, "attn_output", c->dim, c->dim)
+    NORM(ffn_norm, "ffn_norm", c->dim)
+    LINEAR(w_gate, "ffn_gate", c->dim, c->ffn_dim)
+    LINEAR(w_up, "ffn_up", c->dim, c->ffn_dim)
+    NORM(ffn_sub_norm, "ffn_sub_norm", c->ffn_dim)
+    LINEAR(w_down, "ffn_down", c->ffn_dim, c->dim)
+#undef NORM
+#undef LINEAR
+    return BN_OK;
+fail:
+    release_layer(w);
+    return st;
+}
+
+bn_status bn_model_weights_load(bn_model_weights *w, bn_model_config *config, const bn_gguf *gguf,
+                                const bn_model_options *options, bn_threadpool *pool,
+                                bn_error *err) {
+    memset(w, 0, sizeof *w);
+    const char *name = "token_embd.weight";
+    const bn_gguf_tensor *embd = bn_gguf_find_tensor(gguf, name);
+    if (!embd) return bn_error_set(err, BN_ERR_FORMAT, "%s: missing", name);
+    if (embd->ne[1] > (uint64_t)1 << 30 || embd->ne[1] == 0)
+        return bn_error_set(err, BN_ERR_FORMAT, "%s: vocabulary size %" PRIu64 " is out of range",
+                            name, embd->ne[1]);
+    if (config->n_vocab != 0 && (uint64_t)config->n_vocab != embd->ne[1])
+        return bn_error_set(err, BN_ERR_FORMAT, "%s: %" PRIu64 " rows but %s.vocab_size is %d", name,
+                            embd->ne[1], config->arch_name, config->n_vocab);
+    config->n_vocab = (int)embd->ne[1];
+    bn_status st = find_checked(gguf, name, (uint64_t)config->dim, (uint64_t)config->n_vocab, false,
+                                &embd, err);
+    if (st == BN_OK) st = check_type(embd, name, BN_TYPE_F16, err);
+    if (st != BN_OK) return st;
+    w->token_embd = (const uint16_t *)embd->data;
+
+    if ((st = bind_f32(gguf, "output_norm.weight", (uint64_t)config->dim, &w->output_norm, err)))
+        return st;
+
+    const bn_gguf_tensor *output;
+    name = "output.weight";
+    st = find_checked(gguf, name, (uint64_t)config->dim, (uint64_t)config->n_vocab, true, &output, err);
+    if (st == BN_OK && output) st = check_type(output, name, BN_TYPE_F16, err);
+    if (st != BN_OK) return st;
+    config->tied_output = output == NULL;
+    w->output = output ? (const uint16_t *)output->data : w->token_embd;
+
+    w->layers = calloc((size_t)config->n_layers, sizeof *w->layers);
+    if (!w->layers) return bn_error_set(err, BN_ERR_NOMEM, "out of memory for %d layers", config->n_layers);
+    for (int l = 0; l < config->n_layers; l++) {
+        if ((st = load_layer(gguf, config, l, &w->layers[l], err))) {
+            bn_model_weights_release(w, l);
+            return st;
+        }
+    }
+    config->projection_type = w->layers[0].wq.matrix.file_type;
+
+    if (options->int8_lm_head) {
+        st = bn_int8_matrix_from_f16(&w->output_int8, w->output, config->n_vocab, config->dim, pool,
+                                     err);
+        if (st != BN_OK) {
+            bn_model_weights_release(w, config->n_layers);
+            return bn_error_prefix(err, "int8 LM head: ");
+        }
+        w->has_int8_output = true;
+    }
+
+    config->n_params = 0;
+    for (uint64_t i = 0; i < gguf->n_tensors; i++) config->n_params += gguf->tensors[i].n_elements;
+    return BN_OK;
+}
+
+void bn_model_weights_release(bn_model_weights *w, int n_layers) {
+    if (w->layers)
+        for (int l = 0; l < n_layers; l++) release_layer(&w->layers[l]);
+    free(w->layers);
+    if (w->has_int8_output) bn_int8_matrix_release(&w->output_int8);
+    memset(w, 0, sizeof *w);
+}

@@ -1,0 +1,115 @@
+/*
+ * model.h: a loaded BitNet b1.58 model and the one forward step the CLI and the server call.
+ *
+ * Design: a model is the memory-mapped GGUF file plus a config read from its metadata, weights
+ * bound to the kernels' formats, and a backend (the CPU one today) that runs the operations of
+ * forward.c. Sequences own their KV cache. bn_model_decode() runs one step over a batch of
+ * entries (sequence, position, token) taken from any number of sequences, so the weights are read
+ * once per step for all of them: the matmuls are GEMMs over all entries' tokens, attention runs per
+ * entry over its own sequence's cache.
+ *
+ * Batch invariance: the logits of an entry depend only on its sequence's tokens, never on the rest
+ * of the batch, the chunking of a prefill, the order of sequences or the thread count (bit for bit).
+ *
+ * A model is not thread-safe: one bn_model_decode() at a time per model (its scratch buffers are
+ * shared); sequences belong to the model that created them.
+ */
+#ifndef BN_MODEL_MODEL_H
+#define BN_MODEL_MODEL_H
+
+#include "bitnet.h"
+#include "gguf/gguf.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum bn_model_arch {
+    BN_ARCH_BITNET_B158 = 0, /* "bitnet-b1.58" and "bitnet-25" (Microsoft's bitnet.cpp) */
+    BN_ARCH_BITNET = 1       /* "bitnet" (upstream llama.cpp: TQ1_0/TQ2_0, optional .scale) */
+} bn_model_arch;
+
+typedef enum bn_ffn_activation {
+    BN_FFN_RELU2 = 0, /* relu(gate)^2 * up */
+    BN_FFN_SILU = 1   /* silu(gate) * up */
+} bn_ffn_activation;
+
+/* Hyper-parameters, from the file's metadata (spec section 1). */
+typedef struct bn_model_config {
+    bn_model_arch arch;
+    char arch_name[32];     /* general.architecture as found */
+    int n_vocab;
+    int n_ctx_train;        /* ARCH.context_length */
+    int dim;                /* ARCH.embedding_length */
+    int n_layers;           /* ARCH.block_count */
+    int ffn_dim;            /* ARCH.feed_forward_length */
+    int n_heads;            /* ARCH.attention.head_count */
+    int n_kv_heads;         /* ARCH.attention.head_count_kv (default n_heads) */
+    int head_dim;           /* dim / n_heads */
+    int kv_dim;             /* n_kv_heads * head_dim */
+    int rope_dim;           /* ARCH.rope.dimension_count (default head_dim) */
+    float rope_base;        /* ARCH.rope.freq_base (default 10000) */
+    float rms_eps;          /* ARCH.attention.layer_norm_rms_epsilon */
+    bn_ffn_activation ffn_activation;
+    bool tied_output;       /* no output.weight: the LM head is token_embd */
+    uint32_t projection_type; /* ggml type id of the ternary projections (I2_S, TQ2_0, TQ1_0) */
+    uint64_t n_params;      /* elements of all tensors */
+} bn_model_config;
+
+typedef struct bn_model_options {
+    int n_threads;          /* >= 1 */
+    bool kv_f16;            /* KV cache storage: F16 (default) or F32 */
+    bool int8_lm_head;      /* LM head in int8 with per-row scales instead of F16 */
+    int ubatch;             /* tokens per internal forward chunk (0: default 512) */
+} bn_model_options;
+
+/* n_threads 1, kv_f16 true, int8_lm_head false, ubatch 0. */
+bn_model_options bn_model_options_default(void);
+
+typedef struct bn_model bn_model;
+typedef struct bn_sequence bn_sequence;
+
+/* Loads and validates the model at path. On success *out is owned by the caller (bn_model_free).
+ * Errors name the tensor or metadata key ("blk.3.ffn_sub_norm.weight: missing"). */
+bn_status bn_model_load(const char *path, const bn_model_options *options, bn_model **out,
+                        bn_error *err);
+void bn_model_free(bn_model *model);
+
+const bn_model_config *bn_model_get_config(const bn_model *model);
+const bn_model_options *bn_model_get_options(const bn_model *model);
+/* The parsed file (metadata for the tokenizer, tensor list); lives as long as the model. */
+const bn_gguf *bn_model_get_gguf(const bn_model *model);
+/* Bytes of weights read per generated token (ternary projections + LM head), for bandwidth math. */
+uint64_t bn_model_bytes_per_token(const bn_model *model);
+/* Name of the backend running the model ("cpu"). */
+const char *bn_model_backend_name(const bn_model *model);
+
+/* A sequence with its own KV cache for positions 0..capacity-1 (capacity 0: the model's training
+ * context). Owned by the caller: bn_sequence_free (before bn_model_free). */
+bn_status bn_sequence_create(bn_model *model, int capacity, bn_sequence **out, bn_error *err);
+void bn_sequence_free(bn_sequence *seq);
+/* Forgets all tokens (length 0); the cache memory is kept. */
+void bn_sequence_clear(bn_sequence *seq);
+/* Tokens in the cache: the position the next token must have. */
+int bn_sequence_length(const bn_sequence *seq);
+int bn_sequence_capacity(const bn_sequence *seq);
+
+/* One entry of a forward step. */
+typedef struct bn_batch_entry {
+    bn_sequence *seq;
+    int32_t pos;      /* must equal the sequence's length plus the entries of the same sequence
+                       * before this one in the batch (consecutive positions, in order) */
+    int32_t token;
+    bool want_logits;
+} bn_batch_entry;
+
+/* Runs one forward step over n entries. For each entry with want_logits, n_vocab float logits are
+ * written to logits_out, rows in entry order (logits_out may be NULL when none want logits).
+ * Everything is validated before any state changes: a token outside the vocabulary, a position
+ * that is not the next one of its sequence, or a full context (pos >= capacity, BN_ERR_RANGE)
+ * fails the whole call and leaves every sequence as it was. On success each sequence's length
+ * grows by its number of entries. */
+bn_status bn_model_decode(bn_model *model, const bn_batch_entry *entries, int n, float *logits_out,
+                          bn_error *err);
+
+#endif
