@@ -11,7 +11,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
-#define SPIN_ITERATIONS 20000
+#define SPIN_ITERATIONS 4000
 
 struct bn_threadpool {
     int n_threads;

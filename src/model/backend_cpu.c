@@ -131,17 +131,27 @@ typedef struct attention_job {
     int layer;
 } attention_job;
 
+/* Work items are (entry, query head) pairs, so a one-token decode still uses every thread; each
+ * head's result depends only on its own inputs, whatever the split. */
 static void attention_worker(void *context, int thread_index, int n_threads) {
     attention_job *job = context;
     const bn_model_config *c = job->config;
     long begin, end;
-    bn_threadpool_split(job->batch->n, 1, thread_index, n_threads, &begin, &end);
+    bn_threadpool_split((long)job->batch->n * c->n_heads, 1, thread_index, n_threads, &begin, &end);
     float *scores = job->cpu->scores + (size_t)thread_index * (size_t)job->cpu->score_len;
-    for (long t = begin; t < end; t++) {
+    long item = begin;
+    while (item < end) {
+        long t = item / c->n_heads;
+        int head_begin = (int)(item % c->n_heads);
+        long items_left_in_entry = c->n_heads - head_begin;
+        int head_end = (int)(end - item < items_left_in_entry ? head_begin + (end - item) : c->n_heads);
         const bn_kv_cache *cache = job->batch->caches[t];
-        bn_attention(job->out + (size_t)t * c->dim, job->q + (size_t)t * c->dim,
-                     bn_kv_cache_layer_k(cache, job->layer), bn_kv_cache_layer_v(cache, job->layer),
-                     cache->f16, c->n_heads, c->n_kv_heads, c->head_dim, job->batch->pos[t], scores);
+        bn_attention_heads(job->out + (size_t)t * c->dim, job->q + (size_t)t * c->dim,
+                           bn_kv_cache_layer_k(cache, job->layer),
+                           bn_kv_cache_layer_v(cache, job->layer), cache->f16, c->n_heads,
+                           c->n_kv_heads, c->head_dim, job->batch->pos[t], scores, head_begin,
+                           head_end);
+        item += head_end - head_begin;
     }
 }
 
