@@ -1,0 +1,120 @@
+/*
+ * bandwidth.c: the streaming read bandwidth measurement (see bandwidth.h). Each pass is one
+ * bn_threadpool_run over the whole buffer, timed from before the run to after every thread has
+ * finished, so the figure is what all threads together pull from memory, as in a decode step.
+ */
+#include "tools/bandwidth.h"
+
+#include "kernels/cpu_features.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define BN_BANDWIDTH_MAX_THREADS 256
+
+typedef struct sum_job {
+    uint64_t *data;
+    size_t bytes;
+    bool fill;            /* write the share instead of summing it */
+    bool use_avx2;
+    uint64_t sums[BN_BANDWIDTH_MAX_THREADS * 8]; /* one 64-byte line per thread */
+} sum_job;
+
+uint64_t bn_bandwidth_sum_scalar(const uint64_t *data, size_t bytes) {
+    size_t n = bytes / 8;
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (size_t i = 0; i + 4 <= n; i += 4) {
+        s0 += data[i];
+        s1 += data[i + 1];
+        s2 += data[i + 2];
+        s3 += data[i + 3];
+    }
+    return s0 + s1 + s2 + s3;
+}
+
+static void sum_share(void *context, int thread_index, int n_threads) {
+    sum_job *job = context;
+    long begin, end;
+    /* Shares in 4 KiB pages: every thread streams whole pages of its own. */
+    bn_threadpool_split((long)(job->bytes / 4096), 1, thread_index, n_threads, &begin, &end);
+    uint64_t *start = job->data + (size_t)begin * 512;
+    size_t bytes = (size_t)(end - begin) * 4096;
+    if (job->fill) {
+        for (size_t i = 0; i < bytes / 8; i++) start[i] = (uint64_t)(begin * 512) + i;
+        return;
+    }
+    uint64_t sum = job->use_avx2 ? bn_bandwidth_sum_avx2(start, bytes)
+                                 : bn_bandwidth_sum_scalar(start, bytes);
+    if (thread_index < BN_BANDWIDTH_MAX_THREADS) job->sums[thread_index * 8] += sum;
+}
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int compare_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+bn_status bn_measure_read_bandwidth(bn_bandwidth_result *out, bn_threadpool *pool,
+                                    size_t buffer_bytes, int passes, bn_error *err) {
+    memset(out, 0, sizeof *out);
+    if (passes < 1 || passes > 1000)
+        return bn_error_set(err, BN_ERR_INVALID, "bandwidth: passes must be 1..1000, got %d", passes);
+    if (bn_threadpool_size(pool) > BN_BANDWIDTH_MAX_THREADS)
+        return bn_error_set(err, BN_ERR_INVALID, "bandwidth: at most %d threads",
+                            BN_BANDWIDTH_MAX_THREADS);
+    buffer_bytes &= ~(size_t)4095;
+    if (buffer_bytes < ((size_t)1 << 20)) buffer_bytes = (size_t)1 << 20;
+
+    sum_job *job = calloc(1, sizeof *job);
+    if (!job) return bn_error_set(err, BN_ERR_NOMEM, "bandwidth: no memory for the job");
+    job->data = aligned_alloc(4096, buffer_bytes);
+    double *seconds = malloc((size_t)passes * sizeof *seconds);
+    if (!job->data || !seconds) {
+        free(job->data);
+        free(job);
+        free(seconds);
+        return bn_error_set(err, BN_ERR_NOMEM, "bandwidth: cannot allocate a %zu-byte buffer",
+                            buffer_bytes);
+    }
+    job->bytes = buffer_bytes;
+    job->use_avx2 = bn_isa_supported(BN_ISA_AVX2);
+
+    job->fill = true;
+    bn_threadpool_run(pool, sum_share, job);
+    job->fill = false;
+    bn_threadpool_run(pool, sum_share, job); /* warm-up */
+    for (int p = 0; p < passes; p++) {
+        double t0 = now_seconds();
+        bn_threadpool_run(pool, sum_share, job);
+        seconds[p] = now_seconds() - t0;
+    }
+    /* The sums are used, so no compiler may drop the loads: they must equal passes+1 times the
+     * closed-form sum of the fill pattern 0, 1, 2, ... (mod 2^64). */
+    uint64_t total = 0;
+    for (int t = 0; t < BN_BANDWIDTH_MAX_THREADS; t++) total += job->sums[t * 8];
+    uint64_t words = buffer_bytes / 8;
+    uint64_t expected_once = (words % 2 == 0) ? (words / 2) * (words - 1) : words * ((words - 1) / 2);
+    bool sums_ok = total == expected_once * (uint64_t)(passes + 1);
+
+    qsort(seconds, (size_t)passes, sizeof *seconds, compare_double);
+    double median = passes % 2 ? seconds[passes / 2]
+                               : 0.5 * (seconds[passes / 2 - 1] + seconds[passes / 2]);
+    out->median_bytes_per_second = (double)buffer_bytes / median;
+    out->best_bytes_per_second = (double)buffer_bytes / seconds[0];
+    out->buffer_bytes = buffer_bytes;
+    out->passes = passes;
+    out->threads = bn_threadpool_size(pool);
+    out->path = job->use_avx2 ? "avx2" : "scalar";
+    free(seconds);
+    free(job->data);
+    free(job);
+    if (!sums_ok) return bn_error_set(err, BN_ERR_MISMATCH, "bandwidth: checksum of the buffer is wrong");
+    return BN_OK;
+}
