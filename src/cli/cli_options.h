@@ -1,0 +1,99 @@
+/*
+ * cli_options.h: the command-line options several commands share (model, threads, context, ISA,
+ * sampling, stop strings), parsed in one place so `run`, `chat`, `perplexity`, `crossval` and the
+ * server accept the same spellings and reject the same bad values.
+ *
+ * Design: a command walks its argv itself and offers each argument first to these group parsers;
+ * a parser either consumes the option (and its value), says it is not one of its options, or
+ * fails with a one-line message naming the option and the value. The command prints that line and
+ * its usage and exits 2. Nothing here prints or exits.
+ */
+#ifndef BN_CLI_OPTIONS_H
+#define BN_CLI_OPTIONS_H
+
+#include "bitnet.h"
+#include "chat/chat.h"
+#include "model/model.h"
+#include "sampling/sampler.h"
+#include "tokenizer/tokenizer.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* The model the repository ships in models/ (used when -m is absent). */
+#define BN_CLI_DEFAULT_MODEL "models/kjv-bitnet.gguf"
+
+/* Result of offering one argument to a group parser. */
+typedef enum bn_cli_parse {
+    BN_CLI_NOT_MINE = 0, /* not an option of this group: try the next parser */
+    BN_CLI_CONSUMED = 1, /* consumed (with its value when it has one) */
+    BN_CLI_BAD = -1      /* a missing or invalid value: err holds the one-line message */
+} bn_cli_parse;
+
+/* -m/--model, -t/--threads, -c/--ctx-size, --isa. */
+typedef struct bn_cli_common {
+    const char *model_path; /* NULL: the default model (bn_cli_resolve_model) */
+    int n_threads;          /* default: online CPUs, at most 8 */
+    int n_ctx;              /* 0: the model's training context */
+    const char *isa;        /* NULL: best supported */
+} bn_cli_common;
+
+void bn_cli_common_init(bn_cli_common *c);
+/* Offers argv[*i]; on BN_CLI_CONSUMED *i points at the last argument consumed. */
+bn_cli_parse bn_cli_parse_common(bn_cli_common *c, int argc, char **argv, int *i, bn_error *err);
+/* Help lines for these options (for a command's usage). */
+extern const char bn_cli_common_help[];
+
+/* Sampling options: --temp, --top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n,
+ * --presence-penalty, --frequency-penalty, --logit-bias ID=BIAS, --seed, --stop STR, -n. */
+typedef struct bn_cli_sampling {
+    bn_sampler_params params;  /* params.logit_bias points into `biases` */
+    bn_logit_bias *biases;     /* owned */
+    size_t n_biases;
+    const char **stops;        /* owned array; strings point into argv */
+    size_t n_stops;
+} bn_cli_sampling;
+
+/* Defaults: bn_sampler_params_default() with max_tokens = default_max_tokens. */
+void bn_cli_sampling_init(bn_cli_sampling *s, int32_t default_max_tokens);
+void bn_cli_sampling_free(bn_cli_sampling *s);
+bn_cli_parse bn_cli_parse_sampling(bn_cli_sampling *s, int argc, char **argv, int *i,
+                                   bn_error *err);
+extern const char bn_cli_sampling_help[];
+
+/* Number parsing: the whole string must be a number in [lo, hi]. */
+bool bn_cli_parse_int(const char *s, long lo, long hi, int *out);
+bool bn_cli_parse_float(const char *s, double lo, double hi, float *out);
+
+/* Parses "1,2,3" into a new array (caller frees *out). BN_ERR_INVALID naming the position. */
+bn_status bn_cli_parse_token_list(const char *list, int32_t **out, int *count, bn_error *err);
+
+/* A file of the source tree: `relative` from the working directory, else from the source tree of
+ * the running binary (/proc/self/exe/../..). BN_ERR_IO when neither exists. *out: caller frees. */
+bn_status bn_cli_find_in_tree(char **out, const char *relative, bn_error *err);
+
+/* The model file to open: `given` when non-NULL, else BN_CLI_DEFAULT_MODEL relative to the
+ * working directory, else relative to the source tree of the running binary
+ * (/proc/self/exe/../..). When no file exists the error says how to get one. *out is owned by
+ * the caller (free). */
+bn_status bn_cli_resolve_model(char **out, const char *given, bn_error *err);
+
+/* Applies --isa when set; otherwise checks that BITNET_ISA (if set) names a path this CPU has. */
+bn_status bn_cli_apply_isa(const bn_cli_common *c, bn_error *err);
+
+/* Resolves the model path (bn_cli_resolve_model), applies --isa, loads the model with the thread
+ * count and builds its tokenizer (tok may be NULL when not needed). The caller owns *model,
+ * *tok and *path (bn_model_free, bn_tokenizer_free, free); nothing is left allocated on failure. */
+bn_status bn_cli_load_model(bn_model **model, bn_tokenizer **tok, char **path,
+                            const bn_cli_common *c, bn_error *err);
+
+/* The chat format: `name` when given (BN_ERR_INVALID listing the valid names when unknown), else
+ * the one the model's tokenizer.chat_template and architecture select. */
+bn_status bn_cli_chat_format(const bn_chat_format **out, const bn_model *model, const char *name,
+                             bn_error *err);
+
+/* Monotonic milliseconds. */
+double bn_cli_now_ms(void);
+
+#endif

@@ -1,0 +1,301 @@
+/*
+ * cmd_chat.c: `bitnet chat [-m MODEL] [--system TEXT] [options]`: an interactive conversation in
+ * the model's chat format. Reads one user message per line (from a terminal or a pipe), streams
+ * the answer, Ctrl-C stops the answer, Ctrl-D (end of input) exits.
+ *
+ * Design: the conversation is kept as token ids, and the KV cache holds them. A turn appends only
+ * what is new: the format's text after the previous answer (rendered by bn_chat_render, whose
+ * content spans say where the previous answer ended), the user's message and the generation
+ * prompt. The answer's own ids are kept as generated, never re-tokenized, so the cache is always a
+ * prefix of the next turn's prompt and only the new tokens are prefilled. Per turn, stderr gets
+ * the prompt size, how much of it came from the cache and how much was prefilled.
+ */
+#include "cli/cli_options.h"
+#include "cli/commands.h"
+#include "kernels/cpu_features.h"
+#include "tools/generate.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DEFAULT_MAX_TOKENS 512
+
+static volatile sig_atomic_t interrupted;
+
+static void on_sigint(int sig) {
+    (void)sig;
+    interrupted = 1;
+}
+
+/* After a wrong option: the synopsis and where the options are described. */
+static void short_usage(void) {
+    fprintf(stderr, "usage: bitnet chat [-m MODEL] [--system TEXT] [options]\n"
+                    "`bitnet chat --help` describes the options.\n");
+}
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: bitnet chat [-m MODEL] [--system TEXT] [options]\n\n"
+            "Interactive chat: type a message and press Enter; the answer streams to stdout.\n"
+            "Ctrl-C stops the current answer, Ctrl-D (end of input) exits. Reads one message\n"
+            "per line when stdin is not a terminal. The conversation stays in the KV cache:\n"
+            "each turn prefills only its new tokens (reported on stderr).\n\n"
+            "options:\n"
+            "  --system TEXT          system message\n"
+            "  --chat-format NAME     override the model's chat format (bitnet, llama3,\n"
+            "                         chatml, plain)\n"
+            "%s"
+            "  (-n defaults to %d here, per answer)\n"
+            "%s"
+            "  --help                 show this help\n",
+            bn_cli_common_help, DEFAULT_MAX_TOKENS, bn_cli_sampling_help);
+}
+
+static bool write_text(void *user, const char *text, size_t len) {
+    (void)user;
+    fwrite(text, 1, len, stdout);
+    fflush(stdout);
+    return true;
+}
+
+/* The conversation: messages (contents owned) and the token ids it is made of. */
+typedef struct conversation {
+    bn_chat_message *messages;
+    size_t n, cap;
+    bn_tokens ids;
+} conversation;
+
+static bn_status add_message(conversation *c, const char *role, const char *content, size_t len,
+                             bn_error *err) {
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 8;
+        bn_chat_message *grown = realloc(c->messages, cap * sizeof *grown);
+        if (!grown) return bn_error_set(err, BN_ERR_NOMEM, "out of memory");
+        c->messages = grown;
+        c->cap = cap;
+    }
+    char *copy = strndup(content, len);
+    if (!copy) return bn_error_set(err, BN_ERR_NOMEM, "out of memory");
+    c->messages[c->n++] = (bn_chat_message){role, copy};
+    return BN_OK;
+}
+
+static void drop_messages_from(conversation *c, size_t first) {
+    while (c->n > first) free((char *)c->messages[--c->n].content);
+}
+
+/* Appends to c->ids the tokens of the rendered conversation that follow the ids already there:
+ * everything when ids is empty, else the text after the last assistant message's content. */
+static bn_status extend_ids(conversation *c, const bn_tokenizer *tok, const bn_chat_format *format,
+                            bn_error *err) {
+    bn_chat_text text;
+    bn_status st = bn_chat_render(&text, format, c->messages, c->n, true, err);
+    if (st != BN_OK) return st;
+    size_t from = 0;
+    if (c->ids.n > 0) {
+        /* the last assistant message precedes the new user message */
+        size_t last = c->n - 2;
+        from = text.content[last].offset + text.content[last].len;
+    }
+    st = bn_generate_tokenize_chat(&c->ids, tok, format, &text, from, c->ids.n == 0, err);
+    bn_chat_text_free(&text);
+    return st;
+}
+
+/* Reads one line into *line (without its newline). Returns 1 for a line, 0 at end of input, -1
+ * when a Ctrl-C interrupted the read. */
+static int read_line(char **line, size_t *cap) {
+    errno = 0;
+    ssize_t n = getline(line, cap, stdin);
+    if (n < 0) {
+        if (errno == EINTR || interrupted) {
+            clearerr(stdin);
+            return -1;
+        }
+        return 0;
+    }
+    while (n > 0 && ((*line)[n - 1] == '\n' || (*line)[n - 1] == '\r')) (*line)[--n] = '\0';
+    return 1;
+}
+
+int bn_cmd_chat(int argc, char **argv, bn_error *err) {
+    bn_cli_common common;
+    bn_cli_common_init(&common);
+    bn_cli_sampling sampling;
+    bn_cli_sampling_init(&sampling, DEFAULT_MAX_TOKENS);
+    const char *system_text = NULL, *format_name = NULL;
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        bn_cli_parse r = bn_cli_parse_common(&common, argc, argv, &i, err);
+        if (r == BN_CLI_NOT_MINE) r = bn_cli_parse_sampling(&sampling, argc, argv, &i, err);
+        if (r == BN_CLI_CONSUMED) continue;
+        if (r == BN_CLI_NOT_MINE) {
+            if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+                usage(stdout);
+                bn_cli_sampling_free(&sampling);
+                return BN_EXIT_OK;
+            } else if (!strcmp(a, "--system") && i + 1 < argc) {
+                system_text = argv[++i];
+                continue;
+            } else if (!strcmp(a, "--chat-format") && i + 1 < argc) {
+                format_name = argv[++i];
+                continue;
+            }
+            bn_error_set(err, BN_ERR_INVALID, "unknown option or missing value '%s'", a);
+        }
+        fprintf(stderr, "bitnet chat: %s\n", err->message);
+        short_usage();
+        bn_cli_sampling_free(&sampling);
+        bn_error_clear(err);
+        return BN_EXIT_USAGE;
+    }
+
+    int rc = BN_EXIT_ERROR;
+    bn_model *model = NULL;
+    bn_tokenizer *tok = NULL;
+    char *path = NULL, *line = NULL;
+    size_t line_cap = 0;
+    const char **stops = NULL;
+    bn_generation gen = {0};
+    bn_sampler *sampler = NULL;
+    conversation conv = {0};
+    if (bn_cli_load_model(&model, &tok, &path, &common, err) != BN_OK) goto done;
+    const bn_chat_format *format;
+    if (bn_cli_chat_format(&format, model, format_name, err) != BN_OK) goto done;
+    const bn_model_config *cfg = bn_model_get_config(model);
+    /* validates the sampling options before the first turn */
+    if (bn_sampler_create(&sampler, &sampling.params, (size_t)cfg->n_vocab, err) != BN_OK) goto done;
+    if (bn_generation_init(&gen, model, common.n_ctx, err) != BN_OK) goto done;
+    const int capacity = bn_generation_capacity(&gen);
+    fprintf(stderr, "model: %s (%s, %d layers, dim %d), chat format %s, context %d, isa %s\n", path,
+            cfg->arch_name, cfg->n_layers, cfg->dim, format->name, capacity,
+            bn_isa_name(bn_isa_active()));
+
+    /* stop strings: the format's end-of-turn texts and the user's --stop */
+    size_t n_stops = 0;
+    while (format->stop_strings && format->stop_strings[n_stops]) n_stops++;
+    stops = malloc((n_stops + sampling.n_stops + 1) * sizeof *stops);
+    if (!stops) {
+        bn_error_set(err, BN_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < n_stops; i++) stops[i] = format->stop_strings[i];
+    for (size_t i = 0; i < sampling.n_stops; i++) stops[n_stops + i] = sampling.stops[i];
+    n_stops += sampling.n_stops;
+
+    if (system_text && add_message(&conv, "system", system_text, strlen(system_text), err) != BN_OK)
+        goto done;
+    const size_t n_fixed = conv.n; /* messages kept when the context is full */
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint; /* no SA_RESTART: a Ctrl-C at the prompt interrupts the read */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+
+    const bool tty = isatty(STDIN_FILENO);
+    if (tty) fprintf(stderr, "(Enter sends a message, Ctrl-C stops an answer, Ctrl-D exits)\n");
+    for (int turn = 1;; ) {
+        if (tty) {
+            fputs("> ", stdout);
+            fflush(stdout);
+        }
+        interrupted = 0;
+        int got = read_line(&line, &line_cap);
+        if (got == 0) break;
+        if (got < 0) {
+            fputs("\n(Ctrl-D exits)\n", stdout);
+            continue;
+        }
+        if (!line[0]) continue;
+        if (add_message(&conv, "user", line, strlen(line), err) != BN_OK) goto done;
+        if (extend_ids(&conv, tok, format, err) != BN_OK) goto done;
+        if (conv.ids.n >= (size_t)capacity) {
+            /* Start over with the system message and this message only. */
+            fprintf(stderr, "chat: the context (%d tokens) is full; earlier turns are dropped\n",
+                    capacity);
+            char *keep = strdup(line);
+            if (!keep) {
+                bn_error_set(err, BN_ERR_NOMEM, "out of memory");
+                goto done;
+            }
+            drop_messages_from(&conv, n_fixed);
+            conv.ids.n = 0;
+            bn_status st = add_message(&conv, "user", keep, strlen(keep), err);
+            free(keep);
+            if (st != BN_OK || extend_ids(&conv, tok, format, err) != BN_OK) goto done;
+            if (conv.ids.n >= (size_t)capacity) {
+                fprintf(stderr, "chat: this message does not fit the context of %d tokens\n",
+                        capacity);
+                drop_messages_from(&conv, n_fixed);
+                conv.ids.n = 0;
+                continue;
+            }
+        }
+
+        bn_generate_config config = {
+            .max_tokens = sampling.params.max_tokens,
+            .stops = stops,
+            .n_stops = n_stops,
+            .detok_flags = BN_DETOK_SKIP_SPECIAL,
+            .on_text = write_text,
+            .cancel = &interrupted,
+        };
+        /* A fresh sampler per turn: its penalty window is then exactly the conversation's last
+         * tokens (bn_generate accepts the whole prompt). A given seed S gives turn k seed
+         * S + k - 1, so a replayed conversation is answered the same way. */
+        bn_sampler_params params = sampling.params;
+        if (params.seed != BN_SAMPLER_SEED_RANDOM) {
+            params.seed += (uint64_t)(turn - 1);
+            if (params.seed == BN_SAMPLER_SEED_RANDOM) params.seed = 0; /* wrapped onto "random" */
+        }
+        bn_sampler_free(sampler);
+        sampler = NULL;
+        if (bn_sampler_create(&sampler, &params, (size_t)cfg->n_vocab, err) != BN_OK) goto done;
+        bn_generate_result result;
+        if (bn_generate(&result, &gen, tok, sampler, conv.ids.ids, conv.ids.n, &config, err) !=
+            BN_OK)
+            goto done;
+        fputc('\n', stdout);
+        fflush(stdout);
+        fprintf(stderr,
+                "chat: turn %d: prompt %d tokens (%d cached, %d prefilled, %.2f ms); generated %d "
+                "tokens in %.2f ms (%.2f tokens/s); stopped: %s\n",
+                turn, result.n_prompt, result.n_reused, result.n_prefilled, result.prefill_ms,
+                result.n_generated, result.generate_ms,
+                result.generate_ms > 0 ? result.n_generated * 1000.0 / result.generate_ms : 0.0,
+                bn_finish_reason_name(result.finish));
+        /* The answer joins the conversation: its ids as generated, then the text a stop string
+         * or an unfinished character left without ids. */
+        bn_status st = BN_OK;
+        for (size_t i = 0; i < result.n_ids_in_text && st == BN_OK; i++)
+            st = bn_tokens_push(&conv.ids, result.ids.ids[i], err);
+        if (st == BN_OK && result.text_len > result.text_prefix_len)
+            st = bn_tokenizer_encode(tok, result.text + result.text_prefix_len,
+                                     result.text_len - result.text_prefix_len, false, false,
+                                     &conv.ids, err);
+        if (st == BN_OK) st = add_message(&conv, "assistant", result.text, result.text_len, err);
+        bn_generate_result_free(&result);
+        if (st != BN_OK) goto done;
+        turn++;
+    }
+    rc = BN_EXIT_OK;
+done:
+    free(line);
+    drop_messages_from(&conv, 0);
+    free(conv.messages);
+    bn_tokens_free(&conv.ids);
+    free(stops);
+    bn_sampler_free(sampler);
+    if (gen.seq) bn_generation_free(&gen);
+    bn_tokenizer_free(tok);
+    bn_model_free(model);
+    free(path);
+    bn_cli_sampling_free(&sampling);
+    return rc;
+}

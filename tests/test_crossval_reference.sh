@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# test_crossval_reference.sh: `bitnet crossval` against the PyTorch reference (reference/
+# bitnet_ref.py, run as a subprocess with /usr/bin/python3).
+#   - a random-weight synthetic model passes the calibrated rule of spec section 8 (position 0
+#     within 5e-3, every position cosine >= 0.99, mean >= 0.997), from --tokens and from
+#     --prompt (the engine's and the reference's token ids agree first); --greedy runs both;
+#   - a copy with one ternary row flipped, and one with a norm weight changed, run by the engine
+#     against the reference on the original file (--against-model) fail with exit 1;
+#   - a reference that tokenizes differently stops crossval before any logits (exit 1), and one
+#     that writes the wrong number of logits is an error;
+#   - the shipped model in models/ (when present) passes at cosine >= 0.999 at every position.
+# Skipped (77) when the reference or python3-torch is missing.
+set -u
+bin=${BITNET_BIN:?BITNET_BIN not set}
+src=${BITNET_SOURCE_DIR:?BITNET_SOURCE_DIR not set}
+py=/usr/bin/python3
+ref=$src/reference/bitnet_ref.py
+[[ -f $ref ]] || { echo "skip: $ref not found"; exit 77; }
+$py -c "import torch, numpy" 2> /dev/null || { echo "skip: needs python3-torch and numpy"; exit 77; }
+tmp=${BITNET_TEST_TMP:-/tmp}/crossval_ref.$$
+mkdir -p "$tmp"
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+check() { # description, then a command that must succeed
+    local what=$1; shift
+    if "$@"; then echo "ok: $what"; else echo "FAIL: $what"; fail=1; fi
+}
+rule=(--pos0-tol 5e-3 --cos-tol 0.99 --mean-cos-tol 0.997)
+
+m=$tmp/tiny.gguf
+"$bin" synth "$m" --preset tiny --seed 41 --layers 3 || { echo "FAIL: synth"; exit 1; }
+ids=259,40,71,72,83,0,17,256,257,258,100,101,33,34,35,36,200,201,5,6
+
+"$bin" crossval -m "$m" --tokens $ids "${rule[@]}" --greedy 4 --json "$tmp/tok.json" -t 1 \
+    > "$tmp/tok.out" 2> "$tmp/tok.err"
+check "synthetic model vs reference passes the random-weight rule" test $? -eq 0
+check "the other side is the reference" grep -q "other: reference" "$tmp/tok.out"
+check "greedy ran on both sides" grep -Eq '^greedy: (4 steps, identical|first difference at step [0-3])' "$tmp/tok.out"
+$py -c "
+import json, sys
+d = json.load(open('$tmp/tok.json'))
+s = d['summary']
+sys.exit(0 if d['pass'] and s['pos0_max_abs_diff'] <= 5e-3 and s['min_cosine'] >= 0.99 and s['mean_cosine'] >= 0.997 else 1)"
+check "the JSON report shows the rule met" test $? -eq 0
+
+"$bin" crossval -m "$m" --prompt "In the beginning, 1234 'tis" "${rule[@]}" -t 1 > "$tmp/prompt.out" 2> "$tmp/prompt.err"
+check "--prompt passes" test $? -eq 0
+check "--prompt: token ids agree before logits" grep -q "^tokens: the engine and the reference agree" "$tmp/prompt.out"
+
+# corrupt FILE OUT TENSOR MODE (see test_crossval.sh): norm element 7 = 5.0, or I2_S row 3 negated.
+corrupt() {
+    cp "$1" "$2"
+    "$bin" inspect "$1" --json > "$tmp/inspect.json"
+    $py - "$2" "$3" "$4" "$tmp/inspect.json" <<'EOF'
+import json, struct, sys
+path, name, mode, report = sys.argv[1:5]
+t = next(t for t in json.load(open(report))["tensors"] if t["name"] == name)
+with open(path, "r+b") as f:
+    if mode == "norm":
+        f.seek(t["file_offset"] + 7 * 4)
+        f.write(struct.pack("<f", 5.0))
+    else:
+        row_bytes = t["shape"][0] // 4
+        f.seek(t["file_offset"] + 3 * row_bytes)
+        row = bytearray(f.read(row_bytes))
+        for i, b in enumerate(row):
+            row[i] = sum(((((b >> s) & 3) ^ 2) if ((b >> s) & 3) in (0, 2) else ((b >> s) & 3)) << s
+                         for s in (0, 2, 4, 6))
+        f.seek(t["file_offset"] + 3 * row_bytes)
+        f.write(row)
+EOF
+}
+corrupt "$m" "$tmp/row.gguf" blk.0.ffn_down.weight row
+corrupt "$m" "$tmp/norm.gguf" blk.1.attn_norm.weight norm
+for c in row norm; do
+    "$bin" crossval -m "$tmp/$c.gguf" --against reference --against-model "$m" --tokens $ids \
+        "${rule[@]}" -t 1 > "$tmp/$c.out" 2> "$tmp/$c.err"
+    check "corrupted ($c) engine file vs the reference on the original fails (exit 1)" test $? -eq 1
+    check "corrupted ($c): FAIL printed" grep -q '^FAIL$' "$tmp/$c.out"
+done
+
+# A reference that disagrees on token ids.
+cat > "$tmp/badtok.sh" <<EOF
+#!/usr/bin/env bash
+if [[ \$1 == tokenize ]]; then echo 1,2,3; exit 0; fi
+exec $py "$ref" "\$@"
+EOF
+"$bin" crossval -m "$m" --prompt "hello" --reference-cmd "bash $tmp/badtok.sh" -t 1 > "$tmp/badtok.out" 2> "$tmp/badtok.err"
+check "a tokenization mismatch exits 1" test $? -eq 1
+check "and is reported before any logits" bash -c "grep -q 'tokenize the prompt differently' '$tmp/badtok.err' && ! grep -q '^summary' '$tmp/badtok.out'"
+
+# A reference that writes too few logits.
+cat > "$tmp/short.sh" <<'EOF'
+#!/usr/bin/env bash
+while [[ $# -gt 0 ]]; do [[ $1 == --out ]] && { printf 'abcd' > "$2"; exit 0; }; shift; done
+exit 1
+EOF
+"$bin" crossval -m "$m" --tokens 1,2,3 --reference-cmd "bash $tmp/short.sh" -t 1 > /dev/null 2> "$tmp/short.err"
+check "too few logits from the reference exits 1" test $? -eq 1
+check "and says so" grep -q "fewer than 3 x" "$tmp/short.err"
+
+shipped=$(ls "$src"/models/*.gguf 2> /dev/null | head -1)
+if [[ -n $shipped ]]; then
+    "$bin" crossval -m "$shipped" --prompt "In the beginning God created the heaven and the earth." \
+        --cos-tol 0.999 -t 2 > "$tmp/shipped.out" 2> "$tmp/shipped.err"
+    check "the shipped model passes at cosine >= 0.999 everywhere" test $? -eq 0
+    grep '^summary' "$tmp/shipped.out"
+else
+    echo "skip: no shipped model in models/"
+fi
+
+exit $fail
