@@ -353,6 +353,38 @@ static void bitnet25(const char *dir, const char *good) {
     free(path);
 }
 
+/* Truncating a sequence back to a prefix and running other tokens gives the same logits as a
+ * fresh sequence that ran prefix + those tokens (chat reuses cached prefixes this way). */
+static void truncate_reuse(const char *path) {
+    bn_model *m = load(path, 2, true, 0);
+    if (!m) return;
+    bn_sequence *seq, *fresh;
+    bn_error err;
+    CHECK_OK(bn_sequence_create(m, 64, &seq, &err), &err);
+    CHECK_OK(bn_sequence_create(m, 64, &fresh, &err), &err);
+    const int keep = 7;
+    float *scratch = malloc(NA * row_bytes());
+    float *reused = malloc(NC * row_bytes());
+    float *want = malloc((keep + NC) * row_bytes());
+    run_steps(m, seq, tok_a, NA, NA, scratch);
+    bn_sequence_truncate(seq, keep);
+    CHECK(bn_sequence_length(seq) == keep);
+    bn_sequence_truncate(seq, NA); /* longer than the length: no change */
+    CHECK(bn_sequence_length(seq) == keep);
+    run_steps(m, seq, tok_c, NC, NC, reused);
+    int prefix_then_c[keep + NC];
+    memcpy(prefix_then_c, tok_a, keep * sizeof(int));
+    memcpy(prefix_then_c + keep, tok_c, NC * sizeof(int));
+    run_steps(m, fresh, prefix_then_c, keep + NC, 4, want);
+    CHECK(memcmp(reused, want + (size_t)keep * n_vocab, NC * row_bytes()) == 0);
+    free(scratch);
+    free(reused);
+    free(want);
+    bn_sequence_free(seq);
+    bn_sequence_free(fresh);
+    bn_model_free(m);
+}
+
 int main(void) {
     char *dir = bn_test_tmpdir("model_batch");
     char *path = bn_test_path(dir, "model.gguf");
@@ -371,6 +403,7 @@ int main(void) {
     invariance(path, true);
     invariance(path, false);
     step_rules(path);
+    truncate_reuse(path);
     long_prompt(dir);
     missing_tensor(dir);
     wrong_tensors(dir, path);

@@ -85,6 +85,11 @@ void bn_sequence_free(bn_sequence *seq) {
 
 void bn_sequence_clear(bn_sequence *seq) { seq->length = 0; }
 
+void bn_sequence_truncate(bn_sequence *seq, int length) {
+    /* Rows past the new length are simply overwritten by the next decode. */
+    if (length >= 0 && length < seq->length) seq->length = length;
+}
+
 int bn_sequence_length(const bn_sequence *seq) { return seq->length; }
 
 int bn_sequence_capacity(const bn_sequence *seq) { return seq->cache.capacity; }

@@ -2,7 +2,7 @@
  * model.h: a loaded BitNet b1.58 model and the one forward step the CLI and the server call.
  *
  * Design: a model is the memory-mapped GGUF file plus a config read from its metadata, weights
- * bound to the kernels' formats, and a backend (the CPU one today) that runs the operations of
+ * bound to the kernels' formats, and a backend (CPU or CUDA, options.device) that runs the operations of
  * forward.c. Sequences own their KV cache. bn_model_decode() runs one step over a batch of
  * entries (sequence, position, token) taken from any number of sequences, so the weights are read
  * once per step for all of them: the matmuls are GEMMs over all entries' tokens, attention runs per
@@ -56,14 +56,25 @@ typedef struct bn_model_config {
     uint64_t n_params;      /* elements of all tensors */
 } bn_model_config;
 
+/* Where the forward pass runs. */
+typedef enum bn_device {
+    BN_DEVICE_CPU = 0,
+    BN_DEVICE_CUDA = 1 /* GPU 0; fails with BN_ERR_DEVICE without CUDA in the build or a GPU */
+} bn_device;
+
+/* "cpu" / "cuda" -> *out; BN_ERR_INVALID naming the value otherwise. */
+bn_status bn_device_parse(bn_device *out, const char *name, bn_error *err);
+const char *bn_device_name(bn_device device);
+
 typedef struct bn_model_options {
     int n_threads;          /* >= 1 */
     bool kv_f16;            /* KV cache storage: F16 (default) or F32 */
     bool int8_lm_head;      /* LM head in int8 with per-row scales instead of F16 */
     int ubatch;             /* tokens per internal forward chunk (0: default 512) */
+    bn_device device;       /* backend (default CPU) */
 } bn_model_options;
 
-/* n_threads 1, kv_f16 true, int8_lm_head false, ubatch 0. */
+/* n_threads 1, kv_f16 true, int8_lm_head false, ubatch 0, device CPU. */
 bn_model_options bn_model_options_default(void);
 
 typedef struct bn_model bn_model;
@@ -81,7 +92,7 @@ const bn_model_options *bn_model_get_options(const bn_model *model);
 const bn_gguf *bn_model_get_gguf(const bn_model *model);
 /* Bytes of weights read per generated token (ternary projections + LM head), for bandwidth math. */
 uint64_t bn_model_bytes_per_token(const bn_model *model);
-/* Name of the backend running the model ("cpu"). */
+/* Name of the backend running the model ("cpu" or "cuda"). */
 const char *bn_model_backend_name(const bn_model *model);
 
 /* A sequence with its own KV cache for positions 0..capacity-1 (capacity 0: the model's training
@@ -90,6 +101,9 @@ bn_status bn_sequence_create(bn_model *model, int capacity, bn_sequence **out, b
 void bn_sequence_free(bn_sequence *seq);
 /* Forgets all tokens (length 0); the cache memory is kept. */
 void bn_sequence_clear(bn_sequence *seq);
+/* Keeps the first length tokens (cache rows 0..length-1) and forgets the rest; a length at or
+ * above the current one changes nothing. Used to reuse a cached prompt prefix. */
+void bn_sequence_truncate(bn_sequence *seq, int length);
 /* Tokens in the cache: the position the next token must have. */
 int bn_sequence_length(const bn_sequence *seq);
 int bn_sequence_capacity(const bn_sequence *seq);

@@ -144,9 +144,8 @@ bn_status bn_generate(bn_generate_result *result, bn_generation *g, const bn_tok
     while (common < g->cached.n && common < n_prompt - 1 && g->cached.ids[common] == prompt[common])
         common++;
     if (common < g->cached.n) {
-        bn_sequence_clear(g->seq);
-        g->cached.n = 0;
-        common = 0;
+        bn_sequence_truncate(g->seq, (int)common);
+        g->cached.n = common;
     }
     result->n_prompt = (int)n_prompt;
     result->n_reused = (int)common;
