@@ -117,7 +117,7 @@ check "a token outside the vocabulary exits 1" test $? -eq 1
 if ! "$bin" --version > /dev/null || ! grep -q BITNET_HAVE_CUDA:BOOL=ON "${BITNET_BUILD_DIR:-/nonexistent}/CMakeCache.txt" 2> /dev/null; then
     "$bin" crossval -m "$m" --tokens 1,2 --backend cuda > /dev/null 2> "$tmp/cuda.err"
     check "--backend cuda without CUDA exits 1" test $? -eq 1
-    check "--backend cuda explains" grep -q "without CUDA support\|no CUDA backend" "$tmp/cuda.err"
+    check "--backend cuda explains" grep -q "no CUDA backend\|no CUDA device" "$tmp/cuda.err"
 fi
 
 exit $fail

@@ -323,6 +323,7 @@ bn_status bn_cli_load_model(bn_model **model, bn_tokenizer **tok, char **path,
     if (st != BN_OK) return st;
     bn_model_options options = bn_model_options_default();
     options.n_threads = c->n_threads;
+    options.device = c->device;
     if ((st = bn_model_load(*path, &options, model, err)) != BN_OK) goto fail;
     if (tok && (st = bn_tokenizer_from_gguf(tok, bn_model_get_gguf(*model), NULL, err)) != BN_OK) {
         bn_error_prefix(err, "%s: tokenizer: ", *path);

@@ -37,6 +37,7 @@ typedef struct bn_cli_common {
     int n_threads;          /* default: online CPUs, at most 8 */
     int n_ctx;              /* 0: the model's training context */
     const char *isa;        /* NULL: best supported */
+    bn_device device;       /* backend the model runs on (default CPU) */
 } bn_cli_common;
 
 void bn_cli_common_init(bn_cli_common *c);

@@ -367,6 +367,7 @@ static bn_status write_receipt(const bench_options *o, bench_run *run, const ben
     r.tensor_types = types;
     r.n_tensor_types = n_types;
     r.backend = bn_model_backend_name(run->model);
+    r.gpu_name = bn_model_gpu_name(run->model);
     r.compute_path = "real";
     r.cpu_features = features[0] ? features : "none";
     r.isa = bn_isa_name(bn_isa_active());
@@ -418,16 +419,13 @@ static bn_status check_receipt_path(const char *path, bn_error *err) {
 }
 
 static int bench(const bench_options *o, bn_error *err) {
-    if (!strcmp(o->device, "cuda")) {
-        bn_error_set(err, BN_ERR_UNSUPPORTED, "--device cuda: the model has no CUDA backend yet");
-        return BN_EXIT_ERROR;
-    }
     if (o->isa && bn_isa_set_active_by_name(o->isa, err) != BN_OK) return BN_EXIT_ERROR;
     if (o->json_path && check_receipt_path(o->json_path, err) != BN_OK) return BN_EXIT_ERROR;
 
     bench_run run;
     memset(&run, 0, sizeof run);
     bn_model_options mo = bn_model_options_default();
+    mo.device = !strcmp(o->device, "cuda") ? BN_DEVICE_CUDA : BN_DEVICE_CPU;
     mo.n_threads = o->threads;
     mo.int8_lm_head = o->int8_lm_head;
     mo.kv_f16 = !o->kv_f32;

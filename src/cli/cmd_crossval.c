@@ -264,17 +264,9 @@ int bn_cmd_crossval(int argc, char **argv, bn_error *err) {
         bn_error_clear(err);
         return BN_EXIT_USAGE;
     }
-    if (!strcmp(o.backend, "cuda")) {
-#ifdef BITNET_HAVE_CUDA
-        bn_error_set(err, BN_ERR_UNSUPPORTED,
-                     "--backend cuda: the model API has no CUDA backend to select yet");
-#else
-        bn_error_set(err, BN_ERR_DEVICE,
-                     "--backend cuda: this binary was built without CUDA support (configure "
-                     "with -DBITNET_CUDA=ON on a machine with nvcc)");
-#endif
-        return BN_EXIT_ERROR;
-    }
+    /* --backend cuda: the engine side runs on the GPU; bn_model_load reports a build without
+     * CUDA or a machine without a GPU as a clear device error. */
+    if (!strcmp(o.backend, "cuda")) o.common.device = BN_DEVICE_CUDA;
 
     int rc = BN_EXIT_ERROR;
     bn_model *model = NULL, *other_model = NULL;
@@ -312,16 +304,21 @@ int bn_cmd_crossval(int argc, char **argv, bn_error *err) {
     }
 
     char engine_name[64], other_name[4200];
-    snprintf(engine_name, sizeof engine_name, "cpu/%s", bn_isa_name(engine_isa));
+    if (o.common.device == BN_DEVICE_CUDA)
+        snprintf(engine_name, sizeof engine_name, "cuda");
+    else
+        snprintf(engine_name, sizeof engine_name, "cpu/%s", bn_isa_name(engine_isa));
     if (bn_logits_source_model(&engine, model, engine_isa, engine_name, err) != BN_OK) goto done;
     if (!strcmp(o.against, "cpu")) {
         bn_isa other_isa = isa_by_name(o.against_isa ? o.against_isa : "scalar");
-        if (o.against_model) {
+        /* a GPU engine needs its own CPU copy of the model to compare against */
+        if (o.against_model || o.common.device != BN_DEVICE_CPU) {
+            const char *other_path = o.against_model ? o.against_model : path;
             bn_model_options options = bn_model_options_default();
             options.n_threads = o.common.n_threads;
-            if (bn_model_load(o.against_model, &options, &other_model, err) != BN_OK) goto done;
+            if (bn_model_load(other_path, &options, &other_model, err) != BN_OK) goto done;
             if ((size_t)bn_model_get_config(other_model)->n_vocab != n_vocab) {
-                bn_error_set(err, BN_ERR_MISMATCH, "%s has %d tokens, %s has %zu", o.against_model,
+                bn_error_set(err, BN_ERR_MISMATCH, "%s has %d tokens, %s has %zu", other_path,
                              bn_model_get_config(other_model)->n_vocab, path, n_vocab);
                 goto done;
             }
@@ -331,7 +328,7 @@ int bn_cmd_crossval(int argc, char **argv, bn_error *err) {
         if (bn_logits_source_model(&other, other_model ? other_model : model, other_isa, other_name,
                                    err) != BN_OK)
             goto done;
-        if (!other_model && other_isa == engine_isa)
+        if (!other_model && other_isa == engine_isa && o.common.device == BN_DEVICE_CPU)
             fprintf(stderr, "crossval: note: both sides run %s on the same file\n",
                     bn_isa_name(engine_isa));
     } else {

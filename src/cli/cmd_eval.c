@@ -28,6 +28,7 @@ static void usage(FILE *out) {
             "  --logits-out FILE    output file\n"
             "  -t, --threads N      threads (default 1)\n"
             "  --isa NAME           kernel path: scalar, avx2, avx512 (default: best supported)\n"
+            "  --device NAME        cpu (default) or cuda (GPU 0)\n"
             "  --kv-f32             keep the KV cache in float32 (default float16)\n"
             "  --int8-lm-head       int8 LM head with per-row scales\n"
             "  --ubatch N           tokens per internal forward chunk (default 512)\n"
@@ -95,6 +96,8 @@ int bn_cmd_eval(int argc, char **argv, bn_error *err) {
             if (!parse_int(argv[++i], 1, 1024, &options.n_threads)) goto bad_value;
         } else if (!strcmp(a, "--isa") && has_value) {
             isa = argv[++i];
+        } else if (!strcmp(a, "--device") && has_value) {
+            if (bn_device_parse(&options.device, argv[++i], NULL) != BN_OK) goto bad_value;
         } else if (!strcmp(a, "--kv-f32")) {
             options.kv_f16 = false;
         } else if (!strcmp(a, "--int8-lm-head")) {

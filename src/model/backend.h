@@ -56,11 +56,21 @@ struct bn_backend {
     /* logits[t] = LM head x[t] into host memory (n x n_vocab). */
     void (*lm_head)(bn_backend *backend, float *logits, const bn_model_weights *weights,
                     const float *x, int n);
+    /* Optional (NULL for the CPU): called at the end of every chunk; waits for queued device work
+     * and reports the first failure of this chunk's operations. */
+    bn_status (*finish)(bn_backend *backend, bn_error *err);
 };
 
 /* The CPU backend over kernels/ops.h with pool (NULL: one thread). Owned by the caller
  * (backend->destroy). */
 bn_status bn_backend_cpu_create(const bn_model_config *config, bn_threadpool *pool,
                                 bn_backend **out, bn_error *err);
+
+/* The CUDA backend (backend_cuda.c): uploads weights (ternary ones repacked for the GPU) once.
+ * BN_ERR_DEVICE when the build has no CUDA or no usable device exists. Owned by the caller. */
+bn_status bn_backend_cuda_create(const bn_model_config *config, const bn_model_weights *weights,
+                                 bn_backend **out, bn_error *err);
+/* The GPU's name for a CUDA backend ("NVIDIA H100 ... (sm_90, 79.1 GiB)"), else NULL. */
+const char *bn_backend_cuda_device(const bn_backend *backend);
 
 #endif

@@ -118,9 +118,11 @@ bn_status bn_model_forward(bn_model *model, const bn_batch_entry *entries, int n
     }
 
     /* final norm and LM head, only for the entries that want logits */
-    if (n_out == 0) return BN_OK;
-    be->gather_rows(be, s->out, s->x, s->logit_rows, n_out, c->dim);
-    be->rmsnorm(be, s->out, s->out, w->output_norm, n_out, c->dim, eps);
-    be->lm_head(be, logits, w, s->out, n_out);
-    return BN_OK;
+    if (n_out > 0) {
+        be->gather_rows(be, s->out, s->x, s->logit_rows, n_out, c->dim);
+        be->rmsnorm(be, s->out, s->out, w->output_norm, n_out, c->dim, eps);
+        be->lm_head(be, logits, w, s->out, n_out);
+    }
+    /* a device backend reports here what failed in its queued work */
+    return be->finish ? be->finish(be, err) : BN_OK;
 }

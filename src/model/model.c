@@ -12,9 +12,24 @@
 #define BN_DEFAULT_UBATCH 512
 
 bn_model_options bn_model_options_default(void) {
-    bn_model_options options = {.n_threads = 1, .kv_f16 = true, .int8_lm_head = false, .ubatch = 0};
+    bn_model_options options = {.n_threads = 1, .kv_f16 = true, .int8_lm_head = false, .ubatch = 0,
+                                .device = BN_DEVICE_CPU};
     return options;
 }
+
+bn_status bn_device_parse(bn_device *out, const char *name, bn_error *err) {
+    if (name && !strcmp(name, "cpu")) {
+        *out = BN_DEVICE_CPU;
+        return BN_OK;
+    }
+    if (name && !strcmp(name, "cuda")) {
+        *out = BN_DEVICE_CUDA;
+        return BN_OK;
+    }
+    return bn_error_set(err, BN_ERR_INVALID, "device \"%s\" is not cpu or cuda", name ? name : "");
+}
+
+const char *bn_device_name(bn_device device) { return device == BN_DEVICE_CUDA ? "cuda" : "cpu"; }
 
 bn_status bn_model_load(const char *path, const bn_model_options *options, bn_model **out,
                         bn_error *err) {
@@ -25,6 +40,8 @@ bn_status bn_model_load(const char *path, const bn_model_options *options, bn_mo
     if (opts.ubatch < 0 || opts.ubatch > (1 << 20))
         return bn_error_set(err, BN_ERR_INVALID, "ubatch %d is out of range [0, %d]", opts.ubatch, 1 << 20);
     if (opts.ubatch == 0) opts.ubatch = BN_DEFAULT_UBATCH;
+    if (opts.device != BN_DEVICE_CPU && opts.device != BN_DEVICE_CUDA)
+        return bn_error_set(err, BN_ERR_INVALID, "device %d is not cpu or cuda", (int)opts.device);
 
     bn_model *model = calloc(1, sizeof *model);
     if (!model) return bn_error_set(err, BN_ERR_NOMEM, "out of memory for a model");
@@ -41,7 +58,10 @@ bn_status bn_model_load(const char *path, const bn_model_options *options, bn_mo
             model->config.n_layers = 0;
         }
     }
-    if (st == BN_OK) st = bn_backend_cpu_create(&model->config, model->pool, &model->backend, err);
+    if (st == BN_OK && opts.device == BN_DEVICE_CUDA)
+        st = bn_backend_cuda_create(&model->config, &model->weights, &model->backend, err);
+    else if (st == BN_OK)
+        st = bn_backend_cpu_create(&model->config, model->pool, &model->backend, err);
     if (st != BN_OK) {
         bn_model_free(model);
         return st;
@@ -66,6 +86,7 @@ const bn_model_config *bn_model_get_config(const bn_model *model) { return &mode
 const bn_model_options *bn_model_get_options(const bn_model *model) { return &model->options; }
 const bn_gguf *bn_model_get_gguf(const bn_model *model) { return model->gguf; }
 const char *bn_model_backend_name(const bn_model *model) { return model->backend->name; }
+const char *bn_model_gpu_name(const bn_model *model) { return bn_backend_cuda_device(model->backend); }
 
 uint64_t bn_model_bytes_per_token(const bn_model *model) {
     uint64_t bytes = 0;

@@ -94,6 +94,8 @@ const bn_gguf *bn_model_get_gguf(const bn_model *model);
 uint64_t bn_model_bytes_per_token(const bn_model *model);
 /* Name of the backend running the model ("cpu" or "cuda"). */
 const char *bn_model_backend_name(const bn_model *model);
+/* The GPU running the model ("NVIDIA H100 80GB HBM3 (sm_90, 79.1 GiB)"), NULL on the CPU. */
+const char *bn_model_gpu_name(const bn_model *model);
 
 /* A sequence with its own KV cache for positions 0..capacity-1 (capacity 0: the model's training
  * context). Owned by the caller: bn_sequence_free (before bn_model_free). */

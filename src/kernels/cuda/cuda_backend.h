@@ -1,0 +1,150 @@
+/*
+ * cuda_backend.h: the C interface of the CUDA kernels (the .cu files of this folder). The model's CUDA
+ * backend (model/backend_cuda.c) and the GPU tests call only what is declared here; nothing of
+ * CUDA's own headers leaks into C code.
+ *
+ * Design: one context owns a CUDA stream; every kernel is queued on it in call order, so the
+ * forward pass never waits for the GPU until the logits are copied back. All pointers given to
+ * the kernel functions are device pointers unless a name says host. Each launch wrapper counts
+ * its call in the kernel registry under a "cuda." id (what the receipts list); with timing on,
+ * the time counted is the host-side launch time, not the GPU's execution time.
+ *
+ * Errors: allocation, copies and synchronisation return bn_status with a message naming the
+ * operation (out-of-memory messages give the bytes asked for and the device's free and total
+ * memory). Kernel launches cannot return an error to the forward pass, so the first failed launch
+ * is kept in the context (sticky) and reported by the next bn_cuda_sync / bn_cuda_download.
+ *
+ * Results: integer parts (activation quantization, ternary and int8 dot products) are exact and
+ * equal to the CPU reference; the float finishing steps, element-wise ops, batchnorm and the F16
+ * LM head use the CPU reference's operation order with correctly rounded float operations (no
+ * fused multiply-add), so they match bit for bit; reductions in double (RMSNorm, angles, SiLU,
+ * GELU) match to the last float bit except in rare rounding ties; attention and softmax sums run
+ * in float in a different order (tests allow 1e-4 relative).
+ *
+ * Every function is compiled only when the build has CUDA (BITNET_HAVE_CUDA).
+ */
+#ifndef BN_KERNELS_CUDA_BACKEND_H
+#define BN_KERNELS_CUDA_BACKEND_H
+
+#include "bitnet.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- device and context ---- */
+
+/* BN_OK when a usable CUDA device exists (device 0); name (may be NULL) gets its name and
+ * compute capability. Otherwise BN_ERR_DEVICE saying why (no driver, no device, ...). */
+bn_status bn_cuda_device_info(char *name, size_t name_size, bn_error *err);
+
+typedef struct bn_cuda_context bn_cuda_context;
+
+/* Selects device 0 and creates a stream. Owned by the caller (bn_cuda_context_free). */
+bn_status bn_cuda_context_create(bn_cuda_context **out, bn_error *err);
+void bn_cuda_context_free(bn_cuda_context *ctx);
+
+/* Device memory of bytes (256-byte aligned), for `what` (named in the out-of-memory message with
+ * the sizes). Free with bn_cuda_free. */
+bn_status bn_cuda_malloc(void **out, size_t bytes, const char *what, bn_error *err);
+void bn_cuda_free(void *device_pointer);
+/* Host to device, queued on the context's stream (the host buffer may be reused on return). */
+bn_status bn_cuda_upload(bn_cuda_context *ctx, void *device_dst, const void *host_src, size_t bytes,
+                         bn_error *err);
+/* Device to host: waits for every queued kernel, then reports the first kernel error if any. */
+bn_status bn_cuda_download(bn_cuda_context *ctx, void *host_dst, const void *device_src, size_t bytes,
+                           bn_error *err);
+/* Waits for the stream; BN_ERR_DEVICE naming the first failed launch or the failed wait. */
+bn_status bn_cuda_sync(bn_cuda_context *ctx, bn_error *err);
+
+/* ---- weights in the GPU layout ----
+ * A ternary matrix repacked for the GPU (see cuda_layout.h): codes holds rows x cols/16 words,
+ * word i of a row covering columns 16i..16i+15, column 16i + 4k + b in bits 2k+1:2k of byte b,
+ * code c meaning weight c - 1. block_scales (TQ formats, NULL for I2_S) holds rows x cols/256
+ * floats. */
+#define BN_CUDA_FILE_I2_S  36 /* the ggml type ids of the source formats (quant/quant_format.h) */
+#define BN_CUDA_FILE_TQ2_0 35
+#define BN_CUDA_FILE_TQ1_0 34
+
+typedef struct bn_cuda_ternary {
+    uint32_t file_type; /* the format it was repacked from (names the kernel in the registry) */
+    int rows, cols;
+    const uint32_t *codes;
+    const float *block_scales; /* NULL: one tensor scale */
+    float tensor_scale; /* I2_S scale; 1 for block-scaled formats */
+    bool has_out_scale; /* llama.cpp `bitnet` files: NAME.scale multiplies the output */
+    float out_scale;
+} bn_cuda_ternary;
+
+/* One batch entry's KV cache as attention and kv_store see it: k and v are the cache's layer-0
+ * bases (layer l starts capacity * kv_dim elements later), pos is the entry's position. */
+typedef struct bn_cuda_kv_entry {
+    void *k, *v;
+    int32_t capacity;
+    int32_t pos;
+} bn_cuda_kv_entry;
+
+/* ---- kernels (queued on ctx's stream; n is the number of tokens) ---- */
+
+/* Spec section 4 per token: scale = (float)(127.0 / max(max|x|, 1e-5)) in double, q = clamp(
+ * rint(x * scale), -128, 127). cols must be a multiple of 16. */
+void bn_cuda_quantize(bn_cuda_context *ctx, int8_t *q, float *scales, const float *x, int n, int cols);
+/* y[t][r] = ternary product of w with q[t] finished as the CPU's bn_ternary_finish, times
+ * out_scale when set. One token: GEMV kernel; more: GEMM kernel (8 tokens per weight read).
+ * Registry ids: cuda.{i2s,tq2,tq1}.{gemv,gemm} after the source format (one kernel serves all). */
+void bn_cuda_ternary_matmul(bn_cuda_context *ctx, float *y, const bn_cuda_ternary *w, const int8_t *q,
+                            const float *scales, int n);
+/* y[t][r] = (float)(sum_c w[r][c] q[t][c]) * row_scales[r] / scales[t] (cols multiple of 16). */
+void bn_cuda_int8_matmul(bn_cuda_context *ctx, float *y, const int8_t *w, const float *row_scales, int rows,
+                         int cols, const int8_t *q, const float *scales, int n);
+/* y[t][r] = the CPU's 16-lane F16 dot product of row r with x[t] (same order, same result). */
+void bn_cuda_f16_matmul(bn_cuda_context *ctx, float *y, const uint16_t *w, const float *x, int rows, int cols,
+                        int n);
+
+void bn_cuda_rmsnorm(bn_cuda_context *ctx, float *out, const float *x, const float *weight, int n, int cols,
+                     float eps);
+/* NEOX RoPE in place; pos holds n positions (device). */
+void bn_cuda_rope_neox(bn_cuda_context *ctx, float *x, int n_heads, int head_dim, int rope_dim,
+                       const int32_t *pos, int n, float freq_base);
+/* Row entries[t].pos of layer's K and V of entry t gets k[t], v[t] (as F16 when f16). */
+void bn_cuda_kv_store(bn_cuda_context *ctx, const bn_cuda_kv_entry *entries, int n, int layer, int kv_dim,
+                      bool f16, const float *k, const float *v);
+/* Positions per attention split (the context is cut into splits that run in parallel). */
+#define BN_CUDA_ATTENTION_SPLIT 256
+/* Floats of partials scratch attention needs for n tokens over up to max_context positions. */
+size_t bn_cuda_attention_scratch_floats(int n, int n_heads, int head_dim, int max_context);
+/* Causal GQA attention of q[t] over rows 0..entries[t].pos of layer; max_pos is the largest
+ * entries[t].pos (host value, sizes the launch); partials: scratch of the size above. */
+void bn_cuda_attention(bn_cuda_context *ctx, float *out, const float *q, const bn_cuda_kv_entry *entries,
+                       int n, int layer, int n_heads, int n_kv_heads, int head_dim, bool f16, int max_pos,
+                       float *partials);
+/* Softmax of each of rows rows of n floats in place (the CPU reference's special cases too). */
+void bn_cuda_softmax(bn_cuda_context *ctx, float *x, int rows, int n);
+/* out = relu(gate)^2 * up (relu2 true) or silu(gate) * up. */
+void bn_cuda_ffn_activation(bn_cuda_context *ctx, float *out, const float *gate, const float *up,
+                            size_t n_values, bool relu2);
+void bn_cuda_add(bn_cuda_context *ctx, float *x, const float *y, size_t n_values);
+/* x[t] = table[tokens[t]] as float (table: F16 rows of cols). */
+void bn_cuda_embed(bn_cuda_context *ctx, float *x, const uint16_t *table, const int32_t *tokens, int n,
+                   int cols);
+/* dst[i] = src[rows[i]] (rows of cols floats; dst and src distinct). */
+void bn_cuda_gather_rows(bn_cuda_context *ctx, float *dst, const float *src, const int32_t *rows, int n,
+                         int cols);
+
+/* ---- auxiliary kernels of the original plan ---- */
+/* out = (x - mean[c]) * a[c] + beta[c] with a = (float)(gamma / sqrt(var + eps)) in double
+ * (x: channels x length). Arguments validated by the caller (bn_ref_batchnorm_check). */
+void bn_cuda_batchnorm(bn_cuda_context *ctx, float *out, const float *x, const float *mean, const float *var,
+                       const float *gamma, const float *beta, int channels, int length, float eps);
+/* act: 0 ReLU, 1 squared ReLU, 2 SiLU, 3 GELU (tanh form), the values of bn_activation. */
+void bn_cuda_activation(bn_cuda_context *ctx, float *out, const float *x, size_t n, int act);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
