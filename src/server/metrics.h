@@ -1,0 +1,61 @@
+/*
+ * metrics.h: the server's counters and latency histograms, rendered as Prometheus text for
+ * GET /metrics.
+ *
+ * Design: one mutex-protected struct; counters are cumulative since start, histograms use fixed
+ * bucket bounds (seconds) chosen for CPU token latencies. Gauges (queue depth, busy slots, KV
+ * cache use) are read from the engine at render time, not stored here.
+ */
+#ifndef BN_SERVER_METRICS_H
+#define BN_SERVER_METRICS_H
+
+#include "server/engine.h"
+
+#include <pthread.h>
+#include <stdint.h>
+
+typedef enum bn_reject_reason {
+    BN_REJECT_AUTH = 0,
+    BN_REJECT_RATE_LIMIT,
+    BN_REJECT_OVERLOAD,
+    BN_REJECT_TOO_LARGE,
+    BN_REJECT_COUNT
+} bn_reject_reason;
+
+#define BN_METRICS_MAX_SERIES 128
+#define BN_METRICS_BUCKETS 12
+
+typedef struct bn_histogram {
+    uint64_t counts[BN_METRICS_BUCKETS + 1]; /* last: +Inf */
+    uint64_t n;
+    double sum;
+} bn_histogram;
+
+typedef struct bn_metrics {
+    pthread_mutex_t mu;
+    struct {
+        char endpoint[40];
+        int status;
+        uint64_t count;
+    } requests[BN_METRICS_MAX_SERIES];
+    int n_requests;
+    uint64_t prompt_tokens, generated_tokens;
+    uint64_t rejected[BN_REJECT_COUNT];
+    bn_histogram ttft, itl;
+} bn_metrics;
+
+void bn_metrics_init(bn_metrics *m);
+void bn_metrics_destroy(bn_metrics *m);
+/* endpoint: the route ("/v1/completions"), or "other" for unknown paths. */
+void bn_metrics_request(bn_metrics *m, const char *endpoint, int status);
+void bn_metrics_reject(bn_metrics *m, bn_reject_reason reason);
+void bn_metrics_tokens(bn_metrics *m, int n_prompt, int n_generated);
+void bn_metrics_ttft(bn_metrics *m, double seconds);
+void bn_metrics_itl(bn_metrics *m, double seconds);
+/* An engine observer that feeds m. */
+bn_engine_observer bn_metrics_observer(bn_metrics *m);
+
+/* The Prometheus text (caller frees); stats may be NULL while the model loads. */
+char *bn_metrics_render(bn_metrics *m, const bn_engine_stats *stats);
+
+#endif

@@ -1,0 +1,489 @@
+/*
+ * test_server_units.c: the server's pure parts without HTTP: request parsing (valid fields and
+ * one 400 per invalid field, naming it), the JSON-Schema grammar (random walks always end in
+ * JSON that parses and satisfies the schema; wrong documents are rejected), and the engine
+ * (continuous batching of many jobs gives exactly the tokens of a one-sequence greedy loop over
+ * bn_model_decode; cancelled jobs free their slots; grammar jobs on random weights give valid JSON).
+ */
+#include "testutil.h"
+
+#include "model/model.h"
+#include "model/synth.h"
+#include "server/engine.h"
+#include "server/json_grammar.h"
+#include "server/request.h"
+#include "server/server.h"
+#include "tokenizer/tokenizer.h"
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static const bn_api_limits limits = {262};
+
+static void test_parse_valid(void) {
+    bn_api_request r;
+    bn_api_error e = {0};
+    const char *body = "{\"model\":\"m\",\"prompt\":[\"a\",\"bc\"],\"max_tokens\":5,\"temperature\":0,"
+                       "\"top_p\":0.5,\"stop\":[\"x\",\"yy\"],\"seed\":7,\"n\":2,\"echo\":true,\"logprobs\":3,"
+                       "\"presence_penalty\":1,\"frequency_penalty\":-1,\"logit_bias\":{\"10\":-100,\"3\":5},"
+                       "\"user\":\"u\",\"stream\":true,\"stream_options\":{\"include_usage\":true}}";
+    CHECKF(bn_server_parse_completion_request(&r, &e, body, strlen(body), &limits) == BN_OK, "%s", e.message);
+    CHECK(r.n_prompts == 2 && !strcmp(r.prompts[1].text, "bc"));
+    CHECK(r.max_tokens == 5 && r.temperature == 0 && r.top_p == 0.5f && r.n == 2 && r.echo && r.logprobs == 3);
+    CHECK(r.n_stops == 2 && !strcmp(r.stops[1], "yy") && r.has_seed && r.seed == 7);
+    CHECK(r.n_biases == 2 && r.stream && r.include_usage && r.user && !strcmp(r.user, "u"));
+    bn_api_request_free(&r);
+
+    body = "{\"model\":\"m\",\"prompt\":[[1,2,3],[4]]}";
+    CHECK(bn_server_parse_completion_request(&r, &e, body, strlen(body), &limits) == BN_OK);
+    CHECK(r.n_prompts == 2 && r.prompts[0].is_tokens && r.prompts[0].n_ids == 3 && r.prompts[1].ids[0] == 4);
+    CHECK(r.max_tokens == 16 && r.logprobs == -1); /* OpenAI defaults */
+    bn_api_request_free(&r);
+
+    body = "{\"model\":\"m\",\"messages\":[{\"role\":\"developer\",\"content\":\"s\"},"
+           "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"a\"},{\"type\":\"text\",\"text\":\"b\"}]},"
+           "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"c1\",\"type\":\"function\","
+           "\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"x\\\":1}\"}}]},"
+           "{\"role\":\"tool\",\"tool_call_id\":\"c1\",\"content\":\"42\"}],"
+           "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":{\"type\":\"object\"}}}],"
+           "\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"f\"}},\"max_completion_tokens\":9,"
+           "\"logprobs\":true,\"top_logprobs\":2}";
+    CHECK(bn_server_parse_chat_request(&r, &e, body, strlen(body), &limits) == BN_OK);
+    CHECK(r.n_messages == 4 && !strcmp(r.messages[0].role, "system"));
+    CHECK(!strcmp(r.messages[1].content, "a\nb"));
+    CHECK_STR_CONTAINS(r.messages[2].content, "{\"name\":\"f\",\"arguments\":{\"x\":1}}");
+    CHECK(r.tool_choice == BN_TOOL_CHOICE_NAMED && r.named_tool == 0 && r.max_tokens == 9 && r.logprobs == 2);
+    char *tp = bn_api_tools_prompt(&r);
+    CHECK(tp && strstr(tp, "\"name\":\"f\""));
+    free(tp);
+    bn_api_request_free(&r);
+}
+
+static void test_parse_invalid(void) {
+    static const struct { bool chat; const char *body; const char *param; } cases[] = {
+        {false, "{", ""},
+        {false, "[1]", ""},
+        {false, "{\"prompt\":\"x\"}", "model"},
+        {false, "{\"model\":1,\"prompt\":\"x\"}", "model"},
+        {false, "{\"model\":\"m\"}", "prompt"},
+        {false, "{\"model\":\"m\",\"prompt\":{}}", "prompt"},
+        {false, "{\"model\":\"m\",\"prompt\":[]}", "prompt"},
+        {false, "{\"model\":\"m\",\"prompt\":[1,99999]}", "prompt"},
+        {false, "{\"model\":\"m\",\"prompt\":[\"a\",7]}", "prompt[1]"},
+        {false, "{\"model\":\"m\",\"prompt\":\"x\",\"max_tokens\":0}", "max_tokens"},
+        {false, "{\"model\":\"m\",\"prompt\":\"x\",\"max_tokens\":1e300}", "max_tokens"},
+        {false, "{\"model\":\"m\",\"prompt\":\"x\",\"max_tokens\":99999999999999999999}", ""},
+        {false, "{\"model\":\"m\",\"prompt\":\"x\",\"temperature\":3}", "temperature"},
+        {false, "{\"model\":\"m\",\"prompt\":\"x\",\"top_p\":\"1\"}", "top_p"},
+        {false, "{\"model\":\"m\",\"prompt\":\"x\",\"n\":0}", "n"},
+        {false, "{\"model\":\"m\",\"prompt\":\"x\",\"stop\":[1]}", "stop"},
+        {false, "{\"model\":\"m\",\"prompt\":\"x\",\"stop\":[\"a\",\"b\",\"c\",\"d\",\"e\"]}", "stop"},
+        {false, "{\"model\":\"m\",\"prompt\":\"x\",\"logit_bias\":{\"abc\":1}}", "logit_bias.abc"},
+        {false, "{\"model\":\"m\",\"prompt\":\"x\",\"logit_bias\":{\"1\":101}}", "logit_bias.1"},
+        {false, "{\"model\":\"m\",\"prompt\":\"x\",\"logprobs\":6}", "logprobs"},
+        {false, "{\"model\":\"m\",\"prompt\":\"x\",\"echo\":1}", "echo"},
+        {false, "{\"model\":\"m\",\"prompt\":\"x\",\"stream\":\"yes\"}", "stream"},
+        {false, "{\"model\":\"m\",\"prompt\":\"x\",\"stream_options\":{\"include_usage\":3}}", "stream_options.include_usage"},
+        {false, "{\"model\":\"m\",\"prompt\":\"x\",\"presence_penalty\":-3}", "presence_penalty"},
+        {false, "{\"model\":\"m\",\"prompt\":\"x\",\"seed\":1.5}", "seed"},
+        {false, "{\"model\":\"m\",\"prompt\":\"x\",\"user\":5}", "user"},
+        {false, "{\"model\":\"m\",\"prompt\":\"x\",\"model\":\"n\"}", ""},
+        {false, "{\"model\":\"m\",\"prompt\":\"\xff\"}", ""},
+        {true, "{\"model\":\"m\"}", "messages"},
+        {true, "{\"model\":\"m\",\"messages\":[]}", "messages"},
+        {true, "{\"model\":\"m\",\"messages\":[1]}", "messages[0]"},
+        {true, "{\"model\":\"m\",\"messages\":[{\"role\":\"king\",\"content\":\"x\"}]}", "messages[0].role"},
+        {true, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}]}", "messages[0].content"},
+        {true, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":5}]}", "messages[0].content"},
+        {true, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\"}]}]}", "messages[0].content[0]"},
+        {true, "{\"model\":\"m\",\"messages\":[{\"role\":\"tool\",\"content\":\"x\"}]}", "messages[0].tool_call_id"},
+        {true, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":{}}", "tools"},
+        {true, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"a b\"}}]}", "tools[0].function.name"},
+        {true, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tool_choice\":\"required\"}", "tool_choice"},
+        {true, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"g\"}}}", "tool_choice"},
+        {true, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":{\"type\":\"xml\"}}", "response_format.type"},
+        {true, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"n\"}}}", "response_format.json_schema.schema"},
+        {true, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"top_logprobs\":2}", "top_logprobs"},
+        {true, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_completion_tokens\":-1}", "max_completion_tokens"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        bn_api_request r;
+        bn_api_error e = {0};
+        size_t len = strlen(cases[i].body);
+        bn_status st = cases[i].chat ? bn_server_parse_chat_request(&r, &e, cases[i].body, len, &limits)
+                                     : bn_server_parse_completion_request(&r, &e, cases[i].body, len, &limits);
+        CHECKF(st == BN_ERR_INVALID && e.status == 400, "case %zu: %s", i, cases[i].body);
+        CHECKF(!strcmp(e.param, cases[i].param), "case %zu: param '%s', expected '%s' (%s)", i, e.param,
+               cases[i].param, e.message);
+        if (cases[i].param[0]) CHECKF(strstr(e.message, cases[i].param) != NULL, "case %zu: message %s", i, e.message);
+        CHECK(r.model == NULL && r.prompts == NULL);
+    }
+    /* deep nesting is rejected by the JSON parser, not by a crash */
+    size_t depth = 100000;
+    char *deep = malloc(depth * 2 + 1);
+    memset(deep, '[', depth);
+    memset(deep + depth, ']', depth);
+    bn_api_request r;
+    bn_api_error e = {0};
+    CHECK(bn_server_parse_completion_request(&r, &e, deep, depth * 2, &limits) == BN_ERR_INVALID && e.status == 400);
+    free(deep);
+}
+
+/* Checks a parsed document against the test schema below. */
+static bool satisfies(const json_t *v) {
+    if (!json_is_object(v)) return false;
+    const json_t *name = json_object_get(v, "name"), *unit = json_object_get(v, "unit");
+    const json_t *tags = json_object_get(v, "tags"), *inner = json_object_get(v, "inner");
+    if (!json_is_string(name) || !json_is_string(unit) || !json_is_object(inner)) return false;
+    if (strcmp(json_string_value(unit), "c") && strcmp(json_string_value(unit), "fahrenheit")) return false;
+    if (!json_is_boolean(json_object_get(inner, "ok"))) return false;
+    const json_t *n = json_object_get(inner, "n");
+    if (n && !json_is_integer(n)) return false;
+    const json_t *x = json_object_get(v, "x");
+    if (x && !json_is_number(x)) return false;
+    if (tags) {
+        if (!json_is_array(tags)) return false;
+        for (size_t i = 0; i < json_array_size(tags); i++)
+            if (!json_is_string(json_array_get(tags, i))) return false;
+    }
+    const char *key;
+    const json_t *val;
+    json_object_foreach((json_t *)v, key, val)
+        if (strcmp(key, "name") && strcmp(key, "unit") && strcmp(key, "tags") && strcmp(key, "inner") && strcmp(key, "x"))
+            return false;
+    return true;
+}
+
+static const char *test_schema =
+    "{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\"},\"unit\":{\"enum\":[\"c\",\"fahrenheit\"]},"
+    "\"x\":{\"type\":\"number\"},\"tags\":{\"type\":\"array\",\"items\":{\"type\":\"string\"}},"
+    "\"inner\":{\"type\":\"object\",\"properties\":{\"ok\":{\"type\":\"boolean\"},\"n\":{\"type\":\"integer\"}},"
+    "\"required\":[\"ok\"]}},\"required\":[\"name\",\"unit\",\"inner\"]}";
+
+static void test_grammar(void) {
+    bn_error err;
+    bn_json_grammar *g = NULL;
+    CHECK_OK(bn_json_grammar_from_schema(&g, test_schema, &err), &err);
+    if (!g) return;
+    bn_json_state s;
+    char buf[512];
+    /* the shortest completion of the empty document is itself a valid document */
+    bn_json_state_init(&s, g);
+    size_t n = bn_json_state_completion(&s, buf, sizeof buf);
+    CHECKF(n != (size_t)-1 && !strcmp(buf, "{\"name\":\"\",\"unit\":\"c\",\"inner\":{\"ok\":true}}"), "got %s", buf);
+    /* accepted and rejected documents */
+    static const struct { const char *doc; bool ok; } docs[] = {
+        {"{\"name\":\"a\\n\xc3\xa9\",\"unit\":\"fahrenheit\",\"inner\":{\"ok\":false,\"n\":-12},\"x\":1.5e3,\"tags\":[\"p\",\"q\"]}", true},
+        {"{ \"name\": \"a\", \"unit\": \"c\", \"inner\": {\"ok\": true} }", true},
+        {"{\"name\":1}", false},
+        {"{\"name\":\"a\",\"unit\":\"k\"}", false},
+        {"{\"name\":\"a\",\"unit\":\"c\"}", false},          /* inner is required */
+        {"{\"name\":\"a\",\"name\":\"b\"}", false},           /* duplicate key */
+        {"{\"other\":1}", false},
+        {"{\"inner\":{\"ok\":true,\"n\":1.5}}", false},        /* integer */
+        {"{\"name\":\"\x80\"}", false},                        /* invalid UTF-8 */
+        {"{\"name\":\"a\x01\"}", false},                       /* control character */
+        {"[1]", false},
+        {"{\"x\":01}", false},
+    };
+    for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
+        bn_json_state_init(&s, g);
+        bool fed = bn_json_state_feed(&s, (const uint8_t *)docs[i].doc, strlen(docs[i].doc));
+        bool ok = fed && bn_json_state_done(&s);
+        CHECKF(ok == docs[i].ok, "doc %zu: %s", i, docs[i].doc);
+    }
+    /* random walks: choose random bytes among those allowed, then complete; always valid */
+    bn_test_rng rng;
+    bn_test_rng_seed(&rng, 42);
+    static const char alphabet[] = "{}[]\":,. -+eE0123456789abcdefghijklmnopqrstuvwxyz\\\n\xc3\xa9";
+    int valid = 0;
+    for (int walk = 0; walk < 300; walk++) {
+        bn_json_state_init(&s, g);
+        char doc[1024];
+        size_t len = 0;
+        int steps = (int)bn_test_rng_range(&rng, 0, 120);
+        for (int k = 0; k < steps && !bn_json_state_done(&s); k++) {
+            uint8_t allowed[sizeof alphabet];
+            int n_allowed = 0;
+            for (size_t a = 0; a + 1 < sizeof alphabet; a++) {
+                bn_json_state t = s;
+                if (bn_json_state_feed(&t, (const uint8_t *)&alphabet[a], 1)) allowed[n_allowed++] = (uint8_t)alphabet[a];
+            }
+            if (n_allowed == 0) break;
+            uint8_t c = allowed[bn_test_rng_range(&rng, 0, n_allowed - 1)];
+            bn_json_state_feed(&s, &c, 1);
+            doc[len++] = (char)c;
+        }
+        size_t m = bn_json_state_completion(&s, doc + len, sizeof doc - len);
+        if (m == (size_t)-1) {
+            CHECK(!"completion too long");
+            continue;
+        }
+        bn_json_state_feed(&s, (const uint8_t *)doc + len, m);
+        len += m;
+        doc[len] = '\0';
+        json_t *v = json_loadb(doc, len, 0, NULL);
+        bool ok = v && satisfies(v) && bn_json_state_done(&s);
+        CHECKF(ok, "walk %d: %s", walk, doc);
+        valid += ok;
+        json_decref(v);
+    }
+    CHECK(valid == 300);
+    bn_json_grammar_free(g);
+
+    /* tool-call grammar and unsupported schemas */
+    const char *names[] = {"get_weather", "add"};
+    const char *schemas[] = {"{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"}},\"required\":[\"city\"]}", NULL};
+    CHECK_OK(bn_json_grammar_tool_call(&g, names, schemas, 2, &err), &err);
+    bn_json_state_init(&s, g);
+    const char *call = "{\"name\":\"add\",\"arguments\":{\"a\":[1,{\"b\":null}]}}";
+    CHECK(bn_json_state_feed(&s, (const uint8_t *)call, strlen(call)) && bn_json_state_done(&s));
+    bn_json_state_init(&s, g);
+    call = "{\"name\":\"get_weather\",\"arguments\":{}}";
+    CHECK(!bn_json_state_feed(&s, (const uint8_t *)call, strlen(call)) || !bn_json_state_done(&s));
+    bn_json_grammar_free(g);
+    CHECK(bn_json_grammar_from_schema(&g, "{\"type\":\"object\",\"properties\":{\"a\":{\"$ref\":\"#/x\"}}}", &err) != BN_OK);
+    CHECK_STR_CONTAINS(err.message, "$ref");
+    CHECK(bn_json_grammar_from_schema(&g, "{\"type\":\"string\"}", &err) != BN_OK);
+}
+
+/* ---------------------------------------------------------------- engine */
+
+typedef struct collected {
+    pthread_mutex_t mu;
+    int32_t tokens[16][64];
+    int n_tokens[16];
+    char text[16][1024];
+    size_t text_len[16];
+    int finish[16];
+    int done;
+} collected;
+
+static void collect(void *user, const bn_engine_event *ev) {
+    collected *c = user;
+    pthread_mutex_lock(&c->mu);
+    if (ev->kind == BN_ENGINE_TOKEN) {
+        if (ev->sample && c->n_tokens[ev->index] < 64) c->tokens[ev->index][c->n_tokens[ev->index]++] = ev->sample->token;
+        if (c->text_len[ev->index] + ev->text_len < sizeof c->text[0]) {
+            memcpy(c->text[ev->index] + c->text_len[ev->index], ev->text, ev->text_len);
+            c->text_len[ev->index] += ev->text_len;
+        }
+    } else {
+        c->finish[ev->index] = ev->finish;
+        c->done++;
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void wait_done(collected *c, int n) {
+    for (int i = 0; i < 6000; i++) {
+        pthread_mutex_lock(&c->mu);
+        int d = c->done;
+        pthread_mutex_unlock(&c->mu);
+        if (d >= n) return;
+        usleep(5000);
+    }
+}
+
+/* Greedy reference: one sequence, one token per decode after the prompt. */
+static int greedy_reference(bn_model *m, const int32_t *prompt, int n_prompt, int n_gen, int32_t *out) {
+    bn_sequence *seq = NULL;
+    bn_error err;
+    if (bn_sequence_create(m, 256, &seq, &err)) return 0;
+    int n_vocab = bn_model_get_config(m)->n_vocab;
+    float *logits = malloc((size_t)n_vocab * sizeof *logits);
+    int count = 0;
+    for (int i = 0; i < n_prompt; i++) {
+        bn_batch_entry e = {seq, i, prompt[i], i == n_prompt - 1};
+        bn_model_decode(m, &e, 1, logits, &err);
+    }
+    while (count < n_gen) {
+        int best = 0;
+        for (int v = 1; v < n_vocab; v++)
+            if (logits[v] > logits[best]) best = v;
+        out[count++] = best;
+        bn_batch_entry e = {seq, bn_sequence_length(seq), best, true};
+        if (bn_model_decode(m, &e, 1, logits, &err)) break;
+    }
+    free(logits);
+    bn_sequence_free(seq);
+    return count;
+}
+
+static void test_engine(void) {
+    char *dir = bn_test_tmpdir("server_units");
+    char *path = bn_test_path(dir, "tiny.gguf");
+    bn_error err;
+    bn_synth_options o;
+    CHECK_OK(bn_synth_preset(&o, "tiny", &err), &err);
+    CHECK_OK(bn_synth_write(path, &o, &err), &err);
+    bn_model *m = NULL;
+    bn_model_options mo = bn_model_options_default();
+    CHECK_OK(bn_model_load(path, &mo, &m, &err), &err);
+    bn_tokenizer *tok = NULL;
+    if (m) CHECK_OK(bn_tokenizer_from_gguf(&tok, bn_model_get_gguf(m), NULL, &err), &err);
+    if (!m || !tok) goto out;
+    bn_engine *e = NULL;
+    /* 3 slots and a small prefill chunk: prompts are split over steps and jobs wait in the queue */
+    CHECK_OK(bn_engine_create(&e, m, tok, 3, 256, 16, 7, NULL, &err), &err);
+    if (!e) goto out;
+    enum { N_JOBS = 8, N_GEN = 12 };
+    int32_t prompts[N_JOBS][40];
+    int n_prompt[N_JOBS];
+    bn_test_rng rng;
+    bn_test_rng_seed(&rng, 7);
+    for (int j = 0; j < N_JOBS; j++) {
+        n_prompt[j] = (int)bn_test_rng_range(&rng, 1, 40);
+        for (int t = 0; t < n_prompt[j]; t++) prompts[j][t] = (int32_t)bn_test_rng_range(&rng, 0, 258);
+    }
+    collected c;
+    memset(&c, 0, sizeof c);
+    pthread_mutex_init(&c.mu, NULL);
+    bn_engine_job_config jobs[N_JOBS];
+    for (int j = 0; j < N_JOBS; j++) {
+        jobs[j] = (bn_engine_job_config){.prompt = prompts[j], .n_prompt = (size_t)n_prompt[j],
+                                         .sampling = bn_sampler_params_greedy(), .max_tokens = N_GEN,
+                                         .stop_at_eog = false, .want_logprobs = true, .index = j,
+                                         .on_event = collect, .user = &c, .submit_ms = bn_engine_now_ms()};
+    }
+    /* two submissions so the second batch joins while the first decodes */
+    CHECK_OK(bn_engine_submit(e, jobs, 4, &err), &err);
+    usleep(2000);
+    CHECK_OK(bn_engine_submit(e, jobs + 4, N_JOBS - 4, &err), &err);
+    wait_done(&c, N_JOBS);
+    CHECK(c.done == N_JOBS);
+    for (int j = 0; j < N_JOBS; j++) {
+        int32_t ref[N_GEN];
+        int n = greedy_reference(m, prompts[j], n_prompt[j], N_GEN, ref);
+        CHECKF(n == N_GEN && c.n_tokens[j] == N_GEN && !memcmp(ref, c.tokens[j], sizeof ref),
+               "job %d: batched tokens differ from the one-sequence greedy loop", j);
+        CHECK(c.finish[j] == BN_ENGINE_FINISH_LENGTH);
+    }
+    /* a full queue refuses the whole submission */
+    bn_engine_job_config many[20];
+    for (int j = 0; j < 20; j++) many[j] = jobs[0];
+    CHECK(bn_engine_submit(e, many, 20, &err) == BN_ERR_RANGE);
+
+    /* cancellation: long jobs, cancelled, free every slot */
+    collected c2;
+    memset(&c2, 0, sizeof c2);
+    pthread_mutex_init(&c2.mu, NULL);
+    atomic_bool cancel = false;
+    for (int j = 0; j < 5; j++) {
+        many[j] = jobs[j];
+        many[j].max_tokens = 200;
+        many[j].cancel = &cancel;
+        many[j].user = &c2;
+    }
+    CHECK_OK(bn_engine_submit(e, many, 5, &err), &err);
+    usleep(20000);
+    atomic_store(&cancel, true);
+    wait_done(&c2, 5);
+    CHECK(c2.done == 5);
+    for (int j = 0; j < 5; j++) CHECK(c2.finish[j] == BN_ENGINE_FINISH_CANCELLED);
+    bn_engine_stats st;
+    bn_engine_get_stats(e, &st);
+    CHECK(st.busy_slots == 0 && st.queued == 0 && st.n_slots == 3);
+
+    /* grammar on random weights, with sampling: always valid JSON within max_tokens */
+    bn_json_grammar *g = NULL;
+    CHECK_OK(bn_json_grammar_from_schema(&g, test_schema, &err), &err);
+    collected c3;
+    memset(&c3, 0, sizeof c3);
+    pthread_mutex_init(&c3.mu, NULL);
+    for (int j = 0; j < 6; j++) {
+        many[j] = jobs[j];
+        many[j].user = &c3;
+        many[j].grammar = g;
+        many[j].max_tokens = 60 + 10 * j;
+        many[j].sampling = bn_sampler_params_default();
+        many[j].sampling.seed = (uint64_t)j;
+        many[j].sampling.temperature = 1.5f;
+    }
+    CHECK_OK(bn_engine_submit(e, many, 6, &err), &err);
+    wait_done(&c3, 6);
+    for (int j = 0; j < 6; j++) {
+        json_t *v = json_loadb(c3.text[j], c3.text_len[j], 0, NULL);
+        CHECKF(v && satisfies(v) && c3.finish[j] == BN_ENGINE_FINISH_STOP, "grammar job %d: %.*s", j,
+               (int)c3.text_len[j], c3.text[j]);
+        json_decref(v);
+    }
+    bn_engine_free(e);
+    bn_json_grammar_free(g);
+out:
+    bn_tokenizer_free(tok);
+    bn_model_free(m);
+    free(path);
+    free(dir);
+}
+
+/* One HTTP/1.0 GET on a fresh connection; returns the whole response (caller frees) or NULL. */
+static char *http_get(int port, const char *path) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        if (fd >= 0) close(fd);
+        return NULL;
+    }
+    char req[256];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: x\r\n\r\n", path);
+    if (write(fd, req, (size_t)n) != n) {
+        close(fd);
+        return NULL;
+    }
+    size_t cap = 65536, len = 0;
+    char *buf = malloc(cap);
+    ssize_t got;
+    while (buf && len + 1 < cap && (got = read(fd, buf + len, cap - 1 - len)) > 0) len += (size_t)got;
+    close(fd);
+    if (buf) buf[len] = '\0';
+    return buf;
+}
+
+/* /health is 503 while the model loads (the server listens before loading), 200 after. */
+static void test_server_loading(void) {
+    char *dir = bn_test_tmpdir("server_loading");
+    char *path = bn_test_path(dir, "tiny.gguf");
+    bn_error err;
+    bn_synth_options o;
+    CHECK_OK(bn_synth_preset(&o, "tiny", &err), &err);
+    CHECK_OK(bn_synth_write(path, &o, &err), &err);
+    bn_server_config cfg = {.model_path = path, .port = 0, .parallel = 2, .n_ctx = 128, .n_threads = 1, .queue = 4};
+    bn_server *s = NULL;
+    CHECK_OK(bn_server_start(&s, &cfg, &err), &err);
+    if (s) {
+        CHECK(!strcmp(bn_server_model_id(s), "tiny") && bn_server_port(s) > 0);
+        char *r = http_get(bn_server_port(s), "/health");
+        CHECKF(r && strstr(r, " 503 ") && strstr(r, "\"loading\"") && strstr(r, "Retry-After"), "%s", r ? r : "(none)");
+        free(r);
+        r = http_get(bn_server_port(s), "/v1/models");
+        CHECKF(r && strstr(r, " 503 ") && strstr(r, "model_loading"), "%s", r ? r : "(none)");
+        free(r);
+        CHECK_OK(bn_server_load_model(s, &err), &err);
+        r = http_get(bn_server_port(s), "/health");
+        CHECKF(r && strstr(r, " 200 ") && strstr(r, "{\"status\":\"ok\"}"), "%s", r ? r : "(none)");
+        free(r);
+        bn_server_stop(s, 1);
+        CHECK(http_get(bn_server_port(s), "/health") == NULL); /* no longer listening */
+        bn_server_free(s);
+    }
+    free(path);
+    free(dir);
+}
+
+int main(void) {
+    test_parse_valid();
+    test_parse_invalid();
+    test_grammar();
+    test_engine();
+    test_server_loading();
+    return bn_test_finish("test_server_units");
+}
