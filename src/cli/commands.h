@@ -20,5 +20,17 @@ typedef struct bn_command {
 } bn_command;
 
 int bn_cmd_inspect(int argc, char **argv, bn_error *err);
+int bn_cmd_tokenize(int argc, char **argv, bn_error *err);
+int bn_cmd_detokenize(int argc, char **argv, bn_error *err);
+int bn_cmd_eval(int argc, char **argv, bn_error *err);
+int bn_cmd_synth(int argc, char **argv, bn_error *err);
+int bn_cmd_gguf_example(int argc, char **argv, bn_error *err);
+int bn_cmd_bench(int argc, char **argv, bn_error *err);
+int bn_cmd_verify_receipt(int argc, char **argv, bn_error *err);
+int bn_cmd_run(int argc, char **argv, bn_error *err);
+int bn_cmd_chat(int argc, char **argv, bn_error *err);
+int bn_cmd_perplexity(int argc, char **argv, bn_error *err);
+int bn_cmd_crossval(int argc, char **argv, bn_error *err);
+int bn_cmd_serve(int argc, char **argv, bn_error *err);
 
 #endif

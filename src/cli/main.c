@@ -8,7 +8,19 @@
 #include <string.h>
 
 static const bn_command commands[] = {
+    {"run", "generate text from a prompt (default model: models/)", bn_cmd_run},
+    {"chat", "interactive chat in the model's chat format", bn_cmd_chat},
+    {"perplexity", "perplexity of a text file (llama.cpp's protocol)", bn_cmd_perplexity},
+    {"crossval", "per-position logits comparison against a reference or another backend", bn_cmd_crossval},
+    {"serve", "OpenAI-compatible HTTP server (completions, chat, tools, SSE)", bn_cmd_serve},
     {"inspect", "print GGUF metadata and tensors", bn_cmd_inspect},
+    {"tokenize", "print the token ids of a text", bn_cmd_tokenize},
+    {"detokenize", "print the text of token ids", bn_cmd_detokenize},
+    {"eval", "logits of a token sequence as float32 (for comparisons)", bn_cmd_eval},
+    {"synth", "write a synthetic BitNet b1.58 model with seeded random weights", bn_cmd_synth},
+    {"gguf-example", "write an example GGUF file (small, or the 2B-4T tensor table)", bn_cmd_gguf_example},
+    {"bench", "pp/tg throughput table (llama-bench style) and a JSON receipt", bn_cmd_bench},
+    {"verify-receipt", "check a bench receipt (schema, real compute, kernels ran)", bn_cmd_verify_receipt},
 };
 
 static void print_usage(FILE *out) {
