@@ -9,9 +9,11 @@
  * (ref_matmul.c) turns them into outputs, so every path, thread count and batch size yields the
  * same bits for a token.
  *
- * Ternary matrices stay in their file layout: every kernel reads I2_S, TQ2_0 and TQ1_0 as stored
- * (the AVX-512 path reorders the activations instead of the weights), so preparation costs no
- * memory beyond the mapping and only validates (I2_S code 3, the scale).
+ * Preparation validates (I2_S code 3, the scale). I2_S is copied into row tiles of 8
+ * (ref_matmul.h: BN_LAYOUT_I2S_TILE8) so that a GEMV reads one sequential stream; the copy is
+ * the size of the file's packed bytes, and the model releases the file's pages of the tensor.
+ * TQ2_0 and TQ1_0 are read in place. The AVX-512 path reorders the activations (q_pairs), not
+ * the weights, to line up with the 2-bit fields.
  */
 #include "kernels/ops.h"
 
@@ -54,8 +56,9 @@ static int format_index(uint32_t type) {
     return type == BN_TYPE_I2_S ? 0 : type == BN_TYPE_TQ2_0 ? 1 : 2;
 }
 
-bn_status bn_ternary_matrix_prepare(bn_ternary_matrix *matrix, const char *name, uint32_t file_type,
-                                    int rows, int cols, const void *file_data, bn_error *err) {
+bn_status bn_ternary_matrix_prepare_layout(bn_ternary_matrix *matrix, const char *name,
+                                           uint32_t file_type, int rows, int cols,
+                                           const void *file_data, int layout, bn_error *err) {
     memset(matrix, 0, sizeof *matrix);
     const bn_quant_format *format = bn_quant_format_get(file_type);
     if (!format || !format->ternary)
@@ -75,7 +78,7 @@ bn_status bn_ternary_matrix_prepare(bn_ternary_matrix *matrix, const char *name,
     matrix->cols = cols;
     matrix->tensor_scale = 1.0f;
     matrix->data = file_data;
-    matrix->layout = 0; /* the file layout */
+    matrix->layout = BN_LAYOUT_FILE;
     if (file_type == BN_TYPE_I2_S) {
         int64_t bad = bn_i2s_find_code3(file_data, n_elements);
         if (bad >= 0)
@@ -86,8 +89,34 @@ bn_status bn_ternary_matrix_prepare(bn_ternary_matrix *matrix, const char *name,
         matrix->tensor_scale = bn_i2s_scale(file_data, n_elements);
         if (!isfinite(matrix->tensor_scale))
             return bn_error_set(err, BN_ERR_FORMAT, "tensor %s: I2_S scale is not finite", name);
+        if (layout == BN_LAYOUT_I2S_TILE8) {
+            /* 64-byte aligned: every pair load is one cache line */
+            uint8_t *tiles = aligned_alloc(64, (n_elements / 4 + 63) / 64 * 64);
+            if (!tiles)
+                return bn_error_set(err, BN_ERR_NOMEM, "tensor %s: cannot allocate %zu bytes for "
+                                    "the kernel layout", name, n_elements / 4);
+            const size_t stride = (size_t)cols / 4, pairs = (size_t)cols / 256;
+            const uint8_t *src = file_data;
+            matrix->owned = tiles;
+            matrix->data = tiles;
+            matrix->layout = BN_LAYOUT_I2S_TILE8;
+            for (int r = 0; r < rows; r++) {
+                bn_i2s_row where = bn_i2s_row_at(matrix, r);
+                const uint8_t *row = src + (size_t)r * stride;
+                for (size_t p = 0; p < pairs; p++)
+                    memcpy((uint8_t *)where.first + p * where.pair_stride, row + 64 * p, 64);
+                if (cols % 256) memcpy((uint8_t *)where.tail, row + 64 * pairs, 32);
+            }
+        }
     }
     return BN_OK;
+}
+
+bn_status bn_ternary_matrix_prepare(bn_ternary_matrix *matrix, const char *name, uint32_t file_type,
+                                    int rows, int cols, const void *file_data, bn_error *err) {
+    return bn_ternary_matrix_prepare_layout(
+        matrix, name, file_type, rows, cols, file_data,
+        file_type == BN_TYPE_I2_S ? BN_LAYOUT_I2S_TILE8 : BN_LAYOUT_FILE, err);
 }
 
 void bn_ternary_matrix_release(bn_ternary_matrix *matrix) {

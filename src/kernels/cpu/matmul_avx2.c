@@ -7,11 +7,13 @@
  * 32n..32n+31, so shifts and a mask give four code vectors; TQ2_0 is the same per half block
  * with field n at bits 2n+1..2n; TQ1_0 is decoded per block to 256 codes (base-3 digits by a
  * byte multiply and two unsigned compares). maddubs pairs stay within int16 (2 * 2 * 128 per
- * pair, four pairs per block). GEMV runs 4 rows per pass sharing the activation loads, with
- * software prefetch; GEMM reuses each decoded weight block across 4 tokens.
+ * pair, four pairs per block). GEMV runs over the I2S_TILE8 layout one tile of 8 rows at a time
+ * (one sequential stream, software prefetch) sharing the activation loads; GEMM reuses each
+ * decoded weight block across 4 tokens, token tiles outside and rows inside.
  *
  * F16: 16 lanes (two 8-float accumulators) per output, multiply then add (never fused), as the
- * reference defines; GEMV runs 4 rows per pass, GEMM converts a weight chunk once per 4 tokens.
+ * reference defines; GEMV runs 4 rows per pass prefetching the next pass's rows, GEMM converts a
+ * weight chunk once per 4 tokens.
  * Int8: maddubs(|q|, w * sign(q)) (weights are within -127..127, so negation is exact).
  */
 #ifdef __clang__
@@ -25,6 +27,7 @@
 
 #include <immintrin.h>
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
 /* Bytes ahead of the current load (8-16 KiB is the plateau on the 2B-4T shapes). */
@@ -97,44 +100,50 @@ static inline __m256i i2s_block(__m256i w, const int8_t *x) {
     return _mm256_add_epi16(_mm256_add_epi16(s0, s1), _mm256_add_epi16(s2, s3));
 }
 
-/* GEMV over 4 rows sharing activation loads; raw sums (codes * q) per row. */
-static void i2s_gemv4(int32_t raw[4], const uint8_t *const w[4], const int8_t *x, int cols) {
+/* GEMV over one full tile of 8 rows (layout I2S_TILE8, one sequential stream); each block's
+ * activation registers feed 8 rows. Raw sums (codes * q) per row. */
+static void i2s_gemv_tile(int32_t raw[BN_I2S_TILE_ROWS], const uint8_t *tile, const int8_t *x,
+                          int cols) {
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
-                      _mm256_setzero_si256()};
-    const int blocks = cols / BN_I2S_BLOCK;
-    int b = 0;
-    for (; b + 2 <= blocks; b += 2) {
-        const int8_t *xb = x + (size_t)b * BN_I2S_BLOCK;
-#pragma GCC unroll 4
-        for (int r = 0; r < 4; r++) {
-            const uint8_t *wb = w[r] + (size_t)b * BN_I2S_BLOCK_BYTES;
-            _mm_prefetch((const char *)(wb + PREFETCH_DISTANCE), _MM_HINT_T0);
-            __m256i s = _mm256_add_epi16(
-                i2s_block(_mm256_loadu_si256((const __m256i *)wb), xb),
-                i2s_block(_mm256_loadu_si256((const __m256i *)(wb + 32)), xb + BN_I2S_BLOCK));
-            acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(s, ones));
+    __m256i acc[BN_I2S_TILE_ROWS];
+#pragma GCC unroll 8
+    for (int r = 0; r < BN_I2S_TILE_ROWS; r++) acc[r] = _mm256_setzero_si256();
+    const int pairs = cols / 256;
+    for (int p = 0; p < pairs; p++) {
+        const uint8_t *wp = tile + (size_t)p * 64 * BN_I2S_TILE_ROWS;
+        for (int h = 0; h < 2; h++) {
+            const int8_t *xb = x + (size_t)p * 256 + 128 * h;
+#pragma GCC unroll 8
+            for (int r = 0; r < BN_I2S_TILE_ROWS; r++) {
+                const uint8_t *wb = wp + 64 * r + 32 * h;
+                if (h == 0) _mm_prefetch((const char *)(wb + PREFETCH_DISTANCE), _MM_HINT_T0);
+                __m256i s = i2s_block(_mm256_loadu_si256((const __m256i *)wb), xb);
+                acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(s, ones));
+            }
         }
     }
-    for (; b < blocks; b++) {
-        const int8_t *xb = x + (size_t)b * BN_I2S_BLOCK;
-        for (int r = 0; r < 4; r++) {
-            __m256i s = i2s_block(
-                _mm256_loadu_si256((const __m256i *)(w[r] + (size_t)b * BN_I2S_BLOCK_BYTES)), xb);
+    const uint8_t *tails = tile + (size_t)pairs * 64 * BN_I2S_TILE_ROWS;
+    for (int r = 0; r < BN_I2S_TILE_ROWS; r++) {
+        if (cols % 256) {
+            __m256i s = i2s_block(_mm256_loadu_si256((const __m256i *)(tails + 32 * r)),
+                                  x + (size_t)pairs * 256);
             acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(s, ones));
         }
+        raw[r] = hsum_epi32(acc[r]);
     }
-    for (int r = 0; r < 4; r++) raw[r] = hsum_epi32(acc[r]);
 }
 
-/* One row against up to 4 tokens (GEMM tile): codes decoded once per block. */
-static void i2s_row_tokens(int32_t *raw, const uint8_t *w, const int8_t *x, int n, int cols) {
+/* One row (any layout) against up to 4 tokens (GEMM tile): codes decoded once per block. */
+static void i2s_row_tokens(int32_t *raw, bn_i2s_row w, const int8_t *x, int n, int cols) {
     const __m256i m3 = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
     __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
                       _mm256_setzero_si256()};
     const int blocks = cols / BN_I2S_BLOCK;
     for (int b = 0; b < blocks; b++) {
-        __m256i packed = _mm256_loadu_si256((const __m256i *)(w + (size_t)b * BN_I2S_BLOCK_BYTES));
+        const uint8_t *block = b / 2 < cols / 256
+                                   ? w.first + (size_t)(b / 2) * w.pair_stride + 32 * (b % 2)
+                                   : w.tail;
+        __m256i packed = _mm256_loadu_si256((const __m256i *)block);
         __m256i c0 = _mm256_and_si256(_mm256_srli_epi16(packed, 6), m3);
         __m256i c1 = _mm256_and_si256(_mm256_srli_epi16(packed, 4), m3);
         __m256i c2 = _mm256_and_si256(_mm256_srli_epi16(packed, 2), m3);
@@ -154,16 +163,13 @@ static void i2s_row_tokens(int32_t *raw, const uint8_t *w, const int8_t *x, int 
 
 static void i2s_sums(int32_t *out, const bn_ternary_matrix *m, const bn_act_view *act,
                      int row_begin, int row_end) {
-    const size_t stride = (size_t)m->cols / 4;
     const int n_tokens = act->n_tokens;
     int r = row_begin;
-    if (n_tokens == 1) {
-        for (; r + 4 <= row_end; r += 4) {
-            const uint8_t *w[4];
-            int32_t raw[4];
-            for (int i = 0; i < 4; i++) w[i] = m->data + (size_t)(r + i) * stride;
-            i2s_gemv4(raw, w, act->q, m->cols);
-            for (int i = 0; i < 4; i++) out[r - row_begin + i] = raw[i] - act->sums[0];
+    if (n_tokens == 1 && m->layout == BN_LAYOUT_I2S_TILE8 && r % BN_I2S_TILE_ROWS == 0) {
+        for (; r + BN_I2S_TILE_ROWS <= row_end; r += BN_I2S_TILE_ROWS) {
+            int32_t raw[BN_I2S_TILE_ROWS];
+            i2s_gemv_tile(raw, bn_i2s_row_at(m, r).first, act->q, m->cols);
+            for (int i = 0; i < BN_I2S_TILE_ROWS; i++) out[r - row_begin + i] = raw[i] - act->sums[0];
         }
     }
     /* Token tiles outside, rows inside: the tile's activations and the chunk's rows stay in
@@ -173,8 +179,7 @@ static void i2s_sums(int32_t *out, const bn_ternary_matrix *m, const bn_act_view
         int n = n_tokens - t0 < 4 ? n_tokens - t0 : 4;
         for (r = first_row; r < row_end; r++) {
             int32_t raw[4];
-            i2s_row_tokens(raw, m->data + (size_t)r * stride, act->q + (size_t)t0 * m->cols, n,
-                           m->cols);
+            i2s_row_tokens(raw, bn_i2s_row_at(m, r), act->q + (size_t)t0 * m->cols, n, m->cols);
             for (int t = 0; t < n; t++)
                 out[(size_t)(r - row_begin) * n_tokens + t0 + t] = raw[t] - act->sums[t0 + t];
         }
@@ -299,6 +304,9 @@ static inline __m256 load_f16(const uint16_t *w) {
 void bn_avx2_f16_matmul(float *y, const uint16_t *w, const float *x, int rows, int cols,
                         int n_tokens, int row_begin, int row_end) {
     const int cols16 = cols / 16 * 16;
+    /* prefetch the same columns of the next pass's rows (4 interleaved row streams defeat the
+     * hardware prefetchers; this doubles the GEMV's bandwidth on the LM head) */
+    const size_t ahead = 4 * (size_t)cols;
     int r = row_begin;
     if (n_tokens == 1) {
         for (; r + 4 <= row_end; r += 4) {
@@ -311,7 +319,7 @@ void bn_avx2_f16_matmul(float *y, const uint16_t *w, const float *x, int rows, i
             for (int c = 0; c < cols16; c += 16) {
                 __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
                 for (int i = 0; i < 4; i++) {
-                    _mm_prefetch((const char *)(wr[i] + c + PREFETCH_DISTANCE / 2), _MM_HINT_T0);
+                    _mm_prefetch((const char *)(wr[i] + c + ahead), _MM_HINT_T0);
                     lo[i] = _mm256_add_ps(lo[i], _mm256_mul_ps(load_f16(wr[i] + c), x0));
                     hi[i] = _mm256_add_ps(hi[i], _mm256_mul_ps(load_f16(wr[i] + c + 8), x1));
                 }
@@ -344,11 +352,43 @@ void bn_avx2_f16_matmul(float *y, const uint16_t *w, const float *x, int rows, i
 
 /* ---- int8 ---- */
 
+/* GEMV over 4 rows sharing the activation loads, prefetching the next pass's rows. */
+static void int8_gemv4(int32_t *out, const int8_t *w, const int8_t *x, const uint8_t *x_abs,
+                       int cols) {
+    const int cols32 = cols / 32 * 32;
+    const __m256i ones = _mm256_set1_epi16(1);
+    const size_t ahead = 4 * (size_t)cols;
+    __m256i acc[4];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) acc[i] = _mm256_setzero_si256();
+    for (int c = 0; c < cols32; c += 32) {
+        __m256i xv = _mm256_loadu_si256((const __m256i *)(x + c));
+        __m256i xa = _mm256_loadu_si256((const __m256i *)(x_abs + c));
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) {
+            const int8_t *wr = w + (size_t)i * cols + c;
+            _mm_prefetch((const char *)(wr + ahead), _MM_HINT_T0);
+            __m256i p = _mm256_maddubs_epi16(xa, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)wr), xv));
+            acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(p, ones));
+        }
+    }
+    for (int i = 0; i < 4; i++) {
+        int32_t sum = hsum_epi32(acc[i]);
+        for (int c = cols32; c < cols; c++) sum += w[(size_t)i * cols + c] * x[c];
+        out[i] = sum;
+    }
+}
+
 void bn_avx2_int8_sums(int32_t *out, const bn_int8_matrix *matrix, const bn_act_view *act,
                        int row_begin, int row_end) {
     const int cols = matrix->cols, cols32 = cols / 32 * 32, n_tokens = act->n_tokens;
     const __m256i ones = _mm256_set1_epi16(1);
-    for (int r = row_begin; r < row_end; r++) {
+    int r = row_begin;
+    if (n_tokens == 1)
+        for (; r + 4 <= row_end; r += 4)
+            int8_gemv4(out + (r - row_begin), matrix->q + (size_t)r * cols, act->q,
+                       act->q_unsigned, cols);
+    for (; r < row_end; r++) {
         const int8_t *wr = matrix->q + (size_t)r * cols;
         for (int t0 = 0; t0 < n_tokens; t0 += 4) {
             int n = n_tokens - t0 < 4 ? n_tokens - t0 : 4;

@@ -7,12 +7,17 @@
  * covers two I2_S blocks (or one TQ2_0 block); its 2-bit field n holds columns 32n.. of the first
  * block in the low half and of the second in the high half, so the dispatcher hands us the
  * activations reordered the same way (q_pairs) and four shift+mask steps feed four vpdpbusd with
- * no shuffles. GEMV runs 4 rows per pass sharing the activation registers, with software
- * prefetch; GEMM reuses each decoded weight pair across 8 tokens held in 8 accumulators.
+ * no shuffles. GEMV runs over the I2S_TILE8 layout one tile of 8 rows at a time (a sequential
+ * stream, software prefetch 12 KiB ahead) sharing the activation registers; GEMM keeps a 2-row x
+ * 8-token tile of accumulators, so each decoded weight vector feeds 8 tokens and each activation
+ * load 2 rows. GEMM is bound by vpdpbusd throughput (one 512-bit vpdpbusd per cycle measured on
+ * the development machine, 64 MACs), not by memory.
  *
  * F16: one 16-lane accumulator per output (lane = column % 16), multiply then add, reduced by
- * the shared pairwise step: bit-identical to the reference. Int8: vpdpbusd on q + 128 and the
- * weights, minus 128 * (row sum of the weights), computed with the same instruction.
+ * the shared pairwise step: bit-identical to the reference; GEMV runs 4 rows per pass and
+ * prefetches the next pass's rows (4 interleaved row streams defeat the hardware prefetchers).
+ * Int8: vpdpbusd on q + 128 and the weights, minus 128 * (row sum of the weights), computed with
+ * the same instruction.
  */
 #ifdef __clang__
 #pragma STDC FP_CONTRACT OFF
@@ -24,6 +29,7 @@
 #include "quant/ternary.h"
 
 #include <immintrin.h>
+#include <stdbool.h>
 #include <math.h>
 #include <string.h>
 
@@ -108,43 +114,50 @@ static inline int32_t reduce256(__m256i v) {
     return _mm_cvtsi128_si32(s);
 }
 
-static void i2s_gemv4(int32_t raw[4], const uint8_t *const w[4], const int8_t *xp, int cols) {
-    __m512i acc[4][2];
-    for (int r = 0; r < 4; r++) acc[r][0] = acc[r][1] = _mm512_setzero_si512();
+/* GEMV over one full tile of BN_I2S_TILE_ROWS rows (layout I2S_TILE8): the tile is one
+ * sequential stream of 64-byte pairs, row after row, pair after pair; each activation register
+ * set feeds 8 rows. Raw sums (codes * q) per row. */
+static void i2s_gemv_tile(int32_t raw[BN_I2S_TILE_ROWS], const uint8_t *tile, const int8_t *xp,
+                          int cols) {
+    __m512i acc[BN_I2S_TILE_ROWS];
+#pragma GCC unroll 8
+    for (int r = 0; r < BN_I2S_TILE_ROWS; r++) acc[r] = _mm512_setzero_si512();
+    const __m512i m3 = _mm512_set1_epi8(3);
     const int pairs = cols / 256;
     for (int p = 0; p < pairs; p++) {
         const int8_t *xb = xp + (size_t)p * 256;
         __m512i x0 = _mm512_loadu_si512(xb), x1 = _mm512_loadu_si512(xb + 64);
         __m512i x2 = _mm512_loadu_si512(xb + 128), x3 = _mm512_loadu_si512(xb + 192);
-#pragma GCC unroll 4
-        for (int r = 0; r < 4; r++) {
-            const uint8_t *wb = w[r] + (size_t)p * 64;
+        const uint8_t *wp = tile + (size_t)p * 64 * BN_I2S_TILE_ROWS;
+#pragma GCC unroll 8
+        for (int r = 0; r < BN_I2S_TILE_ROWS; r++) {
+            const uint8_t *wb = wp + 64 * r;
             _mm_prefetch((const char *)(wb + PREFETCH_DISTANCE), _MM_HINT_T0);
-            __m512i c[4];
-            CODES(_mm512_loadu_si512(wb), 6, 4, 2, 0, c);
-            acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], c[0], x0);
-            acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], c[1], x1);
-            acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], c[2], x2);
-            acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], c[3], x3);
+            __m512i packed = _mm512_loadu_si512(wb);
+            acc[r] = _mm512_dpbusd_epi32(acc[r], _mm512_and_si512(_mm512_srli_epi16(packed, 6), m3), x0);
+            acc[r] = _mm512_dpbusd_epi32(acc[r], _mm512_and_si512(_mm512_srli_epi16(packed, 4), m3), x1);
+            acc[r] = _mm512_dpbusd_epi32(acc[r], _mm512_and_si512(_mm512_srli_epi16(packed, 2), m3), x2);
+            acc[r] = _mm512_dpbusd_epi32(acc[r], _mm512_and_si512(packed, m3), x3);
         }
     }
-    for (int r = 0; r < 4; r++) {
-        int32_t sum = _mm512_reduce_add_epi32(_mm512_add_epi32(acc[r][0], acc[r][1]));
+    const uint8_t *tails = tile + (size_t)pairs * 64 * BN_I2S_TILE_ROWS;
+    for (int r = 0; r < BN_I2S_TILE_ROWS; r++) {
+        int32_t sum = _mm512_reduce_add_epi32(acc[r]);
         if (cols % 256)
-            sum += reduce256(i2s_tail_block(_mm256_setzero_si256(), w[r] + (size_t)pairs * 64,
+            sum += reduce256(i2s_tail_block(_mm256_setzero_si256(), tails + 32 * r,
                                             xp + (size_t)pairs * 256));
         raw[r] = sum;
     }
 }
 
-/* One row against up to 8 tokens: each decoded pair feeds n accumulators. */
-static void i2s_row_tokens(int32_t *raw, const uint8_t *w, const int8_t *xp, int n, int cols) {
+/* One row (any layout) against up to 8 tokens: each decoded pair feeds n accumulators. */
+static void i2s_row_tokens(int32_t *raw, bn_i2s_row w, const int8_t *xp, int n, int cols) {
     __m512i acc[8];
     for (int t = 0; t < 8; t++) acc[t] = _mm512_setzero_si512();
     const int pairs = cols / 256;
     for (int p = 0; p < pairs; p++) {
         __m512i c[4];
-        CODES(_mm512_loadu_si512(w + (size_t)p * 64), 6, 4, 2, 0, c);
+        CODES(_mm512_loadu_si512(w.first + (size_t)p * w.pair_stride), 6, 4, 2, 0, c);
         for (int t = 0; t < n; t++) {
             const int8_t *xb = xp + (size_t)t * cols + (size_t)p * 256;
             acc[t] = _mm512_dpbusd_epi32(acc[t], c[0], _mm512_loadu_si512(xb));
@@ -156,62 +169,94 @@ static void i2s_row_tokens(int32_t *raw, const uint8_t *w, const int8_t *xp, int
     for (int t = 0; t < n; t++) {
         int32_t sum = _mm512_reduce_add_epi32(acc[t]);
         if (cols % 256)
-            sum += reduce256(i2s_tail_block(_mm256_setzero_si256(), w + (size_t)pairs * 64,
+            sum += reduce256(i2s_tail_block(_mm256_setzero_si256(), w.tail,
                                             xp + (size_t)t * cols + (size_t)pairs * 256));
         raw[t] = sum;
     }
 }
 
+/* Lane sums of 8 accumulators at once (a transposing add tree: about 2 instructions per sum
+ * instead of a full reduction each). */
+static inline __m256i reduce8(const __m512i a[8]) {
+    __m512i w[2];
+    for (int h = 0; h < 2; h++) {
+        const __m512i *v = a + 4 * h;
+        __m512i u01 = _mm512_add_epi32(_mm512_unpacklo_epi32(v[0], v[1]),
+                                       _mm512_unpackhi_epi32(v[0], v[1]));
+        __m512i u23 = _mm512_add_epi32(_mm512_unpacklo_epi32(v[2], v[3]),
+                                       _mm512_unpackhi_epi32(v[2], v[3]));
+        /* per 128-bit lane: partial sums of v[0], v[1], v[2], v[3] */
+        w[h] = _mm512_add_epi32(_mm512_unpacklo_epi64(u01, u23), _mm512_unpackhi_epi64(u01, u23));
+    }
+    /* lanes: w0.l0+w0.l1, w0.l2+w0.l3, w1.l0+w1.l1, w1.l2+w1.l3 */
+    __m512i x = _mm512_add_epi32(_mm512_shuffle_i32x4(w[0], w[1], 0x88),
+                                 _mm512_shuffle_i32x4(w[0], w[1], 0xdd));
+    /* lane 0: totals of a[0..3]; lane 2: totals of a[4..7] */
+    x = _mm512_add_epi32(x, _mm512_shuffle_i32x4(x, x, 0xb1));
+    return _mm512_castsi512_si256(_mm512_permutexvar_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 0, 0, 0, 0, 0, 0, 0, 0), x));
+}
+
 /* The GEMM register tile: 2 rows x 8 tokens (16 accumulators); every activation load feeds
- * two vpdpbusd and every decoded weight pair feeds eight. */
-static void i2s_rows2_tokens8(int32_t raw[2][8], const uint8_t *w0, const uint8_t *w1,
-                              const int8_t *xp, int cols) {
+ * two vpdpbusd and every decoded weight vector eight. Writes raw - x_sums per token. */
+static void i2s_rows2_tokens8(int32_t *out0, int32_t *out1, bn_i2s_row w0, bn_i2s_row w1,
+                              const int8_t *xp, const int32_t *x_sums, int cols) {
     __m512i acc0[8], acc1[8];
 #pragma GCC unroll 8
     for (int t = 0; t < 8; t++) acc0[t] = acc1[t] = _mm512_setzero_si512();
     const int pairs = cols / 256;
+    const __m512i m3 = _mm512_set1_epi8(3);
     for (int p = 0; p < pairs; p++) {
-        __m512i a[4], b[4];
-        CODES(_mm512_loadu_si512(w0 + (size_t)p * 64), 6, 4, 2, 0, a);
-        CODES(_mm512_loadu_si512(w1 + (size_t)p * 64), 6, 4, 2, 0, b);
-#pragma GCC unroll 8
-        for (int t = 0; t < 8; t++) {
-            const int8_t *xb = xp + (size_t)t * cols + (size_t)p * 256;
+        const __m512i p0 = _mm512_loadu_si512(w0.first + (size_t)p * w0.pair_stride);
+        const __m512i p1 = _mm512_loadu_si512(w1.first + (size_t)p * w1.pair_stride);
+        const int8_t *xb = xp + (size_t)p * 256;
+        /* one 2-bit field at a time keeps 16 accumulators + 2 code vectors in registers */
 #pragma GCC unroll 4
-            for (int g = 0; g < 4; g++) {
-                __m512i x = _mm512_loadu_si512(xb + 64 * g);
-                acc0[t] = _mm512_dpbusd_epi32(acc0[t], a[g], x);
-                acc1[t] = _mm512_dpbusd_epi32(acc1[t], b[g], x);
+        for (int g = 0; g < 4; g++) {
+            const __m512i a = _mm512_and_si512(_mm512_srli_epi16(p0, 6 - 2 * g), m3);
+            const __m512i b = _mm512_and_si512(_mm512_srli_epi16(p1, 6 - 2 * g), m3);
+#pragma GCC unroll 8
+            for (int t = 0; t < 8; t++) {
+                __m512i x = _mm512_loadu_si512(xb + (size_t)t * cols + 64 * g);
+                acc0[t] = _mm512_dpbusd_epi32(acc0[t], a, x);
+                acc1[t] = _mm512_dpbusd_epi32(acc1[t], b, x);
             }
         }
     }
-    for (int t = 0; t < 8; t++) {
-        raw[0][t] = _mm512_reduce_add_epi32(acc0[t]);
-        raw[1][t] = _mm512_reduce_add_epi32(acc1[t]);
-        if (cols % 256) {
+    __m256i s0 = reduce8(acc0), s1 = reduce8(acc1);
+    if (cols % 256) {
+        int32_t extra[2][8];
+        for (int t = 0; t < 8; t++) {
             const int8_t *xt = xp + (size_t)t * cols + (size_t)pairs * 256;
-            raw[0][t] += reduce256(i2s_tail_block(_mm256_setzero_si256(), w0 + (size_t)pairs * 64, xt));
-            raw[1][t] += reduce256(i2s_tail_block(_mm256_setzero_si256(), w1 + (size_t)pairs * 64, xt));
+            extra[0][t] = reduce256(i2s_tail_block(_mm256_setzero_si256(), w0.tail, xt));
+            extra[1][t] = reduce256(i2s_tail_block(_mm256_setzero_si256(), w1.tail, xt));
         }
+        s0 = _mm256_add_epi32(s0, _mm256_loadu_si256((const __m256i *)extra[0]));
+        s1 = _mm256_add_epi32(s1, _mm256_loadu_si256((const __m256i *)extra[1]));
     }
+    /* unsigned codes: subtract each token's activation sum */
+    __m256i sums = _mm256_loadu_si256((const __m256i *)x_sums);
+    _mm256_storeu_si256((__m256i *)out0, _mm256_sub_epi32(s0, sums));
+    _mm256_storeu_si256((__m256i *)out1, _mm256_sub_epi32(s1, sums));
 }
 
 static void i2s_sums(int32_t *out, const bn_ternary_matrix *m, const bn_act_view *act,
                      int row_begin, int row_end) {
-    const size_t stride = (size_t)m->cols / 4;
     const int n_tokens = act->n_tokens;
+    const bool tiled = m->layout == BN_LAYOUT_I2S_TILE8;
     if (n_tokens == 1) {
         int r = row_begin;
-        for (; r + 4 <= row_end; r += 4) {
-            const uint8_t *w[4];
-            int32_t raw[4];
-            for (int i = 0; i < 4; i++) w[i] = m->data + (size_t)(r + i) * stride;
-            i2s_gemv4(raw, w, act->q_pairs, m->cols);
-            for (int i = 0; i < 4; i++) out[r - row_begin + i] = raw[i] - act->sums[0];
-        }
+        /* full tiles (row_begin is a multiple of the tile height: chunks are 16-row aligned) */
+        if (tiled && r % BN_I2S_TILE_ROWS == 0)
+            for (; r + BN_I2S_TILE_ROWS <= row_end; r += BN_I2S_TILE_ROWS) {
+                int32_t raw[BN_I2S_TILE_ROWS];
+                i2s_gemv_tile(raw, bn_i2s_row_at(m, r).first, act->q_pairs, m->cols);
+                for (int i = 0; i < BN_I2S_TILE_ROWS; i++)
+                    out[r - row_begin + i] = raw[i] - act->sums[0];
+            }
         for (; r < row_end; r++) {
             int32_t raw;
-            i2s_row_tokens(&raw, m->data + (size_t)r * stride, act->q_pairs, 1, m->cols);
+            i2s_row_tokens(&raw, bn_i2s_row_at(m, r), act->q_pairs, 1, m->cols);
             out[r - row_begin] = raw - act->sums[0];
         }
         return;
@@ -223,18 +268,14 @@ static void i2s_sums(int32_t *out, const bn_ternary_matrix *m, const bn_act_view
         const int8_t *xp = act->q_pairs + (size_t)t0 * m->cols;
         int r = row_begin;
         if (n == 8)
-            for (; r + 2 <= row_end; r += 2) {
-                int32_t raw[2][8];
-                i2s_rows2_tokens8(raw, m->data + (size_t)r * stride,
-                                  m->data + (size_t)(r + 1) * stride, xp, m->cols);
-                for (int i = 0; i < 2; i++)
-                    for (int t = 0; t < 8; t++)
-                        out[(size_t)(r + i - row_begin) * n_tokens + t0 + t] =
-                            raw[i][t] - act->sums[t0 + t];
-            }
+            for (; r + 2 <= row_end; r += 2)
+                i2s_rows2_tokens8(out + (size_t)(r - row_begin) * n_tokens + t0,
+                                  out + (size_t)(r + 1 - row_begin) * n_tokens + t0,
+                                  bn_i2s_row_at(m, r), bn_i2s_row_at(m, r + 1), xp,
+                                  act->sums + t0, m->cols);
         for (; r < row_end; r++) {
             int32_t raw[8];
-            i2s_row_tokens(raw, m->data + (size_t)r * stride, xp, n, m->cols);
+            i2s_row_tokens(raw, bn_i2s_row_at(m, r), xp, n, m->cols);
             for (int t = 0; t < n; t++)
                 out[(size_t)(r - row_begin) * n_tokens + t0 + t] = raw[t] - act->sums[t0 + t];
         }
@@ -351,6 +392,9 @@ static inline __m512 load_f16(const uint16_t *w) {
 void bn_avx512_f16_matmul(float *y, const uint16_t *w, const float *x, int rows, int cols,
                           int n_tokens, int row_begin, int row_end) {
     const int cols16 = cols / 16 * 16;
+    /* prefetch the same columns of the next pass's rows (4 interleaved row streams defeat the
+     * hardware prefetchers; this doubles the GEMV's bandwidth on the LM head) */
+    const size_t ahead = 4 * (size_t)cols;
     int r = row_begin;
     if (n_tokens == 1) {
         for (; r + 4 <= row_end; r += 4) {
@@ -363,7 +407,7 @@ void bn_avx512_f16_matmul(float *y, const uint16_t *w, const float *x, int rows,
             for (int c = 0; c < cols16; c += 16) {
                 __m512 xv = _mm512_loadu_ps(x + c);
                 for (int i = 0; i < 4; i++) {
-                    _mm_prefetch((const char *)(wr[i] + c + PREFETCH_DISTANCE / 2), _MM_HINT_T0);
+                    _mm_prefetch((const char *)(wr[i] + c + ahead), _MM_HINT_T0);
                     acc[i] = _mm512_add_ps(acc[i], _mm512_mul_ps(load_f16(wr[i] + c), xv));
                 }
             }
@@ -391,11 +435,39 @@ void bn_avx512_f16_matmul(float *y, const uint16_t *w, const float *x, int rows,
 
 /* ---- int8 ---- */
 
+/* GEMV over 4 rows sharing the activation loads; two accumulators per row (products, and the
+ * weight sum for the +128 correction). */
+static void int8_gemv4(int32_t *out, const int8_t *w, const uint8_t *xu, int cols) {
+    const __m512i ones = _mm512_set1_epi8(1);
+    const size_t ahead = 4 * (size_t)cols; /* the next pass's rows */
+    __m512i acc[4], wsum[4];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) acc[i] = wsum[i] = _mm512_setzero_si512();
+    for (int c = 0; c < cols; c += 64) {
+        __mmask64 mask = cols - c >= 64 ? ~0ull : (1ull << (cols - c)) - 1;
+        __m512i xv = _mm512_maskz_loadu_epi8(mask, xu + c);
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) {
+            const int8_t *wr = w + (size_t)i * cols + c;
+            _mm_prefetch((const char *)(wr + ahead), _MM_HINT_T0);
+            __m512i wv = _mm512_maskz_loadu_epi8(mask, wr);
+            acc[i] = _mm512_dpbusd_epi32(acc[i], xv, wv);
+            wsum[i] = _mm512_dpbusd_epi32(wsum[i], ones, wv);
+        }
+    }
+    for (int i = 0; i < 4; i++)
+        out[i] = _mm512_reduce_add_epi32(acc[i]) - 128 * _mm512_reduce_add_epi32(wsum[i]);
+}
+
 void bn_avx512_int8_sums(int32_t *out, const bn_int8_matrix *matrix, const bn_act_view *act,
                          int row_begin, int row_end) {
     const int cols = matrix->cols, n_tokens = act->n_tokens;
     const __m512i ones = _mm512_set1_epi8(1);
-    for (int r = row_begin; r < row_end; r++) {
+    int r = row_begin;
+    if (n_tokens == 1)
+        for (; r + 4 <= row_end; r += 4)
+            int8_gemv4(out + (r - row_begin), matrix->q + (size_t)r * cols, act->q_unsigned, cols);
+    for (; r < row_end; r++) {
         const int8_t *wr = matrix->q + (size_t)r * cols;
         for (int t0 = 0; t0 < n_tokens; t0 += 8) {
             int n = n_tokens - t0 < 8 ? n_tokens - t0 : 8;

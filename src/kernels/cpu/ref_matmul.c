@@ -102,9 +102,16 @@ void bn_ref_ternary_sums(int32_t *out, const bn_ternary_matrix *matrix, const bn
             const int8_t *qt = act->q + (size_t)t * matrix->cols;
             int32_t *o = out + ((size_t)(r - row_begin) * act->n_tokens + t) * groups;
             if (matrix->file_type == BN_TYPE_I2_S) {
+                /* blocks 2p and 2p + 1 form pair p; an odd last block is the tail */
+                bn_i2s_row where = bn_i2s_row_at(matrix, r);
                 int32_t acc = 0;
-                for (int b = 0; b < matrix->cols / BN_I2S_BLOCK; b++)
-                    acc += i2s_block_dot(row + (size_t)b * BN_I2S_BLOCK_BYTES, qt + b * BN_I2S_BLOCK);
+                for (int b = 0; b < matrix->cols / BN_I2S_BLOCK; b++) {
+                    const uint8_t *block = b / 2 < matrix->cols / 256
+                                               ? where.first + (size_t)(b / 2) * where.pair_stride +
+                                                     (size_t)(b % 2) * BN_I2S_BLOCK_BYTES
+                                               : where.tail;
+                    acc += i2s_block_dot(block, qt + b * BN_I2S_BLOCK);
+                }
                 o[0] = acc;
             } else if (matrix->file_type == BN_TYPE_TQ2_0) {
                 for (int g = 0; g < groups; g++)
@@ -196,7 +203,7 @@ void bn_ref_int8_quantize_row(int8_t *q, float *row_scale, const uint16_t *w, in
     float inverse = 127.0f / max_abs;
     for (int c = 0; c < cols; c++) {
         float v = nearbyintf(bn_fp16_to_fp32(w[c]) * inverse);
-        q[c] = (int8_t)(v < -127.0f ? -127 : v > 127.0f ? 127 : (int)v);
+        q[c] = (int8_t)(!(v >= -127.0f) ? -127 : v > 127.0f ? 127 : (int)v); /* NaN -> -127 */
     }
     *row_scale = max_abs / 127.0f;
 }

@@ -23,6 +23,50 @@
 
 #define BN_F16_LANES 16
 
+/* Kernel layouts of a ternary matrix (bn_ternary_matrix.layout).
+ * FILE: the bytes as stored in the file (rows one after another).
+ * I2S_TILE8: I2_S rows in tiles of 8 (the last tile may hold fewer, R): inside a tile, the
+ * 64-byte block pairs are interleaved row by row (pair p of rows 0..R-1, then pair p + 1, ...),
+ * followed by each row's odd trailing 32-byte block when cols % 256 == 128. A GEMV over a tile
+ * then reads one sequential stream; the size equals the file's packed bytes (no scale). */
+#define BN_LAYOUT_FILE 0
+#define BN_LAYOUT_I2S_TILE8 1
+#define BN_I2S_TILE_ROWS 8
+
+/* Where one I2_S row lies in the kernel layout: block pair p at first + p * pair_stride, the odd
+ * trailing block (if any) at tail. */
+typedef struct bn_i2s_row {
+    const uint8_t *first;
+    size_t pair_stride;
+    const uint8_t *tail;
+} bn_i2s_row;
+
+static inline bn_i2s_row bn_i2s_row_at(const bn_ternary_matrix *m, int r) {
+    const size_t stride = (size_t)m->cols / 4, pairs = (size_t)m->cols / 256;
+    bn_i2s_row row;
+    if (m->layout == BN_LAYOUT_I2S_TILE8) {
+        int tile_first = r - r % BN_I2S_TILE_ROWS, i = r % BN_I2S_TILE_ROWS;
+        size_t in_tile = (size_t)(m->rows - tile_first < BN_I2S_TILE_ROWS ? m->rows - tile_first
+                                                                          : BN_I2S_TILE_ROWS);
+        const uint8_t *base = m->data + (size_t)tile_first * stride;
+        row.first = base + (size_t)i * 64;
+        row.pair_stride = 64 * in_tile;
+        row.tail = base + pairs * 64 * in_tile + (size_t)i * 32;
+    } else {
+        row.first = m->data + (size_t)r * stride;
+        row.pair_stride = 64;
+        row.tail = row.first + pairs * 64;
+    }
+    return row;
+}
+
+/* Prepares with a chosen layout (tests compare layouts; bn_ternary_matrix_prepare picks the
+ * kernels' layout: I2S_TILE8 for I2_S, FILE for the others). I2S_TILE8 allocates rows * cols / 4
+ * bytes (owned by the matrix). */
+bn_status bn_ternary_matrix_prepare_layout(bn_ternary_matrix *matrix, const char *name,
+                                           uint32_t file_type, int rows, int cols,
+                                           const void *file_data, int layout, bn_error *err);
+
 /* Activation batch as the kernels see it (prepared once per call by kernels/matmul.c). */
 typedef struct bn_act_view {
     const int8_t *q;          /* n_tokens x cols, natural order */

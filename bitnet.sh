@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+# bitnet.sh: the README's two entry points, `./bitnet.sh run [args...]` and `./bitnet.sh test`.
+# Plain bash so that it works on a fresh Debian 12 (bookworm) machine with nothing but git:
+# it first installs the missing Debian packages (as root: one `apt-get update`, then
+# `apt-get install --no-install-recommends`; otherwise it prints the exact sudo command and
+# stops), then configures and builds through the Makefile and runs. Idempotent: a second run
+# sees every package installed and goes straight to the (incremental) build.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$ROOT"
+export DEBIAN_FRONTEND=noninteractive
+JOBS="${JOBS:-$(nproc 2>/dev/null || echo 2)}"
+export JOBS
+export MAKEFLAGS="${MAKEFLAGS:-} --no-print-directory"
+
+# Debian packages the build and the tests need. clang + libclang-rt-14-dev give libFuzzer and
+# clang's sanitizer runtimes (the fuzz build), llvm-14 its llvm-symbolizer (readable stack
+# traces in fuzz and sanitizer reports); gcc (build-essential) brings libasan8/libubsan1
+# for the ASan+UBSan test build. nodejs/npm run the JS test tools (Debian: Node 18, npm 9),
+# tmux drives the interactive chat test, ca-certificates lets npm reach its registry over TLS.
+PACKAGES=(build-essential cmake pkg-config clang libclang-rt-14-dev llvm-14
+          libpcre2-dev libjansson-dev libmicrohttpd-dev libssl-dev
+          nodejs npm tmux ca-certificates git)
+# python3 (and numpy) only when a shell test or the test build uses them.
+if grep -qsE '(^|[^a-z_])python3([^a-z_.]|$)' tests/test_*.sh tests/CMakeLists.txt; then
+    PACKAGES+=(python3)
+    if grep -qsE 'import[^"]*numpy' tests/test_*.sh; then PACKAGES+=(python3-numpy); fi
+fi
+
+if [[ -z "${ASAN_SYMBOLIZER_PATH:-}" && -x /usr/bin/llvm-symbolizer-14 ]]; then
+    export ASAN_SYMBOLIZER_PATH=/usr/bin/llvm-symbolizer-14
+fi
+
+banner() { printf '\n==> [bitnet.sh] %s\n' "$*"; }
+die() { printf 'bitnet.sh: %s\n' "$*" >&2; exit 1; }
+
+usage() {
+    cat <<'EOF'
+usage: ./bitnet.sh run [args...]   install what is missing, build (Release, build/), run bitnet
+       ./bitnet.sh test            install what is missing, build and run the whole test suite:
+                                   Release ctest, ASan+UBSan ctest (build-asan/), fuzz smoke
+EOF
+}
+
+# True when a package is installed. npm also counts as present when an `npm` command exists:
+# NodeSource's nodejs package ships its own npm and conflicts with Debian's npm package.
+pkg_present() {
+    local status
+    status="$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)"
+    [[ "$status" == "install ok installed" ]] && return 0
+    case "$1" in
+        npm) command -v npm >/dev/null 2>&1 && return 0 ;;
+        nodejs) command -v node >/dev/null 2>&1 && return 0 ;;
+    esac
+    return 1
+}
+
+ensure_packages() {
+    banner "stage: system packages"
+    command -v dpkg-query >/dev/null 2>&1 || die "dpkg-query not found: this script expects Debian 12 (bookworm)"
+    local missing=() p
+    for p in "${PACKAGES[@]}"; do
+        pkg_present "$p" || missing+=("$p")
+    done
+    if ((${#missing[@]} == 0)); then
+        echo "all ${#PACKAGES[@]} packages present"
+        return 0
+    fi
+    echo "missing: ${missing[*]}"
+    if [[ "$(id -u)" != 0 ]]; then
+        printf 'bitnet.sh: not root; install the missing packages with:\n\n' >&2
+        printf '  sudo apt-get update && sudo apt-get install -y --no-install-recommends %s\n\n' "${missing[*]}" >&2
+        printf 'then run this command again.\n' >&2
+        exit 1
+    fi
+    apt-get update -q </dev/null
+    apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null
+    for p in "${missing[@]}"; do
+        pkg_present "$p" || die "package $p is still missing after apt-get install"
+    done
+}
+
+# JS test tools (pinned versions that install on Debian's Node 18 / npm 9), when the script exists.
+setup_js() { bash scripts/setup-js.sh </dev/null; }
+
+build_release() {
+    banner "stage: Release build (build/)"
+    make build JOBS="$JOBS"
+}
+
+# Does the built binary have this subcommand? (its --help lists one command per line)
+has_command() {
+    build/bin/bitnet --help 2>/dev/null | grep -Eq "^  $1( |\$)"
+}
+
+cmd_run() {
+    ensure_packages
+    build_release
+    # `bitnet run` once it exists and has a model: the default one in models/, or the user's
+    # arguments (-m FILE ...).
+    if has_command run && { (($# > 0)) || compgen -G 'models/*.gguf' >/dev/null; }; then
+        banner "stage: bitnet run $*"
+        exec build/bin/bitnet run "$@"
+    fi
+    # Until a model ships in models/, run something real: write the example GGUF and inspect it.
+    has_command run && echo "no model in models/ yet: showing 'bitnet inspect' on the example file" \
+        "(pass arguments, e.g. -m FILE -p TEXT, to run 'bitnet run' on your own model)"
+    has_command gguf-example ||
+        die "build/bin/bitnet has neither 'run' nor 'gguf-example'; nothing to run yet"
+    local out="build/example/example.gguf"
+    mkdir -p "$(dirname "$out")"
+    banner "stage: bitnet gguf-example $out"
+    build/bin/bitnet gguf-example "$out"
+    banner "stage: bitnet inspect $out"
+    exec build/bin/bitnet inspect "$out"
+}
+
+STAGES=()
+FAILED=0
+record() { # record NAME RC
+    if [[ "$2" == 0 ]]; then STAGES+=("ok      $1"); else STAGES+=("FAILED  $1 (exit $2)"); FAILED=1; fi
+}
+run_stage() { # run_stage NAME cmd... : runs and records, never aborts the script
+    local name="$1" rc=0 t0=$SECONDS
+    shift
+    banner "stage: $name"
+    "$@" || rc=$?
+    echo "--- $name: exit $rc, $((SECONDS - t0)) s"
+    record "$name" "$rc"
+    return "$rc"
+}
+
+release_ctest() { (cd build && ctest --output-on-failure -j "$JOBS" </dev/null); }
+asan_all() { make asan JOBS="$JOBS" </dev/null; }
+
+# Short libFuzzer runs of every fuzz target, with its seed corpus (fuzz/corpus/<target>/ or
+# fuzz/corpus/<target without fuzz_>/) and dictionary (fuzz/dict/...) when present. Each run is
+# bounded by a run count and a time cap; its output goes to build-fuzz/smoke/<target>.log.
+fuzz_smoke() {
+    make fuzz JOBS="$JOBS" </dev/null || return 1
+    local bin name short args d rc=0 n=0 log
+    mkdir -p build-fuzz/smoke
+    while IFS= read -r bin; do
+        name="$(basename "$bin")"
+        short="${name#fuzz_}"
+        args=(-runs="${BITNET_FUZZ_RUNS:-20000}" -max_total_time="${BITNET_FUZZ_SECONDS:-10}"
+              -artifact_prefix=build-fuzz/smoke/"$name"- -print_final_stats=0)
+        for d in "fuzz/dict/$name.dict" "fuzz/dict/$short.dict"; do
+            [[ -f "$d" ]] && { args+=(-dict="$d"); break; }
+        done
+        # New inputs go to the first folder (scratch, in build-fuzz/), never into the repo's seeds.
+        rm -rf "build-fuzz/smoke/corpus-$name"
+        mkdir -p "build-fuzz/smoke/corpus-$name"
+        args+=("build-fuzz/smoke/corpus-$name")
+        for d in "fuzz/corpus/$name" "fuzz/corpus/$short"; do
+            [[ -d "$d" ]] && { args+=("$d"); break; }
+        done
+        log="build-fuzz/smoke/$name.log"
+        if "$bin" "${args[@]}" >"$log" 2>&1 </dev/null; then
+            printf '  ok      %-36s %s\n' "$name" "$(grep -E '^Done [0-9]+ runs' "$log" | tail -1)"
+        else
+            printf '  FAILED  %s (log: %s)\n' "$name" "$log"
+            tail -n 30 "$log"
+            rc=1
+        fi
+        n=$((n + 1))
+    done < <(find build-fuzz/fuzz -maxdepth 1 -type f -perm -u+x -name 'fuzz_*' 2>/dev/null | sort)
+    ((n > 0)) || { echo "no fuzz_* binaries found in build-fuzz/fuzz/"; return 1; }
+    return "$rc"
+}
+
+cmd_test() {
+    local t0=$SECONDS
+    ensure_packages
+    if [[ -f scripts/setup-js.sh ]]; then
+        run_stage "JS test tools (scripts/setup-js.sh)" setup_js || true
+    fi
+    if ! run_stage "Release build (build/)" make build JOBS="$JOBS"; then
+        die "Release build failed"
+    fi
+    run_stage "Release tests (ctest in build/)" release_ctest || true
+    run_stage "ASan+UBSan build and tests (make asan, build-asan/)" asan_all || true
+    if compgen -G 'fuzz/*.c' >/dev/null; then
+        run_stage "fuzz smoke (make fuzz, build-fuzz/)" fuzz_smoke || true
+    fi
+    banner "summary ($((SECONDS - t0)) s)"
+    printf '  %s\n' "${STAGES[@]}"
+    if ((FAILED)); then
+        echo "bitnet.sh test: FAILED"
+        exit 1
+    fi
+    echo "bitnet.sh test: all stages passed"
+}
+
+case "${1:-}" in
+    run) shift; cmd_run "$@" ;;
+    test) shift; (($# == 0)) || die "test takes no arguments"; cmd_test ;;
+    -h|--help|help) usage ;;
+    *) usage >&2; exit 2 ;;
+esac
