@@ -150,10 +150,13 @@ static void i2s_gemv_tile(int32_t raw[BN_I2S_TILE_ROWS], const uint8_t *tile, co
     }
 }
 
-/* One row (any layout) against up to 8 tokens: each decoded pair feeds n accumulators. */
-static void i2s_row_tokens(int32_t *raw, bn_i2s_row w, const int8_t *xp, int n, int cols) {
+/* One row (any layout) against up to 8 tokens: each decoded pair feeds n accumulators. Inlined
+ * with a constant n (see i2s_row_tokens) so the accumulators stay in registers. */
+static inline __attribute__((always_inline)) void i2s_row_tokens_n(int32_t *raw, bn_i2s_row w,
+                                                                   const int8_t *xp, const int n,
+                                                                   int cols) {
     __m512i acc[8];
-    for (int t = 0; t < 8; t++) acc[t] = _mm512_setzero_si512();
+    for (int t = 0; t < n; t++) acc[t] = _mm512_setzero_si512();
     const int pairs = cols / 256;
     for (int p = 0; p < pairs; p++) {
         __m512i c[4];
@@ -172,6 +175,19 @@ static void i2s_row_tokens(int32_t *raw, bn_i2s_row w, const int8_t *xp, int n, 
             sum += reduce256(i2s_tail_block(_mm256_setzero_si256(), w.tail,
                                             xp + (size_t)t * cols + (size_t)pairs * 256));
         raw[t] = sum;
+    }
+}
+
+static void i2s_row_tokens(int32_t *raw, bn_i2s_row w, const int8_t *xp, int n, int cols) {
+    switch (n) {
+    case 1: i2s_row_tokens_n(raw, w, xp, 1, cols); break;
+    case 2: i2s_row_tokens_n(raw, w, xp, 2, cols); break;
+    case 3: i2s_row_tokens_n(raw, w, xp, 3, cols); break;
+    case 4: i2s_row_tokens_n(raw, w, xp, 4, cols); break;
+    case 5: i2s_row_tokens_n(raw, w, xp, 5, cols); break;
+    case 6: i2s_row_tokens_n(raw, w, xp, 6, cols); break;
+    case 7: i2s_row_tokens_n(raw, w, xp, 7, cols); break;
+    default: i2s_row_tokens_n(raw, w, xp, 8, cols); break;
     }
 }
 
@@ -389,6 +405,24 @@ static inline __m512 load_f16(const uint16_t *w) {
     return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)w));
 }
 
+/* One F16 row against n tokens (n a constant after inlining, so the accumulators stay in
+ * registers); the next row is prefetched while this one is multiplied. Same per-lane order as the
+ * one-token path. */
+static inline __attribute__((always_inline)) void f16_row_tokens(float *y, int rows,
+                                                                 const uint16_t *wr, const float *x,
+                                                                 const int n, int cols, int cols16) {
+    __m512 acc[8];
+    for (int t = 0; t < n; t++) acc[t] = _mm512_setzero_ps();
+    for (int c = 0; c < cols16; c += 16) {
+        _mm_prefetch((const char *)(wr + cols + c), _MM_HINT_T0);
+        __m512 wv = load_f16(wr + c);
+        for (int t = 0; t < n; t++)
+            acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(wv, _mm512_loadu_ps(x + (size_t)t * cols + c)));
+    }
+    for (int t = 0; t < n; t++)
+        y[(size_t)t * rows] = f16_finish(acc[t], wr, x + (size_t)t * cols, cols16, cols);
+}
+
 void bn_avx512_f16_matmul(float *y, const uint16_t *w, const float *x, int rows, int cols,
                           int n_tokens, int row_begin, int row_end) {
     const int cols16 = cols / 16 * 16;
@@ -418,17 +452,18 @@ void bn_avx512_f16_matmul(float *y, const uint16_t *w, const float *x, int rows,
         const uint16_t *wr = w + (size_t)r * cols;
         for (int t0 = 0; t0 < n_tokens; t0 += 8) {
             int n = n_tokens - t0 < 8 ? n_tokens - t0 : 8;
-            __m512 acc[8];
-            for (int t = 0; t < 8; t++) acc[t] = _mm512_setzero_ps();
-            for (int c = 0; c < cols16; c += 16) {
-                __m512 wv = load_f16(wr + c);
-                for (int t = 0; t < n; t++)
-                    acc[t] = _mm512_add_ps(
-                        acc[t], _mm512_mul_ps(wv, _mm512_loadu_ps(x + (size_t)(t0 + t) * cols + c)));
+            const float *xt = x + (size_t)t0 * cols;
+            float *yt = y + (size_t)t0 * rows + r;
+            switch (n) {
+            case 1: f16_row_tokens(yt, rows, wr, xt, 1, cols, cols16); break;
+            case 2: f16_row_tokens(yt, rows, wr, xt, 2, cols, cols16); break;
+            case 3: f16_row_tokens(yt, rows, wr, xt, 3, cols, cols16); break;
+            case 4: f16_row_tokens(yt, rows, wr, xt, 4, cols, cols16); break;
+            case 5: f16_row_tokens(yt, rows, wr, xt, 5, cols, cols16); break;
+            case 6: f16_row_tokens(yt, rows, wr, xt, 6, cols, cols16); break;
+            case 7: f16_row_tokens(yt, rows, wr, xt, 7, cols, cols16); break;
+            default: f16_row_tokens(yt, rows, wr, xt, 8, cols, cols16); break;
             }
-            for (int t = 0; t < n; t++)
-                y[(size_t)(t0 + t) * rows + r] =
-                    f16_finish(acc[t], wr, x + (size_t)(t0 + t) * cols, cols16, cols);
         }
     }
 }
