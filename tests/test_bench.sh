@@ -10,26 +10,13 @@
 #   token is an error naming the context;
 # - a receipt path that cannot be created fails before any benchmarking;
 # - usage errors exit 2.
-set -u
-bin="${BITNET_BIN:?BITNET_BIN not set}"
-tmp="${BITNET_TEST_TMP:-/tmp}/test_bench"
-rm -rf "$tmp"
-mkdir -p "$tmp"
-failed=0
-passed=0
-check() { # check DESCRIPTION COMMAND...
-    local what="$1"
-    shift
-    if "$@"; then passed=$((passed + 1)); else echo "FAIL: $what"; failed=$((failed + 1)); fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/support/common.sh"
+bn_make_tmp test_bench
 
 model="$tmp/tiny.gguf"
 ctx=1024
 layers=2
-if ! "$bin" synth "$model" --preset tiny --layers $layers --ctx $ctx --seed 3 >"$tmp/synth.log" 2>&1; then
-    echo "FAIL: bitnet synth: $(cat "$tmp/synth.log")"
-    exit 1
-fi
+bn_synth "$model" --layers $layers --ctx $ctx --seed 3
 
 # pp16 + tg8, 2 repetitions, receipt.
 "$bin" bench -m "$model" -t 2 -p 16 -n 8 -r 2 --bandwidth-mb 16 --json "$tmp/receipt.json" \

@@ -10,19 +10,12 @@
 #   - Ctrl-D at the prompt exits with status 0.
 # Answers are unlimited and the model has a 32768-token context, so each answer is still running
 # when Ctrl-C arrives. Skipped (77) when tmux is missing.
-set -u
-bin=${BITNET_BIN:?BITNET_BIN not set}
+source "$(dirname "${BASH_SOURCE[0]}")/support/common.sh"
 command -v tmux > /dev/null || { echo "skip: tmux not installed"; exit 77; }
-tmp=${BITNET_TEST_TMP:-/tmp}/chat_tmux.$$
-mkdir -p "$tmp"
 session=bitnet_chat_test_$$
 tm() { tmux -L "$session" "$@"; } # a private tmux server
-trap 'tm kill-server 2> /dev/null; rm -rf "$tmp"' EXIT
-fail=0
-check() { # description, then a command that must succeed
-    local what=$1; shift
-    if "$@"; then echo "ok: $what"; else echo "FAIL: $what"; fail=1; fi
-}
+bn_on_exit() { tm kill-server 2> /dev/null; }
+bn_make_tmp chat_tmux
 # wait_for DESCRIPTION COMMAND...: polls until the command succeeds (at most 120 s).
 wait_for() {
     local what=$1; shift
@@ -42,7 +35,7 @@ stat_field() { # stat_field TURN N
 }
 
 m=$tmp/long.gguf
-"$bin" synth "$m" --preset tiny --seed 9 --ctx 32768 || { echo "FAIL: synth"; exit 1; }
+bn_synth "$m" --seed 9 --ctx 32768
 letters=""
 for id in $(seq 64 89); do letters+=" --logit-bias $id=30"; done
 last_line() { tm capture-pane -p -t "$session" | grep -v '^[[:space:]]*$' | tail -1; }

@@ -9,23 +9,15 @@
 #   - turn 2 reuses the cache: cached = turn-1 prompt + the answer's ids but the last (sampled,
 #     never run), prefilled = that last id + the tokens of "<|eot_id|>User: ...<|eot_id|>Assistant: ";
 #   - end of input exits 0; the answers are printed to stdout; a seeded sampled chat repeats.
-set -u
-bin=${BITNET_BIN:?BITNET_BIN not set}
-tmp=${BITNET_TEST_TMP:-/tmp}/cli_chat.$$
-mkdir -p "$tmp"
-trap 'rm -rf "$tmp"' EXIT
-fail=0
-check() { # description, then a command that must succeed
-    local what=$1; shift
-    if "$@"; then echo "ok: $what"; else echo "FAIL: $what"; fail=1; fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/support/common.sh"
+bn_make_tmp cli_chat
 ntok() { # ntok specials|plain TEXT: number of tokens, no BOS
     if [[ $1 == specials ]]; then "$bin" tokenize -m "$m" --no-bos --specials -- "$2" | wc -w
     else "$bin" tokenize -m "$m" --no-bos -- "$2" | wc -w; fi
 }
 
 m=$tmp/tiny.gguf
-"$bin" synth "$m" --preset tiny --seed 4 || { echo "FAIL: synth"; exit 1; }
+bn_synth "$m" --seed 4
 letters=()
 for id in $(seq 64 89); do letters+=(--logit-bias "$id=30"); done
 

@@ -8,19 +8,11 @@
 #   - every sampling option parses, and invalid values / unknown options exit 2 with a one-line
 #     error naming the option; --help of every command exits 0;
 #   - without -m: the shipped model runs, or, when it is absent, the error says how to get one.
-set -u
-bin=${BITNET_BIN:?BITNET_BIN not set}
-tmp=${BITNET_TEST_TMP:-/tmp}/cli_run.$$
-mkdir -p "$tmp"
-trap 'rm -rf "$tmp"' EXIT
-fail=0
-check() { # description, then a command that must succeed
-    local what=$1; shift
-    if "$@"; then echo "ok: $what"; else echo "FAIL: $what"; fail=1; fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/support/common.sh"
+bn_make_tmp cli_run
 
 m=$tmp/tiny.gguf
-"$bin" synth "$m" --preset tiny --seed 11 || { echo "FAIL: synth"; exit 1; }
+bn_synth "$m" --seed 11
 
 "$bin" run -m "$m" -p "Hello" -n 16 --temp 0 -t 1 > "$tmp/g1.out" 2> "$tmp/g1.err"
 check "run exits 0" test $? -eq 0

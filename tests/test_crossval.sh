@@ -8,21 +8,13 @@
 #     5e-3 --cos-tol 0.99 --mean-cos-tol 0.997), exit status 1 and "FAIL": one norm weight
 #     changed, and one row of a ternary projection flipped (every +1 <-> -1);
 #   - bad options exit 2; --backend cuda without CUDA support is a clear error (exit 1).
-set -u
-bin=${BITNET_BIN:?BITNET_BIN not set}
-py=/usr/bin/python3
-[[ -x $py ]] || { echo "skip: needs /usr/bin/python3"; exit 77; }
-tmp=${BITNET_TEST_TMP:-/tmp}/crossval.$$
-mkdir -p "$tmp"
-trap '[[ -n ${KEEP_TMP:-} ]] || rm -rf "$tmp"' EXIT
-fail=0
-check() { # description, then a command that must succeed
-    local what=$1; shift
-    if "$@"; then echo "ok: $what"; else echo "FAIL: $what"; fail=1; fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/support/common.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/support/corrupt.sh"
+bn_require_python
+bn_make_tmp crossval
 
 m=$tmp/tiny.gguf
-"$bin" synth "$m" --preset tiny --seed 31 --layers 3 || { echo "FAIL: synth"; exit 1; }
+bn_synth "$m" --seed 31 --layers 3
 ids=259,40,71,72,83,0,17,256,257,258,100,101,33,34,35,36,200,201,5,6
 
 n_paths=0
@@ -51,38 +43,8 @@ EOF
     check "$isa vs scalar: JSON report" test $? -eq 0
 done
 
-# corrupt FILE OUT TENSOR MODE: copies FILE to OUT and changes TENSOR in place:
-#   norm: element 7 of an F32 vector becomes 5.0 (from about 1);
-#   row:  row 3 of an I2_S matrix is negated (2-bit codes 0 <-> 2; 1, zero, stays).
-corrupt() {
-    cp "$1" "$2"
-    "$bin" inspect "$1" --json > "$tmp/inspect.json"
-    $py - "$2" "$3" "$4" "$tmp/inspect.json" <<'EOF'
-import json, struct, sys
-path, name, mode, report = sys.argv[1:5]
-t = next(t for t in json.load(open(report))["tensors"] if t["name"] == name)
-with open(path, "r+b") as f:
-    if mode == "norm":
-        assert t["type"] == "f32"
-        f.seek(t["file_offset"] + 7 * 4)
-        f.write(struct.pack("<f", 5.0))
-    else:
-        assert t["type"] == "i2_s"
-        row_bytes = t["shape"][0] // 4  # 4 codes per byte; a row is whole 128-weight blocks
-        f.seek(t["file_offset"] + 3 * row_bytes)
-        row = bytearray(f.read(row_bytes))
-        for i, b in enumerate(row):
-            out = 0
-            for shift in (0, 2, 4, 6):
-                c = (b >> shift) & 3
-                out |= (c ^ 2 if c in (0, 2) else c) << shift
-            row[i] = out
-        f.seek(t["file_offset"] + 3 * row_bytes)
-        f.write(row)
-EOF
-}
-corrupt "$m" "$tmp/norm.gguf" blk.1.ffn_norm.weight norm
-corrupt "$m" "$tmp/row.gguf" blk.0.ffn_down.weight row
+bn_corrupt_tensor "$m" "$tmp/norm.gguf" blk.1.ffn_norm.weight norm
+bn_corrupt_tensor "$m" "$tmp/row.gguf" blk.0.ffn_down.weight row
 check "the corrupted copies differ from the original" bash -c "! cmp -s '$m' '$tmp/norm.gguf' && ! cmp -s '$m' '$tmp/row.gguf'"
 
 "$bin" crossval -m "$m" --tokens $ids --against-model "$m" --against-isa scalar --isa scalar -t 1 \

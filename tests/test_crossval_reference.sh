@@ -10,25 +10,14 @@
 #     that writes the wrong number of logits is an error;
 #   - the shipped model in models/ (when present) passes at cosine >= 0.999 at every position.
 # Skipped (77) when the reference or python3-torch is missing.
-set -u
-bin=${BITNET_BIN:?BITNET_BIN not set}
-src=${BITNET_SOURCE_DIR:?BITNET_SOURCE_DIR not set}
-py=/usr/bin/python3
-ref=$src/reference/bitnet_ref.py
-[[ -f $ref ]] || { echo "skip: $ref not found"; exit 77; }
-$py -c "import torch, numpy" 2> /dev/null || { echo "skip: needs python3-torch and numpy"; exit 77; }
-tmp=${BITNET_TEST_TMP:-/tmp}/crossval_ref.$$
-mkdir -p "$tmp"
-trap 'rm -rf "$tmp"' EXIT
-fail=0
-check() { # description, then a command that must succeed
-    local what=$1; shift
-    if "$@"; then echo "ok: $what"; else echo "FAIL: $what"; fail=1; fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/support/common.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/support/corrupt.sh"
+bn_require_reference
+bn_make_tmp crossval_ref
 rule=(--pos0-tol 5e-3 --cos-tol 0.99 --mean-cos-tol 0.997)
 
 m=$tmp/tiny.gguf
-"$bin" synth "$m" --preset tiny --seed 41 --layers 3 || { echo "FAIL: synth"; exit 1; }
+bn_synth "$m" --seed 41 --layers 3
 ids=259,40,71,72,83,0,17,256,257,258,100,101,33,34,35,36,200,201,5,6
 
 "$bin" crossval -m "$m" --tokens $ids "${rule[@]}" --greedy 4 --json "$tmp/tok.json" -t 1 \
@@ -47,31 +36,8 @@ check "the JSON report shows the rule met" test $? -eq 0
 check "--prompt passes" test $? -eq 0
 check "--prompt: token ids agree before logits" grep -q "^tokens: the engine and the reference agree" "$tmp/prompt.out"
 
-# corrupt FILE OUT TENSOR MODE (see test_crossval.sh): norm element 7 = 5.0, or I2_S row 3 negated.
-corrupt() {
-    cp "$1" "$2"
-    "$bin" inspect "$1" --json > "$tmp/inspect.json"
-    $py - "$2" "$3" "$4" "$tmp/inspect.json" <<'EOF'
-import json, struct, sys
-path, name, mode, report = sys.argv[1:5]
-t = next(t for t in json.load(open(report))["tensors"] if t["name"] == name)
-with open(path, "r+b") as f:
-    if mode == "norm":
-        f.seek(t["file_offset"] + 7 * 4)
-        f.write(struct.pack("<f", 5.0))
-    else:
-        row_bytes = t["shape"][0] // 4
-        f.seek(t["file_offset"] + 3 * row_bytes)
-        row = bytearray(f.read(row_bytes))
-        for i, b in enumerate(row):
-            row[i] = sum(((((b >> s) & 3) ^ 2) if ((b >> s) & 3) in (0, 2) else ((b >> s) & 3)) << s
-                         for s in (0, 2, 4, 6))
-        f.seek(t["file_offset"] + 3 * row_bytes)
-        f.write(row)
-EOF
-}
-corrupt "$m" "$tmp/row.gguf" blk.0.ffn_down.weight row
-corrupt "$m" "$tmp/norm.gguf" blk.1.attn_norm.weight norm
+bn_corrupt_tensor "$m" "$tmp/row.gguf" blk.0.ffn_down.weight row
+bn_corrupt_tensor "$m" "$tmp/norm.gguf" blk.1.attn_norm.weight norm
 for c in row norm; do
     "$bin" crossval -m "$tmp/$c.gguf" --against reference --against-model "$m" --tokens $ids \
         "${rule[@]}" -t 1 > "$tmp/$c.out" 2> "$tmp/$c.err"

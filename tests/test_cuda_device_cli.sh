@@ -7,18 +7,10 @@
 #   - an unknown device name is a usage error (exit 2) naming the value.
 # On a machine where the CUDA device works (eval --device cuda succeeds) the failure path cannot
 # be exercised: the test reports skipped (77); test_cuda_model covers that machine.
-set -u
-bin=${BITNET_BIN:?BITNET_BIN not set}
-tmp=${BITNET_TEST_TMP:-/tmp}/cuda_device_cli.$$
-mkdir -p "$tmp"
-trap 'rm -rf "$tmp"' EXIT
-fail=0
-check() { # description, then a command that must succeed
-    local what=$1; shift
-    if "$@"; then echo "ok: $what"; else echo "FAIL: $what"; fail=1; fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/support/common.sh"
+bn_make_tmp cuda_device_cli
 
-"$bin" synth "$tmp/m.gguf" --preset tiny --seed 3 || { echo "FAIL: synth"; exit 1; }
+bn_synth "$tmp/m.gguf" --seed 3
 
 "$bin" eval -m "$tmp/m.gguf" --tokens 1,2,3 --logits-out "$tmp/default.bin" || { echo "FAIL: eval"; exit 1; }
 "$bin" eval -m "$tmp/m.gguf" --tokens 1,2,3 --logits-out "$tmp/cpu.bin" --device cpu

@@ -4,18 +4,13 @@
 # holes, so the ~1.18 GB file costs no memory and almost no disk), and `bitnet inspect` reports
 # the published shapes, types and sizes: I2_S tensors take ne/4 + 32 bytes, the F16 embedding
 # 2560 x 128256 x 2 bytes, and the file is exactly the data offset plus the tensor bytes.
-set -u
-BIN=${BITNET_BIN:?}
-TMP=${BITNET_TEST_TMP:-/tmp}/test_inspect_2b4t.$$
-mkdir -p "$TMP"
-trap 'rm -rf "$TMP"' EXIT
-F=$TMP/2b4t.gguf
-fail=0
-check() { local what=$1; shift; if "$@"; then :; else echo "FAIL: $what"; fail=1; fi; }
+source "$(dirname "${BASH_SOURCE[0]}")/support/common.sh"
+bn_make_tmp test_inspect_2b4t
+F=$tmp/2b4t.gguf
 
-"$BIN" gguf-example --2b4t "$F" >/dev/null; check "gguf-example --2b4t exits 0" test $? -eq 0
-"$BIN" inspect "$F" >"$TMP/out.txt"; check "inspect exits 0" test $? -eq 0
-out=$TMP/out.txt
+"$bin" gguf-example --2b4t "$F" >/dev/null; check "gguf-example --2b4t exits 0" test $? -eq 0
+"$bin" inspect "$F" >"$tmp/out.txt"; check "inspect exits 0" test $? -eq 0
+out=$tmp/out.txt
 row() { # row NAME TYPE SHAPE BYTES
     check "$1 $2 $3 $4" grep -Eq "^  ${1//./\\.} +$2 +\\[$3\\] +$4 +[0-9]+\$" "$out"
 }

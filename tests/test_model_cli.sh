@@ -5,18 +5,10 @@
 #   - eval writes n_tokens x n_vocab float32, identical for 1 and 4 threads, one decode call per
 #     token (--step 1) and a small ubatch, on every kernel path the CPU has;
 #   - a file missing a tensor, a full context, a bad token id and bad arguments are clear errors.
-set -u
-bin=${BITNET_BIN:?BITNET_BIN not set}
-tmp=${BITNET_TEST_TMP:-/tmp}/model_cli.$$
-mkdir -p "$tmp"
-trap 'rm -rf "$tmp"' EXIT
-fail=0
-check() { # description, then a command that must succeed
-    local what=$1; shift
-    if "$@"; then echo "ok: $what"; else echo "FAIL: $what"; fail=1; fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/support/common.sh"
+bn_make_tmp model_cli
 
-"$bin" synth "$tmp/a.gguf" --preset tiny --seed 5 || { echo "FAIL: synth"; exit 1; }
+bn_synth "$tmp/a.gguf" --seed 5
 "$bin" synth "$tmp/b.gguf" --preset tiny --seed 5
 "$bin" synth "$tmp/c.gguf" --preset tiny --seed 6
 check "synth is deterministic" cmp -s "$tmp/a.gguf" "$tmp/b.gguf"

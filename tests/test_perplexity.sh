@@ -7,21 +7,12 @@
 #     PPL * sqrt((mean(NLL^2) - mean(NLL)^2) / (count - 1)): numpy recomputes both;
 #   - the result is finite, identical for another batch size and thread count (batch invariance);
 #   - progress per window on stderr; a text shorter than one window and a missing -f are errors.
-set -u
-bin=${BITNET_BIN:?BITNET_BIN not set}
-py=/usr/bin/python3
-[[ -x $py ]] && $py -c "import numpy" 2> /dev/null || { echo "skip: needs /usr/bin/python3 with numpy"; exit 77; }
-tmp=${BITNET_TEST_TMP:-/tmp}/perplexity.$$
-mkdir -p "$tmp"
-trap 'rm -rf "$tmp"' EXIT
-fail=0
-check() { # description, then a command that must succeed
-    local what=$1; shift
-    if "$@"; then echo "ok: $what"; else echo "FAIL: $what"; fail=1; fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/support/common.sh"
+bn_require_python numpy
+bn_make_tmp perplexity
 
 m=$tmp/tiny.gguf
-"$bin" synth "$m" --preset tiny --seed 21 || { echo "FAIL: synth"; exit 1; }
+bn_synth "$m" --seed 21
 # No trailing newline, so "$(cat)" below is the file's exact text.
 printf 'In the beginning God created the heaven and the earth.\nAnd the earth was without form, and void; and darkness was upon the face of the deep.' > "$tmp/text.txt"
 ctx=16

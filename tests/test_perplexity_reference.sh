@@ -3,24 +3,12 @@
 # (reference/bitnet_ref.py, an independent implementation of the same llama.cpp protocol) agree on
 # a synthetic model: same number of windows and scored tokens, mean NLL within 1e-3 nats.
 # Skipped (77) when the reference or python3-torch is missing.
-set -u
-bin=${BITNET_BIN:?BITNET_BIN not set}
-src=${BITNET_SOURCE_DIR:?BITNET_SOURCE_DIR not set}
-py=/usr/bin/python3
-ref=$src/reference/bitnet_ref.py
-[[ -f $ref ]] || { echo "skip: $ref not found"; exit 77; }
-$py -c "import torch, numpy" 2> /dev/null || { echo "skip: needs python3-torch and numpy"; exit 77; }
-tmp=${BITNET_TEST_TMP:-/tmp}/perplexity_ref.$$
-mkdir -p "$tmp"
-trap 'rm -rf "$tmp"' EXIT
-fail=0
-check() { # description, then a command that must succeed
-    local what=$1; shift
-    if "$@"; then echo "ok: $what"; else echo "FAIL: $what"; fail=1; fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/support/common.sh"
+bn_require_reference
+bn_make_tmp perplexity_ref
 
 m=$tmp/tiny.gguf
-"$bin" synth "$m" --preset tiny --seed 51 || { echo "FAIL: synth"; exit 1; }
+bn_synth "$m" --seed 51
 printf 'In the beginning God created the heaven and the earth.\nAnd the earth was without form, and void; and darkness was upon the face of the deep. And the Spirit of God moved upon the face of the waters.\n' > "$tmp/text.txt"
 
 for ctx in 16 40; do

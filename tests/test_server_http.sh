@@ -5,19 +5,17 @@
 # disconnects freeing slots (via /metrics), 500 hostile requests, API keys, rate limits, the
 # bounded queue, SIGTERM/SIGINT, and docs/openapi.yaml against the live routes
 # (tests/js/server/server_http.mjs does the work; needs node).
+source "$(dirname "${BASH_SOURCE[0]}")/support/common.sh"
 set -euo pipefail
 command -v node >/dev/null || { echo "node not found: skipped"; exit 77; }
-: "${BITNET_BIN:?}" "${BITNET_SOURCE_DIR:?}"
-TMP="${BITNET_TEST_TMP:-/tmp}/server_http.$$"
-mkdir -p "$TMP"
-trap 'rm -rf "$TMP"' EXIT
-"$BITNET_BIN" synth "$TMP/tiny.gguf" --preset tiny >/dev/null
+bn_make_tmp server_http
+bn_synth "$tmp/tiny.gguf"
 OPENAPI_JSON=""
 for py in /usr/bin/python3 python3; do
     if "$py" -c 'import yaml' 2>/dev/null; then
         "$py" -c 'import json, sys, yaml; json.dump(yaml.safe_load(open(sys.argv[1])), open(sys.argv[2], "w"))' \
-            "$BITNET_SOURCE_DIR/docs/openapi.yaml" "$TMP/openapi.json"
-        OPENAPI_JSON="$TMP/openapi.json"
+            "$src/docs/openapi.yaml" "$tmp/openapi.json"
+        OPENAPI_JSON="$tmp/openapi.json"
         break
     fi
 done
@@ -27,7 +25,7 @@ if [[ -z "$OPENAPI_JSON" ]]; then
 fi
 # the shipped model, when the repository has one, gets a short extra section
 SHIPPED_MODEL=""
-for f in "$BITNET_SOURCE_DIR"/models/*.gguf; do [[ -f "$f" ]] && { SHIPPED_MODEL="$f"; break; }; done
+for f in "$src"/models/*.gguf; do [[ -f "$f" ]] && { SHIPPED_MODEL="$f"; break; }; done
 [[ -n "$SHIPPED_MODEL" ]] && echo "also testing the shipped model $SHIPPED_MODEL"
-BITNET_BIN="$BITNET_BIN" MODEL="$TMP/tiny.gguf" TMP="$TMP" OPENAPI_JSON="$OPENAPI_JSON" SHIPPED_MODEL="$SHIPPED_MODEL" \
-    timeout 600 node "$BITNET_SOURCE_DIR/tests/js/server/server_http.mjs"
+BITNET_BIN="$bin" MODEL="$tmp/tiny.gguf" TMP="$tmp" OPENAPI_JSON="$OPENAPI_JSON" SHIPPED_MODEL="$SHIPPED_MODEL" \
+    timeout 600 node "$src/tests/js/server/server_http.mjs"

@@ -1,9 +1,11 @@
 /*
- * cli_options.c: shared option groups of the commands (see cli_options.h), the default-model
- * lookup and small number parsers.
+ * cli_options.c: shared option groups of the commands and their option loop (see cli_options.h),
+ * the default-model lookup, small number parsers, whole-file reading, and the Ctrl-C flag and
+ * stdout callback of the streaming commands.
  */
 #include "cli/cli_options.h"
 
+#include "cli/commands.h"
 #include "kernels/cpu_features.h"
 
 #include <errno.h>
@@ -353,4 +355,106 @@ bn_status bn_cli_chat_format(const bn_chat_format **out, const bn_model *model, 
     *out = bn_chat_format_detect(template_text, bn_model_get_config(model)->arch_name, NULL);
     free(template_text);
     return BN_OK;
+}
+
+/* ---- files ---- */
+
+bn_status bn_cli_read_file(char **out, size_t *len, const char *path, size_t max_bytes,
+                           bn_error *err) {
+    *out = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return bn_error_set(err, BN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    /* reads at most max_bytes + 1 bytes: one more than allowed shows the file is too large */
+    const size_t limit = max_bytes < SIZE_MAX ? max_bytes + 1 : SIZE_MAX;
+    char *data = NULL;
+    size_t size = 0, cap = 0;
+    bn_status st = BN_OK;
+    for (;;) {
+        if (size + 1 >= cap) { /* room for at least one more byte and the NUL */
+            size_t grown_cap = cap ? cap * 2 : 65536;
+            char *grown = cap <= SIZE_MAX / 2 ? realloc(data, grown_cap) : NULL;
+            if (!grown) {
+                st = bn_error_set(err, BN_ERR_NOMEM, "%s: out of memory", path);
+                break;
+            }
+            data = grown;
+            cap = grown_cap;
+        }
+        size_t want = cap - 1 - size;
+        if (want > limit - size) want = limit - size;
+        size_t got = fread(data + size, 1, want, f);
+        size += got;
+        if (size > max_bytes) {
+            st = bn_error_set(err, BN_ERR_RANGE, "%s: larger than %zu bytes", path, max_bytes);
+            break;
+        }
+        if (got == 0) break;
+    }
+    if (st == BN_OK && ferror(f)) st = bn_error_set(err, BN_ERR_IO, "%s: read failed", path);
+    fclose(f);
+    if (st != BN_OK) {
+        free(data);
+        return st;
+    }
+    data[size] = '\0';
+    *out = data;
+    *len = size;
+    return BN_OK;
+}
+
+/* ---- what the interactive commands share ---- */
+
+int bn_cli_usage_error(const char *command, const char *synopsis, bn_error *err) {
+    fprintf(stderr, "bitnet %s: %s\n", command, err->message);
+    fprintf(stderr, "usage: bitnet %s %s\n`bitnet %s --help` describes the options.\n", command,
+            synopsis, command);
+    bn_error_clear(err);
+    return BN_EXIT_USAGE;
+}
+
+int bn_cli_parse_args(const bn_cli_command *cmd, bn_cli_common *common, bn_cli_sampling *sampling,
+                      int argc, char **argv, bn_error *err) {
+    int rc = -1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        bn_cli_parse r = BN_CLI_NOT_MINE;
+        if (common) r = bn_cli_parse_common(common, argc, argv, &i, err);
+        if (r == BN_CLI_NOT_MINE && sampling) r = bn_cli_parse_sampling(sampling, argc, argv, &i, err);
+        if (r == BN_CLI_NOT_MINE && (!strcmp(a, "--help") || !strcmp(a, "-h"))) {
+            cmd->usage(stdout);
+            rc = BN_EXIT_OK;
+            break;
+        }
+        if (r == BN_CLI_NOT_MINE && cmd->own) r = cmd->own(cmd->state, argc, argv, &i, err);
+        if (r == BN_CLI_CONSUMED) continue;
+        if (r == BN_CLI_NOT_MINE)
+            bn_error_set(err, BN_ERR_INVALID, "unknown option or missing value '%s'", a);
+        rc = bn_cli_usage_error(cmd->name, cmd->synopsis, err);
+        break;
+    }
+    if (rc >= 0 && sampling) bn_cli_sampling_free(sampling);
+    return rc;
+}
+
+volatile sig_atomic_t bn_cli_interrupted;
+
+static void on_sigint(int sig) {
+    (void)sig;
+    bn_cli_interrupted = 1;
+}
+
+void bn_cli_catch_sigint(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+}
+
+bool bn_cli_write_stdout(void *user, const char *text, size_t len) {
+    (void)user;
+    fwrite(text, 1, len, stdout);
+    fflush(stdout);
+    return true;
 }

@@ -3,10 +3,13 @@
  * sampling, stop strings), parsed in one place so `run`, `chat`, `perplexity`, `crossval` and the
  * server accept the same spellings and reject the same bad values.
  *
- * Design: a command walks its argv itself and offers each argument first to these group parsers;
- * a parser either consumes the option (and its value), says it is not one of its options, or
- * fails with a one-line message naming the option and the value. The command prints that line and
- * its usage and exits 2. Nothing here prints or exits.
+ * Design: each argument is offered first to these group parsers, then to the command's own; a
+ * parser either consumes the option (and its value), says it is not one of its options, or fails
+ * with a one-line message naming the option and the value. The loop itself (bn_cli_parse_args)
+ * lives here too, so every command answers --help and a bad option the same way: the one-line
+ * message and the synopsis, exit status 2. Also here: what the streaming commands share (Ctrl-C
+ * flag, stdout text callback) and whole-file reading. Nothing here exits; only the usage helpers
+ * and bn_cli_write_stdout print.
  */
 #ifndef BN_CLI_OPTIONS_H
 #define BN_CLI_OPTIONS_H
@@ -17,9 +20,11 @@
 #include "sampling/sampler.h"
 #include "tokenizer/tokenizer.h"
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* The model the repository ships in models/ (used when -m is absent). */
 #define BN_CLI_DEFAULT_MODEL "models/kjv-bitnet.gguf"
@@ -94,7 +99,50 @@ bn_status bn_cli_load_model(bn_model **model, bn_tokenizer **tok, char **path,
 bn_status bn_cli_chat_format(const bn_chat_format **out, const bn_model *model, const char *name,
                              bn_error *err);
 
+/* Reads the whole file at `path` into *out, NUL-terminated (*len bytes before the NUL). A file of
+ * more than max_bytes is BN_ERR_RANGE; BN_ERR_IO names the path when it cannot be opened or read.
+ * *out is owned by the caller (free); nothing is left allocated on failure. */
+bn_status bn_cli_read_file(char **out, size_t *len, const char *path, size_t max_bytes,
+                           bn_error *err);
+
 /* Monotonic milliseconds. */
 double bn_cli_now_ms(void);
+
+/* After a bad option: prints "bitnet COMMAND: <err's message>", then "usage: bitnet COMMAND
+ * SYNOPSIS" and where the options are described, to stderr; clears err. Returns BN_EXIT_USAGE
+ * (2), for the command to return. */
+int bn_cli_usage_error(const char *command, const char *synopsis, bn_error *err);
+
+/* A command's own options, offered each argument after the shared groups (same contract as the
+ * group parsers); `state` is the command's option struct. */
+typedef bn_cli_parse (*bn_cli_own_parser)(void *state, int argc, char **argv, int *i,
+                                          bn_error *err);
+
+/* What the option loop needs to know of a command. */
+typedef struct bn_cli_command {
+    const char *name;           /* "run" */
+    const char *synopsis;       /* "[-m MODEL] [-p TEXT] [options]" */
+    void (*usage)(FILE *out);   /* the full help */
+    bn_cli_own_parser own;      /* NULL: no options of its own */
+    void *state;                /* passed to own */
+} bn_cli_command;
+
+/* The option loop: offers each of argv[1..] to `common` and `sampling` (each when non-NULL), then
+ * to cmd->own. --help / -h prints cmd->usage(stdout) and returns BN_EXIT_OK; an argument nobody
+ * takes ("unknown option or missing value") or a bad value goes to bn_cli_usage_error and
+ * returns BN_EXIT_USAGE; either way `sampling` is freed, so the command just returns that code.
+ * Returns -1 when every argument was taken: the command goes on. */
+int bn_cli_parse_args(const bn_cli_command *cmd, bn_cli_common *common, bn_cli_sampling *sampling,
+                      int argc, char **argv, bn_error *err);
+
+/* Set to 1 by the SIGINT handler bn_cli_catch_sigint installs; a generation polls it to stop. */
+extern volatile sig_atomic_t bn_cli_interrupted;
+
+/* Makes Ctrl-C set bn_cli_interrupted instead of ending the process. No SA_RESTART: a blocking
+ * read (a chat prompt) returns EINTR. */
+void bn_cli_catch_sigint(void);
+
+/* A bn_generate on_text callback: writes the text to stdout and flushes, so it streams. */
+bool bn_cli_write_stdout(void *user, const char *text, size_t len);
 
 #endif

@@ -16,30 +16,17 @@
 #include "tools/generate.h"
 
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #define DEFAULT_MAX_TOKENS 512
-
-static volatile sig_atomic_t interrupted;
-
-static void on_sigint(int sig) {
-    (void)sig;
-    interrupted = 1;
-}
-
-/* After a wrong option: the synopsis and where the options are described. */
-static void short_usage(void) {
-    fprintf(stderr, "usage: bitnet chat [-m MODEL] [--system TEXT] [options]\n"
-                    "`bitnet chat --help` describes the options.\n");
-}
+#define SYNOPSIS "[-m MODEL] [--system TEXT] [options]"
 
 static void usage(FILE *out) {
     fprintf(out,
-            "usage: bitnet chat [-m MODEL] [--system TEXT] [options]\n\n"
+            "usage: bitnet chat " SYNOPSIS "\n\n"
             "Interactive chat: type a message and press Enter; the answer streams to stdout.\n"
             "Ctrl-C stops the current answer, Ctrl-D (end of input) exits. Reads one message\n"
             "per line when stdin is not a terminal. The conversation stays in the KV cache:\n"
@@ -53,13 +40,6 @@ static void usage(FILE *out) {
             "%s"
             "  --help                 show this help\n",
             bn_cli_common_help, DEFAULT_MAX_TOKENS, bn_cli_sampling_help);
-}
-
-static bool write_text(void *user, const char *text, size_t len) {
-    (void)user;
-    fwrite(text, 1, len, stdout);
-    fflush(stdout);
-    return true;
 }
 
 /* The conversation: messages (contents owned) and the token ids it is made of. */
@@ -112,7 +92,7 @@ static int read_line(char **line, size_t *cap) {
     errno = 0;
     ssize_t n = getline(line, cap, stdin);
     if (n < 0) {
-        if (errno == EINTR || interrupted) {
+        if (errno == EINTR || bn_cli_interrupted) {
             clearerr(stdin);
             return -1;
         }
@@ -122,38 +102,35 @@ static int read_line(char **line, size_t *cap) {
     return 1;
 }
 
+/* The options of `chat` beyond the shared groups. */
+typedef struct chat_options {
+    const char *system_text, *format_name;
+} chat_options;
+
+static bn_cli_parse parse_own(void *state, int argc, char **argv, int *i, bn_error *err) {
+    (void)err;
+    chat_options *o = state;
+    const char *a = argv[*i];
+    bool has_value = *i + 1 < argc;
+    if (!strcmp(a, "--system") && has_value) {
+        o->system_text = argv[++*i];
+    } else if (!strcmp(a, "--chat-format") && has_value) {
+        o->format_name = argv[++*i];
+    } else {
+        return BN_CLI_NOT_MINE;
+    }
+    return BN_CLI_CONSUMED;
+}
+
 int bn_cmd_chat(int argc, char **argv, bn_error *err) {
     bn_cli_common common;
     bn_cli_common_init(&common);
     bn_cli_sampling sampling;
     bn_cli_sampling_init(&sampling, DEFAULT_MAX_TOKENS);
-    const char *system_text = NULL, *format_name = NULL;
-
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        bn_cli_parse r = bn_cli_parse_common(&common, argc, argv, &i, err);
-        if (r == BN_CLI_NOT_MINE) r = bn_cli_parse_sampling(&sampling, argc, argv, &i, err);
-        if (r == BN_CLI_CONSUMED) continue;
-        if (r == BN_CLI_NOT_MINE) {
-            if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-                usage(stdout);
-                bn_cli_sampling_free(&sampling);
-                return BN_EXIT_OK;
-            } else if (!strcmp(a, "--system") && i + 1 < argc) {
-                system_text = argv[++i];
-                continue;
-            } else if (!strcmp(a, "--chat-format") && i + 1 < argc) {
-                format_name = argv[++i];
-                continue;
-            }
-            bn_error_set(err, BN_ERR_INVALID, "unknown option or missing value '%s'", a);
-        }
-        fprintf(stderr, "bitnet chat: %s\n", err->message);
-        short_usage();
-        bn_cli_sampling_free(&sampling);
-        bn_error_clear(err);
-        return BN_EXIT_USAGE;
-    }
+    chat_options o = {0};
+    const bn_cli_command cmd = {"chat", SYNOPSIS, usage, parse_own, &o};
+    int parsed = bn_cli_parse_args(&cmd, &common, &sampling, argc, argv, err);
+    if (parsed >= 0) return parsed;
 
     int rc = BN_EXIT_ERROR;
     bn_model *model = NULL;
@@ -166,7 +143,7 @@ int bn_cmd_chat(int argc, char **argv, bn_error *err) {
     conversation conv = {0};
     if (bn_cli_load_model(&model, &tok, &path, &common, err) != BN_OK) goto done;
     const bn_chat_format *format;
-    if (bn_cli_chat_format(&format, model, format_name, err) != BN_OK) goto done;
+    if (bn_cli_chat_format(&format, model, o.format_name, err) != BN_OK) goto done;
     const bn_model_config *cfg = bn_model_get_config(model);
     /* validates the sampling options before the first turn */
     if (bn_sampler_create(&sampler, &sampling.params, (size_t)cfg->n_vocab, err) != BN_OK) goto done;
@@ -188,15 +165,12 @@ int bn_cmd_chat(int argc, char **argv, bn_error *err) {
     for (size_t i = 0; i < sampling.n_stops; i++) stops[n_stops + i] = sampling.stops[i];
     n_stops += sampling.n_stops;
 
-    if (system_text && add_message(&conv, "system", system_text, strlen(system_text), err) != BN_OK)
+    if (o.system_text &&
+        add_message(&conv, "system", o.system_text, strlen(o.system_text), err) != BN_OK)
         goto done;
     const size_t n_fixed = conv.n; /* messages kept when the context is full */
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigint; /* no SA_RESTART: a Ctrl-C at the prompt interrupts the read */
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
+    bn_cli_catch_sigint(); /* a Ctrl-C at the prompt interrupts the read */
 
     const bool tty = isatty(STDIN_FILENO);
     if (tty) fprintf(stderr, "(Enter sends a message, Ctrl-C stops an answer, Ctrl-D exits)\n");
@@ -205,7 +179,7 @@ int bn_cmd_chat(int argc, char **argv, bn_error *err) {
             fputs("> ", stdout);
             fflush(stdout);
         }
-        interrupted = 0;
+        bn_cli_interrupted = 0;
         int got = read_line(&line, &line_cap);
         if (got == 0) break;
         if (got < 0) {
@@ -243,8 +217,8 @@ int bn_cmd_chat(int argc, char **argv, bn_error *err) {
             .stops = stops,
             .n_stops = n_stops,
             .detok_flags = BN_DETOK_SKIP_SPECIAL,
-            .on_text = write_text,
-            .cancel = &interrupted,
+            .on_text = bn_cli_write_stdout,
+            .cancel = &bn_cli_interrupted,
         };
         /* A fresh sampler per turn: its penalty window is then exactly the conversation's last
          * tokens (bn_generate accepts the whole prompt). A given seed S gives turn k seed

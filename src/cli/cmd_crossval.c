@@ -17,15 +17,11 @@
 
 #define REFERENCE_SCRIPT "reference/bitnet_ref.py"
 
-/* After a wrong option: the synopsis and where the options are described. */
-static void short_usage(void) {
-    fprintf(stderr, "usage: bitnet crossval [-m MODEL] (--prompt TEXT | --tokens ID,ID,...) [options]\n"
-                    "`bitnet crossval --help` describes the options.\n");
-}
+#define SYNOPSIS "[-m MODEL] (--prompt TEXT | --tokens ID,ID,...) [options]"
 
 static void usage(FILE *out) {
     fprintf(out,
-            "usage: bitnet crossval [-m MODEL] (--prompt TEXT | --tokens ID,ID,...) [options]\n\n"
+            "usage: bitnet crossval " SYNOPSIS "\n\n"
             "Runs the engine and another implementation on the same token ids and prints, per\n"
             "position, the cosine similarity of the logits, max |difference|, top-1 and top-5\n"
             "agreement and KL(other || engine), then a summary. Exits 1 when a tolerance fails.\n"
@@ -253,17 +249,9 @@ int bn_cmd_crossval(int argc, char **argv, bn_error *err) {
         if (r == BN_CLI_CONSUMED) continue;
         if (r == BN_CLI_NOT_MINE)
             bn_error_set(err, BN_ERR_INVALID, "unknown option '%s'", a);
-        fprintf(stderr, "bitnet crossval: %s\n", err->message);
-        short_usage();
-        bn_error_clear(err);
-        return BN_EXIT_USAGE;
+        return bn_cli_usage_error("crossval", SYNOPSIS, err);
     }
-    if (!validate(&o, err)) {
-        fprintf(stderr, "bitnet crossval: %s\n", err->message);
-        short_usage();
-        bn_error_clear(err);
-        return BN_EXIT_USAGE;
-    }
+    if (!validate(&o, err)) return bn_cli_usage_error("crossval", SYNOPSIS, err);
     /* --backend cuda: the engine side runs on the GPU; bn_model_load reports a build without
      * CUDA or a machine without a GPU as a clear device error. */
     if (!strcmp(o.backend, "cuda")) o.common.device = BN_DEVICE_CUDA;

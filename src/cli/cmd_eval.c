@@ -7,6 +7,7 @@
  * The prompt goes through bn_model_decode() in steps of --step entries (default: all at once), so
  * one run can also show that the chunking of a prefill does not change the logits.
  */
+#include "cli/cli_options.h"
 #include "cli/commands.h"
 #include "kernels/cpu_features.h"
 #include "model/model.h"
@@ -38,44 +39,6 @@ static void usage(FILE *out) {
             "  --help               show this help\n");
 }
 
-static bool parse_int(const char *s, long lo, long hi, int *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return false;
-    *out = (int)v;
-    return true;
-}
-
-/* Parses "1,2,3" into a new array (caller frees). */
-static bn_status parse_tokens(const char *list, int32_t **out, int *count, bn_error *err) {
-    size_t cap = 1;
-    for (const char *p = list; *p; p++) cap += *p == ',';
-    int32_t *ids = malloc(cap * sizeof *ids);
-    if (!ids) return bn_error_set(err, BN_ERR_NOMEM, "out of memory for %zu token ids", cap);
-    int n = 0;
-    const char *p = list;
-    while (*p) {
-        char *end;
-        errno = 0;
-        long v = strtol(p, &end, 10);
-        if (errno || end == p || v < 0 || v > INT32_MAX || (*end && *end != ',')) {
-            free(ids);
-            return bn_error_set(err, BN_ERR_INVALID, "--tokens: invalid token id at character %ld",
-                                (long)(p - list) + 1);
-        }
-        ids[n++] = (int32_t)v;
-        p = *end ? end + 1 : end;
-    }
-    if (n == 0) {
-        free(ids);
-        return bn_error_set(err, BN_ERR_INVALID, "--tokens: no token ids");
-    }
-    *out = ids;
-    *count = n;
-    return BN_OK;
-}
-
 int bn_cmd_eval(int argc, char **argv, bn_error *err) {
     const char *model_path = NULL, *tokens_arg = NULL, *out_path = NULL, *isa = NULL;
     bn_model_options options = bn_model_options_default();
@@ -93,7 +56,7 @@ int bn_cmd_eval(int argc, char **argv, bn_error *err) {
         } else if (!strcmp(a, "--logits-out") && has_value) {
             out_path = argv[++i];
         } else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && has_value) {
-            if (!parse_int(argv[++i], 1, 1024, &options.n_threads)) goto bad_value;
+            if (!bn_cli_parse_int(argv[++i], 1, 1024, &options.n_threads)) goto bad_value;
         } else if (!strcmp(a, "--isa") && has_value) {
             isa = argv[++i];
         } else if (!strcmp(a, "--device") && has_value) {
@@ -103,11 +66,11 @@ int bn_cmd_eval(int argc, char **argv, bn_error *err) {
         } else if (!strcmp(a, "--int8-lm-head")) {
             options.int8_lm_head = true;
         } else if (!strcmp(a, "--ubatch") && has_value) {
-            if (!parse_int(argv[++i], 1, 1 << 20, &options.ubatch)) goto bad_value;
+            if (!bn_cli_parse_int(argv[++i], 1, 1 << 20, &options.ubatch)) goto bad_value;
         } else if (!strcmp(a, "--step") && has_value) {
-            if (!parse_int(argv[++i], 1, INT_MAX, &step)) goto bad_value;
+            if (!bn_cli_parse_int(argv[++i], 1, INT_MAX, &step)) goto bad_value;
         } else if (!strcmp(a, "--ctx") && has_value) {
-            if (!parse_int(argv[++i], 1, 1 << 24, &ctx)) goto bad_value;
+            if (!bn_cli_parse_int(argv[++i], 1, 1 << 24, &ctx)) goto bad_value;
         } else {
             fprintf(stderr, "bitnet eval: unknown option or missing value '%s'\n", a);
             usage(stderr);
@@ -132,7 +95,7 @@ int bn_cmd_eval(int argc, char **argv, bn_error *err) {
     float *logits = NULL;
     FILE *out = NULL;
     int rc = BN_EXIT_ERROR;
-    if (parse_tokens(tokens_arg, &ids, &n, err) != BN_OK) goto done;
+    if (bn_cli_parse_token_list(tokens_arg, &ids, &n, err) != BN_OK) goto done;
     if (bn_model_load(model_path, &options, &model, err) != BN_OK) goto done;
     if (bn_sequence_create(model, ctx ? ctx : n, &seq, err) != BN_OK) goto done;
     const int n_vocab = bn_model_get_config(model)->n_vocab;

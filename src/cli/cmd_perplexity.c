@@ -7,22 +7,16 @@
 #include "cli/commands.h"
 #include "tools/perplexity.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define DEFAULT_CTX 512
-
-/* After a wrong option: the synopsis and where the options are described. */
-static void short_usage(void) {
-    fprintf(stderr, "usage: bitnet perplexity [-m MODEL] -f TEXT_FILE [options]\n"
-                    "`bitnet perplexity --help` describes the options.\n");
-}
+#define SYNOPSIS "[-m MODEL] -f TEXT_FILE [options]"
 
 static void usage(FILE *out) {
     fprintf(out,
-            "usage: bitnet perplexity [-m MODEL] -f TEXT_FILE [options]\n\n"
+            "usage: bitnet perplexity " SYNOPSIS "\n\n"
             "Perplexity with llama.cpp's protocol: the whole file is tokenized (with BOS when the\n"
             "model adds one) and cut into non-overlapping windows of CTX tokens; the first token\n"
             "of each window is replaced by BOS and the second half of each window is scored\n"
@@ -45,76 +39,43 @@ static void on_progress(void *user, size_t window, size_t n_windows,
             r->n_scored);
 }
 
-/* Reads a whole file (caller frees *out). */
-static bn_status read_file(const char *path, char **out, size_t *len, bn_error *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return bn_error_set(err, BN_ERR_IO, "%s: %s", path, strerror(errno));
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n + 65536 + 1 > cap) {
-            cap = cap ? cap * 2 : 1 << 20;
-            char *grown = realloc(buf, cap);
-            if (!grown) {
-                free(buf);
-                fclose(f);
-                return bn_error_set(err, BN_ERR_NOMEM, "%s: out of memory", path);
-            }
-            buf = grown;
+/* The options of `perplexity` beyond -m, -t, -c, --isa. */
+typedef struct perplexity_options {
+    const char *file;
+    int batch;
+    bool json;
+} perplexity_options;
+
+static bn_cli_parse parse_own(void *state, int argc, char **argv, int *i, bn_error *err) {
+    perplexity_options *o = state;
+    const char *a = argv[*i];
+    bool has_value = *i + 1 < argc;
+    if ((!strcmp(a, "-f") || !strcmp(a, "--file")) && has_value) {
+        o->file = argv[++*i];
+    } else if ((!strcmp(a, "-b") || !strcmp(a, "--batch")) && has_value) {
+        if (!bn_cli_parse_int(argv[++*i], 1, 1 << 20, &o->batch)) {
+            bn_error_set(err, BN_ERR_INVALID, "invalid value '%s' for %s (expected an integer >= 1)",
+                         argv[*i], a);
+            return BN_CLI_BAD;
         }
-        size_t got = fread(buf + n, 1, 65536, f);
-        n += got;
-        if (got < 65536) break;
+    } else if (!strcmp(a, "--json")) {
+        o->json = true;
+    } else {
+        return BN_CLI_NOT_MINE;
     }
-    bool failed = ferror(f);
-    fclose(f);
-    if (failed) {
-        free(buf);
-        return bn_error_set(err, BN_ERR_IO, "%s: read error", path);
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    return BN_OK;
+    return BN_CLI_CONSUMED;
 }
 
 int bn_cmd_perplexity(int argc, char **argv, bn_error *err) {
     bn_cli_common common;
     bn_cli_common_init(&common);
-    const char *file = NULL;
-    int batch = 256;
-    bool json = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        bn_cli_parse r = bn_cli_parse_common(&common, argc, argv, &i, err);
-        if (r == BN_CLI_CONSUMED) continue;
-        if (r == BN_CLI_NOT_MINE) {
-            if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-                usage(stdout);
-                return BN_EXIT_OK;
-            } else if ((!strcmp(a, "-f") || !strcmp(a, "--file")) && i + 1 < argc) {
-                file = argv[++i];
-                continue;
-            } else if ((!strcmp(a, "-b") || !strcmp(a, "--batch")) && i + 1 < argc) {
-                if (bn_cli_parse_int(argv[++i], 1, 1 << 20, &batch)) continue;
-                bn_error_set(err, BN_ERR_INVALID, "invalid value '%s' for %s (expected an integer >= 1)",
-                             argv[i], a);
-            } else if (!strcmp(a, "--json")) {
-                json = true;
-                continue;
-            } else {
-                bn_error_set(err, BN_ERR_INVALID, "unknown option or missing value '%s'", a);
-            }
-        }
-        fprintf(stderr, "bitnet perplexity: %s\n", err->message);
-        short_usage();
-        bn_error_clear(err);
-        return BN_EXIT_USAGE;
-    }
-    if (!file) {
-        fprintf(stderr, "bitnet perplexity: -f TEXT_FILE is required\n");
-        short_usage();
-        return BN_EXIT_USAGE;
+    perplexity_options o = {.batch = 256};
+    const bn_cli_command cmd = {"perplexity", SYNOPSIS, usage, parse_own, &o};
+    int parsed = bn_cli_parse_args(&cmd, &common, NULL, argc, argv, err);
+    if (parsed >= 0) return parsed;
+    if (!o.file) {
+        bn_error_set(err, BN_ERR_INVALID, "-f TEXT_FILE is required");
+        return bn_cli_usage_error("perplexity", SYNOPSIS, err);
     }
 
     int rc = BN_EXIT_ERROR;
@@ -123,7 +84,7 @@ int bn_cmd_perplexity(int argc, char **argv, bn_error *err) {
     bn_model *model = NULL;
     bn_tokenizer *tok = NULL;
     bn_tokens ids = {0};
-    if (read_file(file, &text, &text_len, err) != BN_OK) goto done;
+    if (bn_cli_read_file(&text, &text_len, o.file, SIZE_MAX, err) != BN_OK) goto done;
     if (bn_cli_load_model(&model, &tok, &path, &common, err) != BN_OK) goto done;
     const bn_model_config *cfg = bn_model_get_config(model);
     int n_ctx = common.n_ctx;
@@ -135,11 +96,11 @@ int bn_cmd_perplexity(int argc, char **argv, bn_error *err) {
     if (bn_tokenizer_encode(tok, text, text_len, true, false, &ids, err) != BN_OK) goto done;
     int32_t bos = bn_tokenizer_add_bos(tok) ? bn_tokenizer_bos(tok) : -1;
     fprintf(stderr, "perplexity: %s: %zu tokens, %zu windows of %d, %d scored per window, BOS %d\n",
-            file, ids.n, ids.n / (size_t)n_ctx, n_ctx, n_ctx - 1 - n_ctx / 2, (int)bos);
+            o.file, ids.n, ids.n / (size_t)n_ctx, n_ctx, n_ctx - 1 - n_ctx / 2, (int)bos);
     bn_perplexity_result r;
-    if (bn_perplexity(&r, model, ids.ids, ids.n, n_ctx, batch, bos, on_progress, NULL, err) != BN_OK)
+    if (bn_perplexity(&r, model, ids.ids, ids.n, n_ctx, o.batch, bos, on_progress, NULL, err) != BN_OK)
         goto done;
-    if (json)
+    if (o.json)
         printf("{\"ppl\": %.10g, \"ppl_error\": %.10g, \"mean_nll\": %.10g, \"n_ctx\": %d, "
                "\"n_windows\": %zu, \"n_scored\": %zu, \"n_tokens\": %zu}\n",
                r.ppl, r.ppl_error, r.mean_nll, n_ctx, r.n_windows, r.n_scored, ids.n);

@@ -9,30 +9,17 @@
 #include "kernels/cpu_features.h"
 #include "tools/generate.h"
 
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define DEFAULT_PROMPT "In the beginning"
 #define DEFAULT_MAX_TOKENS 128
-
-static volatile sig_atomic_t interrupted;
-
-static void on_sigint(int sig) {
-    (void)sig;
-    interrupted = 1;
-}
-
-/* After a wrong option: the synopsis and where the options are described. */
-static void short_usage(void) {
-    fprintf(stderr, "usage: bitnet run [-m MODEL] [-p TEXT] [options]\n"
-                    "`bitnet run --help` describes the options.\n");
-}
+#define SYNOPSIS "[-m MODEL] [-p TEXT] [options]"
 
 static void usage(FILE *out) {
     fprintf(out,
-            "usage: bitnet run [-m MODEL] [-p TEXT] [options]\n\n"
+            "usage: bitnet run " SYNOPSIS "\n\n"
             "Generates text from a prompt and streams it to stdout; prompt and generation speed\n"
             "(tokens, ms, tokens/s) go to stderr. Ctrl-C stops the generation.\n\n"
             "options:\n"
@@ -48,16 +35,34 @@ static void usage(FILE *out) {
             bn_cli_common_help, DEFAULT_MAX_TOKENS, bn_cli_sampling_help);
 }
 
-static bool write_text(void *user, const char *text, size_t len) {
-    (void)user;
-    fwrite(text, 1, len, stdout);
-    fflush(stdout);
-    return true;
-}
-
 static void print_speed(const char *what, int tokens, double ms) {
     fprintf(stderr, "%s: %d tokens in %.2f ms (%.2f tokens/s)\n", what, tokens, ms,
             ms > 0 ? tokens * 1000.0 / ms : 0.0);
+}
+
+/* The options of `run` beyond the shared groups. */
+typedef struct run_options {
+    const char *prompt, *format_name;
+    bool no_bos, echo;
+} run_options;
+
+static bn_cli_parse parse_own(void *state, int argc, char **argv, int *i, bn_error *err) {
+    (void)err;
+    run_options *o = state;
+    const char *a = argv[*i];
+    bool has_value = *i + 1 < argc;
+    if ((!strcmp(a, "-p") || !strcmp(a, "--prompt")) && has_value) {
+        o->prompt = argv[++*i];
+    } else if (!strcmp(a, "--chat-format") && has_value) {
+        o->format_name = argv[++*i];
+    } else if (!strcmp(a, "--no-bos")) {
+        o->no_bos = true;
+    } else if (!strcmp(a, "--no-echo")) {
+        o->echo = false;
+    } else {
+        return BN_CLI_NOT_MINE;
+    }
+    return BN_CLI_CONSUMED;
 }
 
 int bn_cmd_run(int argc, char **argv, bn_error *err) {
@@ -65,42 +70,12 @@ int bn_cmd_run(int argc, char **argv, bn_error *err) {
     bn_cli_common_init(&common);
     bn_cli_sampling sampling;
     bn_cli_sampling_init(&sampling, DEFAULT_MAX_TOKENS);
-    const char *prompt = DEFAULT_PROMPT, *format_name = NULL;
-    bool no_bos = false, echo = true;
+    run_options o = {.prompt = DEFAULT_PROMPT, .echo = true};
+    const bn_cli_command cmd = {"run", SYNOPSIS, usage, parse_own, &o};
+    int parsed = bn_cli_parse_args(&cmd, &common, &sampling, argc, argv, err);
+    if (parsed >= 0) return parsed;
+
     int rc = BN_EXIT_ERROR;
-
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        bn_cli_parse r = bn_cli_parse_common(&common, argc, argv, &i, err);
-        if (r == BN_CLI_NOT_MINE) r = bn_cli_parse_sampling(&sampling, argc, argv, &i, err);
-        if (r == BN_CLI_CONSUMED) continue;
-        if (r == BN_CLI_NOT_MINE) {
-            if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-                usage(stdout);
-                bn_cli_sampling_free(&sampling);
-                return BN_EXIT_OK;
-            } else if ((!strcmp(a, "-p") || !strcmp(a, "--prompt")) && i + 1 < argc) {
-                prompt = argv[++i];
-                continue;
-            } else if (!strcmp(a, "--chat-format") && i + 1 < argc) {
-                format_name = argv[++i];
-                continue;
-            } else if (!strcmp(a, "--no-bos")) {
-                no_bos = true;
-                continue;
-            } else if (!strcmp(a, "--no-echo")) {
-                echo = false;
-                continue;
-            }
-            bn_error_set(err, BN_ERR_INVALID, "unknown option or missing value '%s'", a);
-        }
-        fprintf(stderr, "bitnet run: %s\n", err->message);
-        short_usage();
-        bn_cli_sampling_free(&sampling);
-        bn_error_clear(err);
-        return BN_EXIT_USAGE;
-    }
-
     bn_model *model = NULL;
     bn_tokenizer *tok = NULL;
     char *path = NULL;
@@ -115,14 +90,14 @@ int bn_cmd_run(int argc, char **argv, bn_error *err) {
             cfg->arch_name, cfg->n_layers, cfg->dim, cfg->n_vocab, bn_isa_name(bn_isa_active()),
             common.n_threads);
 
-    if (format_name) {
+    if (o.format_name) {
         const bn_chat_format *format;
-        if (bn_cli_chat_format(&format, model, format_name, err) != BN_OK) goto done;
-        bn_chat_message message = {"user", prompt};
+        if (bn_cli_chat_format(&format, model, o.format_name, err) != BN_OK) goto done;
+        bn_chat_message message = {"user", o.prompt};
         if (bn_chat_render(&chat, format, &message, 1, true, err) != BN_OK) goto done;
-        if (bn_generate_tokenize_chat(&ids, tok, format, &chat, 0, !no_bos, err) != BN_OK) goto done;
-        echo = false;
-    } else if (bn_tokenizer_encode(tok, prompt, strlen(prompt), !no_bos, false, &ids, err) != BN_OK) {
+        if (bn_generate_tokenize_chat(&ids, tok, format, &chat, 0, !o.no_bos, err) != BN_OK) goto done;
+        o.echo = false;
+    } else if (bn_tokenizer_encode(tok, o.prompt, strlen(o.prompt), !o.no_bos, false, &ids, err) != BN_OK) {
         goto done;
     }
     if (ids.n == 0) {
@@ -132,20 +107,16 @@ int bn_cmd_run(int argc, char **argv, bn_error *err) {
     if (bn_sampler_create(&sampler, &sampling.params, (size_t)cfg->n_vocab, err) != BN_OK) goto done;
     if (bn_generation_init(&gen, model, common.n_ctx, err) != BN_OK) goto done;
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigint;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
+    bn_cli_catch_sigint();
 
-    if (echo) write_text(NULL, prompt, strlen(prompt));
+    if (o.echo) bn_cli_write_stdout(NULL, o.prompt, strlen(o.prompt));
     bn_generate_config config = {
         .max_tokens = sampling.params.max_tokens,
         .stops = sampling.stops,
         .n_stops = sampling.n_stops,
         .detok_flags = BN_DETOK_SKIP_SPECIAL,
-        .on_text = write_text,
-        .cancel = &interrupted,
+        .on_text = bn_cli_write_stdout,
+        .cancel = &bn_cli_interrupted,
     };
     if (bn_generate(&result, &gen, tok, sampler, ids.ids, ids.n, &config, err) != BN_OK) {
         fputc('\n', stdout);

@@ -4,10 +4,10 @@
  * target use (tools/receipt.h). Prints "receipt OK: <summary>" and exits 0, or exits 1 with the
  * reason.
  */
+#include "cli/cli_options.h"
 #include "cli/commands.h"
 #include "tools/receipt.h"
 
-#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,44 +23,6 @@ static void usage(FILE *out) {
             "  positive finite figures, a 64-hex model sha256.\n"
             "  --require-gpu-kernels  also require cuda kernels for the ternary matmul, attention\n"
             "                         and RMSNorm (the receipt must come from --device cuda)\n");
-}
-
-/* Reads the whole file into a malloc'd buffer (caller frees). */
-static bn_status read_receipt(char **out, size_t *out_size, const char *path, bn_error *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return bn_error_set(err, BN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    char *data = NULL;
-    size_t size = 0, capacity = 0;
-    for (;;) {
-        if (size == capacity) {
-            if (capacity >= BN_RECEIPT_MAX_BYTES) {
-                free(data);
-                fclose(f);
-                return bn_error_set(err, BN_ERR_RANGE, "%s: larger than %zu bytes, not a receipt", path,
-                                    BN_RECEIPT_MAX_BYTES);
-            }
-            capacity = capacity ? capacity * 2 : 65536;
-            char *grown = realloc(data, capacity);
-            if (!grown) {
-                free(data);
-                fclose(f);
-                return bn_error_set(err, BN_ERR_NOMEM, "%s: out of memory", path);
-            }
-            data = grown;
-        }
-        size_t got = fread(data + size, 1, capacity - size, f);
-        size += got;
-        if (got == 0) break;
-    }
-    bool failed = ferror(f);
-    fclose(f);
-    if (failed) {
-        free(data);
-        return bn_error_set(err, BN_ERR_IO, "%s: read failed", path);
-    }
-    *out = data;
-    *out_size = size;
-    return BN_OK;
 }
 
 int bn_cmd_verify_receipt(int argc, char **argv, bn_error *err) {
@@ -90,7 +52,10 @@ int bn_cmd_verify_receipt(int argc, char **argv, bn_error *err) {
     }
     char *data = NULL;
     size_t size = 0;
-    if (read_receipt(&data, &size, path, err) != BN_OK) return BN_EXIT_ERROR;
+    bn_status st = bn_cli_read_file(&data, &size, path, BN_RECEIPT_MAX_BYTES, err);
+    if (st == BN_ERR_RANGE)
+        bn_error_set(err, st, "%s: larger than %zu bytes, not a receipt", path, BN_RECEIPT_MAX_BYTES);
+    if (st != BN_OK) return BN_EXIT_ERROR;
     char summary[512];
     bn_status status = bn_receipt_verify_json_summary(summary, sizeof summary, data, size, require_gpu, err);
     free(data);

@@ -158,6 +158,18 @@ static bn_status copy_value(bn_gguf_value *dst, const bn_gguf_value *src, unsign
     return BN_OK;
 }
 
+/* Room for one more element: returns `items` (n in use, *cap allocated, elem_size bytes each)
+ * grown by doubling from `first` when full, or NULL when out of memory (items stays valid). The
+ * caller owns the result (free). */
+static void *reserve_one(void *items, size_t n, size_t *cap, size_t first, size_t elem_size) {
+    if (n < *cap) return items;
+    size_t grown_cap = *cap ? 2 * *cap : first;
+    if (grown_cap < *cap || grown_cap > SIZE_MAX / elem_size) return NULL; /* Catch size_t overflow */
+    void *grown = realloc(items, grown_cap * elem_size);
+    if (grown) *cap = grown_cap;
+    return grown;
+}
+
 static bn_status check_name(const char *what, const char *name, bn_error *err) {
     size_t len = strlen(name);
     if (len == 0) return bn_error_set(err, BN_ERR_INVALID, "empty %s", what);
@@ -185,13 +197,9 @@ bn_status bn_gguf_writer_add_value(bn_gguf_writer *w, const char *key, const bn_
             return bn_error_set(err, BN_ERR_INVALID, "general.alignment %llu is not a power of two", (ull)a);
         alignment = (uint32_t)a;
     }
-    if (w->n_kv == w->cap_kv) {
-        size_t cap = w->cap_kv ? 2 * w->cap_kv : 16;
-        writer_kv *kvs = realloc(w->kvs, cap * sizeof *kvs);
-        if (!kvs) return bn_error_set(err, BN_ERR_NOMEM, "out of memory");
-        w->kvs = kvs;
-        w->cap_kv = cap;
-    }
+    writer_kv *kvs = reserve_one(w->kvs, w->n_kv, &w->cap_kv, 16, sizeof *kvs);
+    if (!kvs) return bn_error_set(err, BN_ERR_NOMEM, "out of memory");
+    w->kvs = kvs;
     writer_kv *kv = &w->kvs[w->n_kv];
     if (!(kv->key = copy_bytes(key, strlen(key)))) return bn_error_set(err, BN_ERR_NOMEM, "out of memory");
     if ((st = copy_value(&kv->value, value, 0, err))) {
@@ -291,13 +299,9 @@ bn_status bn_gguf_writer_add_tensor(bn_gguf_writer *w, const char *name, uint32_
     uint64_t size;
     if ((st = bn_quant_tensor_bytes(type, n, ne[0], &size, err)))
         return bn_error_prefix(err, "tensor '%s': ", name);
-    if (w->n_tensors == w->cap_tensors) {
-        size_t cap = w->cap_tensors ? 2 * w->cap_tensors : 64;
-        writer_tensor *t = realloc(w->tensors, cap * sizeof *t);
-        if (!t) return bn_error_set(err, BN_ERR_NOMEM, "out of memory");
-        w->tensors = t;
-        w->cap_tensors = cap;
-    }
+    writer_tensor *tensors = reserve_one(w->tensors, w->n_tensors, &w->cap_tensors, 64, sizeof *tensors);
+    if (!tensors) return bn_error_set(err, BN_ERR_NOMEM, "out of memory");
+    w->tensors = tensors;
     writer_tensor *t = &w->tensors[w->n_tensors];
     memset(t, 0, sizeof *t);
     if (!(t->name = copy_bytes(name, strlen(name)))) return bn_error_set(err, BN_ERR_NOMEM, "out of memory");

@@ -6,6 +6,8 @@
  */
 #include "server/engine.h"
 
+#include "tools/generate.h"
+
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -172,18 +174,7 @@ bn_status bn_engine_submit(bn_engine *e, const bn_engine_job_config *cfgs, size_
 
 /* Appends text to the job's generated text. */
 static bool text_append(job *j, const char *s, size_t n) {
-    if (j->text_len + n + 1 > j->text_cap) {
-        size_t cap = j->text_cap ? j->text_cap * 2 : 256;
-        while (cap < j->text_len + n + 1) cap *= 2;
-        char *grown = realloc(j->text, cap);
-        if (!grown) return false;
-        j->text = grown;
-        j->text_cap = cap;
-    }
-    memcpy(j->text + j->text_len, s, n);
-    j->text_len += n;
-    j->text[j->text_len] = '\0';
-    return true;
+    return bn_text_append(&j->text, &j->text_len, &j->text_cap, s, n);
 }
 
 static void emit_token(job *j, size_t upto, bool in_output, const bn_sample_result *res) {

@@ -165,16 +165,17 @@ typedef struct conn_ctx {
     int n_prompt, n_generated;
 } conn_ctx;
 
-static enum MHD_Result send_json(conn_ctx *c, struct MHD_Connection *conn, int status, json_t *body,
-                                 int retry_after, const char *allow) {
-    char *text = dump(body);
-    if (!text) text = strdup("{}");
+/* Queues `text` (owned; MHD frees it) as the answer, with Retry-After when retry_after > 0 and
+ * Allow when allow is non-NULL, and records the status for the access metrics. */
+static enum MHD_Result send_response(conn_ctx *c, struct MHD_Connection *conn, int status, char *text,
+                                     const char *type, int retry_after, const char *allow) {
+    if (!text) return MHD_NO;
     struct MHD_Response *r = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
     if (!r) {
         free(text);
         return MHD_NO;
     }
-    MHD_add_response_header(r, "Content-Type", "application/json");
+    MHD_add_response_header(r, "Content-Type", type);
     if (retry_after > 0) {
         char v[16];
         snprintf(v, sizeof v, "%d", retry_after);
@@ -189,6 +190,13 @@ static enum MHD_Result send_json(conn_ctx *c, struct MHD_Connection *conn, int s
     return ret;
 }
 
+static enum MHD_Result send_json(conn_ctx *c, struct MHD_Connection *conn, int status, json_t *body,
+                                 int retry_after, const char *allow) {
+    char *text = dump(body);
+    if (!text) text = strdup("{}");
+    return send_response(c, conn, status, text, "application/json", retry_after, allow);
+}
+
 static enum MHD_Result send_error(conn_ctx *c, struct MHD_Connection *conn, const bn_api_error *e,
                                   int retry_after) {
     return send_json(c, conn, e->status, error_json(e), retry_after, NULL);
@@ -196,18 +204,7 @@ static enum MHD_Result send_error(conn_ctx *c, struct MHD_Connection *conn, cons
 
 static enum MHD_Result send_text(conn_ctx *c, struct MHD_Connection *conn, int status, char *text,
                                  const char *type) {
-    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
-    if (!r) {
-        free(text);
-        return MHD_NO;
-    }
-    MHD_add_response_header(r, "Content-Type", type);
-    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, r);
-    MHD_destroy_response(r);
-    c->status = status;
-    c->answered = true;
-    bn_metrics_request(&c->srv->metrics, c->endpoint, status);
-    return ret;
+    return send_response(c, conn, status, text, type, 0, NULL);
 }
 
 /* True when the peer has closed its end of the connection. */
@@ -287,18 +284,7 @@ static void gen_unref(gen *g) {
 }
 
 static bool out_append(gen *g, const char *s, size_t n) {
-    if (g->out_len + n + 1 > g->out_cap) {
-        size_t cap = g->out_cap ? g->out_cap * 2 : 4096;
-        while (cap < g->out_len + n + 1) cap *= 2;
-        char *grown = realloc(g->out, cap);
-        if (!grown) return false;
-        g->out = grown;
-        g->out_cap = cap;
-    }
-    memcpy(g->out + g->out_len, s, n);
-    g->out_len += n;
-    g->out[g->out_len] = '\0';
-    return true;
+    return bn_text_append(&g->out, &g->out_len, &g->out_cap, s, n);
 }
 
 /* Appends `data: <json>\n\n` (takes the reference). */
@@ -312,18 +298,7 @@ static void sse_event(gen *g, json_t *chunk) {
 }
 
 static bool choice_append(choice *c, const char *s, size_t n) {
-    if (c->len + n + 1 > c->cap) {
-        size_t cap = c->cap ? c->cap * 2 : 256;
-        while (cap < c->len + n + 1) cap *= 2;
-        char *grown = realloc(c->text, cap);
-        if (!grown) return false;
-        c->text = grown;
-        c->cap = cap;
-    }
-    memcpy(c->text + c->len, s, n);
-    c->len += n;
-    c->text[c->len] = '\0';
-    return true;
+    return bn_text_append(&c->text, &c->len, &c->cap, s, n);
 }
 
 static json_t *chunk_base(gen *g) {
@@ -1076,17 +1051,8 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
                 c->body = NULL;
                 c->len = c->cap = 0;
             } else {
-                if (c->len + *upload_size + 1 > c->cap) {
-                    size_t cap = c->cap ? c->cap : 4096;
-                    while (cap < c->len + *upload_size + 1) cap *= 2;
-                    char *grown = realloc(c->body, cap);
-                    if (!grown) return MHD_NO;
-                    c->body = grown;
-                    c->cap = cap;
-                }
-                memcpy(c->body + c->len, upload_data, *upload_size);
-                c->len += *upload_size;
-                c->body[c->len] = '\0';
+                if (!bn_text_append(&c->body, &c->len, &c->cap, upload_data, *upload_size))
+                    return MHD_NO;
             }
         }
         *upload_size = 0;

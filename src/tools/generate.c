@@ -91,18 +91,26 @@ typedef struct text_state {
     size_t n_ends, ends_cap;
 } text_state;
 
-static bn_status append_text(text_state *t, const char *s, size_t n, bn_error *err) {
-    if (t->len + n + 1 > t->cap) {
-        size_t cap = t->cap ? t->cap : 256;
-        while (cap < t->len + n + 1) cap *= 2;
-        char *grown = realloc(t->text, cap);
-        if (!grown) return bn_error_set(err, BN_ERR_NOMEM, "out of memory for generated text");
-        t->text = grown;
-        t->cap = cap;
+bool bn_text_append(char **text, size_t *len, size_t *cap, const char *s, size_t n) {
+    if (n > SIZE_MAX - 1 - *len) return false; /* Catch size_t overflow */
+    const size_t need = *len + n + 1;
+    if (need > *cap) {
+        size_t grown_cap = *cap ? *cap : 256;
+        while (grown_cap < need) grown_cap = grown_cap <= SIZE_MAX / 2 ? grown_cap * 2 : need;
+        char *grown = realloc(*text, grown_cap);
+        if (!grown) return false;
+        *text = grown;
+        *cap = grown_cap;
     }
-    memcpy(t->text + t->len, s, n);
-    t->len += n;
-    t->text[t->len] = '\0';
+    if (n) memcpy(*text + *len, s, n);
+    *len += n;
+    (*text)[*len] = '\0';
+    return true;
+}
+
+static bn_status append_text(text_state *t, const char *s, size_t n, bn_error *err) {
+    if (!bn_text_append(&t->text, &t->len, &t->cap, s, n))
+        return bn_error_set(err, BN_ERR_NOMEM, "out of memory for generated text");
     return BN_OK;
 }
 

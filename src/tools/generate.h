@@ -99,4 +99,10 @@ bn_status bn_generate_tokenize_chat(bn_tokens *out, const bn_tokenizer *tok,
                                     const bn_chat_format *format, const bn_chat_text *text,
                                     size_t from, bool add_bos, bn_error *err);
 
+/* Appends s[0..n) to *text, a NUL-terminated string of *len bytes in a buffer of *cap bytes (all
+ * zero/NULL at first), growing the buffer by doubling (from 256 bytes). Returns false, changing
+ * nothing, when memory or size_t runs out. Used for generated text here and in the server. The
+ * caller owns *text (free). */
+bool bn_text_append(char **text, size_t *len, size_t *cap, const char *s, size_t n);
+
 #endif
