@@ -22,11 +22,9 @@ export MAKEFLAGS="${MAKEFLAGS:-} --no-print-directory"
 PACKAGES=(build-essential cmake pkg-config clang libclang-rt-14-dev llvm-14
           libpcre2-dev libjansson-dev libmicrohttpd-dev libssl-dev
           nodejs npm tmux ca-certificates git)
-# python3 (and numpy) only when a shell test or the test build uses them.
-if grep -qsE '(^|[^a-z_])python3([^a-z_.]|$)' tests/test_*.sh tests/CMakeLists.txt; then
-    PACKAGES+=(python3)
-    if grep -qsE 'import[^"]*numpy' tests/test_*.sh; then PACKAGES+=(python3-numpy); fi
-fi
+# Python from Debian for the tests' independent checks: the PyTorch reference implementation
+# (reference/: torch, numpy, regex) and the OpenAPI document check (yaml).
+PACKAGES+=(python3 python3-numpy python3-torch python3-regex python3-yaml)
 
 if [[ -z "${ASAN_SYMBOLIZER_PATH:-}" && -x /usr/bin/llvm-symbolizer-14 ]]; then
     export ASAN_SYMBOLIZER_PATH=/usr/bin/llvm-symbolizer-14
@@ -39,7 +37,7 @@ usage() {
     cat <<'EOF'
 usage: ./bitnet.sh run [args...]   install what is missing, build (Release, build/), run bitnet
        ./bitnet.sh test            install what is missing, build and run the whole test suite:
-                                   Release ctest, ASan+UBSan ctest (build-asan/), fuzz smoke
+                                   Release ctest (with the fuzz smoke test), ASan+UBSan ctest
 EOF
 }
 
@@ -134,42 +132,6 @@ run_stage() { # run_stage NAME cmd... : runs and records, never aborts the scrip
 release_ctest() { (cd build && ctest --output-on-failure -j "$JOBS" </dev/null); }
 asan_all() { make asan JOBS="$JOBS" </dev/null; }
 
-# Short libFuzzer runs of every fuzz target, with its seed corpus (fuzz/corpus/<target>/ or
-# fuzz/corpus/<target without fuzz_>/) and dictionary (fuzz/dict/...) when present. Each run is
-# bounded by a run count and a time cap; its output goes to build-fuzz/smoke/<target>.log.
-fuzz_smoke() {
-    make fuzz JOBS="$JOBS" </dev/null || return 1
-    local bin name short args d rc=0 n=0 log
-    mkdir -p build-fuzz/smoke
-    while IFS= read -r bin; do
-        name="$(basename "$bin")"
-        short="${name#fuzz_}"
-        args=(-runs="${BITNET_FUZZ_RUNS:-20000}" -max_total_time="${BITNET_FUZZ_SECONDS:-10}"
-              -artifact_prefix=build-fuzz/smoke/"$name"- -print_final_stats=0)
-        for d in "fuzz/dict/$name.dict" "fuzz/dict/$short.dict"; do
-            [[ -f "$d" ]] && { args+=(-dict="$d"); break; }
-        done
-        # New inputs go to the first folder (scratch, in build-fuzz/), never into the repo's seeds.
-        rm -rf "build-fuzz/smoke/corpus-$name"
-        mkdir -p "build-fuzz/smoke/corpus-$name"
-        args+=("build-fuzz/smoke/corpus-$name")
-        for d in "fuzz/corpus/$name" "fuzz/corpus/$short"; do
-            [[ -d "$d" ]] && { args+=("$d"); break; }
-        done
-        log="build-fuzz/smoke/$name.log"
-        if "$bin" "${args[@]}" >"$log" 2>&1 </dev/null; then
-            printf '  ok      %-36s %s\n' "$name" "$(grep -E '^Done [0-9]+ runs' "$log" | tail -1)"
-        else
-            printf '  FAILED  %s (log: %s)\n' "$name" "$log"
-            tail -n 30 "$log"
-            rc=1
-        fi
-        n=$((n + 1))
-    done < <(find build-fuzz/fuzz -maxdepth 1 -type f -perm -u+x -name 'fuzz_*' 2>/dev/null | sort)
-    ((n > 0)) || { echo "no fuzz_* binaries found in build-fuzz/fuzz/"; return 1; }
-    return "$rc"
-}
-
 cmd_test() {
     local t0=$SECONDS
     ensure_packages
@@ -181,9 +143,6 @@ cmd_test() {
     fi
     run_stage "Release tests (ctest in build/)" release_ctest || true
     run_stage "ASan+UBSan build and tests (make asan, build-asan/)" asan_all || true
-    if compgen -G 'fuzz/*.c' >/dev/null; then
-        run_stage "fuzz smoke (make fuzz, build-fuzz/)" fuzz_smoke || true
-    fi
     banner "summary ($((SECONDS - t0)) s)"
     printf '  %s\n' "${STAGES[@]}"
     if ((FAILED)); then
