@@ -133,8 +133,11 @@ static void i2s_gemv_tile(int32_t raw[BN_I2S_TILE_ROWS], const uint8_t *tile, co
     }
 }
 
-/* One row (any layout) against up to 4 tokens (GEMM tile): codes decoded once per block. */
-static void i2s_row_tokens(int32_t *raw, bn_i2s_row w, const int8_t *x, int n, int cols) {
+/* One row (any layout) against up to 4 tokens (GEMM tile): codes decoded once per block. Inlined
+ * with a constant n (see i2s_row_tokens) so the accumulators stay in registers. */
+static inline __attribute__((always_inline)) void i2s_row_tokens_n(int32_t *raw, bn_i2s_row w,
+                                                                   const int8_t *x, const int n,
+                                                                   int cols) {
     const __m256i m3 = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
     __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
                       _mm256_setzero_si256()};
@@ -159,6 +162,15 @@ static void i2s_row_tokens(int32_t *raw, bn_i2s_row w, const int8_t *x, int n, i
         }
     }
     for (int t = 0; t < n; t++) raw[t] = hsum_epi32(acc[t]);
+}
+
+static void i2s_row_tokens(int32_t *raw, bn_i2s_row w, const int8_t *x, int n, int cols) {
+    switch (n) {
+    case 1: i2s_row_tokens_n(raw, w, x, 1, cols); break;
+    case 2: i2s_row_tokens_n(raw, w, x, 2, cols); break;
+    case 3: i2s_row_tokens_n(raw, w, x, 3, cols); break;
+    default: i2s_row_tokens_n(raw, w, x, 4, cols); break;
+    }
 }
 
 static void i2s_sums(int32_t *out, const bn_ternary_matrix *m, const bn_act_view *act,
@@ -301,6 +313,26 @@ static inline __m256 load_f16(const uint16_t *w) {
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
 }
 
+/* One F16 row against n tokens (a constant after inlining, so the accumulators stay in
+ * registers), prefetching the next row; the same per-lane order as the one-token path. */
+static inline __attribute__((always_inline)) void f16_row_tokens(float *y, int rows,
+                                                                 const uint16_t *wr, const float *x,
+                                                                 const int n, int cols, int cols16) {
+    __m256 lo[4], hi[4];
+    for (int t = 0; t < n; t++) lo[t] = hi[t] = _mm256_setzero_ps();
+    for (int c = 0; c < cols16; c += 16) {
+        _mm_prefetch((const char *)(wr + cols + c), _MM_HINT_T0);
+        __m256 w0 = load_f16(wr + c), w1 = load_f16(wr + c + 8);
+        for (int t = 0; t < n; t++) {
+            const float *xt = x + (size_t)t * cols + c;
+            lo[t] = _mm256_add_ps(lo[t], _mm256_mul_ps(w0, _mm256_loadu_ps(xt)));
+            hi[t] = _mm256_add_ps(hi[t], _mm256_mul_ps(w1, _mm256_loadu_ps(xt + 8)));
+        }
+    }
+    for (int t = 0; t < n; t++)
+        y[(size_t)t * rows] = f16_finish(lo[t], hi[t], wr, x + (size_t)t * cols, cols16, cols);
+}
+
 void bn_avx2_f16_matmul(float *y, const uint16_t *w, const float *x, int rows, int cols,
                         int n_tokens, int row_begin, int row_end) {
     const int cols16 = cols / 16 * 16;
@@ -332,20 +364,14 @@ void bn_avx2_f16_matmul(float *y, const uint16_t *w, const float *x, int rows, i
         const uint16_t *wr = w + (size_t)r * cols;
         for (int t0 = 0; t0 < n_tokens; t0 += 4) {
             int n = n_tokens - t0 < 4 ? n_tokens - t0 : 4;
-            __m256 lo[4], hi[4];
-            for (int t = 0; t < 4; t++) lo[t] = hi[t] = _mm256_setzero_ps();
-            for (int c = 0; c < cols16; c += 16) {
-                __m256 w0 = load_f16(wr + c), w1 = load_f16(wr + c + 8);
-                for (int t = 0; t < n; t++) {
-                    const float *xt = x + (size_t)(t0 + t) * cols + c;
-                    lo[t] = _mm256_add_ps(lo[t], _mm256_mul_ps(w0, _mm256_loadu_ps(xt)));
-                    hi[t] = _mm256_add_ps(hi[t], _mm256_mul_ps(w1, _mm256_loadu_ps(xt + 8)));
-                }
+            const float *xt = x + (size_t)t0 * cols;
+            float *yt = y + (size_t)t0 * rows + r;
+            switch (n) {
+            case 1: f16_row_tokens(yt, rows, wr, xt, 1, cols, cols16); break;
+            case 2: f16_row_tokens(yt, rows, wr, xt, 2, cols, cols16); break;
+            case 3: f16_row_tokens(yt, rows, wr, xt, 3, cols, cols16); break;
+            default: f16_row_tokens(yt, rows, wr, xt, 4, cols, cols16); break;
             }
-            for (int t = 0; t < n; t++)
-                y[(size_t)(t0 + t) * rows + r] = f16_finish(
-                    lo[t], hi[t], wr, x + (size_t)(t0 + t) * cols, cols16,
-                    cols);
         }
     }
 }
