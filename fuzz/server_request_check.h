@@ -1,6 +1,6 @@
 /*
- * fuzz_server_request.c: the server's request parsers (server/request.h) on arbitrary bodies.
- * The first byte picks /v1/completions or /v1/chat/completions; the rest is the body.
+ * server_request_check.h: the property checks shared by fuzz_completion_request and
+ * fuzz_chat_request, the server's request parsers (server/request.h) on arbitrary bodies.
  *
  * Properties: a body is either accepted (BN_OK) or rejected with status 400 and a message (500
  * only for out-of-memory); an accepted request satisfies every documented bound (n in [1, 16],
@@ -8,15 +8,15 @@
  * below the vocabulary, a named tool inside the tool list, logprobs in range) and its tool prompt
  * renders; freeing it leaves nothing behind (ASan/LSan).
  */
+#ifndef BN_FUZZ_SERVER_REQUEST_CHECK_H
+#define BN_FUZZ_SERVER_REQUEST_CHECK_H
+
 #include "bitnet.h"
 #include "fuzz_input.h"
 #include "server/request.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    if (size == 0) return 0;
-    bool chat = data[0] & 1;
-    const char *body = (const char *)data + 1;
-    size_t len = size - 1;
+static inline int bn_fuzz_check_request(bool chat, const char *body, size_t len) {
+
     bn_api_limits limits = {1000};
     bn_api_request r;
     bn_api_error e = {0};
@@ -54,3 +54,5 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     bn_api_request_free(&r);
     return 0;
 }
+
+#endif

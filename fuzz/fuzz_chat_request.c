@@ -1,0 +1,9 @@
+/*
+ * fuzz_chat_request.c: the server's POST /v1/chat/completions body parser on arbitrary bytes; the properties are in
+ * server_request_check.h.
+ */
+#include "server_request_check.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    return bn_fuzz_check_request(true, (const char *)data, size);
+}
