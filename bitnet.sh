@@ -87,31 +87,12 @@ build_release() {
     make build JOBS="$JOBS"
 }
 
-# Does the built binary have this subcommand? (its --help lists one command per line)
-has_command() {
-    build/bin/bitnet --help 2>/dev/null | grep -Eq "^  $1( |\$)"
-}
-
 cmd_run() {
     ensure_packages
     build_release
-    # `bitnet run` once it exists and has a model: the default one in models/, or the user's
-    # arguments (-m FILE ...).
-    if has_command run && { (($# > 0)) || compgen -G 'models/*.gguf' >/dev/null; }; then
-        banner "stage: bitnet run $*"
-        exec build/bin/bitnet run "$@"
-    fi
-    # Until a model ships in models/, run something real: write the example GGUF and inspect it.
-    has_command run && echo "no model in models/ yet: showing 'bitnet inspect' on the example file" \
-        "(pass arguments, e.g. -m FILE -p TEXT, to run 'bitnet run' on your own model)"
-    has_command gguf-example ||
-        die "build/bin/bitnet has neither 'run' nor 'gguf-example'; nothing to run yet"
-    local out="build/example/example.gguf"
-    mkdir -p "$(dirname "$out")"
-    banner "stage: bitnet gguf-example $out"
-    build/bin/bitnet gguf-example "$out"
-    banner "stage: bitnet inspect $out"
-    exec build/bin/bitnet inspect "$out"
+    # Without -m, `bitnet run` uses the shipped model models/kjv-bitnet.gguf.
+    banner "stage: bitnet run $*"
+    exec build/bin/bitnet run "$@"
 }
 
 STAGES=()
