@@ -116,7 +116,7 @@ if [ "${GPU_CHECK_ONLY_BUILD:-0}" = 1 ]; then log "done (build only)"; exit 0; f
 # ---- 2. GPU tests ----
 export BITNET_BIN=$PWD/$bin BITNET_SOURCE_DIR=$PWD BITNET_BUILD_DIR=$PWD/$BUILD BITNET_TEST_TMP=$TMP
 step ctest 90 "$OUT/ctest.log" ctest --test-dir "$BUILD" -R cuda --output-on-failure --timeout 80
-grep -E "tests passed|Passed|Failed|Skipped|min cosine|device:" "$OUT/ctest.log" >> "$summary"
+grep -E "tests passed|Passed|Failed|Skipped|min cosine|identical|device:" "$OUT/ctest.log" >> "$summary"
 
 # ---- 3. models and CUDA vs CPU logits ----
 step synth-tiny 20 "$OUT/eval.txt" "$bin" synth "$TMP/tiny.gguf" --preset tiny --seed 11
@@ -165,9 +165,9 @@ if "$bin" crossval --help 2>&1 | grep -q -- "--backend"; then
         --backend cuda --against cpu --greedy 16 --cos-tol 0.99 --mean-cos-tol 0.997 --pos0-tol 5e-3 --quiet
     for m in models/*.gguf; do
         [ -s "$m" ] && step "crossval-$(basename "$m")" 40 "$OUT/crossval.log" "$bin" crossval -m "$m" \
-            --tokens "$tokens" --backend cuda --against cpu --greedy 64 --quiet
+            --tokens "$tokens" --backend cuda --against cpu --greedy 64 --greedy-tie 1e-3 --quiet
     done
-    tail -5 "$OUT/crossval.log" >> "$summary"
+    grep -E "^summary|^greedy:|near-tie|PASS|FAIL" "$OUT/crossval.log" >> "$summary"
 else
     log "crossval: this build's bitnet has no --backend option"
 fi

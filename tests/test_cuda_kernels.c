@@ -345,8 +345,16 @@ static void test_attention(bool f16) {
     float *partials = to_device(NULL, bn_cuda_attention_scratch_floats(n, n_heads, head_dim, 800) * 4);
     bn_cuda_attention(ctx, dout, dq, dentries, n, layer, n_heads, n_kv_heads, head_dim, f16, 700, partials);
     from_device(gpu, dout, (size_t)n * n_heads * head_dim * 4);
-    EXPECT_CLOSE(f16 ? "attention (f16 cache)" : "attention (f32 cache)", gpu, ref,
-                 (size_t)n * n_heads * head_dim, 1e-4, 1.0);
+    /* the same formulas as the reference with the sums and exp in double: identical floats
+     * except where a double result falls within a few double ulps of a float rounding boundary */
+    const size_t n_out = (size_t)n * n_heads * head_dim;
+    size_t same = 0;
+    for (size_t i = 0; i < n_out; i++) same += memcmp(&gpu[i], &ref[i], sizeof(float)) == 0;
+    printf("attention (%s cache): %zu of %zu outputs identical to the CPU reference\n", f16 ? "f16" : "f32",
+           same, n_out);
+    CHECKF(same * 1000 >= n_out * 999, "attention (%s cache): only %zu of %zu outputs identical", f16 ? "f16" : "f32",
+           same, n_out);
+    EXPECT_CLOSE(f16 ? "attention (f16 cache)" : "attention (f32 cache)", gpu, ref, n_out, 1e-6, 1.0);
     for (int t = 0; t < n; t++) {
         bn_cuda_free(entries[t].k), bn_cuda_free(entries[t].v);
         free(host_k[t]), free(host_v[t]);

@@ -3,15 +3,16 @@
  * bn_isa_set_active when the CPU supports it) against the scalar reference (ref_ops.h) on
  * randomized shapes that are not multiples of 8/16 and on extreme values (huge, tiny, denormal,
  * +-inf, NaN). Bit-identical where the reference is a plain float formula (add, relu2_mul,
- * ReLU/ReLU^2, embedding, RoPE, batchnorm, pooling, conv1d); otherwise within 1e-5 relative:
+ * ReLU/ReLU^2, embedding, RoPE, batchnorm, pooling, conv1d), and for softmax and attention, which
+ * follow the reference formula by formula with sums and exp in double (they could differ only
+ * where a double result lies within a few double ulps of a float rounding boundary, about 1e-8
+ * of the values: none does in these fixed-seed inputs). Otherwise within 1e-5 relative:
  *   - rmsnorm: reductions in double on every path, so 1e-5 relative per element holds with room;
- *   - softmax/SiLU/GELU: vector exp (about 2 ulp) vs libm and double; subnormal results keep
+ *   - SiLU/GELU: vector exp (about 2 ulp) vs libm and double; subnormal results keep
  *     fewer bits, so an absolute FLT_MIN is added to the tolerance. GELU of very negative x has
  *     a relative error of about 3 ulp * |2y| from rounding y in float (measured 1.3e-5 at
  *     x < -5, where results are below 1e-24 |x|), so its tolerance adds 1e-20 * |x|. Measured
  *     elsewhere: SiLU 5.5e-6 (at x < -87, where exp(x) is subnormal), GELU 1.7e-6, exp 2.4e-7;
- *   - attention: float dot products vs the reference's double ones: error bounded by
- *     max|v| * (1e-5 + 8 * FLT_EPSILON * S), S = max over positions of sum |q_i k_i| / sqrt(d).
  * Also checks batch invariance and determinism on each path and that the registry counts the
  * kernel that ran. Skips (77) on a CPU without AVX2.
  */
@@ -137,13 +138,11 @@ static void check_softmax(const float *x, int n, const char *what) {
     memcpy(b, x, (size_t)n * 4);
     bn_ref_softmax(a, n);
     bn_softmax(b, n);
-    bool ok = true;
     double sum = 0;
-    for (int i = 0; i < n; i++) {
-        ok &= near(b[i], a[i], 1e-5, FLT_MIN);
-        sum += b[i];
-    }
-    CHECKF(ok, "%s softmax %s n=%d", bn_isa_name(isa), what, n);
+    for (int i = 0; i < n; i++) sum += b[i];
+    size_t where = 0;
+    CHECKF(all_same(b, a, (size_t)n, &where), "%s softmax %s n=%d: differs from the reference at %zu",
+           bn_isa_name(isa), what, n, where);
     CHECKF(isnan(a[0]) || fabs(sum - 1.0) < 1e-5, "%s softmax %s n=%d sum %g", bn_isa_name(isa),
            what, n, sum);
     free(a), free(b);
@@ -285,19 +284,6 @@ static void test_attention(void) {
                 k[i] = bn_fp16_to_fp32(k16[i]);
                 v[i] = bn_fp16_to_fp32(v16[i]);
             }
-            /* error bound from the float rounding of the scores */
-            double s_max = 0, v_max = 0;
-            for (int h = 0; h < n_heads; h++)
-                for (int t = 0; t <= pos; t++) {
-                    double s = 0;
-                    for (int i = 0; i < hd; i++)
-                        s += fabs(
-                            q[h * hd + i] *
-                            k[(size_t)t * n_kv * hd + (size_t)(h / (n_heads / n_kv)) * hd + i]);
-                    s_max = fmax(s_max, s / sqrt(hd));
-                }
-            for (size_t i = 0; i < nkv; i++) v_max = fmax(v_max, fabs(v[i]));
-            double tol = v_max * (1e-5 + 8 * FLT_EPSILON * s_max);
             for (int f16 = 0; f16 < 2; f16++) {
                 const void *kc = f16 ? (const void *)k16 : (const void *)k;
                 const void *vc = f16 ? (const void *)v16 : (const void *)v;
@@ -305,10 +291,11 @@ static void test_attention(void) {
                 bn_attention(b, q, kc, vc, f16, n_heads, n_kv, hd, pos, scratch);
                 bn_attention(b2, q, kc, vc, f16, n_heads, n_kv, hd, pos, scratch);
                 runs += 2;
-                double worst = 0;
-                for (size_t i = 0; i < nq; i++) worst = fmax(worst, fabs((double)b[i] - a[i]));
-                CHECKF(worst <= tol, "%s attention f16=%d hd=%d pos=%d heads=%d/%d: err %g > %g",
-                       bn_isa_name(isa), f16, hd, pos, n_heads, n_kv, worst, tol);
+                size_t where = 0;
+                CHECKF(all_same(b, a, nq, &where),
+                       "%s attention f16=%d hd=%d pos=%d heads=%d/%d: differs from the reference "
+                       "at %zu (%.9g, reference %.9g)",
+                       bn_isa_name(isa), f16, hd, pos, n_heads, n_kv, where, b[where], a[where]);
                 CHECK(memcmp(b, b2, nq * 4) == 0); /* deterministic */
             }
             free(q), free(k), free(v), free(k16), free(v16), free(a), free(b), free(b2),

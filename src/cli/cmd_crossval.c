@@ -52,6 +52,9 @@ static void usage(FILE *out) {
             "                         --mean-cos-tol 0.997, spec section 8)\n"
             "  --greedy N             also N greedy steps on both sides; reports the first step\n"
             "                         where they differ and the top-2 logit gap there\n"
+            "  --greedy-tie X         with --greedy: FAIL unless both runs are identical up to the\n"
+            "                         first step where the other side's top-2 gap is below X (a\n"
+            "                         near-tie; the issue's rule for trained models uses 1e-3)\n"
             "  --json FILE            write every number as JSON\n"
             "  --quiet                print the summary only\n"
             "  --help                 show this help\n");
@@ -62,6 +65,7 @@ typedef struct crossval_options {
     const char *prompt, *tokens, *backend, *against, *against_isa, *against_model;
     const char *reference_cmd, *json_path;
     double cos_tol, mean_cos_tol, pos0_tol; /* NAN: not checked */
+    double greedy_tie; /* NAN: the greedy near-tie rule is reported, not checked */
     int greedy;
     bool no_bos, quiet;
 } crossval_options;
@@ -82,18 +86,19 @@ static bn_cli_parse parse_own(crossval_options *o, int argc, char **argv, int *i
         *targets[k] = argv[++*i];
         return BN_CLI_CONSUMED;
     }
-    double *tols[] = {&o->cos_tol, &o->mean_cos_tol, &o->pos0_tol};
-    static const char *const tol_options[] = {"--cos-tol", "--mean-cos-tol", "--pos0-tol"};
-    for (size_t k = 0; k < 3; k++) {
+    double *tols[] = {&o->cos_tol, &o->mean_cos_tol, &o->pos0_tol, &o->greedy_tie};
+    static const char *const tol_options[] = {"--cos-tol", "--mean-cos-tol", "--pos0-tol",
+                                              "--greedy-tie"};
+    for (size_t k = 0; k < 4; k++) {
         if (strcmp(a, tol_options[k]) != 0) continue;
         float v;
         if (*i + 1 >= argc) {
             bn_error_set(err, BN_ERR_INVALID, "option %s needs a value", a);
             return BN_CLI_BAD;
         }
-        if (!bn_cli_parse_float(argv[++*i], k == 2 ? 0.0 : -1.0, k == 2 ? 1e30 : 1.0, &v)) {
+        if (!bn_cli_parse_float(argv[++*i], k >= 2 ? 0.0 : -1.0, k >= 2 ? 1e30 : 1.0, &v)) {
             bn_error_set(err, BN_ERR_INVALID, "invalid value '%s' for %s (expected %s)", argv[*i], a,
-                         k == 2 ? "a number >= 0" : "a number in [-1, 1]");
+                         k >= 2 ? "a number >= 0" : "a number in [-1, 1]");
             return BN_CLI_BAD;
         }
         *tols[k] = v;
@@ -222,6 +227,12 @@ static bn_status write_json(const char *path, const crossval_options *o, const c
         }
         json_t *jg = json_pack("{s:i, s:i, s:o, s:o}", "steps", g->n_steps, "first_diff",
                                g->first_diff, "engine_ids", je, "other_ids", jo);
+        json_t *jgaps = json_array();
+        for (int i = 0; i < g->n_steps; i++)
+            json_array_append_new(jgaps, g->other_gaps && !isnan(g->other_gaps[i])
+                                             ? json_real(g->other_gaps[i])
+                                             : json_null());
+        json_object_set_new(jg, "other_top2_gaps", jgaps);
         if (g->first_diff >= 0) {
             json_object_set_new(jg, "engine_top2_gap", json_real(g->engine_gap));
             json_object_set_new(jg, "other_top2_gap", json_real(g->other_gap));
@@ -236,7 +247,8 @@ static bn_status write_json(const char *path, const crossval_options *o, const c
 }
 
 int bn_cmd_crossval(int argc, char **argv, bn_error *err) {
-    crossval_options o = {.backend = "cpu", .cos_tol = 0.999, .mean_cos_tol = NAN, .pos0_tol = NAN};
+    crossval_options o = {.backend = "cpu", .cos_tol = 0.999, .mean_cos_tol = NAN, .pos0_tol = NAN,
+                          .greedy_tie = NAN};
     bn_cli_common_init(&o.common);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -420,6 +432,21 @@ int bn_cmd_crossval(int argc, char **argv, bn_error *err) {
                    "engine %.4e, other %.4e\n",
                    greedy.first_diff, (int)greedy.engine_ids[greedy.first_diff],
                    (int)greedy.other_ids[greedy.first_diff], greedy.engine_gap, greedy.other_gap);
+        double tie = isnan(o.greedy_tie) ? 1e-3 : o.greedy_tie;
+        int tie_step;
+        bool held = bn_crossval_greedy_rule(&greedy, tie, &tie_step);
+        if (tie_step >= 0)
+            printf("greedy: first near-tie (other side's top-2 gap %.4e < %g) at step %d\n",
+                   greedy.other_gaps[tie_step], tie, tie_step);
+        printf("greedy near-tie rule (gap %g): %s%s\n", tie, held ? "holds" : "does not hold",
+               isnan(o.greedy_tie) ? " (reported only: no --greedy-tie)" : "");
+        if (!held && !isnan(o.greedy_tie)) {
+            if (pass)
+                snprintf(why, sizeof why,
+                         "greedy runs differ at step %d before any near-tie (gap < %g)",
+                         greedy.first_diff, tie);
+            pass = false;
+        }
     }
     if (o.json_path && write_json(o.json_path, &o, engine_name, other_name, ids.ids, ids.n, pos, &s,
                                   &greedy, pass, err) != BN_OK)

@@ -407,6 +407,7 @@ bn_status bn_crossval_command_tokenize(bn_tokens *ids, const char *command, cons
 void bn_crossval_greedy_free(bn_crossval_greedy *g) {
     free(g->engine_ids);
     free(g->other_ids);
+    free(g->other_gaps);
     memset(g, 0, sizeof *g);
 }
 
@@ -466,7 +467,7 @@ bn_status bn_crossval_run_greedy(bn_crossval_greedy *out, bn_logits_source *engi
     out->engine_ids = malloc(steps * sizeof *out->engine_ids);
     out->other_ids = malloc(steps * sizeof *out->other_ids);
     double *engine_gaps = malloc(steps * sizeof *engine_gaps);
-    double *other_gaps = malloc(steps * sizeof *other_gaps);
+    double *other_gaps = out->other_gaps = malloc(steps * sizeof *other_gaps);
     bn_status st = BN_OK;
     if (!out->engine_ids || !out->other_ids || !engine_gaps || !other_gaps) {
         st = bn_error_set(err, BN_ERR_NOMEM, "out of memory");
@@ -478,6 +479,8 @@ bn_status bn_crossval_run_greedy(bn_crossval_greedy *out, bn_logits_source *engi
                        : greedy_stepped(other, out->other_ids, other_gaps, tokens, n, n_steps, err);
     if (st != BN_OK) goto done;
     out->n_steps = n_steps;
+    if (other->greedy)
+        for (size_t i = 0; i < steps; i++) other_gaps[i] = NAN;
     for (int i = 0; i < n_steps; i++) {
         if (out->engine_ids[i] == out->other_ids[i]) continue;
         out->first_diff = i;
@@ -487,11 +490,22 @@ bn_status bn_crossval_run_greedy(bn_crossval_greedy *out, bn_logits_source *engi
             st = gap_after(&out->other_gap, other, tokens, n, out->engine_ids, (size_t)i, err);
         else
             out->other_gap = other_gaps[i];
+        other_gaps[i] = out->other_gap;
         break;
     }
 done:
     free(engine_gaps);
-    free(other_gaps);
     if (st != BN_OK) bn_crossval_greedy_free(out);
     return st;
+}
+
+bool bn_crossval_greedy_rule(const bn_crossval_greedy *g, double tie, int *tie_step) {
+    int last = g->first_diff < 0 ? g->n_steps - 1 : g->first_diff;
+    *tie_step = -1;
+    for (int i = 0; i <= last; i++)
+        if (g->other_gaps && g->other_gaps[i] < tie) { /* NAN (unknown) never counts */
+            *tie_step = i;
+            break;
+        }
+    return g->first_diff < 0 || *tie_step >= 0;
 }

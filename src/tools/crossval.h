@@ -98,7 +98,16 @@ typedef struct bn_crossval_greedy {
     int32_t *engine_ids;   /* n_steps ids each (owned: bn_crossval_greedy_free) */
     int32_t *other_ids;
     double engine_gap, other_gap; /* top-1 minus top-2 logit at first_diff */
+    /* the other side's gap at each step 0..n_steps-1 (owned); NAN where unknown (a reference
+     * program that generates by itself reports only the gap at first_diff) */
+    double *other_gaps;
 } bn_crossval_greedy;
+
+/* The near-tie rule: the two greedy runs must be identical up to the first step where the other
+ * side's top-2 gap is below tie (a near-tie, where a rounding difference may pick either token).
+ * Returns true when it holds; *tie_step gets that first near-tie step (-1: none before the first
+ * difference or the end). */
+bool bn_crossval_greedy_rule(const bn_crossval_greedy *g, double tie, int *tie_step);
 
 bn_status bn_crossval_run_greedy(bn_crossval_greedy *out, bn_logits_source *engine,
                                  bn_logits_source *other, const int32_t *tokens, size_t n,

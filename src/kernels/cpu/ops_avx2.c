@@ -4,6 +4,15 @@
  * scalar reference (no FMA contraction), so they are bit-identical to it; reductions (RMSNorm,
  * softmax denominator, attention) use vector lanes and differ from the reference only by
  * summation order. exp is a vector implementation accurate to about 2 ulp (see exp8).
+ *
+ * Softmax and attention follow the reference formula by formula in double: dot products and
+ * weighted sums of floats accumulate in double (each product is exact there, so only the order
+ * of the additions differs, by double rounding), and softmax's exp is evaluated in double
+ * (exp4d, a few double ulps) and rounded to float as the reference's (float)exp(). So they give
+ * the reference's floats except where a double result lies within a few double ulps of a float
+ * rounding boundary (about 1e-8 of the values), and the CPU paths and the CUDA backend, which
+ * does the same, stay together in a greedy run instead of parting at the first int8 rounding
+ * flip that a last-bit difference would cause.
  */
 #include "kernels/cpu/ops_isa.h"
 
@@ -52,6 +61,37 @@ static inline __m256 exp8(__m256 x) {
     __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
     __m256 result = _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
     return _mm256_blendv_ps(result, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+}
+
+/* exp(x) for 4 doubles: x = n ln2 + r with |r| <= ln2/2 (ln2 in two parts, FMA reduction),
+ * exp(r) by its Taylor series to degree 13 (truncation below 1e-17 relative), times 2^n built in
+ * the exponent field. A few double ulps. x is clamped to [-110, 89], where the float result is 0
+ * or +inf anyway; NaN is not expected (softmax handles NaN rows first). */
+static inline __m256d exp4d(__m256d x) {
+    __m256d xc = _mm256_min_pd(_mm256_max_pd(x, _mm256_set1_pd(-110.0)), _mm256_set1_pd(89.0));
+    __m256d n = _mm256_round_pd(_mm256_mul_pd(xc, _mm256_set1_pd(1.4426950408889634)),
+                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256d r = _mm256_fnmadd_pd(n, _mm256_set1_pd(6.93147180369123816490e-01), xc);
+    r = _mm256_fnmadd_pd(n, _mm256_set1_pd(1.90821492927058770002e-10), r);
+    static const double inv_factorial[14] = {
+        1.0,          1.0,           1.0 / 2,          1.0 / 6,           1.0 / 24,
+        1.0 / 120,    1.0 / 720,     1.0 / 5040,       1.0 / 40320,       1.0 / 362880,
+        1.0 / 3628800, 1.0 / 39916800, 1.0 / 479001600, 1.0 / 6227020800.0};
+    __m256d p = _mm256_set1_pd(inv_factorial[13]);
+    for (int k = 12; k >= 0; k--) p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(inv_factorial[k]));
+    __m256i e = _mm256_cvtepi32_epi64(_mm256_cvtpd_epi32(n));
+    e = _mm256_slli_epi64(_mm256_add_epi64(e, _mm256_set1_epi64x(1023)), 52);
+    return _mm256_mul_pd(p, _mm256_castsi256_pd(e));
+}
+
+/* (float)exp((double)(x[i] - max)) for 8 floats: stored back and returned. */
+static inline __m256 softmax_exp8(float *x, __m256 vm) {
+    __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x), vm);
+    __m128 e0 = _mm256_cvtpd_ps(exp4d(_mm256_cvtps_pd(_mm256_castps256_ps128(d))));
+    __m128 e1 = _mm256_cvtpd_ps(exp4d(_mm256_cvtps_pd(_mm256_extractf128_ps(d, 1))));
+    __m256 e = _mm256_insertf128_ps(_mm256_castps128_ps256(e0), e1, 1);
+    _mm256_storeu_ps(x, e);
+    return e;
 }
 
 /* Loads n < 8 floats (rest zero). */
@@ -148,21 +188,21 @@ void bn_avx2_softmax(float *x, int n) {
             max = x[i];
     }
     if (bn_ref_softmax_special(x, n, max, has_nan)) return;
+    /* as the reference: e = (float)exp((double)(x - max)), the sum of the e in double */
     __m256 vm = _mm256_set1_ps(max);
     __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
     i = 0;
     for (; i + 8 <= n; i += 8) {
-        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
-        _mm256_storeu_ps(x + i, e);
+        __m256 e = softmax_exp8(x + i, vm);
         s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
         s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
     }
     double sum = hsum4d(_mm256_add_pd(s0, s1));
     if (i < n) {
+        float tmp[8] = {0};
         int rest = n - i;
-        __m256 e = exp8(_mm256_sub_ps(load_partial(x + i, rest), vm));
-        float tmp[8];
-        _mm256_storeu_ps(tmp, e);
+        memcpy(tmp, x + i, (size_t)rest * sizeof(float));
+        softmax_exp8(tmp, vm);
         for (int j = 0; j < rest; j++) {
             x[i + j] = tmp[j];
             sum += tmp[j];
@@ -277,43 +317,37 @@ static inline float kv_value(const void *cache, bool f16, size_t index) {
     return ((const float *)cache)[index];
 }
 
-/* Horizontal sums of four vectors, [sum a, sum b, sum c, sum d], by a fixed tree. */
-static inline __m128 reduce4(__m256 a, __m256 b, __m256 c, __m256 d) {
-    __m256 s = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
-    return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+/* 8 cache values as two halves of doubles. */
+static inline void load_kv8d(const void *cache, bool f16, size_t index, __m256d *lo, __m256d *hi) {
+    __m256 v = load_kv8(cache, f16, index);
+    *lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+    *hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
 }
 
-/* Scores of `count` (1..4) consecutive positions starting at row offset base: one accumulator
- * chain per position over the vector part of head_dim, then reduce4 and the scalar tail, so a
- * position's score does not depend on how positions were grouped. */
+/* Scores of `count` (1..4) consecutive positions starting at row offset base: q . k in double as
+ * the reference (products of floats are exact in double), one accumulator pair per position over
+ * the vector part of head_dim, then the scalar tail. */
 static inline void scores4(float *scores, const float *qh, const void *k_cache, bool f16,
                            size_t base, size_t row, int count, int head_dim, int vec_dim,
                            float scale) {
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
-                     _mm256_setzero_ps()};
-    if (count == 4) {
-        for (int d = 0; d < vec_dim; d += 8) {
-            __m256 qv = _mm256_loadu_ps(qh + d);
-            acc[0] = _mm256_fmadd_ps(qv, load_kv8(k_cache, f16, base + (size_t)d), acc[0]);
-            acc[1] = _mm256_fmadd_ps(qv, load_kv8(k_cache, f16, base + row + (size_t)d), acc[1]);
-            acc[2] =
-                _mm256_fmadd_ps(qv, load_kv8(k_cache, f16, base + 2 * row + (size_t)d), acc[2]);
-            acc[3] =
-                _mm256_fmadd_ps(qv, load_kv8(k_cache, f16, base + 3 * row + (size_t)d), acc[3]);
+    __m256d acc[8];
+    for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_pd();
+    for (int d = 0; d < vec_dim; d += 8) {
+        __m256 qv = _mm256_loadu_ps(qh + d);
+        __m256d q0 = _mm256_cvtps_pd(_mm256_castps256_ps128(qv));
+        __m256d q1 = _mm256_cvtps_pd(_mm256_extractf128_ps(qv, 1));
+        for (int j = 0; j < count; j++) {
+            __m256d k0, k1;
+            load_kv8d(k_cache, f16, base + (size_t)j * row + (size_t)d, &k0, &k1);
+            acc[2 * j] = _mm256_fmadd_pd(q0, k0, acc[2 * j]);
+            acc[2 * j + 1] = _mm256_fmadd_pd(q1, k1, acc[2 * j + 1]);
         }
-    } else {
-        for (int j = 0; j < count; j++)
-            for (int d = 0; d < vec_dim; d += 8)
-                acc[j] = _mm256_fmadd_ps(_mm256_loadu_ps(qh + d),
-                                         load_kv8(k_cache, f16, base + (size_t)j * row + (size_t)d),
-                                         acc[j]);
     }
-    float dots[4];
-    _mm_storeu_ps(dots, reduce4(acc[0], acc[1], acc[2], acc[3]));
     for (int j = 0; j < count; j++) {
+        double dot = hsum4d(_mm256_add_pd(acc[2 * j], acc[2 * j + 1]));
         for (int d = vec_dim; d < head_dim; d++)
-            dots[j] += qh[d] * kv_value(k_cache, f16, base + (size_t)j * row + (size_t)d);
-        scores[j] = dots[j] * scale;
+            dot += (double)qh[d] * (double)kv_value(k_cache, f16, base + (size_t)j * row + (size_t)d);
+        scores[j] = (float)dot * scale;
     }
 }
 
@@ -333,36 +367,45 @@ void bn_avx2_attention(float *out, const float *q, const void *k_cache, const vo
             scores4(scratch + t, qh, k_cache, kv_f16, (size_t)t * row + kv_offset, row,
                     n_pos - t < 4 ? n_pos - t : 4, head_dim, vec_dim, scale);
         bn_avx2_softmax(scratch, n_pos);
-        /* out = sum_t p_t v_t: 64 dims at a time in registers, then 8, then single; every lane
-         * sums over t in order, so the chunking does not change any result */
+        /* out = sum_t p_t v_t in double (exact products): 32 dims at a time in 8 registers,
+         * then 8, then single dims */
         float *oh = out + (size_t)h * (size_t)head_dim;
         int d0 = 0;
-        for (; d0 + 64 <= vec_dim; d0 += 64) {
-            __m256 o[8];
-            for (int j = 0; j < 8; j++) o[j] = _mm256_setzero_ps();
+        for (; d0 + 32 <= vec_dim; d0 += 32) {
+            __m256d o[8];
+            for (int j = 0; j < 8; j++) o[j] = _mm256_setzero_pd();
             for (int t = 0; t < n_pos; t++) {
                 size_t base = (size_t)t * row + kv_offset + (size_t)d0;
-                __m256 p = _mm256_broadcast_ss(scratch + t);
-                for (int j = 0; j < 8; j++)
-                    o[j] =
-                        _mm256_fmadd_ps(p, load_kv8(v_cache, kv_f16, base + (size_t)j * 8), o[j]);
+                __m256d p = _mm256_set1_pd((double)scratch[t]);
+                for (int j = 0; j < 4; j++) {
+                    __m256d v0, v1;
+                    load_kv8d(v_cache, kv_f16, base + (size_t)j * 8, &v0, &v1);
+                    o[2 * j] = _mm256_fmadd_pd(p, v0, o[2 * j]);
+                    o[2 * j + 1] = _mm256_fmadd_pd(p, v1, o[2 * j + 1]);
+                }
             }
-            for (int j = 0; j < 8; j++) _mm256_storeu_ps(oh + d0 + j * 8, o[j]);
+            for (int j = 0; j < 4; j++)
+                _mm256_storeu_ps(oh + d0 + j * 8,
+                                 _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(o[2 * j])),
+                                                      _mm256_cvtpd_ps(o[2 * j + 1]), 1));
         }
         for (; d0 + 8 <= vec_dim; d0 += 8) {
-            __m256 o0 = _mm256_setzero_ps();
-            for (int t = 0; t < n_pos; t++)
-                o0 = _mm256_fmadd_ps(
-                    _mm256_broadcast_ss(scratch + t),
-                    load_kv8(v_cache, kv_f16, (size_t)t * row + kv_offset + (size_t)d0), o0);
-            _mm256_storeu_ps(oh + d0, o0);
+            __m256d o0 = _mm256_setzero_pd(), o1 = _mm256_setzero_pd();
+            for (int t = 0; t < n_pos; t++) {
+                __m256d p = _mm256_set1_pd((double)scratch[t]), v0, v1;
+                load_kv8d(v_cache, kv_f16, (size_t)t * row + kv_offset + (size_t)d0, &v0, &v1);
+                o0 = _mm256_fmadd_pd(p, v0, o0);
+                o1 = _mm256_fmadd_pd(p, v1, o1);
+            }
+            _mm256_storeu_ps(oh + d0, _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(o0)),
+                                                           _mm256_cvtpd_ps(o1), 1));
         }
         for (int d = vec_dim; d < head_dim; d++) {
-            float acc = 0.0f;
+            double acc = 0.0;
             for (int t = 0; t < n_pos; t++)
-                acc = fmaf(scratch[t],
-                           kv_value(v_cache, kv_f16, (size_t)t * row + kv_offset + (size_t)d), acc);
-            oh[d] = acc;
+                acc += (double)scratch[t] *
+                       (double)kv_value(v_cache, kv_f16, (size_t)t * row + kv_offset + (size_t)d);
+            oh[d] = (float)acc;
         }
     }
 }

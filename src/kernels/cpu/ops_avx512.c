@@ -2,7 +2,9 @@
  * ops_avx512.c: AVX-512 paths of the ops where 16 lanes and masked tails pay: RMSNorm, softmax
  * and attention (above all over the F16 KV cache, converted 16 values per instruction). Other
  * ops run their AVX2 kernel on AVX-512 CPUs. Semantics and accuracy as in ops_avx2.c: the same
- * float formulas as the reference, reductions in lane order, exp accurate to about 2 ulp.
+ * float formulas as the reference, reductions in lane order; softmax and attention follow the
+ * reference formula by formula with their sums and exp in double (see ops_avx2.c), so they give
+ * its floats except within a few double ulps of a float rounding boundary.
  */
 #include "kernels/cpu/ops_isa.h"
 
@@ -11,25 +13,27 @@
 
 static inline __mmask16 tail_mask(int n) { return (__mmask16)((1u << n) - 1u); }
 
-/* exp(x) for 16 floats: the reduction and Taylor polynomial of ops_avx2.c's exp8; scalef applies
- * 2^n with one rounding (subnormal results included) and overflows to +inf. NaN stays NaN. */
-static inline __m512 exp16(__m512 x) {
-    __m512 xc = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0f)), _mm512_set1_ps(89.0f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), xc);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606820309417e-06f), r);
-    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    __m512 result = _mm512_scalef_ps(p, n);
-    __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
-    return _mm512_mask_mov_ps(result, nan, x);
+/* exp(x) for 8 doubles: the reduction and degree-13 Taylor polynomial of ops_avx2.c's exp4d;
+ * scalef applies 2^n. x is clamped to [-110, 89], where the float result is 0 or +inf anyway. */
+static inline __m512d exp8d(__m512d x) {
+    __m512d xc = _mm512_min_pd(_mm512_max_pd(x, _mm512_set1_pd(-110.0)), _mm512_set1_pd(89.0));
+    __m512d n = _mm512_roundscale_pd(_mm512_mul_pd(xc, _mm512_set1_pd(1.4426950408889634)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512d r = _mm512_fnmadd_pd(n, _mm512_set1_pd(6.93147180369123816490e-01), xc);
+    r = _mm512_fnmadd_pd(n, _mm512_set1_pd(1.90821492927058770002e-10), r);
+    static const double inv_factorial[14] = {
+        1.0,          1.0,           1.0 / 2,          1.0 / 6,           1.0 / 24,
+        1.0 / 120,    1.0 / 720,     1.0 / 5040,       1.0 / 40320,       1.0 / 362880,
+        1.0 / 3628800, 1.0 / 39916800, 1.0 / 479001600, 1.0 / 6227020800.0};
+    __m512d p = _mm512_set1_pd(inv_factorial[13]);
+    for (int k = 12; k >= 0; k--) p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(inv_factorial[k]));
+    return _mm512_scalef_pd(p, n);
+}
+
+/* The two halves of 16 floats as doubles. */
+static inline __m512d low_pd(__m512 v) { return _mm512_cvtps_pd(_mm512_castps512_ps256(v)); }
+static inline __m512d high_pd(__m512 v) {
+    return _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
 }
 
 void bn_avx512_rmsnorm(float *out, const float *x, const float *weight, int n_tokens, int cols,
@@ -72,19 +76,17 @@ void bn_avx512_softmax(float *x, int n) {
     }
     float max = _mm512_reduce_max_ps(vmax);
     if (bn_ref_softmax_special(x, n, max, nan != 0)) return;
-    __m512 vm = _mm512_set1_ps(max);
-    __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
-    for (int i = 0; i < n; i += 16) {
-        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : tail_mask(n - i);
-        __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vm));
-        e = _mm512_maskz_mov_ps(m, e);
-        _mm512_mask_storeu_ps(x + i, m, e);
-        s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
-        s1 = _mm512_add_pd(
-            s1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
+    /* as the reference: e = (float)exp((double)(x - max)), the sum of the e in double */
+    __m256 vm = _mm256_set1_ps(max);
+    __m512d sum = _mm512_setzero_pd();
+    for (int i = 0; i < n; i += 8) {
+        __mmask8 m = n - i >= 8 ? (__mmask8)0xff : (__mmask8)((1u << (n - i)) - 1u);
+        __m256 d = _mm256_sub_ps(_mm256_maskz_loadu_ps(m, x + i), vm);
+        __m256 e = _mm256_maskz_mov_ps(m, _mm512_cvtpd_ps(exp8d(_mm512_cvtps_pd(d))));
+        _mm256_mask_storeu_ps(x + i, m, e);
+        sum = _mm512_add_pd(sum, _mm512_cvtps_pd(e));
     }
-    double sum = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
-    __m512 inv = _mm512_set1_ps((float)(1.0 / sum));
+    __m512 inv = _mm512_set1_ps((float)(1.0 / _mm512_reduce_add_pd(sum)));
     for (int i = 0; i < n; i += 16) {
         __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : tail_mask(n - i);
         _mm512_mask_storeu_ps(x + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), inv));
@@ -97,35 +99,24 @@ static inline __m512 load_kv16(const void *cache, bool f16, size_t index, __mmas
     return _mm512_maskz_loadu_ps(m, (const float *)cache + index);
 }
 
-/* Scores of `count` (1..4) consecutive positions from row offset base: one accumulator chain
- * per position over head_dim (masked tail), so grouping does not change any score. */
+/* Scores of `count` (1..4) consecutive positions from row offset base: q . k in double as the
+ * reference (products of floats are exact in double), one accumulator pair per position. */
 static inline void scores4(float *scores, const float *qh, const void *k_cache, bool f16,
-                           size_t base, size_t row, int count, int head_dim, __mmask16 last,
-                           float scale) {
-    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
-                     _mm512_setzero_ps()};
-    if (count == 4) {
-        for (int d = 0; d < head_dim; d += 16) {
-            __mmask16 m = head_dim - d >= 16 ? (__mmask16)0xffff : last;
-            __m512 qv = _mm512_maskz_loadu_ps(m, qh + d);
-            acc[0] = _mm512_fmadd_ps(qv, load_kv16(k_cache, f16, base + (size_t)d, m), acc[0]);
-            acc[1] =
-                _mm512_fmadd_ps(qv, load_kv16(k_cache, f16, base + row + (size_t)d, m), acc[1]);
-            acc[2] =
-                _mm512_fmadd_ps(qv, load_kv16(k_cache, f16, base + 2 * row + (size_t)d, m), acc[2]);
-            acc[3] =
-                _mm512_fmadd_ps(qv, load_kv16(k_cache, f16, base + 3 * row + (size_t)d, m), acc[3]);
+                           size_t base, size_t row, int count, int head_dim, float scale) {
+    __m512d acc[8];
+    for (int j = 0; j < 8; j++) acc[j] = _mm512_setzero_pd();
+    for (int d = 0; d < head_dim; d += 16) {
+        __mmask16 m = head_dim - d >= 16 ? (__mmask16)0xffff : tail_mask(head_dim - d);
+        __m512 qv = _mm512_maskz_loadu_ps(m, qh + d);
+        __m512d q0 = low_pd(qv), q1 = high_pd(qv);
+        for (int j = 0; j < count; j++) {
+            __m512 k = load_kv16(k_cache, f16, base + (size_t)j * row + (size_t)d, m);
+            acc[2 * j] = _mm512_fmadd_pd(q0, low_pd(k), acc[2 * j]);
+            acc[2 * j + 1] = _mm512_fmadd_pd(q1, high_pd(k), acc[2 * j + 1]);
         }
-    } else {
-        for (int j = 0; j < count; j++)
-            for (int d = 0; d < head_dim; d += 16) {
-                __mmask16 m = head_dim - d >= 16 ? (__mmask16)0xffff : last;
-                acc[j] = _mm512_fmadd_ps(
-                    _mm512_maskz_loadu_ps(m, qh + d),
-                    load_kv16(k_cache, f16, base + (size_t)j * row + (size_t)d, m), acc[j]);
-            }
     }
-    for (int j = 0; j < count; j++) scores[j] = _mm512_reduce_add_ps(acc[j]) * scale;
+    for (int j = 0; j < count; j++)
+        scores[j] = (float)_mm512_reduce_add_pd(_mm512_add_pd(acc[2 * j], acc[2 * j + 1])) * scale;
 }
 
 void bn_avx512_attention(float *out, const float *q, const void *k_cache, const void *v_cache,
@@ -135,44 +126,39 @@ void bn_avx512_attention(float *out, const float *q, const void *k_cache, const 
     size_t row = (size_t)n_kv_heads * (size_t)head_dim;
     float scale = (float)(1.0 / sqrt((double)head_dim));
     int n_pos = pos + 1;
-    const __mmask16 full = 0xffff;
-    __mmask16 last = (head_dim & 15) ? tail_mask(head_dim & 15) : full;
     for (int h = head_begin; h < head_end; h++) {
         const float *qh = q + (size_t)h * (size_t)head_dim;
         size_t kv_offset = (size_t)(h / group) * (size_t)head_dim;
         /* scores: q . k_t for every cached position, four positions per pass */
         for (int t = 0; t < n_pos; t += 4)
             scores4(scratch + t, qh, k_cache, kv_f16, (size_t)t * row + kv_offset, row,
-                    n_pos - t < 4 ? n_pos - t : 4, head_dim, last, scale);
+                    n_pos - t < 4 ? n_pos - t : 4, head_dim, scale);
         bn_avx512_softmax(scratch, n_pos);
-        /* out = sum_t p_t v_t, 64 dims at a time in registers, then 16 (masked); every lane
-         * sums over t in order */
+        /* out = sum_t p_t v_t in double (exact products), 64 dims at a time in 8 registers */
         float *oh = out + (size_t)h * (size_t)head_dim;
-        int d0 = 0;
-        for (; d0 + 64 <= head_dim; d0 += 64) {
-            __m512 o0 = _mm512_setzero_ps(), o1 = _mm512_setzero_ps();
-            __m512 o2 = _mm512_setzero_ps(), o3 = _mm512_setzero_ps();
+        for (int d0 = 0; d0 < head_dim; d0 += 64) {
+            __mmask16 m[4];
+            for (int k = 0; k < 4; k++) {
+                int left = head_dim - d0 - 16 * k;
+                m[k] = left >= 16 ? (__mmask16)0xffff : left > 0 ? tail_mask(left) : 0;
+            }
+            __m512d o[8];
+            for (int j = 0; j < 8; j++) o[j] = _mm512_setzero_pd();
             for (int t = 0; t < n_pos; t++) {
                 size_t base = (size_t)t * row + kv_offset + (size_t)d0;
-                __m512 p = _mm512_set1_ps(scratch[t]);
-                o0 = _mm512_fmadd_ps(p, load_kv16(v_cache, kv_f16, base, full), o0);
-                o1 = _mm512_fmadd_ps(p, load_kv16(v_cache, kv_f16, base + 16, full), o1);
-                o2 = _mm512_fmadd_ps(p, load_kv16(v_cache, kv_f16, base + 32, full), o2);
-                o3 = _mm512_fmadd_ps(p, load_kv16(v_cache, kv_f16, base + 48, full), o3);
+                __m512d p = _mm512_set1_pd((double)scratch[t]);
+                for (int k = 0; k < 4; k++) {
+                    if (!m[k]) break;
+                    __m512 v = load_kv16(v_cache, kv_f16, base + (size_t)(16 * k), m[k]);
+                    o[2 * k] = _mm512_fmadd_pd(p, low_pd(v), o[2 * k]);
+                    o[2 * k + 1] = _mm512_fmadd_pd(p, high_pd(v), o[2 * k + 1]);
+                }
             }
-            _mm512_storeu_ps(oh + d0, o0);
-            _mm512_storeu_ps(oh + d0 + 16, o1);
-            _mm512_storeu_ps(oh + d0 + 32, o2);
-            _mm512_storeu_ps(oh + d0 + 48, o3);
-        }
-        for (; d0 < head_dim; d0 += 16) {
-            __mmask16 m = head_dim - d0 >= 16 ? full : last;
-            __m512 o0 = _mm512_setzero_ps();
-            for (int t = 0; t < n_pos; t++)
-                o0 = _mm512_fmadd_ps(
-                    _mm512_set1_ps(scratch[t]),
-                    load_kv16(v_cache, kv_f16, (size_t)t * row + kv_offset + (size_t)d0, m), o0);
-            _mm512_mask_storeu_ps(oh + d0, m, o0);
+            for (int k = 0; k < 4 && m[k]; k++) {
+                __m256 lo = _mm512_cvtpd_ps(o[2 * k]), hi = _mm512_cvtpd_ps(o[2 * k + 1]);
+                _mm512_mask_storeu_ps(oh + d0 + 16 * k, m[k],
+                                      _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1));
+            }
         }
     }
 }

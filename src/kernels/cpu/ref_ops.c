@@ -108,7 +108,7 @@ void bn_ref_softmax(float *x, int n) {
     if (bn_ref_softmax_special(x, n, max, has_nan)) return;
     double sum = 0.0;
     for (int i = 0; i < n; i++) {
-        x[i] = expf(x[i] - max);
+        x[i] = (float)exp((double)(x[i] - max)); /* exp in double: the same float everywhere */
         sum += x[i];
     }
     float inv = (float)(1.0 / sum);

@@ -115,13 +115,15 @@ void bn_cuda_kv_store(bn_cuda_context *ctx, const bn_cuda_kv_entry *entries, int
                       bool f16, const float *k, const float *v);
 /* Positions per attention split (the context is cut into splits that run in parallel). */
 #define BN_CUDA_ATTENTION_SPLIT 256
-/* Floats of partials scratch attention needs for n tokens over up to max_context positions. */
+/* Floats of scratch attention needs for n tokens over up to max_context positions (the scores,
+ * then double partial sums of the splits). */
 size_t bn_cuda_attention_scratch_floats(int n, int n_heads, int head_dim, int max_context);
 /* Causal GQA attention of q[t] over rows 0..entries[t].pos of layer; max_pos is the largest
- * entries[t].pos (host value, sizes the launch); partials: scratch of the size above. */
+ * entries[t].pos (host value, sizes the launch); scratch: of the size above for at least n
+ * tokens and max_pos + 1 positions. Same formulas as bn_ref_attention, sums in double. */
 void bn_cuda_attention(bn_cuda_context *ctx, float *out, const float *q, const bn_cuda_kv_entry *entries,
                        int n, int layer, int n_heads, int n_kv_heads, int head_dim, bool f16, int max_pos,
-                       float *partials);
+                       float *scratch);
 /* Softmax of each of rows rows of n floats in place (the CPU reference's special cases too). */
 void bn_cuda_softmax(bn_cuda_context *ctx, float *x, int rows, int n);
 /* out = relu(gate)^2 * up (relu2 true) or silu(gate) * up. */

@@ -6,12 +6,11 @@
  * Design: each kernel follows its CPU reference (kernels/cpu/ref_ops.h) formula by formula:
  * reductions the reference does in double are done in double here, element-wise float formulas
  * use correctly rounded intrinsics in the reference's order (no FMA contraction), so those
- * outputs equal the CPU's. Attention accumulates in float in a parallel order (tested to 1e-4).
+ * outputs equal the CPU's. Attention too (see its section): its sums are in double.
  *
- * Attention: block (entry, query head, split) scores up to BN_CUDA_ATTENTION_SPLIT positions of
- * the context into shared memory, takes their softmax partials (max, sum, weighted V) and a
- * second kernel merges the splits, so one decoding token still spreads a long context over many
- * blocks, and a prefill runs every (token, head, split) at once.
+ * Attention is split over the context (BN_CUDA_ATTENTION_SPLIT positions per block), so one
+ * decoding token still spreads a long context over many blocks, and a prefill runs every
+ * (token, head, split) at once.
  */
 #include "kernels/cuda/cuda_common.cuh"
 
@@ -123,111 +122,11 @@ extern "C" void bn_cuda_kv_store(bn_cuda_context *ctx, const bn_cuda_kv_entry *e
     BN_CUDA_LAUNCHED(ctx, "cuda.kv_store", t0);
 }
 
-/* ---- attention ---- */
-
-#define ATTENTION_THREADS 128
-
-__device__ __forceinline__ float cache_value(const void *cache, bool f16, size_t index) {
-    return f16 ? __half2float(((const __half *)cache)[index]) : ((const float *)cache)[index];
-}
-
-/* partials: per (entry, head, split) head_dim + 2 floats: max score, sum of exp, then the
- * exp-weighted sum of V rows. An empty split writes max -inf and sum 0. */
-__global__ void attention_split_kernel(float *partials, const float *q, const bn_cuda_kv_entry *entries,
-                                       int layer, int n_heads, int group, int head_dim, int kv_dim, bool f16,
-                                       float scale, int n_splits) {
-    extern __shared__ float shared[];
-    float *qs = shared, *scores = shared + head_dim, *scratch = scores + SPLIT;
-    const int item = blockIdx.x, t = item / n_heads, h = item % n_heads, split = blockIdx.y;
-    const bn_cuda_kv_entry e = entries[t];
-    const int p0 = split * SPLIT, p1 = min(e.pos + 1, p0 + SPLIT);
-    float *part = partials + ((size_t)item * n_splits + split) * (size_t)(head_dim + 2);
-    if (p0 >= p1) {
-        if (threadIdx.x == 0) part[0] = -INFINITY, part[1] = 0.0f;
-        return;
-    }
-    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) qs[d] = q[((size_t)t * n_heads + h) * head_dim + d];
-    __syncthreads();
-    const size_t base = (size_t)layer * (size_t)e.capacity * (size_t)kv_dim + (size_t)(h / group) * head_dim;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
-    for (int p = p0 + warp; p < p1; p += n_warps) {
-        const size_t row = base + (size_t)p * kv_dim;
-        float dot = 0.0f;
-        for (int d = lane; d < head_dim; d += 32) dot += qs[d] * cache_value(e.k, f16, row + d);
-        for (int off = 16; off > 0; off >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, off);
-        if (lane == 0) scores[p - p0] = dot * scale;
-    }
-    __syncthreads();
-    const int len = p1 - p0;
-    float m = -INFINITY;
-    for (int i = threadIdx.x; i < len; i += blockDim.x) m = fmaxf(m, scores[i]);
-    m = block_max(m, scratch);
-    float l = 0.0f;
-    for (int i = threadIdx.x; i < len; i += blockDim.x) {
-        const float p = expf(scores[i] - m);
-        scores[i] = p;
-        l += p;
-    }
-    l = block_sum(l, scratch); /* its barriers also publish scores[] */
-    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
-        float acc = 0.0f;
-        for (int i = 0; i < len; i++) acc += scores[i] * cache_value(e.v, f16, base + (size_t)(p0 + i) * kv_dim + d);
-        part[2 + d] = acc;
-    }
-    if (threadIdx.x == 0) part[0] = m, part[1] = l;
-}
-
-__global__ void attention_merge_kernel(float *out, const float *partials, int head_dim, int n_splits) {
-    const int item = blockIdx.x;
-    const float *parts = partials + (size_t)item * n_splits * (size_t)(head_dim + 2);
-    float m = -INFINITY;
-    for (int s = 0; s < n_splits; s++) {
-        const float *p = parts + (size_t)s * (head_dim + 2);
-        if (p[1] > 0.0f) m = fmaxf(m, p[0]);
-    }
-    float l = 0.0f;
-    for (int s = 0; s < n_splits; s++) {
-        const float *p = parts + (size_t)s * (head_dim + 2);
-        if (p[1] > 0.0f) l += p[1] * expf(p[0] - m);
-    }
-    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
-        float acc = 0.0f;
-        for (int s = 0; s < n_splits; s++) {
-            const float *p = parts + (size_t)s * (head_dim + 2);
-            if (p[1] > 0.0f) acc += p[2 + d] * expf(p[0] - m);
-        }
-        out[(size_t)item * head_dim + d] = acc / l;
-    }
-}
-
-extern "C" size_t bn_cuda_attention_scratch_floats(int n, int n_heads, int head_dim, int max_context) {
-    size_t splits = (size_t)(max_context + SPLIT - 1) / SPLIT;
-    return (size_t)n * (size_t)n_heads * splits * (size_t)(head_dim + 2);
-}
-
-extern "C" void bn_cuda_attention(bn_cuda_context *ctx, float *out, const float *q,
-                                  const bn_cuda_kv_entry *entries, int n, int layer, int n_heads,
-                                  int n_kv_heads, int head_dim, bool f16, int max_pos, float *partials) {
-    if (n <= 0) return;
-    uint64_t t0 = bn_kernel_begin();
-    const int n_splits = (max_pos + 1 + SPLIT - 1) / SPLIT;
-    const float scale = (float)(1.0 / sqrt((double)head_dim));
-    const size_t shared = (size_t)(head_dim + SPLIT + 32) * sizeof(float);
-    dim3 grid((unsigned)n * (unsigned)n_heads, (unsigned)n_splits);
-    attention_split_kernel<<<grid, ATTENTION_THREADS, shared, ctx->stream>>>(
-        partials, q, entries, layer, n_heads, n_heads / n_kv_heads, head_dim, n_kv_heads * head_dim, f16, scale,
-        n_splits);
-    attention_merge_kernel<<<(unsigned)n * (unsigned)n_heads, ATTENTION_THREADS, 0, ctx->stream>>>(
-        out, partials, head_dim, n_splits);
-    BN_CUDA_LAUNCHED(ctx, "cuda.attention", t0);
-}
-
-/* ---- softmax (rows in place), with the reference's special cases ---- */
-
-__global__ void softmax_kernel(float *x, int n) {
-    __shared__ float scratch[32];
-    __shared__ double dscratch[32];
-    float *row = x + (size_t)blockIdx.x * n;
+/* ---- softmax of one row in place (one block), with the reference's special cases ----
+ * As bn_ref_softmax: float max over the non-NaN values; any NaN -> all NaN; a +inf maximum
+ * shares 1 among the +infs; an all -inf row is uniform; else e = exp(x - max) evaluated in double
+ * and rounded to float, their sum in double, and each e times the float reciprocal of the sum. */
+__device__ void softmax_row(float *row, int n, float *scratch, double *dscratch) {
     float m = -INFINITY;
     int nan_count = 0, inf_count = 0;
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
@@ -247,13 +146,130 @@ __global__ void softmax_kernel(float *x, int n) {
     }
     double sum = 0.0;
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
-        const float e = expf(row[i] - m);
+        const float e = (float)exp((double)__fsub_rn(row[i], m));
         row[i] = e;
         sum += e;
     }
-    sum = block_sum(sum, dscratch);
+    sum = block_sum(sum, dscratch); /* its barriers also publish row[] */
     const float inv = (float)(1.0 / sum);
     for (int i = threadIdx.x; i < n; i += blockDim.x) row[i] = __fmul_rn(row[i], inv);
+}
+
+/* ---- attention ----
+ * Formula by formula the CPU reference's (bn_ref_attention): each score is q . k accumulated in
+ * double (a product of two floats is exact in double, so the order of the sum moves the double
+ * result by rounding only and the float score almost never), rounded to float, times the float
+ * scale; the softmax of softmax_row; each output the double sum of p_t * v_t rounded to float.
+ * So CUDA's attention equals the CPU's except where a double result falls within a few double
+ * ulps of a float rounding boundary (about 1e-8 of the values), and a greedy run on CUDA follows
+ * the CPU's instead of drifting away at the first int8 rounding flip.
+ * Four kernels: scores (block per (token, head, split of the context), warp per position),
+ * softmax (block per (token, head)), weighted V sums (block per (token, head, split), thread per
+ * dimension, double partials) and the merge of the splits in split order. */
+
+#define ATTENTION_THREADS 128
+
+__device__ __forceinline__ float cache_value(const void *cache, bool f16, size_t index) {
+    return f16 ? __half2float(((const __half *)cache)[index]) : ((const float *)cache)[index];
+}
+
+__global__ void attention_scores_kernel(float *scores, int stride, const float *q,
+                                        const bn_cuda_kv_entry *entries, int layer, int n_heads, int group,
+                                        int head_dim, int kv_dim, bool f16, float scale) {
+    extern __shared__ float qs[];
+    const int item = blockIdx.x, t = item / n_heads, h = item % n_heads;
+    const bn_cuda_kv_entry e = entries[t];
+    const int p0 = blockIdx.y * SPLIT, p1 = min(e.pos + 1, p0 + SPLIT);
+    if (p0 >= p1) return;
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) qs[d] = q[((size_t)t * n_heads + h) * head_dim + d];
+    __syncthreads();
+    const size_t base = (size_t)layer * (size_t)e.capacity * (size_t)kv_dim + (size_t)(h / group) * head_dim;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
+    for (int p = p0 + warp; p < p1; p += n_warps) {
+        const size_t row = base + (size_t)p * kv_dim;
+        double dot = 0.0;
+        for (int d = lane; d < head_dim; d += 32) dot += (double)qs[d] * (double)cache_value(e.k, f16, row + d);
+        for (int off = 16; off > 0; off >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, off);
+        if (lane == 0) scores[(size_t)item * stride + p] = __fmul_rn((float)dot, scale);
+    }
+}
+
+__global__ void attention_softmax_kernel(float *scores, int stride, const bn_cuda_kv_entry *entries, int n_heads) {
+    __shared__ float scratch[32];
+    __shared__ double dscratch[32];
+    const int item = blockIdx.x;
+    softmax_row(scores + (size_t)item * stride, entries[item / n_heads].pos + 1, scratch, dscratch);
+}
+
+/* partials: per (token, head, split) head_dim doubles: sum over the split's positions of p v. */
+__global__ void attention_values_kernel(double *partials, const float *probs, int stride,
+                                        const bn_cuda_kv_entry *entries, int layer, int n_heads, int group,
+                                        int head_dim, int kv_dim, bool f16, int n_splits) {
+    const int item = blockIdx.x, t = item / n_heads, h = item % n_heads, split = blockIdx.y;
+    const bn_cuda_kv_entry e = entries[t];
+    const int p0 = split * SPLIT, p1 = min(e.pos + 1, p0 + SPLIT);
+    double *part = partials + ((size_t)item * n_splits + split) * (size_t)head_dim;
+    const float *p = probs + (size_t)item * stride;
+    const size_t base = (size_t)layer * (size_t)e.capacity * (size_t)kv_dim + (size_t)(h / group) * head_dim;
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+        double acc = 0.0;
+        for (int i = p0; i < p1; i++) acc += (double)p[i] * (double)cache_value(e.v, f16, base + (size_t)i * kv_dim + d);
+        part[d] = acc;
+    }
+}
+
+__global__ void attention_merge_kernel(float *out, const double *partials, const bn_cuda_kv_entry *entries,
+                                       int n_heads, int head_dim, int n_splits) {
+    const int item = blockIdx.x;
+    const int used = (entries[item / n_heads].pos + 1 + SPLIT - 1) / SPLIT;
+    const double *parts = partials + (size_t)item * n_splits * (size_t)head_dim;
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+        double acc = 0.0;
+        for (int s = 0; s < used; s++) acc += parts[(size_t)s * head_dim + d];
+        out[(size_t)item * head_dim + d] = (float)acc;
+    }
+}
+
+static size_t scores_floats(size_t n, size_t n_heads, size_t splits) { return n * n_heads * splits * SPLIT; }
+
+extern "C" size_t bn_cuda_attention_scratch_floats(int n, int n_heads, int head_dim, int max_context) {
+    const size_t splits = (size_t)(max_context + SPLIT - 1) / SPLIT;
+    /* scores (floats), then the double partials at an even float offset */
+    return scores_floats((size_t)n, (size_t)n_heads, splits) + 1 +
+           2 * (size_t)n * (size_t)n_heads * splits * (size_t)head_dim;
+}
+
+extern "C" void bn_cuda_attention(bn_cuda_context *ctx, float *out, const float *q,
+                                  const bn_cuda_kv_entry *entries, int n, int layer, int n_heads,
+                                  int n_kv_heads, int head_dim, bool f16, int max_pos, float *scratch) {
+    if (n <= 0) return;
+    uint64_t t0 = bn_kernel_begin();
+    const int n_splits = (max_pos + 1 + SPLIT - 1) / SPLIT;
+    const int stride = n_splits * SPLIT;
+    const float scale = (float)(1.0 / sqrt((double)head_dim));
+    const int group = n_heads / n_kv_heads, kv_dim = n_kv_heads * head_dim;
+    const unsigned items = (unsigned)n * (unsigned)n_heads;
+    float *scores = scratch;
+    size_t offset = scores_floats((size_t)n, (size_t)n_heads, (size_t)n_splits);
+    double *partials = (double *)(scratch + offset + (offset & 1));
+    dim3 grid(items, (unsigned)n_splits);
+    attention_scores_kernel<<<grid, ATTENTION_THREADS, (size_t)head_dim * sizeof(float), ctx->stream>>>(
+        scores, stride, q, entries, layer, n_heads, group, head_dim, kv_dim, f16, scale);
+    attention_softmax_kernel<<<items, 256, 0, ctx->stream>>>(scores, stride, entries, n_heads);
+    attention_values_kernel<<<grid, ATTENTION_THREADS, 0, ctx->stream>>>(partials, scores, stride, entries, layer,
+                                                                         n_heads, group, head_dim, kv_dim, f16,
+                                                                         n_splits);
+    attention_merge_kernel<<<items, ATTENTION_THREADS, 0, ctx->stream>>>(out, partials, entries, n_heads, head_dim,
+                                                                         n_splits);
+    BN_CUDA_LAUNCHED(ctx, "cuda.attention", t0);
+}
+
+/* ---- softmax (rows in place), with the reference's special cases ---- */
+
+__global__ void softmax_kernel(float *x, int n) {
+    __shared__ float scratch[32];
+    __shared__ double dscratch[32];
+    softmax_row(x + (size_t)blockIdx.x * n, n, scratch, dscratch);
 }
 
 extern "C" void bn_cuda_softmax(bn_cuda_context *ctx, float *x, int rows, int n) {
