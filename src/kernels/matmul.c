@@ -149,7 +149,14 @@ static void ternary_worker(void *context, int thread_index, int n_threads) {
         case BN_ISA_AVX2: bn_avx2_ternary_sums(sums, m, job->act, (int)r0, r1); break;
         default: bn_ref_ternary_sums(sums, m, job->act, (int)r0, r1); break;
         }
-        bn_ternary_finish(job->y, m, sums, job->scales, n_tokens, (int)r0, r1);
+        if (m->file_type == BN_TYPE_I2_S && n_tokens >= 8 && job->isa == BN_ISA_AVX512)
+            bn_avx512_ternary_finish_i2s(job->y, m->rows, m->tensor_scale, sums, job->scales,
+                                         n_tokens, (int)r0, r1);
+        else if (m->file_type == BN_TYPE_I2_S && n_tokens >= 8 && job->isa == BN_ISA_AVX2)
+            bn_avx2_ternary_finish_i2s(job->y, m->rows, m->tensor_scale, sums, job->scales,
+                                       n_tokens, (int)r0, r1);
+        else
+            bn_ternary_finish(job->y, m, sums, job->scales, n_tokens, (int)r0, r1);
     }
     free(sums);
 }

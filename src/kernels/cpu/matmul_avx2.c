@@ -293,6 +293,29 @@ void bn_avx2_ternary_sums(int32_t *out, const bn_ternary_matrix *matrix, const b
         tq_sums(out, matrix, act, row_begin, row_end);
 }
 
+/* ---- float finish of I2_S sums: 8 rows of one token per vector (see matmul_avx512.c) ---- */
+
+void bn_avx2_ternary_finish_i2s(float *y, int rows, float tensor_scale, const int32_t *sums,
+                                const float *scales, int n_tokens, int row_begin, int row_end) {
+    const __m256 ts = _mm256_set1_ps(tensor_scale);
+    const __m256i index =
+        _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(n_tokens));
+    int r0 = row_begin;
+    for (; r0 + 8 <= row_end; r0 += 8) {
+        const int32_t *block = sums + (size_t)(r0 - row_begin) * (size_t)n_tokens;
+        for (int t = 0; t < n_tokens; t++) {
+            __m256i s = _mm256_i32gather_epi32(block + t, index, 4);
+            __m256 v = _mm256_div_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(scales[t]));
+            _mm256_storeu_ps(y + (size_t)t * (size_t)rows + (size_t)r0, _mm256_mul_ps(v, ts));
+        }
+    }
+    for (int t = 0; t < n_tokens; t++)
+        for (int r = r0; r < row_end; r++)
+            y[(size_t)t * (size_t)rows + (size_t)r] =
+                (float)sums[(size_t)(r - row_begin) * (size_t)n_tokens + (size_t)t] / scales[t] *
+                tensor_scale;
+}
+
 /* ---- F16 ---- */
 
 /* One output from its two 8-lane accumulators: the scalar tail (columns from..cols-1) joins

@@ -387,6 +387,29 @@ void bn_avx512_ternary_sums(int32_t *out, const bn_ternary_matrix *matrix,
         tq_sums(out, matrix, act, row_begin, row_end);
 }
 
+/* ---- float finish of I2_S sums: 16 rows of one token per vector ----
+ * For each token the rows' sums (stride n_tokens in the small sums buffer) are gathered and the
+ * 16 results stored contiguously: stores along y's token stride (rows * 4 bytes) touched one
+ * page per token and cost a TLB miss each. */
+
+void bn_avx512_ternary_finish_i2s(float *y, int rows, float tensor_scale, const int32_t *sums,
+                                  const float *scales, int n_tokens, int row_begin, int row_end) {
+    const __m512 ts = _mm512_set1_ps(tensor_scale);
+    const __m512i index = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32(n_tokens));
+    for (int r0 = row_begin; r0 < row_end; r0 += 16) {
+        int count = row_end - r0 < 16 ? row_end - r0 : 16;
+        __mmask16 m = (__mmask16)((1u << count) - 1u);
+        const int32_t *block = sums + (size_t)(r0 - row_begin) * (size_t)n_tokens;
+        for (int t = 0; t < n_tokens; t++) {
+            __m512i s = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, index, block + t, 4);
+            __m512 v = _mm512_div_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(scales[t]));
+            _mm512_mask_storeu_ps(y + (size_t)t * (size_t)rows + (size_t)r0, m, _mm512_mul_ps(v, ts));
+        }
+    }
+}
+
 /* ---- F16 ---- */
 
 /* One output from its 16-lane accumulator: the scalar tail (columns from..cols-1) joins its

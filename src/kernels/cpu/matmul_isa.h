@@ -27,6 +27,13 @@ void bn_avx2_ternary_sums(int32_t *out, const bn_ternary_matrix *matrix, const b
 void bn_avx512_ternary_sums(int32_t *out, const bn_ternary_matrix *matrix,
                             const bn_act_view *act, int row_begin, int row_end);
 
+/* bn_ternary_finish of an I2_S matrix (sums: one per row and token), the same float formula
+ * (float)sum / scales[t] * tensor_scale vectorized over the rows, so bit-identical to it. */
+void bn_avx2_ternary_finish_i2s(float *y, int rows, float tensor_scale, const int32_t *sums,
+                                const float *scales, int n_tokens, int row_begin, int row_end);
+void bn_avx512_ternary_finish_i2s(float *y, int rows, float tensor_scale, const int32_t *sums,
+                                  const float *scales, int n_tokens, int row_begin, int row_end);
+
 void bn_avx2_f16_matmul(float *y, const uint16_t *w, const float *x, int rows, int cols,
                         int n_tokens, int row_begin, int row_end);
 void bn_avx512_f16_matmul(float *y, const uint16_t *w, const float *x, int rows, int cols,

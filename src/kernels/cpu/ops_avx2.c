@@ -324,27 +324,67 @@ static inline void load_kv8d(const void *cache, bool f16, size_t index, __m256d 
     *hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
 }
 
-/* Scores of `count` (1..4) consecutive positions starting at row offset base: q . k in double as
- * the reference (products of floats are exact in double), one accumulator pair per position over
- * the vector part of head_dim, then the scalar tail. */
-static inline void scores4(float *scores, const float *qh, const void *k_cache, bool f16,
-                           size_t base, size_t row, int count, int head_dim, int vec_dim,
-                           float scale) {
-    __m256d acc[8];
-    for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_pd();
+/* q . k_t over the vector part of head_dim in double as the reference (products of floats are
+ * exact in double): for one position, and for four consecutive ones sharing the q conversions
+ * (each keeps its own named accumulator pair, so nothing spills and grouping changes nothing);
+ * the caller adds the scalar tail. */
+static inline double dot1(const float *qh, const void *k_cache, bool f16, size_t base, int vec_dim) {
+    __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
+    for (int d = 0; d < vec_dim; d += 8) {
+        __m256 qv = _mm256_loadu_ps(qh + d);
+        __m256d k0, k1;
+        load_kv8d(k_cache, f16, base + (size_t)d, &k0, &k1);
+        a0 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(qv)), k0, a0);
+        a1 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(qv, 1)), k1, a1);
+    }
+    return hsum4d(_mm256_add_pd(a0, a1));
+}
+
+static inline void dot4(double *dots, const float *qh, const void *k_cache, bool f16, size_t base,
+                        size_t row, int vec_dim) {
+    __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd(), b0 = _mm256_setzero_pd(),
+            b1 = _mm256_setzero_pd(), c0 = _mm256_setzero_pd(), c1 = _mm256_setzero_pd(),
+            e0 = _mm256_setzero_pd(), e1 = _mm256_setzero_pd(), k0, k1;
     for (int d = 0; d < vec_dim; d += 8) {
         __m256 qv = _mm256_loadu_ps(qh + d);
         __m256d q0 = _mm256_cvtps_pd(_mm256_castps256_ps128(qv));
         __m256d q1 = _mm256_cvtps_pd(_mm256_extractf128_ps(qv, 1));
-        for (int j = 0; j < count; j++) {
-            __m256d k0, k1;
-            load_kv8d(k_cache, f16, base + (size_t)j * row + (size_t)d, &k0, &k1);
-            acc[2 * j] = _mm256_fmadd_pd(q0, k0, acc[2 * j]);
-            acc[2 * j + 1] = _mm256_fmadd_pd(q1, k1, acc[2 * j + 1]);
-        }
+        load_kv8d(k_cache, f16, base + (size_t)d, &k0, &k1);
+        a0 = _mm256_fmadd_pd(q0, k0, a0);
+        a1 = _mm256_fmadd_pd(q1, k1, a1);
+        load_kv8d(k_cache, f16, base + row + (size_t)d, &k0, &k1);
+        b0 = _mm256_fmadd_pd(q0, k0, b0);
+        b1 = _mm256_fmadd_pd(q1, k1, b1);
+        load_kv8d(k_cache, f16, base + 2 * row + (size_t)d, &k0, &k1);
+        c0 = _mm256_fmadd_pd(q0, k0, c0);
+        c1 = _mm256_fmadd_pd(q1, k1, c1);
+        load_kv8d(k_cache, f16, base + 3 * row + (size_t)d, &k0, &k1);
+        e0 = _mm256_fmadd_pd(q0, k0, e0);
+        e1 = _mm256_fmadd_pd(q1, k1, e1);
     }
+    dots[0] = hsum4d(_mm256_add_pd(a0, a1));
+    dots[1] = hsum4d(_mm256_add_pd(b0, b1));
+    dots[2] = hsum4d(_mm256_add_pd(c0, c1));
+    dots[3] = hsum4d(_mm256_add_pd(e0, e1));
+}
+
+/* 8 floats from two vectors of 4 doubles. */
+static inline void store_pd_pair(float *out, __m256d lo, __m256d hi) {
+    _mm256_storeu_ps(out, _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(lo)),
+                                               _mm256_cvtpd_ps(hi), 1));
+}
+
+/* Scores of `count` (1..4) consecutive positions starting at row offset base. */
+static inline void scores4(float *scores, const float *qh, const void *k_cache, bool f16,
+                           size_t base, size_t row, int count, int head_dim, int vec_dim,
+                           float scale) {
+    double dots[4];
+    if (count == 4)
+        dot4(dots, qh, k_cache, f16, base, row, vec_dim);
+    else
+        for (int j = 0; j < count; j++) dots[j] = dot1(qh, k_cache, f16, base + (size_t)j * row, vec_dim);
     for (int j = 0; j < count; j++) {
-        double dot = hsum4d(_mm256_add_pd(acc[2 * j], acc[2 * j + 1]));
+        double dot = dots[j];
         for (int d = vec_dim; d < head_dim; d++)
             dot += (double)qh[d] * (double)kv_value(k_cache, f16, base + (size_t)j * row + (size_t)d);
         scores[j] = (float)dot * scale;
@@ -372,33 +412,39 @@ void bn_avx2_attention(float *out, const float *q, const void *k_cache, const vo
         float *oh = out + (size_t)h * (size_t)head_dim;
         int d0 = 0;
         for (; d0 + 32 <= vec_dim; d0 += 32) {
-            __m256d o[8];
-            for (int j = 0; j < 8; j++) o[j] = _mm256_setzero_pd();
+            __m256d o0 = _mm256_setzero_pd(), o1 = _mm256_setzero_pd(), o2 = _mm256_setzero_pd(),
+                    o3 = _mm256_setzero_pd(), o4 = _mm256_setzero_pd(), o5 = _mm256_setzero_pd(),
+                    o6 = _mm256_setzero_pd(), o7 = _mm256_setzero_pd(), v0, v1;
             for (int t = 0; t < n_pos; t++) {
                 size_t base = (size_t)t * row + kv_offset + (size_t)d0;
                 __m256d p = _mm256_set1_pd((double)scratch[t]);
-                for (int j = 0; j < 4; j++) {
-                    __m256d v0, v1;
-                    load_kv8d(v_cache, kv_f16, base + (size_t)j * 8, &v0, &v1);
-                    o[2 * j] = _mm256_fmadd_pd(p, v0, o[2 * j]);
-                    o[2 * j + 1] = _mm256_fmadd_pd(p, v1, o[2 * j + 1]);
-                }
+                load_kv8d(v_cache, kv_f16, base, &v0, &v1);
+                o0 = _mm256_fmadd_pd(p, v0, o0);
+                o1 = _mm256_fmadd_pd(p, v1, o1);
+                load_kv8d(v_cache, kv_f16, base + 8, &v0, &v1);
+                o2 = _mm256_fmadd_pd(p, v0, o2);
+                o3 = _mm256_fmadd_pd(p, v1, o3);
+                load_kv8d(v_cache, kv_f16, base + 16, &v0, &v1);
+                o4 = _mm256_fmadd_pd(p, v0, o4);
+                o5 = _mm256_fmadd_pd(p, v1, o5);
+                load_kv8d(v_cache, kv_f16, base + 24, &v0, &v1);
+                o6 = _mm256_fmadd_pd(p, v0, o6);
+                o7 = _mm256_fmadd_pd(p, v1, o7);
             }
-            for (int j = 0; j < 4; j++)
-                _mm256_storeu_ps(oh + d0 + j * 8,
-                                 _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(o[2 * j])),
-                                                      _mm256_cvtpd_ps(o[2 * j + 1]), 1));
+            store_pd_pair(oh + d0, o0, o1);
+            store_pd_pair(oh + d0 + 8, o2, o3);
+            store_pd_pair(oh + d0 + 16, o4, o5);
+            store_pd_pair(oh + d0 + 24, o6, o7);
         }
         for (; d0 + 8 <= vec_dim; d0 += 8) {
-            __m256d o0 = _mm256_setzero_pd(), o1 = _mm256_setzero_pd();
+            __m256d o0 = _mm256_setzero_pd(), o1 = _mm256_setzero_pd(), v0, v1;
             for (int t = 0; t < n_pos; t++) {
-                __m256d p = _mm256_set1_pd((double)scratch[t]), v0, v1;
+                __m256d p = _mm256_set1_pd((double)scratch[t]);
                 load_kv8d(v_cache, kv_f16, (size_t)t * row + kv_offset + (size_t)d0, &v0, &v1);
                 o0 = _mm256_fmadd_pd(p, v0, o0);
                 o1 = _mm256_fmadd_pd(p, v1, o1);
             }
-            _mm256_storeu_ps(oh + d0, _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(o0)),
-                                                           _mm256_cvtpd_ps(o1), 1));
+            store_pd_pair(oh + d0, o0, o1);
         }
         for (int d = vec_dim; d < head_dim; d++) {
             double acc = 0.0;

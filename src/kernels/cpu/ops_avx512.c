@@ -99,24 +99,59 @@ static inline __m512 load_kv16(const void *cache, bool f16, size_t index, __mmas
     return _mm512_maskz_loadu_ps(m, (const float *)cache + index);
 }
 
-/* Scores of `count` (1..4) consecutive positions from row offset base: q . k in double as the
- * reference (products of floats are exact in double), one accumulator pair per position. */
+/* q . k of one position in double as the reference (products of floats are exact in double):
+ * two accumulators, every 16 dims masked to head_dim. */
+static inline float score1(const float *qh, const void *k_cache, bool f16, size_t base,
+                           int head_dim, float scale) {
+    __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd();
+    for (int d = 0; d < head_dim; d += 16) {
+        __mmask16 m = head_dim - d >= 16 ? (__mmask16)0xffff : tail_mask(head_dim - d);
+        __m512 qv = _mm512_maskz_loadu_ps(m, qh + d);
+        __m512 k = load_kv16(k_cache, f16, base + (size_t)d, m);
+        a0 = _mm512_fmadd_pd(low_pd(qv), low_pd(k), a0);
+        a1 = _mm512_fmadd_pd(high_pd(qv), high_pd(k), a1);
+    }
+    return (float)_mm512_reduce_add_pd(_mm512_add_pd(a0, a1)) * scale;
+}
+
+/* The same for four consecutive positions sharing the q loads; each position keeps its own
+ * accumulator pair (named registers, so nothing spills), so grouping changes no score. */
 static inline void scores4(float *scores, const float *qh, const void *k_cache, bool f16,
-                           size_t base, size_t row, int count, int head_dim, float scale) {
-    __m512d acc[8];
-    for (int j = 0; j < 8; j++) acc[j] = _mm512_setzero_pd();
+                           size_t base, size_t row, int head_dim, float scale) {
+    __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd(), b0 = _mm512_setzero_pd(),
+            b1 = _mm512_setzero_pd(), c0 = _mm512_setzero_pd(), c1 = _mm512_setzero_pd(),
+            d0 = _mm512_setzero_pd(), d1 = _mm512_setzero_pd();
     for (int d = 0; d < head_dim; d += 16) {
         __mmask16 m = head_dim - d >= 16 ? (__mmask16)0xffff : tail_mask(head_dim - d);
         __m512 qv = _mm512_maskz_loadu_ps(m, qh + d);
         __m512d q0 = low_pd(qv), q1 = high_pd(qv);
-        for (int j = 0; j < count; j++) {
-            __m512 k = load_kv16(k_cache, f16, base + (size_t)j * row + (size_t)d, m);
-            acc[2 * j] = _mm512_fmadd_pd(q0, low_pd(k), acc[2 * j]);
-            acc[2 * j + 1] = _mm512_fmadd_pd(q1, high_pd(k), acc[2 * j + 1]);
-        }
+        __m512 k = load_kv16(k_cache, f16, base + (size_t)d, m);
+        a0 = _mm512_fmadd_pd(q0, low_pd(k), a0);
+        a1 = _mm512_fmadd_pd(q1, high_pd(k), a1);
+        k = load_kv16(k_cache, f16, base + row + (size_t)d, m);
+        b0 = _mm512_fmadd_pd(q0, low_pd(k), b0);
+        b1 = _mm512_fmadd_pd(q1, high_pd(k), b1);
+        k = load_kv16(k_cache, f16, base + 2 * row + (size_t)d, m);
+        c0 = _mm512_fmadd_pd(q0, low_pd(k), c0);
+        c1 = _mm512_fmadd_pd(q1, high_pd(k), c1);
+        k = load_kv16(k_cache, f16, base + 3 * row + (size_t)d, m);
+        d0 = _mm512_fmadd_pd(q0, low_pd(k), d0);
+        d1 = _mm512_fmadd_pd(q1, high_pd(k), d1);
     }
-    for (int j = 0; j < count; j++)
-        scores[j] = (float)_mm512_reduce_add_pd(_mm512_add_pd(acc[2 * j], acc[2 * j + 1])) * scale;
+    scores[0] = (float)_mm512_reduce_add_pd(_mm512_add_pd(a0, a1)) * scale;
+    scores[1] = (float)_mm512_reduce_add_pd(_mm512_add_pd(b0, b1)) * scale;
+    scores[2] = (float)_mm512_reduce_add_pd(_mm512_add_pd(c0, c1)) * scale;
+    scores[3] = (float)_mm512_reduce_add_pd(_mm512_add_pd(d0, d1)) * scale;
+}
+
+static inline __mmask16 dims_mask(int left) {
+    return left >= 16 ? (__mmask16)0xffff : left > 0 ? tail_mask(left) : (__mmask16)0;
+}
+
+/* 16 floats from two vectors of 8 doubles, stored under mask m. */
+static inline void store_pd_pair(float *out, __mmask16 m, __m512d lo, __m512d hi) {
+    __m512 v = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(lo)), _mm512_cvtpd_ps(hi), 1);
+    _mm512_mask_storeu_ps(out, m, v);
 }
 
 void bn_avx512_attention(float *out, const float *q, const void *k_cache, const void *v_cache,
@@ -130,35 +165,42 @@ void bn_avx512_attention(float *out, const float *q, const void *k_cache, const 
         const float *qh = q + (size_t)h * (size_t)head_dim;
         size_t kv_offset = (size_t)(h / group) * (size_t)head_dim;
         /* scores: q . k_t for every cached position, four positions per pass */
-        for (int t = 0; t < n_pos; t += 4)
-            scores4(scratch + t, qh, k_cache, kv_f16, (size_t)t * row + kv_offset, row,
-                    n_pos - t < 4 ? n_pos - t : 4, head_dim, scale);
+        int t = 0;
+        for (; t + 4 <= n_pos; t += 4)
+            scores4(scratch + t, qh, k_cache, kv_f16, (size_t)t * row + kv_offset, row, head_dim,
+                    scale);
+        for (; t < n_pos; t++)
+            scratch[t] = score1(qh, k_cache, kv_f16, (size_t)t * row + kv_offset, head_dim, scale);
         bn_avx512_softmax(scratch, n_pos);
-        /* out = sum_t p_t v_t in double (exact products), 64 dims at a time in 8 registers */
+        /* out = sum_t p_t v_t in double (exact products), 64 dims at a time in 8 registers
+         * (masked past head_dim: a zero mask loads nothing) */
         float *oh = out + (size_t)h * (size_t)head_dim;
-        for (int d0 = 0; d0 < head_dim; d0 += 64) {
-            __mmask16 m[4];
-            for (int k = 0; k < 4; k++) {
-                int left = head_dim - d0 - 16 * k;
-                m[k] = left >= 16 ? (__mmask16)0xffff : left > 0 ? tail_mask(left) : 0;
+        for (int dd = 0; dd < head_dim; dd += 64) {
+            const __mmask16 m0 = dims_mask(head_dim - dd), m1 = dims_mask(head_dim - dd - 16),
+                            m2 = dims_mask(head_dim - dd - 32), m3 = dims_mask(head_dim - dd - 48);
+            __m512d o0 = _mm512_setzero_pd(), o1 = _mm512_setzero_pd(), o2 = _mm512_setzero_pd(),
+                    o3 = _mm512_setzero_pd(), o4 = _mm512_setzero_pd(), o5 = _mm512_setzero_pd(),
+                    o6 = _mm512_setzero_pd(), o7 = _mm512_setzero_pd();
+            for (int tt = 0; tt < n_pos; tt++) {
+                size_t base = (size_t)tt * row + kv_offset + (size_t)dd;
+                __m512d p = _mm512_set1_pd((double)scratch[tt]);
+                __m512 v = load_kv16(v_cache, kv_f16, base, m0);
+                o0 = _mm512_fmadd_pd(p, low_pd(v), o0);
+                o1 = _mm512_fmadd_pd(p, high_pd(v), o1);
+                v = load_kv16(v_cache, kv_f16, base + 16, m1);
+                o2 = _mm512_fmadd_pd(p, low_pd(v), o2);
+                o3 = _mm512_fmadd_pd(p, high_pd(v), o3);
+                v = load_kv16(v_cache, kv_f16, base + 32, m2);
+                o4 = _mm512_fmadd_pd(p, low_pd(v), o4);
+                o5 = _mm512_fmadd_pd(p, high_pd(v), o5);
+                v = load_kv16(v_cache, kv_f16, base + 48, m3);
+                o6 = _mm512_fmadd_pd(p, low_pd(v), o6);
+                o7 = _mm512_fmadd_pd(p, high_pd(v), o7);
             }
-            __m512d o[8];
-            for (int j = 0; j < 8; j++) o[j] = _mm512_setzero_pd();
-            for (int t = 0; t < n_pos; t++) {
-                size_t base = (size_t)t * row + kv_offset + (size_t)d0;
-                __m512d p = _mm512_set1_pd((double)scratch[t]);
-                for (int k = 0; k < 4; k++) {
-                    if (!m[k]) break;
-                    __m512 v = load_kv16(v_cache, kv_f16, base + (size_t)(16 * k), m[k]);
-                    o[2 * k] = _mm512_fmadd_pd(p, low_pd(v), o[2 * k]);
-                    o[2 * k + 1] = _mm512_fmadd_pd(p, high_pd(v), o[2 * k + 1]);
-                }
-            }
-            for (int k = 0; k < 4 && m[k]; k++) {
-                __m256 lo = _mm512_cvtpd_ps(o[2 * k]), hi = _mm512_cvtpd_ps(o[2 * k + 1]);
-                _mm512_mask_storeu_ps(oh + d0 + 16 * k, m[k],
-                                      _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1));
-            }
+            store_pd_pair(oh + dd, m0, o0, o1);
+            if (m1) store_pd_pair(oh + dd + 16, m1, o2, o3);
+            if (m2) store_pd_pair(oh + dd + 32, m2, o4, o5);
+            if (m3) store_pd_pair(oh + dd + 48, m3, o6, o7);
         }
     }
 }
