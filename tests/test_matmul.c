@@ -321,6 +321,71 @@ static void test_i2s_layouts(void) {
 
 /* ---- F16 ---- */
 
+/* bn_ternary_matmul_parts: several matrices of one input (Q/K/V-like row counts, all multiples of
+ * 16, run together; one of 40 rows or of other columns, run one by one) give exactly what
+ * bn_ternary_matmul gives each, for every path, thread count and a GEMV and a GEMM; the registry
+ * counts one call per matrix. */
+static void test_ternary_parts(void) {
+    const int cols = 512, rows[3] = {64, 16, 48};
+    for (int variant = 0; variant < 3; variant++) {
+        ternary_case tc[3];
+        for (int i = 0; i < 3; i++) {
+            int r = variant == 1 && i == 1 ? 40 : rows[i];
+            int c = variant == 2 && i == 2 ? 256 : cols;
+            make_case(&tc[i], r, c, 0, 0.5f + (float)i);
+        }
+        for (int k = 0; k < 3; k++) {
+            const int token_counts[2] = {1, 9};
+            for (int ti = 0; ti < 2; ti++) {
+                int n_tokens = token_counts[ti];
+                int8_t *q = malloc((size_t)n_tokens * cols);
+                float scales[9];
+                int32_t sums[9];
+                quantize_random(q, scales, sums, n_tokens, cols);
+                float *want[3], *got[3];
+                const bn_ternary_matrix *ms[3];
+                for (int i = 0; i < 3; i++) {
+                    ms[i] = &tc[i].m[k];
+                    size_t n_out = (size_t)n_tokens * tc[i].rows;
+                    want[i] = malloc(n_out * sizeof(float));
+                    got[i] = malloc(n_out * sizeof(float));
+                }
+                if (!tc[0].packed[k] || !tc[1].packed[k] || !tc[2].packed[k]) goto next;
+                for (int isa = 0; isa < BN_ISA_COUNT; isa++) {
+                    if (!bn_isa_supported((bn_isa)isa)) continue;
+                    bn_isa_set_active((bn_isa)isa);
+                    for (int i = 0; i < 3; i++)
+                        bn_ternary_matmul(NULL, want[i], ms[i], q, scales, sums, n_tokens);
+                    for (int threads = 1; threads <= 4; threads++) {
+                        char id[64];
+                        snprintf(id, sizeof id, "cpu.%s.%s.%s", k == 0 ? "i2s" : k == 1 ? "tq2" : "tq1",
+                                 n_tokens > 1 ? "gemm" : "gemv", bn_isa_name((bn_isa)isa));
+                        bn_kernel_reset_counts();
+                        for (int i = 0; i < 3; i++)
+                            memset(got[i], 0xff, (size_t)n_tokens * tc[i].rows * sizeof(float));
+                        bn_ternary_matmul_parts(pools[threads], got, ms, 3, q, scales, sums, n_tokens);
+                        for (int i = 0; i < 3; i++)
+                            CHECKF(!memcmp(got[i], want[i], (size_t)n_tokens * tc[i].rows * sizeof(float)),
+                                   "parts variant %d type %u part %d tokens %d isa %s threads %d differs",
+                                   variant, types[k], i, n_tokens, bn_isa_name((bn_isa)isa), threads);
+                        bn_kernel_stats stats[BN_KERNEL_MAX];
+                        size_t n_stats = bn_kernel_snapshot(stats, BN_KERNEL_MAX);
+                        uint64_t calls = 0;
+                        for (size_t j = 0; j < n_stats; j++)
+                            if (!strcmp(stats[j].id, id)) calls = stats[j].calls;
+                        CHECKF(calls == 3, "parts: %s counted %llu calls, expected 3", id,
+                               (unsigned long long)calls);
+                    }
+                }
+            next:
+                for (int i = 0; i < 3; i++) free(want[i]), free(got[i]);
+                free(q);
+            }
+        }
+        for (int i = 0; i < 3; i++) free_case(&tc[i]);
+    }
+}
+
 static void test_f16(void) {
     const int shapes[][2] = {{1, 1}, {3, 15}, {5, 16}, {4, 17}, {9, 33}, {17, 100}, {8, 2560}};
     const int token_list[] = {1, 2, 3, 5, 8, 9, 64};
@@ -461,6 +526,7 @@ int main(void) {
     test_ternary_extremes();
     test_block_scales();
     test_i2s_layouts();
+    test_ternary_parts();
     test_f16();
     test_int8();
     test_registry();

@@ -125,44 +125,59 @@ void bn_ternary_matrix_release(bn_ternary_matrix *matrix) {
     memset(matrix, 0, sizeof *matrix);
 }
 
+#define MAX_PARTS 4
+
 typedef struct ternary_job {
-    float *y;
-    const bn_ternary_matrix *matrix;
+    float *const *ys;
+    const bn_ternary_matrix *const *matrices;
+    int n_parts;
+    long total_rows;
     const bn_act_view *act;
     const float *scales;
     bn_isa isa;
 } ternary_job;
 
+/* Rows [r0, r1) of one matrix: integer sums, then the float finish. */
+static void ternary_chunk(const ternary_job *job, const bn_ternary_matrix *m, float *y,
+                          int32_t *sums, int r0, int r1) {
+    const int n_tokens = job->act->n_tokens;
+    switch (job->isa) {
+    case BN_ISA_AVX512: bn_avx512_ternary_sums(sums, m, job->act, r0, r1); break;
+    case BN_ISA_AVX2: bn_avx2_ternary_sums(sums, m, job->act, r0, r1); break;
+    default: bn_ref_ternary_sums(sums, m, job->act, r0, r1); break;
+    }
+    if (m->file_type == BN_TYPE_I2_S && job->isa == BN_ISA_AVX512)
+        bn_avx512_ternary_finish_i2s(y, m->rows, m->tensor_scale, sums, job->scales, n_tokens, r0, r1);
+    else if (m->file_type == BN_TYPE_I2_S && job->isa == BN_ISA_AVX2)
+        bn_avx2_ternary_finish_i2s(y, m->rows, m->tensor_scale, sums, job->scales, n_tokens, r0, r1);
+    else
+        bn_ternary_finish(y, m, sums, job->scales, n_tokens, r0, r1);
+}
+
+/* The rows of all parts, end to end, split among the threads in ROW_CHUNK granules (every part's
+ * row count is a multiple of ROW_CHUNK when there are several, so no chunk straddles two). */
 static void ternary_worker(void *context, int thread_index, int n_threads) {
     const ternary_job *job = context;
-    const bn_ternary_matrix *m = job->matrix;
-    const int n_tokens = job->act->n_tokens, groups = bn_ternary_groups(m);
+    const int n_tokens = job->act->n_tokens, groups = bn_ternary_groups(job->matrices[0]);
     long begin, end;
-    bn_threadpool_split(m->rows, ROW_CHUNK, thread_index, n_threads, &begin, &end);
+    bn_threadpool_split(job->total_rows, ROW_CHUNK, thread_index, n_threads, &begin, &end);
     if (begin >= end) return;
     int32_t *sums = malloc((size_t)ROW_CHUNK * (size_t)n_tokens * (size_t)groups * sizeof *sums);
     if (!sums) return; /* cannot happen for sane sizes; output stays as it was */
-    for (long r0 = begin; r0 < end; r0 += ROW_CHUNK) {
-        int r1 = (int)(r0 + ROW_CHUNK < end ? r0 + ROW_CHUNK : end);
-        switch (job->isa) {
-        case BN_ISA_AVX512: bn_avx512_ternary_sums(sums, m, job->act, (int)r0, r1); break;
-        case BN_ISA_AVX2: bn_avx2_ternary_sums(sums, m, job->act, (int)r0, r1); break;
-        default: bn_ref_ternary_sums(sums, m, job->act, (int)r0, r1); break;
-        }
-        if (m->file_type == BN_TYPE_I2_S && n_tokens >= 8 && job->isa == BN_ISA_AVX512)
-            bn_avx512_ternary_finish_i2s(job->y, m->rows, m->tensor_scale, sums, job->scales,
-                                         n_tokens, (int)r0, r1);
-        else if (m->file_type == BN_TYPE_I2_S && n_tokens >= 8 && job->isa == BN_ISA_AVX2)
-            bn_avx2_ternary_finish_i2s(job->y, m->rows, m->tensor_scale, sums, job->scales,
-                                       n_tokens, (int)r0, r1);
-        else
-            bn_ternary_finish(job->y, m, sums, job->scales, n_tokens, (int)r0, r1);
+    long offset = 0; /* first global row of part p */
+    for (int p = 0; p < job->n_parts && offset < end; p++) {
+        const bn_ternary_matrix *m = job->matrices[p];
+        long from = begin > offset ? begin - offset : 0, to = end - offset < m->rows ? end - offset : m->rows;
+        for (long r0 = from; r0 < to; r0 += ROW_CHUNK)
+            ternary_chunk(job, m, job->ys[p], sums, (int)r0, (int)(r0 + ROW_CHUNK < to ? r0 + ROW_CHUNK : to));
+        offset += m->rows;
     }
     free(sums);
 }
 
-void bn_ternary_matmul(bn_threadpool *pool, float *y, const bn_ternary_matrix *matrix,
-                       const int8_t *q, const float *scales, const int32_t *sums, int n_tokens) {
+static void ternary_run(bn_threadpool *pool, float *const *ys, const bn_ternary_matrix *const *matrices,
+                        int n_parts, const int8_t *q, const float *scales, const int32_t *sums,
+                        int n_tokens) {
     static bn_kernel_slot slots[3][2][BN_ISA_COUNT];
     static const char *const ids[3][2][BN_ISA_COUNT] = {
         {{"cpu.i2s.gemv.scalar", "cpu.i2s.gemv.avx2", "cpu.i2s.gemv.avx512"},
@@ -172,6 +187,7 @@ void bn_ternary_matmul(bn_threadpool *pool, float *y, const bn_ternary_matrix *m
         {{"cpu.tq1.gemv.scalar", "cpu.tq1.gemv.avx2", "cpu.tq1.gemv.avx512"},
          {"cpu.tq1.gemm.scalar", "cpu.tq1.gemm.avx2", "cpu.tq1.gemm.avx512"}}};
     if (n_tokens <= 0) return;
+    const bn_ternary_matrix *matrix = matrices[0];
     bn_isa isa = bn_isa_active();
     uint64_t t0 = bn_kernel_begin();
     const int cols = matrix->cols;
@@ -210,12 +226,37 @@ void bn_ternary_matmul(bn_threadpool *pool, float *y, const bn_ternary_matrix *m
         act.q_pairs = pairs;
     }
     if (!ok) isa = BN_ISA_SCALAR; /* out of memory for the copies: the reference needs none */
-    ternary_job job = {.y = y, .matrix = matrix, .act = &act, .scales = scales, .isa = isa};
+    long total_rows = 0;
+    for (int p = 0; p < n_parts; p++) total_rows += matrices[p]->rows;
+    ternary_job job = {.ys = ys, .matrices = matrices, .n_parts = n_parts, .total_rows = total_rows,
+                       .act = &act, .scales = scales, .isa = isa};
     bn_threadpool_run(pool, ternary_worker, &job);
     free(pairs);
     free(block_sums);
-    bn_kernel_end(&slots[format_index(matrix->file_type)][n_tokens > 1][isa],
-                  ids[format_index(matrix->file_type)][n_tokens > 1][isa], t0);
+    bn_kernel_end_n(&slots[format_index(matrix->file_type)][n_tokens > 1][isa],
+                    ids[format_index(matrix->file_type)][n_tokens > 1][isa], t0, (uint64_t)n_parts);
+}
+
+void bn_ternary_matmul(bn_threadpool *pool, float *y, const bn_ternary_matrix *matrix,
+                       const int8_t *q, const float *scales, const int32_t *sums, int n_tokens) {
+    ternary_run(pool, &y, &matrix, 1, q, scales, sums, n_tokens);
+}
+
+void bn_ternary_matmul_parts(bn_threadpool *pool, float *const *ys,
+                             const bn_ternary_matrix *const *matrices, int n_parts,
+                             const int8_t *q, const float *scales, const int32_t *sums,
+                             int n_tokens) {
+    bool together = n_parts >= 1 && n_parts <= MAX_PARTS;
+    for (int p = 0; together && p < n_parts; p++)
+        together = matrices[p]->cols == matrices[0]->cols &&
+                   matrices[p]->file_type == matrices[0]->file_type &&
+                   matrices[p]->rows % ROW_CHUNK == 0;
+    if (together) {
+        ternary_run(pool, ys, matrices, n_parts, q, scales, sums, n_tokens);
+        return;
+    }
+    for (int p = 0; p < n_parts; p++)
+        ternary_run(pool, &ys[p], &matrices[p], 1, q, scales, sums, n_tokens);
 }
 
 /* ---- F16 matmul ---- */

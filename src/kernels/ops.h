@@ -50,6 +50,15 @@ void bn_ternary_matrix_release(bn_ternary_matrix *matrix);
  * several a GEMM; results per token are identical either way. */
 void bn_ternary_matmul(bn_threadpool *pool, float *y, const bn_ternary_matrix *matrix,
                        const int8_t *q, const float *scales, const int32_t *sums, int n_tokens);
+/* The same for n_parts matrices that share the input q (a layer's Q, K and V; gate and up): one
+ * dispatch over their rows together, so the activation copies are made once and the threads share
+ * the rows of all of them. ys[i] gets matrix i's result, exactly as bn_ternary_matmul would give
+ * it. Matrices of different column counts or formats, or row counts that are not multiples of 16,
+ * are run one by one instead. */
+void bn_ternary_matmul_parts(bn_threadpool *pool, float *const *ys,
+                             const bn_ternary_matrix *const *matrices, int n_parts,
+                             const int8_t *q, const float *scales, const int32_t *sums,
+                             int n_tokens);
 
 /* ---- F16 and int8 matrices (embedding / tied LM head) ---- */
 /* y[t][r] = sum_c f16(w[r][c]) * x[t][c] (float accumulation in a fixed order). */

@@ -53,6 +53,10 @@ static uint64_t now_ns(void) {
 uint64_t bn_kernel_begin(void) { return bn_kernel_timing() ? now_ns() : 0; }
 
 void bn_kernel_end(bn_kernel_slot *slot, const char *id, uint64_t t0) {
+    bn_kernel_end_n(slot, id, t0, 1);
+}
+
+void bn_kernel_end_n(bn_kernel_slot *slot, const char *id, uint64_t t0, uint64_t calls) {
     int index = __atomic_load_n(&slot->index, __ATOMIC_ACQUIRE);
     if (index == 0) {
         int registered = bn_kernel_register(id);
@@ -61,7 +65,7 @@ void bn_kernel_end(bn_kernel_slot *slot, const char *id, uint64_t t0) {
         __atomic_store_n(&slot->index, index, __ATOMIC_RELEASE);
     }
     kernel_entry *entry = &entries[index - 1];
-    atomic_fetch_add_explicit(&entry->calls, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&entry->calls, calls, memory_order_relaxed);
     if (t0) atomic_fetch_add_explicit(&entry->nanoseconds, now_ns() - t0, memory_order_relaxed);
 }
 

@@ -36,6 +36,8 @@ bool bn_kernel_timing(void);
 uint64_t bn_kernel_begin(void);
 /* Counts one call (and the time since t0 when timing is on). */
 void bn_kernel_end(bn_kernel_slot *slot, const char *id, uint64_t t0);
+/* Counts `calls` calls done in one dispatch (matrix products run together), with its time. */
+void bn_kernel_end_n(bn_kernel_slot *slot, const char *id, uint64_t t0, uint64_t calls);
 /* Kernels with at least one call, in registration order; returns how many were written. */
 size_t bn_kernel_snapshot(bn_kernel_stats *out, size_t max);
 void bn_kernel_reset_counts(void);

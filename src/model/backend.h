@@ -36,6 +36,10 @@ struct bn_backend {
                     int cols, float eps);
     /* y = W x with W1.58 A8 (activations quantized per token), times the optional out_scale. */
     void (*linear)(bn_backend *backend, float *y, const bn_linear *w, const float *x, int n);
+    /* Optional (NULL: linear on each): ys[i] = ws[i] x for n_parts projections of the same x,
+     * each exactly as linear would give it; the CPU quantizes x once and runs them together. */
+    void (*linear_parts)(bn_backend *backend, float *const *ys, const bn_linear *const *ws,
+                         int n_parts, const float *x, int n);
     /* NEOX RoPE in place on n tokens of n_heads heads, each at its own position. */
     void (*rope)(bn_backend *backend, float *x, int n_heads, const int32_t *pos, int n);
     /* Writes k[t], v[t] into row pos[t] of layer's cache of entry t, in the cache's type. */

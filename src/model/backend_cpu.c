@@ -94,6 +94,24 @@ static void cpu_linear(bn_backend *backend, float *y, const bn_linear *w, const 
     }
 }
 
+static void cpu_linear_parts(bn_backend *backend, float *const *ys, const bn_linear *const *ws,
+                             int n_parts, const float *x, int n) {
+    cpu_backend *cpu = impl_of(backend);
+    const bn_ternary_matrix *matrices[4];
+    if (n_parts > 4) {
+        for (int p = 0; p < n_parts; p++) cpu_linear(backend, ys[p], ws[p], x, n);
+        return;
+    }
+    for (int p = 0; p < n_parts; p++) matrices[p] = &ws[p]->matrix;
+    bn_quantize_activations(cpu->q, cpu->scales, cpu->sums, x, n, ws[0]->matrix.cols);
+    bn_ternary_matmul_parts(cpu->pool, ys, matrices, n_parts, cpu->q, cpu->scales, cpu->sums, n);
+    for (int p = 0; p < n_parts; p++) {
+        if (!ws[p]->has_out_scale) continue;
+        size_t total = (size_t)n * (size_t)ws[p]->matrix.rows;
+        for (size_t i = 0; i < total; i++) ys[p][i] *= ws[p]->out_scale;
+    }
+}
+
 static void cpu_rope(bn_backend *backend, float *x, int n_heads, const int32_t *pos, int n) {
     const bn_model_config *c = backend->config;
     size_t width = (size_t)n_heads * (size_t)c->head_dim;
@@ -232,6 +250,7 @@ bn_status bn_backend_cpu_create(const bn_model_config *config, bn_threadpool *po
     backend->embed = cpu_embed;
     backend->rmsnorm = cpu_rmsnorm;
     backend->linear = cpu_linear;
+    backend->linear_parts = cpu_linear_parts;
     backend->rope = cpu_rope;
     backend->kv_store = cpu_kv_store;
     backend->attention = cpu_attention;

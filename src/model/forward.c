@@ -57,6 +57,17 @@ static bn_status state_reserve(bn_forward_state *s, bn_backend *backend, const b
     return BN_OK;
 }
 
+/* ys[i] = ws[i] x for projections of the same input (Q, K, V; gate, up), together where the
+ * backend can (one quantization of x, one dispatch), else one by one; the results are the same. */
+static void linear_parts(bn_backend *be, float *const *ys, const bn_linear *const *ws, int n_parts,
+                         const float *x, int n) {
+    if (be->linear_parts) {
+        be->linear_parts(be, ys, ws, n_parts, x, n);
+        return;
+    }
+    for (int i = 0; i < n_parts; i++) be->linear(be, ys[i], ws[i], x, n);
+}
+
 bn_status bn_model_forward(bn_model *model, const bn_batch_entry *entries, int n, float *logits,
                            bn_error *err) {
     const bn_model_config *c = &model->config;
@@ -90,9 +101,8 @@ bn_status bn_model_forward(bn_model *model, const bn_batch_entry *entries, int n
 
         /* attention: q, k, v from the normed residual */
         be->rmsnorm(be, s->xb, s->x, lw->attn_norm, n, c->dim, eps);
-        be->linear(be, s->q, &lw->wq, s->xb, n);
-        be->linear(be, s->k, &lw->wk, s->xb, n);
-        be->linear(be, s->v, &lw->wv, s->xb, n);
+        linear_parts(be, (float *const[]){s->q, s->k, s->v},
+                     (const bn_linear *const[]){&lw->wq, &lw->wk, &lw->wv}, 3, s->xb, n);
 
         /* rotary position embedding (NEOX pairs) on q and k */
         be->rope(be, s->q, c->n_heads, s->pos, n);
@@ -109,8 +119,8 @@ bn_status bn_model_forward(bn_model *model, const bn_batch_entry *entries, int n
 
         /* FFN: act(gate) * up, sub-norm, down projection, residual */
         be->rmsnorm(be, s->xb, s->x, lw->ffn_norm, n, c->dim, eps);
-        be->linear(be, s->hb, &lw->w_gate, s->xb, n);
-        be->linear(be, s->hb2, &lw->w_up, s->xb, n);
+        linear_parts(be, (float *const[]){s->hb, s->hb2},
+                     (const bn_linear *const[]){&lw->w_gate, &lw->w_up}, 2, s->xb, n);
         be->ffn_activation(be, s->hb, s->hb, s->hb2, (size_t)n * (size_t)c->ffn_dim, c->ffn_activation);
         be->rmsnorm(be, s->hb, s->hb, lw->ffn_sub_norm, n, c->ffn_dim, eps);
         be->linear(be, s->xb, &lw->w_down, s->hb, n);

@@ -395,6 +395,16 @@ void bn_avx512_ternary_sums(int32_t *out, const bn_ternary_matrix *matrix,
 void bn_avx512_ternary_finish_i2s(float *y, int rows, float tensor_scale, const int32_t *sums,
                                   const float *scales, int n_tokens, int row_begin, int row_end) {
     const __m512 ts = _mm512_set1_ps(tensor_scale);
+    if (n_tokens == 1) { /* one token: the rows' sums are contiguous */
+        const __m512 sc = _mm512_set1_ps(scales[0]);
+        for (int r0 = row_begin; r0 < row_end; r0 += 16) {
+            int count = row_end - r0 < 16 ? row_end - r0 : 16;
+            __mmask16 m = (__mmask16)((1u << count) - 1u);
+            __m512 v = _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(m, sums + (r0 - row_begin)));
+            _mm512_mask_storeu_ps(y + r0, m, _mm512_mul_ps(_mm512_div_ps(v, sc), ts));
+        }
+        return;
+    }
     const __m512i index = _mm512_mullo_epi32(
         _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
         _mm512_set1_epi32(n_tokens));
