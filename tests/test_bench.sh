@@ -2,7 +2,8 @@
 # test_bench.sh: `bitnet bench` end to end on a tiny synthetic model (`bitnet synth`).
 # - the llama-bench table: header, one row per test (pp<N>/tg<N>), "MEAN ± STDEV" cells;
 #   -p 0 / -n 0 leave their row (and, for tg, the bandwidth lines) out;
-# - the bandwidth lines: bytes/token, effective GB/s, stream read, and their ratio;
+# - the bandwidth lines: bytes/token, effective GB/s, stream read, and their ratio; the probes
+#   right before and after each tg repetition and the paired ratio;
 # - the receipt from --json passes `bitnet verify-receipt`, fails --require-gpu-kernels (cpu
 #   backend), hashes the model like sha256sum, and counts ternary matmul calls of the timed
 #   repetitions only (warm-ups excluded): repetitions x projections x (tg tokens + 1 pp batch);
@@ -34,6 +35,10 @@ check "bytes/token line" grep -Eq '^decode bytes/token : [0-9.]+ MB = weights [0
 check "effective line" grep -Eq '^tg8 effective     : [0-9.]+ GB/s = [0-9.]+ t/s x [0-9.]+ MB/token$' "$tmp/out.txt"
 check "stream line" grep -Eq '^stream read        : [0-9.]+ GB/s \(2 threads, 16 MiB buffer, (avx2|scalar) loop, best of 7 passes; median [0-9.]+ GB/s\)$' "$tmp/out.txt"
 check "ratio line" grep -Eq '^tg8 / stream read : [0-9.]+% \([0-9.]+ of [0-9.]+ GB/s\)$' "$tmp/out.txt"
+# probes right before and after each of the 2 tg repetitions: 3 probes, 2 per-repetition ratios
+check "stream beside tg line" grep -Eq '^stream beside tg   : [0-9.]+ GB/s mean of 3 probes right before and after each repetition \(min [0-9.]+, max [0-9.]+; best of 3 passes each\)$' "$tmp/out.txt"
+check "ratio beside line" grep -Eq '^tg8 / stream beside: [0-9.]+% \(.*: [0-9.]+% [0-9.]+%\)$' "$tmp/out.txt"
+check "receipt: probes beside tg" grep -q '"ratio_beside_tg":' "$tmp/receipt.json"
 
 receipt="$tmp/receipt.json"
 check "receipt verifies" bash -c "'$bin' verify-receipt '$receipt' | grep -q '^receipt OK: cpu, bitnet-b1.58, 2 threads'"
@@ -68,6 +73,7 @@ check "pp-only receipt verifies" bash -c "'$bin' verify-receipt '$tmp/pp-only.js
 check "tg-only exit 0" test $? -eq 0
 check "tg-only row" bash -c "grep '^| bitnet' '$tmp/tg.txt' | grep -q '| tg4 |' && test \$(grep -c '^| bitnet' '$tmp/tg.txt') -eq 1"
 check "--no-bandwidth skips the stream read" bash -c "! grep -q 'stream read' '$tmp/tg.txt'"
+check "--no-bandwidth skips the probes" bash -c "! grep -q 'stream beside' '$tmp/tg.txt'"
 
 # The full context in one prompt at 1, 2 and 3 threads; one token more is refused.
 for t in 1 2 3; do

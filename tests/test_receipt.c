@@ -107,6 +107,20 @@ static void test_bandwidth(void) {
     CHECK(result.median_bytes_per_second > 0 && isfinite(result.median_bytes_per_second));
     CHECK(result.best_bytes_per_second >= result.median_bytes_per_second);
     CHECK(bn_measure_read_bandwidth(&result, pool, (size_t)4 << 20, 0, &err) == BN_ERR_INVALID);
+    /* the probe: kept buffer, repeated short measurements, each checksummed */
+    bn_bandwidth_probe *probe = NULL;
+    CHECK_OK(bn_bandwidth_probe_create(&probe, pool, ((size_t)2 << 20) + 5, &err), &err);
+    if (probe) {
+        CHECK(bn_bandwidth_probe_bytes(probe) == (size_t)2 << 20);
+        for (int i = 0; i < 3; i++) {
+            double bps = 0;
+            CHECK_OK(bn_bandwidth_probe_run(probe, pool, 2, &bps, &err), &err);
+            CHECK(bps > 0 && isfinite(bps));
+        }
+        double bps;
+        CHECK(bn_bandwidth_probe_run(probe, pool, 0, &bps, &err) == BN_ERR_INVALID);
+        bn_bandwidth_probe_free(probe);
+    }
     bn_threadpool_free(pool);
 }
 
@@ -139,7 +153,14 @@ static void fill_receipt(bn_receipt *r, bn_receipt_kernel *kernels, bn_receipt_t
     r->tg = (bn_receipt_result){true, 128, 5, 15.9, 0.25};
     r->peak_rss_bytes = 1300000000ull;
     r->seed = 42;
-    r->bandwidth = (bn_receipt_bandwidth){true, 1181650000ull, 18.79, 21.5, 512u << 20};
+    r->bandwidth = (bn_receipt_bandwidth){.present = true,
+                                          .bytes_per_token = 1181650000ull,
+                                          .tg_effective_gb_per_s = 18.79,
+                                          .stream_read_gb_per_s = 21.5,
+                                          .stream_buffer_bytes = 512u << 20,
+                                          .beside_present = true,
+                                          .stream_beside_tg_gb_per_s = 22.4,
+                                          .ratio_beside_tg = 0.84};
 }
 
 /* Required fields: removing any of them must be rejected with "<path>: missing". */
@@ -222,6 +243,29 @@ static void test_builder_and_missing_fields(void) {
                "deleting %s: status %d, message \"%s\"", required_paths[i], status, err.message);
         free(broken);
         json_decref(copy);
+    }
+    CHECK(fabs(json_number_value(json_object_get(bw, "stream_beside_tg_gb_per_s")) - 22.4) < 1e-9);
+    CHECK(fabs(json_number_value(json_object_get(bw, "ratio_beside_tg")) - 0.84) < 1e-9);
+    /* The probes beside tg are optional, but both or neither, and positive. */
+    {
+        json_t *c = json_deep_copy(root);
+        json_t *cb = json_object_get(c, "bandwidth");
+        json_object_del(cb, "ratio_beside_tg");
+        char *t = json_dumps(c, 0);
+        CHECK(bn_receipt_verify_json(t, strlen(t), false, &err) == BN_ERR_FORMAT &&
+              strstr(err.message, "go together"));
+        free(t);
+        json_object_del(cb, "stream_beside_tg_gb_per_s");
+        t = json_dumps(c, 0);
+        CHECK_OK(bn_receipt_verify_json(t, strlen(t), false, &err), &err);
+        free(t);
+        json_object_set_new(cb, "stream_beside_tg_gb_per_s", json_real(-3.0));
+        json_object_set_new(cb, "ratio_beside_tg", json_real(0.8));
+        t = json_dumps(c, 0);
+        CHECK(bn_receipt_verify_json(t, strlen(t), false, &err) == BN_ERR_MISMATCH &&
+              strstr(err.message, "stream_beside_tg_gb_per_s"));
+        free(t);
+        json_decref(c);
     }
     /* The derived bandwidth.ratio may be left out. */
     json_t *copy = json_deep_copy(root);

@@ -202,6 +202,7 @@ typedef struct bench_run {
     bn_batch_entry *entries;
     float *logits;
     double *seconds;
+    double *probe_bps, *rep_ratio; /* bandwidth probes beside the tg repetitions */
 } bench_run;
 
 /* One pp pass: the whole prompt as one batch into a cleared sequence. */
@@ -296,6 +297,9 @@ static void print_row(const char *model_name, const char *size, const char *para
            threads, test, s->mean_tps, s->stdev_tps);
 }
 
+/* Full read passes per bandwidth probe beside the tg repetitions (the fastest one counts). */
+#define BENCH_PROBE_PASSES 3
+
 /* The decode arithmetic of one run. */
 typedef struct bench_bandwidth {
     uint64_t weight_bytes;   /* per token, from the model (ternary projections + LM head) */
@@ -305,6 +309,12 @@ typedef struct bench_bandwidth {
     double effective_gbps;   /* tg tokens/s x bytes_per_token */
     bool measured;
     bn_bandwidth_result stream;
+    /* probes right before and after each tg repetition (reps + 1 figures, bytes/s) */
+    int n_probes;
+    double *probe_bps;
+    double beside_mean_gbps, beside_min_gbps, beside_max_gbps;
+    double *rep_ratio; /* per repetition: effective over the mean of its two probes */
+    double ratio_beside;
 } bench_bandwidth;
 
 static void print_bandwidth(const bench_bandwidth *b, const bench_stats *tg, const bench_options *o) {
@@ -323,6 +333,15 @@ static void print_bandwidth(const bench_bandwidth *b, const bench_stats *tg, con
     printf("tg%d / stream read : %.1f%% (%.2f of %.2f GB/s)\n", tg->n_tokens,
            100.0 * b->effective_gbps * 1e9 / b->stream.best_bytes_per_second, b->effective_gbps,
            b->stream.best_bytes_per_second / 1e9);
+    if (b->n_probes < 2) return;
+    printf("stream beside tg   : %.2f GB/s mean of %d probes right before and after each repetition "
+           "(min %.2f, max %.2f; best of %d passes each)\n",
+           b->beside_mean_gbps, b->n_probes, b->beside_min_gbps, b->beside_max_gbps, BENCH_PROBE_PASSES);
+    printf("tg%d / stream beside: %.1f%% (mean over repetitions of tokens/s x bytes/token over the mean of "
+           "the probes before and after it:",
+           tg->n_tokens, 100.0 * b->ratio_beside);
+    for (int r = 0; r + 1 < b->n_probes; r++) printf(" %.1f%%", 100.0 * b->rep_ratio[r]);
+    printf(")\n");
 }
 
 static void release_run(bench_run *run) {
@@ -331,6 +350,8 @@ static void release_run(bench_run *run) {
     free(run->entries);
     free(run->logits);
     free(run->seconds);
+    free(run->probe_bps);
+    free(run->rep_ratio);
 }
 
 /* Builds, self-checks and writes the receipt. */
@@ -384,6 +405,11 @@ static bn_status write_receipt(const bench_options *o, bench_run *run, const ben
         r.bandwidth.tg_effective_gb_per_s = bw->effective_gbps;
         r.bandwidth.stream_read_gb_per_s = bw->stream.best_bytes_per_second / 1e9;
         r.bandwidth.stream_buffer_bytes = bw->stream.buffer_bytes;
+        if (bw->n_probes >= 2) {
+            r.bandwidth.beside_present = true;
+            r.bandwidth.stream_beside_tg_gb_per_s = bw->beside_mean_gbps;
+            r.bandwidth.ratio_beside_tg = bw->ratio_beside;
+        }
     }
 
     char *text = NULL;
@@ -474,28 +500,71 @@ static int bench(const bench_options *o, bn_error *err) {
         }
         compute_stats(&pp, run.seconds, o->repetitions, o->n_prompt);
     }
+    /* Peak RSS before any bandwidth buffer exists (the tg repetitions allocate nothing new). */
+    uint64_t peak_rss = 0;
+    if (bn_peak_rss_bytes(&peak_rss, err) != BN_OK) goto fail;
+    bench_bandwidth bw;
+    memset(&bw, 0, sizeof bw);
     if (o->n_gen > 0) {
-        for (int r = 0; r < o->repetitions; r++) {
-            if (run_generation(&run.seconds[r], &run, o->n_gen, config->n_vocab, &rng, err) != BN_OK)
+        /* A shared machine's bandwidth moves from one second to the next, so besides the figure
+         * after the tests the bandwidth is probed right before and after each repetition. */
+        bn_threadpool *probe_pool = NULL;
+        bn_bandwidth_probe *probe = NULL;
+        if (o->bandwidth) {
+            bw.probe_bps = run.probe_bps = calloc((size_t)o->repetitions + 1, sizeof *bw.probe_bps);
+            bw.rep_ratio = run.rep_ratio = calloc((size_t)o->repetitions, sizeof *bw.rep_ratio);
+            if (!bw.probe_bps || !bw.rep_ratio) {
+                bn_error_set(err, BN_ERR_NOMEM, "bench: out of memory");
                 goto fail;
+            }
+            if ((o->threads > 1 && bn_threadpool_create(o->threads, &probe_pool, err) != BN_OK) ||
+                bn_bandwidth_probe_create(&probe, probe_pool, o->bandwidth_bytes, err) != BN_OK ||
+                bn_bandwidth_probe_run(probe, probe_pool, BENCH_PROBE_PASSES, &bw.probe_bps[0], err) != BN_OK) {
+                bn_bandwidth_probe_free(probe);
+                bn_threadpool_free(probe_pool);
+                goto fail;
+            }
         }
+        bn_status st = BN_OK;
+        for (int r = 0; r < o->repetitions && st == BN_OK; r++) {
+            st = run_generation(&run.seconds[r], &run, o->n_gen, config->n_vocab, &rng, err);
+            if (st == BN_OK && probe)
+                st = bn_bandwidth_probe_run(probe, probe_pool, BENCH_PROBE_PASSES, &bw.probe_bps[r + 1], err);
+        }
+        if (probe) bw.n_probes = o->repetitions + 1;
+        bn_bandwidth_probe_free(probe);
+        bn_threadpool_free(probe_pool);
+        if (st != BN_OK) goto fail;
         compute_stats(&tg, run.seconds, o->repetitions, o->n_gen);
     }
     bn_kernel_set_timing(false);
     bn_kernel_stats kernel_stats[BN_KERNEL_MAX];
     size_t n_kernels = bn_kernel_snapshot(kernel_stats, BN_KERNEL_MAX);
-    uint64_t peak_rss = 0;
-    if (bn_peak_rss_bytes(&peak_rss, err) != BN_OK) goto fail;
 
     /* Decode bytes per token: the weights once, plus K and V of every layer over the context. */
-    bench_bandwidth bw;
-    memset(&bw, 0, sizeof bw);
     bw.weight_bytes = bn_model_bytes_per_token(run.model);
     bw.mean_context = (o->n_gen + 1) / 2.0;
     double kv_row = 2.0 * config->n_layers * config->kv_dim * (o->kv_f32 ? 4 : 2);
     bw.kv_bytes = (uint64_t)llround(kv_row * bw.mean_context);
     bw.bytes_per_token = bw.weight_bytes + bw.kv_bytes;
     bw.effective_gbps = tg.present ? tg.mean_tps * (double)bw.bytes_per_token / 1e9 : 0;
+    if (tg.present && bw.n_probes == o->repetitions + 1) {
+        double sum = 0, ratios = 0;
+        bw.beside_min_gbps = bw.beside_max_gbps = bw.probe_bps[0] / 1e9;
+        for (int i = 0; i < bw.n_probes; i++) {
+            double g = bw.probe_bps[i] / 1e9;
+            sum += g;
+            if (g < bw.beside_min_gbps) bw.beside_min_gbps = g;
+            if (g > bw.beside_max_gbps) bw.beside_max_gbps = g;
+        }
+        bw.beside_mean_gbps = sum / bw.n_probes;
+        for (int r = 0; r < o->repetitions; r++) {
+            double effective = o->n_gen / run.seconds[r] * (double)bw.bytes_per_token;
+            bw.rep_ratio[r] = effective / (0.5 * (bw.probe_bps[r] + bw.probe_bps[r + 1]));
+            ratios += bw.rep_ratio[r];
+        }
+        bw.ratio_beside = ratios / o->repetitions;
+    }
     if (tg.present && o->bandwidth) {
         bn_threadpool *pool = NULL;
         if (o->threads > 1 && bn_threadpool_create(o->threads, &pool, err) != BN_OK) goto fail;

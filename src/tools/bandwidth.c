@@ -61,60 +61,114 @@ static int compare_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-bn_status bn_measure_read_bandwidth(bn_bandwidth_result *out, bn_threadpool *pool,
-                                    size_t buffer_bytes, int passes, bn_error *err) {
-    memset(out, 0, sizeof *out);
-    if (passes < 1 || passes > 1000)
-        return bn_error_set(err, BN_ERR_INVALID, "bandwidth: passes must be 1..1000, got %d", passes);
+struct bn_bandwidth_probe {
+    sum_job *job;
+    int passes_run; /* summing passes so far (the checksum grows by one buffer sum each) */
+};
+
+bn_status bn_bandwidth_probe_create(bn_bandwidth_probe **out, bn_threadpool *pool, size_t buffer_bytes,
+                                    bn_error *err) {
+    *out = NULL;
     if (bn_threadpool_size(pool) > BN_BANDWIDTH_MAX_THREADS)
         return bn_error_set(err, BN_ERR_INVALID, "bandwidth: at most %d threads",
                             BN_BANDWIDTH_MAX_THREADS);
     buffer_bytes &= ~(size_t)4095;
     if (buffer_bytes < ((size_t)1 << 20)) buffer_bytes = (size_t)1 << 20;
-
+    bn_bandwidth_probe *probe = calloc(1, sizeof *probe);
     sum_job *job = calloc(1, sizeof *job);
-    if (!job) return bn_error_set(err, BN_ERR_NOMEM, "bandwidth: no memory for the job");
-    job->data = aligned_alloc(4096, buffer_bytes);
-    double *seconds = malloc((size_t)passes * sizeof *seconds);
-    if (!job->data || !seconds) {
-        free(job->data);
+    if (job) job->data = aligned_alloc(4096, buffer_bytes);
+    if (!probe || !job || !job->data) {
+        if (job) free(job->data);
         free(job);
-        free(seconds);
+        free(probe);
         return bn_error_set(err, BN_ERR_NOMEM, "bandwidth: cannot allocate a %zu-byte buffer",
                             buffer_bytes);
     }
     job->bytes = buffer_bytes;
     job->use_avx2 = bn_isa_supported(BN_ISA_AVX2);
-
     job->fill = true;
     bn_threadpool_run(pool, sum_share, job);
     job->fill = false;
     bn_threadpool_run(pool, sum_share, job); /* warm-up */
-    for (int p = 0; p < passes; p++) {
-        double t0 = now_seconds();
-        bn_threadpool_run(pool, sum_share, job);
-        seconds[p] = now_seconds() - t0;
-    }
-    /* The sums are used, so no compiler may drop the loads: they must equal passes+1 times the
-     * closed-form sum of the fill pattern 0, 1, 2, ... (mod 2^64). */
-    uint64_t total = 0;
-    for (int t = 0; t < BN_BANDWIDTH_MAX_THREADS; t++) total += job->sums[t * 8];
-    uint64_t words = buffer_bytes / 8;
-    uint64_t expected_once = (words % 2 == 0) ? (words / 2) * (words - 1) : words * ((words - 1) / 2);
-    bool sums_ok = total == expected_once * (uint64_t)(passes + 1);
+    probe->job = job;
+    probe->passes_run = 1;
+    *out = probe;
+    return BN_OK;
+}
 
+size_t bn_bandwidth_probe_bytes(const bn_bandwidth_probe *probe) { return probe->job->bytes; }
+
+const char *bn_bandwidth_probe_path(const bn_bandwidth_probe *probe) {
+    return probe->job->use_avx2 ? "avx2" : "scalar";
+}
+
+/* One timed full read pass. */
+static double timed_pass(bn_bandwidth_probe *probe, bn_threadpool *pool) {
+    double t0 = now_seconds();
+    bn_threadpool_run(pool, sum_share, probe->job);
+    probe->passes_run++;
+    return now_seconds() - t0;
+}
+
+/* The sums are used, so no compiler may drop the loads: they must equal passes_run times the
+ * closed-form sum of the fill pattern 0, 1, 2, ... (mod 2^64). */
+static bool probe_sums_ok(const bn_bandwidth_probe *probe) {
+    uint64_t total = 0;
+    for (int t = 0; t < BN_BANDWIDTH_MAX_THREADS; t++) total += probe->job->sums[t * 8];
+    uint64_t words = probe->job->bytes / 8;
+    uint64_t expected_once = (words % 2 == 0) ? (words / 2) * (words - 1) : words * ((words - 1) / 2);
+    return total == expected_once * (uint64_t)probe->passes_run;
+}
+
+bn_status bn_bandwidth_probe_run(bn_bandwidth_probe *probe, bn_threadpool *pool, int passes,
+                                 double *best_bytes_per_second, bn_error *err) {
+    if (passes < 1 || passes > 1000)
+        return bn_error_set(err, BN_ERR_INVALID, "bandwidth: passes must be 1..1000, got %d", passes);
+    double best = 0;
+    for (int p = 0; p < passes; p++) {
+        double seconds = timed_pass(probe, pool);
+        if (p == 0 || seconds < best) best = seconds;
+    }
+    if (!probe_sums_ok(probe))
+        return bn_error_set(err, BN_ERR_MISMATCH, "bandwidth: checksum of the buffer is wrong");
+    *best_bytes_per_second = (double)probe->job->bytes / best;
+    return BN_OK;
+}
+
+void bn_bandwidth_probe_free(bn_bandwidth_probe *probe) {
+    if (!probe) return;
+    free(probe->job->data);
+    free(probe->job);
+    free(probe);
+}
+
+bn_status bn_measure_read_bandwidth(bn_bandwidth_result *out, bn_threadpool *pool,
+                                    size_t buffer_bytes, int passes, bn_error *err) {
+    memset(out, 0, sizeof *out);
+    if (passes < 1 || passes > 1000)
+        return bn_error_set(err, BN_ERR_INVALID, "bandwidth: passes must be 1..1000, got %d", passes);
+    double *seconds = malloc((size_t)passes * sizeof *seconds);
+    if (!seconds) return bn_error_set(err, BN_ERR_NOMEM, "bandwidth: no memory for %d passes", passes);
+    bn_bandwidth_probe *probe;
+    bn_status st = bn_bandwidth_probe_create(&probe, pool, buffer_bytes, err);
+    if (st != BN_OK) {
+        free(seconds);
+        return st;
+    }
+    for (int p = 0; p < passes; p++) seconds[p] = timed_pass(probe, pool);
+    bool sums_ok = probe_sums_ok(probe);
     qsort(seconds, (size_t)passes, sizeof *seconds, compare_double);
     double median = passes % 2 ? seconds[passes / 2]
                                : 0.5 * (seconds[passes / 2 - 1] + seconds[passes / 2]);
-    out->median_bytes_per_second = (double)buffer_bytes / median;
-    out->best_bytes_per_second = (double)buffer_bytes / seconds[0];
-    out->buffer_bytes = buffer_bytes;
+    size_t bytes = bn_bandwidth_probe_bytes(probe);
+    out->median_bytes_per_second = (double)bytes / median;
+    out->best_bytes_per_second = (double)bytes / seconds[0];
+    out->buffer_bytes = bytes;
     out->passes = passes;
     out->threads = bn_threadpool_size(pool);
-    out->path = job->use_avx2 ? "avx2" : "scalar";
+    out->path = bn_bandwidth_probe_path(probe);
     free(seconds);
-    free(job->data);
-    free(job);
+    bn_bandwidth_probe_free(probe);
     if (!sums_ok) return bn_error_set(err, BN_ERR_MISMATCH, "bandwidth: checksum of the buffer is wrong");
     return BN_OK;
 }

@@ -33,6 +33,19 @@ typedef struct bn_bandwidth_result {
 bn_status bn_measure_read_bandwidth(bn_bandwidth_result *out, bn_threadpool *pool,
                                     size_t buffer_bytes, int passes, bn_error *err);
 
+/* A buffer kept for repeated short measurements (bitnet bench probes the bandwidth right before
+ * and after each tg repetition, because a shared machine's bandwidth changes from one second to
+ * the next). create allocates, writes and reads it once (untimed); run times `passes` full read
+ * passes and gives the fastest one's bytes per second; free releases it. */
+typedef struct bn_bandwidth_probe bn_bandwidth_probe;
+bn_status bn_bandwidth_probe_create(bn_bandwidth_probe **out, bn_threadpool *pool, size_t buffer_bytes,
+                                    bn_error *err);
+bn_status bn_bandwidth_probe_run(bn_bandwidth_probe *probe, bn_threadpool *pool, int passes,
+                                 double *best_bytes_per_second, bn_error *err);
+size_t bn_bandwidth_probe_bytes(const bn_bandwidth_probe *probe);
+const char *bn_bandwidth_probe_path(const bn_bandwidth_probe *probe);
+void bn_bandwidth_probe_free(bn_bandwidth_probe *probe);
+
 /* The summing loops (bytes a multiple of 128, data 32-byte aligned); exposed for tests, which
  * check both give the same sum. */
 uint64_t bn_bandwidth_sum_scalar(const uint64_t *data, size_t bytes);

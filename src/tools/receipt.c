@@ -163,6 +163,10 @@ bn_status bn_receipt_to_json(char **out_text, const bn_receipt *r, bn_error *err
         double ratio = bw->tg_effective_gb_per_s / bw->stream_read_gb_per_s;
         if (isfinite(ratio) && ratio > 0) set_real(&b, o, "ratio", ratio);
         set_uint(&b, o, "stream_buffer_bytes", bw->stream_buffer_bytes);
+        if (bw->beside_present) {
+            set_real(&b, o, "stream_beside_tg_gb_per_s", bw->stream_beside_tg_gb_per_s);
+            set_real(&b, o, "ratio_beside_tg", bw->ratio_beside_tg);
+        }
         set_value(&b, root, "bandwidth", o, "bandwidth");
     }
 
@@ -427,6 +431,17 @@ static bn_status verify_bandwidth(const json_t *root, bn_error *err) {
         !get_number(&stream, bw, "bandwidth", "stream_read_gb_per_s", true, err) ||
         !get_integer(&buffer, bw, "bandwidth", "stream_buffer_bytes", 1, err))
         return err ? err->code : BN_ERR_FORMAT;
+    /* optional, both or neither: probes beside the tg repetitions */
+    bool has_beside = json_object_get(bw, "stream_beside_tg_gb_per_s") != NULL;
+    if (has_beside != (json_object_get(bw, "ratio_beside_tg") != NULL))
+        return bn_error_set(err, BN_ERR_FORMAT,
+                            "bandwidth: stream_beside_tg_gb_per_s and ratio_beside_tg go together");
+    if (has_beside) {
+        double beside, beside_ratio;
+        if (!get_number(&beside, bw, "bandwidth", "stream_beside_tg_gb_per_s", true, err) ||
+            !get_number(&beside_ratio, bw, "bandwidth", "ratio_beside_tg", true, err))
+            return err ? err->code : BN_ERR_FORMAT;
+    }
     if (!json_object_get(bw, "ratio")) return BN_OK;
     if (!get_number(&ratio, bw, "bandwidth", "ratio", true, err)) return err ? err->code : BN_ERR_FORMAT;
     if (fabs(ratio - effective / stream) > 1e-6 * (1 + ratio))

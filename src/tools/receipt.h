@@ -70,6 +70,12 @@ typedef struct bn_receipt_bandwidth {
     double tg_effective_gb_per_s;    /* tg tokens/s x bytes_per_token / 1e9 */
     double stream_read_gb_per_s;     /* streaming read measured in the same run */
     uint64_t stream_buffer_bytes;
+    /* optional (beside_present): the bandwidth probed right before and after each tg repetition
+     * (mean of the probes) and the mean over repetitions of each one's effective GB/s over the
+     * mean of its two probes */
+    bool beside_present;
+    double stream_beside_tg_gb_per_s;
+    double ratio_beside_tg;
 } bn_receipt_bandwidth;
 
 /* Everything a receipt holds; strings are borrowed. */
