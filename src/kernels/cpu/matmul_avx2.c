@@ -356,33 +356,48 @@ static inline __attribute__((always_inline)) void f16_row_tokens(float *y, int r
         y[(size_t)t * rows] = f16_finish(lo[t], hi[t], wr, x + (size_t)t * cols, cols16, cols);
 }
 
+/* One token: two sequential row streams with a short software prefetch, as in matmul_avx512.c. */
+#define F16_PREFETCH_AHEAD 1024 /* elements (2 KiB) */
+
+static void f16_gemv_two_streams(float *y, const uint16_t *w, const float *x, int cols, int cols16,
+                                 int row_begin, int row_end) {
+    const int half = (row_end - row_begin) / 2;
+    for (int i = 0; i < half; i++) {
+        const int ra = row_begin + i, rb = row_begin + half + i;
+        const uint16_t *wa = w + (size_t)ra * cols, *wb = w + (size_t)rb * cols;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+        __m256 b0 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps();
+        for (int c = 0; c < cols16; c += 16) {
+            __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
+            _mm_prefetch((const char *)(wa + c + F16_PREFETCH_AHEAD), _MM_HINT_T0);
+            _mm_prefetch((const char *)(wb + c + F16_PREFETCH_AHEAD), _MM_HINT_T0);
+            a0 = _mm256_add_ps(a0, _mm256_mul_ps(load_f16(wa + c), x0));
+            a1 = _mm256_add_ps(a1, _mm256_mul_ps(load_f16(wa + c + 8), x1));
+            b0 = _mm256_add_ps(b0, _mm256_mul_ps(load_f16(wb + c), x0));
+            b1 = _mm256_add_ps(b1, _mm256_mul_ps(load_f16(wb + c + 8), x1));
+        }
+        y[ra] = f16_finish(a0, a1, wa, x, cols16, cols);
+        y[rb] = f16_finish(b0, b1, wb, x, cols16, cols);
+    }
+    for (int r = row_begin + 2 * half; r < row_end; r++) {
+        const uint16_t *wr = w + (size_t)r * cols;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+        for (int c = 0; c < cols16; c += 16) {
+            a0 = _mm256_add_ps(a0, _mm256_mul_ps(load_f16(wr + c), _mm256_loadu_ps(x + c)));
+            a1 = _mm256_add_ps(a1, _mm256_mul_ps(load_f16(wr + c + 8), _mm256_loadu_ps(x + c + 8)));
+        }
+        y[r] = f16_finish(a0, a1, wr, x, cols16, cols);
+    }
+}
+
 void bn_avx2_f16_matmul(float *y, const uint16_t *w, const float *x, int rows, int cols,
                         int n_tokens, int row_begin, int row_end) {
     const int cols16 = cols / 16 * 16;
-    /* prefetch the same columns of the next pass's rows (4 interleaved row streams defeat the
-     * hardware prefetchers; this doubles the GEMV's bandwidth on the LM head) */
-    const size_t ahead = 4 * (size_t)cols;
-    int r = row_begin;
     if (n_tokens == 1) {
-        for (; r + 4 <= row_end; r += 4) {
-            const uint16_t *wr[4];
-            __m256 lo[4], hi[4];
-            for (int i = 0; i < 4; i++) {
-                wr[i] = w + (size_t)(r + i) * cols;
-                lo[i] = hi[i] = _mm256_setzero_ps();
-            }
-            for (int c = 0; c < cols16; c += 16) {
-                __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
-                for (int i = 0; i < 4; i++) {
-                    _mm_prefetch((const char *)(wr[i] + c + ahead), _MM_HINT_T0);
-                    lo[i] = _mm256_add_ps(lo[i], _mm256_mul_ps(load_f16(wr[i] + c), x0));
-                    hi[i] = _mm256_add_ps(hi[i], _mm256_mul_ps(load_f16(wr[i] + c + 8), x1));
-                }
-            }
-            for (int i = 0; i < 4; i++)
-                y[r + i] = f16_finish(lo[i], hi[i], wr[i], x, cols16, cols);
-        }
+        f16_gemv_two_streams(y, w, x, cols, cols16, row_begin, row_end);
+        return;
     }
+    int r = row_begin;
     for (; r < row_end; r++) {
         const uint16_t *wr = w + (size_t)r * cols;
         for (int t0 = 0; t0 < n_tokens; t0 += 4) {
