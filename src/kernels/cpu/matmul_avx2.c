@@ -12,7 +12,7 @@
  * decoded weight block across 4 tokens, token tiles outside and rows inside.
  *
  * F16: 16 lanes (two 8-float accumulators) per output, multiply then add (never fused), as the
- * reference defines; GEMV runs 4 rows per pass prefetching the next pass's rows, GEMM converts a
+ * reference defines; GEMV reads two sequential row streams with a short prefetch, GEMM converts a
  * weight chunk once per 4 tokens.
  * Int8: maddubs(|q|, w * sign(q)) (weights are within -127..127, so negation is exact).
  */

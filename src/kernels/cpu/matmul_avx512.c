@@ -14,8 +14,9 @@
  * the development machine, 64 MACs), not by memory.
  *
  * F16: one 16-lane accumulator per output (lane = column % 16), multiply then add, reduced by
- * the shared pairwise step: bit-identical to the reference; GEMV runs 4 rows per pass and
- * prefetches the next pass's rows (4 interleaved row streams defeat the hardware prefetchers).
+ * the shared pairwise step: bit-identical to the reference; GEMV reads two sequential row streams
+ * (the halves of the thread's rows) with a short software prefetch; GEMM goes row by row with up
+ * to 8 tokens in registers.
  * Int8: vpdpbusd on q + 128 and the weights, minus 128 * (row sum of the weights), computed with
  * the same instruction.
  */
