@@ -5,7 +5,9 @@
  *   2. times GEMV on the 2B-4T shapes (ternary I2_S 2560x2560, 640x2560, 6912x2560, 2560x6912 as
  *      rows x cols; the F16 and int8 LM head 128256x2560), rotating through enough copies of the
  *      weights (>= 256 MiB) that the caches cannot hold them, and prints per path and thread
- *      count: time per call, weight GB/s, % of the measured bandwidth, speedup over scalar;
+ *      count: time per call, weight GB/s, % of the measured bandwidth, speedup over scalar, and
+ *      the bandwidth probed right before and after that row (a shared machine's bandwidth moves
+ *      from one second to the next) with the row's % of it;
  *   3. times GEMM over 64 tokens against 64 separate GEMVs (tokens/s of each).
  * Every figure is the best of several rounds. On a machine shared with other work, --cpu-time
  * times with the calling thread's CPU clock instead of the wall clock (time spent descheduled is
@@ -17,6 +19,7 @@
 #include "kernels/ops.h"
 #include "kernels/threadpool.h"
 #include "quant/quant_format.h"
+#include "tools/bandwidth.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +29,15 @@
 static bool quick, cpu_time;
 static bn_threadpool *pools[3]; /* [1] = NULL (caller thread), [2] = two threads */
 static double bandwidth[3];     /* GB/s at 1 and 2 threads */
+static bn_bandwidth_probe *probe; /* kept buffer for the probes beside each GEMV row */
+
+/* Streaming read GB/s now, at this thread count (best of 2 passes over the probe buffer). */
+static double probe_gbs(int threads) {
+    double bps = 0;
+    bn_error err;
+    if (!probe || bn_bandwidth_probe_run(probe, pools[threads], 2, &bps, &err) != BN_OK) return 0;
+    return bps / 1e9;
+}
 
 static double now(void) {
     struct timespec ts;
@@ -113,17 +125,19 @@ static double time_calls(call_fn fn, void *context, int copies, int threads, dou
 static const char *path_names[BN_ISA_COUNT] = {"scalar", "avx2", "avx512"};
 
 static void print_header(void) {
-    printf("%-22s %-7s %-7s %3s %11s %8s %7s %9s\n", "shape (rows x cols)", "type", "path", "thr",
-           "time/call", "GB/s", "% bw", "vs scalar");
+    printf("%-22s %-7s %-7s %3s %11s %8s %7s %9s %8s %8s\n", "shape (rows x cols)", "type", "path",
+           "thr", "time/call", "GB/s", "% bw", "vs scalar", "beside", "% beside");
 }
 
+/* beside: the mean of the probes right before and after the row's timing (GB/s). */
 static void print_row(const char *shape, const char *type, int isa, int threads, double seconds,
-                      double bytes, double scalar_seconds) {
+                      double bytes, double scalar_seconds, double beside) {
     double gbs = bytes / seconds / 1e9;
     char speedup[32] = "-";
     if (scalar_seconds > 0) snprintf(speedup, sizeof speedup, "%.1fx", scalar_seconds / seconds);
-    printf("%-22s %-7s %-7s %3d %9.1f us %8.1f %6.0f%% %9s\n", shape, type, path_names[isa],
-           threads, seconds * 1e6, gbs, 100.0 * gbs / bandwidth[threads], speedup);
+    printf("%-22s %-7s %-7s %3d %9.1f us %8.1f %6.0f%% %9s %8.1f %7.0f%%\n", shape, type,
+           path_names[isa], threads, seconds * 1e6, gbs, 100.0 * gbs / bandwidth[threads], speedup,
+           beside, beside > 0 ? 100.0 * gbs / beside : 0.0);
 }
 
 typedef struct ternary_bench {
@@ -232,6 +246,8 @@ int main(int argc, char **argv) {
     printf("bitnet-c kernel benchmark%s, %s clock\ncpu features: %s\n\n", quick ? " (--quick)" : "",
            cpu_time ? "thread CPU" : "wall", features);
     measure_bandwidth();
+    if (bn_bandwidth_probe_create(&probe, pools[2], (quick ? 256ull : 512ull) << 20, &err) != BN_OK)
+        fprintf(stderr, "bandwidth probe: %s (the beside columns stay 0)\n", err.message);
 
     const double window = quick ? 0.15 : 0.5;
     const int shapes[4][2] = {{2560, 2560}, {640, 2560}, {6912, 2560}, {2560, 6912}};
@@ -252,9 +268,11 @@ int main(int argc, char **argv) {
             if (!bn_isa_supported((bn_isa)isa)) continue;
             bn_isa_set_active((bn_isa)isa);
             for (int threads = 1; threads <= 2; threads++) {
+                double before = probe_gbs(threads);
                 double t = time_calls(ternary_call, &b, b.copies, threads, window, 3);
+                double beside = 0.5 * (before + probe_gbs(threads));
                 gemv_seconds[s][isa][threads] = t;
-                print_row(shape, "i2_s", isa, threads, t, bytes, gemv_seconds[s][0][threads]);
+                print_row(shape, "i2_s", isa, threads, t, bytes, gemv_seconds[s][0][threads], beside);
             }
         }
         ternary_free(&b);
@@ -281,10 +299,12 @@ int main(int argc, char **argv) {
             if (!bn_isa_supported((bn_isa)isa)) continue;
             bn_isa_set_active((bn_isa)isa);
             for (int threads = 1; threads <= 2; threads++) {
+                double before = probe_gbs(threads);
                 double t = time_calls(head_call, &h, 1, threads, isa ? window : 0.0, isa ? 3 : 1);
+                double beside = 0.5 * (before + probe_gbs(threads));
                 if (isa == 0) scalar[threads] = t;
                 print_row("128256 x 2560", kind ? "int8" : "f16", isa, threads, t,
-                          (double)head_n * (kind ? 1 : 2), isa ? scalar[threads] : 0);
+                          (double)head_n * (kind ? 1 : 2), isa ? scalar[threads] : 0, beside);
             }
         }
     }
@@ -314,6 +334,7 @@ int main(int argc, char **argv) {
         }
         ternary_free(&b);
     }
+    bn_bandwidth_probe_free(probe);
     bn_threadpool_free(pools[2]);
     return 0;
 }
