@@ -257,6 +257,75 @@ static void i2s_rows2_tokens8(int32_t *out0, int32_t *out1, bn_i2s_row w0, bn_i2
     _mm256_storeu_si256((__m256i *)out1, _mm256_sub_epi32(s1, sums));
 }
 
+/* A few tokens (n = 1..3) over one full tile (layout I2S_TILE8): the GEMV's sequential sweep of
+ * the tile (prefetching ahead when it is the first sweep, so it streams from memory; later sweeps
+ * of the same tile for the next tokens find it in L1), each decoded vector feeding n
+ * accumulators; the activations come from memory (L1). Raw sums (codes * q) per row and token. */
+static inline __attribute__((always_inline)) void i2s_tile_tokens_n(int32_t raw[BN_I2S_TILE_ROWS][3],
+                                                                    const uint8_t *tile,
+                                                                    const int8_t *xp, const int n,
+                                                                    int cols, bool prefetch) {
+    __m512i acc[BN_I2S_TILE_ROWS][3];
+#pragma GCC unroll 8
+    for (int r = 0; r < BN_I2S_TILE_ROWS; r++)
+#pragma GCC unroll 3
+        for (int t = 0; t < n; t++) acc[r][t] = _mm512_setzero_si512();
+    const int pairs = cols / 256;
+    for (int p = 0; p < pairs; p++) {
+        const int8_t *xb = xp + (size_t)p * 256;
+        const uint8_t *wp = tile + (size_t)p * 64 * BN_I2S_TILE_ROWS;
+#pragma GCC unroll 8
+        for (int r = 0; r < BN_I2S_TILE_ROWS; r++) {
+            const uint8_t *wb = wp + 64 * r;
+            if (prefetch) _mm_prefetch((const char *)(wb + PREFETCH_DISTANCE), _MM_HINT_T0);
+            __m512i c[4];
+            CODES(_mm512_loadu_si512(wb), 6, 4, 2, 0, c);
+#pragma GCC unroll 3
+            for (int t = 0; t < n; t++) {
+                const int8_t *xt = xb + (size_t)t * cols;
+                acc[r][t] = _mm512_dpbusd_epi32(acc[r][t], c[0], _mm512_loadu_si512(xt));
+                acc[r][t] = _mm512_dpbusd_epi32(acc[r][t], c[1], _mm512_loadu_si512(xt + 64));
+                acc[r][t] = _mm512_dpbusd_epi32(acc[r][t], c[2], _mm512_loadu_si512(xt + 128));
+                acc[r][t] = _mm512_dpbusd_epi32(acc[r][t], c[3], _mm512_loadu_si512(xt + 192));
+            }
+        }
+    }
+    const uint8_t *tails = tile + (size_t)pairs * 64 * BN_I2S_TILE_ROWS;
+    for (int r = 0; r < BN_I2S_TILE_ROWS; r++)
+        for (int t = 0; t < n; t++) {
+            int32_t sum = _mm512_reduce_add_epi32(acc[r][t]);
+            if (cols % 256)
+                sum += reduce256(i2s_tail_block(_mm256_setzero_si256(), tails + 32 * r,
+                                                xp + (size_t)t * cols + (size_t)pairs * 256));
+            raw[r][t] = sum;
+        }
+}
+
+/* The tiles of [row_begin, row_end) (aligned, full) against n_tokens (2..8) tokens in groups of
+ * up to 3; returns the first row not done (a partial last tile is left to the caller). */
+static int i2s_tiles_few_tokens(int32_t *out, const bn_ternary_matrix *m, const bn_act_view *act,
+                                int row_begin, int row_end) {
+    const int n_tokens = act->n_tokens;
+    int r = row_begin;
+    for (; r + BN_I2S_TILE_ROWS <= row_end; r += BN_I2S_TILE_ROWS) {
+        const uint8_t *tile = bn_i2s_row_at(m, r).first;
+        for (int t0 = 0; t0 < n_tokens; t0 += 3) {
+            const int n = n_tokens - t0 < 3 ? n_tokens - t0 : 3;
+            const int8_t *xp = act->q_pairs + (size_t)t0 * m->cols;
+            int32_t raw[BN_I2S_TILE_ROWS][3];
+            switch (n) {
+            case 1: i2s_tile_tokens_n(raw, tile, xp, 1, m->cols, t0 == 0); break;
+            case 2: i2s_tile_tokens_n(raw, tile, xp, 2, m->cols, t0 == 0); break;
+            default: i2s_tile_tokens_n(raw, tile, xp, 3, m->cols, t0 == 0); break;
+            }
+            for (int i = 0; i < BN_I2S_TILE_ROWS; i++)
+                for (int t = 0; t < n; t++)
+                    out[(size_t)(r - row_begin + i) * n_tokens + t0 + t] = raw[i][t] - act->sums[t0 + t];
+        }
+    }
+    return r;
+}
+
 static void i2s_sums(int32_t *out, const bn_ternary_matrix *m, const bn_act_view *act,
                      int row_begin, int row_end) {
     const int n_tokens = act->n_tokens;
@@ -278,6 +347,15 @@ static void i2s_sums(int32_t *out, const bn_ternary_matrix *m, const bn_act_view
         }
         return;
     }
+    /* A decode batch of a few tokens: sequential tile sweeps as in the GEMV (the per-row path
+     * below reads a tiled matrix with a stride and no prefetch: two tokens that way took longer
+     * than two GEMVs). */
+    int done = row_begin;
+    if (tiled && n_tokens <= 8 && row_begin % BN_I2S_TILE_ROWS == 0)
+        done = i2s_tiles_few_tokens(out, m, act, row_begin, row_end);
+    if (done == row_end) return;
+    out += (size_t)(done - row_begin) * n_tokens;
+    row_begin = done;
     /* Token tiles outside, rows inside: the tile's activations and the chunk's rows (a few
      * dozen KiB) stay in L1/L2 while every row of the chunk passes over them. */
     for (int t0 = 0; t0 < n_tokens; t0 += 8) {
@@ -452,15 +530,45 @@ static inline __attribute__((always_inline)) void f16_row_tokens(float *y, int r
                                                                  const uint16_t *wr, const float *x,
                                                                  const int n, int cols, int cols16) {
     __m512 acc[8];
+#pragma GCC unroll 8
     for (int t = 0; t < n; t++) acc[t] = _mm512_setzero_ps();
     for (int c = 0; c < cols16; c += 16) {
         _mm_prefetch((const char *)(wr + cols + c), _MM_HINT_T0);
         __m512 wv = load_f16(wr + c);
+#pragma GCC unroll 8
         for (int t = 0; t < n; t++)
             acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(wv, _mm512_loadu_ps(x + (size_t)t * cols + c)));
     }
     for (int t = 0; t < n; t++)
         y[(size_t)t * rows] = f16_finish(acc[t], wr, x + (size_t)t * cols, cols16, cols);
+}
+
+/* Two adjacent F16 rows against n tokens (n a constant after inlining): each activation load
+ * feeds both rows, which halves the loads per multiply (the batched LM head was bound by them);
+ * the next two rows are prefetched. Same per-lane order as every other F16 path. */
+static inline __attribute__((always_inline)) void f16_rows2_tokens(float *y, int rows,
+                                                                   const uint16_t *wr,
+                                                                   const float *x, const int n,
+                                                                   int cols, int cols16) {
+    const uint16_t *wr1 = wr + cols;
+    __m512 a[8], b[8];
+#pragma GCC unroll 8
+    for (int t = 0; t < n; t++) a[t] = b[t] = _mm512_setzero_ps();
+    for (int c = 0; c < cols16; c += 16) {
+        _mm_prefetch((const char *)(wr + 2 * (size_t)cols + c), _MM_HINT_T0);
+        _mm_prefetch((const char *)(wr1 + 2 * (size_t)cols + c), _MM_HINT_T0);
+        __m512 w0 = load_f16(wr + c), w1 = load_f16(wr1 + c);
+#pragma GCC unroll 8
+        for (int t = 0; t < n; t++) {
+            __m512 xv = _mm512_loadu_ps(x + (size_t)t * cols + c);
+            a[t] = _mm512_add_ps(a[t], _mm512_mul_ps(w0, xv));
+            b[t] = _mm512_add_ps(b[t], _mm512_mul_ps(w1, xv));
+        }
+    }
+    for (int t = 0; t < n; t++) {
+        y[(size_t)t * rows] = f16_finish(a[t], wr, x + (size_t)t * cols, cols16, cols);
+        y[(size_t)t * rows + 1] = f16_finish(b[t], wr1, x + (size_t)t * cols, cols16, cols);
+    }
 }
 
 /* One token: two row streams, the first and the second half of the range, each read row after
@@ -504,6 +612,24 @@ void bn_avx512_f16_matmul(float *y, const uint16_t *w, const float *x, int rows,
         return;
     }
     int r = row_begin;
+    for (; r + 2 <= row_end; r += 2) {
+        const uint16_t *wr = w + (size_t)r * cols;
+        for (int t0 = 0; t0 < n_tokens; t0 += 8) {
+            int n = n_tokens - t0 < 8 ? n_tokens - t0 : 8;
+            const float *xt = x + (size_t)t0 * cols;
+            float *yt = y + (size_t)t0 * rows + r;
+            switch (n) {
+            case 1: f16_rows2_tokens(yt, rows, wr, xt, 1, cols, cols16); break;
+            case 2: f16_rows2_tokens(yt, rows, wr, xt, 2, cols, cols16); break;
+            case 3: f16_rows2_tokens(yt, rows, wr, xt, 3, cols, cols16); break;
+            case 4: f16_rows2_tokens(yt, rows, wr, xt, 4, cols, cols16); break;
+            case 5: f16_rows2_tokens(yt, rows, wr, xt, 5, cols, cols16); break;
+            case 6: f16_rows2_tokens(yt, rows, wr, xt, 6, cols, cols16); break;
+            case 7: f16_rows2_tokens(yt, rows, wr, xt, 7, cols, cols16); break;
+            default: f16_rows2_tokens(yt, rows, wr, xt, 8, cols, cols16); break;
+            }
+        }
+    }
     for (; r < row_end; r++) {
         const uint16_t *wr = w + (size_t)r * cols;
         for (int t0 = 0; t0 < n_tokens; t0 += 8) {
