@@ -264,6 +264,7 @@ typedef struct collected {
     size_t text_len[16];
     int finish[16];
     int done;
+    atomic_bool *cancel_on_token; /* set when any token arrives (NULL: never) */
 } collected;
 
 static void collect(void *user, const bn_engine_event *ev) {
@@ -280,6 +281,7 @@ static void collect(void *user, const bn_engine_event *ev) {
         c->done++;
     }
     pthread_mutex_unlock(&c->mu);
+    if (ev->kind == BN_ENGINE_TOKEN && c->cancel_on_token) atomic_store(c->cancel_on_token, true);
 }
 
 static void wait_done(collected *c, int n) {
@@ -382,9 +384,10 @@ static void test_engine(void) {
         many[j].cancel = &cancel;
         many[j].user = &c2;
     }
+    /* the first token of any job raises the flag, so no job can run to its 200 tokens first
+     * (a sleep before cancelling was a race once decoding got fast enough) */
+    c2.cancel_on_token = &cancel;
     CHECK_OK(bn_engine_submit(e, many, 5, &err), &err);
-    usleep(20000);
-    atomic_store(&cancel, true);
     wait_done(&c2, 5);
     CHECK(c2.done == 5);
     for (int j = 0; j < 5; j++) CHECK(c2.finish[j] == BN_ENGINE_FINISH_CANCELLED);
