@@ -257,7 +257,7 @@ static void i2s_rows2_tokens8(int32_t *out0, int32_t *out1, bn_i2s_row w0, bn_i2
     _mm256_storeu_si256((__m256i *)out1, _mm256_sub_epi32(s1, sums));
 }
 
-/* A few tokens (n = 1..3) over one full tile (layout I2S_TILE8): the GEMV's sequential sweep of
+/* A few tokens (n = 1..TILE_TOKEN_GROUP) over one full tile (layout I2S_TILE8): the GEMV's sequential sweep of
  * the tile (prefetching ahead when it is the first sweep, so it streams from memory; later sweeps
  * of the same tile for the next tokens find it in L1), each decoded vector feeding n
  * accumulators; the activations come from memory (L1). Raw sums (codes * q) per row and token. */
@@ -301,16 +301,22 @@ static inline __attribute__((always_inline)) void i2s_tile_tokens_n(int32_t raw[
         }
 }
 
+/* Tokens per sweep of a tile: 2 keeps all 16 accumulators and the decoded codes in registers
+ * (3 spilled some; bench_decode_batch batch 8 measured 126-127 t/s with 2, 122-132 with 3). */
+#ifndef TILE_TOKEN_GROUP
+#define TILE_TOKEN_GROUP 2
+#endif
+
 /* The tiles of [row_begin, row_end) (aligned, full) against n_tokens (2..8) tokens in groups of
- * up to 3; returns the first row not done (a partial last tile is left to the caller). */
+ * TILE_TOKEN_GROUP; returns the first row not done (a partial last tile is left to the caller). */
 static int i2s_tiles_few_tokens(int32_t *out, const bn_ternary_matrix *m, const bn_act_view *act,
                                 int row_begin, int row_end) {
     const int n_tokens = act->n_tokens;
     int r = row_begin;
     for (; r + BN_I2S_TILE_ROWS <= row_end; r += BN_I2S_TILE_ROWS) {
         const uint8_t *tile = bn_i2s_row_at(m, r).first;
-        for (int t0 = 0; t0 < n_tokens; t0 += 3) {
-            const int n = n_tokens - t0 < 3 ? n_tokens - t0 : 3;
+        for (int t0 = 0; t0 < n_tokens; t0 += TILE_TOKEN_GROUP) {
+            const int n = n_tokens - t0 < TILE_TOKEN_GROUP ? n_tokens - t0 : TILE_TOKEN_GROUP;
             const int8_t *xp = act->q_pairs + (size_t)t0 * m->cols;
             int32_t raw[BN_I2S_TILE_ROWS][3];
             switch (n) {
