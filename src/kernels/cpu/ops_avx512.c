@@ -154,9 +154,9 @@ static inline void store_pd_pair(float *out, __mmask16 m, __m512d lo, __m512d hi
     _mm512_mask_storeu_ps(out, m, v);
 }
 
-void bn_avx512_attention(float *out, const float *q, const void *k_cache, const void *v_cache,
-                         bool kv_f16, int n_heads, int n_kv_heads, int head_dim, int32_t pos,
-                         float *scratch, int head_begin, int head_end) {
+static void attention_per_head(float *out, const float *q, const void *k_cache, const void *v_cache,
+                               bool kv_f16, int n_heads, int n_kv_heads, int head_dim, int32_t pos,
+                               float *scratch, int head_begin, int head_end) {
     int group = n_heads / n_kv_heads;
     size_t row = (size_t)n_kv_heads * (size_t)head_dim;
     float scale = (float)(1.0 / sqrt((double)head_dim));
@@ -202,5 +202,100 @@ void bn_avx512_attention(float *out, const float *q, const void *k_cache, const 
             if (m2) store_pd_pair(oh + dd + 32, m2, o4, o5);
             if (m3) store_pd_pair(oh + dd + 48, m3, o6, o7);
         }
+    }
+}
+
+/* Grouped-query heads that share one KV head, G (2..4) at a time: each K and V row is loaded and
+ * converted to double once for all G heads. Every head's sums run in the same order as in
+ * attention_per_head (the same two accumulators per score over the dims, the same per-dim sum over
+ * the positions), so the results are the same bits, for less conversion work. */
+#define GROUP_MAX_HEAD_DIM 256
+#define GROUP_MAX_POSITIONS 2048
+
+static inline __attribute__((always_inline)) void attention_group(
+    float *out, const float *q, const void *k_cache, const void *v_cache, bool f16, size_t row,
+    size_t kv_offset, int head_dim, int n_pos, float scale, const int G, double *qd, float *probs) {
+    /* q of the G heads in double (exact) */
+    for (int j = 0; j < G; j++)
+        for (int d = 0; d < head_dim; d++) qd[j * head_dim + d] = (double)q[(size_t)j * head_dim + d];
+    /* scores, one position at a time for all G heads */
+    for (int t = 0; t < n_pos; t++) {
+        const size_t base = (size_t)t * row + kv_offset;
+        __m512d a[4][2];
+#pragma GCC unroll 4
+        for (int j = 0; j < G; j++) a[j][0] = a[j][1] = _mm512_setzero_pd();
+        for (int d = 0; d < head_dim; d += 16) {
+            __m512 k = load_kv16(k_cache, f16, base + (size_t)d, (__mmask16)0xffff);
+            __m512d k0 = low_pd(k), k1 = high_pd(k);
+#pragma GCC unroll 4
+            for (int j = 0; j < G; j++) {
+                a[j][0] = _mm512_fmadd_pd(_mm512_loadu_pd(qd + j * head_dim + d), k0, a[j][0]);
+                a[j][1] = _mm512_fmadd_pd(_mm512_loadu_pd(qd + j * head_dim + d + 8), k1, a[j][1]);
+            }
+        }
+#pragma GCC unroll 4
+        for (int j = 0; j < G; j++)
+            probs[j * n_pos + t] = (float)_mm512_reduce_add_pd(_mm512_add_pd(a[j][0], a[j][1])) * scale;
+    }
+    for (int j = 0; j < G; j++) bn_avx512_softmax(probs + j * n_pos, n_pos);
+    /* out = sum_t p_t v_t in double, 32 dims at a time for the G heads */
+    for (int dd = 0; dd < head_dim; dd += 32) {
+        const __mmask16 m1 = head_dim - dd >= 32 ? (__mmask16)0xffff : (__mmask16)0;
+        __m512d o[4][4];
+#pragma GCC unroll 4
+        for (int j = 0; j < G; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = _mm512_setzero_pd();
+        for (int t = 0; t < n_pos; t++) {
+            const size_t base = (size_t)t * row + kv_offset + (size_t)dd;
+            __m512 v0 = load_kv16(v_cache, f16, base, (__mmask16)0xffff);
+            __m512 v1 = load_kv16(v_cache, f16, base + 16, m1);
+            __m512d v00 = low_pd(v0), v01 = high_pd(v0), v10 = low_pd(v1), v11 = high_pd(v1);
+#pragma GCC unroll 4
+            for (int j = 0; j < G; j++) {
+                __m512d p = _mm512_set1_pd((double)probs[j * n_pos + t]);
+                o[j][0] = _mm512_fmadd_pd(p, v00, o[j][0]);
+                o[j][1] = _mm512_fmadd_pd(p, v01, o[j][1]);
+                o[j][2] = _mm512_fmadd_pd(p, v10, o[j][2]);
+                o[j][3] = _mm512_fmadd_pd(p, v11, o[j][3]);
+            }
+        }
+        for (int j = 0; j < G; j++) {
+            float *oh = out + (size_t)j * head_dim + dd;
+            store_pd_pair(oh, (__mmask16)0xffff, o[j][0], o[j][1]);
+            if (m1) store_pd_pair(oh + 16, m1, o[j][2], o[j][3]);
+        }
+    }
+}
+
+void bn_avx512_attention(float *out, const float *q, const void *k_cache, const void *v_cache,
+                         bool kv_f16, int n_heads, int n_kv_heads, int head_dim, int32_t pos,
+                         float *scratch, int head_begin, int head_end) {
+    const int group = n_heads / n_kv_heads, n_pos = pos + 1;
+    if (group < 2 || head_dim % 16 || head_dim > GROUP_MAX_HEAD_DIM || n_pos > GROUP_MAX_POSITIONS) {
+        attention_per_head(out, q, k_cache, v_cache, kv_f16, n_heads, n_kv_heads, head_dim, pos,
+                           scratch, head_begin, head_end);
+        return;
+    }
+    const size_t row = (size_t)n_kv_heads * (size_t)head_dim;
+    const float scale = (float)(1.0 / sqrt((double)head_dim));
+    /* 8 KiB of q in double and 32 KiB of score rows at most: small enough for any thread stack */
+    double qd[4 * GROUP_MAX_HEAD_DIM];
+    float probs[4 * GROUP_MAX_POSITIONS];
+    int h = head_begin;
+    while (h < head_end) {
+        const int kv = h / group, group_end = (kv + 1) * group < head_end ? (kv + 1) * group : head_end;
+        const int G = group_end - h < 4 ? group_end - h : 4;
+        const size_t kv_offset = (size_t)kv * (size_t)head_dim;
+        float *oh = out + (size_t)h * (size_t)head_dim;
+        const float *qh = q + (size_t)h * (size_t)head_dim;
+        switch (G) {
+        case 1:
+            attention_per_head(out, q, k_cache, v_cache, kv_f16, n_heads, n_kv_heads, head_dim, pos,
+                               scratch, h, h + 1);
+            break;
+        case 2: attention_group(oh, qh, k_cache, v_cache, kv_f16, row, kv_offset, head_dim, n_pos, scale, 2, qd, probs); break;
+        case 3: attention_group(oh, qh, k_cache, v_cache, kv_f16, row, kv_offset, head_dim, n_pos, scale, 3, qd, probs); break;
+        default: attention_group(oh, qh, k_cache, v_cache, kv_f16, row, kv_offset, head_dim, n_pos, scale, 4, qd, probs); break;
+        }
+        h += G;
     }
 }
