@@ -369,11 +369,21 @@ static void i2s_sums(int32_t *out, const bn_ternary_matrix *m, const bn_act_view
         const int8_t *xp = act->q_pairs + (size_t)t0 * m->cols;
         int r = row_begin;
         if (n == 8)
-            for (; r + 2 <= row_end; r += 2)
+            for (; r + 2 <= row_end; r += 2) {
+                /* The first token tile streams the weights from memory in the tiled layout's
+                 * strided order: prefetch the tile two ahead, a quarter per row pair (later
+                 * token tiles find the chunk in L1/L2). */
+                if (tiled && t0 == 0) {
+                    const size_t tile_bytes = (size_t)BN_I2S_TILE_ROWS * (size_t)(m->cols / 4);
+                    const uint8_t *ahead = m->data + (size_t)(r - r % BN_I2S_TILE_ROWS) * (size_t)(m->cols / 4) +
+                                           2 * tile_bytes + (size_t)(r % BN_I2S_TILE_ROWS / 2) * (tile_bytes / 4);
+                    for (size_t b = 0; b < tile_bytes / 4; b += 64) _mm_prefetch((const char *)(ahead + b), _MM_HINT_T0);
+                }
                 i2s_rows2_tokens8(out + (size_t)(r - row_begin) * n_tokens + t0,
                                   out + (size_t)(r + 1 - row_begin) * n_tokens + t0,
                                   bn_i2s_row_at(m, r), bn_i2s_row_at(m, r + 1), xp,
                                   act->sums + t0, m->cols);
+            }
         for (; r < row_end; r++) {
             int32_t raw[8];
             i2s_row_tokens(raw, bn_i2s_row_at(m, r), xp, n, m->cols);
