@@ -357,8 +357,6 @@ static inline __attribute__((always_inline)) void f16_row_tokens(float *y, int r
 }
 
 /* One token: two sequential row streams with a short software prefetch, as in matmul_avx512.c. */
-#define F16_PREFETCH_AHEAD 1024 /* elements (2 KiB) */
-
 static void f16_gemv_two_streams(float *y, const uint16_t *w, const float *x, int cols, int cols16,
                                  int row_begin, int row_end) {
     const int half = (row_end - row_begin) / 2;
@@ -369,8 +367,8 @@ static void f16_gemv_two_streams(float *y, const uint16_t *w, const float *x, in
         __m256 b0 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps();
         for (int c = 0; c < cols16; c += 16) {
             __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
-            _mm_prefetch((const char *)(wa + c + F16_PREFETCH_AHEAD), _MM_HINT_T0);
-            _mm_prefetch((const char *)(wb + c + F16_PREFETCH_AHEAD), _MM_HINT_T0);
+            _mm_prefetch((const char *)(wa + c + BN_F16_PREFETCH_AHEAD), _MM_HINT_T0);
+            _mm_prefetch((const char *)(wb + c + BN_F16_PREFETCH_AHEAD), _MM_HINT_T0);
             a0 = _mm256_add_ps(a0, _mm256_mul_ps(load_f16(wa + c), x0));
             a1 = _mm256_add_ps(a1, _mm256_mul_ps(load_f16(wa + c + 8), x1));
             b0 = _mm256_add_ps(b0, _mm256_mul_ps(load_f16(wb + c), x0));

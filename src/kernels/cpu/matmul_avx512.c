@@ -592,8 +592,6 @@ static inline __attribute__((always_inline)) void f16_rows2_tokens(float *y, int
  * its own stream; two independent accumulator chains hide the add latency. Measured on the
  * 2560 x 128256 LM head at 2 threads: about 100% of the streaming read bandwidth probed beside
  * it, against about 75-80% for four interleaved rows prefetched one pass ahead. */
-#define F16_PREFETCH_AHEAD 1024 /* elements (2 KiB) */
-
 static void f16_gemv_two_streams(float *y, const uint16_t *w, const float *x, int cols, int cols16,
                                  int row_begin, int row_end) {
     const int half = (row_end - row_begin) / 2;
@@ -603,8 +601,8 @@ static void f16_gemv_two_streams(float *y, const uint16_t *w, const float *x, in
         __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
         for (int c = 0; c < cols16; c += 16) {
             __m512 xv = _mm512_loadu_ps(x + c);
-            _mm_prefetch((const char *)(wa + c + F16_PREFETCH_AHEAD), _MM_HINT_T0);
-            _mm_prefetch((const char *)(wb + c + F16_PREFETCH_AHEAD), _MM_HINT_T0);
+            _mm_prefetch((const char *)(wa + c + BN_F16_PREFETCH_AHEAD), _MM_HINT_T0);
+            _mm_prefetch((const char *)(wb + c + BN_F16_PREFETCH_AHEAD), _MM_HINT_T0);
             a = _mm512_add_ps(a, _mm512_mul_ps(load_f16(wa + c), xv));
             b = _mm512_add_ps(b, _mm512_mul_ps(load_f16(wb + c), xv));
         }
@@ -627,43 +625,34 @@ void bn_avx512_f16_matmul(float *y, const uint16_t *w, const float *x, int rows,
         f16_gemv_two_streams(y, w, x, cols, cols16, row_begin, row_end);
         return;
     }
-    int r = row_begin;
-    for (; r + 2 <= row_end; r += 2) {
+    /* two rows at a time (one odd row left over), up to 8 tokens per pass; the kernels take a
+     * constant token count so their accumulators stay in registers */
+#define F16_BY_TOKENS(kernel)                                                                       \
+    switch (n) {                                                                                    \
+    case 1: kernel(yt, rows, wr, xt, 1, cols, cols16); break;                                       \
+    case 2: kernel(yt, rows, wr, xt, 2, cols, cols16); break;                                       \
+    case 3: kernel(yt, rows, wr, xt, 3, cols, cols16); break;                                       \
+    case 4: kernel(yt, rows, wr, xt, 4, cols, cols16); break;                                       \
+    case 5: kernel(yt, rows, wr, xt, 5, cols, cols16); break;                                       \
+    case 6: kernel(yt, rows, wr, xt, 6, cols, cols16); break;                                       \
+    case 7: kernel(yt, rows, wr, xt, 7, cols, cols16); break;                                       \
+    default: kernel(yt, rows, wr, xt, 8, cols, cols16); break;                                      \
+    }
+    for (int r = row_begin; r < row_end;) {
+        const int pair = row_end - r >= 2;
         const uint16_t *wr = w + (size_t)r * cols;
         for (int t0 = 0; t0 < n_tokens; t0 += 8) {
             int n = n_tokens - t0 < 8 ? n_tokens - t0 : 8;
             const float *xt = x + (size_t)t0 * cols;
             float *yt = y + (size_t)t0 * rows + r;
-            switch (n) {
-            case 1: f16_rows2_tokens(yt, rows, wr, xt, 1, cols, cols16); break;
-            case 2: f16_rows2_tokens(yt, rows, wr, xt, 2, cols, cols16); break;
-            case 3: f16_rows2_tokens(yt, rows, wr, xt, 3, cols, cols16); break;
-            case 4: f16_rows2_tokens(yt, rows, wr, xt, 4, cols, cols16); break;
-            case 5: f16_rows2_tokens(yt, rows, wr, xt, 5, cols, cols16); break;
-            case 6: f16_rows2_tokens(yt, rows, wr, xt, 6, cols, cols16); break;
-            case 7: f16_rows2_tokens(yt, rows, wr, xt, 7, cols, cols16); break;
-            default: f16_rows2_tokens(yt, rows, wr, xt, 8, cols, cols16); break;
-            }
+            if (pair)
+                F16_BY_TOKENS(f16_rows2_tokens)
+            else
+                F16_BY_TOKENS(f16_row_tokens)
         }
+        r += pair ? 2 : 1;
     }
-    for (; r < row_end; r++) {
-        const uint16_t *wr = w + (size_t)r * cols;
-        for (int t0 = 0; t0 < n_tokens; t0 += 8) {
-            int n = n_tokens - t0 < 8 ? n_tokens - t0 : 8;
-            const float *xt = x + (size_t)t0 * cols;
-            float *yt = y + (size_t)t0 * rows + r;
-            switch (n) {
-            case 1: f16_row_tokens(yt, rows, wr, xt, 1, cols, cols16); break;
-            case 2: f16_row_tokens(yt, rows, wr, xt, 2, cols, cols16); break;
-            case 3: f16_row_tokens(yt, rows, wr, xt, 3, cols, cols16); break;
-            case 4: f16_row_tokens(yt, rows, wr, xt, 4, cols, cols16); break;
-            case 5: f16_row_tokens(yt, rows, wr, xt, 5, cols, cols16); break;
-            case 6: f16_row_tokens(yt, rows, wr, xt, 6, cols, cols16); break;
-            case 7: f16_row_tokens(yt, rows, wr, xt, 7, cols, cols16); break;
-            default: f16_row_tokens(yt, rows, wr, xt, 8, cols, cols16); break;
-            }
-        }
-    }
+#undef F16_BY_TOKENS
 }
 
 /* ---- int8 ---- */

@@ -34,6 +34,9 @@ void bn_avx2_ternary_finish_i2s(float *y, int rows, float tensor_scale, const in
 void bn_avx512_ternary_finish_i2s(float *y, int rows, float tensor_scale, const int32_t *sums,
                                   const float *scales, int n_tokens, int row_begin, int row_end);
 
+/* The one-token F16 GEMV prefetches this many elements (2 KiB) ahead in each row stream. */
+#define BN_F16_PREFETCH_AHEAD 1024
+
 void bn_avx2_f16_matmul(float *y, const uint16_t *w, const float *x, int rows, int cols,
                         int n_tokens, int row_begin, int row_end);
 void bn_avx512_f16_matmul(float *y, const uint16_t *w, const float *x, int rows, int cols,

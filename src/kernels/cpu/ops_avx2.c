@@ -73,12 +73,8 @@ static inline __m256d exp4d(__m256d x) {
                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256d r = _mm256_fnmadd_pd(n, _mm256_set1_pd(6.93147180369123816490e-01), xc);
     r = _mm256_fnmadd_pd(n, _mm256_set1_pd(1.90821492927058770002e-10), r);
-    static const double inv_factorial[14] = {
-        1.0,          1.0,           1.0 / 2,          1.0 / 6,           1.0 / 24,
-        1.0 / 120,    1.0 / 720,     1.0 / 5040,       1.0 / 40320,       1.0 / 362880,
-        1.0 / 3628800, 1.0 / 39916800, 1.0 / 479001600, 1.0 / 6227020800.0};
-    __m256d p = _mm256_set1_pd(inv_factorial[13]);
-    for (int k = 12; k >= 0; k--) p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(inv_factorial[k]));
+    __m256d p = _mm256_set1_pd(bn_exp_inv_factorial[13]);
+    for (int k = 12; k >= 0; k--) p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(bn_exp_inv_factorial[k]));
     __m256i e = _mm256_cvtepi32_epi64(_mm256_cvtpd_epi32(n));
     e = _mm256_slli_epi64(_mm256_add_epi64(e, _mm256_set1_epi64x(1023)), 52);
     return _mm256_mul_pd(p, _mm256_castsi256_pd(e));

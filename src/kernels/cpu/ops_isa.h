@@ -15,6 +15,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* 1/k! for k = 0..13: the Taylor coefficients of the double exp of the softmax paths. */
+static const double bn_exp_inv_factorial[14] = {
+    1.0,           1.0,            1.0 / 2,          1.0 / 6,           1.0 / 24,
+    1.0 / 120,     1.0 / 720,      1.0 / 5040,       1.0 / 40320,       1.0 / 362880,
+    1.0 / 3628800, 1.0 / 39916800, 1.0 / 479001600, 1.0 / 6227020800.0};
+
 void bn_avx2_rmsnorm(float *out, const float *x, const float *weight, int n_tokens, int cols,
                      float eps);
 void bn_avx2_rope_neox(float *x, int n_heads, int head_dim, int rope_dim, int32_t pos,
