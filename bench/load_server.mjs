@@ -4,7 +4,7 @@
 // sampling, and reports aggregate generated tokens/s (all clients' tokens over the wall time of the
 // level), time to first token and inter-token latency (p50/p99, measured by the client from SSE
 // event arrival). Env: BITNET_BIN, MODEL; args: --levels 1,2,4,8,16 --tokens 32 --threads 2
-// --json FILE.
+// --json FILE --int8-lm-head (the server's optional int8 LM head).
 import fs from 'node:fs';
 import http from 'node:http';
 import { performance } from 'node:perf_hooks';
@@ -52,7 +52,7 @@ function stream(port, prompt) {
 
 const maxLevel = Math.max(...levels);
 const S = await startServer(process.env.BITNET_BIN, ['-m', process.env.MODEL, '-t', threads, '-c', String(64 + tokens * 2),
-  '--parallel', String(maxLevel), '--queue', String(maxLevel * 2)]);
+  '--parallel', String(maxLevel), '--queue', String(maxLevel * 2), ...('int8-lm-head' in args ? ['--int8-lm-head'] : [])]);
 const rows = [];
 try {
   await stream(S.port, 'warm up'); // first-touch of the weights
@@ -70,7 +70,8 @@ try {
   S.proc.kill('SIGTERM');
   await S.exited;
 }
-console.log(`model ${process.env.MODEL}, ${tokens} tokens per stream, ${threads} threads, greedy`);
+console.log(`model ${process.env.MODEL}, ${tokens} tokens per stream, ${threads} threads, greedy, ` +
+  `LM head ${'int8-lm-head' in args ? 'int8' : 'f16'}`);
 console.log('streams  tokens/s   TTFT p50   TTFT p99    ITL p50    ITL p99   (ms)');
 for (const r of rows)
   console.log(`${String(r.streams).padStart(7)}  ${r.tokens_per_s.toFixed(2).padStart(8)}  ${r.ttft_p50_ms.toFixed(1).padStart(9)}  ` +

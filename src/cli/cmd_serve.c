@@ -51,7 +51,9 @@ static void usage(FILE *out) {
             "  --chat-format NAME     bitnet, llama3, chatml or plain (default: from the model)\n"
             "  --prefill-chunk N      prompt tokens per batched step over all slots (default 256)\n"
             "  --shutdown-timeout S   seconds running requests get on SIGINT/SIGTERM (default 30)\n"
-            "  --log-format FMT       text or json (default text)\n\n"
+            "  --log-format FMT       text or json (default text)\n"
+            "  --int8-lm-head         LM head in int8 with per-row scales instead of F16 (faster\n"
+            "                         batches, logits differ slightly; BITNET_INT8_LM_HEAD=1)\n\n"
             "Each option can be set by the environment variable BITNET_<OPTION> (upper case,\n"
             "dashes as underscores): BITNET_PORT=9000, BITNET_API_KEY=secret, BITNET_MODEL=m.gguf.\n",
             bn_cli_common_help);
@@ -120,6 +122,8 @@ int bn_cmd_serve(int argc, char **argv, bn_error *err) {
     bn_cli_common common;
     bn_cli_common_init(&common);
     bn_server_config cfg = {.host = "127.0.0.1", .port = 8080, .parallel = 4, .queue = 64, .max_body = 1 << 20};
+    const char *int8_env = getenv("BITNET_INT8_LM_HEAD");
+    cfg.int8_lm_head = int8_env && *int8_env && strcmp(int8_env, "0") != 0;
     double shutdown_timeout = 30;
     key_list keys = {0};
     int rc = BN_EXIT_OK;
@@ -129,6 +133,10 @@ int bn_cmd_serve(int argc, char **argv, bn_error *err) {
             usage(stdout);
             free(args);
             return BN_EXIT_OK;
+        }
+        if (!strcmp(a, "--int8-lm-head")) { /* the one option without a value */
+            cfg.int8_lm_head = true;
+            continue;
         }
         bn_cli_parse r = bn_cli_parse_common(&common, n_args, args, &i, err);
         if (r == BN_CLI_CONSUMED) continue;

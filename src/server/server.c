@@ -1153,6 +1153,7 @@ bn_status bn_server_start(bn_server **out, const bn_server_config *config, bn_er
 bn_status bn_server_load_model(bn_server *s, bn_error *err) {
     bn_model_options mo = bn_model_options_default();
     mo.n_threads = s->cfg.n_threads;
+    mo.int8_lm_head = s->cfg.int8_lm_head;
     bn_status st = bn_model_load(s->model_path, &mo, &s->model, err);
     if (!st) st = bn_tokenizer_from_gguf(&s->tok, bn_model_get_gguf(s->model), NULL, err);
     if (!st) {
@@ -1172,8 +1173,8 @@ bn_status bn_server_load_model(bn_server *s, bn_error *err) {
                                    s->cfg.prefill_chunk, &obs, err);
     if (st) return st;
     atomic_store(&s->state, STATE_READY);
-    bn_server_log(s, "info", "model %s loaded: %d slots of %d tokens, chat format %s", s->model_id,
-                  s->cfg.parallel, bn_engine_ctx(s->engine), s->format->name);
+    bn_server_log(s, "info", "model %s loaded: %d slots of %d tokens, chat format %s, LM head %s", s->model_id,
+                  s->cfg.parallel, bn_engine_ctx(s->engine), s->format->name, s->cfg.int8_lm_head ? "int8" : "f16");
     return BN_OK;
 }
 

@@ -33,6 +33,7 @@ typedef struct bn_server_config {
     bool log_json;
     const char *chat_format;     /* NULL: detected from the model */
     int prefill_chunk;           /* 0: 256 */
+    bool int8_lm_head;           /* int8 LM head with per-row scales (default: F16) */
 } bn_server_config;
 
 typedef struct bn_server bn_server;
