@@ -685,6 +685,38 @@ static void int8_gemv4(int32_t *out, const int8_t *w, const uint8_t *xu, int col
         out[i] = _mm512_reduce_add_epi32(acc[i]) - 128 * _mm512_reduce_add_epi32(wsum[i]);
 }
 
+/* Two int8 rows against n tokens (a constant after inlining, so the accumulators stay in
+ * registers): each activation load feeds both rows; the next two rows are prefetched. Raw sums
+ * minus 128 x the row's weight sum, as in the one-token path. */
+static inline __attribute__((always_inline)) void int8_rows2_tokens(int32_t *out, size_t out_stride,
+                                                                    const int8_t *w0, const uint8_t *xu,
+                                                                    const int n, int cols) {
+    const int8_t *w1 = w0 + cols;
+    const __m512i ones = _mm512_set1_epi8(1);
+    __m512i a[8], b[8], s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+#pragma GCC unroll 8
+    for (int t = 0; t < n; t++) a[t] = b[t] = _mm512_setzero_si512();
+    for (int c = 0; c < cols; c += 64) {
+        const __mmask64 mask = cols - c >= 64 ? ~0ull : (1ull << (cols - c)) - 1;
+        _mm_prefetch((const char *)(w0 + 2 * (size_t)cols + c), _MM_HINT_T0);
+        _mm_prefetch((const char *)(w1 + 2 * (size_t)cols + c), _MM_HINT_T0);
+        const __m512i v0 = _mm512_maskz_loadu_epi8(mask, w0 + c), v1 = _mm512_maskz_loadu_epi8(mask, w1 + c);
+        s0 = _mm512_dpbusd_epi32(s0, ones, v0);
+        s1 = _mm512_dpbusd_epi32(s1, ones, v1);
+#pragma GCC unroll 8
+        for (int t = 0; t < n; t++) {
+            const __m512i x = _mm512_maskz_loadu_epi8(mask, xu + (size_t)t * cols + c);
+            a[t] = _mm512_dpbusd_epi32(a[t], x, v0);
+            b[t] = _mm512_dpbusd_epi32(b[t], x, v1);
+        }
+    }
+    const int32_t c0 = 128 * _mm512_reduce_add_epi32(s0), c1 = 128 * _mm512_reduce_add_epi32(s1);
+    for (int t = 0; t < n; t++) {
+        out[t] = _mm512_reduce_add_epi32(a[t]) - c0;
+        out[out_stride + t] = _mm512_reduce_add_epi32(b[t]) - c1;
+    }
+}
+
 void bn_avx512_int8_sums(int32_t *out, const bn_int8_matrix *matrix, const bn_act_view *act,
                          int row_begin, int row_end) {
     const int cols = matrix->cols, n_tokens = act->n_tokens;
@@ -693,6 +725,24 @@ void bn_avx512_int8_sums(int32_t *out, const bn_int8_matrix *matrix, const bn_ac
     if (n_tokens == 1)
         for (; r + 4 <= row_end; r += 4)
             int8_gemv4(out + (r - row_begin), matrix->q + (size_t)r * cols, act->q_unsigned, cols);
+    else
+        for (; r + 2 <= row_end; r += 2)
+            for (int t0 = 0; t0 < n_tokens; t0 += 8) {
+                const int n = n_tokens - t0 < 8 ? n_tokens - t0 : 8;
+                int32_t *o = out + (size_t)(r - row_begin) * n_tokens + t0;
+                const int8_t *w = matrix->q + (size_t)r * cols;
+                const uint8_t *xu = act->q_unsigned + (size_t)t0 * cols;
+                switch (n) {
+                case 1: int8_rows2_tokens(o, (size_t)n_tokens, w, xu, 1, cols); break;
+                case 2: int8_rows2_tokens(o, (size_t)n_tokens, w, xu, 2, cols); break;
+                case 3: int8_rows2_tokens(o, (size_t)n_tokens, w, xu, 3, cols); break;
+                case 4: int8_rows2_tokens(o, (size_t)n_tokens, w, xu, 4, cols); break;
+                case 5: int8_rows2_tokens(o, (size_t)n_tokens, w, xu, 5, cols); break;
+                case 6: int8_rows2_tokens(o, (size_t)n_tokens, w, xu, 6, cols); break;
+                case 7: int8_rows2_tokens(o, (size_t)n_tokens, w, xu, 7, cols); break;
+                default: int8_rows2_tokens(o, (size_t)n_tokens, w, xu, 8, cols); break;
+                }
+            }
     for (; r < row_end; r++) {
         const int8_t *wr = matrix->q + (size_t)r * cols;
         for (int t0 = 0; t0 < n_tokens; t0 += 8) {
