@@ -203,7 +203,12 @@ static bool handle_logits(bn_engine *e, slot *s, const float *row) {
         if (ctx_left + 1 < left) left = ctx_left + 1;
         j->tokens_left = left - 1;
     }
-    if (bn_sampler_sample_ex(j->sampler, &res, row, (size_t)e->n_vocab, &err) != BN_OK) {
+    /* log-probabilities cost an exp per vocabulary entry: only when the request asks for them */
+    memset(&res, 0, sizeof res);
+    bn_status sampled = j->cfg.want_logprobs
+                            ? bn_sampler_sample_ex(j->sampler, &res, row, (size_t)e->n_vocab, &err)
+                            : bn_sampler_sample(j->sampler, &res.token, row, (size_t)e->n_vocab, &err);
+    if (sampled != BN_OK) {
         slot_release(e, s);
         emit_finish(j, BN_ENGINE_FINISH_ERROR, err.message);
         return false;
