@@ -272,6 +272,9 @@ static bool handle_logits(bn_engine *e, slot *s, const float *row) {
     return true;
 }
 
+/* How long an idle engine gathers a burst of requests before its first step. */
+#define ADMIT_WINDOW_MS 5
+
 static void *engine_main(void *arg) {
     bn_engine *e = arg;
     for (;;) {
@@ -281,6 +284,18 @@ static void *engine_main(void *arg) {
         if (e->stop) {
             pthread_mutex_unlock(&e->mu);
             break;
+        }
+        /* An idle engine woken by a request waits a moment for the rest of a burst (clients that
+         * start together reach it a few ms apart), so their prompts share the first step instead
+         * of each one's prefill delaying the next one's first token. */
+        if (atomic_load(&e->busy) == 0 && e->queued < e->n_slots) {
+            struct timespec deadline;
+            clock_gettime(CLOCK_REALTIME, &deadline);
+            deadline.tv_nsec += ADMIT_WINDOW_MS * 1000000L;
+            if (deadline.tv_nsec >= 1000000000L) deadline.tv_sec++, deadline.tv_nsec -= 1000000000L;
+            while (!e->stop && e->queued < e->n_slots &&
+                   pthread_cond_timedwait(&e->cv, &e->mu, &deadline) == 0) {
+            }
         }
         for (int i = 0; i < e->n_slots && e->queue_head; i++) {
             if (e->slots[i].job) continue;
