@@ -177,12 +177,17 @@ static void i2s_sums(int32_t *out, const bn_ternary_matrix *m, const bn_act_view
                      int row_begin, int row_end) {
     const int n_tokens = act->n_tokens;
     int r = row_begin;
-    if (n_tokens == 1 && m->layout == BN_LAYOUT_I2S_TILE8 && r % BN_I2S_TILE_ROWS == 0) {
-        for (; r + BN_I2S_TILE_ROWS <= row_end; r += BN_I2S_TILE_ROWS) {
-            int32_t raw[BN_I2S_TILE_ROWS];
-            i2s_gemv_tile(raw, bn_i2s_row_at(m, r).first, act->q, m->cols);
-            for (int i = 0; i < BN_I2S_TILE_ROWS; i++) out[r - row_begin + i] = raw[i] - act->sums[0];
-        }
+    /* One token, or a decode batch of a few: the GEMV's sequential tile sweep once per token (the
+     * first sweep streams the tile, the others find it in L1). The per-row path below reads a
+     * tiled matrix with a stride and no prefetch: two tokens that way took longer than two GEMVs. */
+    if (n_tokens <= 8 && m->layout == BN_LAYOUT_I2S_TILE8 && r % BN_I2S_TILE_ROWS == 0) {
+        for (; r + BN_I2S_TILE_ROWS <= row_end; r += BN_I2S_TILE_ROWS)
+            for (int t = 0; t < n_tokens; t++) {
+                int32_t raw[BN_I2S_TILE_ROWS];
+                i2s_gemv_tile(raw, bn_i2s_row_at(m, r).first, act->q + (size_t)t * m->cols, m->cols);
+                for (int i = 0; i < BN_I2S_TILE_ROWS; i++)
+                    out[(size_t)(r - row_begin + i) * n_tokens + t] = raw[i] - act->sums[t];
+            }
     }
     /* Token tiles outside, rows inside: the tile's activations and the chunk's rows stay in
      * L1/L2 while every row of the chunk passes over them. */
@@ -190,6 +195,14 @@ static void i2s_sums(int32_t *out, const bn_ternary_matrix *m, const bn_act_view
     for (int t0 = 0; t0 < n_tokens; t0 += 4) {
         int n = n_tokens - t0 < 4 ? n_tokens - t0 : 4;
         for (r = first_row; r < row_end; r++) {
+            /* the first token tile streams the tiled weights in a strided order: prefetch the
+             * tile two ahead, an eighth per row (later token tiles find the chunk in L1/L2) */
+            if (t0 == 0 && m->layout == BN_LAYOUT_I2S_TILE8) {
+                const size_t tile_bytes = (size_t)BN_I2S_TILE_ROWS * (size_t)(m->cols / 4);
+                const uint8_t *ahead = m->data + (size_t)(r - r % BN_I2S_TILE_ROWS) * (size_t)(m->cols / 4) +
+                                       2 * tile_bytes + (size_t)(r % BN_I2S_TILE_ROWS) * (tile_bytes / 8);
+                for (size_t b = 0; b < tile_bytes / 8; b += 64) _mm_prefetch((const char *)(ahead + b), _MM_HINT_T0);
+            }
             int32_t raw[4];
             i2s_row_tokens(raw, bn_i2s_row_at(m, r), act->q + (size_t)t0 * m->cols, n, m->cols);
             for (int t = 0; t < n; t++)
@@ -320,8 +333,14 @@ void bn_avx2_ternary_finish_i2s(float *y, int rows, float tensor_scale, const in
 
 /* One output from its two 8-lane accumulators: the scalar tail (columns from..cols-1) joins
  * its lanes, then the shared pairwise reduction. */
-static float f16_finish(__m256 lo, __m256 hi, const uint16_t *w, const float *x, int from,
-                        int cols) {
+static inline float f16_finish(__m256 lo, __m256 hi, const uint16_t *w, const float *x, int from,
+                               int cols) {
+    if (from == cols) { /* no tail: the halving tree of bn_f16_reduce_lanes in registers */
+        __m256 half = _mm256_add_ps(lo, hi);
+        __m128 quarter = _mm_add_ps(_mm256_castps256_ps128(half), _mm256_extractf128_ps(half, 1));
+        __m128 eighth = _mm_add_ps(quarter, _mm_movehl_ps(quarter, quarter));
+        return _mm_cvtss_f32(_mm_add_ss(eighth, _mm_movehdup_ps(eighth)));
+    }
     float lanes[BN_F16_LANES];
     _mm256_storeu_ps(lanes, lo);
     _mm256_storeu_ps(lanes + 8, hi);
@@ -342,10 +361,12 @@ static inline __attribute__((always_inline)) void f16_row_tokens(float *y, int r
                                                                  const uint16_t *wr, const float *x,
                                                                  const int n, int cols, int cols16) {
     __m256 lo[4], hi[4];
+#pragma GCC unroll 4
     for (int t = 0; t < n; t++) lo[t] = hi[t] = _mm256_setzero_ps();
     for (int c = 0; c < cols16; c += 16) {
         _mm_prefetch((const char *)(wr + cols + c), _MM_HINT_T0);
         __m256 w0 = load_f16(wr + c), w1 = load_f16(wr + c + 8);
+#pragma GCC unroll 4
         for (int t = 0; t < n; t++) {
             const float *xt = x + (size_t)t * cols + c;
             lo[t] = _mm256_add_ps(lo[t], _mm256_mul_ps(w0, _mm256_loadu_ps(xt)));
