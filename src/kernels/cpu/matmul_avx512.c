@@ -261,18 +261,18 @@ static void i2s_rows2_tokens8(int32_t *out0, int32_t *out1, bn_i2s_row w0, bn_i2
     _mm256_storeu_si256((__m256i *)out1, _mm256_sub_epi32(s1, sums));
 }
 
-/* A few tokens (n = 1..TILE_TOKEN_GROUP) over one full tile (layout I2S_TILE8): the GEMV's sequential sweep of
+/* One or two tokens over one full tile (layout I2S_TILE8): the GEMV's sequential sweep of
  * the tile (prefetching ahead when it is the first sweep, so it streams from memory; later sweeps
  * of the same tile for the next tokens find it in L1), each decoded vector feeding n
  * accumulators; the activations come from memory (L1). Raw sums (codes * q) per row and token. */
-static inline __attribute__((always_inline)) void i2s_tile_tokens_n(int32_t raw[BN_I2S_TILE_ROWS][3],
+static inline __attribute__((always_inline)) void i2s_tile_tokens_n(int32_t raw[BN_I2S_TILE_ROWS][2],
                                                                     const uint8_t *tile,
                                                                     const int8_t *xp, const int n,
                                                                     int cols, bool prefetch) {
-    __m512i acc[BN_I2S_TILE_ROWS][3];
+    __m512i acc[BN_I2S_TILE_ROWS][2];
 #pragma GCC unroll 8
     for (int r = 0; r < BN_I2S_TILE_ROWS; r++)
-#pragma GCC unroll 3
+#pragma GCC unroll 2
         for (int t = 0; t < n; t++) acc[r][t] = _mm512_setzero_si512();
     const int pairs = cols / 256;
     for (int p = 0; p < pairs; p++) {
@@ -284,7 +284,7 @@ static inline __attribute__((always_inline)) void i2s_tile_tokens_n(int32_t raw[
             if (prefetch) _mm_prefetch((const char *)(wb + PREFETCH_DISTANCE), _MM_HINT_T0);
             __m512i c[4];
             CODES(_mm512_loadu_si512(wb), 6, 4, 2, 0, c);
-#pragma GCC unroll 3
+#pragma GCC unroll 2
             for (int t = 0; t < n; t++) {
                 const int8_t *xt = xb + (size_t)t * cols;
                 acc[r][t] = _mm512_dpbusd_epi32(acc[r][t], c[0], _mm512_loadu_si512(xt));
@@ -305,29 +305,24 @@ static inline __attribute__((always_inline)) void i2s_tile_tokens_n(int32_t raw[
         }
 }
 
-/* Tokens per sweep of a tile: 2 keeps all 16 accumulators and the decoded codes in registers
- * (3 spilled some; bench_decode_batch batch 8 measured 126-127 t/s with 2, 122-132 with 3). */
-#ifndef TILE_TOKEN_GROUP
-#define TILE_TOKEN_GROUP 2
-#endif
-
-/* The tiles of [row_begin, row_end) (aligned, full) against n_tokens (2..8) tokens in groups of
- * TILE_TOKEN_GROUP; returns the first row not done (a partial last tile is left to the caller). */
+/* The tiles of [row_begin, row_end) (aligned, full) against n_tokens (2..8) tokens, two per sweep
+ * (16 accumulators and the decoded codes stay in registers; three per sweep spilled some and
+ * measured no faster: bench_decode_batch batch 8, 122-132 t/s against 126-127); returns the first
+ * row not done (a partial last tile is left to the caller). */
 static int i2s_tiles_few_tokens(int32_t *out, const bn_ternary_matrix *m, const bn_act_view *act,
                                 int row_begin, int row_end) {
     const int n_tokens = act->n_tokens;
     int r = row_begin;
     for (; r + BN_I2S_TILE_ROWS <= row_end; r += BN_I2S_TILE_ROWS) {
         const uint8_t *tile = bn_i2s_row_at(m, r).first;
-        for (int t0 = 0; t0 < n_tokens; t0 += TILE_TOKEN_GROUP) {
-            const int n = n_tokens - t0 < TILE_TOKEN_GROUP ? n_tokens - t0 : TILE_TOKEN_GROUP;
+        for (int t0 = 0; t0 < n_tokens; t0 += 2) {
+            const int n = n_tokens - t0 < 2 ? n_tokens - t0 : 2;
             const int8_t *xp = act->q_pairs + (size_t)t0 * m->cols;
-            int32_t raw[BN_I2S_TILE_ROWS][3];
-            switch (n) {
-            case 1: i2s_tile_tokens_n(raw, tile, xp, 1, m->cols, t0 == 0); break;
-            case 2: i2s_tile_tokens_n(raw, tile, xp, 2, m->cols, t0 == 0); break;
-            default: i2s_tile_tokens_n(raw, tile, xp, 3, m->cols, t0 == 0); break;
-            }
+            int32_t raw[BN_I2S_TILE_ROWS][2];
+            if (n == 2)
+                i2s_tile_tokens_n(raw, tile, xp, 2, m->cols, t0 == 0);
+            else
+                i2s_tile_tokens_n(raw, tile, xp, 1, m->cols, t0 == 0);
             for (int i = 0; i < BN_I2S_TILE_ROWS; i++)
                 for (int t = 0; t < n; t++)
                     out[(size_t)(r - row_begin + i) * n_tokens + t0 + t] = raw[i][t] - act->sums[t0 + t];
