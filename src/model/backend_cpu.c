@@ -47,7 +47,7 @@ static bn_status cpu_reserve(bn_backend *backend, int n_tokens, int max_context,
     const bn_model_config *c = backend->config;
     if (n_tokens > cpu->quant_tokens) {
         size_t width = (size_t)(c->dim > c->ffn_dim ? c->dim : c->ffn_dim);
-        int8_t *q = malloc((size_t)n_tokens * width);
+        int8_t *q = cpu_alloc(backend, (size_t)n_tokens * width); /* SIMD rows start on a line */
         float *scales = malloc((size_t)n_tokens * sizeof *scales);
         int32_t *sums = malloc((size_t)n_tokens * sizeof *sums);
         if (!q || !scales || !sums) {

@@ -10,8 +10,8 @@
  * no shuffles. GEMV runs over the I2S_TILE8 layout one tile of 8 rows at a time (a sequential
  * stream, software prefetch 12 KiB ahead) sharing the activation registers; GEMM keeps a 2-row x
  * 8-token tile of accumulators, so each decoded weight vector feeds 8 tokens and each activation
- * load 2 rows. GEMM is bound by vpdpbusd throughput (one 512-bit vpdpbusd per cycle measured on
- * the development machine, 64 MACs), not by memory.
+ * load 2 rows. GEMM is bound by vpdpbusd throughput (two 512-bit vpdpbusd per cycle on the
+ * development machine's Zen 5 cores, 128 MACs), not by memory.
  *
  * F16: one 16-lane accumulator per output (lane = column % 16), multiply then add, reduced by
  * the shared pairwise step: bit-identical to the reference; GEMV reads two sequential row streams
@@ -41,6 +41,12 @@
  * best (2 threads, 6912 x 2560, four interleaved rounds each: 4 KiB NTA 45.7 GB/s mean, 12 KiB T0
  * 42.8, 4 KiB T0 42.9, 8 KiB T2 44.4, none 41.5). */
 #define GEMV_PREFETCH_DISTANCE 4096
+
+/* Makes the compiler load v once into a register: left alone, GCC folds the load into each
+ * vpdpbusd that uses it (a memory operand), so one activation vector feeding two rows is loaded
+ * twice and the GEMM tile becomes bound by the two load ports instead of by vpdpbusd (6912 x 2560,
+ * 64 tokens, one thread, same run: 93 -> 110 MACs per cycle of the 128 two vpdpbusd give). */
+#define KEEP_IN_REGISTER(v) __asm__("" : "+v"(v))
 
 /* ---- activation quantization ---- */
 
@@ -86,6 +92,22 @@ void bn_avx512_quantize_activations(int8_t *q, float *scales, int32_t *sums, con
 }
 
 /* ---- ternary ---- */
+
+void bn_avx512_pair_activations(int8_t *q_pairs, const int8_t *q, int n_tokens, int cols) {
+    for (int t = 0; t < n_tokens; t++) {
+        const int8_t *src = q + (size_t)t * cols;
+        int8_t *dst = q_pairs + (size_t)t * cols;
+        int c = 0;
+        for (; c + 256 <= cols; c += 256)
+            for (int n = 0; n < 4; n++) {
+                __m256i first = _mm256_loadu_si256((const __m256i *)(src + c + 32 * n));
+                __m256i second = _mm256_loadu_si256((const __m256i *)(src + c + 128 + 32 * n));
+                _mm512_storeu_si512(dst + c + 64 * n,
+                                    _mm512_inserti64x4(_mm512_castsi256_si512(first), second, 1));
+            }
+        memcpy(dst + c, src + c, (size_t)(cols - c)); /* odd trailing 128-block as is */
+    }
+}
 
 /* Four code vectors of a 64-byte load; shift order per format (I2_S 6,4,2,0; TQ2_0 0,2,4,6). */
 #define CODES(w, s0, s1, s2, s3, c)                                                   \
@@ -239,6 +261,7 @@ static void i2s_rows2_tokens8(int32_t *out0, int32_t *out1, bn_i2s_row w0, bn_i2
 #pragma GCC unroll 8
             for (int t = 0; t < 8; t++) {
                 __m512i x = _mm512_loadu_si512(xb + (size_t)t * cols + 64 * g);
+                KEEP_IN_REGISTER(x);
                 acc0[t] = _mm512_dpbusd_epi32(acc0[t], a, x);
                 acc1[t] = _mm512_dpbusd_epi32(acc1[t], b, x);
             }
@@ -486,6 +509,57 @@ void bn_avx512_ternary_sums(int32_t *out, const bn_ternary_matrix *matrix,
  * 16 results stored contiguously: stores along y's token stride (rows * 4 bytes) touched one
  * page per token and cost a TLB miss each. */
 
+/* Transposes 16 vectors of 16 int32 (v[i] element k becomes v[k] element i). */
+static inline void transpose16(__m512i v[16]) {
+    __m512i t[16], u[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]);
+    }
+    /* u[4i + j], 128-bit lane L: element 4L + j of rows 4i..4i+3 */
+    for (int i = 0; i < 4; i++) {
+        u[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+        u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+    }
+    /* a 4 x 4 transpose of 128-bit lanes per j */
+    for (int j = 0; j < 4; j++) {
+        __m512i p0 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x44), p1 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xee);
+        __m512i q0 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0x44), q1 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0xee);
+        v[j] = _mm512_shuffle_i32x4(p0, q0, 0x88);
+        v[4 + j] = _mm512_shuffle_i32x4(p0, q0, 0xdd);
+        v[8 + j] = _mm512_shuffle_i32x4(p1, q1, 0x88);
+        v[12 + j] = _mm512_shuffle_i32x4(p1, q1, 0xdd);
+    }
+}
+
+/* The finish for 16 or more tokens: each block of 16 rows x 16 tokens of sums (rows n_tokens
+ * apart) is loaded row by row and transposed, so every token's 16 results are stored
+ * contiguously without a gather (the gathers took about 4% of a 64-token GEMM). */
+static void finish_i2s_transposed(float *y, int rows, __m512 ts, const int32_t *sums,
+                                  const float *scales, int n_tokens, int row_begin, int row_end) {
+    for (int r0 = row_begin; r0 < row_end; r0 += 16) {
+        const int count = row_end - r0 < 16 ? row_end - r0 : 16;
+        const __mmask16 row_mask = (__mmask16)((1u << count) - 1u);
+        const int32_t *block = sums + (size_t)(r0 - row_begin) * (size_t)n_tokens;
+        for (int t0 = 0; t0 < n_tokens; t0 += 16) {
+            const int tokens = n_tokens - t0 < 16 ? n_tokens - t0 : 16;
+            const __mmask16 token_mask = (__mmask16)((1u << tokens) - 1u);
+            __m512i v[16];
+            for (int i = 0; i < 16; i++)
+                v[i] = i < count ? _mm512_maskz_loadu_epi32(token_mask, block + (size_t)i * n_tokens + t0)
+                                 : _mm512_setzero_si512();
+            transpose16(v);
+            for (int t = 0; t < tokens; t++) {
+                __m512 f = _mm512_div_ps(_mm512_cvtepi32_ps(v[t]), _mm512_set1_ps(scales[t0 + t]));
+                _mm512_mask_storeu_ps(y + (size_t)(t0 + t) * (size_t)rows + (size_t)r0, row_mask,
+                                      _mm512_mul_ps(f, ts));
+            }
+        }
+    }
+}
+
 void bn_avx512_ternary_finish_i2s(float *y, int rows, float tensor_scale, const int32_t *sums,
                                   const float *scales, int n_tokens, int row_begin, int row_end) {
     const __m512 ts = _mm512_set1_ps(tensor_scale);
@@ -497,6 +571,10 @@ void bn_avx512_ternary_finish_i2s(float *y, int rows, float tensor_scale, const 
             __m512 v = _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(m, sums + (r0 - row_begin)));
             _mm512_mask_storeu_ps(y + r0, m, _mm512_mul_ps(_mm512_div_ps(v, sc), ts));
         }
+        return;
+    }
+    if (n_tokens >= 16) { /* many tokens: 16 x 16 blocks transposed in registers */
+        finish_i2s_transposed(y, rows, ts, sums, scales, n_tokens, row_begin, row_end);
         return;
     }
     const __m512i index = _mm512_mullo_epi32(

@@ -22,6 +22,9 @@ void bn_avx2_quantize_activations(int8_t *q, float *scales, int32_t *sums, const
 void bn_avx512_quantize_activations(int8_t *q, float *scales, int32_t *sums, const float *x,
                                     int n_tokens, int cols);
 
+/* Fills q_pairs (layout above) from natural-order q, n_tokens rows of cols bytes. */
+void bn_avx512_pair_activations(int8_t *q_pairs, const int8_t *q, int n_tokens, int cols);
+
 void bn_avx2_ternary_sums(int32_t *out, const bn_ternary_matrix *matrix, const bn_act_view *act,
                           int row_begin, int row_end);
 void bn_avx512_ternary_sums(int32_t *out, const bn_ternary_matrix *matrix,
