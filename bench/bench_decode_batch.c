@@ -1,7 +1,8 @@
 /*
  * bench_decode_batch.c: decode throughput at batch 1 and with B concurrent sequences, on the CPU
  * or the CUDA backend: `bench_decode_batch -m MODEL [--device cpu|cuda] [--batch B]
- * [--prompt N] [--steps N] [-t THREADS]`.
+ * [--prompt N] [--steps N] [-t THREADS] [--kernel-times]`. --kernel-times turns on the registry's
+ * timing and adds each kernel's milliseconds per decode step ("ms_per_step") to the JSON.
  *
  * Each sequence first gets a prompt of random token ids (one prefill call), then `steps` decode
  * steps run one token per sequence per bn_model_decode() call: batch 1 is one sequence, batch B
@@ -62,6 +63,7 @@ int main(int argc, char **argv) {
     const char *path = NULL;
     bn_model_options options = bn_model_options_default();
     int batch = 16, prompt = 64, steps = 64;
+    bool kernel_times = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -76,11 +78,13 @@ int main(int argc, char **argv) {
             i++;
         else if (!strcmp(a, "--steps") && v && (steps = atoi(v)) >= 1)
             i++;
+        else if (!strcmp(a, "--kernel-times"))
+            kernel_times = true;
         else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && v && (options.n_threads = atoi(v)) >= 1)
             i++;
         else {
             fprintf(stderr, "usage: bench_decode_batch -m MODEL [--device cpu|cuda] [--batch B] [--prompt N] "
-                            "[--steps N] [-t THREADS]\n");
+                            "[--steps N] [-t THREADS] [--kernel-times]\n");
             return 2;
         }
     }
@@ -99,6 +103,7 @@ int main(int argc, char **argv) {
     const char *gpu = bn_model_gpu_name(model);
     fprintf(stderr, "loaded %s on %s%s%s in %.2f s\n", path, bn_model_backend_name(model), gpu ? ": " : "",
             gpu ? gpu : "", t_load);
+    bn_kernel_set_timing(kernel_times);
     int batches[2] = {1, batch};
     int rc = 0;
     for (int k = 0; k < (batch > 1 ? 2 : 1); k++) {
@@ -113,9 +118,12 @@ int main(int argc, char **argv) {
         printf("{\"backend\": \"%s\", \"gpu\": \"%s\", \"batch\": %d, \"prompt\": %d, \"steps\": %d, "
                "\"decode_tokens_per_second\": %.2f, \"kernels\": [",
                bn_model_backend_name(model), gpu ? gpu : "", batches[k], prompt, steps, tps);
-        for (size_t i = 0; i < n; i++)
-            printf("%s{\"id\": \"%s\", \"calls\": %llu}", i ? ", " : "", stats[i].id,
+        for (size_t i = 0; i < n; i++) {
+            printf("%s{\"id\": \"%s\", \"calls\": %llu", i ? ", " : "", stats[i].id,
                    (unsigned long long)stats[i].calls);
+            if (kernel_times) printf(", \"ms_per_step\": %.3f", (double)stats[i].nanoseconds / 1e6 / steps);
+            printf("}");
+        }
         printf("]}\n");
         fflush(stdout);
     }

@@ -32,6 +32,8 @@
 
 /* Rows per chunk of a worker: a multiple of every kernel's row tile. */
 #define ROW_CHUNK 16
+/* Rows per kernel call of an I2_S GEMM (a multiple of ROW_CHUNK). */
+#define GEMM_SPAN_ROWS 128
 
 /* Activation copies the kernels read with 64-byte loads start on a cache line: from malloc
  * (16-byte aligned) every such load straddled two lines, and the 64-token GEMM at 2 threads took
@@ -171,14 +173,18 @@ static void ternary_worker(void *context, int thread_index, int n_threads) {
     long begin, end;
     bn_threadpool_split(job->total_rows, ROW_CHUNK, thread_index, n_threads, &begin, &end);
     if (begin >= end) return;
-    int32_t *sums = malloc((size_t)ROW_CHUNK * (size_t)n_tokens * (size_t)groups * sizeof *sums);
+    /* An I2_S GEMM hands the kernel spans of GEMM_SPAN_ROWS rows: each token tile's activations
+     * then serve more rows before the next tile's are loaded (64 tokens, 6912 x 2560, one thread:
+     * 108 -> 119 MACs per cycle from 16- to 128-row spans). */
+    const long span = n_tokens > 8 && job->matrices[0]->file_type == BN_TYPE_I2_S ? GEMM_SPAN_ROWS : ROW_CHUNK;
+    int32_t *sums = malloc((size_t)span * (size_t)n_tokens * (size_t)groups * sizeof *sums);
     if (!sums) return; /* cannot happen for sane sizes; output stays as it was */
     long offset = 0; /* first global row of part p */
     for (int p = 0; p < job->n_parts && offset < end; p++) {
         const bn_ternary_matrix *m = job->matrices[p];
         long from = begin > offset ? begin - offset : 0, to = end - offset < m->rows ? end - offset : m->rows;
-        for (long r0 = from; r0 < to; r0 += ROW_CHUNK)
-            ternary_chunk(job, m, job->ys[p], sums, (int)r0, (int)(r0 + ROW_CHUNK < to ? r0 + ROW_CHUNK : to));
+        for (long r0 = from; r0 < to; r0 += span)
+            ternary_chunk(job, m, job->ys[p], sums, (int)r0, (int)(r0 + span < to ? r0 + span : to));
         offset += m->rows;
     }
     free(sums);
