@@ -18,6 +18,7 @@
 #include "kernels/ops.h"
 
 #include "core/fp16.h"
+#include "core/large_alloc.h"
 #include "kernels/cpu/matmul_isa.h"
 #include "kernels/cpu/ref_matmul.h"
 #include "kernels/cpu_features.h"
@@ -101,14 +102,17 @@ bn_status bn_ternary_matrix_prepare_layout(bn_ternary_matrix *matrix, const char
         if (!isfinite(matrix->tensor_scale))
             return bn_error_set(err, BN_ERR_FORMAT, "tensor %s: I2_S scale is not finite", name);
         if (layout == BN_LAYOUT_I2S_TILE8) {
-            /* 64-byte aligned: every pair load is one cache line */
-            uint8_t *tiles = aligned_alloc(64, (n_elements / 4 + 63) / 64 * 64);
+            /* page aligned (every pair load is one cache line), on huge pages where the system
+             * allows: see core/large_alloc.h */
+            const size_t bytes = (size_t)(n_elements / 4);
+            uint8_t *tiles = bn_large_alloc(bytes);
             if (!tiles)
                 return bn_error_set(err, BN_ERR_NOMEM, "tensor %s: cannot allocate %zu bytes for "
-                                    "the kernel layout", name, n_elements / 4);
+                                    "the kernel layout", name, bytes);
             const size_t stride = (size_t)cols / 4, pairs = (size_t)cols / 256;
             const uint8_t *src = file_data;
             matrix->owned = tiles;
+            matrix->owned_bytes = bytes;
             matrix->data = tiles;
             matrix->layout = BN_LAYOUT_I2S_TILE8;
             for (int r = 0; r < rows; r++) {
@@ -132,7 +136,7 @@ bn_status bn_ternary_matrix_prepare(bn_ternary_matrix *matrix, const char *name,
 
 void bn_ternary_matrix_release(bn_ternary_matrix *matrix) {
     if (!matrix) return;
-    free(matrix->owned);
+    bn_large_free(matrix->owned, matrix->owned_bytes);
     memset(matrix, 0, sizeof *matrix);
 }
 

@@ -36,7 +36,8 @@ typedef struct bn_ternary_matrix {
     int rows, cols;
     float tensor_scale;   /* I2_S per-tensor scale; 1 for block-scaled formats */
     const uint8_t *data;  /* kernel layout (may point into the file mapping) */
-    void *owned;          /* allocation behind data when repacked, else NULL */
+    void *owned;          /* allocation behind data when repacked (bn_large_alloc), else NULL */
+    size_t owned_bytes;   /* its size */
     int layout;           /* kernel-private layout tag */
 } bn_ternary_matrix;
 

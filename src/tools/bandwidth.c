@@ -5,6 +5,7 @@
  */
 #include "tools/bandwidth.h"
 
+#include "core/large_alloc.h"
 #include "kernels/cpu_features.h"
 
 #include <stdbool.h>
@@ -76,9 +77,11 @@ bn_status bn_bandwidth_probe_create(bn_bandwidth_probe **out, bn_threadpool *poo
     if (buffer_bytes < ((size_t)1 << 20)) buffer_bytes = (size_t)1 << 20;
     bn_bandwidth_probe *probe = calloc(1, sizeof *probe);
     sum_job *job = calloc(1, sizeof *job);
-    if (job) job->data = aligned_alloc(4096, buffer_bytes);
+    /* the same kind of memory as the repacked weights (huge pages where allowed), so the kernels'
+     * ratio to this probe does not profit from a difference in TLB reach */
+    if (job) job->data = bn_large_alloc(buffer_bytes);
     if (!probe || !job || !job->data) {
-        if (job) free(job->data);
+        if (job) bn_large_free(job->data, buffer_bytes);
         free(job);
         free(probe);
         return bn_error_set(err, BN_ERR_NOMEM, "bandwidth: cannot allocate a %zu-byte buffer",
@@ -137,7 +140,7 @@ bn_status bn_bandwidth_probe_run(bn_bandwidth_probe *probe, bn_threadpool *pool,
 
 void bn_bandwidth_probe_free(bn_bandwidth_probe *probe) {
     if (!probe) return;
-    free(probe->job->data);
+    bn_large_free(probe->job->data, probe->job->bytes);
     free(probe->job);
     free(probe);
 }

@@ -1,0 +1,34 @@
+/*
+ * large_alloc.c: anonymous mappings with transparent-huge-page advice (see large_alloc.h).
+ * Buffers of 2 MiB or more start on a 2 MiB boundary (the mapping is made 2 MiB larger and the
+ * unused head and tail are unmapped), so every whole 2 MiB of the buffer can be a huge page.
+ */
+#include "core/large_alloc.h"
+
+#include <stdint.h>
+#include <sys/mman.h>
+
+#define HUGE_PAGE ((size_t)2 << 20)
+
+void *bn_large_alloc(size_t bytes) {
+    if (bytes == 0 || bytes > SIZE_MAX - HUGE_PAGE) return NULL;
+    const size_t span = bytes >= HUGE_PAGE ? bytes + HUGE_PAGE : bytes;
+    uint8_t *p = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+    if (span != bytes) {
+        uint8_t *aligned = (uint8_t *)(((uintptr_t)p + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+        uint8_t *end = p + span, *used_end = aligned + bytes;
+        uint8_t *tail = (uint8_t *)(((uintptr_t)used_end + 4095) & ~(uintptr_t)4095);
+        if (aligned > p) munmap(p, (size_t)(aligned - p));
+        if (end > tail) munmap(tail, (size_t)(end - tail));
+        p = aligned;
+    }
+#ifdef MADV_HUGEPAGE
+    (void)madvise(p, bytes, MADV_HUGEPAGE); /* advice only: plain pages when refused */
+#endif
+    return p;
+}
+
+void bn_large_free(void *buffer, size_t bytes) {
+    if (buffer) munmap(buffer, bytes);
+}
