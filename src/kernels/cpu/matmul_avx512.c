@@ -37,10 +37,11 @@
 /* Bytes ahead of the current load (tuned on the 2B-4T shapes: 8-16 KiB is the plateau; the
  * hardware prefetchers alone reach about a third of the bandwidth with 4 interleaved rows). */
 #define PREFETCH_DISTANCE 12288
-/* The one-token GEMV streams each weight byte once: a shorter, non-temporal prefetch measured
- * best (2 threads, 6912 x 2560, four interleaved rounds each: 4 KiB NTA 45.7 GB/s mean, 12 KiB T0
- * 42.8, 4 KiB T0 42.9, 8 KiB T2 44.4, none 41.5). */
-#define GEMV_PREFETCH_DISTANCE 4096
+/* The one-token GEMV uses the same distance. When the machine's bandwidth is high the shorter
+ * 4 KiB NTA prefetch used before fell behind (2 threads, 6912 x 2560 on huge pages, probe at
+ * 75-80 GB/s, three rounds: 4 KiB NTA 62-73 GB/s, 8 KiB NTA 80-83, 12 KiB T0 82-83, 16 KiB T0
+ * 62-82); at about 45 GB/s all of them read at the probe's rate. */
+#define GEMV_PREFETCH_DISTANCE PREFETCH_DISTANCE
 
 /* Makes the compiler load v once into a register: left alone, GCC folds the load into each
  * vpdpbusd that uses it (a memory operand), so one activation vector feeding two rows is loaded
@@ -159,7 +160,7 @@ static void i2s_gemv_tile(int32_t raw[BN_I2S_TILE_ROWS], const uint8_t *tile, co
 #pragma GCC unroll 8
         for (int r = 0; r < BN_I2S_TILE_ROWS; r++) {
             const uint8_t *wb = wp + 64 * r;
-            _mm_prefetch((const char *)(wb + GEMV_PREFETCH_DISTANCE), _MM_HINT_NTA);
+            _mm_prefetch((const char *)(wb + GEMV_PREFETCH_DISTANCE), _MM_HINT_T0);
             __m512i packed = _mm512_loadu_si512(wb);
             acc[r] = _mm512_dpbusd_epi32(acc[r], _mm512_and_si512(_mm512_srli_epi16(packed, 6), m3), x0);
             acc[r] = _mm512_dpbusd_epi32(acc[r], _mm512_and_si512(_mm512_srli_epi16(packed, 4), m3), x1);
