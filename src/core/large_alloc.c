@@ -2,16 +2,33 @@
  * large_alloc.c: anonymous mappings with transparent-huge-page advice (see large_alloc.h).
  * Buffers of 2 MiB or more start on a 2 MiB boundary (the mapping is made 2 MiB larger and the
  * unused head and tail are unmapped), so every whole 2 MiB of the buffer can be a huge page.
+ * Under AddressSanitizer the buffers come from the heap instead, so that reads past their end
+ * are still reported.
  */
 #include "core/large_alloc.h"
 
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define BN_HEAP_BUFFERS 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define BN_HEAP_BUFFERS 1
+#endif
+#endif
 
 #define HUGE_PAGE ((size_t)2 << 20)
 
 void *bn_large_alloc(size_t bytes) {
     if (bytes == 0 || bytes > SIZE_MAX - HUGE_PAGE) return NULL;
+#ifdef BN_HEAP_BUFFERS
+    void *heap = aligned_alloc(4096, (bytes + 4095) & ~(size_t)4095);
+    if (heap) memset(heap, 0, bytes);
+    return heap;
+#else
     const size_t span = bytes >= HUGE_PAGE ? bytes + HUGE_PAGE : bytes;
     uint8_t *p = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) return NULL;
@@ -27,8 +44,15 @@ void *bn_large_alloc(size_t bytes) {
     (void)madvise(p, bytes, MADV_HUGEPAGE); /* advice only: plain pages when refused */
 #endif
     return p;
+#endif
 }
 
 void bn_large_free(void *buffer, size_t bytes) {
-    if (buffer) munmap(buffer, bytes);
+    if (!buffer) return;
+#ifdef BN_HEAP_BUFFERS
+    (void)bytes;
+    free(buffer);
+#else
+    munmap(buffer, bytes);
+#endif
 }
