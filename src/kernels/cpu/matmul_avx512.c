@@ -241,52 +241,10 @@ static inline __m256i reduce8(const __m512i a[8]) {
         _mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 0, 0, 0, 0, 0, 0, 0, 0), x));
 }
 
-/* The GEMM register tile: 2 rows x 8 tokens (16 accumulators); every activation load feeds
- * two vpdpbusd and every decoded weight vector eight. Writes raw - x_sums per token. */
-static void i2s_rows2_tokens8(int32_t *out0, int32_t *out1, bn_i2s_row w0, bn_i2s_row w1,
-                              const int8_t *xp, const int32_t *x_sums, int cols) {
-    __m512i acc0[8], acc1[8];
-#pragma GCC unroll 8
-    for (int t = 0; t < 8; t++) acc0[t] = acc1[t] = _mm512_setzero_si512();
-    const int pairs = cols / 256;
-    const __m512i m3 = _mm512_set1_epi8(3);
-    for (int p = 0; p < pairs; p++) {
-        const __m512i p0 = _mm512_loadu_si512(w0.first + (size_t)p * w0.pair_stride);
-        const __m512i p1 = _mm512_loadu_si512(w1.first + (size_t)p * w1.pair_stride);
-        const int8_t *xb = xp + (size_t)p * 256;
-        /* one 2-bit field at a time keeps 16 accumulators + 2 code vectors in registers */
-#pragma GCC unroll 4
-        for (int g = 0; g < 4; g++) {
-            const __m512i a = _mm512_and_si512(_mm512_srli_epi16(p0, 6 - 2 * g), m3);
-            const __m512i b = _mm512_and_si512(_mm512_srli_epi16(p1, 6 - 2 * g), m3);
-#pragma GCC unroll 8
-            for (int t = 0; t < 8; t++) {
-                __m512i x = _mm512_loadu_si512(xb + (size_t)t * cols + 64 * g);
-                KEEP_IN_REGISTER(x);
-                acc0[t] = _mm512_dpbusd_epi32(acc0[t], a, x);
-                acc1[t] = _mm512_dpbusd_epi32(acc1[t], b, x);
-            }
-        }
-    }
-    __m256i s0 = reduce8(acc0), s1 = reduce8(acc1);
-    if (cols % 256) {
-        int32_t extra[2][8];
-        for (int t = 0; t < 8; t++) {
-            const int8_t *xt = xp + (size_t)t * cols + (size_t)pairs * 256;
-            extra[0][t] = reduce256(i2s_tail_block(_mm256_setzero_si256(), w0.tail, xt));
-            extra[1][t] = reduce256(i2s_tail_block(_mm256_setzero_si256(), w1.tail, xt));
-        }
-        s0 = _mm256_add_epi32(s0, _mm256_loadu_si256((const __m256i *)extra[0]));
-        s1 = _mm256_add_epi32(s1, _mm256_loadu_si256((const __m256i *)extra[1]));
-    }
-    /* unsigned codes: subtract each token's activation sum */
-    __m256i sums = _mm256_loadu_si256((const __m256i *)x_sums);
-    _mm256_storeu_si256((__m256i *)out0, _mm256_sub_epi32(s0, sums));
-    _mm256_storeu_si256((__m256i *)out1, _mm256_sub_epi32(s1, sums));
-}
-
-/* The same tile for the last 1..7 tokens of a GEMM (n a constant after inlining). Kept apart
- * from the 8-token kernel: one generic kernel for 1..8 ran the 64-token GEMM 16% slower. */
+/* The GEMM register tile: 2 rows x n tokens (n a constant up to 8 after inlining: up to 16
+ * accumulators); every activation load feeds two vpdpbusd and every decoded weight vector 2n.
+ * Writes raw - x_sums for the n tokens. The 8-token case is inlined where it is called: through
+ * the out-of-line dispatch below it ran the 64-token GEMM 16% slower. */
 static inline __attribute__((always_inline)) void i2s_rows2_tokens_n(int32_t *out0, int32_t *out1,
                                                                      bn_i2s_row w0, bn_i2s_row w1,
                                                                      const int8_t *xp,
@@ -333,7 +291,7 @@ static inline __attribute__((always_inline)) void i2s_rows2_tokens_n(int32_t *ou
     _mm256_mask_storeu_epi32(out1, mask, _mm256_sub_epi32(s1, sums));
 }
 
-/* n = 1..7 */
+/* The tile for the last 1..7 tokens of a GEMM. */
 static void i2s_rows2_tokens(int32_t *out0, int32_t *out1, bn_i2s_row w0, bn_i2s_row w1,
                              const int8_t *xp, const int32_t *x_sums, int n, int cols) {
     switch (n) {
@@ -465,10 +423,10 @@ static void i2s_sums(int32_t *out, const bn_ternary_matrix *m, const bn_act_view
                     for (size_t b = 0; b < tile_bytes / 4; b += 64) _mm_prefetch((const char *)(ahead + b), _MM_HINT_T0);
                 }
                 if (n == 8)
-                    i2s_rows2_tokens8(out + (size_t)(r - row_begin) * n_tokens + t0,
-                                      out + (size_t)(r + 1 - row_begin) * n_tokens + t0,
-                                      bn_i2s_row_at(m, r), bn_i2s_row_at(m, r + 1), xp,
-                                      act->sums + t0, m->cols);
+                    i2s_rows2_tokens_n(out + (size_t)(r - row_begin) * n_tokens + t0,
+                                       out + (size_t)(r + 1 - row_begin) * n_tokens + t0,
+                                       bn_i2s_row_at(m, r), bn_i2s_row_at(m, r + 1), xp,
+                                       act->sums + t0, 8, m->cols);
                 else
                     i2s_rows2_tokens(out + (size_t)(r - row_begin) * n_tokens + t0,
                                      out + (size_t)(r + 1 - row_begin) * n_tokens + t0,
