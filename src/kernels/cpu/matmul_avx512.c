@@ -42,6 +42,10 @@
  * 75-80 GB/s, three rounds: 4 KiB NTA 62-73 GB/s, 8 KiB NTA 80-83, 12 KiB T0 82-83, 16 KiB T0
  * 62-82); at about 45 GB/s all of them read at the probe's rate. */
 #define GEMV_PREFETCH_DISTANCE PREFETCH_DISTANCE
+/* Columns per block of a GEMM over wide matrices: 8 tokens' activations for one block (24 KiB)
+ * stay in L1 (the 2560 x 6912 down projection ran at 78 MACs per cycle unblocked, against 119
+ * for the 2560-column matrices). */
+#define GEMM_COLUMN_BLOCK 3072
 
 /* Makes the compiler load v once into a register: left alone, GCC folds the load into each
  * vpdpbusd that uses it (a memory operand), so one activation vector feeding two rows is loaded
@@ -249,13 +253,14 @@ static inline __attribute__((always_inline)) void i2s_rows2_tokens_n(int32_t *ou
                                                                      bn_i2s_row w0, bn_i2s_row w1,
                                                                      const int8_t *xp,
                                                                      const int32_t *x_sums,
-                                                                     const int n, int cols) {
+                                                                     const int n, int cols,
+                                                                     int pair_begin, int pair_end) {
     __m512i acc0[8], acc1[8];
 #pragma GCC unroll 8
     for (int t = 0; t < 8; t++) acc0[t] = acc1[t] = _mm512_setzero_si512();
     const int pairs = cols / 256;
     const __m512i m3 = _mm512_set1_epi8(3);
-    for (int p = 0; p < pairs; p++) {
+    for (int p = pair_begin; p < pair_end; p++) {
         const __m512i p0 = _mm512_loadu_si512(w0.first + (size_t)p * w0.pair_stride);
         const __m512i p1 = _mm512_loadu_si512(w1.first + (size_t)p * w1.pair_stride);
         const int8_t *xb = xp + (size_t)p * 256;
@@ -275,7 +280,7 @@ static inline __attribute__((always_inline)) void i2s_rows2_tokens_n(int32_t *ou
     }
     __m256i s0 = reduce8(acc0), s1 = reduce8(acc1); /* lanes n..7 are zero */
     const __mmask8 mask = (__mmask8)((1u << n) - 1u);
-    if (cols % 256) {
+    if (cols % 256 && pair_end == pairs) {
         int32_t extra[2][8] = {{0}};
         for (int t = 0; t < n; t++) {
             const int8_t *xt = xp + (size_t)t * cols + (size_t)pairs * 256;
@@ -285,23 +290,28 @@ static inline __attribute__((always_inline)) void i2s_rows2_tokens_n(int32_t *ou
         s0 = _mm256_add_epi32(s0, _mm256_loadu_si256((const __m256i *)extra[0]));
         s1 = _mm256_add_epi32(s1, _mm256_loadu_si256((const __m256i *)extra[1]));
     }
-    /* unsigned codes: subtract each token's activation sum */
-    __m256i sums = _mm256_maskz_loadu_epi32(mask, x_sums);
-    _mm256_mask_storeu_epi32(out0, mask, _mm256_sub_epi32(s0, sums));
-    _mm256_mask_storeu_epi32(out1, mask, _mm256_sub_epi32(s1, sums));
+    if (pair_begin == 0) { /* unsigned codes: subtract each token's activation sum */
+        __m256i sums = _mm256_maskz_loadu_epi32(mask, x_sums);
+        _mm256_mask_storeu_epi32(out0, mask, _mm256_sub_epi32(s0, sums));
+        _mm256_mask_storeu_epi32(out1, mask, _mm256_sub_epi32(s1, sums));
+    } else { /* a later column block: add to the exact integer sums so far */
+        _mm256_mask_storeu_epi32(out0, mask, _mm256_add_epi32(_mm256_maskz_loadu_epi32(mask, out0), s0));
+        _mm256_mask_storeu_epi32(out1, mask, _mm256_add_epi32(_mm256_maskz_loadu_epi32(mask, out1), s1));
+    }
 }
 
 /* The tile for the last 1..7 tokens of a GEMM. */
 static void i2s_rows2_tokens(int32_t *out0, int32_t *out1, bn_i2s_row w0, bn_i2s_row w1,
-                             const int8_t *xp, const int32_t *x_sums, int n, int cols) {
+                             const int8_t *xp, const int32_t *x_sums, int n, int cols, int pb,
+                             int pe) {
     switch (n) {
-    case 1: i2s_rows2_tokens_n(out0, out1, w0, w1, xp, x_sums, 1, cols); break;
-    case 2: i2s_rows2_tokens_n(out0, out1, w0, w1, xp, x_sums, 2, cols); break;
-    case 3: i2s_rows2_tokens_n(out0, out1, w0, w1, xp, x_sums, 3, cols); break;
-    case 4: i2s_rows2_tokens_n(out0, out1, w0, w1, xp, x_sums, 4, cols); break;
-    case 5: i2s_rows2_tokens_n(out0, out1, w0, w1, xp, x_sums, 5, cols); break;
-    case 6: i2s_rows2_tokens_n(out0, out1, w0, w1, xp, x_sums, 6, cols); break;
-    default: i2s_rows2_tokens_n(out0, out1, w0, w1, xp, x_sums, 7, cols); break;
+    case 1: i2s_rows2_tokens_n(out0, out1, w0, w1, xp, x_sums, 1, cols, pb, pe); break;
+    case 2: i2s_rows2_tokens_n(out0, out1, w0, w1, xp, x_sums, 2, cols, pb, pe); break;
+    case 3: i2s_rows2_tokens_n(out0, out1, w0, w1, xp, x_sums, 3, cols, pb, pe); break;
+    case 4: i2s_rows2_tokens_n(out0, out1, w0, w1, xp, x_sums, 4, cols, pb, pe); break;
+    case 5: i2s_rows2_tokens_n(out0, out1, w0, w1, xp, x_sums, 5, cols, pb, pe); break;
+    case 6: i2s_rows2_tokens_n(out0, out1, w0, w1, xp, x_sums, 6, cols, pb, pe); break;
+    default: i2s_rows2_tokens_n(out0, out1, w0, w1, xp, x_sums, 7, cols, pb, pe); break;
     }
 }
 
@@ -405,33 +415,37 @@ static void i2s_sums(int32_t *out, const bn_ternary_matrix *m, const bn_act_view
     if (done == row_end) return;
     out += (size_t)(done - row_begin) * n_tokens;
     row_begin = done;
-    /* Token tiles outside, rows inside: the tile's activations and the chunk's rows (a few
-     * dozen KiB) stay in L1/L2 while every row of the chunk passes over them. */
+    /* Token tiles outside, rows inside: the tile's activations and the span's rows stay in
+     * L1/L2 while every row pair of the span passes over them. Wide matrices go in column blocks
+     * of GEMM_COLUMN_BLOCK so that a token tile's activations (8 x the block) stay in L1; the
+     * integer sums of the blocks add up exactly. */
+    const int pairs = m->cols / 256;
+    const int block = m->cols > GEMM_COLUMN_BLOCK ? GEMM_COLUMN_BLOCK / 256 : (pairs > 0 ? pairs : 1);
     for (int t0 = 0; t0 < n_tokens; t0 += 8) {
         const int n = n_tokens - t0 < 8 ? n_tokens - t0 : 8;
         const int8_t *xp = act->q_pairs + (size_t)t0 * m->cols;
         int r = row_begin;
         if (n >= 2)
-            for (; r + 2 <= row_end; r += 2) {
-                /* The first token tile streams the weights from memory in the tiled layout's
-                 * strided order: prefetch the tile two ahead, a quarter per row pair (later
-                 * token tiles find the chunk in L1/L2). */
-                if (tiled && t0 == 0) {
-                    const size_t tile_bytes = (size_t)BN_I2S_TILE_ROWS * (size_t)(m->cols / 4);
-                    const uint8_t *ahead = m->data + (size_t)(r - r % BN_I2S_TILE_ROWS) * (size_t)(m->cols / 4) +
-                                           2 * tile_bytes + (size_t)(r % BN_I2S_TILE_ROWS / 2) * (tile_bytes / 4);
-                    for (size_t b = 0; b < tile_bytes / 4; b += 64) _mm_prefetch((const char *)(ahead + b), _MM_HINT_T0);
+            for (int pb = 0; pb == 0 || pb < pairs; pb += block) {
+                const int pe = pairs - pb < block ? pairs : pb + block;
+                for (r = row_begin; r + 2 <= row_end; r += 2) {
+                    /* The first token tile streams the weights from memory in the tiled layout's
+                     * strided order: prefetch the tile two ahead, a quarter per row pair (later
+                     * column blocks and token tiles find the span in L1/L2). */
+                    if (tiled && t0 == 0 && pb == 0) {
+                        const size_t tile_bytes = (size_t)BN_I2S_TILE_ROWS * (size_t)(m->cols / 4);
+                        const uint8_t *ahead = m->data + (size_t)(r - r % BN_I2S_TILE_ROWS) * (size_t)(m->cols / 4) +
+                                               2 * tile_bytes + (size_t)(r % BN_I2S_TILE_ROWS / 2) * (tile_bytes / 4);
+                        for (size_t b = 0; b < tile_bytes / 4; b += 64) _mm_prefetch((const char *)(ahead + b), _MM_HINT_T0);
+                    }
+                    int32_t *o0 = out + (size_t)(r - row_begin) * n_tokens + t0, *o1 = o0 + n_tokens;
+                    if (n == 8)
+                        i2s_rows2_tokens_n(o0, o1, bn_i2s_row_at(m, r), bn_i2s_row_at(m, r + 1), xp,
+                                           act->sums + t0, 8, m->cols, pb, pe);
+                    else
+                        i2s_rows2_tokens(o0, o1, bn_i2s_row_at(m, r), bn_i2s_row_at(m, r + 1), xp,
+                                         act->sums + t0, n, m->cols, pb, pe);
                 }
-                if (n == 8)
-                    i2s_rows2_tokens_n(out + (size_t)(r - row_begin) * n_tokens + t0,
-                                       out + (size_t)(r + 1 - row_begin) * n_tokens + t0,
-                                       bn_i2s_row_at(m, r), bn_i2s_row_at(m, r + 1), xp,
-                                       act->sums + t0, 8, m->cols);
-                else
-                    i2s_rows2_tokens(out + (size_t)(r - row_begin) * n_tokens + t0,
-                                     out + (size_t)(r + 1 - row_begin) * n_tokens + t0,
-                                     bn_i2s_row_at(m, r), bn_i2s_row_at(m, r + 1), xp,
-                                     act->sums + t0, n, m->cols);
             }
         for (; r < row_end; r++) {
             int32_t raw[8];
