@@ -15,8 +15,8 @@
  *
  * F16: one 16-lane accumulator per output (lane = column % 16), multiply then add, reduced by
  * the shared pairwise step: bit-identical to the reference; GEMV reads two sequential row streams
- * (the halves of the thread's rows) with a short software prefetch; GEMM goes row by row with up
- * to 8 tokens in registers.
+ * (the halves of the thread's rows) with a short software prefetch; GEMM takes groups of 16 rows
+ * in 512-column blocks with up to 8 tokens in registers.
  * Int8: vpdpbusd on q + 128 and the weights, minus 128 * (row sum of the weights), computed with
  * the same instruction.
  */
@@ -657,33 +657,13 @@ static inline __m512 load_f16(const uint16_t *w) {
     return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)w));
 }
 
-/* One F16 row against n tokens (n a constant after inlining, so the accumulators stay in
- * registers); the next row is prefetched while this one is multiplied. Same per-lane order as the
- * one-token path. */
-static inline __attribute__((always_inline)) void f16_row_tokens(float *y, int rows,
-                                                                 const uint16_t *wr, const float *x,
-                                                                 const int n, int cols, int cols16) {
-    __m512 acc[8];
-#pragma GCC unroll 8
-    for (int t = 0; t < n; t++) acc[t] = _mm512_setzero_ps();
-    for (int c = 0; c < cols16; c += 16) {
-        _mm_prefetch((const char *)(wr + cols + c), _MM_HINT_T0);
-        __m512 wv = load_f16(wr + c);
-#pragma GCC unroll 8
-        for (int t = 0; t < n; t++)
-            acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(wv, _mm512_loadu_ps(x + (size_t)t * cols + c)));
-    }
-    for (int t = 0; t < n; t++)
-        y[(size_t)t * rows] = f16_finish(acc[t], wr, x + (size_t)t * cols, cols16, cols);
-}
-
 /* Columns per block of the batched F16 path: 8 tokens' activations for one block (16 KiB) stay
- * in L1 while every row pair of the group passes over them. Unblocked, each row pair streamed all
+ * in L1 while every row of the group passes over them. Unblocked, each row pair streamed all
  * 8 x 2560 activations (80 KiB) from L2 and the 8-token LM head took 25.2 ms against 14.3 for
  * one token (2 threads). */
 #define F16_COLUMN_BLOCK 512
-/* Rows per group: the accumulators of the group's row pairs wait in memory (8 KiB) between
- * column blocks. */
+/* Rows per group: the accumulators of the group's rows wait in memory (8 KiB) between column
+ * blocks. */
 #define F16_GROUP_ROWS 16
 
 /* One F16 row against n tokens (n a constant after inlining) over columns [from, to): the
@@ -721,8 +701,8 @@ static inline __attribute__((always_inline)) void f16_row_tokens_span(__m512 acc
     for (int t = 0; t < n; t++) acc[t] = a[t];
 }
 
-/* Rows [r, r + count) (count even, at most F16_GROUP_ROWS) against n tokens: column blocks
- * outside, row pairs inside, then each output's tail and reduction. */
+/* Rows [r, r + count) (count at most F16_GROUP_ROWS) against n tokens: column blocks outside,
+ * rows inside, then each output's tail and reduction. */
 static inline __attribute__((always_inline)) void f16_group_tokens(float *y, int rows,
                                                                    const uint16_t *w, const float *x,
                                                                    const int n, int cols,
@@ -778,7 +758,7 @@ static void f16_gemv_two_streams(float *y, const uint16_t *w, const float *x, in
     }
 }
 
-/* The kernels above with a constant token count (1..8). */
+/* The group kernel with a constant token count (1..8). */
 static void f16_group_by_tokens(float *y, int rows, const uint16_t *w, const float *x, int n,
                                 int cols, int cols16, int count, const uint16_t *next_group) {
     switch (n) {
@@ -793,20 +773,6 @@ static void f16_group_by_tokens(float *y, int rows, const uint16_t *w, const flo
     }
 }
 
-static void f16_row_by_tokens(float *y, int rows, const uint16_t *w, const float *x, int n,
-                              int cols, int cols16) {
-    switch (n) {
-    case 1: f16_row_tokens(y, rows, w, x, 1, cols, cols16); break;
-    case 2: f16_row_tokens(y, rows, w, x, 2, cols, cols16); break;
-    case 3: f16_row_tokens(y, rows, w, x, 3, cols, cols16); break;
-    case 4: f16_row_tokens(y, rows, w, x, 4, cols, cols16); break;
-    case 5: f16_row_tokens(y, rows, w, x, 5, cols, cols16); break;
-    case 6: f16_row_tokens(y, rows, w, x, 6, cols, cols16); break;
-    case 7: f16_row_tokens(y, rows, w, x, 7, cols, cols16); break;
-    default: f16_row_tokens(y, rows, w, x, 8, cols, cols16); break;
-    }
-}
-
 void bn_avx512_f16_matmul(float *y, const uint16_t *w, const float *x, int rows, int cols,
                           int n_tokens, int row_begin, int row_end) {
     const int cols16 = cols / 16 * 16;
@@ -814,23 +780,18 @@ void bn_avx512_f16_matmul(float *y, const uint16_t *w, const float *x, int rows,
         f16_gemv_two_streams(y, w, x, cols, cols16, row_begin, row_end);
         return;
     }
-    /* groups of up to 16 rows (one odd row left over), up to 8 tokens per pass; the kernels take
-     * a constant token count so their accumulators stay in registers */
-    for (int r = row_begin; r < row_end;) {
-        const int count = row_end - r >= F16_GROUP_ROWS ? F16_GROUP_ROWS : (row_end - r) & ~1;
+    /* groups of up to 16 rows, up to 8 tokens per pass; the kernels take a constant token count
+     * so their accumulators stay in registers */
+    for (int r = row_begin; r < row_end; r += F16_GROUP_ROWS) {
+        const int count = row_end - r < F16_GROUP_ROWS ? row_end - r : F16_GROUP_ROWS;
         const uint16_t *wr = w + (size_t)r * cols;
+        /* the last group prefetches itself (already cached), never past the range */
+        const uint16_t *next = r + count + F16_GROUP_ROWS <= row_end ? wr + (size_t)count * cols : wr;
         for (int t0 = 0; t0 < n_tokens; t0 += 8) {
             const int n = n_tokens - t0 < 8 ? n_tokens - t0 : 8;
-            const float *xt = x + (size_t)t0 * cols;
-            float *yt = y + (size_t)t0 * rows + r;
-            /* the last group prefetches itself (already cached), never past the range */
-            const uint16_t *next = r + count + F16_GROUP_ROWS <= row_end ? wr + (size_t)count * cols : wr;
-            if (count)
-                f16_group_by_tokens(yt, rows, wr, xt, n, cols, cols16, count, next);
-            else
-                f16_row_by_tokens(yt, rows, wr, xt, n, cols, cols16);
+            f16_group_by_tokens(y + (size_t)t0 * rows + r, rows, wr, x + (size_t)t0 * cols, n, cols,
+                                cols16, count, next);
         }
-        r += count ? count : 1;
     }
 }
 
