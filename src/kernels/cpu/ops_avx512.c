@@ -210,7 +210,8 @@ static void attention_per_head(float *out, const float *q, const void *k_cache, 
 
 static inline __attribute__((always_inline)) void attention_group(
     float *out, const float *q, const void *k_cache, const void *v_cache, bool f16, size_t row,
-    size_t kv_offset, int head_dim, int n_pos, float scale, const int G, double *qd, float *probs) {
+    size_t kv_offset, int head_dim, int n_pos, float scale, const int G, double *qd, float *probs,
+    double *probs_d) {
     /* q of the G heads in double (exact) */
     for (int j = 0; j < G; j++)
         for (int d = 0; d < head_dim; d++) qd[j * head_dim + d] = (double)q[(size_t)j * head_dim + d];
@@ -233,32 +234,35 @@ static inline __attribute__((always_inline)) void attention_group(
         for (int j = 0; j < G; j++)
             probs[j * n_pos + t] = (float)_mm512_reduce_add_pd(_mm512_add_pd(a[j][0], a[j][1])) * scale;
     }
-    for (int j = 0; j < G; j++) bn_avx512_softmax(probs + j * n_pos, n_pos);
-    /* out = sum_t p_t v_t in double, 32 dims at a time for the G heads */
-    for (int dd = 0; dd < head_dim; dd += 32) {
-        const __mmask16 m1 = head_dim - dd >= 32 ? (__mmask16)0xffff : (__mmask16)0;
-        __m512d o[4][4];
+    /* softmax in float as the reference, then each probability once in double (exact) for the
+     * broadcasts below (converting it per position and head took a scalar instruction each) */
+    for (int j = 0; j < G; j++) {
+        bn_avx512_softmax(probs + j * n_pos, n_pos);
+        for (int t = 0; t < n_pos; t += 8) {
+            const __mmask8 m = n_pos - t >= 8 ? (__mmask8)0xff : (__mmask8)((1u << (n_pos - t)) - 1u);
+            _mm512_mask_storeu_pd(probs_d + j * n_pos + t, m,
+                                  _mm512_cvtps_pd(_mm256_maskz_loadu_ps(m, probs + j * n_pos + t)));
+        }
+    }
+    /* out = sum_t p_t v_t in double, 16 dims at a time for the G heads (8 accumulators: with 32
+     * dims, 16 accumulators, GCC kept them on the stack and stored all of them every position) */
+    for (int dd = 0; dd < head_dim; dd += 16) {
+        __m512d o[4][2];
 #pragma GCC unroll 4
-        for (int j = 0; j < G; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = _mm512_setzero_pd();
+        for (int j = 0; j < G; j++) o[j][0] = o[j][1] = _mm512_setzero_pd();
         for (int t = 0; t < n_pos; t++) {
             const size_t base = (size_t)t * row + kv_offset + (size_t)dd;
             __m512 v0 = load_kv16(v_cache, f16, base, (__mmask16)0xffff);
-            __m512 v1 = load_kv16(v_cache, f16, base + 16, m1);
-            __m512d v00 = low_pd(v0), v01 = high_pd(v0), v10 = low_pd(v1), v11 = high_pd(v1);
+            __m512d v00 = low_pd(v0), v01 = high_pd(v0);
 #pragma GCC unroll 4
             for (int j = 0; j < G; j++) {
-                __m512d p = _mm512_set1_pd((double)probs[j * n_pos + t]);
+                __m512d p = _mm512_set1_pd(probs_d[j * n_pos + t]);
                 o[j][0] = _mm512_fmadd_pd(p, v00, o[j][0]);
                 o[j][1] = _mm512_fmadd_pd(p, v01, o[j][1]);
-                o[j][2] = _mm512_fmadd_pd(p, v10, o[j][2]);
-                o[j][3] = _mm512_fmadd_pd(p, v11, o[j][3]);
             }
         }
-        for (int j = 0; j < G; j++) {
-            float *oh = out + (size_t)j * head_dim + dd;
-            store_pd_pair(oh, (__mmask16)0xffff, o[j][0], o[j][1]);
-            if (m1) store_pd_pair(oh + 16, m1, o[j][2], o[j][3]);
-        }
+#pragma GCC unroll 4
+        for (int j = 0; j < G; j++) store_pd_pair(out + (size_t)j * head_dim + dd, (__mmask16)0xffff, o[j][0], o[j][1]);
     }
 }
 
@@ -273,9 +277,11 @@ void bn_avx512_attention(float *out, const float *q, const void *k_cache, const 
     }
     const size_t row = (size_t)n_kv_heads * (size_t)head_dim;
     const float scale = (float)(1.0 / sqrt((double)head_dim));
-    /* 8 KiB of q in double and 32 KiB of score rows at most: small enough for any thread stack */
+    /* 8 KiB of q in double, 32 KiB of score rows and 64 KiB of them in double at most, whatever
+     * the batch: small enough for any thread stack */
     double qd[4 * GROUP_MAX_HEAD_DIM];
     float probs[4 * GROUP_MAX_POSITIONS];
+    double probs_d[4 * GROUP_MAX_POSITIONS];
     int h = head_begin;
     while (h < head_end) {
         const int kv = h / group, group_end = (kv + 1) * group < head_end ? (kv + 1) * group : head_end;
@@ -288,9 +294,9 @@ void bn_avx512_attention(float *out, const float *q, const void *k_cache, const 
             attention_per_head(out, q, k_cache, v_cache, kv_f16, n_heads, n_kv_heads, head_dim, pos,
                                scratch, h, h + 1);
             break;
-        case 2: attention_group(oh, qh, k_cache, v_cache, kv_f16, row, kv_offset, head_dim, n_pos, scale, 2, qd, probs); break;
-        case 3: attention_group(oh, qh, k_cache, v_cache, kv_f16, row, kv_offset, head_dim, n_pos, scale, 3, qd, probs); break;
-        default: attention_group(oh, qh, k_cache, v_cache, kv_f16, row, kv_offset, head_dim, n_pos, scale, 4, qd, probs); break;
+        case 2: attention_group(oh, qh, k_cache, v_cache, kv_f16, row, kv_offset, head_dim, n_pos, scale, 2, qd, probs, probs_d); break;
+        case 3: attention_group(oh, qh, k_cache, v_cache, kv_f16, row, kv_offset, head_dim, n_pos, scale, 3, qd, probs, probs_d); break;
+        default: attention_group(oh, qh, k_cache, v_cache, kv_f16, row, kv_offset, head_dim, n_pos, scale, 4, qd, probs, probs_d); break;
         }
         h += G;
     }
