@@ -54,5 +54,20 @@ check "the failure names the step" grep -q "greedy runs differ at step [0-9]* be
     --greedy 8 > "$tmp/report.out" 2> /dev/null
 check "without --greedy-tie the rule is only reported" grep -q "does not hold (reported only" "$tmp/report.out"
 
+# BITNET_ISA picks the path without a flag: the receipt names it and its kernels ran; an unknown
+# name is an error before any work.
+for isa in "${ran[@]}"; do
+    BITNET_ISA=$isa "$bin" bench -m "$tmp/a.gguf" -p 8 -n 4 -r 1 -t 2 --json "$tmp/env-$isa.json" \
+        > /dev/null 2> "$tmp/env-$isa.err"
+    check "BITNET_ISA=$isa: bench exit 0" test $? -eq 0
+    check "BITNET_ISA=$isa: the receipt's isa is $isa" grep -q "\"isa\": *\"$isa\"" "$tmp/env-$isa.json"
+    check "BITNET_ISA=$isa: cpu.i2s.gemv.$isa ran" grep -q "\"cpu.i2s.gemv.$isa\"" "$tmp/env-$isa.json"
+done
+BITNET_ISA=bogus "$bin" eval -m "$tmp/a.gguf" --tokens 1,2 --logits-out "$tmp/bogus.bin" \
+    > /dev/null 2> "$tmp/bogus.err"
+check "BITNET_ISA=bogus: exit non-zero" test $? -ne 0
+check "BITNET_ISA=bogus: the error names the variable and the value" \
+    grep -q "BITNET_ISA: unknown ISA path 'bogus'" "$tmp/bogus.err"
+
 echo "test_isa_logits: $passed passed, $failed failed"
 exit $fail

@@ -101,9 +101,13 @@ bn_cli_parse bn_cli_parse_common(bn_cli_common *c, int argc, char **argv, int *i
     return BN_CLI_CONSUMED;
 }
 
-bn_status bn_cli_apply_isa(const bn_cli_common *c, bn_error *err) {
-    if (c->isa) return bn_isa_set_active_by_name(c->isa, err);
+bn_status bn_cli_apply_isa_name(const char *isa, bn_error *err) {
+    if (isa) return bn_isa_set_active_by_name(isa, err);
     return bn_isa_check_environment(err);
+}
+
+bn_status bn_cli_apply_isa(const bn_cli_common *c, bn_error *err) {
+    return bn_cli_apply_isa_name(c->isa, err);
 }
 
 /* ---- sampling options ---- */

@@ -87,6 +87,8 @@ bn_status bn_cli_resolve_model(char **out, const char *given, bn_error *err);
 
 /* Applies --isa when set; otherwise checks that BITNET_ISA (if set) names a path this CPU has. */
 bn_status bn_cli_apply_isa(const bn_cli_common *c, bn_error *err);
+/* The same for commands with their own option structs (isa: the --isa value or NULL). */
+bn_status bn_cli_apply_isa_name(const char *isa, bn_error *err);
 
 /* Resolves the model path (bn_cli_resolve_model), applies --isa, loads the model with the thread
  * count and builds its tokenizer (tok may be NULL when not needed). The caller owns *model,

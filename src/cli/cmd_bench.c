@@ -13,6 +13,7 @@
  * thread count (tools/bandwidth.h), and their ratio. --json writes a receipt (tools/receipt.h)
  * whose kernel list comes from the kernel registry, counted over the timed repetitions only.
  */
+#include "cli/cli_options.h"
 #include "cli/commands.h"
 #include "core/rss.h"
 #include "core/sha256.h"
@@ -73,7 +74,7 @@ static void usage(FILE *out) {
             "  -n, --n-gen N          generation test tg<N>: N tokens one at a time (default 128; 0 skips)\n"
             "  -r, --repetitions N    timed repetitions per test after one warm-up (default 5)\n"
             "  --json FILE            write the receipt (JSON, schema 1.0.0) to FILE\n"
-            "  --isa NAME             force the CPU kernel path: scalar, avx2, avx512\n"
+            "  --isa NAME             force the CPU kernel path: scalar, avx2, avx512 (default: BITNET_ISA,\n                         else the best supported)\n"
             "  --device cpu|cuda      backend (default cpu)\n"
             "  --seed N               seed of the random tokens (default 42)\n"
             "  --int8-lm-head         LM head in int8 with per-row scales instead of F16\n"
@@ -445,7 +446,7 @@ static bn_status check_receipt_path(const char *path, bn_error *err) {
 }
 
 static int bench(const bench_options *o, bn_error *err) {
-    if (o->isa && bn_isa_set_active_by_name(o->isa, err) != BN_OK) return BN_EXIT_ERROR;
+    if (bn_cli_apply_isa_name(o->isa, err) != BN_OK) return BN_EXIT_ERROR;
     if (o->json_path && check_receipt_path(o->json_path, err) != BN_OK) return BN_EXIT_ERROR;
 
     bench_run run;

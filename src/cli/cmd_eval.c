@@ -28,7 +28,7 @@ static void usage(FILE *out) {
             "  --tokens LIST        comma-separated token ids\n"
             "  --logits-out FILE    output file\n"
             "  -t, --threads N      threads (default 1)\n"
-            "  --isa NAME           kernel path: scalar, avx2, avx512 (default: best supported)\n"
+            "  --isa NAME           kernel path: scalar, avx2, avx512 (default: BITNET_ISA, else the best supported)\n"
             "  --device NAME        cpu (default) or cuda (GPU 0)\n"
             "  --kv-f32             keep the KV cache in float32 (default float16)\n"
             "  --int8-lm-head       int8 LM head with per-row scales\n"
@@ -85,7 +85,7 @@ int bn_cmd_eval(int argc, char **argv, bn_error *err) {
         usage(stderr);
         return BN_EXIT_USAGE;
     }
-    if (isa && bn_isa_set_active_by_name(isa, err) != BN_OK) return BN_EXIT_ERROR;
+    if (bn_cli_apply_isa_name(isa, err) != BN_OK) return BN_EXIT_ERROR;
 
     int32_t *ids = NULL;
     int n = 0;
