@@ -399,9 +399,14 @@ void bn_avx2_attention(float *out, const float *q, const void *k_cache, const vo
         const float *qh = q + (size_t)h * (size_t)head_dim;
         size_t kv_offset = (size_t)(h / group) * (size_t)head_dim;
         /* scores: q . k_t for every cached position, four positions per pass */
-        for (int t = 0; t < n_pos; t += 4)
+        bn_prefetch_kv_positions(k_cache, v_cache, kv_f16, row, kv_offset, head_dim, 0,
+                                 BN_KV_PREFETCH_POSITIONS, n_pos);
+        for (int t = 0; t < n_pos; t += 4) {
+            bn_prefetch_kv_positions(k_cache, v_cache, kv_f16, row, kv_offset, head_dim,
+                                     t + BN_KV_PREFETCH_POSITIONS, t + 4 + BN_KV_PREFETCH_POSITIONS, n_pos);
             scores4(scratch + t, qh, k_cache, kv_f16, (size_t)t * row + kv_offset, row,
                     n_pos - t < 4 ? n_pos - t : 4, head_dim, vec_dim, scale);
+        }
         bn_avx2_softmax(scratch, n_pos);
         /* out = sum_t p_t v_t in double (exact products): 32 dims at a time in 8 registers,
          * then 8, then single dims */

@@ -161,10 +161,15 @@ static void attention_per_head(float *out, const float *q, const void *k_cache, 
         const float *qh = q + (size_t)h * (size_t)head_dim;
         size_t kv_offset = (size_t)(h / group) * (size_t)head_dim;
         /* scores: q . k_t for every cached position, four positions per pass */
+        bn_prefetch_kv_positions(k_cache, v_cache, kv_f16, row, kv_offset, head_dim, 0,
+                                 BN_KV_PREFETCH_POSITIONS, n_pos);
         int t = 0;
-        for (; t + 4 <= n_pos; t += 4)
+        for (; t + 4 <= n_pos; t += 4) {
+            bn_prefetch_kv_positions(k_cache, v_cache, kv_f16, row, kv_offset, head_dim,
+                                     t + BN_KV_PREFETCH_POSITIONS, t + 4 + BN_KV_PREFETCH_POSITIONS, n_pos);
             scores4(scratch + t, qh, k_cache, kv_f16, (size_t)t * row + kv_offset, row, head_dim,
                     scale);
+        }
         for (; t < n_pos; t++)
             scratch[t] = score1(qh, k_cache, kv_f16, (size_t)t * row + kv_offset, head_dim, scale);
         bn_avx512_softmax(scratch, n_pos);
@@ -215,9 +220,13 @@ static inline __attribute__((always_inline)) void attention_group(
     /* q of the G heads in double (exact) */
     for (int j = 0; j < G; j++)
         for (int d = 0; d < head_dim; d++) qd[j * head_dim + d] = (double)q[(size_t)j * head_dim + d];
-    /* scores, one position at a time for all G heads */
+    /* scores, one position at a time for all G heads; the K and V rows come in ahead */
+    bn_prefetch_kv_positions(k_cache, v_cache, f16, row, kv_offset, head_dim, 0,
+                             BN_KV_PREFETCH_POSITIONS, n_pos);
     for (int t = 0; t < n_pos; t++) {
         const size_t base = (size_t)t * row + kv_offset;
+        bn_prefetch_kv_positions(k_cache, v_cache, f16, row, kv_offset, head_dim,
+                                 t + BN_KV_PREFETCH_POSITIONS, t + 1 + BN_KV_PREFETCH_POSITIONS, n_pos);
         __m512d a[4][2];
 #pragma GCC unroll 4
         for (int j = 0; j < G; j++) a[j][0] = a[j][1] = _mm512_setzero_pd();
