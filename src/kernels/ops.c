@@ -25,6 +25,7 @@ typedef struct op_kernels {
 static op_kernels rmsnorm_kernels = {
     {"cpu.rmsnorm.scalar", "cpu.rmsnorm.avx2", "cpu.rmsnorm.avx512"}, {{0}}};
 static op_kernels rope_neox_kernels = {{"cpu.rope_neox.scalar", "cpu.rope_neox.avx2", NULL}, {{0}}};
+static op_kernels rope_angles_kernels = {{"cpu.rope_angles.scalar", NULL, NULL}, {{0}}};
 static op_kernels softmax_kernels = {
     {"cpu.softmax.scalar", "cpu.softmax.avx2", "cpu.softmax.avx512"}, {{0}}};
 static op_kernels relu2_mul_kernels = {{"cpu.relu2_mul.scalar", "cpu.relu2_mul.avx2", NULL}, {{0}}};
@@ -74,6 +75,25 @@ void bn_rope_neox(float *x, int n_heads, int head_dim, int rope_dim, int32_t pos
         bn_avx2_rope_neox(x, n_heads, head_dim, rope_dim, pos, freq_base);
     else
         bn_ref_rope_neox(x, n_heads, head_dim, rope_dim, pos, freq_base);
+    count(&rope_neox_kernels, isa, t0);
+}
+
+void bn_rope_neox_angles(float *cos_table, float *sin_table, int head_dim, int rope_dim, int32_t pos,
+                         float freq_base) {
+    uint64_t t0 = bn_kernel_begin();
+    if (rope_dim > head_dim) rope_dim = head_dim;
+    bn_ref_rope_angles(cos_table, sin_table, 0, rope_dim / 2, rope_dim / 2 * 2, pos, freq_base);
+    count(&rope_angles_kernels, BN_ISA_SCALAR, t0);
+}
+
+void bn_rope_neox_table(float *x, int n_heads, int head_dim, int rope_dim, const float *cos_table,
+                        const float *sin_table) {
+    uint64_t t0 = bn_kernel_begin();
+    bn_isa isa = path(false);
+    if (isa == BN_ISA_AVX2)
+        bn_avx2_rope_neox_table(x, n_heads, head_dim, rope_dim, cos_table, sin_table);
+    else
+        bn_ref_rope_neox_table(x, n_heads, head_dim, rope_dim, cos_table, sin_table);
     count(&rope_neox_kernels, isa, t0);
 }
 

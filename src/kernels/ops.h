@@ -86,6 +86,14 @@ void bn_rmsnorm(float *out, const float *x, const float *weight, int n_tokens, i
 /* NEOX RoPE in place on n_heads heads of head_dim: dimension i pairs with i + rope_dim/2,
  * theta_i = pos * freq_base^(-2i/rope_dim), dims >= rope_dim untouched. */
 void bn_rope_neox(float *x, int n_heads, int head_dim, int rope_dim, int32_t pos, float freq_base);
+/* The angle table of one position for bn_rope_neox_table: cos and sin of theta_i for
+ * i < min(rope_dim, head_dim) / 2 (each array that long). */
+void bn_rope_neox_angles(float *cos_table, float *sin_table, int head_dim, int rope_dim, int32_t pos,
+                         float freq_base);
+/* bn_rope_neox with the angles from bn_rope_neox_angles: the same floats, without computing the
+ * angles again (a forward step rotates q and k of every layer at the same positions). */
+void bn_rope_neox_table(float *x, int n_heads, int head_dim, int rope_dim, const float *cos_table,
+                        const float *sin_table);
 /* In-place numerically safe softmax (max subtracted). */
 void bn_softmax(float *x, int n);
 /* out = relu(gate)^2 * up */

@@ -4,13 +4,15 @@
  * thread pool). Attention is split over the batch's entries, one entry per thread at a time, so
  * each entry's result is computed by one thread in one order whatever the thread count.
  *
- * Scratch owned here: the int8 activations of the widest projection input for a chunk, and one
- * attention score row (context length floats) per thread; both grow through reserve().
+ * Scratch owned here: the int8 activations of the widest projection input for a chunk, one
+ * attention score row (context length floats) per thread, and the RoPE angle tables of a chunk's
+ * positions; all grow through reserve().
  */
 #include "model/backend.h"
 
 #include "core/fp16.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +28,13 @@ typedef struct cpu_backend {
     /* attention scores, n_threads rows of score_len floats */
     int score_len;
     float *scores;
+    /* RoPE angle tables (rope_half cos and sin values) of up to rope_tokens chunk rows: row t
+     * holds the angles of position rope_pos[t] when rope_valid[t]; every layer's q and k of a
+     * chunk rotate at the same positions, so the angles are computed once per chunk */
+    int rope_tokens, rope_half;
+    int32_t *rope_pos;
+    bool *rope_valid;
+    float *rope_cos, *rope_sin;
 } cpu_backend;
 
 static cpu_backend *impl_of(bn_backend *backend) { return (cpu_backend *)backend->impl; }
@@ -57,6 +66,20 @@ static bn_status cpu_reserve(bn_backend *backend, int n_tokens, int max_context,
         free(cpu->q), free(cpu->scales), free(cpu->sums);
         cpu->q = q, cpu->scales = scales, cpu->sums = sums;
         cpu->quant_tokens = n_tokens;
+    }
+    if (n_tokens > cpu->rope_tokens) {
+        size_t table = (size_t)n_tokens * (size_t)(cpu->rope_half > 0 ? cpu->rope_half : 1);
+        int32_t *pos = malloc((size_t)n_tokens * sizeof *pos);
+        bool *valid = calloc((size_t)n_tokens, sizeof *valid);
+        float *cos_table = malloc(table * sizeof *cos_table), *sin_table = malloc(table * sizeof *sin_table);
+        if (!pos || !valid || !cos_table || !sin_table) {
+            free(pos), free(valid), free(cos_table), free(sin_table);
+            return bn_error_set(err, BN_ERR_NOMEM, "CPU backend: out of memory for RoPE tables of %d tokens",
+                                n_tokens);
+        }
+        free(cpu->rope_pos), free(cpu->rope_valid), free(cpu->rope_cos), free(cpu->rope_sin);
+        cpu->rope_pos = pos, cpu->rope_valid = valid, cpu->rope_cos = cos_table, cpu->rope_sin = sin_table;
+        cpu->rope_tokens = n_tokens;
     }
     if (max_context > cpu->score_len) {
         float *scores = malloc((size_t)cpu->n_threads * (size_t)max_context * sizeof *scores);
@@ -113,10 +136,19 @@ static void cpu_linear_parts(bn_backend *backend, float *const *ys, const bn_lin
 }
 
 static void cpu_rope(bn_backend *backend, float *x, int n_heads, const int32_t *pos, int n) {
+    cpu_backend *cpu = impl_of(backend);
     const bn_model_config *c = backend->config;
     size_t width = (size_t)n_heads * (size_t)c->head_dim;
-    for (int t = 0; t < n; t++)
-        bn_rope_neox(x + (size_t)t * width, n_heads, c->head_dim, c->rope_dim, pos[t], c->rope_base);
+    for (int t = 0; t < n; t++) {
+        float *cos_table = cpu->rope_cos + (size_t)t * (size_t)cpu->rope_half;
+        float *sin_table = cpu->rope_sin + (size_t)t * (size_t)cpu->rope_half;
+        if (!cpu->rope_valid[t] || cpu->rope_pos[t] != pos[t]) {
+            bn_rope_neox_angles(cos_table, sin_table, c->head_dim, c->rope_dim, pos[t], c->rope_base);
+            cpu->rope_pos[t] = pos[t];
+            cpu->rope_valid[t] = true;
+        }
+        bn_rope_neox_table(x + (size_t)t * width, n_heads, c->head_dim, c->rope_dim, cos_table, sin_table);
+    }
 }
 
 static void cpu_kv_store(bn_backend *backend, const bn_batch_view *batch, int layer, const float *k,
@@ -224,6 +256,7 @@ static void cpu_destroy(bn_backend *backend) {
     cpu_backend *cpu = impl_of(backend);
     if (cpu) {
         free(cpu->q), free(cpu->scales), free(cpu->sums), free(cpu->scores);
+        free(cpu->rope_pos), free(cpu->rope_valid), free(cpu->rope_cos), free(cpu->rope_sin);
         free(cpu);
     }
     free(backend);
@@ -240,6 +273,7 @@ bn_status bn_backend_cpu_create(const bn_model_config *config, bn_threadpool *po
     }
     cpu->pool = pool;
     cpu->n_threads = bn_threadpool_size(pool);
+    cpu->rope_half = (config->rope_dim < config->head_dim ? config->rope_dim : config->head_dim) / 2;
     backend->name = "cpu";
     backend->impl = cpu;
     backend->config = config;

@@ -136,6 +136,27 @@ void bn_avx2_rmsnorm(float *out, const float *x, const float *weight, int n_toke
     }
 }
 
+/* Rotates dims [i0, i0 + count) of every head with the table entries c[0..count), s[0..count). */
+static void rope_rotate(float *x, int n_heads, int head_dim, int half, int i0, int count,
+                        const float *c, const float *s) {
+    for (int h = 0; h < n_heads; h++) {
+        float *x0 = x + (size_t)h * (size_t)head_dim + i0;
+        float *x1 = x0 + half;
+        int j = 0;
+        for (; j + 8 <= count; j += 8) {
+            __m256 a = _mm256_loadu_ps(x0 + j), b = _mm256_loadu_ps(x1 + j);
+            __m256 vc = _mm256_loadu_ps(c + j), vs = _mm256_loadu_ps(s + j);
+            _mm256_storeu_ps(x0 + j, _mm256_sub_ps(_mm256_mul_ps(a, vc), _mm256_mul_ps(b, vs)));
+            _mm256_storeu_ps(x1 + j, _mm256_add_ps(_mm256_mul_ps(a, vs), _mm256_mul_ps(b, vc)));
+        }
+        for (; j < count; j++) {
+            float a = x0[j], b = x1[j];
+            x0[j] = a * c[j] - b * s[j];
+            x1[j] = a * s[j] + b * c[j];
+        }
+    }
+}
+
 #define ROPE_CHUNK 128
 
 void bn_avx2_rope_neox(float *x, int n_heads, int head_dim, int rope_dim, int32_t pos,
@@ -146,23 +167,14 @@ void bn_avx2_rope_neox(float *x, int n_heads, int head_dim, int rope_dim, int32_
     for (int i0 = 0; i0 < half; i0 += ROPE_CHUNK) {
         int count = half - i0 < ROPE_CHUNK ? half - i0 : ROPE_CHUNK;
         bn_ref_rope_angles(c, s, i0, count, 2 * half, pos, freq_base);
-        for (int h = 0; h < n_heads; h++) {
-            float *x0 = x + (size_t)h * (size_t)head_dim + i0;
-            float *x1 = x0 + half;
-            int j = 0;
-            for (; j + 8 <= count; j += 8) {
-                __m256 a = _mm256_loadu_ps(x0 + j), b = _mm256_loadu_ps(x1 + j);
-                __m256 vc = _mm256_loadu_ps(c + j), vs = _mm256_loadu_ps(s + j);
-                _mm256_storeu_ps(x0 + j, _mm256_sub_ps(_mm256_mul_ps(a, vc), _mm256_mul_ps(b, vs)));
-                _mm256_storeu_ps(x1 + j, _mm256_add_ps(_mm256_mul_ps(a, vs), _mm256_mul_ps(b, vc)));
-            }
-            for (; j < count; j++) {
-                float a = x0[j], b = x1[j];
-                x0[j] = a * c[j] - b * s[j];
-                x1[j] = a * s[j] + b * c[j];
-            }
-        }
+        rope_rotate(x, n_heads, head_dim, half, i0, count, c, s);
     }
+}
+
+void bn_avx2_rope_neox_table(float *x, int n_heads, int head_dim, int rope_dim,
+                             const float *cos_table, const float *sin_table) {
+    if (rope_dim > head_dim) rope_dim = head_dim;
+    rope_rotate(x, n_heads, head_dim, rope_dim / 2, 0, rope_dim / 2, cos_table, sin_table);
 }
 
 void bn_avx2_softmax(float *x, int n) {

@@ -52,6 +52,8 @@ void bn_avx2_rmsnorm(float *out, const float *x, const float *weight, int n_toke
                      float eps);
 void bn_avx2_rope_neox(float *x, int n_heads, int head_dim, int rope_dim, int32_t pos,
                        float freq_base);
+void bn_avx2_rope_neox_table(float *x, int n_heads, int head_dim, int rope_dim,
+                             const float *cos_table, const float *sin_table);
 void bn_avx2_softmax(float *x, int n);
 void bn_avx2_relu2_mul(float *out, const float *gate, const float *up, int n);
 void bn_avx2_silu_mul(float *out, const float *gate, const float *up, int n);

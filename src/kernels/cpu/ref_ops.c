@@ -53,6 +53,20 @@ void bn_ref_rope_angles(float *cos_out, float *sin_out, int i0, int count, int r
     }
 }
 
+/* Rotates dims [i0, i0 + count) of every head with the table entries c[0..count), s[0..count). */
+static void rope_rotate(float *x, int n_heads, int head_dim, int half, int i0, int count,
+                        const float *c, const float *s) {
+    for (int h = 0; h < n_heads; h++) {
+        float *x0 = x + (size_t)h * (size_t)head_dim + i0;
+        float *x1 = x0 + half;
+        for (int j = 0; j < count; j++) {
+            float a = x0[j], b = x1[j];
+            x0[j] = a * c[j] - b * s[j];
+            x1[j] = a * s[j] + b * c[j];
+        }
+    }
+}
+
 #define ROPE_CHUNK 128
 
 void bn_ref_rope_neox(float *x, int n_heads, int head_dim, int rope_dim, int32_t pos,
@@ -63,16 +77,14 @@ void bn_ref_rope_neox(float *x, int n_heads, int head_dim, int rope_dim, int32_t
     for (int i0 = 0; i0 < half; i0 += ROPE_CHUNK) {
         int count = half - i0 < ROPE_CHUNK ? half - i0 : ROPE_CHUNK;
         bn_ref_rope_angles(c, s, i0, count, 2 * half, pos, freq_base);
-        for (int h = 0; h < n_heads; h++) {
-            float *x0 = x + (size_t)h * (size_t)head_dim + i0;
-            float *x1 = x0 + half;
-            for (int j = 0; j < count; j++) {
-                float a = x0[j], b = x1[j];
-                x0[j] = a * c[j] - b * s[j];
-                x1[j] = a * s[j] + b * c[j];
-            }
-        }
+        rope_rotate(x, n_heads, head_dim, half, i0, count, c, s);
     }
+}
+
+void bn_ref_rope_neox_table(float *x, int n_heads, int head_dim, int rope_dim, const float *cos_table,
+                            const float *sin_table) {
+    if (rope_dim > head_dim) rope_dim = head_dim;
+    rope_rotate(x, n_heads, head_dim, rope_dim / 2, 0, rope_dim / 2, cos_table, sin_table);
 }
 
 bool bn_ref_softmax_special(float *x, int n, float max, bool has_nan) {

@@ -40,6 +40,10 @@ void bn_ref_rope_angles(float *cos_out, float *sin_out, int i0, int count, int r
  * norm is preserved to float rounding. */
 void bn_ref_rope_neox(float *x, int n_heads, int head_dim, int rope_dim, int32_t pos,
                       float freq_base);
+/* The same rotation with the angles from a table (half = rope_dim / 2 entries after the clamp,
+ * as bn_ref_rope_angles gives them from i0 = 0). */
+void bn_ref_rope_neox_table(float *x, int n_heads, int head_dim, int rope_dim, const float *cos_table,
+                            const float *sin_table);
 
 /* Softmax in place, defined for every input (the result always sums to 1 unless it is NaN):
  *   - any NaN in x: every output is NaN;
