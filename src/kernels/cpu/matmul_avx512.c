@@ -315,14 +315,18 @@ static void i2s_rows2_tokens(int32_t *out0, int32_t *out1, bn_i2s_row w0, bn_i2s
     }
 }
 
-/* One or two tokens over one full tile (layout I2S_TILE8): the GEMV's sequential sweep of
- * the tile (prefetching ahead when it is the first sweep, so it streams from memory; later sweeps
- * of the same tile for the next tokens find it in L1), each decoded vector feeding n
- * accumulators; the activations come from memory (L1). Raw sums (codes * q) per row and token. */
+/* One or two tokens over one full tile (layout I2S_TILE8), each decoded vector feeding n
+ * accumulators; the activations come from L1, the tile from L1 after the first sweep. Sweep
+ * `sweep` of `sweeps` over this tile also prefetches every sweeps-th 512-byte pair block of the
+ * tile at `ahead` (NULL: none), so the next tiles stream in while all the sweeps compute instead
+ * of only during the first one (bench_decode_batch batch 8 on the 2B-4T shape, 2 threads, three
+ * paired runs: ternary 23.4-24.4 ms per step against 25.4-25.6 with the whole prefetch in the
+ * first sweep). Raw sums (codes * q) per row and token. */
 static inline __attribute__((always_inline)) void i2s_tile_tokens_n(int32_t raw[BN_I2S_TILE_ROWS][2],
                                                                     const uint8_t *tile,
                                                                     const int8_t *xp, const int n,
-                                                                    int cols, bool prefetch) {
+                                                                    int cols, const uint8_t *ahead,
+                                                                    int sweep, int sweeps) {
     __m512i acc[BN_I2S_TILE_ROWS][2];
 #pragma GCC unroll 8
     for (int r = 0; r < BN_I2S_TILE_ROWS; r++)
@@ -332,10 +336,11 @@ static inline __attribute__((always_inline)) void i2s_tile_tokens_n(int32_t raw[
     for (int p = 0; p < pairs; p++) {
         const int8_t *xb = xp + (size_t)p * 256;
         const uint8_t *wp = tile + (size_t)p * 64 * BN_I2S_TILE_ROWS;
+        const bool fetch = ahead && p % sweeps == sweep;
 #pragma GCC unroll 8
         for (int r = 0; r < BN_I2S_TILE_ROWS; r++) {
             const uint8_t *wb = wp + 64 * r;
-            if (prefetch) _mm_prefetch((const char *)(wb + PREFETCH_DISTANCE), _MM_HINT_T0);
+            if (fetch) _mm_prefetch((const char *)(ahead + (wb - tile)), _MM_HINT_T0);
             __m512i c[4];
             CODES(_mm512_loadu_si512(wb), 6, 4, 2, 0, c);
 #pragma GCC unroll 2
@@ -359,24 +364,31 @@ static inline __attribute__((always_inline)) void i2s_tile_tokens_n(int32_t raw[
         }
 }
 
+/* Tiles ahead of the one being computed that the few-token sweeps prefetch (4 measured the same). */
+#define FEW_TOKENS_TILES_AHEAD 2
+
 /* The tiles of [row_begin, row_end) (aligned, full) against n_tokens (2..8) tokens, two per sweep
  * (16 accumulators and the decoded codes stay in registers; three per sweep spilled some and
  * measured no faster: bench_decode_batch batch 8, 122-132 t/s against 126-127); returns the first
  * row not done (a partial last tile is left to the caller). */
 static int i2s_tiles_few_tokens(int32_t *out, const bn_ternary_matrix *m, const bn_act_view *act,
                                 int row_begin, int row_end) {
-    const int n_tokens = act->n_tokens;
+    const int n_tokens = act->n_tokens, sweeps = (n_tokens + 1) / 2;
+    const size_t tile_bytes = (size_t)BN_I2S_TILE_ROWS * (size_t)(m->cols / 4);
     int r = row_begin;
     for (; r + BN_I2S_TILE_ROWS <= row_end; r += BN_I2S_TILE_ROWS) {
         const uint8_t *tile = bn_i2s_row_at(m, r).first;
+        /* (the caller's ranges are a few tiles: the stream runs on into the next range; a
+         * prefetch past the matrix is harmless) */
+        const uint8_t *ahead = tile + FEW_TOKENS_TILES_AHEAD * tile_bytes;
         for (int t0 = 0; t0 < n_tokens; t0 += 2) {
             const int n = n_tokens - t0 < 2 ? n_tokens - t0 : 2;
             const int8_t *xp = act->q_pairs + (size_t)t0 * m->cols;
             int32_t raw[BN_I2S_TILE_ROWS][2];
             if (n == 2)
-                i2s_tile_tokens_n(raw, tile, xp, 2, m->cols, t0 == 0);
+                i2s_tile_tokens_n(raw, tile, xp, 2, m->cols, ahead, t0 / 2, sweeps);
             else
-                i2s_tile_tokens_n(raw, tile, xp, 1, m->cols, t0 == 0);
+                i2s_tile_tokens_n(raw, tile, xp, 1, m->cols, ahead, t0 / 2, sweeps);
             for (int i = 0; i < BN_I2S_TILE_ROWS; i++)
                 for (int t = 0; t < n; t++)
                     out[(size_t)(r - row_begin + i) * n_tokens + t0 + t] = raw[i][t] - act->sums[t0 + t];
