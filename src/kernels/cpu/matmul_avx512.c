@@ -333,10 +333,12 @@ static inline __attribute__((always_inline)) void i2s_tile_tokens_n(int32_t raw[
 #pragma GCC unroll 2
         for (int t = 0; t < n; t++) acc[r][t] = _mm512_setzero_si512();
     const int pairs = cols / 256;
+    int fetch_pair = ahead ? sweep : pairs; /* the next pair block to prefetch (no division) */
     for (int p = 0; p < pairs; p++) {
         const int8_t *xb = xp + (size_t)p * 256;
         const uint8_t *wp = tile + (size_t)p * 64 * BN_I2S_TILE_ROWS;
-        const bool fetch = ahead && p % sweeps == sweep;
+        const bool fetch = p == fetch_pair;
+        if (fetch) fetch_pair += sweeps;
 #pragma GCC unroll 8
         for (int r = 0; r < BN_I2S_TILE_ROWS; r++) {
             const uint8_t *wb = wp + 64 * r;
