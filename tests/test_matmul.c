@@ -321,6 +321,53 @@ static void test_i2s_layouts(void) {
     }
 }
 
+/* Matrices prepared in a bn_large_arena: placed end to end on 4 KiB boundaries inside it while it
+ * has room (owning nothing), on their own once it is full, and giving the same bits either way;
+ * the loader sizes its arena with bn_ternary_matrix_repack_bytes. Under AddressSanitizer no arena
+ * is made and every matrix takes its own allocation. */
+static void test_i2s_arena(void) {
+    bn_error err;
+    const int shapes[][2] = {{9, 640}, {40, 1152}, {17, 2560}};
+    size_t need = 0;
+    for (int i = 0; i < 2; i++) /* room for the first two only */
+        need += (bn_ternary_matrix_repack_bytes(BN_TYPE_I2_S, shapes[i][0], shapes[i][1]) + 4095) & ~(size_t)4095;
+    CHECK(bn_ternary_matrix_repack_bytes(BN_TYPE_I2_S, 40, 1152) == 40 * 1152 / 4);
+    CHECK(bn_ternary_matrix_repack_bytes(BN_TYPE_TQ2_0, 40, 1152) == 0); /* read in place */
+    bn_large_arena arena;
+    const bool have_arena = bn_large_arena_init(&arena, need);
+    CHECK(have_arena == (arena.base != NULL));
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        ternary_case tc;
+        make_case(&tc, shapes[s][0], shapes[s][1], 0, 0.25f);
+        bn_ternary_matrix in_arena;
+        CHECK_OK(bn_ternary_matrix_prepare_in(&in_arena, "arena", BN_TYPE_I2_S, tc.rows, tc.cols,
+                                              tc.packed[0], &arena, &err), &err);
+        const bool inside = have_arena && in_arena.data >= arena.base && in_arena.data < arena.base + arena.size;
+        CHECKF(inside == (have_arena && s < 2), "matrix %zu inside the arena: %d", s, inside);
+        CHECK(inside ? in_arena.owned == NULL && ((uintptr_t)in_arena.data & 4095) == 0
+                     : in_arena.owned != NULL);
+        CHECK(in_arena.layout == BN_LAYOUT_I2S_TILE8);
+        for (int n_tokens = 1; n_tokens <= 9; n_tokens += 8) {
+            int8_t *q = malloc((size_t)n_tokens * tc.cols);
+            float scales[9];
+            int32_t sums[9];
+            quantize_random(q, scales, sums, n_tokens, tc.cols);
+            float *own = check_ternary(&tc.m[0], q, scales, sums, n_tokens, "own allocation");
+            float *shared = check_ternary(&in_arena, q, scales, sums, n_tokens, "arena");
+            CHECKF(memcmp(own, shared, (size_t)n_tokens * tc.rows * sizeof(float)) == 0,
+                   "arena matrix differs (%dx%d, %d tokens)", tc.rows, tc.cols, n_tokens);
+            free(own), free(shared), free(q);
+        }
+        bn_ternary_matrix_release(&in_arena);
+        free_case(&tc);
+    }
+    if (have_arena) CHECK(arena.used <= arena.size && arena.size - arena.used < 4096 + 4096);
+    CHECK(bn_large_arena_take(&arena, 1 << 20) == NULL); /* full (or none) */
+    CHECK(bn_large_arena_take(NULL, 64) == NULL);
+    bn_large_arena_release(&arena);
+    CHECK(arena.base == NULL && bn_large_arena_take(&arena, 64) == NULL);
+}
+
 /* ---- F16 ---- */
 
 /* bn_ternary_matmul_parts: several matrices of one input (Q/K/V-like row counts, all multiples of
@@ -531,6 +578,7 @@ int main(void) {
     test_ternary_extremes();
     test_block_scales();
     test_i2s_layouts();
+    test_i2s_arena();
     test_ternary_parts();
     test_f16();
     test_int8();

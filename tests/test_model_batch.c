@@ -13,6 +13,8 @@
  */
 #include "kernels/cpu_features.h"
 #include "model/model.h"
+#include "kernels/cpu/ref_matmul.h"
+#include "model/model_internal.h"
 #include "model/synth.h"
 #include "quant/quant_format.h"
 #include "gguf/gguf.h"
@@ -385,6 +387,38 @@ static void truncate_reuse(const char *path) {
     bn_model_free(m);
 }
 
+/* The loader places every repacked projection of every layer in the weights' one arena (so the
+ * matrices share whole huge pages): each I2_S matrix reads from inside it and owns nothing, and
+ * the arena holds exactly their 4 KiB-aligned sizes. No arena under AddressSanitizer: each matrix
+ * then has its own allocation. */
+static void weights_arena(const char *path) {
+    bn_model *m = load(path, 1, true, 0);
+    if (!m) return;
+    const bn_large_arena *arena = &m->weights.arena;
+    size_t expected = 0;
+    int inside = 0, total = 0;
+    for (int l = 0; l < m->config.n_layers; l++) {
+        const bn_layer_weights *lw = &m->weights.layers[l];
+        const bn_linear *all[] = {&lw->wq, &lw->wk, &lw->wv, &lw->wo, &lw->w_gate, &lw->w_up, &lw->w_down};
+        for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
+            const bn_ternary_matrix *mx = &all[i]->matrix;
+            CHECK(mx->file_type == BN_TYPE_I2_S && mx->layout == BN_LAYOUT_I2S_TILE8);
+            expected += (bn_ternary_matrix_repack_bytes(mx->file_type, mx->rows, mx->cols) + 4095) & ~(size_t)4095;
+            inside += arena->base && mx->data >= arena->base && mx->data < arena->base + arena->size &&
+                      mx->owned == NULL;
+            total++;
+        }
+    }
+    if (arena->base) {
+        CHECKF(inside == total, "%d of %d projections in the arena", inside, total);
+        CHECKF(arena->used <= expected && expected - arena->used < 4096 && arena->size >= arena->used,
+               "arena used %zu of %zu, projections %zu", arena->used, arena->size, expected);
+    } else {
+        CHECK(inside == 0);
+    }
+    bn_model_free(m);
+}
+
 int main(void) {
     char *dir = bn_test_tmpdir("model_batch");
     char *path = bn_test_path(dir, "model.gguf");
@@ -400,6 +434,7 @@ int main(void) {
     for (int i = 0; i < PREFIX_B + NB; i++) tok_b[i] = (int)bn_test_rng_range(&rng, 0, n_vocab - 1);
     for (int i = 0; i < NC; i++) tok_c[i] = (int)bn_test_rng_range(&rng, 0, n_vocab - 1);
 
+    weights_arena(path);
     invariance(path, true);
     invariance(path, false);
     step_rules(path);

@@ -3,7 +3,7 @@
  * Buffers of 2 MiB or more start on a 2 MiB boundary (the mapping is made 2 MiB larger and the
  * unused head and tail are unmapped), so every whole 2 MiB of the buffer can be a huge page.
  * Under AddressSanitizer the buffers come from the heap instead, so that reads past their end
- * are still reported.
+ * are still reported. An arena is one such mapping handed out in 4 KiB-aligned pieces.
  */
 #include "core/large_alloc.h"
 
@@ -55,4 +55,32 @@ void bn_large_free(void *buffer, size_t bytes) {
 #else
     munmap(buffer, bytes);
 #endif
+}
+
+bool bn_large_arena_init(bn_large_arena *arena, size_t bytes) {
+    memset(arena, 0, sizeof *arena);
+#ifdef BN_HEAP_BUFFERS
+    (void)bytes;
+    return false;
+#else
+    if (bytes == 0 || bytes > SIZE_MAX - 4096) return false;
+    bytes = (bytes + 4095) & ~(size_t)4095;
+    arena->base = bn_large_alloc(bytes);
+    if (!arena->base) return false;
+    arena->size = bytes;
+    return true;
+#endif
+}
+
+void *bn_large_arena_take(bn_large_arena *arena, size_t bytes) {
+    if (!arena || !arena->base || bytes == 0) return NULL;
+    const size_t start = (arena->used + 4095) & ~(size_t)4095;
+    if (start > arena->size || bytes > arena->size - start) return NULL;
+    arena->used = start + bytes;
+    return arena->base + start;
+}
+
+void bn_large_arena_release(bn_large_arena *arena) {
+    if (arena->base) bn_large_free(arena->base, arena->size);
+    memset(arena, 0, sizeof *arena);
 }

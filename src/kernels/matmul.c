@@ -68,9 +68,9 @@ static int format_index(uint32_t type) {
     return type == BN_TYPE_I2_S ? 0 : type == BN_TYPE_TQ2_0 ? 1 : 2;
 }
 
-bn_status bn_ternary_matrix_prepare_layout(bn_ternary_matrix *matrix, const char *name,
-                                           uint32_t file_type, int rows, int cols,
-                                           const void *file_data, int layout, bn_error *err) {
+static bn_status prepare(bn_ternary_matrix *matrix, const char *name, uint32_t file_type, int rows,
+                         int cols, const void *file_data, int layout, bn_large_arena *arena,
+                         bn_error *err) {
     memset(matrix, 0, sizeof *matrix);
     const bn_quant_format *format = bn_quant_format_get(file_type);
     if (!format || !format->ternary)
@@ -105,14 +105,17 @@ bn_status bn_ternary_matrix_prepare_layout(bn_ternary_matrix *matrix, const char
             /* page aligned (every pair load is one cache line), on huge pages where the system
              * allows: see core/large_alloc.h */
             const size_t bytes = (size_t)(n_elements / 4);
-            uint8_t *tiles = bn_large_alloc(bytes);
-            if (!tiles)
-                return bn_error_set(err, BN_ERR_NOMEM, "tensor %s: cannot allocate %zu bytes for "
-                                    "the kernel layout", name, bytes);
+            uint8_t *tiles = bn_large_arena_take(arena, bytes);
+            if (!tiles) {
+                tiles = bn_large_alloc(bytes);
+                if (!tiles)
+                    return bn_error_set(err, BN_ERR_NOMEM, "tensor %s: cannot allocate %zu bytes "
+                                        "for the kernel layout", name, bytes);
+                matrix->owned = tiles;
+                matrix->owned_bytes = bytes;
+            }
             const size_t stride = (size_t)cols / 4, pairs = (size_t)cols / 256;
             const uint8_t *src = file_data;
-            matrix->owned = tiles;
-            matrix->owned_bytes = bytes;
             matrix->data = tiles;
             matrix->layout = BN_LAYOUT_I2S_TILE8;
             for (int r = 0; r < rows; r++) {
@@ -127,11 +130,32 @@ bn_status bn_ternary_matrix_prepare_layout(bn_ternary_matrix *matrix, const char
     return BN_OK;
 }
 
+bn_status bn_ternary_matrix_prepare_layout(bn_ternary_matrix *matrix, const char *name,
+                                           uint32_t file_type, int rows, int cols,
+                                           const void *file_data, int layout, bn_error *err) {
+    return prepare(matrix, name, file_type, rows, cols, file_data, layout, NULL, err);
+}
+
+/* The layout the kernels read: I2S_TILE8 for I2_S, the file's for the others. */
+static int kernel_layout(uint32_t file_type) {
+    return file_type == BN_TYPE_I2_S ? BN_LAYOUT_I2S_TILE8 : BN_LAYOUT_FILE;
+}
+
 bn_status bn_ternary_matrix_prepare(bn_ternary_matrix *matrix, const char *name, uint32_t file_type,
                                     int rows, int cols, const void *file_data, bn_error *err) {
-    return bn_ternary_matrix_prepare_layout(
-        matrix, name, file_type, rows, cols, file_data,
-        file_type == BN_TYPE_I2_S ? BN_LAYOUT_I2S_TILE8 : BN_LAYOUT_FILE, err);
+    return prepare(matrix, name, file_type, rows, cols, file_data, kernel_layout(file_type), NULL, err);
+}
+
+bn_status bn_ternary_matrix_prepare_in(bn_ternary_matrix *matrix, const char *name,
+                                       uint32_t file_type, int rows, int cols,
+                                       const void *file_data, bn_large_arena *arena,
+                                       bn_error *err) {
+    return prepare(matrix, name, file_type, rows, cols, file_data, kernel_layout(file_type), arena, err);
+}
+
+size_t bn_ternary_matrix_repack_bytes(uint32_t file_type, int rows, int cols) {
+    if (kernel_layout(file_type) != BN_LAYOUT_I2S_TILE8 || rows <= 0 || cols <= 0) return 0;
+    return (size_t)rows * (size_t)cols / 4;
 }
 
 void bn_ternary_matrix_release(bn_ternary_matrix *matrix) {

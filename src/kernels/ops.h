@@ -15,6 +15,7 @@
 #define BN_KERNELS_OPS_H
 
 #include "bitnet.h"
+#include "core/large_alloc.h"
 #include "kernels/threadpool.h"
 
 #include <stdbool.h>
@@ -36,7 +37,8 @@ typedef struct bn_ternary_matrix {
     int rows, cols;
     float tensor_scale;   /* I2_S per-tensor scale; 1 for block-scaled formats */
     const uint8_t *data;  /* kernel layout (may point into the file mapping) */
-    void *owned;          /* allocation behind data when repacked (bn_large_alloc), else NULL */
+    void *owned;          /* allocation behind data when repacked on its own (bn_large_alloc);
+                           * NULL when data is the file's or an arena's */
     size_t owned_bytes;   /* its size */
     int layout;           /* kernel-private layout tag */
 } bn_ternary_matrix;
@@ -44,6 +46,15 @@ typedef struct bn_ternary_matrix {
 /* name is used in error messages. file_data must hold the format's size for rows x cols. */
 bn_status bn_ternary_matrix_prepare(bn_ternary_matrix *matrix, const char *name, uint32_t file_type,
                                     int rows, int cols, const void *file_data, bn_error *err);
+/* The same, with a repacked layout placed in arena while it has room (else, or with NULL, in an
+ * allocation of the matrix's own); the arena must outlive the matrix. */
+bn_status bn_ternary_matrix_prepare_in(bn_ternary_matrix *matrix, const char *name,
+                                       uint32_t file_type, int rows, int cols,
+                                       const void *file_data, bn_large_arena *arena,
+                                       bn_error *err);
+/* Bytes a prepared rows x cols matrix of file_type takes in an arena (0: it reads the file's
+ * bytes in place). */
+size_t bn_ternary_matrix_repack_bytes(uint32_t file_type, int rows, int cols);
 void bn_ternary_matrix_release(bn_ternary_matrix *matrix);
 
 /* y[t][r] = (sum_c w[r][c] * q[t][c]) / scales[t] * tensor_scale  (block-scaled formats: sum over

@@ -13,6 +13,7 @@
 #include "quant/quant_format.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,7 +87,7 @@ static void release_file_pages(const bn_gguf *gguf, const uint8_t *data, uint64_
 
 static bn_status bind_linear(const bn_gguf *gguf, const bn_model_config *config, int layer,
                              const char *part, uint64_t in, uint64_t out, bn_linear *linear,
-                             bn_error *err) {
+                             bn_large_arena *arena, bn_error *err) {
     char name[96];
     snprintf(name, sizeof name, "blk.%d.%s.weight", layer, part);
     const bn_gguf_tensor *t;
@@ -95,12 +96,13 @@ static bn_status bind_linear(const bn_gguf *gguf, const bn_model_config *config,
     if (t->type != BN_TYPE_I2_S && t->type != BN_TYPE_TQ2_0 && t->type != BN_TYPE_TQ1_0)
         return bn_error_set(err, BN_ERR_UNSUPPORTED, "%s: type %s (%u), expected i2_s, tq2_0 or tq1_0",
                             name, type_name(t->type), t->type);
-    st = bn_ternary_matrix_prepare(&linear->matrix, name, t->type, (int)out, (int)in, t->data, err);
+    st = bn_ternary_matrix_prepare_in(&linear->matrix, name, t->type, (int)out, (int)in, t->data,
+                                      arena, err);
     if (st != BN_OK) {
         memset(&linear->matrix, 0, sizeof linear->matrix);
         return st;
     }
-    if (linear->matrix.owned) release_file_pages(gguf, t->data, t->size);
+    if (linear->matrix.data != t->data) release_file_pages(gguf, t->data, t->size); /* repacked */
 
     linear->has_out_scale = false;
     linear->out_scale = 1.0f;
@@ -127,29 +129,66 @@ static void release_layer(bn_layer_weights *l) {
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) bn_ternary_matrix_release(&all[i]->matrix);
 }
 
+/* The projections of a layer: tensor name part, input and output widths. */
+typedef struct linear_spec {
+    const char *part;
+    size_t offset; /* of the bn_linear in bn_layer_weights */
+    int in, out;
+} linear_spec;
+
+static int layer_linears(const bn_model_config *c, linear_spec specs[7]) {
+    const linear_spec all[7] = {
+        {"attn_q", offsetof(bn_layer_weights, wq), c->dim, c->dim},
+        {"attn_k", offsetof(bn_layer_weights, wk), c->dim, c->kv_dim},
+        {"attn_v", offsetof(bn_layer_weights, wv), c->dim, c->kv_dim},
+        {"attn_output", offsetof(bn_layer_weights, wo), c->dim, c->dim},
+        {"ffn_gate", offsetof(bn_layer_weights, w_gate), c->dim, c->ffn_dim},
+        {"ffn_up", offsetof(bn_layer_weights, w_up), c->dim, c->ffn_dim},
+        {"ffn_down", offsetof(bn_layer_weights, w_down), c->ffn_dim, c->dim}};
+    memcpy(specs, all, sizeof all);
+    return 7;
+}
+
+/* Bytes of every layer's repacked projections, for the arena (tensors that are missing or
+ * misshapen count nothing: loading them fails with its own message). */
+static size_t repack_bytes(const bn_gguf *gguf, const bn_model_config *c) {
+    linear_spec specs[7];
+    const int n = layer_linears(c, specs);
+    size_t total = 0;
+    for (int l = 0; l < c->n_layers; l++)
+        for (int i = 0; i < n; i++) {
+            char name[96];
+            snprintf(name, sizeof name, "blk.%d.%s.weight", l, specs[i].part);
+            const bn_gguf_tensor *t = bn_gguf_find_tensor(gguf, name);
+            if (!t || t->ne[0] != (uint64_t)specs[i].in || t->ne[1] != (uint64_t)specs[i].out) continue;
+            size_t bytes = bn_ternary_matrix_repack_bytes(t->type, specs[i].out, specs[i].in);
+            bytes = (bytes + 4095) & ~(size_t)4095; /* the arena's alignment */
+            if (bytes > SIZE_MAX / 2 - total) return 0;
+            total += bytes;
+        }
+    return total;
+}
+
 static bn_status load_layer(const bn_gguf *gguf, const bn_model_config *c, int l,
-                            bn_layer_weights *w, bn_error *err) {
+                            bn_layer_weights *w, bn_large_arena *arena, bn_error *err) {
     char name[96];
     bn_status st;
 #define NORM(field, part, n)                                                  \
     snprintf(name, sizeof name, "blk.%d.%s.weight", l, part);                 \
     if ((st = bind_f32(gguf, name, (uint64_t)(n), &w->field, err))) goto fail;
-#define LINEAR(field, part, in, out) \
-    if ((st = bind_linear(gguf, c, l, part, (uint64_t)(in), (uint64_t)(out), &w->field, err))) goto fail;
-
     NORM(attn_norm, "attn_norm", c->dim)
-    LINEAR(wq, "attn_q", c->dim, c->dim)
-    LINEAR(wk, "attn_k", c->dim, c->kv_dim)
-    LINEAR(wv, "attn_v", c->dim, c->kv_dim)
     NORM(attn_sub_norm, "attn_sub_norm", c->dim)
-    LINEAR(wo, "attn_output", c->dim, c->dim)
     NORM(ffn_norm, "ffn_norm", c->dim)
-    LINEAR(w_gate, "ffn_gate", c->dim, c->ffn_dim)
-    LINEAR(w_up, "ffn_up", c->dim, c->ffn_dim)
     NORM(ffn_sub_norm, "ffn_sub_norm", c->ffn_dim)
-    LINEAR(w_down, "ffn_down", c->ffn_dim, c->dim)
 #undef NORM
-#undef LINEAR
+    linear_spec specs[7];
+    const int n = layer_linears(c, specs);
+    for (int i = 0; i < n; i++) {
+        bn_linear *linear = (bn_linear *)((char *)w + specs[i].offset);
+        if ((st = bind_linear(gguf, c, l, specs[i].part, (uint64_t)specs[i].in,
+                              (uint64_t)specs[i].out, linear, arena, err)))
+            goto fail;
+    }
     return BN_OK;
 fail:
     release_layer(w);
@@ -189,8 +228,11 @@ bn_status bn_model_weights_load(bn_model_weights *w, bn_model_config *config, co
 
     w->layers = calloc((size_t)config->n_layers, sizeof *w->layers);
     if (!w->layers) return bn_error_set(err, BN_ERR_NOMEM, "out of memory for %d layers", config->n_layers);
+    /* one huge-page region for every repacked matrix (see core/large_alloc.h); without it each
+     * matrix gets its own allocation */
+    (void)bn_large_arena_init(&w->arena, repack_bytes(gguf, config));
     for (int l = 0; l < config->n_layers; l++) {
-        if ((st = load_layer(gguf, config, l, &w->layers[l], err))) {
+        if ((st = load_layer(gguf, config, l, &w->layers[l], &w->arena, err))) {
             bn_model_weights_release(w, l);
             return st;
         }
@@ -216,6 +258,7 @@ void bn_model_weights_release(bn_model_weights *w, int n_layers) {
     if (w->layers)
         for (int l = 0; l < n_layers; l++) release_layer(&w->layers[l]);
     free(w->layers);
+    bn_large_arena_release(&w->arena);
     if (w->has_int8_output) bn_int8_matrix_release(&w->output_int8);
     memset(w, 0, sizeof *w);
 }

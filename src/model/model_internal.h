@@ -41,6 +41,7 @@ typedef struct bn_model_weights {
     bool has_int8_output;
     bn_int8_matrix output_int8; /* options.int8_lm_head */
     bn_layer_weights *layers;   /* n_layers, owned */
+    bn_large_arena arena;       /* the layers' repacked matrices, one huge-page region */
 } bn_model_weights;
 
 /* KV cache of one sequence: for each layer, capacity rows of kv_dim values for K and for V,
