@@ -217,9 +217,12 @@ static inline __attribute__((always_inline)) void attention_group(
     float *out, const float *q, const void *k_cache, const void *v_cache, bool f16, size_t row,
     size_t kv_offset, int head_dim, int n_pos, float scale, const int G, double *qd, float *probs,
     double *probs_d) {
-    /* q of the G heads in double (exact) */
+    /* q of the G heads in double (exact), 8 at a time (head_dim is a multiple of 16 here; the
+     * scalar loop took 6% of the attention's time at batch 8) */
     for (int j = 0; j < G; j++)
-        for (int d = 0; d < head_dim; d++) qd[j * head_dim + d] = (double)q[(size_t)j * head_dim + d];
+        for (int d = 0; d < head_dim; d += 8)
+            _mm512_storeu_pd(qd + j * head_dim + d,
+                             _mm512_cvtps_pd(_mm256_loadu_ps(q + (size_t)j * head_dim + d)));
     /* scores, one position at a time for all G heads; the K and V rows come in ahead */
     bn_prefetch_kv_positions(k_cache, v_cache, f16, row, kv_offset, head_dim, 0,
                              BN_KV_PREFETCH_POSITIONS, n_pos);
