@@ -107,6 +107,7 @@ static inline void store_partial(float *p, __m256 v, int n) {
 
 void bn_avx2_rmsnorm(float *out, const float *x, const float *weight, int n_tokens, int cols,
                      float eps) {
+    bn_prefetch_floats(weight, cols);
     for (int t = 0; t < n_tokens; t++) {
         const float *xt = x + (size_t)t * (size_t)cols;
         float *ot = out + (size_t)t * (size_t)cols;

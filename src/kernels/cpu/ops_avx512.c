@@ -34,6 +34,7 @@ static inline __m512d high_pd(__m512 v) {
 
 void bn_avx512_rmsnorm(float *out, const float *x, const float *weight, int n_tokens, int cols,
                        float eps) {
+    bn_prefetch_floats(weight, cols);
     for (int t = 0; t < n_tokens; t++) {
         const float *xt = x + (size_t)t * (size_t)cols;
         float *ot = out + (size_t)t * (size_t)cols;
