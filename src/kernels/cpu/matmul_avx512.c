@@ -37,11 +37,17 @@
 /* Bytes ahead of the current load (tuned on the 2B-4T shapes: 8-16 KiB is the plateau; the
  * hardware prefetchers alone reach about a third of the bandwidth with 4 interleaved rows). */
 #define PREFETCH_DISTANCE 12288
-/* The one-token GEMV uses the same distance. When the machine's bandwidth is high the shorter
- * 4 KiB NTA prefetch used before fell behind (2 threads, 6912 x 2560 on huge pages, probe at
- * 75-80 GB/s, three rounds: 4 KiB NTA 62-73 GB/s, 8 KiB NTA 80-83, 12 KiB T0 82-83, 16 KiB T0
- * 62-82); at about 45 GB/s all of them read at the probe's rate. */
-#define GEMV_PREFETCH_DISTANCE PREFETCH_DISTANCE
+/* The one-token GEMV prefetches 8 KiB ahead, non-temporal. When the machine's bandwidth is high
+ * a 4 KiB distance fell behind (2 threads, 6912 x 2560 on huge pages, probe at 75-80 GB/s, three
+ * rounds: 4 KiB NTA 62-73 GB/s, 8 KiB NTA 80-83, 12 KiB T0 82-83, 16 KiB T0 62-82; a model-like
+ * sequence of the 2B-4T projections at a probe of 81-82: 8 KiB NTA 70.5-70.7, 12 KiB T0
+ * 70.6-71.0, 8 and 16 KiB T0 69-70.6, T1/T2 hints 65-66, no prefetch 56). NTA keeps the weight
+ * stream out of the outer caches, so what decode reads again (the KV cache, the norm weights,
+ * activations) stays there: with the F16 head's prefetch NTA too, bench_decode_batch at batch 1
+ * ran 39.2 against 37.9 t/s at a 48 GB/s probe and 56.8-57.9 against 56.0-57.7 at 80-84 GB/s,
+ * the attention taking 0.83-0.88 ms per token against 0.91 (paired runs). */
+#define GEMV_PREFETCH_DISTANCE 8192
+#define GEMV_PREFETCH_HINT _MM_HINT_NTA
 /* Columns per block of a GEMM over wide matrices: 8 tokens' activations for one block (24 KiB)
  * stay in L1 (the 2560 x 6912 down projection ran at 78 MACs per cycle unblocked, against 119
  * for the 2560-column matrices). */
@@ -164,7 +170,7 @@ static void i2s_gemv_tile(int32_t raw[BN_I2S_TILE_ROWS], const uint8_t *tile, co
 #pragma GCC unroll 8
         for (int r = 0; r < BN_I2S_TILE_ROWS; r++) {
             const uint8_t *wb = wp + 64 * r;
-            _mm_prefetch((const char *)(wb + GEMV_PREFETCH_DISTANCE), _MM_HINT_T0);
+            _mm_prefetch((const char *)(wb + GEMV_PREFETCH_DISTANCE), GEMV_PREFETCH_HINT);
             __m512i packed = _mm512_loadu_si512(wb);
             acc[r] = _mm512_dpbusd_epi32(acc[r], _mm512_and_si512(_mm512_srli_epi16(packed, 6), m3), x0);
             acc[r] = _mm512_dpbusd_epi32(acc[r], _mm512_and_si512(_mm512_srli_epi16(packed, 4), m3), x1);
@@ -776,8 +782,8 @@ static void f16_gemv_two_streams(float *y, const uint16_t *w, const float *x, in
         __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
         for (int c = 0; c < cols16; c += 16) {
             __m512 xv = _mm512_loadu_ps(x + c);
-            _mm_prefetch((const char *)(wa + c + BN_F16_PREFETCH_AHEAD), _MM_HINT_T0);
-            _mm_prefetch((const char *)(wb + c + BN_F16_PREFETCH_AHEAD), _MM_HINT_T0);
+            _mm_prefetch((const char *)(wa + c + BN_F16_PREFETCH_AHEAD), _MM_HINT_NTA);
+            _mm_prefetch((const char *)(wb + c + BN_F16_PREFETCH_AHEAD), _MM_HINT_NTA);
             a = _mm512_add_ps(a, _mm512_mul_ps(load_f16(wa + c), xv));
             b = _mm512_add_ps(b, _mm512_mul_ps(load_f16(wb + c), xv));
         }

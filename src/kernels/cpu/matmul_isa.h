@@ -40,7 +40,8 @@ void bn_avx512_ternary_finish_i2s(float *y, int rows, float tensor_scale, const 
 /* The one-token F16 GEMV prefetches this many elements (4 KiB) ahead in each row stream. When
  * the machine reads at about 80 GB/s, 2 KiB fell behind (128256 x 2560 head, 2 threads, four
  * rounds with the probe at 79-85 GB/s: 1024 elements 71-72 GB/s, 1536 77-78, 2048 78-80, 2560
- * 77-79, 3072 75-77, 4096 74-76); at about 50 GB/s they all read at the probe's rate. */
+ * 77-79, 3072 75-77, 4096 74-76); at about 50 GB/s they all read at the probe's rate. The
+ * AVX-512 GEMV prefetches non-temporal (see GEMV_PREFETCH_DISTANCE in matmul_avx512.c). */
 #define BN_F16_PREFETCH_AHEAD 2048
 
 void bn_avx2_f16_matmul(float *y, const uint16_t *w, const float *x, int rows, int cols,
