@@ -7,6 +7,7 @@
 #     near-tie rule: 64 identical greedy steps;
 #   - the rule fails, exit 1 with the reason, when the two sides really differ (two synthetic
 #     models of different seeds).
+#   - the AVX-512 path without its GFNI decoding (BITNET_GFNI=0) gives the same logits;
 # Regression: softmax and attention once accumulated in float on the SIMD paths and in double in
 # the reference; the last-bit differences flipped an int8 rounding at position 19 of this prompt
 # and the AVX-512 greedy text parted from the scalar one at step 3.
@@ -63,6 +64,17 @@ for isa in "${ran[@]}"; do
     check "BITNET_ISA=$isa: the receipt's isa is $isa" grep -q "\"isa\": *\"$isa\"" "$tmp/env-$isa.json"
     check "BITNET_ISA=$isa: cpu.i2s.gemv.$isa ran" grep -q "\"cpu.i2s.gemv.$isa\"" "$tmp/env-$isa.json"
 done
+# GFNI field decoding in the AVX-512 one-token GEMV (where the CPU has it) and BITNET_GFNI=0
+# without it: the same logits; the receipt lists gfni among the CPU features where it is used.
+if [[ " ${ran[*]} " == *" avx512 "* ]]; then
+    BITNET_GFNI=0 "$bin" eval -m "$model" --tokens "$ids" --logits-out "$tmp/avx512-nogfni.bin" \
+        --isa avx512 -t 2 > /dev/null 2>&1
+    check "BITNET_GFNI=0: avx512 logits equal the scalar ones byte for byte" \
+        cmp "$tmp/avx512-nogfni.bin" "$tmp/scalar.bin"
+    if grep -qw gfni /proc/cpuinfo; then
+        check "the receipt lists gfni among the CPU features" grep -q 'gfni' "$tmp/env-avx512.json"
+    fi
+fi
 BITNET_ISA=bogus "$bin" eval -m "$tmp/a.gguf" --tokens 1,2 --logits-out "$tmp/bogus.bin" \
     > /dev/null 2> "$tmp/bogus.err"
 check "BITNET_ISA=bogus: exit non-zero" test $? -ne 0

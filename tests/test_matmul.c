@@ -134,15 +134,21 @@ static float *check_ternary(const bn_ternary_matrix *m, const int8_t *q, const f
     for (int isa = 0; isa < BN_ISA_COUNT; isa++) {
         if (!bn_isa_supported((bn_isa)isa)) continue;
         bn_isa_set_active((bn_isa)isa);
-        for (int threads = 1; threads <= 4; threads++) {
-            if (threads > 1 && (threads + n_tokens + m->rows) % 2) continue; /* keep it quick */
-            memset(y, 0xff, n_out * sizeof *y);
-            bn_ternary_matmul(pools[threads], y, m, q, scales, sums, n_tokens);
-            CHECKF(memcmp(y, ref, n_out * sizeof *y) == 0,
-                   "%s: type %u %dx%d tokens %d isa %s threads %d differs from reference",
-                   what, m->file_type, m->rows, m->cols, n_tokens, bn_isa_name((bn_isa)isa),
-                   threads);
+        /* the AVX-512 path with and without GFNI field decoding (where the CPU has it) */
+        const int variants = isa == BN_ISA_AVX512 && bn_i2s_gfni_supported() ? 2 : 1;
+        for (int gfni = 0; gfni < variants; gfni++) {
+            bn_i2s_set_gfni(gfni == 1);
+            for (int threads = 1; threads <= 4; threads++) {
+                if (threads > 1 && (threads + n_tokens + m->rows) % 2) continue; /* keep it quick */
+                memset(y, 0xff, n_out * sizeof *y);
+                bn_ternary_matmul(pools[threads], y, m, q, scales, sums, n_tokens);
+                CHECKF(memcmp(y, ref, n_out * sizeof *y) == 0,
+                       "%s: type %u %dx%d tokens %d isa %s%s threads %d differs from reference",
+                       what, m->file_type, m->rows, m->cols, n_tokens, bn_isa_name((bn_isa)isa),
+                       gfni ? "+gfni" : "", threads);
+            }
         }
+        bn_i2s_set_gfni(true);
     }
     free(y);
     return ref;

@@ -68,7 +68,8 @@ const char bn_cli_common_help[] =
     "  -t, --threads N        threads (default: online CPUs, at most 8)\n"
     "  -c, --ctx-size N       context size in tokens (default: the model's training context)\n"
     "  --isa NAME             CPU kernel path: scalar, avx2, avx512 (default: BITNET_ISA,\n"
-    "                         else the best supported)\n";
+    "                         else the best supported; avx512 decodes with GFNI where the CPU\n"
+    "                         has it, BITNET_GFNI=0 turns that off)\n";
 
 void bn_cli_common_init(bn_cli_common *c) {
     memset(c, 0, sizeof *c);

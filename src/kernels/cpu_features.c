@@ -18,7 +18,7 @@
 
 typedef struct cpu_flags {
     bool sse42, avx, avx2, fma, f16c, bmi2;
-    bool avx512f, avx512bw, avx512vl, avx512dq, avx512vnni, avx512bf16, avx512fp16, amx_tile;
+    bool avx512f, avx512bw, avx512vl, avx512dq, avx512vnni, avx512bf16, avx512fp16, amx_tile, gfni;
     bool os_ymm, os_zmm;
 } cpu_flags;
 
@@ -48,6 +48,7 @@ static cpu_flags read_flags(void) {
         f.avx512bw = b & (1u << 30);
         f.avx512vl = b & (1u << 31);
         f.avx512vnni = c & (1u << 11);
+        f.gfni = c & (1u << 8);
         f.avx512fp16 = d & (1u << 23);
         f.amx_tile = d & (1u << 24);
         __cpuid_count(7, 1, a, b, c, d);
@@ -120,6 +121,25 @@ bn_isa bn_isa_active(void) {
     return chosen;
 }
 
+bool bn_i2s_gfni_supported(void) { return bn_isa_supported(BN_ISA_AVX512) && flags()->gfni; }
+
+/* -1: not chosen yet; else 0 or 1. */
+static atomic_int gfni_state = -1;
+
+bool bn_i2s_gfni_active(void) {
+    int state = atomic_load_explicit(&gfni_state, memory_order_relaxed);
+    if (state < 0) {
+        const char *env = getenv("BITNET_GFNI");
+        state = bn_i2s_gfni_supported() && !(env && !strcmp(env, "0"));
+        atomic_store_explicit(&gfni_state, state, memory_order_relaxed);
+    }
+    return state != 0;
+}
+
+void bn_i2s_set_gfni(bool enabled) {
+    atomic_store_explicit(&gfni_state, enabled && bn_i2s_gfni_supported(), memory_order_relaxed);
+}
+
 void bn_isa_set_active(bn_isa isa) { atomic_store_explicit(&active_isa, (int)isa, memory_order_relaxed); }
 
 bn_status bn_isa_set_active_by_name(const char *name, bn_error *err) {
@@ -148,6 +168,7 @@ void bn_cpu_features_describe(char *buf, size_t size) {
         {f->f16c, "f16c"}, {f->bmi2, "bmi2"}, {f->avx512f, "avx512f"}, {f->avx512bw, "avx512bw"},
         {f->avx512vl, "avx512vl"}, {f->avx512dq, "avx512dq"}, {f->avx512vnni, "avx512vnni"},
         {f->avx512bf16, "avx512bf16"}, {f->avx512fp16, "avx512fp16"}, {f->amx_tile, "amx-tile"},
+        {f->gfni, "gfni"},
     };
     size_t used = 0;
     if (size) buf[0] = '\0';

@@ -30,6 +30,13 @@ const char *bn_isa_name(bn_isa isa);
 /* Checks BITNET_ISA (if set) names a path this CPU supports; main() calls it first so a bad
  * value is an error, not a silent fallback. */
 bn_status bn_isa_check_environment(bn_error *err); /* "scalar", "avx2", "avx512" */
+/* GFNI field decoding inside the AVX-512 path (its one-token I2_S GEMV; the same integer
+ * results): used when the CPU has GFNI, unless BITNET_GFNI=0 (read once) or
+ * bn_i2s_set_gfni(false) turns it off, so tests cover both. */
+bool bn_i2s_gfni_supported(void);
+bool bn_i2s_gfni_active(void);
+/* Turns GFNI decoding on (only where supported) or off. */
+void bn_i2s_set_gfni(bool enabled);
 /* Space-separated feature names this CPU has ("sse4.2 avx2 fma f16c avx512f ..."). */
 void bn_cpu_features_describe(char *buf, size_t size);
 

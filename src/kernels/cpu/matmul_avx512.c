@@ -26,6 +26,8 @@
 
 #include "kernels/cpu/matmul_isa.h"
 
+#include "kernels/cpu_features.h"
+
 #include "quant/quant_format.h"
 #include "quant/ternary.h"
 
@@ -37,16 +39,8 @@
 /* Bytes ahead of the current load (tuned on the 2B-4T shapes: 8-16 KiB is the plateau; the
  * hardware prefetchers alone reach about a third of the bandwidth with 4 interleaved rows). */
 #define PREFETCH_DISTANCE 12288
-/* The one-token GEMV prefetches 8 KiB ahead, non-temporal. When the machine's bandwidth is high
- * a 4 KiB distance fell behind (2 threads, 6912 x 2560 on huge pages, probe at 75-80 GB/s, three
- * rounds: 4 KiB NTA 62-73 GB/s, 8 KiB NTA 80-83, 12 KiB T0 82-83, 16 KiB T0 62-82; a model-like
- * sequence of the 2B-4T projections at a probe of 81-82: 8 KiB NTA 70.5-70.7, 12 KiB T0
- * 70.6-71.0, 8 and 16 KiB T0 69-70.6, T1/T2 hints 65-66, no prefetch 56). NTA keeps the weight
- * stream out of the outer caches, so what decode reads again (the KV cache, the norm weights,
- * activations) stays there: with the F16 head's prefetch NTA too, bench_decode_batch at batch 1
- * ran 39.2 against 37.9 t/s at a 48 GB/s probe and 56.8-57.9 against 56.0-57.7 at 80-84 GB/s,
- * the attention taking 0.83-0.88 ms per token against 0.91 (paired runs). */
-#define GEMV_PREFETCH_DISTANCE 8192
+/* The one-token GEMV: see BN_I2S_GEMV_PREFETCH_DISTANCE in matmul_isa.h. */
+#define GEMV_PREFETCH_DISTANCE BN_I2S_GEMV_PREFETCH_DISTANCE
 #define GEMV_PREFETCH_HINT _MM_HINT_NTA
 /* Columns per block of a GEMM over wide matrices: 8 tokens' activations for one block (24 KiB)
  * stay in L1 (the 2560 x 6912 down projection ran at 78 MACs per cycle unblocked, against 119
@@ -130,63 +124,13 @@ void bn_avx512_pair_activations(int8_t *q_pairs, const int8_t *q, int n_tokens, 
         c[3] = _mm512_and_si512(_mm512_srli_epi16(w, s3), m3_);                         \
     } while (0)
 
-/* Raw sum (codes * q) of an odd trailing I2_S block, with natural-order activations. */
-static inline __m256i i2s_tail_block(__m256i acc, const uint8_t *w, const int8_t *x) {
-    const __m256i m3 = _mm256_set1_epi8(3);
-    __m256i packed = _mm256_loadu_si256((const __m256i *)w);
-    acc = _mm256_dpbusd_epi32(acc, _mm256_and_si256(_mm256_srli_epi16(packed, 6), m3),
-                              _mm256_loadu_si256((const __m256i *)x));
-    acc = _mm256_dpbusd_epi32(acc, _mm256_and_si256(_mm256_srli_epi16(packed, 4), m3),
-                              _mm256_loadu_si256((const __m256i *)(x + 32)));
-    acc = _mm256_dpbusd_epi32(acc, _mm256_and_si256(_mm256_srli_epi16(packed, 2), m3),
-                              _mm256_loadu_si256((const __m256i *)(x + 64)));
-    acc = _mm256_dpbusd_epi32(acc, _mm256_and_si256(packed, m3),
-                              _mm256_loadu_si256((const __m256i *)(x + 96)));
-    return acc;
-}
-
-static inline int32_t reduce256(__m256i v) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
-    return _mm_cvtsi128_si32(s);
-}
-
-/* GEMV over one full tile of BN_I2S_TILE_ROWS rows (layout I2S_TILE8): the tile is one
- * sequential stream of 64-byte pairs, row after row, pair after pair; each activation register
- * set feeds 8 rows. Raw sums (codes * q) per row. */
-static void i2s_gemv_tile(int32_t raw[BN_I2S_TILE_ROWS], const uint8_t *tile, const int8_t *xp,
-                          int cols) {
-    __m512i acc[BN_I2S_TILE_ROWS];
-#pragma GCC unroll 8
-    for (int r = 0; r < BN_I2S_TILE_ROWS; r++) acc[r] = _mm512_setzero_si512();
-    const __m512i m3 = _mm512_set1_epi8(3);
-    const int pairs = cols / 256;
-    for (int p = 0; p < pairs; p++) {
-        const int8_t *xb = xp + (size_t)p * 256;
-        __m512i x0 = _mm512_loadu_si512(xb), x1 = _mm512_loadu_si512(xb + 64);
-        __m512i x2 = _mm512_loadu_si512(xb + 128), x3 = _mm512_loadu_si512(xb + 192);
-        const uint8_t *wp = tile + (size_t)p * 64 * BN_I2S_TILE_ROWS;
-#pragma GCC unroll 8
-        for (int r = 0; r < BN_I2S_TILE_ROWS; r++) {
-            const uint8_t *wb = wp + 64 * r;
-            _mm_prefetch((const char *)(wb + GEMV_PREFETCH_DISTANCE), GEMV_PREFETCH_HINT);
-            __m512i packed = _mm512_loadu_si512(wb);
-            acc[r] = _mm512_dpbusd_epi32(acc[r], _mm512_and_si512(_mm512_srli_epi16(packed, 6), m3), x0);
-            acc[r] = _mm512_dpbusd_epi32(acc[r], _mm512_and_si512(_mm512_srli_epi16(packed, 4), m3), x1);
-            acc[r] = _mm512_dpbusd_epi32(acc[r], _mm512_and_si512(_mm512_srli_epi16(packed, 2), m3), x2);
-            acc[r] = _mm512_dpbusd_epi32(acc[r], _mm512_and_si512(packed, m3), x3);
-        }
-    }
-    const uint8_t *tails = tile + (size_t)pairs * 64 * BN_I2S_TILE_ROWS;
-    for (int r = 0; r < BN_I2S_TILE_ROWS; r++) {
-        int32_t sum = _mm512_reduce_add_epi32(acc[r]);
-        if (cols % 256)
-            sum += reduce256(i2s_tail_block(_mm256_setzero_si256(), tails + 32 * r,
-                                            xp + (size_t)pairs * 256));
-        raw[r] = sum;
-    }
-}
+/* The one-token tile GEMV with shift-and-mask decoding (i2s_gemv_tile.h; the GFNI version is in
+ * matmul_avx512gfni.c). */
+#define I2S_GEMV_TILE_NAME i2s_gemv_tile
+#define I2S_GEMV_FIELD(packed, shift) _mm512_and_si512(_mm512_srli_epi16((packed), (shift)), m3)
+#include "kernels/cpu/i2s_gemv_tile.h"
+#undef I2S_GEMV_TILE_NAME
+#undef I2S_GEMV_FIELD
 
 /* One row (any layout) against up to 8 tokens: each decoded pair feeds n accumulators. Inlined
  * with a constant n (see i2s_row_tokens) so the accumulators stay in registers. */
@@ -434,9 +378,12 @@ static void i2s_sums(int32_t *out, const bn_ternary_matrix *m, const bn_act_view
         int r = row_begin;
         /* full tiles (row_begin is a multiple of the tile height: chunks are 16-row aligned) */
         if (tiled && r % BN_I2S_TILE_ROWS == 0)
-            for (; r + BN_I2S_TILE_ROWS <= row_end; r += BN_I2S_TILE_ROWS) {
+            for (const bool gfni = bn_i2s_gfni_active(); r + BN_I2S_TILE_ROWS <= row_end; r += BN_I2S_TILE_ROWS) {
                 int32_t raw[BN_I2S_TILE_ROWS];
-                i2s_gemv_tile(raw, bn_i2s_row_at(m, r).first, act->q_pairs, m->cols);
+                if (gfni)
+                    bn_avx512gfni_i2s_gemv_tile(raw, bn_i2s_row_at(m, r).first, act->q_pairs, m->cols);
+                else
+                    i2s_gemv_tile(raw, bn_i2s_row_at(m, r).first, act->q_pairs, m->cols);
                 for (int i = 0; i < BN_I2S_TILE_ROWS; i++)
                     out[r - row_begin + i] = raw[i] - act->sums[0];
             }

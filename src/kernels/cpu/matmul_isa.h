@@ -37,11 +37,27 @@ void bn_avx2_ternary_finish_i2s(float *y, int rows, float tensor_scale, const in
 void bn_avx512_ternary_finish_i2s(float *y, int rows, float tensor_scale, const int32_t *sums,
                                   const float *scales, int n_tokens, int row_begin, int row_end);
 
+/* The AVX-512 one-token I2_S GEMV prefetches this many bytes ahead, non-temporal. When the
+ * machine's bandwidth is high a 4 KiB distance fell behind (2 threads, 6912 x 2560 on huge pages, probe at 75-80 GB/s, three
+ * rounds: 4 KiB NTA 62-73 GB/s, 8 KiB NTA 80-83, 12 KiB T0 82-83, 16 KiB T0 62-82; a model-like
+ * sequence of the 2B-4T projections at a probe of 81-82: 8 KiB NTA 70.5-70.7, 12 KiB T0
+ * 70.6-71.0, 8 and 16 KiB T0 69-70.6, T1/T2 hints 65-66, no prefetch 56). NTA keeps the weight
+ * stream out of the outer caches, so what decode reads again (the KV cache, the norm weights,
+ * activations) stays there: with the F16 head's prefetch NTA too, bench_decode_batch at batch 1
+ * ran 39.2 against 37.9 t/s at a 48 GB/s probe and 56.8-57.9 against 56.0-57.7 at 80-84 GB/s,
+ * the attention taking 0.83-0.88 ms per token against 0.91 (paired runs). */
+#define BN_I2S_GEMV_PREFETCH_DISTANCE 8192
+
+/* The AVX-512 one-token GEMV over one full I2S_TILE8 tile with GFNI field decoding
+ * (matmul_avx512gfni.c, built with -mgfni); only for CPUs with GFNI (bn_i2s_gfni_active). */
+void bn_avx512gfni_i2s_gemv_tile(int32_t raw[BN_I2S_TILE_ROWS], const uint8_t *tile,
+                                 const int8_t *xp, int cols);
+
 /* The one-token F16 GEMV prefetches this many elements (4 KiB) ahead in each row stream. When
  * the machine reads at about 80 GB/s, 2 KiB fell behind (128256 x 2560 head, 2 threads, four
  * rounds with the probe at 79-85 GB/s: 1024 elements 71-72 GB/s, 1536 77-78, 2048 78-80, 2560
  * 77-79, 3072 75-77, 4096 74-76); at about 50 GB/s they all read at the probe's rate. The
- * AVX-512 GEMV prefetches non-temporal (see GEMV_PREFETCH_DISTANCE in matmul_avx512.c). */
+ * AVX-512 one prefetches non-temporal (see BN_I2S_GEMV_PREFETCH_DISTANCE). */
 #define BN_F16_PREFETCH_AHEAD 2048
 
 void bn_avx2_f16_matmul(float *y, const uint16_t *w, const float *x, int rows, int cols,
