@@ -442,10 +442,10 @@ static void test_ternary_parts(void) {
 }
 
 static void test_f16(void) {
-    /* 48 and 600: column blocks ending in a 16-column step; 37 rows: two full groups of 16 rows
-     * and an odd tail (AVX-512 batched path) */
+    /* 48 and 600: column blocks ending in a 16-column step; 37 and 70 rows: one and two full
+     * groups of 32 rows and an odd tail (AVX-512 batched path) */
     const int shapes[][2] = {{1, 1}, {3, 15}, {5, 16}, {4, 17}, {9, 33}, {17, 100}, {8, 2560},
-                             {6, 48}, {37, 600}};
+                             {6, 48}, {37, 600}, {70, 600}};
     const int token_list[] = {1, 2, 3, 5, 8, 9, 64};
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
         int rows = shapes[s][0], cols = shapes[s][1];

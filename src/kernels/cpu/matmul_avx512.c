@@ -650,9 +650,11 @@ static inline __m512 load_f16(const uint16_t *w) {
  * 8 x 2560 activations (80 KiB) from L2 and the 8-token LM head took 25.2 ms against 14.3 for
  * one token (2 threads). */
 #define F16_COLUMN_BLOCK 512
-/* Rows per group: the accumulators of the group's rows wait in memory (8 KiB) between column
- * blocks. */
-#define F16_GROUP_ROWS 16
+/* Rows per group: the accumulators of the group's rows wait in memory (16 KiB) between column
+ * blocks. 32 rows against 16: the 8-token head took 19.3-20.3 ms against 20.5-21.3 per step in
+ * five paired runs of bench_decode_batch at batch 8 (64 rows: 21.2-21.8; 256-column blocks about
+ * the same as 512). */
+#define F16_GROUP_ROWS 32
 
 /* One F16 row against n tokens (n a constant after inlining) over columns [from, to): the
  * accumulators come from and go back to acc. (Two rows sharing each activation load, with the
