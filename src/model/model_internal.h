@@ -38,6 +38,8 @@ typedef struct bn_model_weights {
     const uint16_t *token_embd; /* F16, n_vocab x dim */
     const float *output_norm;   /* dim */
     const uint16_t *output;     /* F16 LM head, n_vocab x dim (token_embd when tied) */
+    void *output_copy;          /* owned (bn_large_alloc), output_copy_bytes: the head in huge pages */
+    size_t output_copy_bytes;
     bool has_int8_output;
     bn_int8_matrix output_int8; /* options.int8_lm_head */
     bn_layer_weights *layers;   /* n_layers, owned */
