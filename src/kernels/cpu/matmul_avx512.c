@@ -657,7 +657,7 @@ static inline __m512 load_f16(const uint16_t *w) {
 #define F16_GROUP_ROWS 32
 
 /* One F16 row against n tokens (n a constant after inlining) over columns [from, to): the
- * accumulators come from and go back to acc. (Two rows sharing each activation load, with the
+ * accumulators come from acc (zero for the first block, from == 0) and go back to it. (Two rows sharing each activation load, with the
  * load kept in a register, measured the same: 20.1-20.6 ms against 20.0 for the 8-token head at
  * 2 threads.) Each lane adds its products in column order, as every other F16 path, whatever the
  * blocking. */
@@ -668,7 +668,7 @@ static inline __attribute__((always_inline)) void f16_row_tokens_span(__m512 acc
                                                                       const char *ahead) {
     __m512 a[8];
 #pragma GCC unroll 8
-    for (int t = 0; t < n; t++) a[t] = acc[t];
+    for (int t = 0; t < n; t++) a[t] = from == 0 ? _mm512_setzero_ps() : acc[t];
     int c = from;
     for (; c + 32 <= to; c += 32, ahead += 64) { /* a cache line of the row per step */
         _mm_prefetch(ahead, _MM_HINT_T0);
@@ -698,9 +698,11 @@ static inline __attribute__((always_inline)) void f16_group_tokens(float *y, int
                                                                    const int n, int cols,
                                                                    int cols16, int count,
                                                                    const uint16_t *next_group) {
+    /* (set by the first column block: zeroing it here cost a 16 KiB memset per group) */
     __m512 acc[F16_GROUP_ROWS][8];
-    for (int i = 0; i < count; i++)
-        for (int t = 0; t < n; t++) acc[i][t] = _mm512_setzero_ps();
+    if (cols16 == 0) /* no block: only the scalar tail */
+        for (int i = 0; i < count; i++)
+            for (int t = 0; t < n; t++) acc[i][t] = _mm512_setzero_ps();
     /* The next group's weights are prefetched as one sequential stream, a cache line per step:
      * a group has as many 32-column steps (count x cols / 32) as lines (count x cols x 2 / 64).
      * Prefetching each row's next block instead (16 short streams) left the 8-token head at
