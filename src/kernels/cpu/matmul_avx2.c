@@ -11,8 +11,8 @@
  * (one sequential stream, software prefetch) sharing the activation loads; GEMM reuses each
  * decoded weight block across 4 tokens, token tiles outside and rows inside.
  *
- * F16: 16 lanes (two 8-float accumulators) per output, multiply then add (never fused), as the
- * reference defines; GEMV reads two sequential row streams with a short prefetch, GEMM converts a
+ * F16: 16 lanes (two 8-float accumulators) per output, one fused multiply-add per product, as
+ * the reference defines; GEMV reads two sequential row streams with a short prefetch, GEMM converts a
  * weight chunk once per 4 tokens.
  * Int8: maddubs(|q|, w * sign(q)) (weights are within -127..127, so negation is exact).
  */
@@ -344,10 +344,8 @@ static inline float f16_finish(__m256 lo, __m256 hi, const uint16_t *w, const fl
     float lanes[BN_F16_LANES];
     _mm256_storeu_ps(lanes, lo);
     _mm256_storeu_ps(lanes + 8, hi);
-    for (int c = from; c < cols; c++) {
-        float product = _cvtsh_ss(w[c]) * x[c];
-        lanes[c % BN_F16_LANES] = lanes[c % BN_F16_LANES] + product;
-    }
+    for (int c = from; c < cols; c++)
+        lanes[c % BN_F16_LANES] = fmaf(_cvtsh_ss(w[c]), x[c], lanes[c % BN_F16_LANES]);
     return bn_f16_reduce_lanes(lanes);
 }
 
@@ -369,8 +367,8 @@ static inline __attribute__((always_inline)) void f16_row_tokens(float *y, int r
 #pragma GCC unroll 4
         for (int t = 0; t < n; t++) {
             const float *xt = x + (size_t)t * cols + c;
-            lo[t] = _mm256_add_ps(lo[t], _mm256_mul_ps(w0, _mm256_loadu_ps(xt)));
-            hi[t] = _mm256_add_ps(hi[t], _mm256_mul_ps(w1, _mm256_loadu_ps(xt + 8)));
+            lo[t] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xt), lo[t]);
+            hi[t] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xt + 8), hi[t]);
         }
     }
     for (int t = 0; t < n; t++)
@@ -390,10 +388,10 @@ static void f16_gemv_two_streams(float *y, const uint16_t *w, const float *x, in
             __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
             _mm_prefetch((const char *)(wa + c + BN_F16_PREFETCH_AHEAD), _MM_HINT_T0);
             _mm_prefetch((const char *)(wb + c + BN_F16_PREFETCH_AHEAD), _MM_HINT_T0);
-            a0 = _mm256_add_ps(a0, _mm256_mul_ps(load_f16(wa + c), x0));
-            a1 = _mm256_add_ps(a1, _mm256_mul_ps(load_f16(wa + c + 8), x1));
-            b0 = _mm256_add_ps(b0, _mm256_mul_ps(load_f16(wb + c), x0));
-            b1 = _mm256_add_ps(b1, _mm256_mul_ps(load_f16(wb + c + 8), x1));
+            a0 = _mm256_fmadd_ps(load_f16(wa + c), x0, a0);
+            a1 = _mm256_fmadd_ps(load_f16(wa + c + 8), x1, a1);
+            b0 = _mm256_fmadd_ps(load_f16(wb + c), x0, b0);
+            b1 = _mm256_fmadd_ps(load_f16(wb + c + 8), x1, b1);
         }
         y[ra] = f16_finish(a0, a1, wa, x, cols16, cols);
         y[rb] = f16_finish(b0, b1, wb, x, cols16, cols);
@@ -402,8 +400,8 @@ static void f16_gemv_two_streams(float *y, const uint16_t *w, const float *x, in
         const uint16_t *wr = w + (size_t)r * cols;
         __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
         for (int c = 0; c < cols16; c += 16) {
-            a0 = _mm256_add_ps(a0, _mm256_mul_ps(load_f16(wr + c), _mm256_loadu_ps(x + c)));
-            a1 = _mm256_add_ps(a1, _mm256_mul_ps(load_f16(wr + c + 8), _mm256_loadu_ps(x + c + 8)));
+            a0 = _mm256_fmadd_ps(load_f16(wr + c), _mm256_loadu_ps(x + c), a0);
+            a1 = _mm256_fmadd_ps(load_f16(wr + c + 8), _mm256_loadu_ps(x + c + 8), a1);
         }
         y[r] = f16_finish(a0, a1, wr, x, cols16, cols);
     }

@@ -13,10 +13,10 @@
  * load 2 rows. GEMM is bound by vpdpbusd throughput (two 512-bit vpdpbusd per cycle on the
  * development machine's Zen 5 cores, 128 MACs), not by memory.
  *
- * F16: one 16-lane accumulator per output (lane = column % 16), multiply then add, reduced by
- * the shared pairwise step: bit-identical to the reference; GEMV reads two sequential row streams
- * (the halves of the thread's rows) with a short software prefetch; GEMM takes groups of 16 rows
- * in 512-column blocks with up to 8 tokens in registers.
+ * F16: one 16-lane accumulator per output (lane = column % 16), one fused multiply-add per
+ * product, reduced by the shared pairwise step: bit-identical to the reference; GEMV reads two
+ * sequential row streams (the halves of the thread's rows) with a short software prefetch; GEMM
+ * takes groups of 32 rows in 512-column blocks, two rows and up to 8 tokens in registers.
  * Int8: vpdpbusd on q + 128 and the weights, minus 128 * (row sum of the weights), computed with
  * the same instruction.
  */
@@ -634,10 +634,8 @@ static inline float f16_finish(__m512 acc, const uint16_t *w, const float *x, in
     }
     float lanes[BN_F16_LANES];
     _mm512_storeu_ps(lanes, acc);
-    for (int c = from; c < cols; c++) {
-        float product = _cvtsh_ss(w[c]) * x[c];
-        lanes[c % BN_F16_LANES] = lanes[c % BN_F16_LANES] + product;
-    }
+    for (int c = from; c < cols; c++)
+        lanes[c % BN_F16_LANES] = fmaf(_cvtsh_ss(w[c]), x[c], lanes[c % BN_F16_LANES]);
     return bn_f16_reduce_lanes(lanes);
 }
 
@@ -656,36 +654,56 @@ static inline __m512 load_f16(const uint16_t *w) {
  * the same as 512). */
 #define F16_GROUP_ROWS 32
 
-/* One F16 row against n tokens (n a constant after inlining) over columns [from, to): the
- * accumulators come from acc (zero for the first block, from == 0) and go back to it. (Two rows sharing each activation load, with the
- * load kept in a register, measured the same: 20.1-20.6 ms against 20.0 for the 8-token head at
- * 2 threads.) Each lane adds its products in column order, as every other F16 path, whatever the
- * blocking. */
+/* Two F16 rows against n tokens (n a constant after inlining) over columns [from, to), 16
+ * columns a step: each activation load feeds both rows' fused multiply-adds, so a step is 2 weight
+ * loads (converted) and n activation loads for 2n FMAs; the accumulators come from acc0 / acc1
+ * (zero for the first block, from == 0) and go back to them. Against one row a call (1 + n loads
+ * for n FMAs): 8-token head 14.4-15.8 against 17.9-18.1 ms (harness, 2 threads, weights from
+ * memory; with a separate multiply and add, two rows gained only 17.5 against 18.0). Each lane
+ * adds its products in column order, as every other F16 path, whatever the blocking. */
+static inline __attribute__((always_inline)) void f16_rows2_tokens_span(__m512 acc0[8], __m512 acc1[8],
+                                                                       const uint16_t *w0,
+                                                                       const uint16_t *w1,
+                                                                       const float *x, const int n,
+                                                                       int cols, int from, int to,
+                                                                       const char *ahead) {
+    __m512 a[8], b[8];
+#pragma GCC unroll 8
+    for (int t = 0; t < n; t++) {
+        a[t] = from == 0 ? _mm512_setzero_ps() : acc0[t];
+        b[t] = from == 0 ? _mm512_setzero_ps() : acc1[t];
+    }
+    for (int c = from; c < to; c += 16, ahead += 64) { /* a cache line of weights per step */
+        _mm_prefetch(ahead, _MM_HINT_T0);
+        const __m512 v0 = load_f16(w0 + c), v1 = load_f16(w1 + c);
+#pragma GCC unroll 8
+        for (int t = 0; t < n; t++) {
+            __m512 xv = _mm512_loadu_ps(x + (size_t)t * cols + c);
+            KEEP_IN_REGISTER(xv);
+            a[t] = _mm512_fmadd_ps(v0, xv, a[t]);
+            b[t] = _mm512_fmadd_ps(v1, xv, b[t]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < n; t++) {
+        acc0[t] = a[t];
+        acc1[t] = b[t];
+    }
+}
+
+/* One F16 row against n tokens over columns [from, to): the odd last row of a group. */
 static inline __attribute__((always_inline)) void f16_row_tokens_span(__m512 acc[8],
                                                                       const uint16_t *wr,
                                                                       const float *x, const int n,
-                                                                      int cols, int from, int to,
-                                                                      const char *ahead) {
+                                                                      int cols, int from, int to) {
     __m512 a[8];
 #pragma GCC unroll 8
     for (int t = 0; t < n; t++) a[t] = from == 0 ? _mm512_setzero_ps() : acc[t];
-    int c = from;
-    for (; c + 32 <= to; c += 32, ahead += 64) { /* a cache line of the row per step */
-        _mm_prefetch(ahead, _MM_HINT_T0);
-        __m512 w0 = load_f16(wr + c);
+    for (int c = from; c < to; c += 16) {
+        const __m512 v = load_f16(wr + c);
 #pragma GCC unroll 8
         for (int t = 0; t < n; t++)
-            a[t] = _mm512_add_ps(a[t], _mm512_mul_ps(w0, _mm512_loadu_ps(x + (size_t)t * cols + c)));
-        __m512 w1 = load_f16(wr + c + 16);
-#pragma GCC unroll 8
-        for (int t = 0; t < n; t++)
-            a[t] = _mm512_add_ps(a[t], _mm512_mul_ps(w1, _mm512_loadu_ps(x + (size_t)t * cols + c + 16)));
-    }
-    if (c < to) { /* 16 columns left */
-        __m512 w0 = load_f16(wr + c);
-#pragma GCC unroll 8
-        for (int t = 0; t < n; t++)
-            a[t] = _mm512_add_ps(a[t], _mm512_mul_ps(w0, _mm512_loadu_ps(x + (size_t)t * cols + c)));
+            a[t] = _mm512_fmadd_ps(v, _mm512_loadu_ps(x + (size_t)t * cols + c), a[t]);
     }
 #pragma GCC unroll 8
     for (int t = 0; t < n; t++) acc[t] = a[t];
@@ -704,14 +722,18 @@ static inline __attribute__((always_inline)) void f16_group_tokens(float *y, int
         for (int i = 0; i < count; i++)
             for (int t = 0; t < n; t++) acc[i][t] = _mm512_setzero_ps();
     /* The next group's weights are prefetched as one sequential stream, a cache line per step:
-     * a group has as many 32-column steps (count x cols / 32) as lines (count x cols x 2 / 64).
-     * Prefetching each row's next block instead (16 short streams) left the 8-token head at
-     * 24.4 ms (2 threads); without any prefetch it took 37.6. */
+     * a row pair has as many 16-column steps as lines (2 x 16 x 2 bytes = 64). Prefetching each
+     * row's next block instead (16 short streams) left the 8-token head at 24.4 ms (2 threads);
+     * without any prefetch it took 37.6. (The odd last row, when there is one, prefetches
+     * nothing: the stream then ends a row early.) */
     const char *ahead = (const char *)next_group;
     for (int from = 0; from < cols16; from += F16_COLUMN_BLOCK) {
         const int to = cols16 - from < F16_COLUMN_BLOCK ? cols16 : from + F16_COLUMN_BLOCK;
-        for (int i = 0; i < count; i++, ahead += (size_t)(to - from) / 32 * 64)
-            f16_row_tokens_span(acc[i], w + (size_t)i * cols, x, n, cols, from, to, ahead);
+        int i = 0;
+        for (; i + 2 <= count; i += 2, ahead += (size_t)(to - from) / 16 * 64)
+            f16_rows2_tokens_span(acc[i], acc[i + 1], w + (size_t)i * cols, w + (size_t)(i + 1) * cols,
+                                  x, n, cols, from, to, ahead);
+        if (i < count) f16_row_tokens_span(acc[i], w + (size_t)i * cols, x, n, cols, from, to);
     }
     for (int i = 0; i < count; i++)
         for (int t = 0; t < n; t++)
@@ -735,8 +757,8 @@ static void f16_gemv_two_streams(float *y, const uint16_t *w, const float *x, in
             __m512 xv = _mm512_loadu_ps(x + c);
             _mm_prefetch((const char *)(wa + c + BN_F16_PREFETCH_AHEAD), _MM_HINT_NTA);
             _mm_prefetch((const char *)(wb + c + BN_F16_PREFETCH_AHEAD), _MM_HINT_NTA);
-            a = _mm512_add_ps(a, _mm512_mul_ps(load_f16(wa + c), xv));
-            b = _mm512_add_ps(b, _mm512_mul_ps(load_f16(wb + c), xv));
+            a = _mm512_fmadd_ps(load_f16(wa + c), xv, a);
+            b = _mm512_fmadd_ps(load_f16(wb + c), xv, b);
         }
         y[ra] = f16_finish(a, wa, x, cols16, cols);
         y[rb] = f16_finish(b, wb, x, cols16, cols);
@@ -745,7 +767,7 @@ static void f16_gemv_two_streams(float *y, const uint16_t *w, const float *x, in
         const uint16_t *wr = w + (size_t)r * cols;
         __m512 a = _mm512_setzero_ps();
         for (int c = 0; c < cols16; c += 16)
-            a = _mm512_add_ps(a, _mm512_mul_ps(load_f16(wr + c), _mm512_loadu_ps(x + c)));
+            a = _mm512_fmadd_ps(load_f16(wr + c), _mm512_loadu_ps(x + c), a);
         y[r] = f16_finish(a, wr, x, cols16, cols);
     }
 }

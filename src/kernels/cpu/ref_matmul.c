@@ -174,10 +174,8 @@ float bn_f16_reduce_lanes(float lanes[BN_F16_LANES]) {
 
 float bn_ref_f16_dot(const uint16_t *w, const float *x, int cols) {
     float lanes[BN_F16_LANES] = {0};
-    for (int c = 0; c < cols; c++) {
-        float product = bn_fp16_to_fp32(w[c]) * x[c];
-        lanes[c % BN_F16_LANES] = lanes[c % BN_F16_LANES] + product;
-    }
+    for (int c = 0; c < cols; c++)
+        lanes[c % BN_F16_LANES] = fmaf(bn_fp16_to_fp32(w[c]), x[c], lanes[c % BN_F16_LANES]);
     return bn_f16_reduce_lanes(lanes);
 }
 

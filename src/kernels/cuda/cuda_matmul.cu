@@ -7,8 +7,8 @@
  * weight codes turned into signed bytes), so it equals the CPU reference whatever the order; the
  * float finishing step then follows bn_ternary_finish / bn_int8_finish operation for operation
  * with correctly rounded intrinsics (__fmul_rn and friends are never contracted into FMAs), and
- * the F16 head reproduces the CPU's 16-lane summation order, so every result here is bit-identical
- * to the CPU's. Each kernel is instantiated for 1 token (GEMV: decode) and for tiles of 8 tokens
+ * the F16 head reproduces the CPU's 16-lane summation order with the same fused multiply-adds
+ * (__fmaf_rn), so every result here is bit-identical to the CPU's. Each kernel is instantiated for 1 token (GEMV: decode) and for tiles of 8 tokens
  * (GEMM: each weight word read once per 8 tokens); no other instantiations, to keep nvcc fast.
  */
 #include "kernels/cuda/cuda_common.cuh"
@@ -233,9 +233,10 @@ extern "C" void bn_cuda_int8_matmul(bn_cuda_context *ctx, float *y, const int8_t
 }
 
 /* ---- F16 LM head ----
- * Half a warp per row: lane l (0..15) sums, in column order, the products of columns c with
- * c % 16 == l, then the 16 lanes are reduced pairwise (+8, +4, +2, +1): the CPU's definition
- * (kernels/cpu/ref_matmul.h), so the logits are bit-identical to the CPU's. */
+ * Half a warp per row: lane l (0..15) accumulates, in column order, the products of columns c
+ * with c % 16 == l, each by one fused multiply-add (__fmaf_rn, as the CPU's fmaf), then the 16
+ * lanes are reduced pairwise (+8, +4, +2, +1): the CPU's definition (kernels/cpu/ref_matmul.h),
+ * so the logits are bit-identical to the CPU's. */
 #define F16_ROWS_PER_BLOCK (2 * ROWS_PER_BLOCK)
 
 template <int TT>
@@ -261,7 +262,7 @@ __global__ void f16_kernel(float *y, const __half *w, const float *x, int rows, 
                     if (tt < nt) {
                         const float *xt = x + (size_t)(t0 + tt) * cols + c;
 #pragma unroll
-                        for (int k = 0; k < 8; k++) acc[tt] = __fadd_rn(acc[tt], __fmul_rn(wv[k], xt[16 * k]));
+                        for (int k = 0; k < 8; k++) acc[tt] = __fmaf_rn(wv[k], xt[16 * k], acc[tt]);
                     }
                 }
             }
@@ -269,7 +270,7 @@ __global__ void f16_kernel(float *y, const __half *w, const float *x, int rows, 
                 float wv = __half2float(wr[c]);
 #pragma unroll
                 for (int tt = 0; tt < TT; tt++)
-                    if (tt < nt) acc[tt] = __fadd_rn(acc[tt], __fmul_rn(wv, x[(size_t)(t0 + tt) * cols + c]));
+                    if (tt < nt) acc[tt] = __fmaf_rn(wv, x[(size_t)(t0 + tt) * cols + c], acc[tt]);
             }
         }
 #pragma unroll
