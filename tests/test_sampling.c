@@ -118,6 +118,38 @@ static void test_greedy(void) {
     bn_sampler_free(s);
 }
 
+/* Plain greedy (nothing edits the logits) takes a one-pass shortcut; a neutral logit bias (+0 on
+ * the last token) sends the same logits through the whole pipeline. Both must pick the same
+ * token: the first largest, NaN and -inf never (unless nothing else is left), +inf first. */
+static void test_greedy_shortcut(void) {
+    enum { N = 8 };
+    const float cases[][N] = {
+        {0.5f, 2.0f, -1.0f, 2.0f, 1.0f, 0.0f, -3.0f, 1.5f},       /* tie: lowest id */
+        {NAN, 1.0f, NAN, 3.0f, -INFINITY, 3.0f, NAN, 2.0f},       /* NaN first and between */
+        {-INFINITY, -1e38f, NAN, -FLT_MAX, -INFINITY, -1e38f, NAN, -FLT_MAX},
+        {1.0f, INFINITY, 2.0f, INFINITY, NAN, -INFINITY, 0.0f, 1.0f},
+        {NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN},                 /* nothing left: fallback */
+        {-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY},
+        {-0.0f, 0.0f, -0.0f, 0.0f, -1.0f, -2.0f, -3.0f, -4.0f},   /* -0 == +0: the first */
+    };
+    const int32_t expected[] = {1, 3, 1, 1, 0, 0, 0};
+    bn_logit_bias neutral = {N - 1, 0.0f};
+    bn_sampler_params plain = bn_sampler_params_greedy(), full = plain;
+    full.logit_bias = &neutral;
+    full.n_logit_bias = 1;
+    bn_sampler *a = make(&plain, N), *b = make(&full, N);
+    bn_error err;
+    for (size_t k = 0; a && b && k < sizeof cases / sizeof *cases; k++) {
+        int32_t ta = -1, tb = -1;
+        CHECK_OK(bn_sampler_sample(a, &ta, cases[k], N, &err), &err);
+        CHECK_OK(bn_sampler_sample(b, &tb, cases[k], N, &err), &err);
+        CHECKF(ta == expected[k] && tb == expected[k], "case %zu: shortcut %d, pipeline %d, expected %d",
+               k, ta, tb, expected[k]);
+    }
+    bn_sampler_free(a);
+    bn_sampler_free(b);
+}
+
 /* Random logits with no ties, and their ids sorted from the most likely. */
 static void random_logits(float *logits, int32_t *order, size_t n, uint64_t seed, float scale) {
     bn_test_rng rng;
@@ -749,6 +781,7 @@ static void test_stop_streaming(void) {
 int main(void) {
     test_temperature();
     test_greedy();
+    test_greedy_shortcut();
     test_top_k();
     test_top_p();
     test_min_p();

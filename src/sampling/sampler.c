@@ -464,14 +464,40 @@ static void fill_top_logprobs(bn_sample_result *res, int32_t n_top, const float 
     }
 }
 
+/* Greedy with nothing that edits the logits (no bias, penalty, mask or filter): steps 1-6 reduce
+ * to the first largest logit that is not NaN or -inf, found in one pass over the logits instead of
+ * a sanitized copy and a second pass (a server step samples up to --parallel rows of the
+ * vocabulary one after another while the other threads wait). -1 when there is none. */
+static bool plain_greedy(const bn_sampler *s) {
+    const bn_sampler_params *p = &s->params;
+    return p->temperature <= 0.0f && p->n_logit_bias == 0 && !s->allowed_bits && !s->filter &&
+           p->repetition_penalty == 1.0f && p->presence_penalty == 0.0f && p->frequency_penalty == 0.0f;
+}
+
+static int32_t greedy_token(const float *logits, size_t n) {
+    int32_t best = -1;
+    float best_v = -INFINITY;
+    for (size_t i = 0; i < n; i++) /* NaN, -inf and later equal values compare false */
+        if (logits[i] > best_v) {
+            best = (int32_t)i;
+            best_v = logits[i];
+        }
+    return best;
+}
+
 static bn_status sample_impl(bn_sampler *s, bn_sample_result *res, const float *logits,
                              size_t n_vocab, bn_error *err) {
     if (!logits) return bn_error_set(err, BN_ERR_INVALID, "sampler: NULL logits");
     if (n_vocab != s->n_vocab)
         return bn_error_set(err, BN_ERR_INVALID, "sampler: %zu logits given, sampler made for %zu",
                             n_vocab, s->n_vocab);
-    prepare_logits(s, logits);
-    int32_t token = choose_token(s);
+    int32_t token;
+    if (plain_greedy(s)) {
+        token = greedy_token(logits, n_vocab);
+    } else {
+        prepare_logits(s, logits);
+        token = choose_token(s);
+    }
     if (token < 0) token = fallback_token(s, logits);
     if (token < 0)
         return bn_error_set(err, BN_ERR_STATE,
