@@ -204,7 +204,9 @@ static inline __attribute__((always_inline)) void i2s_rows2_tokens_n(int32_t *ou
                                                                      const int8_t *xp,
                                                                      const int32_t *x_sums,
                                                                      const int n, int cols,
-                                                                     int pair_begin, int pair_end) {
+                                                                     int pair_begin, int pair_end,
+                                                                     const uint8_t *ahead,
+                                                                     int ahead_step) {
     __m512i acc0[8], acc1[8];
 #pragma GCC unroll 8
     for (int t = 0; t < 8; t++) acc0[t] = acc1[t] = _mm512_setzero_si512();
@@ -214,6 +216,10 @@ static inline __attribute__((always_inline)) void i2s_rows2_tokens_n(int32_t *ou
         const __m512i p0 = _mm512_loadu_si512(w0.first + (size_t)p * w0.pair_stride);
         const __m512i p1 = _mm512_loadu_si512(w1.first + (size_t)p * w1.pair_stride);
         const int8_t *xb = xp + (size_t)p * 256;
+        if (ahead) { /* ahead_step bytes of the stream ahead per pair block */
+            const uint8_t *a = ahead + (size_t)(p - pair_begin) * (size_t)ahead_step;
+            for (int line = 0; line < ahead_step; line += 64) _mm_prefetch((const char *)(a + line), _MM_HINT_T0);
+        }
         /* one 2-bit field at a time keeps 16 accumulators + 2 code vectors in registers */
 #pragma GCC unroll 4
         for (int g = 0; g < 4; g++) {
@@ -253,15 +259,15 @@ static inline __attribute__((always_inline)) void i2s_rows2_tokens_n(int32_t *ou
 /* The tile for the last 1..7 tokens of a GEMM. */
 static void i2s_rows2_tokens(int32_t *out0, int32_t *out1, bn_i2s_row w0, bn_i2s_row w1,
                              const int8_t *xp, const int32_t *x_sums, int n, int cols, int pb,
-                             int pe) {
+                             int pe, const uint8_t *ahead, int ahead_step) {
     switch (n) {
-    case 1: i2s_rows2_tokens_n(out0, out1, w0, w1, xp, x_sums, 1, cols, pb, pe); break;
-    case 2: i2s_rows2_tokens_n(out0, out1, w0, w1, xp, x_sums, 2, cols, pb, pe); break;
-    case 3: i2s_rows2_tokens_n(out0, out1, w0, w1, xp, x_sums, 3, cols, pb, pe); break;
-    case 4: i2s_rows2_tokens_n(out0, out1, w0, w1, xp, x_sums, 4, cols, pb, pe); break;
-    case 5: i2s_rows2_tokens_n(out0, out1, w0, w1, xp, x_sums, 5, cols, pb, pe); break;
-    case 6: i2s_rows2_tokens_n(out0, out1, w0, w1, xp, x_sums, 6, cols, pb, pe); break;
-    default: i2s_rows2_tokens_n(out0, out1, w0, w1, xp, x_sums, 7, cols, pb, pe); break;
+    case 1: i2s_rows2_tokens_n(out0, out1, w0, w1, xp, x_sums, 1, cols, pb, pe, ahead, ahead_step); break;
+    case 2: i2s_rows2_tokens_n(out0, out1, w0, w1, xp, x_sums, 2, cols, pb, pe, ahead, ahead_step); break;
+    case 3: i2s_rows2_tokens_n(out0, out1, w0, w1, xp, x_sums, 3, cols, pb, pe, ahead, ahead_step); break;
+    case 4: i2s_rows2_tokens_n(out0, out1, w0, w1, xp, x_sums, 4, cols, pb, pe, ahead, ahead_step); break;
+    case 5: i2s_rows2_tokens_n(out0, out1, w0, w1, xp, x_sums, 5, cols, pb, pe, ahead, ahead_step); break;
+    case 6: i2s_rows2_tokens_n(out0, out1, w0, w1, xp, x_sums, 6, cols, pb, pe, ahead, ahead_step); break;
+    default: i2s_rows2_tokens_n(out0, out1, w0, w1, xp, x_sums, 7, cols, pb, pe, ahead, ahead_step); break;
     }
 }
 
@@ -337,13 +343,16 @@ static __attribute__((noinline)) void i2s_tile_tokens_1(int32_t raw[BN_I2S_TILE_
     i2s_tile_tokens_n(raw, tile, xp, 1, cols, ahead, sweep, sweeps);
 }
 
+/* The most tokens the tile sweeps take; more go to the row pairs of the GEMM path (see i2s_sums). */
+#define FEW_TOKENS_MAX 4
+
 /* Tiles ahead of the one being computed that the few-token sweeps prefetch (4 measured the same). */
 #define FEW_TOKENS_TILES_AHEAD 2
 
-/* The tiles of [row_begin, row_end) (aligned, full) against n_tokens (2..8) tokens, two per sweep
- * (16 accumulators and the decoded codes stay in registers; three per sweep spilled some and
- * measured no faster: bench_decode_batch batch 8, 122-132 t/s against 126-127); returns the first
- * row not done (a partial last tile is left to the caller). */
+/* The tiles of [row_begin, row_end) (aligned, full) against n_tokens (2..FEW_TOKENS_MAX)
+ * tokens, two per sweep (16 accumulators and the decoded codes stay in registers; three per sweep
+ * spilled some and measured no faster: bench_decode_batch batch 8, 122-132 t/s against 126-127);
+ * returns the first row not done (a partial last tile is left to the caller). */
 static int i2s_tiles_few_tokens(int32_t *out, const bn_ternary_matrix *m, const bn_act_view *act,
                                 int row_begin, int row_end) {
     const int n_tokens = act->n_tokens, sweeps = (n_tokens + 1) / 2;
@@ -394,11 +403,14 @@ static void i2s_sums(int32_t *out, const bn_ternary_matrix *m, const bn_act_view
         }
         return;
     }
-    /* A decode batch of a few tokens: sequential tile sweeps as in the GEMV (the per-row path
-     * below reads a tiled matrix with a stride and no prefetch: two tokens that way took longer
-     * than two GEMVs). */
+    /* A decode batch of 2 to 4 tokens: sequential tile sweeps as in the GEMV (the row-pair path
+     * below took longer for 2 tokens than two GEMVs). From 5 tokens on, the row pairs below are
+     * faster (each activation load feeds two vpdpbusd and each decoded vector up to 8): 30
+     * 2560 x 2560 and 30 2560 x 6912 matrices from memory at 2 threads, MACs per cycle per core,
+     * tile sweeps against row pairs: 5 tokens 82-89 / 77-81 against 94-96 / 84-86, 8 tokens 90-95
+     * / 81-84 against 96-99 / 85-87 (4 tokens: 88-91 / 66-67 against 81 / 74-77). */
     int done = row_begin;
-    if (tiled && n_tokens <= 8 && row_begin % BN_I2S_TILE_ROWS == 0)
+    if (tiled && n_tokens <= FEW_TOKENS_MAX && row_begin % BN_I2S_TILE_ROWS == 0)
         done = i2s_tiles_few_tokens(out, m, act, row_begin, row_end);
     if (done == row_end) return;
     out += (size_t)(done - row_begin) * n_tokens;
@@ -419,20 +431,34 @@ static void i2s_sums(int32_t *out, const bn_ternary_matrix *m, const bn_act_view
                 for (r = row_begin; r + 2 <= row_end; r += 2) {
                     /* The first token tile streams the weights from memory in the tiled layout's
                      * strided order: prefetch the tile two ahead, a quarter per row pair (later
-                     * column blocks and token tiles find the span in L1/L2). */
+                     * column blocks and token tiles find the span in L1/L2). A decode batch (one
+                     * token tile) spreads its quarter over the pair blocks of the first column
+                     * block (8 tokens from memory: 96-99 / 85-87 MACs per cycle per core against
+                     * 86-91 / 76-79 with the quarter prefetched at once); the GEMM of a prompt
+                     * prefetches it at once (64 tokens: 106-108 / 105-106 against 103-104 /
+                     * 104 spread). */
+                    const uint8_t *ahead = NULL;
+                    int ahead_step = 0;
                     if (tiled && t0 == 0 && pb == 0) {
                         const size_t tile_bytes = (size_t)BN_I2S_TILE_ROWS * (size_t)(m->cols / 4);
-                        const uint8_t *ahead = m->data + (size_t)(r - r % BN_I2S_TILE_ROWS) * (size_t)(m->cols / 4) +
-                                               2 * tile_bytes + (size_t)(r % BN_I2S_TILE_ROWS / 2) * (tile_bytes / 4);
-                        for (size_t b = 0; b < tile_bytes / 4; b += 64) _mm_prefetch((const char *)(ahead + b), _MM_HINT_T0);
+                        const size_t quarter = tile_bytes / 4;
+                        const uint8_t *next = m->data + (size_t)(r - r % BN_I2S_TILE_ROWS) * (size_t)(m->cols / 4) +
+                                              2 * tile_bytes + (size_t)(r % BN_I2S_TILE_ROWS / 2) * quarter;
+                        if (n_tokens <= 8) {
+                            const size_t lines = (quarter + 63) / 64, steps = (size_t)(pe - pb);
+                            ahead = next;
+                            ahead_step = (int)((lines + steps - 1) / steps * 64);
+                        } else {
+                            for (size_t b = 0; b < quarter; b += 64) _mm_prefetch((const char *)(next + b), _MM_HINT_T0);
+                        }
                     }
                     int32_t *o0 = out + (size_t)(r - row_begin) * n_tokens + t0, *o1 = o0 + n_tokens;
                     if (n == 8)
                         i2s_rows2_tokens_n(o0, o1, bn_i2s_row_at(m, r), bn_i2s_row_at(m, r + 1), xp,
-                                           act->sums + t0, 8, m->cols, pb, pe);
+                                           act->sums + t0, 8, m->cols, pb, pe, ahead, ahead_step);
                     else
                         i2s_rows2_tokens(o0, o1, bn_i2s_row_at(m, r), bn_i2s_row_at(m, r + 1), xp,
-                                         act->sums + t0, n, m->cols, pb, pe);
+                                         act->sums + t0, n, m->cols, pb, pe, ahead, ahead_step);
                 }
             }
         for (; r < row_end; r++) {
