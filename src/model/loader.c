@@ -91,7 +91,8 @@ static void release_file_pages(const bn_gguf *gguf, const uint8_t *data, uint64_
  * layout) took the 2B-4T head at 2 threads from 13.8-14.1 to 12.7-13.6 ms for one token and from
  * 19.3-19.6 to 18.3-18.9 ms for 8 (bench_decode_batch, paired runs at about 50 GB/s). Only for a
  * mapped file, whose pages can be dropped after the copy (a file read into memory would be held
- * twice); without the copy (out of memory) the head stays in the mapping. */
+ * twice), and only for the CPU backend; without the copy (out of memory) the head stays in the
+ * mapping. */
 static void copy_head_to_large_pages(bn_model_weights *w, const bn_gguf *gguf,
                                      const bn_model_config *config) {
     if (!gguf->mapped) return;
@@ -253,7 +254,8 @@ bn_status bn_model_weights_load(bn_model_weights *w, bn_model_config *config, co
     if (st != BN_OK) return st;
     config->tied_output = output == NULL;
     w->output = output ? (const uint16_t *)output->data : w->token_embd;
-    copy_head_to_large_pages(w, gguf, config);
+    if (options->device == BN_DEVICE_CPU) /* the CUDA backend uploads the head once */
+        copy_head_to_large_pages(w, gguf, config);
 
     w->layers = calloc((size_t)config->n_layers, sizeof *w->layers);
     if (!w->layers) {
