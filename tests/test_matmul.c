@@ -163,9 +163,10 @@ static void quantize_random(int8_t *q, float *scales, int32_t *sums, int n_token
 
 static void test_ternary_random(void) {
     /* 300 rows: GEMM spans of 128 rows and their partial last span; 6912 and 3456 columns: the
-     * GEMM's column blocks (3072 columns), the last one short, with and without an odd 128-block */
+     * GEMM's column blocks (3072 columns), the last one short, with and without an odd 128-block;
+     * 16 x 128: full tiles with no 256-column pair block (5-8 tokens once divided by zero there) */
     const int shapes[][2] = {{1, 128}, {3, 256}, {5, 384}, {17, 512}, {33, 640}, {16, 768},
-                             {7, 1280}, {21, 2560}, {300, 256}, {18, 6912}, {6, 3456}};
+                             {7, 1280}, {21, 2560}, {300, 256}, {18, 6912}, {6, 3456}, {16, 128}};
     const int token_list[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 23, 64}; /* 23: a partial 16-token block */
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
         ternary_case tc;

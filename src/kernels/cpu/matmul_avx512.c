@@ -445,9 +445,12 @@ static void i2s_sums(int32_t *out, const bn_ternary_matrix *m, const bn_act_view
                         const uint8_t *next = m->data + (size_t)(r - r % BN_I2S_TILE_ROWS) * (size_t)(m->cols / 4) +
                                               2 * tile_bytes + (size_t)(r % BN_I2S_TILE_ROWS / 2) * quarter;
                         if (n_tokens <= 8) {
+                            /* no pair block (fewer than 256 columns): nothing to spread over */
                             const size_t lines = (quarter + 63) / 64, steps = (size_t)(pe - pb);
-                            ahead = next;
-                            ahead_step = (int)((lines + steps - 1) / steps * 64);
+                            if (steps > 0) {
+                                ahead = next;
+                                ahead_step = (int)((lines + steps - 1) / steps * 64);
+                            }
                         } else {
                             for (size_t b = 0; b < quarter; b += 64) _mm_prefetch((const char *)(next + b), _MM_HINT_T0);
                         }
