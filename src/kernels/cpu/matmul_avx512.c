@@ -197,8 +197,10 @@ static inline __m256i reduce8(const __m512i a[8]) {
 
 /* The GEMM register tile: 2 rows x n tokens (n a constant up to 8 after inlining: up to 16
  * accumulators); every activation load feeds two vpdpbusd and every decoded weight vector 2n.
- * Writes raw - x_sums for the n tokens. The 8-token case is inlined where it is called: through
- * the out-of-line dispatch below it ran the 64-token GEMM 16% slower. */
+ * Writes raw - x_sums for the n tokens. With ahead (else NULL), each pair block p also prefetches
+ * ahead_step bytes at ahead + (p - pair_begin) * ahead_step (the caller's stream of the weights to
+ * come). The 8-token case is inlined where it is called: through the out-of-line dispatch below it
+ * ran the 64-token GEMM 16% slower. */
 static inline __attribute__((always_inline)) void i2s_rows2_tokens_n(int32_t *out0, int32_t *out1,
                                                                      bn_i2s_row w0, bn_i2s_row w1,
                                                                      const int8_t *xp,
@@ -256,7 +258,7 @@ static inline __attribute__((always_inline)) void i2s_rows2_tokens_n(int32_t *ou
     }
 }
 
-/* The tile for the last 1..7 tokens of a GEMM. */
+/* The tile for 1..7 tokens: the last token tile of a GEMM, or a decode batch of 5-7. */
 static void i2s_rows2_tokens(int32_t *out0, int32_t *out1, bn_i2s_row w0, bn_i2s_row w1,
                              const int8_t *xp, const int32_t *x_sums, int n, int cols, int pb,
                              int pe, const uint8_t *ahead, int ahead_step) {
@@ -351,8 +353,9 @@ static __attribute__((noinline)) void i2s_tile_tokens_1(int32_t raw[BN_I2S_TILE_
 
 /* The tiles of [row_begin, row_end) (aligned, full) against n_tokens (2..FEW_TOKENS_MAX)
  * tokens, two per sweep (16 accumulators and the decoded codes stay in registers; three per sweep
- * spilled some and measured no faster: bench_decode_batch batch 8, 122-132 t/s against 126-127);
- * returns the first row not done (a partial last tile is left to the caller). */
+ * spilled some and measured no faster when these sweeps took batches of up to 8: bench_decode_batch
+ * batch 8, 122-132 t/s against 126-127); returns the first row not done (a partial last tile is
+ * left to the caller). */
 static int i2s_tiles_few_tokens(int32_t *out, const bn_ternary_matrix *m, const bn_act_view *act,
                                 int row_begin, int row_end) {
     const int n_tokens = act->n_tokens, sweeps = (n_tokens + 1) / 2;
