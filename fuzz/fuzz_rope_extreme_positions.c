@@ -6,10 +6,10 @@
  *
  * Properties, on every path: finite inputs give finite outputs (pairs of norm up to 1e38); each rotated pair (i,
  * i + rope_dim/2) keeps its Euclidean norm within 1e-5 relative (plus a denormal-sized absolute
- * slack); the rotation matches a double-precision one by cos/sin of pos * base^(-2i/rope_dim)
- * within 1e-5 of the pair's norm (checked where the angle itself is exact enough: |theta| <
- * 2^27); position 0 leaves every value unchanged (-0 may become +0); dimensions >= rope_dim are never
- * touched; all paths give identical bits (the rotation is a plain float formula).
+ * slack); the rotation is spec section 4.1's bit for bit (angles iterated in float from
+ * (float)pos by powf(base, -2/rope_dim), glibc cosf/sinf, one product fused), written out again
+ * here; position 0 leaves every value unchanged (-0 may become +0); dimensions >= rope_dim are
+ * never touched; all paths give identical bits.
  */
 #include "bitnet.h"
 #include "fuzz_kernels_common.h"
@@ -60,13 +60,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                               "%s: pos %d pair %d norm %.9g became %.9g", isa, (int)pos, i, norm_in, norm_out);
                 if (pos == 0)
                     BN_FUZZ_CHECK(a == ya && c == yc, "%s: pos 0 changed pair %d", isa, i);
-                double theta = (double)pos * pow((double)base, -2.0 * i / rd);
-                if (fabs(theta) < 134217728.0) {
-                    double ea = a * cos(theta) - c * sin(theta), ec = a * sin(theta) + c * cos(theta);
-                    BN_FUZZ_CHECK(fabs(ea - ya) <= 1e-5 * norm_in + 1e-37 && fabs(ec - yc) <= 1e-5 * norm_in + 1e-37,
-                                  "%s: pos %d pair %d (theta %.17g) gave %a, %a; expected %a, %a", isa, (int)pos, i, theta,
-                                  (double)ya, (double)yc, ea, ec);
-                }
+                /* spec 4.1, written out again: the angle of pair i is (float)pos times
+                 * powf(base, -2.0f / rd) i times, in float; cosf, sinf; one product fused */
+                float theta = (float)pos;
+                const float theta_scale = powf(base, -2.0f / (float)rd);
+                for (int j = 0; j < i; j++) theta *= theta_scale;
+                const float cs = cosf(theta), sn = sinf(theta), c_sin = c * sn, c_cos = c * cs;
+                const float ea = fmaf(a, cs, -c_sin), ec = fmaf(a, sn, c_cos);
+                BN_FUZZ_CHECK(bn_fuzz_same_float(ea, ya) && bn_fuzz_same_float(ec, yc),
+                              "%s: pos %d pair %d (theta %.9g) gave %a, %a; spec 4.1 gives %a, %a", isa, (int)pos, i,
+                              (double)theta, (double)ya, (double)yc, (double)ea, (double)ec);
             }
         }
         if (k == 0) {

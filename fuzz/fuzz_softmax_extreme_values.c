@@ -8,10 +8,13 @@
  *   - max +inf: the k +inf entries get 1/k each (within 1e-6), the others exactly 0;
  *   - all -inf: every entry 1/n;
  *   - otherwise the outputs sum to 1 within 1e-5 (relative), the (first) maximal input gets the
- *     largest output, outputs are ordered like the inputs, and paths agree within 1e-5.
+ *     largest output, outputs are ordered like the inputs to within 4 ulp (ggml's polynomial
+ *     exp, spec section 4.1, is not exactly monotone), and every path gives the same bits.
  */
 #include "bitnet.h"
 #include "fuzz_kernels_common.h"
+
+#include <float.h>
 
 #define MAX_N 600
 
@@ -79,15 +82,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             for (int i = 0; i < n; i++) {
                 BN_FUZZ_CHECK(y[i] <= y[argmax], "%s: output %d (%a) above the max's (%a)", isa, i, (double)y[i],
                               (double)y[argmax]);
-                if (i > 0 && x[i] > x[i - 1]) BN_FUZZ_CHECK(y[i] >= y[i - 1], "%s: order broken at %d", isa, i);
-                if (i > 0 && x[i] < x[i - 1]) BN_FUZZ_CHECK(y[i] <= y[i - 1], "%s: order broken at %d", isa, i);
+                /* ggml's polynomial exp (spec 4.1) is monotone to within a few ulp, not exactly */
+                const double ulps = 4.0 * FLT_EPSILON;
+                if (i > 0 && x[i] > x[i - 1])
+                    BN_FUZZ_CHECK(y[i] >= y[i - 1] * (1.0 - ulps), "%s: order broken at %d", isa, i);
+                if (i > 0 && x[i] < x[i - 1])
+                    BN_FUZZ_CHECK(y[i] <= y[i - 1] * (1.0 + ulps), "%s: order broken at %d", isa, i);
             }
         }
         if (k == 0) {
             memcpy(first, y, (size_t)n * sizeof(float));
         } else {
             for (int i = 0; i < n; i++)
-                BN_FUZZ_CHECK(bn_fuzz_close(first[i], y[i], 1e-5f), "%s: output %d is %a, scalar %a", isa, i, (double)y[i],
+                BN_FUZZ_CHECK(bn_fuzz_same_float(first[i], y[i]), "%s: output %d is %a, scalar %a", isa, i, (double)y[i],
                               (double)first[i]);
         }
     }

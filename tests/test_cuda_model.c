@@ -5,10 +5,11 @@
  * 77 (skipped).
  *
  * Checks: a 40-token prompt prefilled in one batch and then 8 greedy decode steps give, at every
- * position, logits with cosine >= 0.999 against the CPU's, position 0 within 5e-3 absolute (spec
- * section 8's rule for position 0; the backends compute the same operations in the same order,
- * so positions are expected to agree far closer), and the same greedy tokens wherever the CPU's
- * top-2 gap is not a near-tie (< 1e-3). The GPU is also batch invariant (one sequence alone and
+ * position, logits bit-identical to the CPU's (both backends compute spec section 4.1's arithmetic
+ * operation by operation in the same order; the models' widths are multiples of 16, so not even
+ * SiLU's glibc-expf tail is involved); the cosine >= 0.999, position 0 within 5e-3 absolute and
+ * greedy agreement outside near-ties (< 1e-3) are still reported to say how far apart they are
+ * if they ever differ. The GPU is also batch invariant (one sequence alone and
  * the same sequence inside a batch with two others at other positions: identical logits, memcmp),
  * reports "cuda" as its backend and counts cuda.* kernels for the ternary product, attention and
  * RMSNorm in the registry (what receipts are built from).
@@ -137,10 +138,8 @@ static void compare(const char *path, const char *label, bool kv_f16, bool int8_
             identical += !memcmp(lc + (size_t)p * n_vocab, lg + (size_t)p * n_vocab, n_vocab * sizeof(float));
         printf("%s: min cosine %.6f, position 0 max abs diff %.3g, %d of %d positions identical\n", label,
                min_cos, max_abs0, identical, PROMPT + DECODE);
-        /* every op follows the CPU reference's formulas (attention with its sums in double), so
-         * logits are bit-identical but for a rare double-rounding boundary (then all later ones
-         * may differ a little) */
-        CHECKF(identical * 10 >= (PROMPT + DECODE) * 9, "%s: only %d of %d positions identical", label, identical,
+        /* every op computes the CPU reference's arithmetic in its order: identical logits */
+        CHECKF(identical == PROMPT + DECODE, "%s: only %d of %d positions identical", label, identical,
                PROMPT + DECODE);
         CHECKF(min_cos >= 0.999, "%s: min cosine %.6f < 0.999", label, min_cos);
         CHECKF(max_abs0 <= 5e-3, "%s: position 0 differs by %.3g", label, max_abs0);
@@ -179,7 +178,7 @@ static void batch_invariance(const char *path) {
     bn_batch_entry e[3 * N];
     for (int i = 0; i < N; i++) e[i] = (bn_batch_entry){a, i, tokens[i], true};
     CHECK_OK(bn_model_decode(gpu, e, N, alone, &err), &err);
-    /* b first gets a 300-token prefix so the batch spans two attention splits */
+    /* b first gets a 300-token prefix so the batch mixes contexts of very different lengths */
     bn_batch_entry *prefix = malloc(300 * sizeof *prefix);
     for (int i = 0; i < 300; i++) prefix[i] = (bn_batch_entry){b, i, (i * 7) % n_vocab, false};
     CHECK_OK(bn_model_decode(gpu, prefix, 300, NULL, &err), &err);

@@ -53,11 +53,22 @@ static void test_rmsnorm(void) {
     bn_rmsnorm(alone, batch + 5, wts, 1, 5, 1e-5f);
     bn_rmsnorm(batch, batch, wts, 3, 5, 1e-5f);
     CHECK(memcmp(alone, batch + 5, sizeof alone) == 0);
-    /* huge values: the sum of squares is taken in double, so no overflow */
+    /* huge values (spec 4.1, as bitnet.cpp): each square is rounded to float first, so 3e30^2
+     * overflows to inf, the scale is 1 / sqrt(inf) = 0 and the outputs are zeros; 3e18 squares
+     * to a finite 9e36 and normalizes as usual */
     float huge[2] = {3e30f, -4e30f}, outh[2];
     bn_rmsnorm(outh, huge, ones, 1, 2, 1e-6f);
+    CHECKF(outh[0] == 0.0f && outh[1] == 0.0f, "got %g %g", outh[0], outh[1]);
+    float large[2] = {3e18f, -4e18f};
+    bn_rmsnorm(outh, large, ones, 1, 2, 1e-6f);
     CHECK(close_rel(outh[0], 3.0 / sqrt(12.5), 1e-6) &&
           close_rel(outh[1], -4.0 / sqrt(12.5), 1e-6));
+    /* the squares are rounded to float before the double sum: 1 + 2^-12 squares to 1 + 2^-11
+     * in float (the 2^-24 term is lost), so the mean is exactly 1 + 2^-11 and with eps 0 the
+     * output is x / sqrtf(1 + 2^-11); a double square would keep the 2^-24 */
+    float one_plus[1] = {1.0f + 0x1p-12f}, out1[1];
+    bn_rmsnorm(out1, one_plus, ones, 1, 1, 0.0f);
+    CHECKF(out1[0] == one_plus[0] * (1.0f / sqrtf(1.0f + 0x1p-11f)), "got %a", out1[0]);
     CHECK(calls_of("cpu.rmsnorm.scalar") >= 4);
 }
 
@@ -80,12 +91,21 @@ static void test_rope(void) {
     bn_rope_neox(w, 1, 6, 4, 7, 10000.0f);
     CHECK(w[4] == 5.0f && w[5] == 6.0f);
     CHECK(close_rel(w[0], 1.0 * cos(7.0) - 3.0 * sin(7.0), 1e-6));
-    /* INT32_MAX: the angle 2147483647 rad reduced exactly (cos = -0.68883669..., sin =
-     * -0.72491655...), finite output, norm of every pair preserved */
+    /* INT32_MAX: the angle is (float)INT32_MAX = 2^31 (spec 4.1: theta starts as the float
+     * position), cos(2^31) = 0.23781619..., sin(2^31) = -0.97131017...; finite output, norm of
+     * every pair preserved */
     float big[4] = {1.0f, 0.0f, 0.0f, 0.0f};
     bn_rope_neox(big, 1, 4, 4, INT32_MAX, 500000.0f);
-    CHECKF(close_rel(big[0], -0.6888366918779438, 1e-6), "got %.9g", big[0]);
-    CHECKF(close_rel(big[2], -0.7249165551445564, 1e-6), "got %.9g", big[2]);
+    CHECKF(close_rel(big[0], 0.23781619457280337, 1e-6), "got %.9g", big[0]);
+    CHECKF(close_rel(big[2], -0.9713101757929392, 1e-6), "got %.9g", big[2]);
+    /* the angles of later pairs are iterated in float: pair 1 of head_dim 4, base 100 at pos 3
+     * is (float)3 * powf(100, -0.5f), and pair 2 of head_dim 8 at pos 7, base 10000, is
+     * (7 * ts) * ts with ts = powf(10000, -0.25f), each product rounded */
+    float p8[8] = {0, 0, 1.0f, 0, 0, 0, 0, 0};
+    bn_rope_neox(p8, 1, 8, 8, 7, 10000.0f);
+    const float ts = powf(10000.0f, -0.25f), theta2 = (7.0f * ts) * ts;
+    CHECKF(p8[2] == fmaf(1.0f, cosf(theta2), -(0.0f * sinf(theta2))) && p8[6] == sinf(theta2),
+           "got %a %a", p8[2], p8[6]);
     float r[2 * 128];
     for (int i = 0; i < 256; i++) r[i] = sinf((float)i) * 3.0f;
     double norms[128];

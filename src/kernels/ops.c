@@ -82,7 +82,7 @@ void bn_rope_neox_angles(float *cos_table, float *sin_table, int head_dim, int r
                          float freq_base) {
     uint64_t t0 = bn_kernel_begin();
     if (rope_dim > head_dim) rope_dim = head_dim;
-    bn_ref_rope_angles(cos_table, sin_table, 0, rope_dim / 2, rope_dim / 2 * 2, pos, freq_base);
+    bn_ref_rope_angles(cos_table, sin_table, rope_dim / 2, rope_dim / 2 * 2, pos, freq_base);
     count(&rope_angles_kernels, BN_ISA_SCALAR, t0);
 }
 
@@ -168,6 +168,10 @@ void bn_attention_heads(float *out, const float *q, const void *k_cache, const v
                         float *scratch, int head_begin, int head_end) {
     uint64_t t0 = bn_kernel_begin();
     bn_isa isa = path(true);
+    /* heads the SIMD kernels do not take run the reference (and are counted as such) */
+    if ((isa == BN_ISA_AVX512 && !bn_avx512_attention_supports(head_dim)) ||
+        (isa == BN_ISA_AVX2 && !bn_avx2_attention_supports(head_dim)))
+        isa = BN_ISA_SCALAR;
     switch (isa) {
     case BN_ISA_AVX512:
         bn_avx512_attention(out, q, k_cache, v_cache, kv_f16, n_heads, n_kv_heads, head_dim, pos,

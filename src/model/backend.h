@@ -49,7 +49,7 @@ struct bn_backend {
      * cache's storage type. */
     void (*attention)(bn_backend *backend, float *out, const float *q, const bn_batch_view *batch,
                       int layer);
-    /* out = act(gate) * up over n_values values (out may equal gate). */
+    /* out = act(gate) * up over n_values values, rows of the FFN width (out may equal gate). */
     void (*ffn_activation)(bn_backend *backend, float *out, const float *gate, const float *up,
                            size_t n_values, bn_ffn_activation activation);
     /* x += y over n_values values. */

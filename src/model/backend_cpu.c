@@ -213,15 +213,18 @@ static void cpu_attention(bn_backend *backend, float *out, const float *q, const
 
 static void cpu_ffn_activation(bn_backend *backend, float *out, const float *gate, const float *up,
                                size_t n_values, bn_ffn_activation activation) {
-    (void)backend;
+    if (activation == BN_FFN_SILU) {
+        /* SiLU's arithmetic depends on the place in the row (spec 4.1): one call per row */
+        const size_t width = (size_t)backend->config->ffn_dim;
+        for (size_t done = 0; done < n_values; done += width)
+            bn_silu_mul(out + done, gate + done, up + done, (int)(n_values - done < width ? n_values - done : width));
+        return;
+    }
     /* The kernels take int counts: go in slices. */
     const size_t slice = (size_t)1 << 30;
     for (size_t done = 0; done < n_values; done += slice) {
         int count = (int)(n_values - done < slice ? n_values - done : slice);
-        if (activation == BN_FFN_RELU2)
-            bn_relu2_mul(out + done, gate + done, up + done, count);
-        else
-            bn_silu_mul(out + done, gate + done, up + done, count);
+        bn_relu2_mul(out + done, gate + done, up + done, count);
     }
 }
 

@@ -7,9 +7,11 @@
  * repacked into the GPU layout of kernels/cuda/cuda_layout.h, F32 norms and F16 tables as they
  * are) and remembered in a table keyed by its host address, which is what forward.c passes
  * (norm weight pointers, &layer->wq, weights->output ...). Activation buffers and KV caches come
- * from alloc() as device memory. The small per-step host arrays (positions, KV cache entries) are
- * copied only when their content changed since the last copy, so a decode step uploads them once
- * although every layer passes them again.
+ * from alloc() as device memory. The small per-step host arrays (the RoPE angles of the chunk's
+ * positions, KV cache entries) are made and copied only when their content changed since the last
+ * copy, so a decode step uploads them once although every layer passes them again. The RoPE
+ * angles are computed here on the host with the CPU reference's bn_ref_rope_angles (glibc cosf
+ * and sinf, which the device cannot reproduce), so the rotation matches the CPU bit for bit.
  *
  * Errors: operations cannot fail in the backend table, so a failure inside one (a kernel launch,
  * the logits copy) is kept and reported by finish() at the end of the step, or by the next
@@ -19,6 +21,7 @@
 
 #ifdef BITNET_HAVE_CUDA
 
+#include "kernels/cpu/ref_ops.h"
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/cuda_layout.h"
 
@@ -46,10 +49,15 @@ typedef struct cuda_backend {
     /* scratch for chunks of up to `tokens` tokens */
     int tokens, max_context;
     int8_t *q;
-    float *scales, *partials, *logits;
-    int32_t *tokens_dev, *pos_dev, *rows_dev;
+    float *scales, *attention_scratch, *logits;
+    int32_t *tokens_dev, *rows_dev;
     bn_cuda_kv_entry *entries_dev;
-    /* what pos_dev and entries_dev hold (n < 0: nothing valid) */
+    /* RoPE: rope_half pairs per head; rope_host / rope_dev hold `tokens` rows of rope_half cos
+     * then rope_half sin values (bn_cuda_rope_neox's table) */
+    int rope_half;
+    float *rope_host, *rope_dev;
+    /* the positions whose angles rope_dev holds, and what entries_dev holds (n < 0: nothing
+     * valid) */
     int32_t *pos_shadow;
     int pos_shadow_n;
     bn_cuda_kv_entry *entries_host, *entries_shadow;
@@ -58,6 +66,7 @@ typedef struct cuda_backend {
      * (and gate and up) read the same input, which is then quantized once */
     const float *quant_x;
     int quant_n, quant_cols;
+    const bn_model_config *config;
     /* the first error of an operation, reported by finish() / reserve() */
     bn_error pending;
     char device_name[128];
@@ -204,12 +213,13 @@ static void cuda_release(bn_backend *backend, void *buffer) {
 }
 
 static void free_scratch(cuda_backend *cuda) {
-    bn_cuda_free(cuda->q), bn_cuda_free(cuda->scales), bn_cuda_free(cuda->partials);
-    bn_cuda_free(cuda->logits), bn_cuda_free(cuda->tokens_dev), bn_cuda_free(cuda->pos_dev);
+    bn_cuda_free(cuda->q), bn_cuda_free(cuda->scales), bn_cuda_free(cuda->attention_scratch);
+    bn_cuda_free(cuda->logits), bn_cuda_free(cuda->tokens_dev), bn_cuda_free(cuda->rope_dev);
     bn_cuda_free(cuda->rows_dev), bn_cuda_free(cuda->entries_dev);
-    free(cuda->pos_shadow), free(cuda->entries_host), free(cuda->entries_shadow);
-    cuda->q = NULL, cuda->scales = cuda->partials = cuda->logits = NULL;
-    cuda->tokens_dev = cuda->pos_dev = cuda->rows_dev = NULL;
+    free(cuda->pos_shadow), free(cuda->rope_host), free(cuda->entries_host), free(cuda->entries_shadow);
+    cuda->q = NULL, cuda->scales = cuda->attention_scratch = cuda->logits = NULL;
+    cuda->tokens_dev = cuda->rows_dev = NULL;
+    cuda->rope_dev = cuda->rope_host = NULL;
     cuda->entries_dev = NULL;
     cuda->pos_shadow = NULL, cuda->entries_host = cuda->entries_shadow = NULL;
     cuda->tokens = cuda->max_context = 0;
@@ -234,26 +244,29 @@ static bn_status cuda_reserve(bn_backend *backend, int n_tokens, int max_context
     const size_t nt = (size_t)n_tokens;
     const size_t width = (size_t)(c->dim > c->ffn_dim ? c->dim : c->ffn_dim);
     const size_t logit_rows = nt < LOGIT_ROWS ? nt : LOGIT_ROWS;
-    const size_t partials = bn_cuda_attention_scratch_floats(n_tokens, c->n_heads, c->head_dim, max_context);
+    const size_t attention = bn_cuda_attention_scratch_floats(n_tokens, c->n_heads, max_context);
+    const size_t rope_floats = nt * 2 * (size_t)(cuda->rope_half > 0 ? cuda->rope_half : 1);
     bn_status st = bn_cuda_malloc((void **)&cuda->q, nt * width, "quantized activations", err);
     if (st == BN_OK)
         st = bn_cuda_malloc((void **)&cuda->scales, nt * sizeof(float), "activation scales", err);
     if (st == BN_OK)
-        st = bn_cuda_malloc((void **)&cuda->partials, partials * sizeof(float), "attention partials", err);
+        st = bn_cuda_malloc((void **)&cuda->attention_scratch, attention * sizeof(float), "attention scores", err);
     if (st == BN_OK)
         st = bn_cuda_malloc((void **)&cuda->logits, logit_rows * (size_t)c->n_vocab * sizeof(float), "logits",
                             err);
     if (st == BN_OK) st = bn_cuda_malloc((void **)&cuda->tokens_dev, nt * sizeof(int32_t), "token ids", err);
-    if (st == BN_OK) st = bn_cuda_malloc((void **)&cuda->pos_dev, nt * sizeof(int32_t), "positions", err);
+    if (st == BN_OK)
+        st = bn_cuda_malloc((void **)&cuda->rope_dev, rope_floats * sizeof(float), "RoPE angles", err);
     if (st == BN_OK) st = bn_cuda_malloc((void **)&cuda->rows_dev, nt * sizeof(int32_t), "logit rows", err);
     if (st == BN_OK)
         st = bn_cuda_malloc((void **)&cuda->entries_dev, nt * sizeof(bn_cuda_kv_entry), "KV cache entries",
                             err);
     if (st == BN_OK) {
         cuda->pos_shadow = malloc(nt * sizeof *cuda->pos_shadow);
+        cuda->rope_host = malloc(rope_floats * sizeof *cuda->rope_host);
         cuda->entries_host = malloc(nt * sizeof *cuda->entries_host);
         cuda->entries_shadow = malloc(nt * sizeof *cuda->entries_shadow);
-        if (!cuda->pos_shadow || !cuda->entries_host || !cuda->entries_shadow)
+        if (!cuda->pos_shadow || !cuda->rope_host || !cuda->entries_host || !cuda->entries_shadow)
             st = bn_error_set(err, BN_ERR_NOMEM, "CUDA backend: out of host memory for %d tokens", n_tokens);
     }
     if (st != BN_OK) {
@@ -271,11 +284,21 @@ static void upload_or_keep(cuda_backend *cuda, void *device, const void *host, s
     if (bn_cuda_upload(cuda->ctx, device, host, bytes, &e) != BN_OK) keep_error(cuda, &e);
 }
 
-/* pos_dev holds pos[0..n) afterwards. */
-static void sync_positions(cuda_backend *cuda, const int32_t *pos, int n) {
+/* rope_dev holds the angles of pos[0..n) afterwards: row t = bn_ref_rope_angles of pos[t] (the
+ * CPU backend's tables, bn_rope_neox_angles, are the same call). */
+static void sync_rope_angles(cuda_backend *cuda, const int32_t *pos, int n) {
+    const bn_model_config *c = cuda->config;
+    const int half = cuda->rope_half;
     size_t bytes = (size_t)n * sizeof *pos;
     if (cuda->pos_shadow_n == n && !memcmp(cuda->pos_shadow, pos, bytes)) return;
-    upload_or_keep(cuda, cuda->pos_dev, pos, bytes);
+    for (int t = 0; t < n; t++) {
+        float *row = cuda->rope_host + (size_t)t * 2 * (size_t)half;
+        if (t > 0 && pos[t] == pos[t - 1])
+            memcpy(row, row - 2 * (size_t)half, 2 * (size_t)half * sizeof *row);
+        else
+            bn_ref_rope_angles(row, row + half, half, 2 * half, pos[t], c->rope_base);
+    }
+    upload_or_keep(cuda, cuda->rope_dev, cuda->rope_host, (size_t)n * 2 * (size_t)half * sizeof(float));
     memcpy(cuda->pos_shadow, pos, bytes);
     cuda->pos_shadow_n = n;
 }
@@ -330,8 +353,9 @@ static void cuda_rope(bn_backend *backend, float *x, int n_heads, const int32_t 
     cuda_backend *cuda = impl_of(backend);
     const bn_model_config *c = backend->config;
     activations_changed(cuda);
-    sync_positions(cuda, pos, n);
-    bn_cuda_rope_neox(cuda->ctx, x, n_heads, c->head_dim, c->rope_dim, cuda->pos_dev, n, c->rope_base);
+    if (n <= 0 || cuda->rope_half <= 0) return; /* nothing rotates */
+    sync_rope_angles(cuda, pos, n);
+    bn_cuda_rope_neox(cuda->ctx, x, n_heads, c->head_dim, c->rope_dim, cuda->rope_dev, n);
 }
 
 static void cuda_kv_store(bn_backend *backend, const bn_batch_view *batch, int layer, const float *k,
@@ -354,13 +378,15 @@ static void cuda_attention(bn_backend *backend, float *out, const float *q, cons
     for (int t = 0; t < batch->n; t++)
         if (batch->pos[t] > max_pos) max_pos = batch->pos[t];
     bn_cuda_attention(cuda->ctx, out, q, cuda->entries_dev, batch->n, layer, c->n_heads, c->n_kv_heads,
-                      c->head_dim, batch->caches[0]->f16, max_pos, cuda->partials);
+                      c->head_dim, batch->caches[0]->f16, max_pos, cuda->attention_scratch);
 }
 
 static void cuda_ffn_activation(bn_backend *backend, float *out, const float *gate, const float *up,
                                 size_t n_values, bn_ffn_activation activation) {
     activations_changed(impl_of(backend));
-    bn_cuda_ffn_activation(impl_of(backend)->ctx, out, gate, up, n_values, activation == BN_FFN_RELU2);
+    /* SiLU's arithmetic depends on the place in the row (spec 4.1): rows of the FFN width */
+    bn_cuda_ffn_activation(impl_of(backend)->ctx, out, gate, up, n_values, (size_t)backend->config->ffn_dim,
+                           activation == BN_FFN_RELU2);
 }
 
 static void cuda_add(bn_backend *backend, float *x, const float *y, size_t n_values) {
@@ -457,6 +483,8 @@ bn_status bn_backend_cuda_create(const bn_model_config *config, const bn_model_w
     backend->impl = cuda;
     backend->config = config;
     backend->destroy = cuda_destroy;
+    cuda->config = config;
+    cuda->rope_half = bn_cuda_rope_half(config->head_dim, config->rope_dim);
     /* weights: 4 norms and 7 projections per layer, 5 tables and norms; table at most half full */
     size_t needed = (size_t)config->n_layers * 11 + 8;
     cuda->capacity = 16;

@@ -11,6 +11,7 @@
  */
 #include "model/backend.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,6 +58,19 @@ static bn_status state_reserve(bn_forward_state *s, bn_backend *backend, const b
     return BN_OK;
 }
 
+/* Hands the result of an op to the model's observer (bn_model_set_observer), under the name
+ * bitnet.cpp's graph gives it ("<name>-<layer>", or just name for layer -1) and ggml's op. */
+static void observe(const bn_model *model, const char *name, int layer, const char *op,
+                    const float *rows, int n, int width) {
+    if (!model->observer) return;
+    char full[64];
+    if (layer >= 0)
+        snprintf(full, sizeof full, "%s-%d", name, layer);
+    else
+        snprintf(full, sizeof full, "%s", name);
+    model->observer(model->observer_context, full, op, rows, model->state.pos, n, width);
+}
+
 /* ys[i] = ws[i] x for projections of the same input (Q, K, V; gate, up), together where the
  * backend can (one quantization of x, one dispatch), else one by one; the results are the same. */
 static void linear_parts(bn_backend *be, float *const *ys, const bn_linear *const *ws, int n_parts,
@@ -95,36 +109,54 @@ bn_status bn_model_forward(bn_model *model, const bn_batch_entry *entries, int n
 
     /* token embedding */
     be->embed(be, s->x, w, s->tokens, n);
+    observe(model, "inp_embd", -1, "GET_ROWS", s->x, n, c->dim);
 
     for (int l = 0; l < c->n_layers; l++) {
         const bn_layer_weights *lw = &w->layers[l];
 
         /* attention: q, k, v from the normed residual */
         be->rmsnorm(be, s->xb, s->x, lw->attn_norm, n, c->dim, eps);
+        observe(model, "attn_norm", l, "MUL", s->xb, n, c->dim);
         linear_parts(be, (float *const[]){s->q, s->k, s->v},
                      (const bn_linear *const[]){&lw->wq, &lw->wk, &lw->wv}, 3, s->xb, n);
+        observe(model, "Qcur", l, "MUL_MAT", s->q, n, c->dim);
+        observe(model, "Kcur", l, "MUL_MAT", s->k, n, c->kv_dim);
+        observe(model, "Vcur", l, "MUL_MAT", s->v, n, c->kv_dim);
 
         /* rotary position embedding (NEOX pairs) on q and k */
         be->rope(be, s->q, c->n_heads, s->pos, n);
         be->rope(be, s->k, c->n_kv_heads, s->pos, n);
+        observe(model, "Qcur", l, "ROPE", s->q, n, c->dim);
+        observe(model, "Kcur", l, "ROPE", s->k, n, c->kv_dim);
 
         /* K/V into each sequence's cache, then causal attention reading them back */
         be->kv_store(be, &batch, l, s->k, s->v);
         be->attention(be, s->att, s->q, &batch, l);
+        observe(model, "kqv_out", l, "CONT", s->att, n, c->dim);
 
         /* sub-norm, output projection, residual */
         be->rmsnorm(be, s->att, s->att, lw->attn_sub_norm, n, c->dim, eps);
+        observe(model, "attn_sub_norm", l, "MUL", s->att, n, c->dim);
         be->linear(be, s->xb, &lw->wo, s->att, n);
+        observe(model, "attn_o_out", l, "MUL_MAT", s->xb, n, c->dim);
         be->add(be, s->x, s->xb, n_dim);
+        observe(model, "ffn_inp", l, "ADD", s->x, n, c->dim);
 
         /* FFN: act(gate) * up, sub-norm, down projection, residual */
         be->rmsnorm(be, s->xb, s->x, lw->ffn_norm, n, c->dim, eps);
+        observe(model, "ffn_norm", l, "MUL", s->xb, n, c->dim);
         linear_parts(be, (float *const[]){s->hb, s->hb2},
                      (const bn_linear *const[]){&lw->w_gate, &lw->w_up}, 2, s->xb, n);
+        observe(model, "ffn_gate", l, "MUL_MAT", s->hb, n, c->ffn_dim);
+        observe(model, "ffn_up", l, "MUL_MAT", s->hb2, n, c->ffn_dim);
         be->ffn_activation(be, s->hb, s->hb, s->hb2, (size_t)n * (size_t)c->ffn_dim, c->ffn_activation);
+        observe(model, "ffn_out", l, "MUL", s->hb, n, c->ffn_dim);
         be->rmsnorm(be, s->hb, s->hb, lw->ffn_sub_norm, n, c->ffn_dim, eps);
+        observe(model, "ffn_sub_norm", l, "MUL", s->hb, n, c->ffn_dim);
         be->linear(be, s->xb, &lw->w_down, s->hb, n);
+        observe(model, "ffn_down", l, "MUL_MAT", s->xb, n, c->dim);
         be->add(be, s->x, s->xb, n_dim);
+        observe(model, "l_out", l, "ADD", s->x, n, c->dim);
     }
 
     /* final norm and LM head, only for the entries that want logits */
@@ -132,6 +164,14 @@ bn_status bn_model_forward(bn_model *model, const bn_batch_entry *entries, int n
         be->gather_rows(be, s->out, s->x, s->logit_rows, n_out, c->dim);
         be->rmsnorm(be, s->out, s->out, w->output_norm, n_out, c->dim, eps);
         be->lm_head(be, logits, w, s->out, n_out);
+        if (model->observer)
+            for (int i = 0; i < n_out; i++) {
+                const int32_t *pos = &s->pos[s->logit_rows[i]];
+                model->observer(model->observer_context, "result_norm", "MUL",
+                                s->out + (size_t)i * (size_t)c->dim, pos, 1, c->dim);
+                model->observer(model->observer_context, "result_output", "MUL_MAT",
+                                logits + (size_t)i * (size_t)c->n_vocab, pos, 1, c->n_vocab);
+            }
     }
     /* a device backend reports here what failed in its queued work */
     return be->finish ? be->finish(be, err) : BN_OK;

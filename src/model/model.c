@@ -84,6 +84,17 @@ void bn_model_free(bn_model *model) {
 
 const bn_model_config *bn_model_get_config(const bn_model *model) { return &model->config; }
 const bn_model_options *bn_model_get_options(const bn_model *model) { return &model->options; }
+
+bn_status bn_model_set_observer(bn_model *model, bn_tensor_observer fn, void *context,
+                                bn_error *err) {
+    if (fn && strcmp(model->backend->name, "cpu") != 0)
+        return bn_error_set(err, BN_ERR_INVALID,
+                            "intermediate results can be observed on the CPU backend only (not %s)",
+                            model->backend->name);
+    model->observer = fn;
+    model->observer_context = context;
+    return BN_OK;
+}
 const bn_gguf *bn_model_get_gguf(const bn_model *model) { return model->gguf; }
 const char *bn_model_backend_name(const bn_model *model) { return model->backend->name; }
 const char *bn_model_gpu_name(const bn_model *model) { return bn_backend_cuda_device(model->backend); }

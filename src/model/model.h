@@ -128,4 +128,15 @@ typedef struct bn_batch_entry {
 bn_status bn_model_decode(bn_model *model, const bn_batch_entry *entries, int n, float *logits_out,
                           bn_error *err);
 
+/* Observer of the forward pass's intermediate results, for layer-by-layer comparisons with a
+ * reference: called after each operation with the name bitnet.cpp's graph gives that result
+ * ("attn_norm-3", "Qcur-3", ...; see forward.c), ggml's op name ("MUL_MAT", "ROPE", ...), and
+ * the n rows of width floats (host memory, valid during the call) of the chunk's entries at
+ * positions pos[0..n-1]. CPU backend only (BN_ERR_INVALID for a device backend); fn NULL turns
+ * it off. */
+typedef void (*bn_tensor_observer)(void *context, const char *name, const char *op,
+                                   const float *rows, const int32_t *pos, int n, int width);
+bn_status bn_model_set_observer(bn_model *model, bn_tensor_observer fn, void *context,
+                                bn_error *err);
+
 #endif

@@ -103,6 +103,8 @@ struct bn_model {
     bn_threadpool *pool;        /* owned; NULL for one thread */
     bn_backend *backend;        /* owned */
     bn_forward_state state;
+    bn_tensor_observer observer; /* bn_model_set_observer; NULL: none */
+    void *observer_context;
 };
 
 /* config.c: reads the hyper-parameters from metadata; errors name the key. */

@@ -1,20 +1,14 @@
 /*
  * ops_avx2.c: AVX2 + FMA + F16C paths of the non-matmul ops (declared in ops_isa.h; semantics in
- * ref_ops.h). Element-wise float formulas use the same operations in the same order as the
- * scalar reference (no FMA contraction), so they are bit-identical to it; reductions (RMSNorm,
- * softmax denominator, attention) use vector lanes and differ from the reference only by
- * summation order. exp is a vector implementation accurate to about 2 ulp (see exp8).
- *
- * Softmax and attention follow the reference formula by formula in double: dot products and
- * weighted sums of floats accumulate in double (each product is exact there, so only the order
- * of the additions differs, by double rounding), and softmax's exp is evaluated in double
- * (exp4d, a few double ulps) and rounded to float as the reference's (float)exp(). So they give
- * the reference's floats except where a double result lies within a few double ulps of a float
- * rounding boundary (about 1e-8 of the values), and the CPU paths and the CUDA backend, which
- * does the same, stay together in a greedy run instead of parting at the first int8 rounding
- * flip that a last-bit difference would cause.
+ * ref_ops.h). Each gives the scalar reference's bits: element-wise formulas use the same
+ * operations in the same order (FMA exactly where the reference has fmaf), and the ops of spec
+ * section 4.1 keep ggml's 16-lane order in pairs of 8-lane registers (low = lanes 0-7, high =
+ * lanes 8-15). The auxiliary SiLU/GELU activations use a vector exp accurate to about 2 ulp
+ * (exp8) and are within 1e-5 relative of the reference.
  */
 #include "kernels/cpu/ops_isa.h"
+
+#include "kernels/cpu/exact_arith.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -63,31 +57,38 @@ static inline __m256 exp8(__m256 x) {
     return _mm256_blendv_ps(result, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
 }
 
-/* exp(x) for 4 doubles: x = n ln2 + r with |r| <= ln2/2 (ln2 in two parts, FMA reduction),
- * exp(r) by its Taylor series to degree 13 (truncation below 1e-17 relative), times 2^n built in
- * the exponent field. A few double ulps. x is clamped to [-110, 89], where the float result is 0
- * or +inf anyway; NaN is not expected (softmax handles NaN rows first). */
-static inline __m256d exp4d(__m256d x) {
-    __m256d xc = _mm256_min_pd(_mm256_max_pd(x, _mm256_set1_pd(-110.0)), _mm256_set1_pd(89.0));
-    __m256d n = _mm256_round_pd(_mm256_mul_pd(xc, _mm256_set1_pd(1.4426950408889634)),
-                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256d r = _mm256_fnmadd_pd(n, _mm256_set1_pd(6.93147180369123816490e-01), xc);
-    r = _mm256_fnmadd_pd(n, _mm256_set1_pd(1.90821492927058770002e-10), r);
-    __m256d p = _mm256_set1_pd(bn_exp_inv_factorial[13]);
-    for (int k = 12; k >= 0; k--) p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(bn_exp_inv_factorial[k]));
-    __m256i e = _mm256_cvtepi32_epi64(_mm256_cvtpd_epi32(n));
-    e = _mm256_slli_epi64(_mm256_add_epi64(e, _mm256_set1_epi64x(1023)), 52);
-    return _mm256_mul_pd(p, _mm256_castsi256_pd(e));
+/* bn_expf_ggml on 8 floats: ggml_v_expf's operations; 2^n (|n| <= 192) applied as two exact
+ * powers of two, so the result rounds once, as vscalefps does. */
+static inline __m256 expf_ggml8(__m256 x) {
+    const __m256 shift = _mm256_set1_ps(BN_EXPF_SHIFT);
+    const __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(BN_EXPF_LOG2E), shift);
+    const __m256 n = _mm256_sub_ps(z, shift);
+    const __m256 b = _mm256_fnmadd_ps(n, _mm256_set1_ps(BN_EXPF_LN2_LO),
+                                      _mm256_fnmadd_ps(n, _mm256_set1_ps(BN_EXPF_LN2_HI), x));
+    const __m256 u = _mm256_mul_ps(b, b);
+    const __m256 j = _mm256_fmadd_ps(
+        _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(BN_EXPF_C5), b, _mm256_set1_ps(BN_EXPF_C4)), u,
+                        _mm256_fmadd_ps(_mm256_set1_ps(BN_EXPF_C3), b, _mm256_set1_ps(BN_EXPF_C2))),
+        u, _mm256_fmadd_ps(_mm256_set1_ps(BN_EXPF_C1), b, _mm256_set1_ps(1.0f)));
+    const __m256 abs_n = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), n);
+    const __m256 big = _mm256_cmp_ps(abs_n, _mm256_set1_ps(BN_EXPF_N_LIMIT), _CMP_GT_OQ);
+    const __m256i ni = _mm256_cvttps_epi32(_mm256_andnot_ps(big, n)); /* 0 where big or NaN */
+    const __m256i n1 = _mm256_srai_epi32(ni, 1), n2 = _mm256_sub_epi32(ni, n1);
+    const __m256i bias = _mm256_set1_epi32(127);
+    const __m256 p1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
+    const __m256 p2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
+    const __m256 result = _mm256_mul_ps(_mm256_mul_ps(j, p1), p2);
+    const __m256 non_positive = _mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_LE_OQ);
+    const __m256 limit = _mm256_andnot_ps(non_positive, _mm256_set1_ps(INFINITY));
+    return _mm256_blendv_ps(result, limit, big);
 }
 
-/* (float)exp((double)(x[i] - max)) for 8 floats: stored back and returned. */
-static inline __m256 softmax_exp8(float *x, __m256 vm) {
-    __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x), vm);
-    __m128 e0 = _mm256_cvtpd_ps(exp4d(_mm256_cvtps_pd(_mm256_castps256_ps128(d))));
-    __m128 e1 = _mm256_cvtpd_ps(exp4d(_mm256_cvtps_pd(_mm256_extractf128_ps(d, 1))));
-    __m256 e = _mm256_insertf128_ps(_mm256_castps128_ps256(e0), e1, 1);
-    _mm256_storeu_ps(x, e);
-    return e;
+/* bn_tree16 of 16 lanes held as low (0-7) and high (8-15). */
+static inline float tree16(__m256 low, __m256 high) {
+    const __m256 a = _mm256_add_ps(low, high);
+    const __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    const __m128 c = _mm_add_ps(b, _mm_movehl_ps(b, b));
+    return _mm_cvtss_f32(_mm_add_ss(c, _mm_movehdup_ps(c)));
 }
 
 /* Loads n < 8 floats (rest zero). */
@@ -111,23 +112,29 @@ void bn_avx2_rmsnorm(float *out, const float *x, const float *weight, int n_toke
     for (int t = 0; t < n_tokens; t++) {
         const float *xt = x + (size_t)t * (size_t)cols;
         float *ot = out + (size_t)t * (size_t)cols;
+        /* the float squares summed in double lanes; the reference's sequential sum where the
+         * lanes could round the mean differently (bn_rmsnorm_mean_certain) */
         __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
         __m256d a2 = _mm256_setzero_pd(), a3 = _mm256_setzero_pd();
         int i = 0;
         for (; i + 16 <= cols; i += 16) {
             __m256 v = _mm256_loadu_ps(xt + i), u = _mm256_loadu_ps(xt + i + 8);
-            __m256d v0 = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
-            __m256d v1 = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
-            __m256d u0 = _mm256_cvtps_pd(_mm256_castps256_ps128(u));
-            __m256d u1 = _mm256_cvtps_pd(_mm256_extractf128_ps(u, 1));
-            a0 = _mm256_fmadd_pd(v0, v0, a0);
-            a1 = _mm256_fmadd_pd(v1, v1, a1);
-            a2 = _mm256_fmadd_pd(u0, u0, a2);
-            a3 = _mm256_fmadd_pd(u1, u1, a3);
+            v = _mm256_mul_ps(v, v);
+            u = _mm256_mul_ps(u, u);
+            a0 = _mm256_add_pd(a0, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+            a1 = _mm256_add_pd(a1, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+            a2 = _mm256_add_pd(a2, _mm256_cvtps_pd(_mm256_castps256_ps128(u)));
+            a3 = _mm256_add_pd(a3, _mm256_cvtps_pd(_mm256_extractf128_ps(u, 1)));
         }
-        double ss = hsum4d(_mm256_add_pd(_mm256_add_pd(a0, a1), _mm256_add_pd(a2, a3)));
-        for (; i < cols; i++) ss += (double)xt[i] * (double)xt[i];
-        float scale = (float)(1.0 / sqrt(ss / cols + (double)eps));
+        double lanes = hsum4d(_mm256_add_pd(_mm256_add_pd(a0, a1), _mm256_add_pd(a2, a3)));
+        for (; i < cols; i++) {
+            const float square = xt[i] * xt[i];
+            lanes += (double)square;
+        }
+        float mean;
+        if (!bn_rmsnorm_mean_certain(lanes, cols, &mean))
+            mean = bn_rmsnorm_mean(bn_ref_sum_squares(xt, cols), cols);
+        const float scale = bn_rmsnorm_scale(mean, eps);
         __m256 vs = _mm256_set1_ps(scale);
         i = 0;
         for (; i + 8 <= cols; i += 8)
@@ -137,45 +144,46 @@ void bn_avx2_rmsnorm(float *out, const float *x, const float *weight, int n_toke
     }
 }
 
-/* Rotates dims [i0, i0 + count) of every head with the table entries c[0..count), s[0..count). */
-static void rope_rotate(float *x, int n_heads, int head_dim, int half, int i0, int count,
-                        const float *c, const float *s) {
+/* Rotates dims [0, half) with [half, 2 half) of every head (bn_ref_rope_neox_table's fmaf:
+ * x1 * s and x1 * c rounded, the other product fused). */
+static void rope_rotate(float *x, int n_heads, int head_dim, int half, const float *c,
+                        const float *s) {
     for (int h = 0; h < n_heads; h++) {
-        float *x0 = x + (size_t)h * (size_t)head_dim + i0;
+        float *x0 = x + (size_t)h * (size_t)head_dim;
         float *x1 = x0 + half;
         int j = 0;
-        for (; j + 8 <= count; j += 8) {
+        for (; j + 8 <= half; j += 8) {
             __m256 a = _mm256_loadu_ps(x0 + j), b = _mm256_loadu_ps(x1 + j);
             __m256 vc = _mm256_loadu_ps(c + j), vs = _mm256_loadu_ps(s + j);
-            _mm256_storeu_ps(x0 + j, _mm256_sub_ps(_mm256_mul_ps(a, vc), _mm256_mul_ps(b, vs)));
-            _mm256_storeu_ps(x1 + j, _mm256_add_ps(_mm256_mul_ps(a, vs), _mm256_mul_ps(b, vc)));
+            _mm256_storeu_ps(x0 + j, _mm256_fmsub_ps(a, vc, _mm256_mul_ps(b, vs)));
+            _mm256_storeu_ps(x1 + j, _mm256_fmadd_ps(a, vs, _mm256_mul_ps(b, vc)));
         }
-        for (; j < count; j++) {
-            float a = x0[j], b = x1[j];
-            x0[j] = a * c[j] - b * s[j];
-            x1[j] = a * s[j] + b * c[j];
+        for (; j < half; j++) {
+            const float a = x0[j], b = x1[j];
+            const float b_sin = b * s[j], b_cos = b * c[j];
+            x0[j] = fmaf(a, c[j], -b_sin);
+            x1[j] = fmaf(a, s[j], b_cos);
         }
     }
 }
 
-#define ROPE_CHUNK 128
-
 void bn_avx2_rope_neox(float *x, int n_heads, int head_dim, int rope_dim, int32_t pos,
                        float freq_base) {
     if (rope_dim > head_dim) rope_dim = head_dim;
-    int half = rope_dim / 2;
-    float c[ROPE_CHUNK], s[ROPE_CHUNK];
-    for (int i0 = 0; i0 < half; i0 += ROPE_CHUNK) {
-        int count = half - i0 < ROPE_CHUNK ? half - i0 : ROPE_CHUNK;
-        bn_ref_rope_angles(c, s, i0, count, 2 * half, pos, freq_base);
-        rope_rotate(x, n_heads, head_dim, half, i0, count, c, s);
+    const int half = rope_dim / 2;
+    float c[256], s[256];
+    if (half > 256) { /* the reference computes its own angles for very wide heads */
+        bn_ref_rope_neox(x, n_heads, head_dim, rope_dim, pos, freq_base);
+        return;
     }
+    bn_ref_rope_angles(c, s, half, 2 * half, pos, freq_base);
+    rope_rotate(x, n_heads, head_dim, half, c, s);
 }
 
 void bn_avx2_rope_neox_table(float *x, int n_heads, int head_dim, int rope_dim,
                              const float *cos_table, const float *sin_table) {
     if (rope_dim > head_dim) rope_dim = head_dim;
-    rope_rotate(x, n_heads, head_dim, rope_dim / 2, 0, rope_dim / 2, cos_table, sin_table);
+    rope_rotate(x, n_heads, head_dim, rope_dim / 2, cos_table, sin_table);
 }
 
 void bn_avx2_softmax(float *x, int n) {
@@ -197,25 +205,25 @@ void bn_avx2_softmax(float *x, int n) {
             max = x[i];
     }
     if (bn_ref_softmax_special(x, n, max, has_nan)) return;
-    /* as the reference: e = (float)exp((double)(x - max)), the sum of the e in double */
-    __m256 vm = _mm256_set1_ps(max);
-    __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
-    i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 e = softmax_exp8(x + i, vm);
-        s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
-        s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
-    }
-    double sum = hsum4d(_mm256_add_pd(s0, s1));
-    if (i < n) {
-        float tmp[8] = {0};
-        int rest = n - i;
-        memcpy(tmp, x + i, (size_t)rest * sizeof(float));
-        softmax_exp8(tmp, vm);
-        for (int j = 0; j < rest; j++) {
-            x[i + j] = tmp[j];
-            sum += tmp[j];
+    /* e = expf_ggml(x - max), each 16-element chunk (zero past n) summed by the lane tree, the
+     * chunk sums in double */
+    const __m256 vm = _mm256_set1_ps(max);
+    double sum = 0.0;
+    for (i = 0; i < n; i += 16) {
+        float chunk[16] = {0};
+        const int count = n - i < 16 ? n - i : 16;
+        memcpy(chunk, x + i, (size_t)count * sizeof(float));
+        __m256 e0 = expf_ggml8(_mm256_sub_ps(_mm256_loadu_ps(chunk), vm));
+        __m256 e1 = expf_ggml8(_mm256_sub_ps(_mm256_loadu_ps(chunk + 8), vm));
+        if (count < 16) { /* lanes past n count as 0 */
+            const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            e0 = _mm256_and_ps(e0, _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(count), lane)));
+            e1 = _mm256_and_ps(e1, _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(count - 8), lane)));
         }
+        _mm256_storeu_ps(chunk, e0);
+        _mm256_storeu_ps(chunk + 8, e1);
+        memcpy(x + i, chunk, (size_t)count * sizeof(float));
+        sum += (double)tree16(e0, e1);
     }
     __m256 inv = _mm256_set1_ps((float)(1.0 / sum));
     i = 0;
@@ -264,16 +272,15 @@ static inline __m256 gelu8(__m256 x) {
 }
 
 void bn_avx2_silu_mul(float *out, const float *gate, const float *up, int n) {
+    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+    const int full = n - n % BN_EXACT_LANES;
     int i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(out + i,
-                         _mm256_mul_ps(silu8(_mm256_loadu_ps(gate + i)), _mm256_loadu_ps(up + i)));
-    if (i < n) {
-        int rest = n - i;
-        store_partial(
-            out + i, _mm256_mul_ps(silu8(load_partial(gate + i, rest)), load_partial(up + i, rest)),
-            rest);
+    for (; i < full; i += 8) {
+        const __m256 x = _mm256_loadu_ps(gate + i);
+        const __m256 silu = _mm256_div_ps(x, _mm256_add_ps(one, expf_ggml8(_mm256_sub_ps(zero, x))));
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(silu, _mm256_loadu_ps(up + i)));
     }
+    for (; i < n; i++) out[i] = (gate[i] / (1.0f + expf(-gate[i]))) * up[i];
 }
 
 void bn_avx2_add(float *x, const float *y, int n) {
@@ -321,152 +328,81 @@ static inline __m256 load_kv8(const void *cache, bool f16, size_t index) {
     return _mm256_loadu_ps((const float *)cache + index);
 }
 
-static inline float kv_value(const void *cache, bool f16, size_t index) {
-    if (f16) return _cvtsh_ss(((const uint16_t *)cache)[index]);
-    return ((const float *)cache)[index];
+/* Largest head_dim (a multiple of 16) these kernels take; others run the reference
+ * (kernels/ops.c). */
+#define ATTN_MAX_HEAD_DIM 256
+
+bool bn_avx2_attention_supports(int head_dim) {
+    return head_dim % 16 == 0 && head_dim <= ATTN_MAX_HEAD_DIM;
 }
 
-/* 8 cache values as two halves of doubles. */
-static inline void load_kv8d(const void *cache, bool f16, size_t index, __m256d *lo, __m256d *hi) {
-    __m256 v = load_kv8(cache, f16, index);
-    *lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
-    *hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
-}
-
-/* q . k_t over the vector part of head_dim in double as the reference (products of floats are
- * exact in double): for one position, and for four consecutive ones sharing the q conversions
- * (each keeps its own named accumulator pair, so nothing spills and grouping changes nothing);
- * the caller adds the scalar tail. */
-static inline double dot1(const float *qh, const void *k_cache, bool f16, size_t base, int vec_dim) {
-    __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
-    for (int d = 0; d < vec_dim; d += 8) {
-        __m256 qv = _mm256_loadu_ps(qh + d);
-        __m256d k0, k1;
-        load_kv8d(k_cache, f16, base + (size_t)d, &k0, &k1);
-        a0 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(qv)), k0, a0);
-        a1 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(qv, 1)), k1, a1);
+/* bn_ref_score_dot of one position: ggml's 4 accumulators of 16 lanes as 8 registers. */
+static inline float score_dot(const float *qv, const void *k_cache, bool f16, size_t base,
+                              int head_dim) {
+    const int full = head_dim - head_dim % BN_SCORE_STEP;
+    __m256 acc[8];
+    for (int a = 0; a < 8; a++) acc[a] = _mm256_setzero_ps();
+    for (int d = 0; d < full; d += BN_SCORE_STEP)
+        for (int a = 0; a < 8; a++)
+            acc[a] = _mm256_fmadd_ps(_mm256_loadu_ps(qv + d + 8 * a),
+                                     load_kv8(k_cache, f16, base + (size_t)(d + 8 * a)), acc[a]);
+    /* accumulator k of ggml is acc[2k] (lanes 0-7) and acc[2k + 1] (lanes 8-15) */
+    const __m256 low = _mm256_add_ps(_mm256_add_ps(acc[0], acc[4]), _mm256_add_ps(acc[2], acc[6]));
+    const __m256 high = _mm256_add_ps(_mm256_add_ps(acc[1], acc[5]), _mm256_add_ps(acc[3], acc[7]));
+    double sum = (double)tree16(low, high);
+    if (full < head_dim) {
+        float products[BN_SCORE_STEP];
+        for (int d = full; d < head_dim; d += 8)
+            _mm256_storeu_ps(products + (d - full),
+                             _mm256_mul_ps(_mm256_loadu_ps(qv + d), load_kv8(k_cache, f16, base + (size_t)d)));
+        for (int d = 0; d < head_dim - full; d++) sum += (double)products[d];
     }
-    return hsum4d(_mm256_add_pd(a0, a1));
+    return (float)sum;
 }
 
-static inline void dot4(double *dots, const float *qh, const void *k_cache, bool f16, size_t base,
-                        size_t row, int vec_dim) {
-    __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd(), b0 = _mm256_setzero_pd(),
-            b1 = _mm256_setzero_pd(), c0 = _mm256_setzero_pd(), c1 = _mm256_setzero_pd(),
-            e0 = _mm256_setzero_pd(), e1 = _mm256_setzero_pd(), k0, k1;
-    for (int d = 0; d < vec_dim; d += 8) {
-        __m256 qv = _mm256_loadu_ps(qh + d);
-        __m256d q0 = _mm256_cvtps_pd(_mm256_castps256_ps128(qv));
-        __m256d q1 = _mm256_cvtps_pd(_mm256_extractf128_ps(qv, 1));
-        load_kv8d(k_cache, f16, base + (size_t)d, &k0, &k1);
-        a0 = _mm256_fmadd_pd(q0, k0, a0);
-        a1 = _mm256_fmadd_pd(q1, k1, a1);
-        load_kv8d(k_cache, f16, base + row + (size_t)d, &k0, &k1);
-        b0 = _mm256_fmadd_pd(q0, k0, b0);
-        b1 = _mm256_fmadd_pd(q1, k1, b1);
-        load_kv8d(k_cache, f16, base + 2 * row + (size_t)d, &k0, &k1);
-        c0 = _mm256_fmadd_pd(q0, k0, c0);
-        c1 = _mm256_fmadd_pd(q1, k1, c1);
-        load_kv8d(k_cache, f16, base + 3 * row + (size_t)d, &k0, &k1);
-        e0 = _mm256_fmadd_pd(q0, k0, e0);
-        e1 = _mm256_fmadd_pd(q1, k1, e1);
-    }
-    dots[0] = hsum4d(_mm256_add_pd(a0, a1));
-    dots[1] = hsum4d(_mm256_add_pd(b0, b1));
-    dots[2] = hsum4d(_mm256_add_pd(c0, c1));
-    dots[3] = hsum4d(_mm256_add_pd(e0, e1));
-}
-
-/* 8 floats from two vectors of 4 doubles. */
-static inline void store_pd_pair(float *out, __m256d lo, __m256d hi) {
-    _mm256_storeu_ps(out, _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(lo)),
-                                               _mm256_cvtpd_ps(hi), 1));
-}
-
-/* Scores of `count` (1..4) consecutive positions starting at row offset base. */
-static inline void scores4(float *scores, const float *qh, const void *k_cache, bool f16,
-                           size_t base, size_t row, int count, int head_dim, int vec_dim,
-                           float scale) {
-    double dots[4];
-    if (count == 4)
-        dot4(dots, qh, k_cache, f16, base, row, vec_dim);
-    else
-        for (int j = 0; j < count; j++) dots[j] = dot1(qh, k_cache, f16, base + (size_t)j * row, vec_dim);
-    for (int j = 0; j < count; j++) {
-        double dot = dots[j];
-        for (int d = vec_dim; d < head_dim; d++)
-            dot += (double)qh[d] * (double)kv_value(k_cache, f16, base + (size_t)j * row + (size_t)d);
-        scores[j] = (float)dot * scale;
-    }
+/* out (8 dims) = the 16-lane P.V sum over positions 0..n_pos-1: accumulator l takes the
+ * positions t = l mod 16, then the lane tree across the accumulators. */
+static inline void weighted_values8(float *out, const float *probs, const void *v_cache, bool f16,
+                                    size_t base, size_t row, int n_pos) {
+    __m256 acc[16];
+    for (int l = 0; l < 16; l++) acc[l] = _mm256_setzero_ps();
+    for (int t = 0; t < n_pos; t++)
+        acc[t % 16] = _mm256_fmadd_ps(load_kv8(v_cache, f16, base + (size_t)t * row),
+                                      _mm256_set1_ps(probs[t]), acc[t % 16]);
+    for (int l = 0; l < 8; l++) acc[l] = _mm256_add_ps(acc[l], acc[l + 8]);
+    for (int l = 0; l < 4; l++) acc[l] = _mm256_add_ps(acc[l], acc[l + 4]);
+    acc[0] = _mm256_add_ps(acc[0], acc[2]);
+    acc[1] = _mm256_add_ps(acc[1], acc[3]);
+    _mm256_storeu_ps(out, _mm256_add_ps(acc[0], acc[1]));
 }
 
 void bn_avx2_attention(float *out, const float *q, const void *k_cache, const void *v_cache,
                        bool kv_f16, int n_heads, int n_kv_heads, int head_dim, int32_t pos,
                        float *scratch, int head_begin, int head_end) {
-    int group = n_heads / n_kv_heads;
-    size_t row = (size_t)n_kv_heads * (size_t)head_dim;
-    float scale = (float)(1.0 / sqrt((double)head_dim));
-    int n_pos = pos + 1;
-    int vec_dim = head_dim & ~7;
+    const int group = n_heads / n_kv_heads, n_pos = pos + 1;
+    const size_t row = (size_t)n_kv_heads * (size_t)head_dim;
+    const float scale = bn_attention_scale(head_dim);
+    float qv[ATTN_MAX_HEAD_DIM];
     for (int h = head_begin; h < head_end; h++) {
         const float *qh = q + (size_t)h * (size_t)head_dim;
-        size_t kv_offset = (size_t)(h / group) * (size_t)head_dim;
-        /* scores: q . k_t for every cached position, four positions per pass */
+        const size_t kv_offset = (size_t)(h / group) * (size_t)head_dim;
+        /* the query as the scores use it: rounded to F16 with an F16 cache (RNE, as F16C does) */
+        for (int d = 0; d < head_dim; d += 8) {
+            __m256 v = _mm256_loadu_ps(qh + d);
+            if (kv_f16) v = _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+            _mm256_storeu_ps(qv + d, v);
+        }
         bn_prefetch_kv_positions(k_cache, v_cache, kv_f16, row, kv_offset, head_dim, 0,
                                  BN_KV_PREFETCH_POSITIONS, n_pos);
-        for (int t = 0; t < n_pos; t += 4) {
+        for (int t = 0; t < n_pos; t++) {
             bn_prefetch_kv_positions(k_cache, v_cache, kv_f16, row, kv_offset, head_dim,
-                                     t + BN_KV_PREFETCH_POSITIONS, t + 4 + BN_KV_PREFETCH_POSITIONS, n_pos);
-            scores4(scratch + t, qh, k_cache, kv_f16, (size_t)t * row + kv_offset, row,
-                    n_pos - t < 4 ? n_pos - t : 4, head_dim, vec_dim, scale);
+                                     t + BN_KV_PREFETCH_POSITIONS, t + 1 + BN_KV_PREFETCH_POSITIONS, n_pos);
+            scratch[t] = score_dot(qv, k_cache, kv_f16, (size_t)t * row + kv_offset, head_dim) * scale;
         }
         bn_avx2_softmax(scratch, n_pos);
-        /* out = sum_t p_t v_t in double (exact products): 32 dims at a time in 8 registers,
-         * then 8, then single dims */
         float *oh = out + (size_t)h * (size_t)head_dim;
-        int d0 = 0;
-        for (; d0 + 32 <= vec_dim; d0 += 32) {
-            __m256d o0 = _mm256_setzero_pd(), o1 = _mm256_setzero_pd(), o2 = _mm256_setzero_pd(),
-                    o3 = _mm256_setzero_pd(), o4 = _mm256_setzero_pd(), o5 = _mm256_setzero_pd(),
-                    o6 = _mm256_setzero_pd(), o7 = _mm256_setzero_pd(), v0, v1;
-            for (int t = 0; t < n_pos; t++) {
-                size_t base = (size_t)t * row + kv_offset + (size_t)d0;
-                __m256d p = _mm256_set1_pd((double)scratch[t]);
-                load_kv8d(v_cache, kv_f16, base, &v0, &v1);
-                o0 = _mm256_fmadd_pd(p, v0, o0);
-                o1 = _mm256_fmadd_pd(p, v1, o1);
-                load_kv8d(v_cache, kv_f16, base + 8, &v0, &v1);
-                o2 = _mm256_fmadd_pd(p, v0, o2);
-                o3 = _mm256_fmadd_pd(p, v1, o3);
-                load_kv8d(v_cache, kv_f16, base + 16, &v0, &v1);
-                o4 = _mm256_fmadd_pd(p, v0, o4);
-                o5 = _mm256_fmadd_pd(p, v1, o5);
-                load_kv8d(v_cache, kv_f16, base + 24, &v0, &v1);
-                o6 = _mm256_fmadd_pd(p, v0, o6);
-                o7 = _mm256_fmadd_pd(p, v1, o7);
-            }
-            store_pd_pair(oh + d0, o0, o1);
-            store_pd_pair(oh + d0 + 8, o2, o3);
-            store_pd_pair(oh + d0 + 16, o4, o5);
-            store_pd_pair(oh + d0 + 24, o6, o7);
-        }
-        for (; d0 + 8 <= vec_dim; d0 += 8) {
-            __m256d o0 = _mm256_setzero_pd(), o1 = _mm256_setzero_pd(), v0, v1;
-            for (int t = 0; t < n_pos; t++) {
-                __m256d p = _mm256_set1_pd((double)scratch[t]);
-                load_kv8d(v_cache, kv_f16, (size_t)t * row + kv_offset + (size_t)d0, &v0, &v1);
-                o0 = _mm256_fmadd_pd(p, v0, o0);
-                o1 = _mm256_fmadd_pd(p, v1, o1);
-            }
-            store_pd_pair(oh + d0, o0, o1);
-        }
-        for (int d = vec_dim; d < head_dim; d++) {
-            double acc = 0.0;
-            for (int t = 0; t < n_pos; t++)
-                acc += (double)scratch[t] *
-                       (double)kv_value(v_cache, kv_f16, (size_t)t * row + kv_offset + (size_t)d);
-            oh[d] = (float)acc;
-        }
+        for (int d = 0; d < head_dim; d += 8)
+            weighted_values8(oh + d, scratch, v_cache, kv_f16, kv_offset + (size_t)d, row, n_pos);
     }
 }
 

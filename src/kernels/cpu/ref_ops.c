@@ -1,12 +1,16 @@
 /*
  * ref_ops.c: scalar reference kernels of the non-matmul ops (see ref_ops.h for the exact
- * definitions). Reductions and transcendental functions are done in double; the element-wise
- * float formulas are the ones the SIMD paths reproduce bit for bit.
+ * definitions). The ops of the forward pass follow spec section 4.1 (bitnet.cpp's arithmetic)
+ * operation by operation; the SIMD paths reproduce every one of them bit for bit.
  */
 #include "kernels/cpu/ref_ops.h"
 
+#include "core/fp16.h"
+#include "kernels/cpu/exact_arith.h"
+
 #include <float.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Exact F16 -> F32 for the hot loops (same results as bn_fp16_to_fp32, checked over all 65536
@@ -36,55 +40,83 @@ void bn_ref_rmsnorm(float *out, const float *x, const float *weight, int n_token
     for (int t = 0; t < n_tokens; t++) {
         const float *xt = x + (size_t)t * (size_t)cols;
         float *ot = out + (size_t)t * (size_t)cols;
-        double ss = 0.0;
-        for (int i = 0; i < cols; i++) ss += (double)xt[i] * (double)xt[i];
-        float scale = (float)(1.0 / sqrt(ss / cols + (double)eps));
+        const float scale = bn_rmsnorm_scale(bn_rmsnorm_mean(bn_ref_sum_squares(xt, cols), cols), eps);
         for (int i = 0; i < cols; i++) ot[i] = (xt[i] * scale) * weight[i];
     }
 }
 
-void bn_ref_rope_angles(float *cos_out, float *sin_out, int i0, int count, int rope_dim,
-                        int32_t pos, float freq_base) {
+double bn_ref_sum_squares(const float *x, int n) {
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) {
+        const float square = x[i] * x[i];
+        sum += (double)square;
+    }
+    return sum;
+}
+
+float bn_ref_rope_theta_scale(int rope_dim, float freq_base) {
+    return powf(freq_base, -2.0f / (float)rope_dim);
+}
+
+void bn_ref_rope_angles(float *cos_out, float *sin_out, int count, int rope_dim, int32_t pos,
+                        float freq_base) {
+    const float theta_scale = bn_ref_rope_theta_scale(rope_dim, freq_base);
+    float theta = (float)pos;
     for (int j = 0; j < count; j++) {
-        double inv_freq = pow((double)freq_base, -2.0 * (double)(i0 + j) / (double)rope_dim);
-        double theta = (double)pos * inv_freq;
-        cos_out[j] = (float)cos(theta);
-        sin_out[j] = (float)sin(theta);
+        cos_out[j] = cosf(theta);
+        sin_out[j] = sinf(theta);
+        theta *= theta_scale;
     }
 }
 
-/* Rotates dims [i0, i0 + count) of every head with the table entries c[0..count), s[0..count). */
-static void rope_rotate(float *x, int n_heads, int head_dim, int half, int i0, int count,
-                        const float *c, const float *s) {
+/* Rotates dims [0, half) with [half, 2 half) of every head with the table entries c, s: the
+ * product that is not fused is rounded first, as bitnet.cpp's compiled loop does. */
+static void rope_rotate(float *x, int n_heads, int head_dim, int half, const float *c,
+                        const float *s) {
     for (int h = 0; h < n_heads; h++) {
-        float *x0 = x + (size_t)h * (size_t)head_dim + i0;
+        float *x0 = x + (size_t)h * (size_t)head_dim;
         float *x1 = x0 + half;
-        for (int j = 0; j < count; j++) {
-            float a = x0[j], b = x1[j];
-            x0[j] = a * c[j] - b * s[j];
-            x1[j] = a * s[j] + b * c[j];
+        for (int j = 0; j < half; j++) {
+            const float a = x0[j], b = x1[j];
+            const float b_sin = b * s[j], b_cos = b * c[j];
+            x0[j] = fmaf(a, c[j], -b_sin);
+            x1[j] = fmaf(a, s[j], b_cos);
         }
     }
 }
 
-#define ROPE_CHUNK 128
-
 void bn_ref_rope_neox(float *x, int n_heads, int head_dim, int rope_dim, int32_t pos,
                       float freq_base) {
     if (rope_dim > head_dim) rope_dim = head_dim;
-    int half = rope_dim / 2;
-    float c[ROPE_CHUNK], s[ROPE_CHUNK];
-    for (int i0 = 0; i0 < half; i0 += ROPE_CHUNK) {
-        int count = half - i0 < ROPE_CHUNK ? half - i0 : ROPE_CHUNK;
-        bn_ref_rope_angles(c, s, i0, count, 2 * half, pos, freq_base);
-        rope_rotate(x, n_heads, head_dim, half, i0, count, c, s);
+    const int half = rope_dim / 2;
+    if (half <= 0) return;
+    float *c = malloc((size_t)half * 2 * sizeof *c);
+    if (c) {
+        bn_ref_rope_angles(c, c + half, half, 2 * half, pos, freq_base);
+        rope_rotate(x, n_heads, head_dim, half, c, c + half);
+        free(c);
+        return;
+    }
+    /* no memory for a table: one angle at a time (the same floats, the angles are a sequence) */
+    const float theta_scale = bn_ref_rope_theta_scale(2 * half, freq_base);
+    float theta = (float)pos;
+    for (int j = 0; j < half; j++) {
+        const float cj = cosf(theta), sj = sinf(theta);
+        for (int h = 0; h < n_heads; h++) {
+            float *x0 = x + (size_t)h * (size_t)head_dim + j;
+            const float a = x0[0], b = x0[half];
+            const float b_sin = b * sj, b_cos = b * cj;
+            x0[0] = fmaf(a, cj, -b_sin);
+            x0[half] = fmaf(a, sj, b_cos);
+        }
+        theta *= theta_scale;
     }
 }
 
 void bn_ref_rope_neox_table(float *x, int n_heads, int head_dim, int rope_dim, const float *cos_table,
                             const float *sin_table) {
     if (rope_dim > head_dim) rope_dim = head_dim;
-    rope_rotate(x, n_heads, head_dim, rope_dim / 2, 0, rope_dim / 2, cos_table, sin_table);
+    rope_rotate(x, n_heads, head_dim, rope_dim / 2, cos_table, sin_table);
 }
 
 bool bn_ref_softmax_special(float *x, int n, float max, bool has_nan) {
@@ -107,6 +139,19 @@ bool bn_ref_softmax_special(float *x, int n, float max, bool has_nan) {
     return false;
 }
 
+double bn_ref_softmax_exp_sum(float *x, int n, float max) {
+    double sum = 0.0;
+    for (int i0 = 0; i0 < n; i0 += BN_EXACT_LANES) {
+        float lanes[BN_EXACT_LANES] = {0};
+        for (int l = 0; l < BN_EXACT_LANES && i0 + l < n; l++) {
+            x[i0 + l] = bn_expf_ggml(x[i0 + l] - max);
+            lanes[l] = x[i0 + l];
+        }
+        sum += (double)bn_tree16(lanes);
+    }
+    return sum;
+}
+
 void bn_ref_softmax(float *x, int n) {
     if (n <= 0) return;
     float max = -INFINITY;
@@ -118,12 +163,7 @@ void bn_ref_softmax(float *x, int n) {
             max = x[i];
     }
     if (bn_ref_softmax_special(x, n, max, has_nan)) return;
-    double sum = 0.0;
-    for (int i = 0; i < n; i++) {
-        x[i] = (float)exp((double)(x[i] - max)); /* exp in double: the same float everywhere */
-        sum += x[i];
-    }
-    float inv = (float)(1.0 / sum);
+    const float inv = (float)(1.0 / bn_ref_softmax_exp_sum(x, n, max));
     for (int i = 0; i < n; i++) x[i] *= inv;
 }
 
@@ -151,7 +191,12 @@ void bn_ref_relu2_mul(float *out, const float *gate, const float *up, int n) {
 }
 
 void bn_ref_silu_mul(float *out, const float *gate, const float *up, int n) {
-    for (int i = 0; i < n; i++) out[i] = bn_ref_silu(gate[i]) * up[i];
+    const int full = n - n % BN_EXACT_LANES;
+    for (int i = 0; i < n; i++) {
+        const float x = gate[i];
+        const float e = i < full ? bn_expf_ggml(-x) : expf(-x);
+        out[i] = (x / (1.0f + e)) * up[i];
+    }
 }
 
 void bn_ref_add(float *x, const float *y, int n) {
@@ -183,37 +228,57 @@ static float cache_value(const void *cache, bool f16, size_t index) {
     return f16 ? half_to_float(((const uint16_t *)cache)[index]) : ((const float *)cache)[index];
 }
 
-#define ATTN_CHUNK 64
+float bn_attention_scale(int head_dim) { return 1.0f / sqrtf((float)head_dim); }
+
+float bn_ref_query_value(float q, bool kv_f16) {
+    return kv_f16 ? half_to_float(bn_fp32_to_fp16(q)) : q;
+}
+
+float bn_ref_score_dot(const float *q, const void *k_cache, bool kv_f16, size_t base, int head_dim) {
+    const int full = head_dim - head_dim % BN_SCORE_STEP;
+    float acc[4][BN_EXACT_LANES] = {{0}};
+    for (int d = 0; d < full; d++) {
+        float *lane = &acc[(d / BN_EXACT_LANES) % 4][d % BN_EXACT_LANES];
+        *lane = fmaf(bn_ref_query_value(q[d], kv_f16), cache_value(k_cache, kv_f16, base + (size_t)d),
+                     *lane);
+    }
+    float lanes[BN_EXACT_LANES];
+    for (int l = 0; l < BN_EXACT_LANES; l++) {
+        const float a0 = acc[0][l] + acc[2][l], a1 = acc[1][l] + acc[3][l];
+        lanes[l] = a0 + a1;
+    }
+    double sum = (double)bn_tree16(lanes);
+    for (int d = full; d < head_dim; d++) {
+        const float product =
+            bn_ref_query_value(q[d], kv_f16) * cache_value(k_cache, kv_f16, base + (size_t)d);
+        sum += (double)product;
+    }
+    return (float)sum;
+}
 
 void bn_ref_attention(float *out, const float *q, const void *k_cache, const void *v_cache,
                       bool kv_f16, int n_heads, int n_kv_heads, int head_dim, int32_t pos,
                       float *scratch, int head_begin, int head_end) {
     int group = n_heads / n_kv_heads;
     size_t row = (size_t)n_kv_heads * (size_t)head_dim;
-    float scale = (float)(1.0 / sqrt((double)head_dim));
+    const float scale = bn_attention_scale(head_dim);
     int n_pos = pos + 1;
     for (int h = head_begin; h < head_end; h++) {
         const float *qh = q + (size_t)h * (size_t)head_dim;
         size_t kv_offset = (size_t)(h / group) * (size_t)head_dim;
-        for (int t = 0; t < n_pos; t++) {
-            size_t base = (size_t)t * row + kv_offset;
-            double dot = 0.0;
-            for (int d = 0; d < head_dim; d++)
-                dot += (double)qh[d] * (double)cache_value(k_cache, kv_f16, base + (size_t)d);
-            scratch[t] = (float)dot * scale;
-        }
+        for (int t = 0; t < n_pos; t++)
+            scratch[t] = bn_ref_score_dot(qh, k_cache, kv_f16, (size_t)t * row + kv_offset, head_dim) *
+                         scale;
         bn_ref_softmax(scratch, n_pos);
+        /* out[d] = sum_t p_t v_t[d]: lane l takes the positions t = l mod 16 */
         float *oh = out + (size_t)h * (size_t)head_dim;
-        for (int d0 = 0; d0 < head_dim; d0 += ATTN_CHUNK) {
-            int count = head_dim - d0 < ATTN_CHUNK ? head_dim - d0 : ATTN_CHUNK;
-            double acc[ATTN_CHUNK] = {0};
-            for (int t = 0; t < n_pos; t++) {
-                size_t base = (size_t)t * row + kv_offset + (size_t)d0;
-                double p = scratch[t];
-                for (int d = 0; d < count; d++)
-                    acc[d] += p * (double)cache_value(v_cache, kv_f16, base + (size_t)d);
-            }
-            for (int d = 0; d < count; d++) oh[d0 + d] = (float)acc[d];
+        for (int d = 0; d < head_dim; d++) {
+            float lanes[BN_EXACT_LANES] = {0};
+            for (int t = 0; t < n_pos; t++)
+                lanes[t % BN_EXACT_LANES] =
+                    fmaf(cache_value(v_cache, kv_f16, (size_t)t * row + kv_offset + (size_t)d),
+                         scratch[t], lanes[t % BN_EXACT_LANES]);
+            oh[d] = bn_tree16(lanes);
         }
     }
 }

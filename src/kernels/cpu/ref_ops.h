@@ -4,11 +4,13 @@
  * result of every op; the AVX2/AVX-512 paths (ops_isa.h) are tested against them. They run on any
  * CPU and are the production path where no SIMD path exists.
  *
- * Design: accuracy first. Reductions (RMSNorm sum of squares, attention dot products and weighted
- * sums, softmax denominator) accumulate in double, and transcendental parts (RoPE angles, SiLU,
- * GELU) are evaluated in double, so the reference is as close to the exact result as float
- * outputs allow. Element-wise float formulas (relu2_mul, add, batchnorm, pooling, the conv1d
- * rescale) are written so the SIMD paths can reproduce them bit for bit.
+ * Design: the ops of the forward pass (RMSNorm, RoPE, attention with its softmax, the FFN
+ * activations) follow spec section 4.1 operation by operation: the arithmetic of bitnet.cpp's
+ * batch path (ggml's AVX-512 build), fixed down to the lane order of every float reduction
+ * (kernels/cpu/exact_arith.h), because random-weight models amplify a 1-ulp difference through
+ * int8 rounding flips. Every SIMD path gives the same bits. The auxiliary ops (GELU, SiLU as an
+ * activation alone, conv/pool/batchnorm) keep double evaluation of their transcendental parts;
+ * their element-wise float formulas are written so the SIMD paths reproduce them bit for bit.
  *
  * The functions here take validated arguments; kernels/ops.c validates (the shape checkers below
  * are shared by every path so all paths accept exactly the same inputs).
@@ -25,23 +27,28 @@
 
 /* ---- per-token and element-wise ops (semantics in kernels/ops.h) ---- */
 
-/* Per token: ss = sum x^2 in double; scale = (float)(1 / sqrt(ss / cols + eps)) in double;
+/* Per token (spec 4.1): sum = the float squares x_i * x_i added in order in double;
+ * scale = bn_rmsnorm_scale(sum) (mean rounded to float, 1.0f / sqrtf(mean + eps) in float);
  * out = (x * scale) * weight in float. */
 void bn_ref_rmsnorm(float *out, const float *x, const float *weight, int n_tokens, int cols,
                     float eps);
+/* The sequential double sum of the float squares of n values (RMSNorm's definition; the SIMD
+ * paths sum in lanes and fall back to this where the lanes' sum could round differently). */
+double bn_ref_sum_squares(const float *x, int n);
 
-/* cos/sin of theta_i = pos * freq_base^(-2i/rope_dim) for i in [i0, i0 + count), computed in
- * double (exact argument reduction for any int32 position) and rounded to float. */
-void bn_ref_rope_angles(float *cos_out, float *sin_out, int i0, int count, int rope_dim,
-                        int32_t pos, float freq_base);
-/* The rotation every path uses: x0' = x0*c - x1*s, x1' = x0*s + x1*c (float, no FMA). rope_dim
- * is clamped to head_dim and rounded down to even; dims >= rope_dim are untouched. freq_base > 0.
- * Any int32 position (negative included) gives finite outputs for finite inputs, and each pair's
- * norm is preserved to float rounding. */
+/* theta_scale = powf(freq_base, -2.0f / rope_dim), in float. */
+float bn_ref_rope_theta_scale(int rope_dim, float freq_base);
+/* cos and sin of the first count angles of a position (spec 4.1): theta = (float)pos, then
+ * theta *= theta_scale after each pair, in float; cosf and sinf of glibc. */
+void bn_ref_rope_angles(float *cos_out, float *sin_out, int count, int rope_dim, int32_t pos,
+                        float freq_base);
+/* NEOX rotation of pairs (i, i + rope_dim / 2): x0' = fmaf(x0, c, -(x1 * s)),
+ * x1' = fmaf(x0, s, x1 * c) with x1 * s and x1 * c rounded first. rope_dim is clamped to
+ * head_dim and rounded down to even; dims >= rope_dim are untouched. freq_base > 0. */
 void bn_ref_rope_neox(float *x, int n_heads, int head_dim, int rope_dim, int32_t pos,
                       float freq_base);
 /* The same rotation with the angles from a table (half = rope_dim / 2 entries after the clamp,
- * as bn_ref_rope_angles gives them from i0 = 0). */
+ * as bn_ref_rope_angles gives them). */
 void bn_ref_rope_neox_table(float *x, int n_heads, int head_dim, int rope_dim, const float *cos_table,
                             const float *sin_table);
 
@@ -49,17 +56,25 @@ void bn_ref_rope_neox_table(float *x, int n_heads, int head_dim, int rope_dim, c
  *   - any NaN in x: every output is NaN;
  *   - max is +inf: the +inf entries share 1 equally, everything else is 0;
  *   - all entries -inf: uniform 1/n (there is no information to prefer any entry);
- *   - otherwise p_i = exp(x_i - max) / sum_j exp(x_j - max), the sum in double. x_i - max may
- *     round to -inf for huge ranges (e.g. -3e38 and 3e38), which gives exactly 0.
+ *   - otherwise (spec 4.1, ggml's soft_max): e_i = bn_expf_ggml(x_i - max); the e of each
+ *     16-element chunk (zero-padded) summed by the 16-lane halving tree in float, the chunk sums
+ *     added in double; p_i = e_i * (float)(1.0 / sum). x_i - max may round to -inf for huge
+ *     ranges (e.g. -3e38 and 3e38), which gives exactly 0.
  * n <= 0 does nothing. */
 void bn_ref_softmax(float *x, int n);
+/* The exp pass of the above: x_i = bn_expf_ggml(x_i - max) in place; returns the double sum of
+ * the chunk trees. */
+double bn_ref_softmax_exp_sum(float *x, int n, float max);
 /* The special cases above, shared by every path: given max (over x) and whether x has a NaN,
  * fills x and returns true when the input is one of them; false means "finite max, compute". */
 bool bn_ref_softmax_special(float *x, int n, float max, bool has_nan);
 
 /* out = r*r*up with r = gate < 0 ? 0 : gate (a NaN gate stays NaN). */
 void bn_ref_relu2_mul(float *out, const float *gate, const float *up, int n);
-/* out = (float)silu((double)gate) * up. */
+/* out = silu(gate) * up as ggml's AVX-512 build computes it (spec 4.1): for the elements of
+ * the full groups of 16 from the start, silu(x) = x / (1.0f + bn_expf_ggml(-x)); for the rest,
+ * x / (1.0f + expf(-x)) with glibc's expf; all in float. Groups count from gate[0], so a caller
+ * runs it per row of the FFN width. */
 void bn_ref_silu_mul(float *out, const float *gate, const float *up, int n);
 void bn_ref_add(float *x, const float *y, int n);
 void bn_ref_embedding_row_f16(float *out, const uint16_t *row, int cols);
@@ -73,14 +88,30 @@ float bn_ref_silu(float x);
 float bn_ref_gelu(float x);
 void bn_ref_activation_apply(float *out, const float *x, int n, bn_activation act);
 
-/* Attention (semantics in kernels/ops.h); dot products and the weighted sum of V in double.
- * Preconditions (the op has no error return; the model checks them once at load): n_kv_heads
- * >= 1 divides n_heads, head_dim >= 1, pos >= 0, caches hold rows 0..pos. Only rows 0..pos are
- * read, so the result depends on nothing but this token's query and its cache prefix. */
+/* Attention (semantics in kernels/ops.h), spec 4.1: with an F16 cache q is rounded to F16
+ * (bn_ref_query_value); score_t = bn_ref_score_dot(q, k_t) * bn_attention_scale(head_dim) in
+ * float; p = bn_ref_softmax(scores); out[d] = the 16-lane sum of p_t * v_t[d] over the positions
+ * (lane l takes the positions t = l mod 16 in order, each step fmaf(v, p, lane), then
+ * bn_tree16). Preconditions (the op has no error return; the model checks them once at load):
+ * n_kv_heads >= 1 divides n_heads, head_dim >= 1, pos >= 0, caches hold rows 0..pos. Only rows
+ * 0..pos are read, so the result depends on nothing but this token's query and its cache
+ * prefix. */
 void bn_ref_attention(float *out, const float *q, const void *k_cache, const void *v_cache,
                       bool kv_f16, int n_heads, int n_kv_heads, int head_dim, int32_t pos,
                       float *scratch,
                        int head_begin, int head_end);
+/* Dims per step of the score dot (ggml_vec_dot_f16: 4 accumulators of 16 lanes). */
+#define BN_SCORE_STEP 64
+/* The query value the score uses: q rounded to F16 and back with an F16 cache, else q. */
+float bn_ref_query_value(float q, bool kv_f16);
+/* q . k of one position as ggml_vec_dot_f16 on AVX-512: dims below the last multiple of 64 go
+ * to 4 accumulators of 16 lanes (dim d to accumulator (d / 16) % 4, lane d % 16, each step one
+ * fmaf); acc0 + acc2 and acc1 + acc3, their sum, bn_tree16; then the remaining dims' float
+ * products added one by one in double; rounded to float once. q is the raw query (rounded here
+ * as bn_ref_query_value says), k the cache row at index base. */
+float bn_ref_score_dot(const float *q, const void *k_cache, bool kv_f16, size_t base, int head_dim);
+/* 1.0f / sqrtf(head_dim) in float, as llama.cpp computes the attention scale. */
+float bn_attention_scale(int head_dim);
 
 /* ---- auxiliary ops ---- */
 

@@ -14,12 +14,15 @@
  * memory). Kernel launches cannot return an error to the forward pass, so the first failed launch
  * is kept in the context (sticky) and reported by the next bn_cuda_sync / bn_cuda_download.
  *
- * Results: integer parts (activation quantization, ternary and int8 dot products) are exact and
- * equal to the CPU reference; the float finishing steps, element-wise ops, batchnorm and the F16
- * LM head use the CPU reference's operation order with correctly rounded float operations (no
- * fused multiply-add), so they match bit for bit; reductions in double (RMSNorm, angles, SiLU,
- * GELU) match to the last float bit except in rare rounding ties; attention and softmax sums run
- * in float in a different order (tests allow 1e-4 relative).
+ * Results: every kernel of the forward pass computes what its CPU scalar reference computes, bit
+ * for bit (spec section 4.1, bitnet.cpp's arithmetic): integer parts (activation quantization,
+ * ternary and int8 dot products) are exact; float steps are explicit round-to-nearest operations
+ * (fused multiply-adds exactly where the reference has fmaf, no contraction elsewhere) in the
+ * reference's order, including the lane order of every float reduction (the score dot, softmax
+ * chunk sums, P.V, the F16 head) and ggml's polynomial exp. One known exception: SiLU's elements
+ * after the last full group of 16 in a row (glibc expf on the CPU) may differ by one ulp; the
+ * backend requires ffn_dim % 16 == 0, so no model has them. The auxiliary SiLU and GELU
+ * activations and batchnorm keep the reference's double evaluation.
  *
  * Every function is compiled only when the build has CUDA (BITNET_HAVE_CUDA).
  */
@@ -105,30 +108,37 @@ void bn_cuda_int8_matmul(bn_cuda_context *ctx, float *y, const int8_t *w, const 
 void bn_cuda_f16_matmul(bn_cuda_context *ctx, float *y, const uint16_t *w, const float *x, int rows, int cols,
                         int n);
 
+/* bn_ref_rmsnorm per token (out may equal x). */
 void bn_cuda_rmsnorm(bn_cuda_context *ctx, float *out, const float *x, const float *weight, int n, int cols,
                      float eps);
-/* NEOX RoPE in place; pos holds n positions (device). */
+/* Pairs per head RoPE rotates: min(rope_dim, head_dim) / 2. */
+int bn_cuda_rope_half(int head_dim, int rope_dim);
+/* NEOX RoPE in place (bn_ref_rope_neox_table): angles (device) holds n rows of 2 * half floats,
+ * row t the half cos values then the half sin values of token t's position, made on the host by
+ * bn_ref_rope_angles (glibc cosf/sinf, which the device cannot reproduce), half =
+ * bn_cuda_rope_half(head_dim, rope_dim). */
 void bn_cuda_rope_neox(bn_cuda_context *ctx, float *x, int n_heads, int head_dim, int rope_dim,
-                       const int32_t *pos, int n, float freq_base);
+                       const float *angles, int n);
 /* Row entries[t].pos of layer's K and V of entry t gets k[t], v[t] (as F16 when f16). */
 void bn_cuda_kv_store(bn_cuda_context *ctx, const bn_cuda_kv_entry *entries, int n, int layer, int kv_dim,
                       bool f16, const float *k, const float *v);
-/* Positions per attention split (the context is cut into splits that run in parallel). */
-#define BN_CUDA_ATTENTION_SPLIT 256
-/* Floats of scratch attention needs for n tokens over up to max_context positions (the scores,
- * then double partial sums of the splits). */
-size_t bn_cuda_attention_scratch_floats(int n, int n_heads, int head_dim, int max_context);
+/* Floats of scratch attention needs for n tokens over up to max_context positions (one score row
+ * per token and head). */
+size_t bn_cuda_attention_scratch_floats(int n, int n_heads, int max_context);
 /* Causal GQA attention of q[t] over rows 0..entries[t].pos of layer; max_pos is the largest
  * entries[t].pos (host value, sizes the launch); scratch: of the size above for at least n
- * tokens and max_pos + 1 positions. Same formulas as bn_ref_attention, sums in double. */
+ * tokens and max_pos + 1 positions. bn_ref_attention bit for bit: q rounded to F16 with an F16
+ * cache, bn_ref_score_dot's lane order, bn_ref_softmax, the 16-lane P.V order. */
 void bn_cuda_attention(bn_cuda_context *ctx, float *out, const float *q, const bn_cuda_kv_entry *entries,
                        int n, int layer, int n_heads, int n_kv_heads, int head_dim, bool f16, int max_pos,
                        float *scratch);
-/* Softmax of each of rows rows of n floats in place (the CPU reference's special cases too). */
+/* bn_ref_softmax of each of rows rows of n floats in place (its special cases too). */
 void bn_cuda_softmax(bn_cuda_context *ctx, float *x, int rows, int n);
-/* out = relu(gate)^2 * up (relu2 true) or silu(gate) * up. */
+/* out = relu(gate)^2 * up (relu2 true, bn_ref_relu2_mul) or silu(gate) * up as bn_ref_silu_mul
+ * applied to each row of row_width values (the FFN width; the last row may be shorter; 0 or more
+ * than n_values: one row). out may equal gate. */
 void bn_cuda_ffn_activation(bn_cuda_context *ctx, float *out, const float *gate, const float *up,
-                            size_t n_values, bool relu2);
+                            size_t n_values, size_t row_width, bool relu2);
 void bn_cuda_add(bn_cuda_context *ctx, float *x, const float *y, size_t n_values);
 /* x[t] = table[tokens[t]] as float (table: F16 rows of cols). */
 void bn_cuda_embed(bn_cuda_context *ctx, float *x, const uint16_t *table, const int32_t *tokens, int n,

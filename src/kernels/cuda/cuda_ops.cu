@@ -1,30 +1,43 @@
 /*
  * cuda_ops.cu: the non-matrix kernels of the CUDA backend: RMSNorm, NEOX RoPE, the KV cache
- * store, causal GQA attention split over the context, softmax, the FFN activations, residual add,
- * embedding gather, row gather, and the auxiliary batch normalization and activations.
+ * store, causal GQA attention, softmax, the FFN activations, residual add, embedding gather, row
+ * gather, and the auxiliary batch normalization and activations.
  *
- * Design: each kernel follows its CPU reference (kernels/cpu/ref_ops.h) formula by formula:
- * reductions the reference does in double are done in double here, element-wise float formulas
- * use correctly rounded intrinsics in the reference's order (no FMA contraction), so those
- * outputs equal the CPU's. Attention too (see its section): its sums are in double.
+ * Design: the ops of the forward pass compute spec section 4.1's arithmetic (bitnet.cpp's batch
+ * path) exactly as the CPU's scalar reference does (kernels/cpu/ref_ops.c with the pieces of
+ * kernels/cpu/exact_arith.h), operation by operation and in the same order inside every float
+ * reduction, so their outputs equal the CPU's bit for bit. Every float operation is an explicit
+ * round-to-nearest intrinsic: __fmaf_rn exactly where the reference has fmaf, __fmul_rn /
+ * __fadd_rn / __fsub_rn / __fdiv_rn / __fsqrt_rn elsewhere, so nvcc contracts nothing (and the
+ * build uses no fast-math, no flush-to-zero). Parallel work is only ever split where the
+ * reference's order allows it: over tokens, heads, positions of the score dots, dimensions, and
+ * the 16 lanes of a lane reduction; the one parallel sum whose order differs (RMSNorm's sum of
+ * squares) is accepted only under the exactness guard the CPU's SIMD paths use.
  *
- * Attention is split over the context (BN_CUDA_ATTENTION_SPLIT positions per block), so one
- * decoding token still spreads a long context over many blocks, and a prefill runs every
- * (token, head, split) at once.
+ * Known difference: SiLU's elements after the last full group of 16 of a row use glibc's expf on
+ * the CPU, which the device cannot reproduce; here they take exp in double rounded to float, which
+ * may differ by one ulp in rare cases. No supported model has such elements (the CUDA backend
+ * requires ffn_dim % 16 == 0).
  */
 #include "kernels/cuda/cuda_common.cuh"
+
+/* the constants of ggml's exp and the lane count (header-only; its host functions go unused) */
+#include "kernels/cpu/exact_arith.h"
 
 #include <cuda_fp16.h>
 #include <math.h>
 #include <stdint.h>
 
-#define SPLIT BN_CUDA_ATTENTION_SPLIT
+#define FULL_MASK 0xffffffffu
+#define LANES BN_EXACT_LANES /* 16 */
 
-/* ---- block reductions (blockDim.x a multiple of 32, at most 1024; scratch of 32 slots) ---- */
+/* ---- block reductions (blockDim.x a multiple of 32, at most 1024; scratch of 32 slots) ----
+ * Used only where the order cannot change the result: integer counts, the max, and RMSNorm's
+ * double sum under its guard. */
 
 template <typename T>
 __device__ T block_sum(T v, T *scratch) {
-    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(FULL_MASK, v, off);
     __syncthreads(); /* scratch may still be read by a previous reduction */
     if ((threadIdx.x & 31) == 0) scratch[threadIdx.x >> 5] = v;
     __syncthreads();
@@ -34,7 +47,7 @@ __device__ T block_sum(T v, T *scratch) {
 }
 
 __device__ float block_max(float v, float *scratch) {
-    for (int off = 16; off > 0; off >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
+    for (int off = 16; off > 0; off >>= 1) v = fmaxf(v, __shfl_xor_sync(FULL_MASK, v, off));
     __syncthreads();
     if ((threadIdx.x & 31) == 0) scratch[threadIdx.x >> 5] = v;
     __syncthreads();
@@ -43,16 +56,89 @@ __device__ float block_max(float v, float *scratch) {
     return m;
 }
 
-/* ---- RMSNorm ---- */
+/* ---- the pieces of exact_arith.h on the device ---- */
+
+/* bn_pow2f: 2^k as a float for -126 <= k <= 127. */
+__device__ __forceinline__ float pow2f(int k) { return __int_as_float((k + 127) << 23); }
+
+/* bn_expf_ggml (ggml_v_expf), operation for operation: every fmaf an __fmaf_rn, every other
+ * float operation correctly rounded, 2^n applied as two exact powers. */
+__device__ __forceinline__ float expf_ggml(float x) {
+    const float z = __fmaf_rn(x, BN_EXPF_LOG2E, BN_EXPF_SHIFT);
+    const float n = __fsub_rn(z, BN_EXPF_SHIFT);
+    const float b = __fmaf_rn(-n, BN_EXPF_LN2_LO, __fmaf_rn(-n, BN_EXPF_LN2_HI, x));
+    if (fabsf(n) > BN_EXPF_N_LIMIT) return n <= 0.0f ? 0.0f : INFINITY;
+    if (isnan(n)) return n;
+    const float u = __fmul_rn(b, b);
+    const float j = __fmaf_rn(__fmaf_rn(__fmaf_rn(BN_EXPF_C5, b, BN_EXPF_C4), u, __fmaf_rn(BN_EXPF_C3, b, BN_EXPF_C2)),
+                              u, __fmaf_rn(BN_EXPF_C1, b, 1.0f));
+    const int ni = (int)n, n1 = ni / 2, n2 = ni - n1;
+    return __fmul_rn(__fmul_rn(j, pow2f(n1)), pow2f(n2));
+}
+
+/* bn_tree16 across 16 consecutive threads of a warp (thread 16g + l holds lane l of group g):
+ * lanes l and l + 8, then + 4, + 2, + 1, each sum rounded to float. The result is valid in the
+ * group's first thread (l == 0). Every thread of the warp must call it. */
+__device__ __forceinline__ float tree16_shfl(float v) {
+    v = __fadd_rn(v, __shfl_down_sync(FULL_MASK, v, 8, 16));
+    v = __fadd_rn(v, __shfl_down_sync(FULL_MASK, v, 4, 16));
+    v = __fadd_rn(v, __shfl_down_sync(FULL_MASK, v, 2, 16));
+    return __fadd_rn(v, __shfl_down_sync(FULL_MASK, v, 1, 16));
+}
+
+/* bn_tree16 of 16 values one thread holds (lane l at lanes[l * stride]). */
+__device__ __forceinline__ float tree16_serial(const float *lanes, int stride) {
+    float v[8];
+#pragma unroll
+    for (int l = 0; l < 8; l++) v[l] = __fadd_rn(lanes[l * stride], lanes[(l + 8) * stride]);
+#pragma unroll
+    for (int l = 0; l < 4; l++) v[l] = __fadd_rn(v[l], v[l + 4]);
+#pragma unroll
+    for (int l = 0; l < 2; l++) v[l] = __fadd_rn(v[l], v[l + 2]);
+    return __fadd_rn(v[0], v[1]);
+}
+
+/* bn_rmsnorm_mean: (float)(sum_squares / cols). */
+__device__ __forceinline__ float rmsnorm_mean(double sum_squares, int cols) {
+    return __double2float_rn(__ddiv_rn(sum_squares, (double)cols));
+}
+
+/* bn_rmsnorm_mean_certain: a sum of the squares in any order lies within 4 cols 2^-53 of the
+ * sequential one; when the means of both ends of that interval round to the same float, the
+ * sequential sum's mean is that float too (true, *mean set). Otherwise (rare, and NaN) false. */
+__device__ __forceinline__ bool rmsnorm_mean_certain(double any_order_sum, int cols, float *mean) {
+    const double margin = __dmul_rn(__dmul_rn(4.0, (double)cols), 0x1p-53);
+    const float low = rmsnorm_mean(__dmul_rn(any_order_sum, __dadd_rn(1.0, -margin)), cols);
+    const float high = rmsnorm_mean(__dmul_rn(any_order_sum, __dadd_rn(1.0, margin)), cols);
+    if (low != high) return false;
+    *mean = low;
+    return true;
+}
+
+/* ---- RMSNorm (bn_ref_rmsnorm) ----
+ * Block per token. The float squares x*x are summed in double across the block (any order); the
+ * guard above turns that into the sequential sum's mean, else thread 0 adds the squares in order
+ * (bn_ref_sum_squares). scale = 1.0f / sqrtf(mean + eps) in float; out = (x * scale) * w. */
 
 __global__ void rmsnorm_kernel(float *out, const float *x, const float *weight, int cols, float eps) {
     __shared__ double scratch[32];
+    __shared__ float scale_shared;
     const float *xt = x + (size_t)blockIdx.x * cols;
     float *ot = out + (size_t)blockIdx.x * cols;
     double ss = 0.0;
-    for (int i = threadIdx.x; i < cols; i += blockDim.x) ss += (double)xt[i] * (double)xt[i];
+    for (int i = threadIdx.x; i < cols; i += blockDim.x) ss = __dadd_rn(ss, (double)__fmul_rn(xt[i], xt[i]));
     ss = block_sum(ss, scratch);
-    const float scale = (float)(1.0 / sqrt(ss / cols + (double)eps));
+    if (threadIdx.x == 0) {
+        float mean;
+        if (!rmsnorm_mean_certain(ss, cols, &mean)) {
+            double sequential = 0.0;
+            for (int i = 0; i < cols; i++) sequential = __dadd_rn(sequential, (double)__fmul_rn(xt[i], xt[i]));
+            mean = rmsnorm_mean(sequential, cols);
+        }
+        scale_shared = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(mean, eps)));
+    }
+    __syncthreads(); /* also: no thread writes out (which may be x) before thread 0 has read x */
+    const float scale = scale_shared;
     for (int i = threadIdx.x; i < cols; i += blockDim.x) ot[i] = __fmul_rn(__fmul_rn(xt[i], scale), weight[i]);
 }
 
@@ -64,34 +150,38 @@ extern "C" void bn_cuda_rmsnorm(bn_cuda_context *ctx, float *out, const float *x
     BN_CUDA_LAUNCHED(ctx, "cuda.rmsnorm", t0);
 }
 
-/* ---- NEOX RoPE: dimension i pairs with i + half; angles in double as the reference ---- */
+/* ---- NEOX RoPE: dimension i pairs with i + half, angles from the host's table ----
+ * The rotation of rope_rotate (ref_ops.c): x0' = fmaf(x0, c, -(x1 * s)), x1' = fmaf(x0, s, x1 * c)
+ * with x1 * s and x1 * c rounded first. */
 
-__global__ void rope_kernel(float *x, int n_heads, int head_dim, int half, const int32_t *pos,
-                            float freq_base) {
+__global__ void rope_kernel(float *x, int n_heads, int head_dim, int half, const float *angles) {
     const int t = blockIdx.x;
     float *xt = x + (size_t)t * n_heads * head_dim;
+    const float *cos_t = angles + (size_t)t * 2 * half, *sin_t = cos_t + half;
     for (int i = threadIdx.x; i < half; i += blockDim.x) {
-        double inv_freq = pow((double)freq_base, -2.0 * (double)i / (double)(2 * half));
-        double theta = (double)pos[t] * inv_freq;
-        const float c = (float)cos(theta), s = (float)sin(theta);
+        const float c = cos_t[i], s = sin_t[i];
         for (int h = 0; h < n_heads; h++) {
             float *x0 = xt + (size_t)h * head_dim + i;
             const float a = x0[0], b = x0[half];
-            x0[0] = __fsub_rn(__fmul_rn(a, c), __fmul_rn(b, s));
-            x0[half] = __fadd_rn(__fmul_rn(a, s), __fmul_rn(b, c));
+            const float b_sin = __fmul_rn(b, s), b_cos = __fmul_rn(b, c);
+            x0[0] = __fmaf_rn(a, c, -b_sin);
+            x0[half] = __fmaf_rn(a, s, b_cos);
         }
     }
 }
 
+extern "C" int bn_cuda_rope_half(int head_dim, int rope_dim) {
+    return (rope_dim < head_dim ? rope_dim : head_dim) / 2;
+}
+
 extern "C" void bn_cuda_rope_neox(bn_cuda_context *ctx, float *x, int n_heads, int head_dim, int rope_dim,
-                                  const int32_t *pos, int n, float freq_base) {
+                                  const float *angles, int n) {
     if (n <= 0) return;
-    if (rope_dim > head_dim) rope_dim = head_dim;
-    const int half = rope_dim / 2;
+    const int half = bn_cuda_rope_half(head_dim, rope_dim);
     if (half <= 0) return;
     uint64_t t0 = bn_kernel_begin();
     rope_kernel<<<n, half < 128 ? 32 * ((half + 31) / 32) : 128, 0, ctx->stream>>>(x, n_heads, head_dim, half,
-                                                                                   pos, freq_base);
+                                                                                   angles);
     BN_CUDA_LAUNCHED(ctx, "cuda.rope_neox", t0);
 }
 
@@ -122,11 +212,16 @@ extern "C" void bn_cuda_kv_store(bn_cuda_context *ctx, const bn_cuda_kv_entry *e
     BN_CUDA_LAUNCHED(ctx, "cuda.kv_store", t0);
 }
 
-/* ---- softmax of one row in place (one block), with the reference's special cases ----
- * As bn_ref_softmax: float max over the non-NaN values; any NaN -> all NaN; a +inf maximum
- * shares 1 among the +infs; an all -inf row is uniform; else e = exp(x - max) evaluated in double
- * and rounded to float, their sum in double, and each e times the float reciprocal of the sum. */
-__device__ void softmax_row(float *row, int n, float *scratch, double *dscratch) {
+/* ---- softmax of one row in place (one block), bn_ref_softmax ----
+ * The special cases of bn_ref_softmax_special: any NaN -> all NaN; a +inf maximum shares 1 among
+ * the +infs; an all -inf row is uniform. Otherwise e_i = expf_ggml(x_i - max); each 16-element
+ * chunk of e (zero past n) summed by the lane tree in float, the chunk sums added in double in
+ * chunk order (thread 0, SOFTMAX_THREADS / 16 chunks per round); p_i = e_i * (float)(1.0 / sum).
+ * blockDim.x must be SOFTMAX_THREADS. */
+
+#define SOFTMAX_THREADS 256
+
+__device__ void softmax_row(float *row, int n, float *scratch, float *chunk_sums) {
     float m = -INFINITY;
     int nan_count = 0, inf_count = 0;
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
@@ -139,35 +234,53 @@ __device__ void softmax_row(float *row, int n, float *scratch, double *dscratch)
     nan_count = block_sum(nan_count, (int *)scratch);
     inf_count = block_sum(inf_count, (int *)scratch);
     if (nan_count > 0 || m == INFINITY || m == -INFINITY) {
-        const float share = m == INFINITY ? (float)(1.0 / inf_count) : (float)(1.0 / n);
+        const float share = m == INFINITY ? __double2float_rn(__ddiv_rn(1.0, (double)inf_count))
+                                          : __double2float_rn(__ddiv_rn(1.0, (double)n));
         for (int i = threadIdx.x; i < n; i += blockDim.x)
             row[i] = nan_count > 0 ? NAN : m == -INFINITY ? share : (row[i] == INFINITY ? share : 0.0f);
         return;
     }
-    double sum = 0.0;
-    for (int i = threadIdx.x; i < n; i += blockDim.x) {
-        const float e = (float)exp((double)__fsub_rn(row[i], m));
-        row[i] = e;
-        sum += e;
+    /* element i = base + threadIdx.x: lane i % 16 of chunk i / 16 (base is a multiple of 16) */
+    double sum = 0.0; /* thread 0's */
+    for (int base = 0; base < n; base += blockDim.x) {
+        const int i = base + threadIdx.x;
+        float e = 0.0f;
+        if (i < n) {
+            e = expf_ggml(__fsub_rn(row[i], m));
+            row[i] = e;
+        }
+        const float chunk = tree16_shfl(e);
+        if ((threadIdx.x & (LANES - 1)) == 0) chunk_sums[threadIdx.x / LANES] = chunk;
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            const int n_chunks = (min(n - base, (int)blockDim.x) + LANES - 1) / LANES;
+            for (int c = 0; c < n_chunks; c++) sum = __dadd_rn(sum, (double)chunk_sums[c]);
+        }
+        __syncthreads();
     }
-    sum = block_sum(sum, dscratch); /* its barriers also publish row[] */
-    const float inv = (float)(1.0 / sum);
+    if (threadIdx.x == 0) scratch[0] = __double2float_rn(__ddiv_rn(1.0, sum));
+    __syncthreads();
+    const float inv = scratch[0];
     for (int i = threadIdx.x; i < n; i += blockDim.x) row[i] = __fmul_rn(row[i], inv);
 }
 
-/* ---- attention ----
- * Formula by formula the CPU reference's (bn_ref_attention): each score is q . k accumulated in
- * double (a product of two floats is exact in double, so the order of the sum moves the double
- * result by rounding only and the float score almost never), rounded to float, times the float
- * scale; the softmax of softmax_row; each output the double sum of p_t * v_t rounded to float.
- * So CUDA's attention equals the CPU's except where a double result falls within a few double
- * ulps of a float rounding boundary (about 1e-8 of the values), and a greedy run on CUDA follows
- * the CPU's instead of drifting away at the first int8 rounding flip.
- * Four kernels: scores (block per (token, head, split of the context), warp per position),
- * softmax (block per (token, head)), weighted V sums (block per (token, head, split), thread per
- * dimension, double partials) and the merge of the splits in split order. */
+/* ---- attention (bn_ref_attention) ----
+ * Three kernels, each in the reference's order:
+ *   scores: block per (token, head, SCORE_POSITIONS positions), a warp per position computing
+ *     bn_ref_score_dot: thread j (0..31) keeps the 2 of the 64 accumulator lanes whose dims are
+ *     j and j + 32 mod 64 (accumulators j / 16 and j / 16 + 2, lane j % 16), one __fmaf_rn per
+ *     dim in dim order; acc0 + acc2 and acc1 + acc3 in the thread, their sum across threads j
+ *     and j + 16, the 16-lane tree by shuffles; thread 0 adds the leftover dims' float products
+ *     (head_dim % 64) one by one in double, rounds once and multiplies by the scale in float;
+ *   softmax: block per (token, head), softmax_row;
+ *   values: block per (token, head, 16 dims), thread per (dim, lane l): lane l of out[d] is the
+ *     __fmaf_rn chain over the positions t = l mod 16 in increasing order, then thread l == 0
+ *     sums the 16 lanes by the tree.
+ * With an F16 cache q is rounded to F16 (RNE) before the score dots (bn_ref_query_value). */
 
-#define ATTENTION_THREADS 128
+#define SCORE_THREADS 128
+#define SCORE_POSITIONS 64 /* positions per score block */
+#define VALUE_DIMS 16      /* dims per value block: VALUE_DIMS x LANES threads */
 
 __device__ __forceinline__ float cache_value(const void *cache, bool f16, size_t index) {
     return f16 ? __half2float(((const __half *)cache)[index]) : ((const float *)cache)[index];
@@ -179,64 +292,64 @@ __global__ void attention_scores_kernel(float *scores, int stride, const float *
     extern __shared__ float qs[];
     const int item = blockIdx.x, t = item / n_heads, h = item % n_heads;
     const bn_cuda_kv_entry e = entries[t];
-    const int p0 = blockIdx.y * SPLIT, p1 = min(e.pos + 1, p0 + SPLIT);
-    if (p0 >= p1) return;
-    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) qs[d] = q[((size_t)t * n_heads + h) * head_dim + d];
+    const int p0 = blockIdx.y * SCORE_POSITIONS, p1 = min(e.pos + 1, p0 + SCORE_POSITIONS);
+    if (p0 >= p1) return; /* the whole block */
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+        const float v = q[((size_t)t * n_heads + h) * head_dim + d];
+        qs[d] = f16 ? __half2float(__float2half_rn(v)) : v;
+    }
     __syncthreads();
     const size_t base = (size_t)layer * (size_t)e.capacity * (size_t)kv_dim + (size_t)(h / group) * head_dim;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
+    const int full = head_dim - head_dim % (4 * LANES);
     for (int p = p0 + warp; p < p1; p += n_warps) {
         const size_t row = base + (size_t)p * kv_dim;
-        double dot = 0.0;
-        for (int d = lane; d < head_dim; d += 32) dot += (double)qs[d] * (double)cache_value(e.k, f16, row + d);
-        for (int off = 16; off > 0; off >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, off);
-        if (lane == 0) scores[(size_t)item * stride + p] = __fmul_rn((float)dot, scale);
+        float acc_a = 0.0f, acc_b = 0.0f; /* accumulator lane / 16 and lane / 16 + 2, lane lane % 16 */
+        for (int d = 0; d < full; d += 4 * LANES) {
+            acc_a = __fmaf_rn(qs[d + lane], cache_value(e.k, f16, row + d + lane), acc_a);
+            acc_b = __fmaf_rn(qs[d + 32 + lane], cache_value(e.k, f16, row + d + 32 + lane), acc_b);
+        }
+        float v = __fadd_rn(acc_a, acc_b);                     /* acc0 + acc2 (j < 16), acc1 + acc3 */
+        v = __fadd_rn(v, __shfl_down_sync(FULL_MASK, v, 16)); /* lanes[l] = a0 + a1, in threads 0..15 */
+        v = tree16_shfl(v);
+        if (lane == 0) {
+            double sum = (double)v;
+            for (int d = full; d < head_dim; d++)
+                sum = __dadd_rn(sum, (double)__fmul_rn(qs[d], cache_value(e.k, f16, row + d)));
+            scores[(size_t)item * stride + p] = __fmul_rn(__double2float_rn(sum), scale);
+        }
     }
 }
 
 __global__ void attention_softmax_kernel(float *scores, int stride, const bn_cuda_kv_entry *entries, int n_heads) {
     __shared__ float scratch[32];
-    __shared__ double dscratch[32];
+    __shared__ float chunk_sums[SOFTMAX_THREADS / LANES];
     const int item = blockIdx.x;
-    softmax_row(scores + (size_t)item * stride, entries[item / n_heads].pos + 1, scratch, dscratch);
+    softmax_row(scores + (size_t)item * stride, entries[item / n_heads].pos + 1, scratch, chunk_sums);
 }
 
-/* partials: per (token, head, split) head_dim doubles: sum over the split's positions of p v. */
-__global__ void attention_values_kernel(double *partials, const float *probs, int stride,
+__global__ void attention_values_kernel(float *out, const float *probs, int stride,
                                         const bn_cuda_kv_entry *entries, int layer, int n_heads, int group,
-                                        int head_dim, int kv_dim, bool f16, int n_splits) {
-    const int item = blockIdx.x, t = item / n_heads, h = item % n_heads, split = blockIdx.y;
+                                        int head_dim, int kv_dim, bool f16) {
+    __shared__ float lanes[LANES][VALUE_DIMS + 1];
+    const int item = blockIdx.x, t = item / n_heads, h = item % n_heads;
+    const int dl = threadIdx.x % VALUE_DIMS, l = threadIdx.x / VALUE_DIMS;
+    const int d = blockIdx.y * VALUE_DIMS + dl;
     const bn_cuda_kv_entry e = entries[t];
-    const int p0 = split * SPLIT, p1 = min(e.pos + 1, p0 + SPLIT);
-    double *part = partials + ((size_t)item * n_splits + split) * (size_t)head_dim;
+    const int n_pos = e.pos + 1;
     const float *p = probs + (size_t)item * stride;
     const size_t base = (size_t)layer * (size_t)e.capacity * (size_t)kv_dim + (size_t)(h / group) * head_dim;
-    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
-        double acc = 0.0;
-        for (int i = p0; i < p1; i++) acc += (double)p[i] * (double)cache_value(e.v, f16, base + (size_t)i * kv_dim + d);
-        part[d] = acc;
-    }
+    float acc = 0.0f;
+    if (d < head_dim)
+        for (int tp = l; tp < n_pos; tp += LANES)
+            acc = __fmaf_rn(cache_value(e.v, f16, base + (size_t)tp * kv_dim + d), p[tp], acc);
+    lanes[l][dl] = acc;
+    __syncthreads();
+    if (l == 0 && d < head_dim) out[(size_t)item * head_dim + d] = tree16_serial(&lanes[0][dl], VALUE_DIMS + 1);
 }
 
-__global__ void attention_merge_kernel(float *out, const double *partials, const bn_cuda_kv_entry *entries,
-                                       int n_heads, int head_dim, int n_splits) {
-    const int item = blockIdx.x;
-    const int used = (entries[item / n_heads].pos + 1 + SPLIT - 1) / SPLIT;
-    const double *parts = partials + (size_t)item * n_splits * (size_t)head_dim;
-    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
-        double acc = 0.0;
-        for (int s = 0; s < used; s++) acc += parts[(size_t)s * head_dim + d];
-        out[(size_t)item * head_dim + d] = (float)acc;
-    }
-}
-
-static size_t scores_floats(size_t n, size_t n_heads, size_t splits) { return n * n_heads * splits * SPLIT; }
-
-extern "C" size_t bn_cuda_attention_scratch_floats(int n, int n_heads, int head_dim, int max_context) {
-    const size_t splits = (size_t)(max_context + SPLIT - 1) / SPLIT;
-    /* scores (floats), then the double partials at an even float offset */
-    return scores_floats((size_t)n, (size_t)n_heads, splits) + 1 +
-           2 * (size_t)n * (size_t)n_heads * splits * (size_t)head_dim;
+extern "C" size_t bn_cuda_attention_scratch_floats(int n, int n_heads, int max_context) {
+    return (size_t)n * (size_t)n_heads * (size_t)max_context;
 }
 
 extern "C" void bn_cuda_attention(bn_cuda_context *ctx, float *out, const float *q,
@@ -244,38 +357,33 @@ extern "C" void bn_cuda_attention(bn_cuda_context *ctx, float *out, const float 
                                   int n_kv_heads, int head_dim, bool f16, int max_pos, float *scratch) {
     if (n <= 0) return;
     uint64_t t0 = bn_kernel_begin();
-    const int n_splits = (max_pos + 1 + SPLIT - 1) / SPLIT;
-    const int stride = n_splits * SPLIT;
-    const float scale = (float)(1.0 / sqrt((double)head_dim));
+    const int stride = max_pos + 1;
+    const float scale = 1.0f / sqrtf((float)head_dim); /* bn_attention_scale, on the host */
     const int group = n_heads / n_kv_heads, kv_dim = n_kv_heads * head_dim;
     const unsigned items = (unsigned)n * (unsigned)n_heads;
     float *scores = scratch;
-    size_t offset = scores_floats((size_t)n, (size_t)n_heads, (size_t)n_splits);
-    double *partials = (double *)(scratch + offset + (offset & 1));
-    dim3 grid(items, (unsigned)n_splits);
-    attention_scores_kernel<<<grid, ATTENTION_THREADS, (size_t)head_dim * sizeof(float), ctx->stream>>>(
+    const dim3 score_grid(items, (unsigned)((stride + SCORE_POSITIONS - 1) / SCORE_POSITIONS));
+    attention_scores_kernel<<<score_grid, SCORE_THREADS, (size_t)head_dim * sizeof(float), ctx->stream>>>(
         scores, stride, q, entries, layer, n_heads, group, head_dim, kv_dim, f16, scale);
-    attention_softmax_kernel<<<items, 256, 0, ctx->stream>>>(scores, stride, entries, n_heads);
-    attention_values_kernel<<<grid, ATTENTION_THREADS, 0, ctx->stream>>>(partials, scores, stride, entries, layer,
-                                                                         n_heads, group, head_dim, kv_dim, f16,
-                                                                         n_splits);
-    attention_merge_kernel<<<items, ATTENTION_THREADS, 0, ctx->stream>>>(out, partials, entries, n_heads, head_dim,
-                                                                         n_splits);
+    attention_softmax_kernel<<<items, SOFTMAX_THREADS, 0, ctx->stream>>>(scores, stride, entries, n_heads);
+    const dim3 value_grid(items, (unsigned)((head_dim + VALUE_DIMS - 1) / VALUE_DIMS));
+    attention_values_kernel<<<value_grid, VALUE_DIMS * LANES, 0, ctx->stream>>>(
+        out, scores, stride, entries, layer, n_heads, group, head_dim, kv_dim, f16);
     BN_CUDA_LAUNCHED(ctx, "cuda.attention", t0);
 }
 
-/* ---- softmax (rows in place), with the reference's special cases ---- */
+/* ---- softmax (rows in place), bn_ref_softmax ---- */
 
 __global__ void softmax_kernel(float *x, int n) {
     __shared__ float scratch[32];
-    __shared__ double dscratch[32];
-    softmax_row(x + (size_t)blockIdx.x * n, n, scratch, dscratch);
+    __shared__ float chunk_sums[SOFTMAX_THREADS / LANES];
+    softmax_row(x + (size_t)blockIdx.x * n, n, scratch, chunk_sums);
 }
 
 extern "C" void bn_cuda_softmax(bn_cuda_context *ctx, float *x, int rows, int n) {
     if (rows <= 0 || n <= 0) return;
     uint64_t t0 = bn_kernel_begin();
-    softmax_kernel<<<rows, 256, 0, ctx->stream>>>(x, n);
+    softmax_kernel<<<rows, SOFTMAX_THREADS, 0, ctx->stream>>>(x, n);
     BN_CUDA_LAUNCHED(ctx, "cuda.softmax", t0);
 }
 
@@ -283,6 +391,7 @@ extern "C" void bn_cuda_softmax(bn_cuda_context *ctx, float *x, int rows, int n)
 
 __device__ __forceinline__ float relu(float x) { return x < 0.0f ? 0.0f : x; }
 
+/* The auxiliary activations (bn_ref_silu, bn_ref_gelu): double evaluation. */
 __device__ __forceinline__ float silu(float x) {
     if (x == -INFINITY) return -0.0f;
     const double d = x;
@@ -297,13 +406,22 @@ __device__ __forceinline__ float gelu(float x) {
     return (float)(d / (1.0 + exp(-2.0 * y)));
 }
 
-__global__ void ffn_activation_kernel(float *out, const float *gate, const float *up, size_t n, bool relu2) {
+/* bn_ref_relu2_mul, or bn_ref_silu_mul applied per row of row_width values (as the CPU backend
+ * calls it; the last row may be shorter): in a row of width w, the elements of the full groups
+ * of 16 (index < w - w % 16) take expf_ggml(-x), the rest exp(-x) in double rounded to float
+ * (the CPU's glibc expf: at most a rare one-ulp difference); y = (x / (1.0f + e)) * up. */
+__global__ void ffn_activation_kernel(float *out, const float *gate, const float *up, size_t n, size_t row_width,
+                                      bool relu2) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
         if (relu2) {
             const float r = relu(gate[i]);
             out[i] = __fmul_rn(__fmul_rn(r, r), up[i]);
         } else {
-            out[i] = __fmul_rn(silu(gate[i]), up[i]);
+            const size_t col = i % row_width, row_start = i - col;
+            const size_t width = n - row_start < row_width ? n - row_start : row_width;
+            const float x = gate[i];
+            const float e = col < width - width % LANES ? expf_ggml(-x) : __double2float_rn(exp(-(double)x));
+            out[i] = __fmul_rn(__fdiv_rn(x, __fadd_rn(1.0f, e)), up[i]);
         }
     }
 }
@@ -314,10 +432,12 @@ static unsigned elementwise_blocks(size_t n) {
 }
 
 extern "C" void bn_cuda_ffn_activation(bn_cuda_context *ctx, float *out, const float *gate, const float *up,
-                                       size_t n_values, bool relu2) {
+                                       size_t n_values, size_t row_width, bool relu2) {
     if (n_values == 0) return;
+    if (row_width == 0 || row_width > n_values) row_width = n_values;
     uint64_t t0 = bn_kernel_begin();
-    ffn_activation_kernel<<<elementwise_blocks(n_values), 256, 0, ctx->stream>>>(out, gate, up, n_values, relu2);
+    ffn_activation_kernel<<<elementwise_blocks(n_values), 256, 0, ctx->stream>>>(out, gate, up, n_values, row_width,
+                                                                                 relu2);
     if (relu2)
         BN_CUDA_LAUNCHED(ctx, "cuda.relu2_mul", t0);
     else
