@@ -1,17 +1,33 @@
 #!/usr/bin/python3
-"""bitnet_ref.py - PyTorch reference implementation of the BitNet b1.58 forward pass (spec section 4).
+"""bitnet_ref.py - PyTorch reference implementation of the BitNet b1.58 forward pass (spec section 4),
+with the exact arithmetic of spec section 4.1 (bit-identical to bitnet.cpp's batch path).
 
 Design: an independent oracle for the C engine's backends. It reads GGUF files with its own reader
 (gguf_reader.py), builds the tokenizer from the file's metadata (tokenizer.py) and computes
-full-sequence logits in float32 following spec section 4 literally:
+full-sequence logits in float32:
   RMSNorm -> Q/K/V (W1.58 A8 linear) -> NEOX RoPE -> causal GQA attention -> attn_sub_norm -> Wo,
   RMSNorm -> relu(Wgate f)^2 * (Wup f) -> ffn_sub_norm -> Wdown; logits = token_embd . RMSNorm(x).
-K and V are rounded to float16 after RoPE, as bitnet.cpp's default F16 KV cache does (measured on
-tests/data/oracle-a: with F16 K/V position 0 matches bitnet.cpp within 6e-7, with float32 K/V a
-near-tie int8 rounding moves it by 0.025); --kv-f32 turns this off.
-W1.58 A8 linear: s_x = 127 / max(max|x|, 1e-5) (division in double, stored as float32),
-x_q = clamp(round_half_even(x * s_x), -128, 127), acc = integer sum of w * x_q (exact in float32
-and float64 for these sizes: we use float64), y = acc / s_x * s_w.
+Random-weight models turn a 1-ulp difference into an int8 rounding flip, so every operation rounds
+where bitnet.cpp's ggml rounds (spec 4.1; the float32 primitives are in ggml_arith.py):
+- RMSNorm: float squares summed in order in double; mean = (float)(sum/n); scale = 1.0f/sqrtf(mean+eps);
+  y = x*scale, then y*g, in float.
+- W1.58 A8 linear: s_x = 127 / max(max|x|, 1e-5) (division in double, stored as float32),
+  x_q = clamp(round_half_even(x * s_x), -128, 127), acc = exact integer sum of w * x_q,
+  y = fl(fl(acc / s_x) * s_w).
+- RoPE (NEOX pairs i, i + n_rot/2): theta_scale = powf(base, -2.0f/n_rot); theta = (float)pos,
+  theta *= theta_scale per pair in float; glibc cosf/sinf; d0 = fmaf(x0, c, -(x1*s)),
+  d1 = fmaf(x0, s, x1*c).
+- Q, K and V rounded to F16 (bitnet.cpp's F16 KV cache; Q is converted for the F16 dot).
+  Q.K = ggml_vec_dot_f16 (4 x 16 float lanes in steps of 64, reduced acc0+acc2, acc1+acc3, then
+  the 16-lane halving tree; dims past a multiple of 64 added in double).
+- softmax: w = (float)(score * (1.0f/sqrtf(head_dim))); e = ggml_v_expf(w - max) (polynomial exp);
+  16-element chunk sums by the halving tree in float, added in double; p = e * (float)(1.0/sum).
+- P.V and the tied F16 head (float activations): tinyBLAS order, 16 float lanes of fmaf over
+  k = j, j+16, ..., then the halving tree.
+- squared ReLU r*r, the elementwise product and the residual adds: single float operations.
+Checked bit for bit against bitnet.cpp's logits on testdata/bitnetcpp-oracle-a (48 positions) and
+bitnetcpp-oracle-full (2B-4T shape, 16 positions). --kv-f32 keeps Q, K and V in float32 with the
+same lane orders (fmaf products in Q.K); bitnet.cpp has no such mode.
 Perplexity follows llama.cpp's protocol (also `bitnet perplexity`): the text is tokenized with BOS,
 cut into non-overlapping windows of CTX tokens, the first token of each window is replaced by BOS,
 and the loss is taken over the second half of each window (positions CTX/2 .. CTX-2 predicting the
@@ -35,6 +51,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ggml_arith  # noqa: E402
 import gguf_reader  # noqa: E402
 import tokenizer as tokmod  # noqa: E402
 
@@ -71,7 +88,8 @@ class RefModel:
         if self.n_heads % self.n_kv:
             raise gguf_reader.GGUFError("%s: head_count %d not a multiple of head_count_kv %d"
                                         % (path, self.n_heads, self.n_kv))
-        self.embd = torch.from_numpy(g.tensor("token_embd.weight")[0].copy())
+        self.rope = ggml_arith.RopeTable(self.rope_dims, self.rope_base)
+        self.embd = self._embedding(g)
         self.vocab = self.embd.shape[0]
         self.output_norm = torch.from_numpy(g.tensor("output_norm.weight")[0].copy())
         self.layers = []
@@ -83,10 +101,20 @@ class RefModel:
                 w, s = g.tensor("blk.%d.%s.weight" % (i, n))
                 if s is None:  # float weights: use them as they are (not the official layout)
                     L[n] = (torch.from_numpy(w.astype(np.float64)), None)
-                else:
-                    L[n] = (torch.from_numpy(w.astype(np.float64)), np.float32(s))
+                else:  # ternary: int8 keeps the 2B-4T shape at 2 GB (float64 would need 17 GB)
+                    L[n] = (torch.from_numpy(w.astype(np.int8)), np.float32(s))
             self.layers.append(L)
         self.tokenizer = self._tokenizer()
+
+    @staticmethod
+    def _embedding(g):
+        """token_embd as stored: an F16 table stays float16 (half the memory of float32; its values
+        are what bitnet.cpp multiplies), any other type float32."""
+        t = g.tensors.get("token_embd.weight")
+        if t is not None and t.type == gguf_reader.T_F16:
+            raw = np.frombuffer(g.raw(t.name), dtype="<f2").reshape(tuple(reversed(t.ne)))
+            return torch.from_numpy(raw.astype(np.float16))
+        return torch.from_numpy(g.tensor("token_embd.weight")[0].copy())
 
     def _tokenizer(self):
         kv = self.gguf.kv
@@ -97,30 +125,42 @@ class RefModel:
                                 kv.get("tokenizer.ggml.bos_token_id"), kv.get("tokenizer.ggml.eos_token_id"),
                                 bool(kv.get("tokenizer.ggml.add_bos_token", True)))
 
-    # --- building blocks (float32 unless said otherwise) ---
+    # --- building blocks (float32; the rounding of each step is spec 4.1's, see ggml_arith.py) ---
     def rmsnorm(self, x, g):
-        return x / torch.sqrt((x * x).mean(-1, keepdim=True) + np.float32(self.eps)) * g
+        return ggml_arith.rmsnorm(x, g, self.eps)
 
     @staticmethod
     def bitlinear(x, wq):
-        """x: (T, n_in) float32; wq: (ternary float64 (n_out, n_in), scale float32 or None)."""
+        """x: (T, n_in) float32; wq: (ternary int8 (n_out, n_in), scale float32), or (float64 weights, None)
+        for a file that is not in the official layout."""
         w, s_w = wq
         if s_w is None:
             return (x.double() @ w.t()).float()
         amax = x.abs().amax(dim=-1, keepdim=True).double()
         s_x = (127.0 / torch.clamp(amax, min=1e-5)).float()          # division in double, stored as float
         xq = torch.clamp(torch.round(x * s_x), -128, 127)             # float product, half-to-even
-        acc = (xq.double() @ w.t()).float()                            # exact integer sums
-        return acc / s_x * torch.tensor(s_w, dtype=torch.float32)
+        # Integer sums: every partial sum is an integer below 128 * n_in < 2^24, so float32 arithmetic
+        # is exact in any summation order (float64 weights would need 17 GB at the 2B-4T shape).
+        # A 1x1 convolution runs on oneDNN, about 3x faster than this torch build's generic BLAS.
+        if w.shape[1] * 128 >= 1 << 24:
+            acc = (xq.double() @ w.t().double()).float()
+        else:
+            wf = torch.from_numpy(w.numpy().astype(np.float32))    # numpy's int8 -> float is faster
+            acc = torch.nn.functional.conv1d(xq.t()[None], wf[:, :, None])[0].t().contiguous()
+        return acc / s_x * torch.tensor(s_w, dtype=torch.float32)    # fl(fl(acc / s_x) * s_w)
 
-    def rope(self, x, pos):
-        # x: (H, T, hd) ; NEOX: pair (i, i + hd/2), theta_i = pos * base^(-2i/hd)
-        hd = self.head_dim
-        inv = self.rope_base ** (-torch.arange(0, hd // 2, dtype=torch.float64) * 2.0 / hd)
-        ang = pos[:, None].double() * inv[None, :]
-        cos, sin = ang.cos().float(), ang.sin().float()
-        x1, x2 = x[..., :hd // 2], x[..., hd // 2:]
-        return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+    def attention(self, q, k, v):
+        """q (H, T, hd), k and v (H_kv, T, hd), rotated; causal GQA (query head h uses KV head h // g).
+        Returns (T, dim). Q.K as ggml_vec_dot_f16, softmax as soft_max_ext, P.V in tinyBLAS order."""
+        T, hd, g = q.shape[1], self.head_dim, self.n_heads // self.n_kv
+        if self.kv_f16:  # bitnet.cpp keeps K and V in an F16 cache and converts Q to F16 for the dot
+            q, k, v = (t.half().float() for t in (q, k, v))
+        q = q.reshape(self.n_kv, g, T, hd)
+        scores = ggml_arith.dot_qk(q, k[:, None], exact_products=self.kv_f16)      # (H_kv, g, T, T)
+        scale = np.float32(1.0) / np.sqrt(np.float32(hd))                         # 1.0f/sqrtf(hd) in float
+        p = ggml_arith.softmax_causal(scores, scale)
+        o = ggml_arith.lanes16_matmul(v.transpose(1, 2)[:, None], p)             # (H_kv, g, T, hd)
+        return o.reshape(self.n_heads, T, hd).transpose(0, 1).reshape(T, self.dim)
 
     @torch.no_grad()
     def logits(self, ids):
@@ -130,27 +170,23 @@ class RefModel:
         if int(ids.min()) < 0 or int(ids.max()) >= self.vocab:
             raise ValueError("token id out of range [0, %d)" % self.vocab)
         T = len(ids)
-        pos = torch.arange(T)
-        x = self.embd[ids].clone()
-        hd, g = self.head_dim, self.n_heads // self.n_kv
-        mask = torch.full((T, T), float("-inf")).triu(1)
+        hd = self.head_dim
+        cos, sin = self.rope.rows(T)
+        x = self.embd[ids].float()
         for L in self.layers:
             a = self.rmsnorm(x, L["attn_norm"])
             q = self.bitlinear(a, L["attn_q"]).view(T, self.n_heads, hd).transpose(0, 1)
             k = self.bitlinear(a, L["attn_k"]).view(T, self.n_kv, hd).transpose(0, 1)
             v = self.bitlinear(a, L["attn_v"]).view(T, self.n_kv, hd).transpose(0, 1)
-            q, k = self.rope(q, pos), self.rope(k, pos)
-            if self.kv_f16:  # bitnet.cpp / llama.cpp keep K and V in an F16 cache
-                k, v = k.half().float(), v.half().float()
-            k = k.repeat_interleave(g, dim=0)  # query head h uses KV head h // g
-            v = v.repeat_interleave(g, dim=0)
-            att = (q @ k.transpose(1, 2)) * np.float32(1.0 / math.sqrt(hd)) + mask
-            o = (torch.softmax(att, dim=-1) @ v).transpose(0, 1).reshape(T, self.dim)
+            q, k = ggml_arith.rope_neox(q, cos, sin), ggml_arith.rope_neox(k, cos, sin)
+            o = self.attention(q, k, v)
             x = x + self.bitlinear(self.rmsnorm(o, L["attn_sub_norm"]), L["attn_output"])
             f = self.rmsnorm(x, L["ffn_norm"])
-            h = torch.relu(self.bitlinear(f, L["ffn_gate"])) ** 2 * self.bitlinear(f, L["ffn_up"])
+            r = torch.relu(self.bitlinear(f, L["ffn_gate"]))
+            h = r * r * self.bitlinear(f, L["ffn_up"])                   # (r*r)*up, each rounded to float
             x = x + self.bitlinear(self.rmsnorm(h, L["ffn_sub_norm"]), L["ffn_down"])
-        return self.rmsnorm(x, self.output_norm) @ self.embd.t()
+        # tied F16 head: float activations (not rounded to F16), tinyBLAS lane order
+        return ggml_arith.lanes16_matmul(self.embd, self.rmsnorm(x, self.output_norm))
 
     def perplexity(self, ids, ctx, max_chunks=0, progress=None):
         """llama.cpp protocol; returns (ppl, mean nll, scored tokens, chunks)."""
@@ -207,9 +243,9 @@ def main(argv=None):
             p.add_argument("--json", help="write ids and per-position top-5 as JSON")
         if name == "generate":
             p.add_argument("-n", type=int, default=32)
-        p.add_argument("--kv-f32", action="store_true", help="keep K/V in float32 (default: F16 like bitnet.cpp)")
+        p.add_argument("--kv-f32", action="store_true", help="keep Q, K, V in float32 (default: F16 like bitnet.cpp)")
     p = sub.add_parser("perplexity")
-    p.add_argument("--kv-f32", action="store_true", help="keep K/V in float32 (default: F16 like bitnet.cpp)")
+    p.add_argument("--kv-f32", action="store_true", help="keep Q, K, V in float32 (default: F16 like bitnet.cpp)")
     p.add_argument("-m", "--model", required=True)
     p.add_argument("-f", "--file", required=True)
     p.add_argument("-c", "--ctx", type=int, default=0, help="window size (default: the model's context_length)")

@@ -48,6 +48,9 @@ static void usage(FILE *out) {
             "  --cos-tol X            every position's cosine >= X (default 0.999)\n"
             "  --mean-cos-tol X       mean cosine >= X (default: not checked)\n"
             "  --pos0-tol X           max |difference| at position 0 <= X (default: not checked)\n"
+            "  --max-tol X            max |difference| at every position <= X (default: not\n"
+            "                         checked; 0: bit-identical logits, as the reference and the\n"
+            "                         engine compute spec section 4.1's arithmetic alike)\n"
             "                         (random-weight models: --pos0-tol 5e-3 --cos-tol 0.99\n"
             "                         --mean-cos-tol 0.997, spec section 8)\n"
             "  --greedy N             also N greedy steps on both sides; reports the first step\n"
@@ -64,7 +67,7 @@ typedef struct crossval_options {
     bn_cli_common common;
     const char *prompt, *tokens, *backend, *against, *against_isa, *against_model;
     const char *reference_cmd, *json_path;
-    double cos_tol, mean_cos_tol, pos0_tol; /* NAN: not checked */
+    double cos_tol, mean_cos_tol, pos0_tol, max_tol; /* NAN: not checked */
     double greedy_tie; /* NAN: the greedy near-tie rule is reported, not checked */
     int greedy;
     bool no_bos, quiet;
@@ -86,10 +89,10 @@ static bn_cli_parse parse_own(crossval_options *o, int argc, char **argv, int *i
         *targets[k] = argv[++*i];
         return BN_CLI_CONSUMED;
     }
-    double *tols[] = {&o->cos_tol, &o->mean_cos_tol, &o->pos0_tol, &o->greedy_tie};
+    double *tols[] = {&o->cos_tol, &o->mean_cos_tol, &o->pos0_tol, &o->greedy_tie, &o->max_tol};
     static const char *const tol_options[] = {"--cos-tol", "--mean-cos-tol", "--pos0-tol",
-                                              "--greedy-tie"};
-    for (size_t k = 0; k < 4; k++) {
+                                              "--greedy-tie", "--max-tol"};
+    for (size_t k = 0; k < sizeof tols / sizeof tols[0]; k++) {
         if (strcmp(a, tol_options[k]) != 0) continue;
         float v;
         if (*i + 1 >= argc) {
@@ -218,6 +221,7 @@ static bn_status write_json(const char *path, const crossval_options *o, const c
     json_object_set_new(tol, "cos", json_real(o->cos_tol));
     json_object_set_new(tol, "mean_cos", isnan(o->mean_cos_tol) ? json_null() : json_real(o->mean_cos_tol));
     json_object_set_new(tol, "pos0", isnan(o->pos0_tol) ? json_null() : json_real(o->pos0_tol));
+    json_object_set_new(tol, "max_abs", isnan(o->max_tol) ? json_null() : json_real(o->max_tol));
     json_object_set_new(root, "tolerances", tol);
     if (g && g->n_steps > 0) {
         json_t *je = json_array(), *jo = json_array();
@@ -247,7 +251,7 @@ static bn_status write_json(const char *path, const crossval_options *o, const c
 }
 
 int bn_cmd_crossval(int argc, char **argv, bn_error *err) {
-    crossval_options o = {.backend = "cpu", .cos_tol = 0.999, .mean_cos_tol = NAN, .pos0_tol = NAN,
+    crossval_options o = {.backend = "cpu", .cos_tol = 0.999, .mean_cos_tol = NAN, .pos0_tol = NAN, .max_tol = NAN,
                           .greedy_tie = NAN};
     bn_cli_common_init(&o.common);
     for (int i = 1; i < argc; i++) {
@@ -417,6 +421,11 @@ int bn_cmd_crossval(int argc, char **argv, bn_error *err) {
         printf("FAIL: position 0 max|diff| %.3e > --pos0-tol %g\n", s.pos0_max_abs_diff, o.pos0_tol);
         if (pass) snprintf(why, sizeof why, "position 0 max|diff| %.3e > %g", s.pos0_max_abs_diff,
                            o.pos0_tol);
+        pass = false;
+    }
+    if (!isnan(o.max_tol) && !(s.max_abs_diff <= o.max_tol)) {
+        printf("FAIL: max|diff| %.3e > --max-tol %g\n", s.max_abs_diff, o.max_tol);
+        if (pass) snprintf(why, sizeof why, "max|diff| %.3e > %g", s.max_abs_diff, o.max_tol);
         pass = false;
     }
 
