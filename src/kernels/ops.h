@@ -92,10 +92,12 @@ void bn_int8_matmul(bn_threadpool *pool, float *y, const bn_int8_matrix *matrix,
                     const float *scales, const int32_t *sums, int n_tokens);
 
 /* ---- element-wise and per-token ops ---- */
-/* out = x / sqrt(mean(x^2) + eps) * weight, per token (out may equal x). */
+/* out = x / sqrt(mean(x^2) + eps) * weight, per token (out may equal x), in spec section 4.1's
+ * arithmetic (float squares summed in double, the scale in float: ref_ops.h). */
 void bn_rmsnorm(float *out, const float *x, const float *weight, int n_tokens, int cols, float eps);
 /* NEOX RoPE in place on n_heads heads of head_dim: dimension i pairs with i + rope_dim/2,
- * theta_i = pos * freq_base^(-2i/rope_dim), dims >= rope_dim untouched. */
+ * theta_i = pos * freq_base^(-2i/rope_dim) as spec section 4.1 computes it (iterated in float,
+ * glibc cosf/sinf), dims >= rope_dim untouched. */
 void bn_rope_neox(float *x, int n_heads, int head_dim, int rope_dim, int32_t pos, float freq_base);
 /* The angle table of one position for bn_rope_neox_table: cos and sin of theta_i for
  * i < min(rope_dim, head_dim) / 2 (each array that long). */
@@ -105,11 +107,11 @@ void bn_rope_neox_angles(float *cos_table, float *sin_table, int head_dim, int r
  * angles again (a forward step rotates q and k of every layer at the same positions). */
 void bn_rope_neox_table(float *x, int n_heads, int head_dim, int rope_dim, const float *cos_table,
                         const float *sin_table);
-/* In-place numerically safe softmax (max subtracted). */
+/* In-place softmax (max subtracted; ggml's exp and 16-lane sums, spec section 4.1). */
 void bn_softmax(float *x, int n);
 /* out = relu(gate)^2 * up */
 void bn_relu2_mul(float *out, const float *gate, const float *up, int n);
-/* out = silu(gate) * up */
+/* out = silu(gate) * up (spec section 4.1: groups of 16 from gate[0], so call it per row) */
 void bn_silu_mul(float *out, const float *gate, const float *up, int n);
 /* x += y */
 void bn_add(float *x, const float *y, int n);
@@ -121,7 +123,9 @@ bn_status bn_embedding_lookup_f16(float *out, const uint16_t *table, int n_rows,
  * Causal attention of one token at position pos over cache positions 0..pos of one sequence.
  * q: n_heads x head_dim. K/V cache rows: one row of n_kv_heads*head_dim values per position,
  * stored as F16 (kv_f16 true) or F32; query head h uses KV head h / (n_heads / n_kv_heads).
- * scores scaled by 1/sqrt(head_dim). out: n_heads x head_dim. scratch: pos + 1 floats. */
+ * scores scaled by 1/sqrt(head_dim). out: n_heads x head_dim. scratch: pos + 1 floats. The
+ * arithmetic is spec section 4.1's (q rounded to F16 with an F16 cache, ggml's lane orders):
+ * bn_ref_attention in kernels/cpu/ref_ops.h. */
 void bn_attention(float *out, const float *q, const void *k_cache, const void *v_cache, bool kv_f16,
                   int n_heads, int n_kv_heads, int head_dim, int32_t pos, float *scratch);
 /* The same for query heads [head_begin, head_end) only (out and q still hold all heads), so
