@@ -7,7 +7,8 @@
 #     near-tie rule: 64 identical greedy steps;
 #   - the rule fails, exit 1 with the reason, when the two sides really differ (two synthetic
 #     models of different seeds).
-#   - the AVX-512 path without its GFNI decoding (BITNET_GFNI=0) gives the same logits;
+#   - the AVX-512 path without its GFNI decoding (BITNET_GFNI=0) gives the same logits, and so
+#     does its non-temporal prefetch (BITNET_PREFETCH=nta); an unknown BITNET_PREFETCH is an error;
 # Regression: softmax and attention once accumulated in float on the SIMD paths and in double in
 # the reference; the last-bit differences flipped an int8 rounding at position 19 of this prompt
 # and the AVX-512 greedy text parted from the scalar one at step 3.
@@ -75,6 +76,19 @@ if [[ " ${ran[*]} " == *" avx512 "* ]]; then
         check "the receipt lists gfni among the CPU features" grep -q 'gfni' "$tmp/env-avx512.json"
     fi
 fi
+# The prefetch hint of the AVX-512 one-token streams (BITNET_PREFETCH, default t0): nta gives the
+# same logits; an unknown value is an error naming the variable.
+if [[ " ${ran[*]} " == *" avx512 "* ]]; then
+    BITNET_PREFETCH=nta "$bin" eval -m "$model" --tokens "$ids" --logits-out "$tmp/avx512-nta.bin" \
+        --isa avx512 -t 2 > /dev/null 2>&1
+    check "BITNET_PREFETCH=nta: avx512 logits equal the scalar ones byte for byte" \
+        cmp "$tmp/avx512-nta.bin" "$tmp/scalar.bin"
+fi
+BITNET_PREFETCH=l2 "$bin" eval -m "$model" --tokens 1,2 --logits-out "$tmp/badhint.bin" \
+    > /dev/null 2> "$tmp/badhint.err"
+check "BITNET_PREFETCH=l2: exit non-zero" test $? -ne 0
+check "BITNET_PREFETCH=l2: the error names the variable and the value" \
+    grep -q "BITNET_PREFETCH: unknown value 'l2'" "$tmp/badhint.err"
 BITNET_ISA=bogus "$bin" eval -m "$tmp/a.gguf" --tokens 1,2 --logits-out "$tmp/bogus.bin" \
     > /dev/null 2> "$tmp/bogus.err"
 check "BITNET_ISA=bogus: exit non-zero" test $? -ne 0

@@ -134,21 +134,25 @@ static float *check_ternary(const bn_ternary_matrix *m, const int8_t *q, const f
     for (int isa = 0; isa < BN_ISA_COUNT; isa++) {
         if (!bn_isa_supported((bn_isa)isa)) continue;
         bn_isa_set_active((bn_isa)isa);
-        /* the AVX-512 path with and without GFNI field decoding (where the CPU has it) */
-        const int variants = isa == BN_ISA_AVX512 && bn_i2s_gfni_supported() ? 2 : 1;
-        for (int gfni = 0; gfni < variants; gfni++) {
-            bn_i2s_set_gfni(gfni == 1);
+        /* the AVX-512 path with and without GFNI field decoding (where the CPU has it), each
+         * with both prefetch hints of its one-token GEMV (bn_stream_prefetch_nta) */
+        const int variants = isa == BN_ISA_AVX512 ? (bn_i2s_gfni_supported() ? 4 : 2) : 1;
+        for (int variant = 0; variant < variants; variant++) {
+            const int gfni = variant / 2 == 1, nta = variant % 2 == 1;
+            bn_i2s_set_gfni(gfni);
+            bn_set_stream_prefetch_nta(nta);
             for (int threads = 1; threads <= 4; threads++) {
                 if (threads > 1 && (threads + n_tokens + m->rows) % 2) continue; /* keep it quick */
                 memset(y, 0xff, n_out * sizeof *y);
                 bn_ternary_matmul(pools[threads], y, m, q, scales, sums, n_tokens);
                 CHECKF(memcmp(y, ref, n_out * sizeof *y) == 0,
-                       "%s: type %u %dx%d tokens %d isa %s%s threads %d differs from reference",
+                       "%s: type %u %dx%d tokens %d isa %s%s%s threads %d differs from reference",
                        what, m->file_type, m->rows, m->cols, n_tokens, bn_isa_name((bn_isa)isa),
-                       gfni ? "+gfni" : "", threads);
+                       gfni ? "+gfni" : "", nta ? "+nta" : "", threads);
             }
         }
         bn_i2s_set_gfni(true);
+        bn_set_stream_prefetch_nta(false);
     }
     free(y);
     return ref;
@@ -466,13 +470,16 @@ static void test_f16(void) {
             for (int isa = 0; isa < BN_ISA_COUNT; isa++) {
                 if (!bn_isa_supported((bn_isa)isa)) continue;
                 bn_isa_set_active((bn_isa)isa);
-                for (int threads = 1; threads <= 4; threads += (n_tokens % 2) + 1) {
-                    memset(y, 0xff, n_out * sizeof *y);
-                    bn_f16_matmul(pools[threads], y, w, x, rows, cols, n_tokens);
-                    CHECKF(memcmp(y, ref, n_out * sizeof *y) == 0,
-                           "f16 %dx%d tokens %d isa %s threads %d differs", rows, cols, n_tokens,
-                           bn_isa_name((bn_isa)isa), threads);
-                }
+                for (int threads = 1; threads <= 4; threads += (n_tokens % 2) + 1)
+                    for (int nta = 0; nta < 2; nta++) { /* both prefetch hints of the head */
+                        bn_set_stream_prefetch_nta(nta);
+                        memset(y, 0xff, n_out * sizeof *y);
+                        bn_f16_matmul(pools[threads], y, w, x, rows, cols, n_tokens);
+                        CHECKF(memcmp(y, ref, n_out * sizeof *y) == 0,
+                               "f16 %dx%d tokens %d isa %s%s threads %d differs", rows, cols,
+                               n_tokens, bn_isa_name((bn_isa)isa), nta ? "+nta" : "", threads);
+                    }
+                bn_set_stream_prefetch_nta(false);
             }
             /* the lane order is a fixed summation: check it against a double sum */
             double exact = 0;

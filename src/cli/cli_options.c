@@ -69,7 +69,8 @@ const char bn_cli_common_help[] =
     "  -c, --ctx-size N       context size in tokens (default: the model's training context)\n"
     "  --isa NAME             CPU kernel path: scalar, avx2, avx512 (default: BITNET_ISA,\n"
     "                         else the best supported; avx512 decodes with GFNI where the CPU\n"
-    "                         has it, BITNET_GFNI=0 turns that off)\n";
+    "                         has it, BITNET_GFNI=0 turns that off; BITNET_PREFETCH=nta makes\n"
+    "                         its one-token weight streams prefetch non-temporal, default t0)\n";
 
 void bn_cli_common_init(bn_cli_common *c) {
     memset(c, 0, sizeof *c);
@@ -103,6 +104,7 @@ bn_cli_parse bn_cli_parse_common(bn_cli_common *c, int argc, char **argv, int *i
 }
 
 bn_status bn_cli_apply_isa_name(const char *isa, bn_error *err) {
+    if (bn_stream_prefetch_check_environment(err) != BN_OK) return BN_ERR_INVALID;
     if (isa) return bn_isa_set_active_by_name(isa, err);
     return bn_isa_check_environment(err);
 }

@@ -74,7 +74,7 @@ static void usage(FILE *out) {
             "  -n, --n-gen N          generation test tg<N>: N tokens one at a time (default 128; 0 skips)\n"
             "  -r, --repetitions N    timed repetitions per test after one warm-up (default 5)\n"
             "  --json FILE            write the receipt (JSON, schema 1.0.0) to FILE\n"
-            "  --isa NAME             force the CPU kernel path: scalar, avx2, avx512 (default: BITNET_ISA,\n                         else the best supported; BITNET_GFNI=0 turns off avx512's GFNI decoding)\n"
+            "  --isa NAME             force the CPU kernel path: scalar, avx2, avx512 (default: BITNET_ISA,\n                         else the best supported; BITNET_GFNI=0 turns off avx512's GFNI decoding;\n                         BITNET_PREFETCH=nta|t0: its one-token prefetch hint, default t0)\n"
             "  --device cpu|cuda      backend (default cpu)\n"
             "  --seed N               seed of the random tokens (default 42)\n"
             "  --int8-lm-head         LM head in int8 with per-row scales instead of F16\n"

@@ -140,6 +140,30 @@ void bn_i2s_set_gfni(bool enabled) {
     atomic_store_explicit(&gfni_state, enabled && bn_i2s_gfni_supported(), memory_order_relaxed);
 }
 
+/* -1: not read yet; else 0 (T0) or 1 (NTA). */
+static atomic_int prefetch_nta_state = -1;
+
+bool bn_stream_prefetch_nta(void) {
+    int state = atomic_load_explicit(&prefetch_nta_state, memory_order_relaxed);
+    if (state < 0) {
+        const char *env = getenv("BITNET_PREFETCH");
+        state = env && !strcmp(env, "nta");
+        atomic_store_explicit(&prefetch_nta_state, state, memory_order_relaxed);
+    }
+    return state != 0;
+}
+
+void bn_set_stream_prefetch_nta(bool nta) {
+    atomic_store_explicit(&prefetch_nta_state, nta, memory_order_relaxed);
+}
+
+bn_status bn_stream_prefetch_check_environment(bn_error *err) {
+    const char *env = getenv("BITNET_PREFETCH");
+    if (!env || !*env || !strcmp(env, "t0") || !strcmp(env, "nta")) return BN_OK;
+    return bn_error_set(err, BN_ERR_INVALID, "BITNET_PREFETCH: unknown value '%s' (expected t0 or nta)",
+                        env);
+}
+
 void bn_isa_set_active(bn_isa isa) { atomic_store_explicit(&active_isa, (int)isa, memory_order_relaxed); }
 
 bn_status bn_isa_set_active_by_name(const char *name, bn_error *err) {

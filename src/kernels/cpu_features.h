@@ -37,6 +37,16 @@ bool bn_i2s_gfni_supported(void);
 bool bn_i2s_gfni_active(void);
 /* Turns GFNI decoding on (only where supported) or off. */
 void bn_i2s_set_gfni(bool enabled);
+/* Cache hint of the software prefetch in the one-token weight streams (the AVX-512 I2_S GEMV and
+ * F16 head; the same results either way): T0 by default, NTA (non-temporal) with
+ * BITNET_PREFETCH=nta (read once) or bn_set_stream_prefetch_nta(true). Measured with the 2B-4T
+ * shape at 2 threads: on an Intel Xeon (12-28 GB/s) tg64 at 14.7-15.5 t/s with NTA against
+ * 21.4-23.6 with T0; on the AMD EPYC where NTA was chosen it gained 2-3% (commit bd965df). Which
+ * one wins is a property of the machine, so a per-machine tuner will choose (issue of step 5). */
+bool bn_stream_prefetch_nta(void);
+void bn_set_stream_prefetch_nta(bool nta);
+/* Checks BITNET_PREFETCH (if set) is "t0" or "nta"; main() calls it with the ISA check. */
+bn_status bn_stream_prefetch_check_environment(bn_error *err);
 /* Space-separated feature names this CPU has ("sse4.2 avx2 fma f16c avx512f ..."). */
 void bn_cpu_features_describe(char *buf, size_t size);
 

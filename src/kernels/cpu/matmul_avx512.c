@@ -41,7 +41,6 @@
 #define PREFETCH_DISTANCE 12288
 /* The one-token GEMV: see BN_I2S_GEMV_PREFETCH_DISTANCE in matmul_isa.h. */
 #define GEMV_PREFETCH_DISTANCE BN_I2S_GEMV_PREFETCH_DISTANCE
-#define GEMV_PREFETCH_HINT _MM_HINT_NTA
 /* Columns per block of a GEMM over wide matrices: 8 tokens' activations for one block (24 KiB)
  * stay in L1 (the 2560 x 6912 down projection ran at 78 MACs per cycle unblocked, against 119
  * for the 2560-column matrices). */
@@ -390,12 +389,13 @@ static void i2s_sums(int32_t *out, const bn_ternary_matrix *m, const bn_act_view
         int r = row_begin;
         /* full tiles (row_begin is a multiple of the tile height: chunks are 16-row aligned) */
         if (tiled && r % BN_I2S_TILE_ROWS == 0)
-            for (const bool gfni = bn_i2s_gfni_active(); r + BN_I2S_TILE_ROWS <= row_end; r += BN_I2S_TILE_ROWS) {
+            for (const bool gfni = bn_i2s_gfni_active(), nta = bn_stream_prefetch_nta();
+                 r + BN_I2S_TILE_ROWS <= row_end; r += BN_I2S_TILE_ROWS) {
                 int32_t raw[BN_I2S_TILE_ROWS];
                 if (gfni)
-                    bn_avx512gfni_i2s_gemv_tile(raw, bn_i2s_row_at(m, r).first, act->q_pairs, m->cols);
+                    bn_avx512gfni_i2s_gemv_tile(raw, bn_i2s_row_at(m, r).first, act->q_pairs, m->cols, nta);
                 else
-                    i2s_gemv_tile(raw, bn_i2s_row_at(m, r).first, act->q_pairs, m->cols);
+                    i2s_gemv_tile(raw, bn_i2s_row_at(m, r).first, act->q_pairs, m->cols, nta);
                 for (int i = 0; i < BN_I2S_TILE_ROWS; i++)
                     out[r - row_begin + i] = raw[i] - act->sums[0];
             }
@@ -781,14 +781,20 @@ static inline __attribute__((always_inline)) void f16_group_tokens(float *y, int
 static void f16_gemv_two_streams(float *y, const uint16_t *w, const float *x, int cols, int cols16,
                                  int row_begin, int row_end) {
     const int half = (row_end - row_begin) / 2;
+    const bool nta = bn_stream_prefetch_nta();
     for (int i = 0; i < half; i++) {
         const int ra = row_begin + i, rb = row_begin + half + i;
         const uint16_t *wa = w + (size_t)ra * cols, *wb = w + (size_t)rb * cols;
         __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
         for (int c = 0; c < cols16; c += 16) {
             __m512 xv = _mm512_loadu_ps(x + c);
-            _mm_prefetch((const char *)(wa + c + BN_F16_PREFETCH_AHEAD), _MM_HINT_NTA);
-            _mm_prefetch((const char *)(wb + c + BN_F16_PREFETCH_AHEAD), _MM_HINT_NTA);
+            if (nta) { /* the hint must be a constant (bn_stream_prefetch_nta) */
+                _mm_prefetch((const char *)(wa + c + BN_F16_PREFETCH_AHEAD), _MM_HINT_NTA);
+                _mm_prefetch((const char *)(wb + c + BN_F16_PREFETCH_AHEAD), _MM_HINT_NTA);
+            } else {
+                _mm_prefetch((const char *)(wa + c + BN_F16_PREFETCH_AHEAD), _MM_HINT_T0);
+                _mm_prefetch((const char *)(wb + c + BN_F16_PREFETCH_AHEAD), _MM_HINT_T0);
+            }
             a = _mm512_fmadd_ps(load_f16(wa + c), xv, a);
             b = _mm512_fmadd_ps(load_f16(wb + c), xv, b);
         }

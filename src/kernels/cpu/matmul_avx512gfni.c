@@ -23,13 +23,12 @@
 #define GFNI_FIELD_MATRIX(shift) ((long long)((1ULL << (shift)) << 56 | (1ULL << ((shift) + 1)) << 48))
 
 #define GEMV_PREFETCH_DISTANCE BN_I2S_GEMV_PREFETCH_DISTANCE
-#define GEMV_PREFETCH_HINT _MM_HINT_NTA
 #define I2S_GEMV_TILE_NAME gemv_tile_gfni
 #define I2S_GEMV_FIELD(packed, shift) \
     _mm512_gf2p8affine_epi64_epi8((packed), _mm512_set1_epi64(GFNI_FIELD_MATRIX(shift)), 0)
 #include "kernels/cpu/i2s_gemv_tile.h"
 
 void bn_avx512gfni_i2s_gemv_tile(int32_t raw[BN_I2S_TILE_ROWS], const uint8_t *tile,
-                                 const int8_t *xp, int cols) {
-    gemv_tile_gfni(raw, tile, xp, cols);
+                                 const int8_t *xp, int cols, bool nta) {
+    gemv_tile_gfni(raw, tile, xp, cols, nta);
 }

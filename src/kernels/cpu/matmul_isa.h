@@ -37,11 +37,12 @@ void bn_avx2_ternary_finish_i2s(float *y, int rows, float tensor_scale, const in
 void bn_avx512_ternary_finish_i2s(float *y, int rows, float tensor_scale, const int32_t *sums,
                                   const float *scales, int n_tokens, int row_begin, int row_end);
 
-/* The AVX-512 one-token I2_S GEMV prefetches this many bytes ahead, non-temporal. When the
+/* The AVX-512 one-token I2_S GEMV prefetches this many bytes ahead (with the hint of
+ * bn_stream_prefetch_nta: T0 by default since the Intel Xeon measurement there). When the
  * machine's bandwidth is high a 4 KiB distance fell behind (2 threads, 6912 x 2560 on huge pages, probe at 75-80 GB/s, three
  * rounds: 4 KiB NTA 62-73 GB/s, 8 KiB NTA 80-83, 12 KiB T0 82-83, 16 KiB T0 62-82; a model-like
  * sequence of the 2B-4T projections at a probe of 81-82: 8 KiB NTA 70.5-70.7, 12 KiB T0
- * 70.6-71.0, 8 and 16 KiB T0 69-70.6, T1/T2 hints 65-66, no prefetch 56). NTA keeps the weight
+ * 70.6-71.0, 8 and 16 KiB T0 69-70.6, T1/T2 hints 65-66, no prefetch 56). On that AMD EPYC NTA kept the weight
  * stream out of the outer caches, so what decode reads again (the KV cache, the norm weights,
  * activations) stays there: with the F16 head's prefetch NTA too, bench_decode_batch at batch 1
  * ran 39.2 against 37.9 t/s at a 48 GB/s probe and 56.8-57.9 against 56.0-57.7 at 80-84 GB/s,
@@ -51,7 +52,7 @@ void bn_avx512_ternary_finish_i2s(float *y, int rows, float tensor_scale, const 
 /* The AVX-512 one-token GEMV over one full I2S_TILE8 tile with GFNI field decoding
  * (matmul_avx512gfni.c, built with -mgfni); only for CPUs with GFNI (bn_i2s_gfni_active). */
 void bn_avx512gfni_i2s_gemv_tile(int32_t raw[BN_I2S_TILE_ROWS], const uint8_t *tile,
-                                 const int8_t *xp, int cols);
+                                 const int8_t *xp, int cols, bool nta);
 
 /* The one-token F16 GEMV prefetches this many elements (4 KiB) ahead in each row stream. When
  * the machine reads at about 80 GB/s, 2 KiB fell behind (128256 x 2560 head, 2 threads, four
