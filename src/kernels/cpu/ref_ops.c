@@ -10,7 +10,6 @@
 
 #include <float.h>
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 /* Exact F16 -> F32 for the hot loops (same results as bn_fp16_to_fp32, checked over all 65536
@@ -89,25 +88,17 @@ void bn_ref_rope_neox(float *x, int n_heads, int head_dim, int rope_dim, int32_t
                       float freq_base) {
     if (rope_dim > head_dim) rope_dim = head_dim;
     const int half = rope_dim / 2;
-    if (half <= 0) return;
-    float *c = malloc((size_t)half * 2 * sizeof *c);
-    if (c) {
-        bn_ref_rope_angles(c, c + half, half, 2 * half, pos, freq_base);
-        rope_rotate(x, n_heads, head_dim, half, c, c + half);
-        free(c);
-        return;
-    }
-    /* no memory for a table: one angle at a time (the same floats, the angles are a sequence) */
+    /* the angles of bn_ref_rope_angles, one pair at a time (no table to allocate) */
     const float theta_scale = bn_ref_rope_theta_scale(2 * half, freq_base);
     float theta = (float)pos;
     for (int j = 0; j < half; j++) {
-        const float cj = cosf(theta), sj = sinf(theta);
+        const float c = cosf(theta), s = sinf(theta);
         for (int h = 0; h < n_heads; h++) {
             float *x0 = x + (size_t)h * (size_t)head_dim + j;
             const float a = x0[0], b = x0[half];
-            const float b_sin = b * sj, b_cos = b * cj;
-            x0[0] = fmaf(a, cj, -b_sin);
-            x0[half] = fmaf(a, sj, b_cos);
+            const float b_sin = b * s, b_cos = b * c;
+            x0[0] = fmaf(a, c, -b_sin);
+            x0[half] = fmaf(a, s, b_cos);
         }
         theta *= theta_scale;
     }
