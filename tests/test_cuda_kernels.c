@@ -232,7 +232,7 @@ static void test_f16_head(void) {
         for (size_t i = 0; i < (size_t)rows * cols; i++) w[i] = bn_fp32_to_fp16(rand_float(-1, 1));
         float *x = rand_floats((size_t)n * cols, -1, 1);
         float *y_ref = malloc((size_t)n * rows * 4), *y_gpu = malloc((size_t)n * rows * 4);
-        bn_ref_f16_matmul(y_ref, w, x, rows, cols, n, 0, rows);
+        bn_ref_f16_matmul(y_ref, w, x, rows, cols, n, 0, rows, BN_PREFETCH_T0);
         uint16_t *dw = to_device(w, (size_t)rows * cols * 2);
         float *dx = to_device(x, (size_t)n * cols * 4), *dy = to_device(NULL, (size_t)n * rows * 4);
         bn_cuda_f16_matmul(ctx, dy, dw, dx, rows, cols, n);

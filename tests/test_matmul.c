@@ -10,6 +10,7 @@
 #include "core/fp16.h"
 #include "kernels/cpu/ref_matmul.h"
 #include "kernels/cpu_features.h"
+#include "kernels/variants.h"
 #include "kernels/ops.h"
 #include "kernels/registry.h"
 #include "quant/quant_format.h"
@@ -131,29 +132,29 @@ static float *check_ternary(const bn_ternary_matrix *m, const int8_t *q, const f
     size_t n_out = (size_t)n_tokens * m->rows;
     float *ref = malloc(n_out * sizeof *ref), *y = malloc(n_out * sizeof *y);
     bn_ref_ternary_matmul(ref, m, q, scales, n_tokens, 0, m->rows);
-    for (int isa = 0; isa < BN_ISA_COUNT; isa++) {
-        if (!bn_isa_supported((bn_isa)isa)) continue;
-        bn_isa_set_active((bn_isa)isa);
-        /* the AVX-512 path with and without GFNI field decoding (where the CPU has it), each
-         * with both prefetch hints of its one-token GEMV (bn_stream_prefetch_nta) */
-        const int variants = isa == BN_ISA_AVX512 ? (bn_i2s_gfni_supported() ? 4 : 2) : 1;
-        for (int variant = 0; variant < variants; variant++) {
-            const int gfni = variant / 2 == 1, nta = variant % 2 == 1;
-            bn_i2s_set_gfni(gfni);
-            bn_set_stream_prefetch_nta(nta);
-            for (int threads = 1; threads <= 4; threads++) {
-                if (threads > 1 && (threads + n_tokens + m->rows) % 2) continue; /* keep it quick */
-                memset(y, 0xff, n_out * sizeof *y);
-                bn_ternary_matmul(pools[threads], y, m, q, scales, sums, n_tokens);
-                CHECKF(memcmp(y, ref, n_out * sizeof *y) == 0,
-                       "%s: type %u %dx%d tokens %d isa %s%s%s threads %d differs from reference",
-                       what, m->file_type, m->rows, m->cols, n_tokens, bn_isa_name((bn_isa)isa),
-                       gfni ? "+gfni" : "", nta ? "+nta" : "", threads);
-            }
+    /* every variant of the class (kernels/variants.h): each path, and on AVX-512 each prefetch
+     * hint of the one-token GEMV with and without GFNI field decoding (where the CPU has it) */
+    const bn_kernel_class class = bn_kernel_class_of_tokens(n_tokens);
+    bn_kernel_variant variants[BN_KERNEL_VARIANTS_MAX];
+    const int n_variants = bn_kernel_variants(class, variants);
+    for (int v = 0; v < n_variants; v++) {
+        char name[BN_KERNEL_VARIANT_NAME_MAX];
+        bn_kernel_variant_name(variants[v], class, name, sizeof name);
+        bn_isa_set_active(variants[v].isa);
+        bn_kernel_bind(class, variants[v]);
+        CHECKF(bn_kernel_variant_equal(bn_kernel_variant_of(class), variants[v]),
+               "%s: variant %s is not the one bound", what, name);
+        for (int threads = 1; threads <= 4; threads++) {
+            if (threads > 1 && (threads + n_tokens + m->rows) % 2) continue; /* keep it quick */
+            memset(y, 0xff, n_out * sizeof *y);
+            bn_ternary_matmul(pools[threads], y, m, q, scales, sums, n_tokens);
+            CHECKF(memcmp(y, ref, n_out * sizeof *y) == 0,
+                   "%s: type %u %dx%d tokens %d %s variant %s threads %d differs from reference",
+                   what, m->file_type, m->rows, m->cols, n_tokens, bn_kernel_class_name(class), name,
+                   threads);
         }
-        bn_i2s_set_gfni(true);
-        bn_set_stream_prefetch_nta(false);
     }
+    bn_kernel_unbind_all();
     free(y);
     return ref;
 }
@@ -466,21 +467,24 @@ static void test_f16(void) {
             for (int i = 0; i < n_tokens * cols; i++)
                 x[i] = i % 13 == 0 ? rand_float(1e30f) : i % 17 == 0 ? rand_float(1e-30f) : rand_float(4.0f);
             float *ref = malloc(n_out * sizeof *ref), *y = malloc(n_out * sizeof *y);
-            bn_ref_f16_matmul(ref, w, x, rows, cols, n_tokens, 0, rows);
-            for (int isa = 0; isa < BN_ISA_COUNT; isa++) {
-                if (!bn_isa_supported((bn_isa)isa)) continue;
-                bn_isa_set_active((bn_isa)isa);
-                for (int threads = 1; threads <= 4; threads += (n_tokens % 2) + 1)
-                    for (int nta = 0; nta < 2; nta++) { /* both prefetch hints of the head */
-                        bn_set_stream_prefetch_nta(nta);
-                        memset(y, 0xff, n_out * sizeof *y);
-                        bn_f16_matmul(pools[threads], y, w, x, rows, cols, n_tokens);
-                        CHECKF(memcmp(y, ref, n_out * sizeof *y) == 0,
-                               "f16 %dx%d tokens %d isa %s%s threads %d differs", rows, cols,
-                               n_tokens, bn_isa_name((bn_isa)isa), nta ? "+nta" : "", threads);
-                    }
-                bn_set_stream_prefetch_nta(false);
+            bn_ref_f16_matmul(ref, w, x, rows, cols, n_tokens, 0, rows, BN_PREFETCH_T0);
+            /* every variant of the head class: each path, each prefetch hint on AVX-512 */
+            bn_kernel_variant variants[BN_KERNEL_VARIANTS_MAX];
+            const int n_variants = bn_kernel_variants(BN_KCLASS_HEAD, variants);
+            for (int v = 0; v < n_variants; v++) {
+                char name[BN_KERNEL_VARIANT_NAME_MAX];
+                bn_kernel_variant_name(variants[v], BN_KCLASS_HEAD, name, sizeof name);
+                bn_isa_set_active(variants[v].isa);
+                bn_kernel_bind(BN_KCLASS_HEAD, variants[v]);
+                for (int threads = 1; threads <= 4; threads += (n_tokens % 2) + 1) {
+                    memset(y, 0xff, n_out * sizeof *y);
+                    bn_f16_matmul(pools[threads], y, w, x, rows, cols, n_tokens);
+                    CHECKF(memcmp(y, ref, n_out * sizeof *y) == 0,
+                           "f16 %dx%d tokens %d variant %s threads %d differs", rows, cols,
+                           n_tokens, name, threads);
+                }
             }
+            bn_kernel_unbind_all();
             /* the lane order is a fixed summation: check it against a double sum */
             double exact = 0;
             for (int c = 0; c < cols; c++) exact += (double)bn_fp16_to_fp32(w[c]) * x[c];

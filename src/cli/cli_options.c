@@ -7,6 +7,8 @@
 
 #include "cli/commands.h"
 #include "kernels/cpu_features.h"
+#include "kernels/variants.h"
+#include "model/tune.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -70,10 +72,20 @@ const char bn_cli_common_help[] =
     "  --isa NAME             CPU kernel path: scalar, avx2, avx512 (default: BITNET_ISA,\n"
     "                         else the best supported; avx512 decodes with GFNI where the CPU\n"
     "                         has it, BITNET_GFNI=0 turns that off; BITNET_PREFETCH=nta makes\n"
-    "                         its one-token weight streams prefetch non-temporal, default t0)\n";
+    "                         its one-token weight streams prefetch non-temporal, default t0)\n"
+    BN_CLI_TUNE_HELP
+    "  --verbose              print the kernel variants chosen at load (and their timings)\n";
+
+bn_cli_parse bn_cli_parse_tune(int *mode, const char *option, const char *value, bn_error *err) {
+    bn_tune_mode m;
+    if (bn_tune_mode_parse(&m, value, NULL) != BN_OK) return bad_value(option, value, "off, quick or full", err);
+    *mode = (int)m;
+    return BN_CLI_CONSUMED;
+}
 
 void bn_cli_common_init(bn_cli_common *c) {
     memset(c, 0, sizeof *c);
+    c->tune = BN_TUNE_FROM_ENV;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     c->n_threads = cpus < 1 ? 1 : cpus > 8 ? 8 : (int)cpus;
 }
@@ -97,6 +109,11 @@ bn_cli_parse bn_cli_parse_common(bn_cli_common *c, int argc, char **argv, int *i
         if (strcmp(v, "scalar") && strcmp(v, "avx2") && strcmp(v, "avx512"))
             return bad_value(a, v, "scalar, avx2 or avx512", err);
         c->isa = v;
+    } else if (is(a, NULL, "--tune")) {
+        if (!(v = take_value(argc, argv, i, err))) return BN_CLI_BAD;
+        return bn_cli_parse_tune(&c->tune, a, v, err);
+    } else if (is(a, NULL, "--verbose")) {
+        c->verbose = true;
     } else {
         return BN_CLI_NOT_MINE;
     }
@@ -104,7 +121,7 @@ bn_cli_parse bn_cli_parse_common(bn_cli_common *c, int argc, char **argv, int *i
 }
 
 bn_status bn_cli_apply_isa_name(const char *isa, bn_error *err) {
-    if (bn_stream_prefetch_check_environment(err) != BN_OK) return BN_ERR_INVALID;
+    if (bn_kernel_variant_check_environment(err) != BN_OK) return BN_ERR_INVALID;
     if (isa) return bn_isa_set_active_by_name(isa, err);
     return bn_isa_check_environment(err);
 }
@@ -333,7 +350,13 @@ bn_status bn_cli_load_model(bn_model **model, bn_tokenizer **tok, char **path,
     bn_model_options options = bn_model_options_default();
     options.n_threads = c->n_threads;
     options.device = c->device;
+    options.tune = c->tune;
     if ((st = bn_model_load(*path, &options, model, err)) != BN_OK) goto fail;
+    if (c->verbose) {
+        char text[4096];
+        bn_model_tuning_describe(*model, text, sizeof text);
+        fputs(text, stderr);
+    }
     if (tok && (st = bn_tokenizer_from_gguf(tok, bn_model_get_gguf(*model), NULL, err)) != BN_OK) {
         bn_error_prefix(err, "%s: tokenizer: ", *path);
         goto fail;

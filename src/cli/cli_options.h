@@ -36,13 +36,15 @@ typedef enum bn_cli_parse {
     BN_CLI_BAD = -1      /* a missing or invalid value: err holds the one-line message */
 } bn_cli_parse;
 
-/* -m/--model, -t/--threads, -c/--ctx-size, --isa. */
+/* -m/--model, -t/--threads, -c/--ctx-size, --isa, --tune, --verbose. */
 typedef struct bn_cli_common {
     const char *model_path; /* NULL: the default model (bn_cli_resolve_model) */
     int n_threads;          /* default: online CPUs, at most 8 */
     int n_ctx;              /* 0: the model's training context */
     const char *isa;        /* NULL: best supported */
     bn_device device;       /* backend the model runs on (default CPU) */
+    int tune;               /* --tune: bn_tune_mode; -1 (default): BITNET_TUNE, else quick */
+    bool verbose;           /* --verbose: the kernel tuning's choice on stderr after the load */
 } bn_cli_common;
 
 void bn_cli_common_init(bn_cli_common *c);
@@ -84,6 +86,16 @@ bn_status bn_cli_find_in_tree(char **out, const char *relative, bn_error *err);
  * (/proc/self/exe/../..). When no file exists the error says how to get one. *out is owned by
  * the caller (free). */
 bn_status bn_cli_resolve_model(char **out, const char *given, bn_error *err);
+
+/* Parses a --tune value into *mode (bn_tune_mode); BN_CLI_BAD with the message otherwise. */
+bn_cli_parse bn_cli_parse_tune(int *mode, const char *option, const char *value, bn_error *err);
+/* Help lines of --tune (shared by the commands that load a model). */
+#define BN_CLI_TUNE_HELP                                                                          \
+    "  --tune off|quick|full  kernel tuning at load: time each kernel's variants on this model\n" \
+    "                         and bind the fastest (default: BITNET_TUNE, else quick: about\n"    \
+    "                         300 ms, then cached in $XDG_CACHE_HOME/bitnet/tune.json; full:\n"  \
+    "                         about 3 s, always measured); --isa and BITNET_VARIANT=CLASS=NAME\n" \
+    "                         still force a path or variant\n"
 
 /* Applies --isa when set; otherwise checks that BITNET_ISA (if set) names a path this CPU has. */
 bn_status bn_cli_apply_isa(const bn_cli_common *c, bn_error *err);

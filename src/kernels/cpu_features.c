@@ -105,6 +105,8 @@ static bn_isa parse_isa(const char *name) {
 
 /* -1: not chosen yet. */
 static atomic_int active_isa = -1;
+/* Set when BITNET_ISA or bn_isa_set_active chose the path (the tuner then keeps it). */
+static atomic_bool isa_forced;
 
 bn_isa bn_isa_active(void) {
     int isa = atomic_load_explicit(&active_isa, memory_order_relaxed);
@@ -115,7 +117,10 @@ bn_isa bn_isa_active(void) {
         bn_isa wanted = parse_isa(forced);
         /* An unusable request falls back to the best path; bn_isa_check_environment() lets
          * main() report it as an error before any kernel runs. */
-        if (wanted != BN_ISA_COUNT && bn_isa_supported(wanted)) chosen = wanted;
+        if (wanted != BN_ISA_COUNT && bn_isa_supported(wanted)) {
+            chosen = wanted;
+            atomic_store_explicit(&isa_forced, true, memory_order_relaxed);
+        }
     }
     atomic_store_explicit(&active_isa, (int)chosen, memory_order_relaxed);
     return chosen;
@@ -123,48 +128,15 @@ bn_isa bn_isa_active(void) {
 
 bool bn_i2s_gfni_supported(void) { return bn_isa_supported(BN_ISA_AVX512) && flags()->gfni; }
 
-/* -1: not chosen yet; else 0 or 1. */
-static atomic_int gfni_state = -1;
-
-bool bn_i2s_gfni_active(void) {
-    int state = atomic_load_explicit(&gfni_state, memory_order_relaxed);
-    if (state < 0) {
-        const char *env = getenv("BITNET_GFNI");
-        state = bn_i2s_gfni_supported() && !(env && !strcmp(env, "0"));
-        atomic_store_explicit(&gfni_state, state, memory_order_relaxed);
-    }
-    return state != 0;
+void bn_isa_set_active(bn_isa isa) {
+    atomic_store_explicit(&isa_forced, true, memory_order_relaxed);
+    atomic_store_explicit(&active_isa, (int)isa, memory_order_relaxed);
 }
 
-void bn_i2s_set_gfni(bool enabled) {
-    atomic_store_explicit(&gfni_state, enabled && bn_i2s_gfni_supported(), memory_order_relaxed);
+bool bn_isa_forced(void) {
+    (void)bn_isa_active(); /* reads BITNET_ISA */
+    return atomic_load_explicit(&isa_forced, memory_order_relaxed);
 }
-
-/* -1: not read yet; else 0 (T0) or 1 (NTA). */
-static atomic_int prefetch_nta_state = -1;
-
-bool bn_stream_prefetch_nta(void) {
-    int state = atomic_load_explicit(&prefetch_nta_state, memory_order_relaxed);
-    if (state < 0) {
-        const char *env = getenv("BITNET_PREFETCH");
-        state = env && !strcmp(env, "nta");
-        atomic_store_explicit(&prefetch_nta_state, state, memory_order_relaxed);
-    }
-    return state != 0;
-}
-
-void bn_set_stream_prefetch_nta(bool nta) {
-    atomic_store_explicit(&prefetch_nta_state, nta, memory_order_relaxed);
-}
-
-bn_status bn_stream_prefetch_check_environment(bn_error *err) {
-    const char *env = getenv("BITNET_PREFETCH");
-    if (!env || !*env || !strcmp(env, "t0") || !strcmp(env, "nta")) return BN_OK;
-    return bn_error_set(err, BN_ERR_INVALID, "BITNET_PREFETCH: unknown value '%s' (expected t0 or nta)",
-                        env);
-}
-
-void bn_isa_set_active(bn_isa isa) { atomic_store_explicit(&active_isa, (int)isa, memory_order_relaxed); }
 
 bn_status bn_isa_set_active_by_name(const char *name, bn_error *err) {
     bn_isa isa = parse_isa(name);

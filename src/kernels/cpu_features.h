@@ -30,23 +30,12 @@ const char *bn_isa_name(bn_isa isa);
 /* Checks BITNET_ISA (if set) names a path this CPU supports; main() calls it first so a bad
  * value is an error, not a silent fallback. */
 bn_status bn_isa_check_environment(bn_error *err); /* "scalar", "avx2", "avx512" */
-/* GFNI field decoding inside the AVX-512 path (its one-token I2_S GEMV; the same integer
- * results): used when the CPU has GFNI, unless BITNET_GFNI=0 (read once) or
- * bn_i2s_set_gfni(false) turns it off, so tests cover both. */
+/* Whether BITNET_ISA or bn_isa_set_active (--isa, tests) chose the path rather than the CPU's
+ * best: kernels/variants.h then runs every class on it. */
+bool bn_isa_forced(void);
+/* Whether the AVX-512 path can decode I2_S fields with GFNI (a knob of its GEMV variants, see
+ * kernels/variants.h). */
 bool bn_i2s_gfni_supported(void);
-bool bn_i2s_gfni_active(void);
-/* Turns GFNI decoding on (only where supported) or off. */
-void bn_i2s_set_gfni(bool enabled);
-/* Cache hint of the software prefetch in the one-token weight streams (the AVX-512 I2_S GEMV and
- * F16 head; the same results either way): T0 by default, NTA (non-temporal) with
- * BITNET_PREFETCH=nta (read once) or bn_set_stream_prefetch_nta(true). Measured with the 2B-4T
- * shape at 2 threads: on an Intel Xeon (12-28 GB/s) tg64 at 14.7-15.5 t/s with NTA against
- * 21.4-23.6 with T0; on the AMD EPYC where NTA was chosen it gained 2-3% (commit bd965df). Which
- * one wins is a property of the machine, so a per-machine tuner will choose (issue of step 5). */
-bool bn_stream_prefetch_nta(void);
-void bn_set_stream_prefetch_nta(bool nta);
-/* Checks BITNET_PREFETCH (if set) is "t0" or "nta"; main() calls it with the ISA check. */
-bn_status bn_stream_prefetch_check_environment(bn_error *err);
 /* Space-separated feature names this CPU has ("sse4.2 avx2 fma f16c avx512f ..."). */
 void bn_cpu_features_describe(char *buf, size_t size);
 

@@ -2,12 +2,14 @@
  * matmul.c: dispatch points of the matrix ops in kernels/ops.h (activation quantization, ternary
  * I2_S/TQ2_0/TQ1_0 matmul, F16 and int8 matmul) and ternary matrix preparation.
  *
- * Each call picks the active ISA (bn_isa_active), prepares the per-path activation view once
- * (kernels/cpu/matmul_isa.h), splits the output rows over the thread pool, and counts the call
- * in the kernel registry under the id of the kernel that ran ("cpu.i2s.gemv.avx512"; gemv for one
- * token, gemm for several). Kernels return exact integer sums and one shared float step
- * (ref_matmul.c) turns them into outputs, so every path, thread count and batch size yields the
- * same bits for a token.
+ * Kernel tables, in the style of ggml's type traits: per format and path one entry (id, the path
+ * it needs, its functions, the activation copies it reads, its registry counter). A call looks up
+ * the variant its class is bound to (kernels/variants.h: the path and the knobs the tuner chose),
+ * takes that path's entry, prepares the activation copies once in the calling thread's scratch
+ * (kernels/scratch.h), splits the output rows over the thread pool and counts the call under the
+ * entry's id ("cpu.i2s.gemv.avx512"; gemv for one token, gemm for several). A new format or path
+ * is one entry. Kernels return exact integer sums and one shared float step (ref_matmul.c) turns
+ * them into outputs, so every path, variant, thread count and batch size yields the same bits.
  *
  * Preparation validates (I2_S code 3, the scale). I2_S is copied into row tiles of 8
  * (ref_matmul.h: BN_LAYOUT_I2S_TILE8) so that a GEMV reads one sequential stream; the copy is
@@ -23,6 +25,8 @@
 #include "kernels/cpu/ref_matmul.h"
 #include "kernels/cpu_features.h"
 #include "kernels/registry.h"
+#include "kernels/scratch.h"
+#include "kernels/variants.h"
 #include "quant/quant_format.h"
 #include "quant/ternary.h"
 
@@ -36,37 +40,36 @@
 /* Rows per kernel call of an I2_S GEMM (a multiple of ROW_CHUNK). */
 #define GEMM_SPAN_ROWS 128
 
-/* Activation copies the kernels read with 64-byte loads start on a cache line: from malloc
- * (16-byte aligned) every such load straddled two lines, and the 64-token GEMM at 2 threads took
- * 2.45 ms instead of 1.45 (6912 x 2560, same run). Rows of cols bytes stay aligned when cols is a
- * multiple of 64, as in every model shape. */
-static void *alloc_line_aligned(size_t bytes) {
-    if (bytes > SIZE_MAX - 64) return NULL;
-    return aligned_alloc(64, bytes ? (bytes + 63) & ~(size_t)63 : 64);
-}
+/* Integer sums a worker holds at once (on its stack, 64 KiB): a chunk's rows x groups x tokens,
+ * the tokens taken in passes that fit. Every row chunk of every format fits one token (16 rows x
+ * at most 1024 TQ blocks, the limit prepare checks); an I2_S GEMM span takes 128 tokens a pass,
+ * which is the kernels' own order (token tiles outermost), so passes cost nothing. */
+#define WORKER_SUMS (ROW_CHUNK * 1024)
 
 /* ---- activation quantization ---- */
 
+typedef void (*quantize_fn)(int8_t *q, float *scales, int32_t *sums, const float *x,
+                            int n_tokens, int cols);
+
+static struct quantize_kernel {
+    const char *id;
+    quantize_fn run;
+    bn_kernel_slot slot;
+} quantize_kernels[BN_ISA_COUNT] = {
+    {"cpu.quantize_act.scalar", bn_ref_quantize_activations, {0}},
+    {"cpu.quantize_act.avx2", bn_avx2_quantize_activations, {0}},
+    {"cpu.quantize_act.avx512", bn_avx512_quantize_activations, {0}},
+};
+
 void bn_quantize_activations(int8_t *q, float *scales, int32_t *sums, const float *x, int n_tokens,
                              int cols) {
-    static bn_kernel_slot slots[BN_ISA_COUNT];
-    static const char *const ids[BN_ISA_COUNT] = {
-        "cpu.quantize_act.scalar", "cpu.quantize_act.avx2", "cpu.quantize_act.avx512"};
-    bn_isa isa = bn_isa_active();
+    struct quantize_kernel *k = &quantize_kernels[bn_isa_active()];
     uint64_t t0 = bn_kernel_begin();
-    switch (isa) {
-    case BN_ISA_AVX512: bn_avx512_quantize_activations(q, scales, sums, x, n_tokens, cols); break;
-    case BN_ISA_AVX2: bn_avx2_quantize_activations(q, scales, sums, x, n_tokens, cols); break;
-    default: bn_ref_quantize_activations(q, scales, sums, x, n_tokens, cols); break;
-    }
-    bn_kernel_end(&slots[isa], ids[isa], t0);
+    k->run(q, scales, sums, x, n_tokens, cols);
+    bn_kernel_end(&k->slot, k->id, t0);
 }
 
 /* ---- ternary matrices ---- */
-
-static int format_index(uint32_t type) {
-    return type == BN_TYPE_I2_S ? 0 : type == BN_TYPE_TQ2_0 ? 1 : 2;
-}
 
 static bn_status prepare(bn_ternary_matrix *matrix, const char *name, uint32_t file_type, int rows,
                          int cols, const void *file_data, int layout, bn_large_arena *arena,
@@ -166,6 +169,45 @@ void bn_ternary_matrix_release(bn_ternary_matrix *matrix) {
 
 #define MAX_PARTS 4
 
+typedef void (*ternary_sums_fn)(int32_t *out, const bn_ternary_matrix *matrix,
+                                const bn_act_view *act, int row_begin, int row_end);
+typedef void (*ternary_finish_i2s_fn)(float *y, int rows, float tensor_scale, const int32_t *sums,
+                                      const float *scales, int n_tokens, int row_begin, int row_end);
+
+/* One ternary kernel: a format's sums on one path, the activation copies it reads, its finish
+ * (NULL: the shared bn_ternary_finish), and one registry counter per shape (gemv, gemm). */
+typedef struct ternary_kernel {
+    const char *ids[2];
+    bn_isa needs;
+    ternary_sums_fn sums;
+    ternary_finish_i2s_fn finish_i2s;
+    bool pairs;      /* reads q_pairs */
+    bool block_sums; /* reads block_sums */
+    bn_kernel_slot slots[2];
+} ternary_kernel;
+
+enum { FORMAT_I2S, FORMAT_TQ2, FORMAT_TQ1, FORMAT_COUNT };
+
+static ternary_kernel ternary_kernels[FORMAT_COUNT][BN_ISA_COUNT] = {
+    [FORMAT_I2S] = {
+        {{"cpu.i2s.gemv.scalar", "cpu.i2s.gemm.scalar"}, BN_ISA_SCALAR, bn_ref_ternary_sums, NULL, false, false, {{0}}},
+        {{"cpu.i2s.gemv.avx2", "cpu.i2s.gemm.avx2"}, BN_ISA_AVX2, bn_avx2_ternary_sums,
+         bn_avx2_ternary_finish_i2s, false, false, {{0}}},
+        {{"cpu.i2s.gemv.avx512", "cpu.i2s.gemm.avx512"}, BN_ISA_AVX512, bn_avx512_ternary_sums,
+         bn_avx512_ternary_finish_i2s, true, false, {{0}}},
+    },
+    [FORMAT_TQ2] = {
+        {{"cpu.tq2.gemv.scalar", "cpu.tq2.gemm.scalar"}, BN_ISA_SCALAR, bn_ref_ternary_sums, NULL, false, false, {{0}}},
+        {{"cpu.tq2.gemv.avx2", "cpu.tq2.gemm.avx2"}, BN_ISA_AVX2, bn_avx2_ternary_sums, NULL, false, true, {{0}}},
+        {{"cpu.tq2.gemv.avx512", "cpu.tq2.gemm.avx512"}, BN_ISA_AVX512, bn_avx512_ternary_sums, NULL, true, true, {{0}}},
+    },
+    [FORMAT_TQ1] = {
+        {{"cpu.tq1.gemv.scalar", "cpu.tq1.gemm.scalar"}, BN_ISA_SCALAR, bn_ref_ternary_sums, NULL, false, false, {{0}}},
+        {{"cpu.tq1.gemv.avx2", "cpu.tq1.gemm.avx2"}, BN_ISA_AVX2, bn_avx2_ternary_sums, NULL, false, true, {{0}}},
+        {{"cpu.tq1.gemv.avx512", "cpu.tq1.gemm.avx512"}, BN_ISA_AVX512, bn_avx512_ternary_sums, NULL, true, true, {{0}}},
+    },
+};
+
 typedef struct ternary_job {
     float *const *ys;
     const bn_ternary_matrix *const *matrices;
@@ -173,31 +215,47 @@ typedef struct ternary_job {
     long total_rows;
     const bn_act_view *act;
     const float *scales;
-    bn_isa isa;
+    const ternary_kernel *kernel;
 } ternary_job;
 
-/* Rows [r0, r1) of one matrix: integer sums, then the float finish. */
+/* The view of tokens [t0, t0 + n) of act. */
+static bn_act_view act_slice(const bn_act_view *act, int t0, int n) {
+    bn_act_view slice = *act;
+    const size_t bytes = (size_t)t0 * (size_t)act->cols;
+    slice.n_tokens = n;
+    slice.q += bytes;
+    slice.sums += t0;
+    if (slice.q_pairs) slice.q_pairs += bytes;
+    if (slice.q_unsigned) slice.q_unsigned += bytes;
+    if (slice.block_sums) slice.block_sums += (size_t)t0 * (size_t)(act->cols / BN_TQ_BLOCK);
+    return slice;
+}
+
+/* Rows [r0, r1) of one matrix, the tokens in passes that fit `sums`: integer sums, then the
+ * float finish (y and scales shifted so the pass's token 0 is token t0). */
 static void ternary_chunk(const ternary_job *job, const bn_ternary_matrix *m, float *y,
                           int32_t *sums, int r0, int r1) {
+    const ternary_kernel *k = job->kernel;
     const int n_tokens = job->act->n_tokens;
-    switch (job->isa) {
-    case BN_ISA_AVX512: bn_avx512_ternary_sums(sums, m, job->act, r0, r1); break;
-    case BN_ISA_AVX2: bn_avx2_ternary_sums(sums, m, job->act, r0, r1); break;
-    default: bn_ref_ternary_sums(sums, m, job->act, r0, r1); break;
+    const long per_token = (long)(r1 - r0) * bn_ternary_groups(m);
+    const int pass = WORKER_SUMS / per_token < n_tokens ? (int)(WORKER_SUMS / per_token) : n_tokens;
+    for (int t0 = 0; t0 < n_tokens; t0 += pass) {
+        const int n = n_tokens - t0 < pass ? n_tokens - t0 : pass;
+        const bn_act_view slice = t0 == 0 && n == n_tokens ? *job->act : act_slice(job->act, t0, n);
+        float *y_pass = y + (size_t)t0 * (size_t)m->rows;
+        k->sums(sums, m, &slice, r0, r1);
+        if (m->file_type == BN_TYPE_I2_S && k->finish_i2s)
+            k->finish_i2s(y_pass, m->rows, m->tensor_scale, sums, job->scales + t0, n, r0, r1);
+        else
+            bn_ternary_finish(y_pass, m, sums, job->scales + t0, n, r0, r1);
     }
-    if (m->file_type == BN_TYPE_I2_S && job->isa == BN_ISA_AVX512)
-        bn_avx512_ternary_finish_i2s(y, m->rows, m->tensor_scale, sums, job->scales, n_tokens, r0, r1);
-    else if (m->file_type == BN_TYPE_I2_S && job->isa == BN_ISA_AVX2)
-        bn_avx2_ternary_finish_i2s(y, m->rows, m->tensor_scale, sums, job->scales, n_tokens, r0, r1);
-    else
-        bn_ternary_finish(y, m, sums, job->scales, n_tokens, r0, r1);
 }
 
 /* The rows of all parts, end to end, split among the threads in ROW_CHUNK granules (every part's
  * row count is a multiple of ROW_CHUNK when there are several, so no chunk straddles two). */
 static void ternary_worker(void *context, int thread_index, int n_threads) {
     const ternary_job *job = context;
-    const int n_tokens = job->act->n_tokens, groups = bn_ternary_groups(job->matrices[0]);
+    const int n_tokens = job->act->n_tokens;
     long begin, end;
     bn_threadpool_split(job->total_rows, ROW_CHUNK, thread_index, n_threads, &begin, &end);
     if (begin >= end) return;
@@ -205,8 +263,7 @@ static void ternary_worker(void *context, int thread_index, int n_threads) {
      * then serve more rows before the next tile's are loaded (64 tokens, 6912 x 2560, one thread:
      * 108 -> 119 MACs per cycle from 16- to 128-row spans). */
     const long span = n_tokens > 8 && job->matrices[0]->file_type == BN_TYPE_I2_S ? GEMM_SPAN_ROWS : ROW_CHUNK;
-    int32_t *sums = malloc((size_t)span * (size_t)n_tokens * (size_t)groups * sizeof *sums);
-    if (!sums) return; /* cannot happen for sane sizes; output stays as it was */
+    int32_t sums[WORKER_SUMS];
     long offset = 0; /* first global row of part p */
     for (int p = 0; p < job->n_parts && offset < end; p++) {
         const bn_ternary_matrix *m = job->matrices[p];
@@ -215,35 +272,29 @@ static void ternary_worker(void *context, int thread_index, int n_threads) {
             ternary_chunk(job, m, job->ys[p], sums, (int)r0, (int)(r0 + span < to ? r0 + span : to));
         offset += m->rows;
     }
-    free(sums);
+}
+
+static int format_index(uint32_t type) {
+    return type == BN_TYPE_I2_S ? FORMAT_I2S : type == BN_TYPE_TQ2_0 ? FORMAT_TQ2 : FORMAT_TQ1;
 }
 
 static void ternary_run(bn_threadpool *pool, float *const *ys, const bn_ternary_matrix *const *matrices,
                         int n_parts, const int8_t *q, const float *scales, const int32_t *sums,
                         int n_tokens) {
-    static bn_kernel_slot slots[3][2][BN_ISA_COUNT];
-    static const char *const ids[3][2][BN_ISA_COUNT] = {
-        {{"cpu.i2s.gemv.scalar", "cpu.i2s.gemv.avx2", "cpu.i2s.gemv.avx512"},
-         {"cpu.i2s.gemm.scalar", "cpu.i2s.gemm.avx2", "cpu.i2s.gemm.avx512"}},
-        {{"cpu.tq2.gemv.scalar", "cpu.tq2.gemv.avx2", "cpu.tq2.gemv.avx512"},
-         {"cpu.tq2.gemm.scalar", "cpu.tq2.gemm.avx2", "cpu.tq2.gemm.avx512"}},
-        {{"cpu.tq1.gemv.scalar", "cpu.tq1.gemv.avx2", "cpu.tq1.gemv.avx512"},
-         {"cpu.tq1.gemm.scalar", "cpu.tq1.gemm.avx2", "cpu.tq1.gemm.avx512"}}};
     if (n_tokens <= 0) return;
     const bn_ternary_matrix *matrix = matrices[0];
-    bn_isa isa = bn_isa_active();
+    const int cols = matrix->cols, format = format_index(matrix->file_type);
+    const bn_kernel_variant variant = bn_kernel_variant_of(bn_kernel_class_of_tokens(n_tokens));
+    const ternary_kernel *k = &ternary_kernels[format][variant.isa];
     uint64_t t0 = bn_kernel_begin();
-    const int cols = matrix->cols;
-    bn_act_view act = {.q = q, .sums = sums, .n_tokens = n_tokens, .cols = cols};
-    /* Per-path activation copies: small next to the weights (n_tokens x cols bytes). */
-    int8_t *pairs = NULL;
-    int32_t *block_sums = NULL;
-    bool ok = true;
-    if (isa != BN_ISA_SCALAR && matrix->file_type != BN_TYPE_I2_S) {
-        int blocks = cols / BN_TQ_BLOCK;
-        block_sums = malloc((size_t)n_tokens * (size_t)blocks * sizeof *block_sums);
-        ok = block_sums != NULL;
-        for (int t = 0; ok && t < n_tokens; t++)
+    bn_act_view act = {.q = q, .sums = sums, .n_tokens = n_tokens, .cols = cols,
+                       .prefetch = variant.prefetch, .gfni = variant.gfni};
+    /* Per-path activation copies in this thread's scratch: small next to the weights. */
+    if (k->block_sums) {
+        const int blocks = cols / BN_TQ_BLOCK;
+        int32_t *block_sums = bn_thread_scratch(BN_SCRATCH_BLOCK_SUMS,
+                                                (size_t)n_tokens * (size_t)blocks * sizeof *block_sums);
+        for (int t = 0; block_sums && t < n_tokens; t++)
             for (int b = 0; b < blocks; b++) {
                 const int8_t *qb = q + (size_t)t * cols + (size_t)b * BN_TQ_BLOCK;
                 int32_t s = 0;
@@ -251,23 +302,21 @@ static void ternary_run(bn_threadpool *pool, float *const *ys, const bn_ternary_
                 block_sums[(size_t)t * blocks + b] = s;
             }
         act.block_sums = block_sums;
+        if (!block_sums) k = &ternary_kernels[format][BN_ISA_SCALAR]; /* needs no copy */
     }
-    if (ok && isa == BN_ISA_AVX512) {
-        pairs = alloc_line_aligned((size_t)n_tokens * (size_t)cols);
-        ok = pairs != NULL;
-        if (ok) bn_avx512_pair_activations(pairs, q, n_tokens, cols);
+    if (k->pairs) {
+        int8_t *pairs = bn_thread_scratch(BN_SCRATCH_ACTIVATIONS, (size_t)n_tokens * (size_t)cols);
+        if (pairs) bn_avx512_pair_activations(pairs, q, n_tokens, cols);
         act.q_pairs = pairs;
+        if (!pairs) k = &ternary_kernels[format][BN_ISA_SCALAR];
     }
-    if (!ok) isa = BN_ISA_SCALAR; /* out of memory for the copies: the reference needs none */
     long total_rows = 0;
     for (int p = 0; p < n_parts; p++) total_rows += matrices[p]->rows;
     ternary_job job = {.ys = ys, .matrices = matrices, .n_parts = n_parts, .total_rows = total_rows,
-                       .act = &act, .scales = scales, .isa = isa};
+                       .act = &act, .scales = scales, .kernel = k};
     bn_threadpool_run(pool, ternary_worker, &job);
-    free(pairs);
-    free(block_sums);
-    bn_kernel_end_n(&slots[format_index(matrix->file_type)][n_tokens > 1][isa],
-                    ids[format_index(matrix->file_type)][n_tokens > 1][isa], t0, (uint64_t)n_parts);
+    ternary_kernel *counted = &ternary_kernels[format][k->needs];
+    bn_kernel_end_n(&counted->slots[n_tokens > 1], counted->ids[n_tokens > 1], t0, (uint64_t)n_parts);
 }
 
 void bn_ternary_matmul(bn_threadpool *pool, float *y, const bn_ternary_matrix *matrix,
@@ -294,47 +343,45 @@ void bn_ternary_matmul_parts(bn_threadpool *pool, float *const *ys,
 
 /* ---- F16 matmul ---- */
 
+typedef void (*f16_fn)(float *y, const uint16_t *w, const float *x, int rows, int cols,
+                       int n_tokens, int row_begin, int row_end, bn_prefetch_hint hint);
+
+static struct f16_kernel {
+    const char *ids[2]; /* gemv, gemm */
+    f16_fn run;
+    bn_kernel_slot slots[2];
+} f16_kernels[BN_ISA_COUNT] = {
+    {{"cpu.f16.gemv.scalar", "cpu.f16.gemm.scalar"}, bn_ref_f16_matmul, {{0}}},
+    {{"cpu.f16.gemv.avx2", "cpu.f16.gemm.avx2"}, bn_avx2_f16_matmul, {{0}}},
+    {{"cpu.f16.gemv.avx512", "cpu.f16.gemm.avx512"}, bn_avx512_f16_matmul, {{0}}},
+};
+
 typedef struct f16_job {
     float *y;
     const uint16_t *w;
     const float *x;
     int rows, cols, n_tokens;
-    bn_isa isa;
+    f16_fn run;
+    bn_prefetch_hint hint;
 } f16_job;
 
 static void f16_worker(void *context, int thread_index, int n_threads) {
     const f16_job *job = context;
     long begin, end;
     bn_threadpool_split(job->rows, ROW_CHUNK, thread_index, n_threads, &begin, &end);
-    if (begin >= end) return;
-    switch (job->isa) {
-    case BN_ISA_AVX512:
-        bn_avx512_f16_matmul(job->y, job->w, job->x, job->rows, job->cols, job->n_tokens,
-                             (int)begin, (int)end);
-        break;
-    case BN_ISA_AVX2:
-        bn_avx2_f16_matmul(job->y, job->w, job->x, job->rows, job->cols, job->n_tokens,
-                           (int)begin, (int)end);
-        break;
-    default:
-        bn_ref_f16_matmul(job->y, job->w, job->x, job->rows, job->cols, job->n_tokens,
-                          (int)begin, (int)end);
-        break;
-    }
+    if (begin < end)
+        job->run(job->y, job->w, job->x, job->rows, job->cols, job->n_tokens, (int)begin, (int)end, job->hint);
 }
 
 void bn_f16_matmul(bn_threadpool *pool, float *y, const uint16_t *w, const float *x, int rows,
                    int cols, int n_tokens) {
-    static bn_kernel_slot slots[2][BN_ISA_COUNT];
-    static const char *const ids[2][BN_ISA_COUNT] = {
-        {"cpu.f16.gemv.scalar", "cpu.f16.gemv.avx2", "cpu.f16.gemv.avx512"},
-        {"cpu.f16.gemm.scalar", "cpu.f16.gemm.avx2", "cpu.f16.gemm.avx512"}};
     if (n_tokens <= 0 || rows <= 0 || cols <= 0) return;
-    bn_isa isa = bn_isa_active();
+    const bn_kernel_variant variant = bn_kernel_variant_of(BN_KCLASS_HEAD);
+    struct f16_kernel *k = &f16_kernels[variant.isa];
     uint64_t t0 = bn_kernel_begin();
-    f16_job job = {y, w, x, rows, cols, n_tokens, isa};
+    f16_job job = {y, w, x, rows, cols, n_tokens, k->run, variant.prefetch};
     bn_threadpool_run(pool, f16_worker, &job);
-    bn_kernel_end(&slots[n_tokens > 1][isa], ids[n_tokens > 1][isa], t0);
+    bn_kernel_end(&k->slots[n_tokens > 1], k->ids[n_tokens > 1], t0);
 }
 
 /* ---- int8 matrices ---- */
@@ -379,12 +426,29 @@ void bn_int8_matrix_release(bn_int8_matrix *matrix) {
     memset(matrix, 0, sizeof *matrix);
 }
 
+typedef void (*int8_sums_fn)(int32_t *out, const bn_int8_matrix *matrix, const bn_act_view *act,
+                             int row_begin, int row_end);
+
+/* The helper copy of q each path reads (act->q_unsigned): none, |q|, q + 128. */
+enum { HELPER_NONE, HELPER_ABS, HELPER_PLUS_128 };
+
+static struct int8_kernel {
+    const char *ids[2]; /* gemv, gemm */
+    int8_sums_fn sums;
+    int helper;
+    bn_kernel_slot slots[2];
+} int8_kernels[BN_ISA_COUNT] = {
+    {{"cpu.int8.gemv.scalar", "cpu.int8.gemm.scalar"}, bn_ref_int8_sums, HELPER_NONE, {{0}}},
+    {{"cpu.int8.gemv.avx2", "cpu.int8.gemm.avx2"}, bn_avx2_int8_sums, HELPER_ABS, {{0}}},
+    {{"cpu.int8.gemv.avx512", "cpu.int8.gemm.avx512"}, bn_avx512_int8_sums, HELPER_PLUS_128, {{0}}},
+};
+
 typedef struct int8_job {
     float *y;
     const bn_int8_matrix *matrix;
     const bn_act_view *act;
     const float *scales;
-    bn_isa isa;
+    int8_sums_fn sums;
 } int8_job;
 
 static void int8_worker(void *context, int thread_index, int n_threads) {
@@ -397,15 +461,8 @@ static void int8_worker(void *context, int thread_index, int n_threads) {
         int r1 = (int)(r0 + ROW_CHUNK < end ? r0 + ROW_CHUNK : end);
         /* Tokens in slices of 64 keep the sums buffer on the stack. */
         for (int t0 = 0; t0 < n_tokens; t0 += 64) {
-            bn_act_view slice = *job->act;
-            slice.n_tokens = n_tokens - t0 < 64 ? n_tokens - t0 : 64;
-            slice.q += (size_t)t0 * slice.cols;
-            if (slice.q_unsigned) slice.q_unsigned += (size_t)t0 * slice.cols;
-            switch (job->isa) {
-            case BN_ISA_AVX512: bn_avx512_int8_sums(sums, job->matrix, &slice, (int)r0, r1); break;
-            case BN_ISA_AVX2: bn_avx2_int8_sums(sums, job->matrix, &slice, (int)r0, r1); break;
-            default: bn_ref_int8_sums(sums, job->matrix, &slice, (int)r0, r1); break;
-            }
+            const bn_act_view slice = act_slice(job->act, t0, n_tokens - t0 < 64 ? n_tokens - t0 : 64);
+            job->sums(sums, job->matrix, &slice, (int)r0, r1);
             /* finish indexes y by token: shift the base so slice token 0 is token t0 */
             bn_int8_finish(job->y + (size_t)t0 * job->matrix->rows, job->matrix, sums,
                            job->scales + t0, slice.n_tokens, (int)r0, r1);
@@ -415,25 +472,20 @@ static void int8_worker(void *context, int thread_index, int n_threads) {
 
 void bn_int8_matmul(bn_threadpool *pool, float *y, const bn_int8_matrix *matrix, const int8_t *q,
                     const float *scales, const int32_t *sums, int n_tokens) {
-    static bn_kernel_slot slots[2][BN_ISA_COUNT];
-    static const char *const ids[2][BN_ISA_COUNT] = {
-        {"cpu.int8.gemv.scalar", "cpu.int8.gemv.avx2", "cpu.int8.gemv.avx512"},
-        {"cpu.int8.gemm.scalar", "cpu.int8.gemm.avx2", "cpu.int8.gemm.avx512"}};
     if (n_tokens <= 0) return;
-    bn_isa isa = bn_isa_active();
+    struct int8_kernel *k = &int8_kernels[bn_kernel_variant_of(BN_KCLASS_HEAD).isa];
     uint64_t t0 = bn_kernel_begin();
     const int cols = matrix->cols;
     bn_act_view act = {.q = q, .sums = sums, .n_tokens = n_tokens, .cols = cols};
-    uint8_t *helper = NULL;
-    if (isa != BN_ISA_SCALAR) {
-        helper = alloc_line_aligned((size_t)n_tokens * (size_t)cols);
-        if (!helper) isa = BN_ISA_SCALAR;
-        for (size_t i = 0; helper && i < (size_t)n_tokens * (size_t)cols; i++)
-            helper[i] = isa == BN_ISA_AVX512 ? (uint8_t)(q[i] + 128) : (uint8_t)abs(q[i]);
+    if (k->helper != HELPER_NONE) {
+        const size_t n = (size_t)n_tokens * (size_t)cols;
+        uint8_t *helper = bn_thread_scratch(BN_SCRATCH_ACTIVATIONS, n);
+        if (!helper) k = &int8_kernels[BN_ISA_SCALAR]; /* needs no copy */
+        for (size_t i = 0; helper && i < n; i++)
+            helper[i] = k->helper == HELPER_PLUS_128 ? (uint8_t)(q[i] + 128) : (uint8_t)abs(q[i]);
         act.q_unsigned = helper;
     }
-    int8_job job = {.y = y, .matrix = matrix, .act = &act, .scales = scales, .isa = isa};
+    int8_job job = {.y = y, .matrix = matrix, .act = &act, .scales = scales, .sums = k->sums};
     bn_threadpool_run(pool, int8_worker, &job);
-    free(helper);
-    bn_kernel_end(&slots[n_tokens > 1][isa], ids[n_tokens > 1][isa], t0);
+    bn_kernel_end(&k->slots[n_tokens > 1], k->ids[n_tokens > 1], t0);
 }

@@ -1,9 +1,11 @@
 /*
  * ops.c: dispatch points of the non-matmul operations of kernels/ops.h (the matmul and
- * quantization ops live in kernels/matmul.c). Each op validates what it can report, picks the
- * active ISA path (falling back to AVX2 where an op has no AVX-512 kernel, since AVX-512 CPUs run
- * AVX2 code), runs it, and counts one call in the registry under the id of the kernel that ran
- * ("cpu.<op>.<path>").
+ * quantization ops live in kernels/matmul.c). Each op has a kernel table: per path (scalar, AVX2,
+ * AVX-512) its stable id (receipts name it), its function (NULL where the op has no kernel on that
+ * path) and its registry counter. A call validates what it can report, runs the entry of the
+ * active path or, where that has none, of the next narrower one (AVX-512 CPUs run AVX2 code), and
+ * counts one call under the id of the kernel that ran ("cpu.<op>.<path>"). Attention takes the
+ * path its class is bound to (kernels/variants.h). A new path of an op is one entry.
  */
 #include "kernels/ops.h"
 
@@ -11,132 +13,137 @@
 #include "kernels/cpu/ref_ops.h"
 #include "kernels/cpu_features.h"
 #include "kernels/registry.h"
+#include "kernels/variants.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-/* One op's registry entries, one per path. */
-typedef struct op_kernels {
-    const char *ids[BN_ISA_COUNT];
-    bn_kernel_slot slots[BN_ISA_COUNT];
-} op_kernels;
+/* One op's table: entry i is path i (bn_isa). */
+#define OP_TABLE(name, fn_type)            \
+    static struct {                        \
+        const char *id;                    \
+        fn_type fn;                        \
+        bn_kernel_slot slot;               \
+    } name[BN_ISA_COUNT]
 
-/* The stable kernel ids (receipts name them); NULL where the op has no AVX-512 kernel. */
-static op_kernels rmsnorm_kernels = {
-    {"cpu.rmsnorm.scalar", "cpu.rmsnorm.avx2", "cpu.rmsnorm.avx512"}, {{0}}};
-static op_kernels rope_neox_kernels = {{"cpu.rope_neox.scalar", "cpu.rope_neox.avx2", NULL}, {{0}}};
-static op_kernels rope_angles_kernels = {{"cpu.rope_angles.scalar", NULL, NULL}, {{0}}};
-static op_kernels softmax_kernels = {
-    {"cpu.softmax.scalar", "cpu.softmax.avx2", "cpu.softmax.avx512"}, {{0}}};
-static op_kernels relu2_mul_kernels = {{"cpu.relu2_mul.scalar", "cpu.relu2_mul.avx2", NULL}, {{0}}};
-static op_kernels silu_mul_kernels = {{"cpu.silu_mul.scalar", "cpu.silu_mul.avx2", NULL}, {{0}}};
-static op_kernels add_kernels = {{"cpu.add.scalar", "cpu.add.avx2", NULL}, {{0}}};
-static op_kernels embedding_f16_kernels = {
-    {"cpu.embedding_f16.scalar", "cpu.embedding_f16.avx2", NULL}, {{0}}};
-static op_kernels activation_kernels = {{"cpu.activation.scalar", "cpu.activation.avx2", NULL},
-                                        {{0}}};
-static op_kernels attention_kernels = {
-    {"cpu.attention.scalar", "cpu.attention.avx2", "cpu.attention.avx512"}, {{0}}};
-static op_kernels conv1d_kernels = {{"cpu.conv1d.scalar", "cpu.conv1d.avx2", NULL}, {{0}}};
-static op_kernels max_pool1d_kernels = {{"cpu.max_pool1d.scalar", "cpu.max_pool1d.avx2", NULL},
-                                        {{0}}};
-static op_kernels avg_pool1d_kernels = {{"cpu.avg_pool1d.scalar", "cpu.avg_pool1d.avx2", NULL},
-                                        {{0}}};
-static op_kernels batchnorm_kernels = {{"cpu.batchnorm.scalar", "cpu.batchnorm.avx2", NULL}, {{0}}};
+/* The path an op runs from `from` down: the first with a kernel (scalar always has one). */
+#define OP_PATH(table, from) op_path_down((from), (table)[1].fn != NULL, (table)[2].fn != NULL)
 
-/* The path an op runs: the active one, or AVX2 for ops without an AVX-512 kernel. */
-static bn_isa path(bool has_avx512) {
-    bn_isa isa = bn_isa_active();
+static bn_isa op_path_down(bn_isa isa, bool has_avx2, bool has_avx512) {
     if (isa == BN_ISA_AVX512 && !has_avx512) isa = BN_ISA_AVX2;
+    if (isa == BN_ISA_AVX2 && !has_avx2) isa = BN_ISA_SCALAR;
     return isa;
 }
 
-static void count(op_kernels *kernels, bn_isa isa, uint64_t t0) {
-    bn_kernel_end(&kernels->slots[isa], kernels->ids[isa], t0);
-}
+/* Runs the entry of the active path (or the next narrower one with a kernel) and counts it. */
+#define OP_RUN(table, ...)                                                 \
+    do {                                                                   \
+        uint64_t op_t0 = bn_kernel_begin();                                \
+        bn_isa op_isa = OP_PATH(table, bn_isa_active());                   \
+        (table)[op_isa].fn(__VA_ARGS__);                                   \
+        bn_kernel_end(&(table)[op_isa].slot, (table)[op_isa].id, op_t0);   \
+    } while (0)
+
+typedef void (*rmsnorm_fn)(float *, const float *, const float *, int, int, float);
+OP_TABLE(rmsnorm_kernels, rmsnorm_fn) = {{"cpu.rmsnorm.scalar", bn_ref_rmsnorm, {0}},
+                                         {"cpu.rmsnorm.avx2", bn_avx2_rmsnorm, {0}},
+                                         {"cpu.rmsnorm.avx512", bn_avx512_rmsnorm, {0}}};
+typedef void (*rope_fn)(float *, int, int, int, int32_t, float);
+OP_TABLE(rope_neox_kernels, rope_fn) = {{"cpu.rope_neox.scalar", bn_ref_rope_neox, {0}},
+                                        {"cpu.rope_neox.avx2", bn_avx2_rope_neox, {0}},
+                                        {NULL, NULL, {0}}};
+typedef void (*rope_table_fn)(float *, int, int, int, const float *, const float *);
+OP_TABLE(rope_neox_table_kernels, rope_table_fn) = {
+    {"cpu.rope_neox.scalar", bn_ref_rope_neox_table, {0}},
+    {"cpu.rope_neox.avx2", bn_avx2_rope_neox_table, {0}},
+    {NULL, NULL, {0}}};
+typedef void (*rope_angles_fn)(float *, float *, int, int, int32_t, float);
+OP_TABLE(rope_angles_kernels, rope_angles_fn) = {{"cpu.rope_angles.scalar", bn_ref_rope_angles, {0}},
+                                                 {NULL, NULL, {0}},
+                                                 {NULL, NULL, {0}}};
+typedef void (*softmax_fn)(float *, int);
+OP_TABLE(softmax_kernels, softmax_fn) = {{"cpu.softmax.scalar", bn_ref_softmax, {0}},
+                                         {"cpu.softmax.avx2", bn_avx2_softmax, {0}},
+                                         {"cpu.softmax.avx512", bn_avx512_softmax, {0}}};
+typedef void (*gated_fn)(float *, const float *, const float *, int);
+OP_TABLE(relu2_mul_kernels, gated_fn) = {{"cpu.relu2_mul.scalar", bn_ref_relu2_mul, {0}},
+                                         {"cpu.relu2_mul.avx2", bn_avx2_relu2_mul, {0}},
+                                         {NULL, NULL, {0}}};
+OP_TABLE(silu_mul_kernels, gated_fn) = {{"cpu.silu_mul.scalar", bn_ref_silu_mul, {0}},
+                                        {"cpu.silu_mul.avx2", bn_avx2_silu_mul, {0}},
+                                        {NULL, NULL, {0}}};
+typedef void (*add_fn)(float *, const float *, int);
+OP_TABLE(add_kernels, add_fn) = {{"cpu.add.scalar", bn_ref_add, {0}},
+                                 {"cpu.add.avx2", bn_avx2_add, {0}},
+                                 {NULL, NULL, {0}}};
+typedef void (*embedding_fn)(float *, const uint16_t *, int);
+OP_TABLE(embedding_f16_kernels, embedding_fn) = {
+    {"cpu.embedding_f16.scalar", bn_ref_embedding_row_f16, {0}},
+    {"cpu.embedding_f16.avx2", bn_avx2_embedding_row_f16, {0}},
+    {NULL, NULL, {0}}};
+typedef void (*activation_fn)(float *, const float *, int, bn_activation);
+OP_TABLE(activation_kernels, activation_fn) = {{"cpu.activation.scalar", bn_ref_activation_apply, {0}},
+                                               {"cpu.activation.avx2", bn_avx2_activation_apply, {0}},
+                                               {NULL, NULL, {0}}};
+typedef void (*attention_fn)(float *, const float *, const void *, const void *, bool, int, int, int,
+                             int32_t, float *, int, int);
+typedef bool (*attention_supports_fn)(int head_dim);
+OP_TABLE(attention_kernels, attention_fn) = {{"cpu.attention.scalar", bn_ref_attention, {0}},
+                                             {"cpu.attention.avx2", bn_avx2_attention, {0}},
+                                             {"cpu.attention.avx512", bn_avx512_attention, {0}}};
+/* The head sizes each attention kernel takes (NULL: all). */
+static const attention_supports_fn attention_supports[BN_ISA_COUNT] = {
+    NULL, bn_avx2_attention_supports, bn_avx512_attention_supports};
+typedef void (*conv1d_fn)(float *, const int8_t *, const int8_t *, float, float,
+                          const bn_conv1d_shape *, const bn_conv1d_plan *, int8_t *);
+OP_TABLE(conv1d_kernels, conv1d_fn) = {{"cpu.conv1d.scalar", NULL, {0}},
+                                       {"cpu.conv1d.avx2", bn_avx2_conv1d_core, {0}},
+                                       {NULL, NULL, {0}}};
+typedef void (*pool_fn)(float *, const float *, const bn_pool1d_shape *, int);
+OP_TABLE(max_pool1d_kernels, pool_fn) = {{"cpu.max_pool1d.scalar", bn_ref_max_pool1d, {0}},
+                                         {"cpu.max_pool1d.avx2", bn_avx2_max_pool1d, {0}},
+                                         {NULL, NULL, {0}}};
+OP_TABLE(avg_pool1d_kernels, pool_fn) = {{"cpu.avg_pool1d.scalar", bn_ref_avg_pool1d, {0}},
+                                         {"cpu.avg_pool1d.avx2", bn_avx2_avg_pool1d, {0}},
+                                         {NULL, NULL, {0}}};
+typedef void (*batchnorm_fn)(float *, const float *, const float *, const float *, const float *,
+                             const float *, int, int, float);
+OP_TABLE(batchnorm_kernels, batchnorm_fn) = {{"cpu.batchnorm.scalar", bn_ref_batchnorm, {0}},
+                                             {"cpu.batchnorm.avx2", bn_avx2_batchnorm, {0}},
+                                             {NULL, NULL, {0}}};
 
 void bn_rmsnorm(float *out, const float *x, const float *weight, int n_tokens, int cols,
                 float eps) {
     if (cols <= 0) return;
-    uint64_t t0 = bn_kernel_begin();
-    bn_isa isa = path(true);
-    switch (isa) {
-    case BN_ISA_AVX512: bn_avx512_rmsnorm(out, x, weight, n_tokens, cols, eps); break;
-    case BN_ISA_AVX2: bn_avx2_rmsnorm(out, x, weight, n_tokens, cols, eps); break;
-    default: bn_ref_rmsnorm(out, x, weight, n_tokens, cols, eps); break;
-    }
-    count(&rmsnorm_kernels, isa, t0);
+    OP_RUN(rmsnorm_kernels, out, x, weight, n_tokens, cols, eps);
 }
 
 void bn_rope_neox(float *x, int n_heads, int head_dim, int rope_dim, int32_t pos, float freq_base) {
-    uint64_t t0 = bn_kernel_begin();
-    bn_isa isa = path(false);
-    if (isa == BN_ISA_AVX2)
-        bn_avx2_rope_neox(x, n_heads, head_dim, rope_dim, pos, freq_base);
-    else
-        bn_ref_rope_neox(x, n_heads, head_dim, rope_dim, pos, freq_base);
-    count(&rope_neox_kernels, isa, t0);
+    OP_RUN(rope_neox_kernels, x, n_heads, head_dim, rope_dim, pos, freq_base);
 }
 
 void bn_rope_neox_angles(float *cos_table, float *sin_table, int head_dim, int rope_dim, int32_t pos,
                          float freq_base) {
-    uint64_t t0 = bn_kernel_begin();
     if (rope_dim > head_dim) rope_dim = head_dim;
-    bn_ref_rope_angles(cos_table, sin_table, rope_dim / 2, rope_dim / 2 * 2, pos, freq_base);
-    count(&rope_angles_kernels, BN_ISA_SCALAR, t0);
+    OP_RUN(rope_angles_kernels, cos_table, sin_table, rope_dim / 2, rope_dim / 2 * 2, pos, freq_base);
 }
 
 void bn_rope_neox_table(float *x, int n_heads, int head_dim, int rope_dim, const float *cos_table,
                         const float *sin_table) {
-    uint64_t t0 = bn_kernel_begin();
-    bn_isa isa = path(false);
-    if (isa == BN_ISA_AVX2)
-        bn_avx2_rope_neox_table(x, n_heads, head_dim, rope_dim, cos_table, sin_table);
-    else
-        bn_ref_rope_neox_table(x, n_heads, head_dim, rope_dim, cos_table, sin_table);
-    count(&rope_neox_kernels, isa, t0);
+    OP_RUN(rope_neox_table_kernels, x, n_heads, head_dim, rope_dim, cos_table, sin_table);
 }
 
-void bn_softmax(float *x, int n) {
-    uint64_t t0 = bn_kernel_begin();
-    bn_isa isa = path(true);
-    switch (isa) {
-    case BN_ISA_AVX512: bn_avx512_softmax(x, n); break;
-    case BN_ISA_AVX2: bn_avx2_softmax(x, n); break;
-    default: bn_ref_softmax(x, n); break;
-    }
-    count(&softmax_kernels, isa, t0);
-}
+void bn_softmax(float *x, int n) { OP_RUN(softmax_kernels, x, n); }
 
 void bn_relu2_mul(float *out, const float *gate, const float *up, int n) {
-    uint64_t t0 = bn_kernel_begin();
-    bn_isa isa = path(false);
-    if (isa == BN_ISA_AVX2)
-        bn_avx2_relu2_mul(out, gate, up, n);
-    else
-        bn_ref_relu2_mul(out, gate, up, n);
-    count(&relu2_mul_kernels, isa, t0);
+    OP_RUN(relu2_mul_kernels, out, gate, up, n);
 }
 
 void bn_silu_mul(float *out, const float *gate, const float *up, int n) {
-    uint64_t t0 = bn_kernel_begin();
-    bn_isa isa = path(false);
-    if (isa == BN_ISA_AVX2)
-        bn_avx2_silu_mul(out, gate, up, n);
-    else
-        bn_ref_silu_mul(out, gate, up, n);
-    count(&silu_mul_kernels, isa, t0);
+    OP_RUN(silu_mul_kernels, out, gate, up, n);
 }
 
-void bn_add(float *x, const float *y, int n) {
-    uint64_t t0 = bn_kernel_begin();
-    bn_isa isa = path(false);
-    if (isa == BN_ISA_AVX2)
-        bn_avx2_add(x, y, n);
-    else
-        bn_ref_add(x, y, n);
-    count(&add_kernels, isa, t0);
-}
+void bn_add(float *x, const float *y, int n) { OP_RUN(add_kernels, x, y, n); }
 
 bn_status bn_embedding_lookup_f16(float *out, const uint16_t *table, int n_rows, int cols,
                                   int32_t id, bn_error *err) {
@@ -146,14 +153,7 @@ bn_status bn_embedding_lookup_f16(float *out, const uint16_t *table, int n_rows,
                             n_rows);
     if (cols < 0)
         return bn_error_set(err, BN_ERR_INVALID, "embedding: cols = %d must be >= 0", cols);
-    uint64_t t0 = bn_kernel_begin();
-    bn_isa isa = path(false);
-    const uint16_t *row = table + (size_t)id * (size_t)cols;
-    if (isa == BN_ISA_AVX2)
-        bn_avx2_embedding_row_f16(out, row, cols);
-    else
-        bn_ref_embedding_row_f16(out, row, cols);
-    count(&embedding_f16_kernels, isa, t0);
+    OP_RUN(embedding_f16_kernels, out, table + (size_t)id * (size_t)cols, cols);
     return BN_OK;
 }
 
@@ -167,26 +167,12 @@ void bn_attention_heads(float *out, const float *q, const void *k_cache, const v
                         bool kv_f16, int n_heads, int n_kv_heads, int head_dim, int32_t pos,
                         float *scratch, int head_begin, int head_end) {
     uint64_t t0 = bn_kernel_begin();
-    bn_isa isa = path(true);
+    bn_isa isa = OP_PATH(attention_kernels, bn_kernel_variant_of(BN_KCLASS_ATTENTION).isa);
     /* heads the SIMD kernels do not take run the reference (and are counted as such) */
-    if ((isa == BN_ISA_AVX512 && !bn_avx512_attention_supports(head_dim)) ||
-        (isa == BN_ISA_AVX2 && !bn_avx2_attention_supports(head_dim)))
-        isa = BN_ISA_SCALAR;
-    switch (isa) {
-    case BN_ISA_AVX512:
-        bn_avx512_attention(out, q, k_cache, v_cache, kv_f16, n_heads, n_kv_heads, head_dim, pos,
-                            scratch, head_begin, head_end);
-        break;
-    case BN_ISA_AVX2:
-        bn_avx2_attention(out, q, k_cache, v_cache, kv_f16, n_heads, n_kv_heads, head_dim, pos,
-                          scratch, head_begin, head_end);
-        break;
-    default:
-        bn_ref_attention(out, q, k_cache, v_cache, kv_f16, n_heads, n_kv_heads, head_dim, pos,
-                         scratch, head_begin, head_end);
-        break;
-    }
-    count(&attention_kernels, isa, t0);
+    if (attention_supports[isa] && !attention_supports[isa](head_dim)) isa = BN_ISA_SCALAR;
+    attention_kernels[isa].fn(out, q, k_cache, v_cache, kv_f16, n_heads, n_kv_heads, head_dim, pos,
+                              scratch, head_begin, head_end);
+    bn_kernel_end(&attention_kernels[isa].slot, attention_kernels[isa].id, t0);
 }
 
 bn_status bn_conv1d_output_length(const bn_conv1d_shape *shape, int *out_length, bn_error *err) {
@@ -220,13 +206,14 @@ bn_status bn_conv1d_ternary(float *out, const uint8_t *w_data, const float *inpu
     if (status == BN_OK) status = bn_ref_quantize_block(q, &s_x, input, plan.n_input, err);
     if (status == BN_OK) {
         memcpy(&s_w, w_data + plan.n_weights / 4, sizeof s_w);
+        /* (the scalar kernel needs no column scratch: its entry has no function) */
         uint64_t t0 = bn_kernel_begin();
-        bn_isa isa = path(false);
-        if (isa == BN_ISA_AVX2)
-            bn_avx2_conv1d_core(out, w, q, s_x, s_w, shape, &plan, column);
+        bn_isa isa = OP_PATH(conv1d_kernels, bn_isa_active());
+        if (conv1d_kernels[isa].fn)
+            conv1d_kernels[isa].fn(out, w, q, s_x, s_w, shape, &plan, column);
         else
             bn_ref_conv1d_core(out, w, q, s_x, s_w, shape, &plan);
-        count(&conv1d_kernels, isa, t0);
+        bn_kernel_end(&conv1d_kernels[isa].slot, conv1d_kernels[isa].id, t0);
     }
     free(w);
     free(q);
@@ -243,13 +230,7 @@ bn_status bn_max_pool1d(float *out, const float *input, const bn_pool1d_shape *s
     int out_length;
     bn_status status = bn_ref_pool1d_plan(&out_length, shape, err);
     if (status != BN_OK) return status;
-    uint64_t t0 = bn_kernel_begin();
-    bn_isa isa = path(false);
-    if (isa == BN_ISA_AVX2)
-        bn_avx2_max_pool1d(out, input, shape, out_length);
-    else
-        bn_ref_max_pool1d(out, input, shape, out_length);
-    count(&max_pool1d_kernels, isa, t0);
+    OP_RUN(max_pool1d_kernels, out, input, shape, out_length);
     return BN_OK;
 }
 
@@ -258,13 +239,7 @@ bn_status bn_avg_pool1d(float *out, const float *input, const bn_pool1d_shape *s
     int out_length;
     bn_status status = bn_ref_pool1d_plan(&out_length, shape, err);
     if (status != BN_OK) return status;
-    uint64_t t0 = bn_kernel_begin();
-    bn_isa isa = path(false);
-    if (isa == BN_ISA_AVX2)
-        bn_avx2_avg_pool1d(out, input, shape, out_length);
-    else
-        bn_ref_avg_pool1d(out, input, shape, out_length);
-    count(&avg_pool1d_kernels, isa, t0);
+    OP_RUN(avg_pool1d_kernels, out, input, shape, out_length);
     return BN_OK;
 }
 
@@ -273,22 +248,10 @@ bn_status bn_batchnorm(float *out, const float *x, const float *mean, const floa
                        bn_error *err) {
     bn_status status = bn_ref_batchnorm_check(var, channels, length, eps, err);
     if (status != BN_OK) return status;
-    uint64_t t0 = bn_kernel_begin();
-    bn_isa isa = path(false);
-    if (isa == BN_ISA_AVX2)
-        bn_avx2_batchnorm(out, x, mean, var, gamma, beta, channels, length, eps);
-    else
-        bn_ref_batchnorm(out, x, mean, var, gamma, beta, channels, length, eps);
-    count(&batchnorm_kernels, isa, t0);
+    OP_RUN(batchnorm_kernels, out, x, mean, var, gamma, beta, channels, length, eps);
     return BN_OK;
 }
 
 void bn_activation_apply(float *out, const float *x, int n, bn_activation act) {
-    uint64_t t0 = bn_kernel_begin();
-    bn_isa isa = path(false);
-    if (isa == BN_ISA_AVX2)
-        bn_avx2_activation_apply(out, x, n, act);
-    else
-        bn_ref_activation_apply(out, x, n, act);
-    count(&activation_kernels, isa, t0);
+    OP_RUN(activation_kernels, out, x, n, act);
 }

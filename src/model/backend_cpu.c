@@ -11,6 +11,7 @@
 #include "model/backend.h"
 
 #include "core/fp16.h"
+#include "kernels/scratch.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -66,6 +67,18 @@ static bn_status cpu_reserve(bn_backend *backend, int n_tokens, int max_context,
         free(cpu->q), free(cpu->scales), free(cpu->sums);
         cpu->q = q, cpu->scales = scales, cpu->sums = sums;
         cpu->quant_tokens = n_tokens;
+    }
+    /* The matmuls' activation copies live in the decoding thread's scratch (kernels/scratch.h):
+     * reserved here, where running out of memory can still be reported, so decoding allocates
+     * nothing (a no-op once this thread holds enough). */
+    {
+        const size_t width = (size_t)(c->dim > c->ffn_dim ? c->dim : c->ffn_dim);
+        if (bn_thread_scratch_reserve(BN_SCRATCH_ACTIVATIONS, (size_t)n_tokens * width, err) != BN_OK ||
+            bn_thread_scratch_reserve(BN_SCRATCH_BLOCK_SUMS,
+                                      (size_t)n_tokens * (width / 256 + 1) * sizeof(int32_t), err) != BN_OK) {
+            bn_error_prefix(err, "CPU backend: ");
+            return BN_ERR_NOMEM;
+        }
     }
     if (n_tokens > cpu->rope_tokens) {
         size_t table = (size_t)n_tokens * (size_t)(cpu->rope_half > 0 ? cpu->rope_half : 1);

@@ -13,7 +13,7 @@
 
 bn_model_options bn_model_options_default(void) {
     bn_model_options options = {.n_threads = 1, .kv_f16 = true, .int8_lm_head = false, .ubatch = 0,
-                                .device = BN_DEVICE_CPU};
+                                .device = BN_DEVICE_CPU, .tune = BN_TUNE_FROM_ENV};
     return options;
 }
 
@@ -62,6 +62,7 @@ bn_status bn_model_load(const char *path, const bn_model_options *options, bn_mo
         st = bn_backend_cuda_create(&model->config, &model->weights, &model->backend, err);
     else if (st == BN_OK)
         st = bn_backend_cpu_create(&model->config, model->pool, &model->backend, err);
+    if (st == BN_OK) st = bn_model_tune(model, err);
     if (st != BN_OK) {
         bn_model_free(model);
         return st;

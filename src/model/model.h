@@ -72,9 +72,11 @@ typedef struct bn_model_options {
     bool int8_lm_head;      /* LM head in int8 with per-row scales instead of F16 */
     int ubatch;             /* tokens per internal forward chunk (0: default 512) */
     bn_device device;       /* backend (default CPU) */
+    int tune;               /* bn_tune_mode (kernels/tuner.h, model/tune.h): -1 BITNET_TUNE or
+                               quick (default), 0 off, 1 quick, 2 full */
 } bn_model_options;
 
-/* n_threads 1, kv_f16 true, int8_lm_head false, ubatch 0, device CPU. */
+/* n_threads 1, kv_f16 true, int8_lm_head false, ubatch 0, device CPU, tune -1. */
 bn_model_options bn_model_options_default(void);
 
 typedef struct bn_model bn_model;

@@ -12,6 +12,7 @@
 #include "kernels/ops.h"
 #include "kernels/threadpool.h"
 #include "model/model.h"
+#include "model/tune.h"
 
 typedef struct bn_backend bn_backend; /* model/backend.h */
 
@@ -105,7 +106,12 @@ struct bn_model {
     bn_forward_state state;
     bn_tensor_observer observer; /* bn_model_set_observer; NULL: none */
     void *observer_context;
+    bn_model_tuning tuning;     /* what the load's kernel tuning did (tune.h) */
 };
+
+/* tune.c: runs (or reads from the cache) the kernel tuning of a loaded CPU model and binds its
+ * choice (tune.h); BN_ERR_INVALID for a bad mode or BITNET_TUNE, BN_ERR_NOMEM. */
+bn_status bn_model_tune(bn_model *model, bn_error *err);
 
 /* config.c: reads the hyper-parameters from metadata; errors name the key. */
 bn_status bn_model_config_read(bn_model_config *config, const bn_gguf *gguf, bn_error *err);

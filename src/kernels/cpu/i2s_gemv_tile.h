@@ -8,8 +8,8 @@
  * The including file defines I2S_GEMV_TILE_NAME (the function to define) and
  * I2S_GEMV_FIELD(packed, shift) (the 0..2 codes of the 2-bit field at bit `shift` of every byte
  * of packed, for shift 6, 4 and 2; the field at bit 0 is a mask), and includes this file after
- * immintrin.h and the prefetch distance (GEMV_PREFETCH_DISTANCE). The prefetch hint is an
- * argument (nta: non-temporal, else T0; see bn_stream_prefetch_nta).
+ * immintrin.h and the prefetch distance (GEMV_PREFETCH_DISTANCE). The prefetch hint (T0, NTA or
+ * none) is an argument: a knob of the GEMV variants (kernels/variants.h).
  */
 #include "kernels/cpu/ref_matmul.h"
 
@@ -46,7 +46,7 @@ static inline int32_t reduce256(__m256i v) {
  * pairs, row after row, pair after pair; each activation register set feeds 8 rows. Raw sums
  * (codes * q) per row. */
 static void I2S_GEMV_TILE_NAME(int32_t raw[BN_I2S_TILE_ROWS], const uint8_t *tile, const int8_t *xp,
-                               int cols, bool nta) {
+                               int cols, bn_prefetch_hint hint) {
     __m512i acc[BN_I2S_TILE_ROWS];
 #pragma GCC unroll 8
     for (int r = 0; r < BN_I2S_TILE_ROWS; r++) acc[r] = _mm512_setzero_si512();
@@ -60,10 +60,11 @@ static void I2S_GEMV_TILE_NAME(int32_t raw[BN_I2S_TILE_ROWS], const uint8_t *til
 #pragma GCC unroll 8
         for (int r = 0; r < BN_I2S_TILE_ROWS; r++) {
             const uint8_t *wb = wp + 64 * r;
-            if (nta) /* the hint must be a constant: a branch the predictor always gets right */
-                _mm_prefetch((const char *)(wb + GEMV_PREFETCH_DISTANCE), _MM_HINT_NTA);
-            else
+            /* the hint must be a constant: branches the predictor always gets right */
+            if (hint == BN_PREFETCH_T0)
                 _mm_prefetch((const char *)(wb + GEMV_PREFETCH_DISTANCE), _MM_HINT_T0);
+            else if (hint == BN_PREFETCH_NTA)
+                _mm_prefetch((const char *)(wb + GEMV_PREFETCH_DISTANCE), _MM_HINT_NTA);
             __m512i packed = _mm512_loadu_si512(wb);
             acc[r] = _mm512_dpbusd_epi32(acc[r], I2S_GEMV_FIELD(packed, 6), x0);
             acc[r] = _mm512_dpbusd_epi32(acc[r], I2S_GEMV_FIELD(packed, 4), x1);

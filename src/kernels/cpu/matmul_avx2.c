@@ -408,7 +408,8 @@ static void f16_gemv_two_streams(float *y, const uint16_t *w, const float *x, in
 }
 
 void bn_avx2_f16_matmul(float *y, const uint16_t *w, const float *x, int rows, int cols,
-                        int n_tokens, int row_begin, int row_end) {
+                        int n_tokens, int row_begin, int row_end, bn_prefetch_hint hint) {
+    (void)hint; /* the hardware prefetchers follow its streams */
     const int cols16 = cols / 16 * 16;
     if (n_tokens == 1) {
         f16_gemv_two_streams(y, w, x, cols, cols16, row_begin, row_end);

@@ -389,13 +389,12 @@ static void i2s_sums(int32_t *out, const bn_ternary_matrix *m, const bn_act_view
         int r = row_begin;
         /* full tiles (row_begin is a multiple of the tile height: chunks are 16-row aligned) */
         if (tiled && r % BN_I2S_TILE_ROWS == 0)
-            for (const bool gfni = bn_i2s_gfni_active(), nta = bn_stream_prefetch_nta();
-                 r + BN_I2S_TILE_ROWS <= row_end; r += BN_I2S_TILE_ROWS) {
+            for (; r + BN_I2S_TILE_ROWS <= row_end; r += BN_I2S_TILE_ROWS) {
                 int32_t raw[BN_I2S_TILE_ROWS];
-                if (gfni)
-                    bn_avx512gfni_i2s_gemv_tile(raw, bn_i2s_row_at(m, r).first, act->q_pairs, m->cols, nta);
+                if (act->gfni)
+                    bn_avx512gfni_i2s_gemv_tile(raw, bn_i2s_row_at(m, r).first, act->q_pairs, m->cols, act->prefetch);
                 else
-                    i2s_gemv_tile(raw, bn_i2s_row_at(m, r).first, act->q_pairs, m->cols, nta);
+                    i2s_gemv_tile(raw, bn_i2s_row_at(m, r).first, act->q_pairs, m->cols, act->prefetch);
                 for (int i = 0; i < BN_I2S_TILE_ROWS; i++)
                     out[r - row_begin + i] = raw[i] - act->sums[0];
             }
@@ -779,21 +778,20 @@ static inline __attribute__((always_inline)) void f16_group_tokens(float *y, int
  * 2560 x 128256 LM head at 2 threads: about 100% of the streaming read bandwidth probed beside
  * it, against about 75-80% for four interleaved rows prefetched one pass ahead. */
 static void f16_gemv_two_streams(float *y, const uint16_t *w, const float *x, int cols, int cols16,
-                                 int row_begin, int row_end) {
+                                 int row_begin, int row_end, bn_prefetch_hint hint) {
     const int half = (row_end - row_begin) / 2;
-    const bool nta = bn_stream_prefetch_nta();
     for (int i = 0; i < half; i++) {
         const int ra = row_begin + i, rb = row_begin + half + i;
         const uint16_t *wa = w + (size_t)ra * cols, *wb = w + (size_t)rb * cols;
         __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
         for (int c = 0; c < cols16; c += 16) {
             __m512 xv = _mm512_loadu_ps(x + c);
-            if (nta) { /* the hint must be a constant (bn_stream_prefetch_nta) */
-                _mm_prefetch((const char *)(wa + c + BN_F16_PREFETCH_AHEAD), _MM_HINT_NTA);
-                _mm_prefetch((const char *)(wb + c + BN_F16_PREFETCH_AHEAD), _MM_HINT_NTA);
-            } else {
+            if (hint == BN_PREFETCH_T0) { /* the hint must be a constant */
                 _mm_prefetch((const char *)(wa + c + BN_F16_PREFETCH_AHEAD), _MM_HINT_T0);
                 _mm_prefetch((const char *)(wb + c + BN_F16_PREFETCH_AHEAD), _MM_HINT_T0);
+            } else if (hint == BN_PREFETCH_NTA) {
+                _mm_prefetch((const char *)(wa + c + BN_F16_PREFETCH_AHEAD), _MM_HINT_NTA);
+                _mm_prefetch((const char *)(wb + c + BN_F16_PREFETCH_AHEAD), _MM_HINT_NTA);
             }
             a = _mm512_fmadd_ps(load_f16(wa + c), xv, a);
             b = _mm512_fmadd_ps(load_f16(wb + c), xv, b);
@@ -826,10 +824,10 @@ static void f16_group_by_tokens(float *y, int rows, const uint16_t *w, const flo
 }
 
 void bn_avx512_f16_matmul(float *y, const uint16_t *w, const float *x, int rows, int cols,
-                          int n_tokens, int row_begin, int row_end) {
+                          int n_tokens, int row_begin, int row_end, bn_prefetch_hint hint) {
     const int cols16 = cols / 16 * 16;
     if (n_tokens == 1) {
-        f16_gemv_two_streams(y, w, x, cols, cols16, row_begin, row_end);
+        f16_gemv_two_streams(y, w, x, cols, cols16, row_begin, row_end, hint);
         return;
     }
     /* groups of up to 16 rows, up to 8 tokens per pass; the kernels take a constant token count

@@ -2,7 +2,7 @@
  * matmul_avx512gfni.c: the one-token I2_S tile GEMV of the AVX-512 path with the 2-bit fields
  * decoded by GFNI (one vgf2p8affineqb per field instead of a shift and a mask), compiled with
  * -mgfni on its own so the rest of the AVX-512 path still runs on AVX-512 CPUs without GFNI
- * (Cascade Lake); matmul_avx512.c calls it when bn_i2s_gfni_active(). The decode is what a
+ * (Cascade Lake); matmul_avx512.c calls it for the GEMV variants with GFNI (kernels/variants.h). The decode is what a
  * memory-bound GEMV spends its instructions on: fewer of them per cache line leave the core room
  * for more loads in flight. Measured on the development machine at 2 threads with the probe at
  * 79-84 GB/s: the 2B-4T projections in model order, four rounds, 74.0-75.6 GB/s against 68.8-71.0
@@ -29,6 +29,6 @@
 #include "kernels/cpu/i2s_gemv_tile.h"
 
 void bn_avx512gfni_i2s_gemv_tile(int32_t raw[BN_I2S_TILE_ROWS], const uint8_t *tile,
-                                 const int8_t *xp, int cols, bool nta) {
-    gemv_tile_gfni(raw, tile, xp, cols, nta);
+                                 const int8_t *xp, int cols, bn_prefetch_hint hint) {
+    gemv_tile_gfni(raw, tile, xp, cols, hint);
 }

@@ -38,7 +38,7 @@ void bn_avx512_ternary_finish_i2s(float *y, int rows, float tensor_scale, const 
                                   const float *scales, int n_tokens, int row_begin, int row_end);
 
 /* The AVX-512 one-token I2_S GEMV prefetches this many bytes ahead (with the hint of
- * bn_stream_prefetch_nta: T0 by default since the Intel Xeon measurement there). When the
+ * the variant's hint, kernels/variants.h: T0 unless tuned or forced). When the
  * machine's bandwidth is high a 4 KiB distance fell behind (2 threads, 6912 x 2560 on huge pages, probe at 75-80 GB/s, three
  * rounds: 4 KiB NTA 62-73 GB/s, 8 KiB NTA 80-83, 12 KiB T0 82-83, 16 KiB T0 62-82; a model-like
  * sequence of the 2B-4T projections at a probe of 81-82: 8 KiB NTA 70.5-70.7, 12 KiB T0
@@ -50,9 +50,10 @@ void bn_avx512_ternary_finish_i2s(float *y, int rows, float tensor_scale, const 
 #define BN_I2S_GEMV_PREFETCH_DISTANCE 8192
 
 /* The AVX-512 one-token GEMV over one full I2S_TILE8 tile with GFNI field decoding
- * (matmul_avx512gfni.c, built with -mgfni); only for CPUs with GFNI (bn_i2s_gfni_active). */
+ * (matmul_avx512gfni.c, built with -mgfni); only for CPUs with GFNI (bn_i2s_gfni_supported) and
+ * the variants that ask for it (bn_act_view.gfni). */
 void bn_avx512gfni_i2s_gemv_tile(int32_t raw[BN_I2S_TILE_ROWS], const uint8_t *tile,
-                                 const int8_t *xp, int cols, bool nta);
+                                 const int8_t *xp, int cols, bn_prefetch_hint hint);
 
 /* The one-token F16 GEMV prefetches this many elements (4 KiB) ahead in each row stream. When
  * the machine reads at about 80 GB/s, 2 KiB fell behind (128256 x 2560 head, 2 threads, four
@@ -61,10 +62,11 @@ void bn_avx512gfni_i2s_gemv_tile(int32_t raw[BN_I2S_TILE_ROWS], const uint8_t *t
  * AVX-512 one prefetches non-temporal (see BN_I2S_GEMV_PREFETCH_DISTANCE). */
 #define BN_F16_PREFETCH_AHEAD 2048
 
+/* hint: the prefetch hint of the AVX-512 one-token stream (the AVX2 kernel ignores it). */
 void bn_avx2_f16_matmul(float *y, const uint16_t *w, const float *x, int rows, int cols,
-                        int n_tokens, int row_begin, int row_end);
+                        int n_tokens, int row_begin, int row_end, bn_prefetch_hint hint);
 void bn_avx512_f16_matmul(float *y, const uint16_t *w, const float *x, int rows, int cols,
-                          int n_tokens, int row_begin, int row_end);
+                          int n_tokens, int row_begin, int row_end, bn_prefetch_hint hint);
 
 void bn_avx2_int8_sums(int32_t *out, const bn_int8_matrix *matrix, const bn_act_view *act,
                        int row_begin, int row_end);

@@ -180,7 +180,8 @@ float bn_ref_f16_dot(const uint16_t *w, const float *x, int cols) {
 }
 
 void bn_ref_f16_matmul(float *y, const uint16_t *w, const float *x, int rows, int cols,
-                       int n_tokens, int row_begin, int row_end) {
+                       int n_tokens, int row_begin, int row_end, bn_prefetch_hint hint) {
+    (void)hint;
     for (int r = row_begin; r < row_end; r++)
         for (int t = 0; t < n_tokens; t++)
             y[(size_t)t * rows + r] =

@@ -21,6 +21,7 @@
 #define BN_KERNELS_CPU_REF_MATMUL_H
 
 #include "kernels/ops.h"
+#include "kernels/variants.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -80,6 +81,8 @@ typedef struct bn_act_view {
     const int32_t *block_sums; /* per token and 256-column block: sum of q (TQ formats) */
     const uint8_t *q_unsigned; /* int8 matmul: per path helper copy of q (see the ISA files) */
     int n_tokens, cols;
+    bn_prefetch_hint prefetch; /* knobs of the variant (kernels/variants.h) the kernel runs: */
+    bool gfni;                 /* the AVX-512 one-token GEMV's prefetch hint and field decoding */
 } bn_act_view;
 
 /* Integer sums of a ternary matrix: groups per row is 1 for I2_S, cols / 256 for TQ formats. */
@@ -107,9 +110,10 @@ void bn_ref_ternary_matmul(float *y, const bn_ternary_matrix *matrix, const int8
 float bn_ref_f16_dot(const uint16_t *w, const float *x, int cols);
 /* Reduces 16 lanes pairwise (shared by every F16 path). */
 float bn_f16_reduce_lanes(float lanes[BN_F16_LANES]);
-/* y[t * rows + r] for rows [row_begin, row_end). */
+/* y[t * rows + r] for rows [row_begin, row_end). hint: the prefetch hint of the one-token
+ * stream, a knob of the AVX-512 kernel only (every F16 kernel takes it: one table signature). */
 void bn_ref_f16_matmul(float *y, const uint16_t *w, const float *x, int rows, int cols,
-                       int n_tokens, int row_begin, int row_end);
+                       int n_tokens, int row_begin, int row_end, bn_prefetch_hint hint);
 
 /* Int8 row of an F16 row: scale = max|w| / 127, q = clamp(nearbyintf(w * (127 / max|w|)),
  * -127, 127) (all zero with scale 0 for an all-zero row). */
