@@ -21,6 +21,8 @@
 #include "kernels/registry.h"
 #include "kernels/threadpool.h"
 #include "model/model.h"
+#include "model/tune.h"
+#include "kernels/variants.h"
 #include "quant/quant_format.h"
 #include "tools/bandwidth.h"
 #include "tools/receipt.h"
@@ -53,6 +55,9 @@ typedef struct bench_options {
     size_t bandwidth_bytes;
     bool int8_lm_head;
     bool kv_f32;
+    int tune;              /* bn_tune_mode; -1: BITNET_TUNE, else quick */
+    bool verbose;
+    bool compare_variants;
 } bench_options;
 
 /* Mean and sample standard deviation of one test's repetitions. */
@@ -78,6 +83,12 @@ static void usage(FILE *out) {
             "  --device cpu|cuda      backend (default cpu)\n"
             "  --seed N               seed of the random tokens (default 42)\n"
             "  --int8-lm-head         LM head in int8 with per-row scales instead of F16\n"
+            BN_CLI_TUNE_HELP
+            "  --verbose              print the kernel variants chosen at load and their timings\n"
+            "  --compare-variants     instead of the tests above: run pp and tg with the variants\n"
+            "                         the load chose (default) and with each whole-path variant\n"
+            "                         forced, interleaved, -r rounds; prints median t/s, each as %%\n"
+            "                         of the best, and the default's tg over the stream beside it\n"
             "  --kv-f32               KV cache in F32 instead of F16\n"
             "  --no-bandwidth         skip the streaming read bandwidth measurement\n"
             "  --bandwidth-mb N       buffer of the bandwidth measurement in MiB (default 512)\n");
@@ -113,6 +124,7 @@ static int parse_options(bench_options *o, int argc, char **argv) {
     o->seed = 42;
     o->bandwidth = true;
     o->bandwidth_bytes = BN_BANDWIDTH_DEFAULT_BYTES;
+    o->tune = BN_TUNE_FROM_ENV;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *value = i + 1 < argc ? argv[i + 1] : NULL;
@@ -129,6 +141,12 @@ static int parse_options(bench_options *o, int argc, char **argv) {
             takes_value = false;
         } else if (!strcmp(a, "--kv-f32")) {
             o->kv_f32 = true;
+            takes_value = false;
+        } else if (!strcmp(a, "--verbose")) {
+            o->verbose = true;
+            takes_value = false;
+        } else if (!strcmp(a, "--compare-variants")) {
+            o->compare_variants = true;
             takes_value = false;
         } else if (!value) {
             fprintf(stderr, "bitnet bench: %s needs a value\n", a);
@@ -147,6 +165,12 @@ static int parse_options(bench_options *o, int argc, char **argv) {
             o->json_path = value;
         } else if (!strcmp(a, "--isa")) {
             o->isa = value;
+        } else if (!strcmp(a, "--tune")) {
+            bn_error e = {0};
+            if (bn_cli_parse_tune(&o->tune, a, value, &e) != BN_CLI_CONSUMED) {
+                fprintf(stderr, "bitnet bench: %s\n", e.message);
+                return BN_EXIT_USAGE;
+            }
         } else if (!strcmp(a, "--device")) {
             o->device = value;
         } else if (!strcmp(a, "--seed")) {
@@ -169,6 +193,10 @@ static int parse_options(bench_options *o, int argc, char **argv) {
     }
     if (o->n_prompt == 0 && o->n_gen == 0) {
         fprintf(stderr, "bitnet bench: -p 0 and -n 0 leave nothing to run\n");
+        return BN_EXIT_USAGE;
+    }
+    if (o->compare_variants && (o->json_path || !strcmp(o->device, "cuda"))) {
+        fprintf(stderr, "bitnet bench: --compare-variants compares CPU kernel variants; it takes no --json and no --device cuda\n");
         return BN_EXIT_USAGE;
     }
     if (strcmp(o->device, "cpu") != 0 && strcmp(o->device, "cuda") != 0) {
@@ -393,6 +421,12 @@ static bn_status write_receipt(const bench_options *o, bench_run *run, const ben
     r.compute_path = "real";
     r.cpu_features = features[0] ? features : "none";
     r.isa = bn_isa_name(bn_isa_active());
+    char variants[256], tuning[64];
+    bn_model_tuning_summary(run->model, variants, sizeof variants);
+    const bn_model_tuning *t = bn_model_get_tuning(run->model);
+    snprintf(tuning, sizeof tuning, "%s (%s)", bn_tune_mode_name(t->mode), t->source);
+    if (!strcmp(bn_model_backend_name(run->model), "cpu")) r.kernel_variants = variants;
+    r.tuning = tuning;
     r.threads = o->threads;
     r.kernels = kernels;
     r.n_kernels = n_kernels;
@@ -436,6 +470,147 @@ static bn_status write_receipt(const bench_options *o, bench_run *run, const ben
 
 /* Fails now, not after minutes of benchmarking, when the receipt cannot be created; leaves no
  * file behind that was not there before. */
+/* ---- --compare-variants ---- */
+
+#define COMPARE_MAX_PROFILES (BN_KERNEL_VARIANTS_MAX + 1)
+
+/* A binding of every class: the load's choice, or one whole-path variant forced everywhere. */
+typedef struct variant_profile {
+    char name[BN_KERNEL_VARIANT_NAME_MAX + 16];
+    bn_kernel_variant v[BN_KCLASS_COUNT];
+} variant_profile;
+
+static double median(double *values, int n) {
+    for (int i = 1; i < n; i++) /* insertion sort: a handful of rounds */
+        for (int j = i; j > 0 && values[j] < values[j - 1]; j--) {
+            double t = values[j];
+            values[j] = values[j - 1];
+            values[j - 1] = t;
+        }
+    return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
+}
+
+static int compare_variants(const bench_options *o, bench_run *run, const bn_model_config *config,
+                            uint64_t *rng, bn_error *err) {
+    variant_profile profiles[COMPARE_MAX_PROFILES];
+    int n = 0;
+    snprintf(profiles[0].name, sizeof profiles[0].name, "default");
+    for (int c = 0; c < BN_KCLASS_COUNT; c++) profiles[0].v[c] = bn_kernel_variant_of((bn_kernel_class)c);
+    n = 1;
+    bn_kernel_variant gemv[BN_KERNEL_VARIANTS_MAX];
+    const int n_gemv = bn_tune_candidates(BN_KCLASS_GEMV, gemv);
+    for (int i = 0; i < n_gemv && n < COMPARE_MAX_PROFILES; i++, n++) {
+        variant_profile *p = &profiles[n];
+        bn_kernel_variant_name(gemv[i], BN_KCLASS_GEMV, p->name, sizeof p->name);
+        for (int c = 0; c < BN_KCLASS_COUNT; c++) p->v[c] = (bn_kernel_variant){gemv[i].isa, gemv[i].prefetch, false};
+        p->v[BN_KCLASS_GEMV] = gemv[i];
+    }
+    const int rounds = o->repetitions;
+    double *pp = calloc((size_t)(n * rounds), sizeof *pp), *tg = calloc((size_t)(n * rounds), sizeof *tg);
+    double *beside = calloc((size_t)(n * rounds), sizeof *beside); /* probes around each tg run */
+    bn_threadpool *probe_pool = NULL;
+    bn_bandwidth_probe *probe = NULL;
+    int rc = BN_EXIT_ERROR;
+    if (!pp || !tg || !beside) {
+        bn_error_set(err, BN_ERR_NOMEM, "bench: out of memory");
+        goto done;
+    }
+    if (o->bandwidth && o->n_gen > 0 &&
+        ((o->threads > 1 && bn_threadpool_create(o->threads, &probe_pool, err) != BN_OK) ||
+         bn_bandwidth_probe_create(&probe, probe_pool, o->bandwidth_bytes, err) != BN_OK))
+        goto done;
+    fprintf(stderr, "bench: comparing %d variants, %d interleaved rounds of%s%s\n", n, rounds,
+            o->n_prompt ? " pp" : "", o->n_gen ? " tg" : "");
+    for (int r = 0; r < rounds; r++) {
+        for (int k = 0; k < n; k++) {
+            const int i = (k + r) % n; /* who goes first rotates */
+            for (int c = 0; c < BN_KCLASS_COUNT; c++) bn_kernel_bind((bn_kernel_class)c, profiles[i].v[c]);
+            double seconds;
+            if (o->n_prompt > 0) {
+                if (run_prompt(&seconds, run, o->n_prompt, config->n_vocab, rng, err) != BN_OK) goto done;
+                pp[i * rounds + r] = o->n_prompt / seconds;
+            }
+            if (o->n_gen > 0) {
+                double before = 0, after = 0;
+                /* every profile's tg is probed alike (a probe evicts the caches: a model that
+                 * fits them would otherwise favour the unprobed profiles) */
+                if (probe && bn_bandwidth_probe_run(probe, probe_pool, BENCH_PROBE_PASSES, &before, err) != BN_OK)
+                    goto done;
+                if (run_generation(&seconds, run, o->n_gen, config->n_vocab, rng, err) != BN_OK) goto done;
+                tg[i * rounds + r] = o->n_gen / seconds;
+                if (probe) {
+                    if (bn_bandwidth_probe_run(probe, probe_pool, BENCH_PROBE_PASSES, &after, err) != BN_OK) goto done;
+                    beside[i * rounds + r] = 0.5 * (before + after);
+                }
+            }
+            fprintf(stderr, "bench: round %d/%d %-18s", r + 1, rounds, profiles[i].name);
+            if (o->n_prompt > 0) fprintf(stderr, " pp%d %.2f t/s", o->n_prompt, pp[i * rounds + r]);
+            if (o->n_gen > 0) fprintf(stderr, " tg%d %.2f t/s", o->n_gen, tg[i * rounds + r]);
+            fprintf(stderr, "\n");
+        }
+    }
+    double pp_median[COMPARE_MAX_PROFILES] = {0}, tg_median[COMPARE_MAX_PROFILES] = {0};
+    double pp_best = 0, tg_best = 0;
+    for (int i = 0; i < n; i++) {
+        if (o->n_prompt > 0) pp_median[i] = median(pp + i * rounds, rounds);
+        if (o->n_gen > 0) tg_median[i] = median(tg + i * rounds, rounds);
+        if (i > 0 && pp_median[i] > pp_best) pp_best = pp_median[i];
+        if (i > 0 && tg_median[i] > tg_best) tg_best = tg_median[i];
+    }
+    char cpu[160] = "unknown cpu";
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    for (char line[512]; f && fgets(line, sizeof line, f);) {
+        const char *colon = strchr(line, ':');
+        if (!strncmp(line, "model name", 10) && colon) {
+            snprintf(cpu, sizeof cpu, "%s", colon + 2);
+            cpu[strcspn(cpu, "\n")] = '\0';
+            break;
+        }
+    }
+    if (f) fclose(f);
+    printf("%s, %d threads, %d rounds (profiles interleaved, median t/s)\n", cpu, o->threads, rounds);
+    /* decode bytes per token: the weights once, K and V of every layer over the mean context */
+    const uint64_t bytes = bn_model_bytes_per_token(run->model) +
+                           (uint64_t)llround(2.0 * config->n_layers * config->kv_dim * (o->kv_f32 ? 4 : 2) * (o->n_gen + 1) / 2.0);
+    double beside_ratio[COMPARE_MAX_PROFILES] = {0};
+    for (int i = 0; probe && o->n_gen > 0 && i < n; i++) {
+        double ratios[BN_BENCH_MAX_REPETITIONS];
+        for (int r = 0; r < rounds; r++) ratios[r] = tg[i * rounds + r] * (double)bytes / beside[i * rounds + r];
+        beside_ratio[i] = median(ratios, rounds);
+    }
+    printf("| variant | pp%d t/s | pp %% of best forced | tg%d t/s | tg %% of best forced | tg / stream beside |\n",
+           o->n_prompt, o->n_gen);
+    printf("| ------- | ---: | ---: | ---: | ---: | ---: |\n");
+    for (int i = 0; i < n; i++)
+        printf("| %s | %.2f | %.1f%% | %.2f | %.1f%% | %.1f%% |\n", profiles[i].name, pp_median[i],
+               pp_best > 0 ? 100 * pp_median[i] / pp_best : 0, tg_median[i],
+               tg_best > 0 ? 100 * tg_median[i] / tg_best : 0, 100 * beside_ratio[i]);
+    printf("default:");
+    for (int c = 0; c < BN_KCLASS_COUNT; c++) {
+        char name[BN_KERNEL_VARIANT_NAME_MAX];
+        bn_kernel_variant_name(profiles[0].v[c], (bn_kernel_class)c, name, sizeof name);
+        printf(" %s=%s", bn_kernel_class_name((bn_kernel_class)c), name);
+    }
+    const bn_model_tuning *t = bn_model_get_tuning(run->model);
+    printf(" (tuning %s, %s)\n", bn_tune_mode_name(t->mode), t->source);
+    if (o->n_gen > 0 && probe)
+        printf("default tg%d / stream beside: %.1f%% (median over the rounds of tokens/s x %.2f MB per token over\n"
+               "the mean of the probes right before and after the run)\n", o->n_gen, 100 * beside_ratio[0], bytes / 1e6);
+    if (o->n_gen > 0)
+        printf("default tg%d: %.1f%% of the best forced variant (%s 5%%)\n", o->n_gen, 100 * tg_median[0] / tg_best,
+               tg_median[0] >= 0.95 * tg_best ? "within" : "NOT within");
+    if (o->n_prompt > 0)
+        printf("default pp%d: %.1f%% of the best forced variant (%s 5%%)\n", o->n_prompt, 100 * pp_median[0] / pp_best,
+               pp_median[0] >= 0.95 * pp_best ? "within" : "NOT within");
+    rc = BN_EXIT_OK;
+done:
+    for (int c = 0; c < BN_KCLASS_COUNT; c++) bn_kernel_bind((bn_kernel_class)c, profiles[0].v[c]);
+    bn_bandwidth_probe_free(probe);
+    bn_threadpool_free(probe_pool);
+    free(pp), free(tg), free(beside);
+    return rc;
+}
+
 static bn_status check_receipt_path(const char *path, bn_error *err) {
     bool existed = access(path, F_OK) == 0;
     FILE *f = fopen(path, "a");
@@ -456,9 +631,15 @@ static int bench(const bench_options *o, bn_error *err) {
     mo.n_threads = o->threads;
     mo.int8_lm_head = o->int8_lm_head;
     mo.kv_f16 = !o->kv_f32;
+    mo.tune = o->tune;
     double t_load = now_seconds();
     if (bn_model_load(o->model_path, &mo, &run.model, err) != BN_OK) return BN_EXIT_ERROR;
     t_load = now_seconds() - t_load;
+    if (o->verbose) {
+        char text[4096];
+        bn_model_tuning_describe(run.model, text, sizeof text);
+        fputs(text, stderr);
+    }
     const bn_model_config *config = bn_model_get_config(run.model);
     fprintf(stderr, "bench: loaded %s (%s, %d layers, dim %d, vocab %d, context %d) in %.2f s\n",
             o->model_path, config->arch_name, config->n_layers, config->dim, config->n_vocab,
@@ -492,6 +673,11 @@ static int bench(const bench_options *o, bn_error *err) {
     if (o->n_prompt > 0 && run_prompt(&warm, &run, o->n_prompt, config->n_vocab, &rng, err) != BN_OK)
         goto fail;
     if (o->n_gen > 0 && run_generation(&warm, &run, 1, config->n_vocab, &rng, err) != BN_OK) goto fail;
+    if (o->compare_variants) {
+        int rc = compare_variants(o, &run, config, &rng, err);
+        release_run(&run);
+        return rc;
+    }
     bn_kernel_set_timing(true);
     bn_kernel_reset_counts();
     if (o->n_prompt > 0) {
@@ -606,6 +792,12 @@ static int bench(const bench_options *o, bn_error *err) {
     }
     printf("\nisa %s, peak RSS %.1f MB, seed %llu, build %s (bitnet-c %s)\n", bn_isa_name(bn_isa_active()),
            peak_rss / 1e6, (unsigned long long)o->seed, bn_git_commit(), bn_version());
+    if (!strcmp(bn_model_backend_name(run.model), "cpu")) {
+        char variants[256];
+        bn_model_tuning_summary(run.model, variants, sizeof variants);
+        const bn_model_tuning *t = bn_model_get_tuning(run.model);
+        printf("kernel variants %s (tuning %s, %s)\n", variants, bn_tune_mode_name(t->mode), t->source);
+    }
     fflush(stdout);
 
     if (o->json_path) {

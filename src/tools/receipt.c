@@ -123,6 +123,8 @@ bn_status bn_receipt_to_json(char **out_text, const bn_receipt *r, bn_error *err
     json_t *cpu = new_object(&b);
     set_string(&b, cpu, "features", r->cpu_features);
     set_string(&b, cpu, "isa", r->isa);
+    if (r->kernel_variants) set_string(&b, cpu, "variants", r->kernel_variants);
+    if (r->tuning) set_string(&b, cpu, "tuning", r->tuning);
     set_value(&b, root, "cpu", cpu, "cpu");
     if (r->gpu_name) {
         json_t *gpu = new_object(&b);

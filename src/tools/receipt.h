@@ -15,7 +15,9 @@
  *   model {path, sha256 (64 lower-case hex), architecture, parameter_count > 0,
  *          tensor_types {type name: count > 0, at least one}, file_bytes > 0 (optional)};
  *   backend "cpu" | "cuda"; compute_path "real";
- *   cpu {features, isa} (strings; the host CPU even for cuda); threads >= 1;
+ *   cpu {features, isa, variants (optional: the kernel variant of each class, kernels/variants.h),
+ *        tuning (optional: the load's kernel tuning, model/tune.h)} (strings; the host CPU even
+ *        for cuda); threads >= 1;
  *   kernels [{id, calls >= 1, time_ms >= 0}], non-empty, unique ids, each "cpu." or "cuda.";
  *   results {pp?, tg?} (at least one) each {n_tokens >= 1, repetitions >= 1,
  *            tokens_per_second > 0, stdev >= 0};
@@ -94,6 +96,8 @@ typedef struct bn_receipt {
     const char *compute_path;   /* "real" */
     const char *cpu_features;
     const char *isa;
+    const char *kernel_variants; /* "gemv=avx512.t0.gfni,gemm_few=avx512,...": NULL left out */
+    const char *tuning;          /* "quick (measured)": NULL left out */
     const char *gpu_name;       /* NULL: left out */
     int threads;
     const bn_receipt_kernel *kernels;
