@@ -18,6 +18,7 @@
 #include "kernels/cpu_features.h"
 #include "kernels/ops.h"
 #include "kernels/threadpool.h"
+#include "kernels/variants.h"
 #include "quant/quant_format.h"
 #include "tools/bandwidth.h"
 
@@ -125,18 +126,18 @@ static double time_calls(call_fn fn, void *context, int copies, int threads, dou
 static const char *path_names[BN_ISA_COUNT] = {"scalar", "avx2", "avx512"};
 
 static void print_header(void) {
-    printf("%-22s %-7s %-7s %3s %11s %8s %7s %9s %8s %8s\n", "shape (rows x cols)", "type", "path",
+    printf("%-22s %-7s %-16s %3s %11s %8s %7s %9s %8s %8s\n", "shape (rows x cols)", "type", "variant",
            "thr", "time/call", "GB/s", "% bw", "vs scalar", "beside", "% beside");
 }
 
 /* beside: the mean of the probes right before and after the row's timing (GB/s). */
-static void print_row(const char *shape, const char *type, int isa, int threads, double seconds,
+static void print_row(const char *shape, const char *type, const char *variant, int threads, double seconds,
                       double bytes, double scalar_seconds, double beside) {
     double gbs = bytes / seconds / 1e9;
     char speedup[32] = "-";
     if (scalar_seconds > 0) snprintf(speedup, sizeof speedup, "%.1fx", scalar_seconds / seconds);
-    printf("%-22s %-7s %-7s %3d %9.1f us %8.1f %6.0f%% %9s %8.1f %7.0f%%\n", shape, type,
-           path_names[isa], threads, seconds * 1e6, gbs, 100.0 * gbs / bandwidth[threads], speedup,
+    printf("%-22s %-7s %-16s %3d %9.1f us %8.1f %6.0f%% %9s %8.1f %7.0f%%\n", shape, type,
+           variant, threads, seconds * 1e6, gbs, 100.0 * gbs / bandwidth[threads], speedup,
            beside, beside > 0 ? 100.0 * gbs / beside : 0.0);
 }
 
@@ -241,17 +242,18 @@ int main(int argc, char **argv) {
         fprintf(stderr, "thread pool: %s\n", err.message);
         return 1;
     }
-    char features[512];
+    char features[512], cpu[160];
     bn_cpu_features_describe(features, sizeof features);
-    printf("bitnet-c kernel benchmark%s, %s clock\ncpu features: %s\n\n", quick ? " (--quick)" : "",
-           cpu_time ? "thread CPU" : "wall", features);
+    bn_cpu_model_name(cpu, sizeof cpu);
+    printf("bitnet-c kernel benchmark%s, %s clock\ncpu: %s\ncpu features: %s\n\n", quick ? " (--quick)" : "",
+           cpu_time ? "thread CPU" : "wall", cpu, features);
     measure_bandwidth();
     if (bn_bandwidth_probe_create(&probe, pools[2], (quick ? 256ull : 512ull) << 20, &err) != BN_OK)
         fprintf(stderr, "bandwidth probe: %s (the beside columns stay 0)\n", err.message);
 
     const double window = quick ? 0.15 : 0.5;
     const int shapes[4][2] = {{2560, 2560}, {640, 2560}, {6912, 2560}, {2560, 6912}};
-    double gemv_seconds[4][BN_ISA_COUNT][3] = {{{0}}};
+    double gemv_seconds[4][BN_ISA_COUNT][3] = {{{0}}}; /* per path: its fastest variant */
     printf("\nGEMV, one token (weights rotate through >= %d MiB of copies)\n", quick ? 256 : 512);
     print_header();
     for (int s = 0; s < 4; s++) {
@@ -264,17 +266,26 @@ int main(int argc, char **argv) {
         char shape[32];
         snprintf(shape, sizeof shape, "%d x %d", b.rows, b.cols);
         double bytes = (double)b.rows * b.cols / 4;
-        for (int isa = 0; isa < BN_ISA_COUNT; isa++) {
-            if (!bn_isa_supported((bn_isa)isa)) continue;
+        /* every GEMV variant (kernels/variants.h): each path, on AVX-512 each prefetch hint with
+         * and without GFNI */
+        bn_kernel_variant variants[BN_KERNEL_VARIANTS_MAX];
+        const int n_variants = bn_kernel_variants(BN_KCLASS_GEMV, variants);
+        for (int v = 0; v < n_variants; v++) {
+            const int isa = variants[v].isa;
+            char name[BN_KERNEL_VARIANT_NAME_MAX];
+            bn_kernel_variant_name(variants[v], BN_KCLASS_GEMV, name, sizeof name);
             bn_isa_set_active((bn_isa)isa);
+            bn_kernel_bind(BN_KCLASS_GEMV, variants[v]);
             for (int threads = 1; threads <= 2; threads++) {
                 double before = probe_gbs(threads);
                 double t = time_calls(ternary_call, &b, b.copies, threads, window, 3);
                 double beside = 0.5 * (before + probe_gbs(threads));
-                gemv_seconds[s][isa][threads] = t;
-                print_row(shape, "i2_s", isa, threads, t, bytes, gemv_seconds[s][0][threads], beside);
+                if (gemv_seconds[s][isa][threads] == 0 || t < gemv_seconds[s][isa][threads])
+                    gemv_seconds[s][isa][threads] = t;
+                print_row(shape, "i2_s", name, threads, t, bytes, gemv_seconds[s][0][threads], beside);
             }
         }
+        bn_kernel_unbind_all();
         ternary_free(&b);
     }
 
@@ -295,18 +306,27 @@ int main(int argc, char **argv) {
     for (int kind = 0; kind < 2; kind++) {
         h.use_int8 = kind == 1;
         double scalar[3] = {0, 0, 0};
-        for (int isa = 0; isa < BN_ISA_COUNT; isa++) {
-            if (!bn_isa_supported((bn_isa)isa)) continue;
+        /* every head variant (the int8 head has no prefetch knob: its paths only) */
+        bn_kernel_variant variants[BN_KERNEL_VARIANTS_MAX];
+        const int n_variants = bn_kernel_variants(BN_KCLASS_HEAD, variants);
+        for (int v = 0; v < n_variants; v++) {
+            const int isa = variants[v].isa;
+            if (kind == 1 && variants[v].prefetch != BN_PREFETCH_T0) continue;
+            char name[BN_KERNEL_VARIANT_NAME_MAX];
+            bn_kernel_variant_name(variants[v], BN_KCLASS_HEAD, name, sizeof name);
+            if (kind == 1) snprintf(name, sizeof name, "%s", path_names[isa]);
             bn_isa_set_active((bn_isa)isa);
+            bn_kernel_bind(BN_KCLASS_HEAD, variants[v]);
             for (int threads = 1; threads <= 2; threads++) {
                 double before = probe_gbs(threads);
                 double t = time_calls(head_call, &h, 1, threads, isa ? window : 0.0, isa ? 3 : 1);
                 double beside = 0.5 * (before + probe_gbs(threads));
                 if (isa == 0) scalar[threads] = t;
-                print_row("128256 x 2560", kind ? "int8" : "f16", isa, threads, t,
+                print_row("128256 x 2560", kind ? "int8" : "f16", name, threads, t,
                           (double)head_n * (kind ? 1 : 2), isa ? scalar[threads] : 0, beside);
             }
         }
+        bn_kernel_unbind_all();
     }
     bn_int8_matrix_release(&h.int8);
     free(h.w), free(h.x), free(h.y);

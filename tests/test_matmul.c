@@ -221,6 +221,27 @@ static void test_ternary_random(void) {
 }
 
 /* Extreme weights and activations: the exact integer result is known. */
+/* More tokens than a worker's sums hold at once (matmul.c: WORKER_SUMS): the tokens go in passes.
+ * An I2_S GEMM span of 128 rows holds 128 tokens a pass (130 tokens: a pass of 2 after one of
+ * 128); a TQ chunk of 16 rows over 6912 columns (27 blocks) holds 37 (40 tokens: 37 + 3). Every
+ * variant and thread count against the reference. */
+static void test_ternary_token_passes(void) {
+    const struct { int rows, cols, tokens; } cases[] = {{300, 256, 130}, {32, 6912, 40}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        ternary_case tc;
+        make_case(&tc, cases[i].rows, cases[i].cols, 0, 0.5f);
+        const int n_tokens = cases[i].tokens;
+        int8_t *q = malloc((size_t)n_tokens * tc.cols);
+        float *scales = malloc((size_t)n_tokens * sizeof *scales);
+        int32_t *sums = malloc((size_t)n_tokens * sizeof *sums);
+        quantize_random(q, scales, sums, n_tokens, tc.cols);
+        for (int f = 0; f < 3; f++)
+            if (tc.packed[f]) free(check_ternary(&tc.m[f], q, scales, sums, n_tokens, "token passes"));
+        free(q), free(scales), free(sums);
+        free_case(&tc);
+    }
+}
+
 static void test_ternary_extremes(void) {
     const int rows = 9, cols = 768;
     const int act_values[] = {127, -128, 0, 1};
@@ -593,6 +614,7 @@ int main(void) {
         test_quantize();
     }
     test_ternary_random();
+    test_ternary_token_passes();
     test_ternary_extremes();
     test_block_scales();
     test_i2s_layouts();

@@ -175,3 +175,20 @@ void bn_cpu_features_describe(char *buf, size_t size) {
         used += (size_t)n;
     }
 }
+
+void bn_cpu_model_name(char *buf, size_t size) {
+    snprintf(buf, size, "unknown cpu");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        const char *colon = strchr(line, ':');
+        if (strncmp(line, "model name", 10) != 0 || !colon) continue;
+        colon++;
+        while (*colon == ' ' || *colon == '\t') colon++;
+        snprintf(buf, size, "%s", colon);
+        buf[strcspn(buf, "\n")] = '\0';
+        break;
+    }
+    fclose(f);
+}

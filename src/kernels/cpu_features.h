@@ -36,6 +36,9 @@ bool bn_isa_forced(void);
 /* Whether the AVX-512 path can decode I2_S fields with GFNI (a knob of its GEMV variants, see
  * kernels/variants.h). */
 bool bn_i2s_gfni_supported(void);
+/* The CPU's model name ("Intel(R) Xeon(R) Processor", from /proc/cpuinfo), else "unknown cpu";
+ * benchmarks name it, and the tuner's cache keys on it. */
+void bn_cpu_model_name(char *buf, size_t size);
 /* Space-separated feature names this CPU has ("sse4.2 avx2 fma f16c avx512f ..."). */
 void bn_cpu_features_describe(char *buf, size_t size);
 

@@ -31,29 +31,11 @@ bn_status bn_tune_mode_from_environment(bn_tune_mode *out, bn_error *err) {
 
 const bn_model_tuning *bn_model_get_tuning(const bn_model *model) { return &model->tuning; }
 
-/* The CPU's model name from /proc/cpuinfo, else "unknown cpu". */
-static void cpu_model_name(char *buf, size_t size) {
-    snprintf(buf, size, "unknown cpu");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f) return;
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        const char *colon = strchr(line, ':');
-        if (strncmp(line, "model name", 10) != 0 || !colon) continue;
-        colon++;
-        while (*colon == ' ' || *colon == '\t') colon++;
-        snprintf(buf, size, "%s", colon);
-        buf[strcspn(buf, "\n")] = '\0';
-        break;
-    }
-    fclose(f);
-}
-
 static void cache_key(const bn_model *model, char *buf, size_t size) {
     const bn_model_config *c = &model->config;
     const bn_quant_format *f = bn_quant_format_get(c->projection_type);
     char cpu[160];
-    cpu_model_name(cpu, sizeof cpu);
+    bn_cpu_model_name(cpu, sizeof cpu);
     snprintf(buf, size,
              "cpu=%s; threads=%d; shape=%s dim %d ffn %d layers %d heads %d/%d x %d vocab %d %s "
              "head %s kv %s ubatch %d; engine=%s",
