@@ -69,10 +69,11 @@ const char bn_cli_common_help[] =
     "  -m, --model FILE       GGUF model (default: " BN_CLI_DEFAULT_MODEL ")\n"
     "  -t, --threads N        threads (default: online CPUs, at most 8)\n"
     "  -c, --ctx-size N       context size in tokens (default: the model's training context)\n"
-    "  --isa NAME             CPU kernel path: scalar, avx2, avx512 (default: BITNET_ISA,\n"
-    "                         else the best supported; avx512 decodes with GFNI where the CPU\n"
-    "                         has it, BITNET_GFNI=0 turns that off; BITNET_PREFETCH=nta makes\n"
-    "                         its one-token weight streams prefetch non-temporal, default t0)\n"
+    "  --isa NAME             CPU kernel path of every kernel: scalar, avx2, avx512 (default:\n"
+    "                         BITNET_ISA, else what the tuner chose per kernel class; see --tune;\n"
+    "                         BITNET_VARIANT=gemv=avx512.nta,head=avx2 forces variants,\n"
+    "                         BITNET_PREFETCH=t0|nta|none the one-token prefetch hint and\n"
+    "                         BITNET_GFNI=0 turns off avx512's GFNI decoding)\n"
     BN_CLI_TUNE_HELP
     "  --verbose              print the kernel variants chosen at load (and their timings)\n";
 

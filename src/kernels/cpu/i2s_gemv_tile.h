@@ -2,7 +2,7 @@
  * i2s_gemv_tile.h: the one-token I2_S GEMV over one full tile (layout I2S_TILE8), written once
  * and compiled twice: by matmul_avx512.c with the 2-bit fields decoded by shift and mask, and by
  * matmul_avx512gfni.c with one GF(2) affine instruction per field (GFNI), which the AVX-512 path
- * uses where the CPU has it (see bn_i2s_gfni_active in kernels/cpu_features.h). Both give the
+ * uses for the GEMV variants with GFNI (kernels/variants.h) where the CPU has it. Both give the
  * same integer sums.
  *
  * The including file defines I2S_GEMV_TILE_NAME (the function to define) and
