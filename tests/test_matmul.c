@@ -125,6 +125,16 @@ static void free_case(ternary_case *tc) {
     free(tc->values);
 }
 
+/* Forces variant v of class c (its path, then the binding) and names it in `name`; checks that
+ * dispatch now runs it. */
+static void force_variant(bn_kernel_class c, bn_kernel_variant v, char name[BN_KERNEL_VARIANT_NAME_MAX]) {
+    bn_kernel_variant_name(v, c, name, BN_KERNEL_VARIANT_NAME_MAX);
+    bn_isa_set_active(v.isa);
+    bn_kernel_bind(c, v);
+    CHECKF(bn_kernel_variant_equal(bn_kernel_variant_of(c), v), "%s variant %s is not the one bound",
+           bn_kernel_class_name(c), name);
+}
+
 /* Every supported path and thread count against the reference, bit for bit; returns the
  * reference output (caller frees). */
 static float *check_ternary(const bn_ternary_matrix *m, const int8_t *q, const float *scales,
@@ -139,11 +149,7 @@ static float *check_ternary(const bn_ternary_matrix *m, const int8_t *q, const f
     const int n_variants = bn_kernel_variants(class, variants);
     for (int v = 0; v < n_variants; v++) {
         char name[BN_KERNEL_VARIANT_NAME_MAX];
-        bn_kernel_variant_name(variants[v], class, name, sizeof name);
-        bn_isa_set_active(variants[v].isa);
-        bn_kernel_bind(class, variants[v]);
-        CHECKF(bn_kernel_variant_equal(bn_kernel_variant_of(class), variants[v]),
-               "%s: variant %s is not the one bound", what, name);
+        force_variant(class, variants[v], name);
         for (int threads = 1; threads <= 4; threads++) {
             if (threads > 1 && (threads + n_tokens + m->rows) % 2) continue; /* keep it quick */
             memset(y, 0xff, n_out * sizeof *y);
@@ -494,9 +500,7 @@ static void test_f16(void) {
             const int n_variants = bn_kernel_variants(BN_KCLASS_HEAD, variants);
             for (int v = 0; v < n_variants; v++) {
                 char name[BN_KERNEL_VARIANT_NAME_MAX];
-                bn_kernel_variant_name(variants[v], BN_KCLASS_HEAD, name, sizeof name);
-                bn_isa_set_active(variants[v].isa);
-                bn_kernel_bind(BN_KCLASS_HEAD, variants[v]);
+                force_variant(BN_KCLASS_HEAD, variants[v], name);
                 for (int threads = 1; threads <= 4; threads += (n_tokens % 2) + 1) {
                     memset(y, 0xff, n_out * sizeof *y);
                     bn_f16_matmul(pools[threads], y, w, x, rows, cols, n_tokens);
