@@ -10,7 +10,8 @@
 #     result is not cached; a bad BITNET_VARIANT is an error naming it;
 #   - the logits are the same bits with tuning off, quick, full and with each whole-path GEMV
 #     variant forced (BITNET_VARIANT);
-#   - the bench receipt names the variants and the tuning; --compare-variants prints its table.
+#   - the bench receipt names the variants and the tuning; --compare-variants prints its table;
+#   - serve --tune reaches the server's load (its log line names the variants and the tuning).
 source "$(dirname "${BASH_SOURCE[0]}")/support/common.sh"
 bn_make_tmp tune_cli
 
@@ -88,5 +89,17 @@ check "--compare-variants: a default row" grep -q "^| default | " "$tmp/compare.
 check "--compare-variants: the verdict lines" grep -q "^default tg4: .* of the best forced variant" "$tmp/compare.out"
 "$bin" bench -m "$model" -p 8 -n 4 --compare-variants --json "$tmp/x.json" > /dev/null 2> "$tmp/cmpjson.err"
 check "--compare-variants with --json: usage error" test $? -eq 2
+# serve: --tune reaches the server's load, whose log line names the variants and the tuning
+"$bin" serve -m "$model" --port 0 -t 2 --tune full > "$tmp/serve.log" 2>&1 &
+serve_pid=$!
+for _ in $(seq 1 300); do
+    grep -q "loaded:" "$tmp/serve.log" && break
+    sleep 0.1
+done
+kill "$serve_pid" 2> /dev/null
+wait "$serve_pid" 2> /dev/null
+check "serve --tune full: the load log names the variants and the tuning" \
+    grep -q "kernels gemv=.* (tuning full, measured)" "$tmp/serve.log"
+
 echo "test_tune_cli: $passed passed, $failed failed"
 exit $fail

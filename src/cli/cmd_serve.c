@@ -21,6 +21,7 @@ int bn_cmd_serve(int argc, char **argv, bn_error *err) {
 }
 #else
 #include "cli/cli_options.h"
+#include "kernels/tuner.h"
 #include "server/server.h"
 
 #include <ctype.h>
@@ -63,7 +64,7 @@ static void usage(FILE *out) {
 static const char *const env_options[] = {
     "--model", "--threads", "--ctx-size", "--isa", "--host", "--port", "--parallel", "--queue",
     "--api-key", "--api-key-file", "--rate-limit-rpm", "--rate-limit-tpm", "--max-body",
-    "--model-alias", "--chat-format", "--prefill-chunk", "--shutdown-timeout", "--log-format"};
+    "--model-alias", "--chat-format", "--prefill-chunk", "--shutdown-timeout", "--log-format", "--tune"};
 
 typedef struct key_list {
     char **items;
@@ -195,6 +196,7 @@ int bn_cmd_serve(int argc, char **argv, bn_error *err) {
         cfg.model_path = model_path;
         cfg.n_ctx = common.n_ctx;
         cfg.n_threads = common.n_threads;
+        cfg.tune = common.tune >= 0 ? bn_tune_mode_name((bn_tune_mode)common.tune) : NULL;
         cfg.api_keys = (const char *const *)keys.items;
         cfg.n_api_keys = keys.n;
         if (bn_server_start(&srv, &cfg, err)) rc = BN_EXIT_ERROR;

@@ -9,7 +9,9 @@
 #include "server/server.h"
 
 #include "chat/chat.h"
+#include "kernels/tuner.h"
 #include "model/model.h"
+#include "model/tune.h"
 #include "server/auth.h"
 #include "server/engine.h"
 #include "server/json_grammar.h"
@@ -1154,7 +1156,13 @@ bn_status bn_server_load_model(bn_server *s, bn_error *err) {
     bn_model_options mo = bn_model_options_default();
     mo.n_threads = s->cfg.n_threads;
     mo.int8_lm_head = s->cfg.int8_lm_head;
-    bn_status st = bn_model_load(s->model_path, &mo, &s->model, err);
+    bn_status st = BN_OK;
+    if (s->cfg.tune) {
+        bn_tune_mode mode;
+        st = bn_tune_mode_parse(&mode, s->cfg.tune, err);
+        mo.tune = (int)mode;
+    }
+    if (!st) st = bn_model_load(s->model_path, &mo, &s->model, err);
     if (!st) st = bn_tokenizer_from_gguf(&s->tok, bn_model_get_gguf(s->model), NULL, err);
     if (!st) {
         if (s->cfg.chat_format) {
@@ -1173,8 +1181,12 @@ bn_status bn_server_load_model(bn_server *s, bn_error *err) {
                                    s->cfg.prefill_chunk, &obs, err);
     if (st) return st;
     atomic_store(&s->state, STATE_READY);
-    bn_server_log(s, "info", "model %s loaded: %d slots of %d tokens, chat format %s, LM head %s", s->model_id,
-                  s->cfg.parallel, bn_engine_ctx(s->engine), s->format->name, s->cfg.int8_lm_head ? "int8" : "f16");
+    char variants[256];
+    bn_model_tuning_summary(s->model, variants, sizeof variants);
+    const bn_model_tuning *tuning = bn_model_get_tuning(s->model);
+    bn_server_log(s, "info", "model %s loaded: %d slots of %d tokens, chat format %s, LM head %s, kernels %s (tuning %s, %s)",
+                  s->model_id, s->cfg.parallel, bn_engine_ctx(s->engine), s->format->name,
+                  s->cfg.int8_lm_head ? "int8" : "f16", variants, bn_tune_mode_name(tuning->mode), tuning->source);
     return BN_OK;
 }
 

@@ -34,6 +34,8 @@ typedef struct bn_server_config {
     const char *chat_format;     /* NULL: detected from the model */
     int prefill_chunk;           /* 0: 256 */
     bool int8_lm_head;           /* int8 LM head with per-row scales (default: F16) */
+    const char *tune;            /* kernel tuning at load, "off" | "quick" | "full" (model/tune.h);
+                                    NULL: BITNET_TUNE, else quick */
 } bn_server_config;
 
 typedef struct bn_server bn_server;
