@@ -222,14 +222,13 @@ bn_status bn_model_tune(bn_model *model, bn_error *err) {
 }
 
 void bn_model_tuning_summary(const bn_model *model, char *buf, size_t size) {
-    const bn_model_tuning *t = &model->tuning;
+    (void)model; /* the bindings are process-wide: what dispatch runs now */
     size_t used = 0;
     buf[0] = '\0';
     for (int c = 0; c < BN_KCLASS_COUNT; c++) {
         const bn_kernel_class class = (bn_kernel_class)c;
         char name[BN_KERNEL_VARIANT_NAME_MAX];
         bn_kernel_variant_name(bn_kernel_variant_of(class), class, name, sizeof name);
-        (void)t;
         int n = snprintf(buf + used, size - used, "%s%s=%s", used ? "," : "", bn_kernel_class_name(class), name);
         if (n < 0 || (size_t)n >= size - used) break;
         used += (size_t)n;
