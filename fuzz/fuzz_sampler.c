@@ -85,6 +85,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (mode & 2) p.top_k = (int32_t)bn_fuzz_range(&in, -2, MAX_VOCAB + 2);
     if (mode & 4) p.top_p = bn_fuzz_float(&in);
     if (mode & 8) p.min_p = bn_fuzz_float(&in);
+    if (mode & 32) p.typical_p = bn_fuzz_float(&in);
     if (mode & 16) {
         p.repetition_penalty = bn_fuzz_float(&in);
         p.presence_penalty = bn_fuzz_float(&in);
@@ -112,9 +113,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     /* history for the penalties */
     size_t n_hist = (size_t)bn_fuzz_range(&in, 0, 8);
     int32_t hist[8];
+    bool hist_generated[8];
     for (size_t i = 0; i < n_hist; i++) {
         hist[i] = (int32_t)bn_fuzz_range(&in, 0, (int64_t)n_vocab - 1);
-        bn_sampler_accept(s, hist[i]);
+        hist_generated[i] = bn_fuzz_bool(&in);
+        if (hist_generated[i]) bn_sampler_accept(s, hist[i]);
+        else bn_sampler_accept_context(s, hist[i]);
     }
 
     /* mask */
@@ -182,7 +186,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     /* same seed and history, same token */
     bn_sampler *s2 = NULL;
     BN_FUZZ_CHECK(bn_sampler_create(&s2, &p, n_vocab, &err) == BN_OK, "second create failed");
-    for (size_t i = 0; i < n_hist; i++) bn_sampler_accept(s2, hist[i]);
+    for (size_t i = 0; i < n_hist; i++) {
+        if (hist_generated[i]) bn_sampler_accept(s2, hist[i]);
+        else bn_sampler_accept_context(s2, hist[i]);
+    }
     if (use_mask) bn_sampler_set_allowed(s2, bits);
     int32_t again = -1;
     BN_FUZZ_CHECK(bn_sampler_sample(s2, &again, logits, n_vocab, &err) == BN_OK && again == r.token,

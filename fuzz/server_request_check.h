@@ -34,6 +34,14 @@ static inline int bn_fuzz_check_request(bool chat, const char *body, size_t len)
                   "max_tokens %d", r.max_tokens);
     BN_FUZZ_CHECK(r.n_stops <= BN_API_MAX_STOPS, "%zu stops", r.n_stops);
     BN_FUZZ_CHECK(r.temperature >= 0 && r.temperature <= 2 && r.top_p >= 0 && r.top_p <= 1, "sampling range");
+    BN_FUZZ_CHECK(r.response_format != BN_RESPONSE_JSON_SCHEMA || (r.schema && r.schema_param), "schema source");
+    /* every accepted request gives sampler parameters the sampler accepts (extension fields too) */
+    bn_sampler_params sp = bn_api_sampler_params(&r, 1, 4096);
+    bn_sampler *sampler = NULL;
+    bn_error serr;
+    bn_status sst = bn_sampler_create(&sampler, &sp, (size_t)limits.n_vocab, &serr);
+    BN_FUZZ_CHECK(sst == BN_OK, "accepted request, refused sampler params: %s", serr.message);
+    bn_sampler_free(sampler);
     for (size_t i = 0; i < r.n_biases; i++)
         BN_FUZZ_CHECK(r.biases[i].token >= 0 && r.biases[i].token < limits.n_vocab, "bias token %d", r.biases[i].token);
     for (size_t p = 0; p < r.n_prompts; p++)

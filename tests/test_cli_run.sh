@@ -3,7 +3,8 @@
 # id 32 is the text "A", 261 is <|eot_id|>).
 #   - streams the prompt and the generated text to stdout, speeds (tokens, ms, tokens/s) to stderr;
 #   - greedy (--temp 0) is deterministic, also across thread counts; a seeded sampled run repeats;
-#   - -n bounds the tokens; --logit-bias forces or ends the text; --stop cuts the text before the
+#   - -n bounds the tokens; a full context ends the text unless --context-shift shifts it;
+#     --logit-bias forces or ends the text; --stop cuts the text before the
 #     stop string; --chat-format renders the prompt (more prompt tokens);
 #   - every sampling option parses, and invalid values / unknown options exit 2 with a one-line
 #     error naming the option; --help of every command exits 0;
@@ -63,8 +64,18 @@ check "--no-bos drops BOS (5 prompt tokens)" grep -q '^prompt: 5 tokens' "$tmp/n
 "$bin" run -m "$m" -p "Hello" -n 8 -t 1 --temp 0.7 --top-k 20 --top-p 0.9 --min-p 0.1 \
     --repeat-penalty 1.1 --repeat-last-n 32 --presence-penalty 0.5 --frequency-penalty -0.5 \
     --logit-bias 40=-inf --logit-bias 41=2.5 --seed 3 --stop "zz" --stop "yy" -c 64 --isa scalar \
-    > /dev/null 2>&1
+    --typical 0.9 --ignore-eos --context-shift --keep 2 > /dev/null 2>&1
 check "all sampling options together run" test $? -eq 0
+
+# A full context: the answer ends ("context") unless --context-shift drops the oldest half.
+"$bin" run -m "$m" -p "Hello" -n 60 --temp 0 -t 1 -c 32 --ignore-eos > /dev/null 2> "$tmp/ctx.err"
+check "a full context ends the generation (stopped: context)" grep -q '^stopped: context' "$tmp/ctx.err"
+check "... after 32 - 6 + 1 tokens" grep -q '^generation: 27 tokens' "$tmp/ctx.err"
+"$bin" run -m "$m" -p "Hello" -n 60 --temp 0 -t 1 -c 32 --ignore-eos --context-shift --keep 1 \
+    > "$tmp/shift.out" 2> "$tmp/shift.err"
+check "--context-shift generates all 60 tokens" grep -q '^generation: 60 tokens' "$tmp/shift.err"
+check "... through context shifts" grep -Eq '^context shifts: [2-9] \([0-9]+ tokens dropped\)' "$tmp/shift.err"
+check "... and stops at the token limit" grep -q '^stopped: length' "$tmp/shift.err"
 
 bad() { # description, then arguments that must exit 2 with a one-line error
     local what=$1; shift
@@ -80,6 +91,8 @@ bad "zero repetition penalty" --repeat-penalty 0
 bad "presence penalty out of range" --presence-penalty 3
 bad "frequency penalty out of range" --frequency-penalty -2.5
 bad "negative top-k" --top-k -3
+bad "typical-p of 0" --typical 0
+bad "keep below -1" --keep -2
 bad "non-numeric seed" --seed abc
 bad "logit bias without =" --logit-bias 12
 bad "logit bias NaN" --logit-bias 12=nan

@@ -267,6 +267,60 @@ static void test_min_p(void) {
     check_truncated("min_p 0.1", sp, probs, 5, 5);
 }
 
+/* Locally typical sampling: probabilities {0.5, 0.3, 0.2} have entropy H = 1.0297 nats; the
+ * distances |-log p - H| are 0.337, 0.174, 0.579, so the typical order is token 1, 0, 2. */
+static void test_typical_p(void) {
+    const double probs[3] = {0.5, 0.3, 0.2};
+    float logits[3];
+    logits_from_probs(logits, probs, 3);
+    static const struct { float typical_p; double expect[3]; } cases[] = {
+        {0.25f, {0.0, 1.0, 0.0}},           /* token 1 alone reaches 0.25 */
+        {0.7f, {0.5 / 0.8, 0.3 / 0.8, 0.0}}, /* 0.3 + 0.5 reaches 0.7 */
+        {0.9f, {0.5, 0.3, 0.2}},            /* all three */
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        bn_sampler_params sp = plain_params(1.0f, 31 + k);
+        sp.typical_p = cases[k].typical_p;
+        bn_sampler *s = make(&sp, 3);
+        if (!s) continue;
+        int counts[3];
+        CHECK(draw_counts(s, logits, 3, DRAWS, counts));
+        double chi = chi_square(counts, cases[k].expect, 3, DRAWS);
+        CHECKF(chi < CHI_BOUND, "typical_p %.2f: chi-square %.1f (%d %d %d)", (double)cases[k].typical_p, chi,
+               counts[0], counts[1], counts[2]);
+        for (int i = 0; i < 3; i++)
+            if (cases[k].expect[i] == 0.0) CHECKF(counts[i] == 0, "typical_p %.2f drew token %d", (double)cases[k].typical_p, i);
+        bn_sampler_free(s);
+    }
+}
+
+/* OpenAI's presence/frequency penalties count generated tokens only; the repetition penalty also
+ * sees context (prompt) tokens. */
+static void test_penalty_context(void) {
+    const float a[2] = {1.0f, 0.9f};
+    bn_sampler_params sp = bn_sampler_params_greedy();
+    sp.presence_penalty = 0.5f;
+    sp.frequency_penalty = 0.5f;
+    bn_sampler *s = make(&sp, 2);
+    int32_t t = -1;
+    bn_error err;
+    if (s) {
+        for (int i = 0; i < 3; i++) bn_sampler_accept_context(s, 0);
+        CHECK_OK(bn_sampler_sample(s, &t, a, 2, &err), &err);
+        CHECK(t == 0); /* context copies of token 0: no presence/frequency penalty */
+        bn_sampler_free(s);
+    }
+    sp = bn_sampler_params_greedy();
+    sp.repetition_penalty = 1.5f;
+    s = make(&sp, 2);
+    if (s) {
+        bn_sampler_accept_context(s, 0);
+        CHECK_OK(bn_sampler_sample(s, &t, a, 2, &err), &err);
+        CHECK(t == 1); /* 1.0 / 1.5 < 0.9 */
+        bn_sampler_free(s);
+    }
+}
+
 static void test_truncation_order(void) {
     /* top-p is computed over the top-k set renormalised: top_k 2 leaves {0.4, 0.3} -> 0.571, 0.429;
      * top_p 0.55 then keeps one token (over the full set it would need two) */
@@ -682,7 +736,7 @@ static void test_params(void) {
     CHECK(bn_sampler_create(&s, &p, 10, &err) == BN_ERR_INVALID);
     CHECK(s == NULL);
     p = bn_sampler_params_default();
-    CHECK(p.max_tokens < 0 && p.temperature > 0.0f && p.top_k == 40);
+    CHECK(p.typical_p == 1.0f && p.temperature > 0.0f && p.top_k == 40);
 }
 
 /* ---- stop strings ---- */
@@ -785,8 +839,10 @@ int main(void) {
     test_top_k();
     test_top_p();
     test_min_p();
+    test_typical_p();
     test_truncation_order();
     test_seed();
+    test_penalty_context();
     test_penalties_greedy();
     test_penalties_distribution();
     test_logit_bias();

@@ -10,7 +10,7 @@
 #include "model/model.h"
 #include "model/synth.h"
 #include "server/engine.h"
-#include "server/json_grammar.h"
+#include "sampling/json_grammar.h"
 #include "server/request.h"
 #include "server/server.h"
 #include "tokenizer/tokenizer.h"
@@ -39,6 +39,27 @@ static void test_parse_valid(void) {
     CHECK(r.max_tokens == 5 && r.temperature == 0 && r.top_p == 0.5f && r.n == 2 && r.echo && r.logprobs == 3);
     CHECK(r.n_stops == 2 && !strcmp(r.stops[1], "yy") && r.has_seed && r.seed == 7);
     CHECK(r.n_biases == 2 && r.stream && r.include_usage && r.user && !strcmp(r.user, "u"));
+    /* OpenAI defaults for the extension fields: all off */
+    CHECK(r.top_k == 0 && r.min_p == 0.0f && r.typical_p == 1.0f && r.repetition_penalty == 1.0f &&
+          r.penalty_last_n == -1 && !r.ignore_eos);
+    bn_api_request_free(&r);
+
+    /* llama.cpp / vLLM extension fields reach the sampler; unknown fields are ignored */
+    body = "{\"model\":\"m\",\"prompt\":\"a\",\"top_k\":7,\"min_p\":0.1,\"typical_p\":0.5,"
+           "\"repetition_penalty\":1.3,\"repeat_last_n\":32,\"ignore_eos\":true,\"mirostat\":2,"
+           "\"guided_json\":{\"type\":\"object\"}}";
+    CHECKF(bn_server_parse_completion_request(&r, &e, body, strlen(body), &limits) == BN_OK, "%s", e.message);
+    CHECK(r.top_k == 7 && r.min_p == 0.1f && r.typical_p == 0.5f && r.repetition_penalty == 1.3f &&
+          r.penalty_last_n == 32 && r.ignore_eos);
+    CHECK(r.response_format == BN_RESPONSE_JSON_SCHEMA && r.schema && !strcmp(r.schema_param, "guided_json"));
+    bn_sampler_params sp = bn_api_sampler_params(&r, 0, 4096);
+    CHECK(sp.top_k == 7 && sp.min_p == 0.1f && sp.typical_p == 0.5f && sp.repetition_penalty == 1.3f &&
+          sp.penalty_last_n == 32);
+    bn_api_request_free(&r);
+    body = "{\"model\":\"m\",\"prompt\":\"a\",\"top_k\":-1,\"repeat_penalty\":1.1}";
+    CHECK(bn_server_parse_completion_request(&r, &e, body, strlen(body), &limits) == BN_OK);
+    sp = bn_api_sampler_params(&r, 0, 512);
+    CHECK(r.top_k == 0 && r.repetition_penalty == 1.1f && sp.penalty_last_n == 512); /* window: the context */
     bn_api_request_free(&r);
 
     body = "{\"model\":\"m\",\"prompt\":[[1,2,3],[4]]}";
@@ -92,6 +113,17 @@ static void test_parse_invalid(void) {
         {false, "{\"model\":\"m\",\"prompt\":\"x\",\"stream\":\"yes\"}", "stream"},
         {false, "{\"model\":\"m\",\"prompt\":\"x\",\"stream_options\":{\"include_usage\":3}}", "stream_options.include_usage"},
         {false, "{\"model\":\"m\",\"prompt\":\"x\",\"presence_penalty\":-3}", "presence_penalty"},
+        {false, "{\"model\":\"m\",\"prompt\":\"x\",\"top_k\":-2}", "top_k"},
+        {false, "{\"model\":\"m\",\"prompt\":\"x\",\"top_k\":1.5}", "top_k"},
+        {false, "{\"model\":\"m\",\"prompt\":\"x\",\"min_p\":2}", "min_p"},
+        {false, "{\"model\":\"m\",\"prompt\":\"x\",\"typical_p\":0}", "typical_p"},
+        {false, "{\"model\":\"m\",\"prompt\":\"x\",\"repetition_penalty\":0}", "repetition_penalty"},
+        {false, "{\"model\":\"m\",\"prompt\":\"x\",\"repeat_penalty\":\"2\"}", "repeat_penalty"},
+        {false, "{\"model\":\"m\",\"prompt\":\"x\",\"repeat_last_n\":-5}", "repeat_last_n"},
+        {false, "{\"model\":\"m\",\"prompt\":\"x\",\"ignore_eos\":1}", "ignore_eos"},
+        {false, "{\"model\":\"m\",\"prompt\":\"x\",\"grammar\":\"root ::= \\\"a\\\"\"}", "grammar"},
+        {false, "{\"model\":\"m\",\"prompt\":\"x\",\"json_schema\":[]}", "json_schema"},
+        {false, "{\"model\":\"m\",\"prompt\":\"x\",\"json_schema\":{},\"guided_json\":{}}", "guided_json"},
         {false, "{\"model\":\"m\",\"prompt\":\"x\",\"seed\":1.5}", "seed"},
         {false, "{\"model\":\"m\",\"prompt\":\"x\",\"user\":5}", "user"},
         {false, "{\"model\":\"m\",\"prompt\":\"x\",\"model\":\"n\"}", ""},
@@ -263,6 +295,7 @@ typedef struct collected {
     char text[16][1024];
     size_t text_len[16];
     int finish[16];
+    int n_cached[16];
     int done;
     atomic_bool *cancel_on_token; /* set when any token arrives (NULL: never) */
 } collected;
@@ -278,6 +311,7 @@ static void collect(void *user, const bn_engine_event *ev) {
         }
     } else {
         c->finish[ev->index] = ev->finish;
+        c->n_cached[ev->index] = ev->n_cached;
         c->done++;
     }
     pthread_mutex_unlock(&c->mu);
@@ -334,7 +368,8 @@ static void test_engine(void) {
     if (!m || !tok) goto out;
     bn_engine *e = NULL;
     /* 3 slots and a small prefill chunk: prompts are split over steps and jobs wait in the queue */
-    CHECK_OK(bn_engine_create(&e, m, tok, 3, 256, 16, 7, NULL, &err), &err);
+    const bn_engine_options eo = {.n_slots = 3, .n_ctx = 256, .max_queue = 16, .prefill_chunk = 7};
+    CHECK_OK(bn_engine_create(&e, m, tok, &eo, NULL, &err), &err);
     if (!e) goto out;
     enum { N_JOBS = 8, N_GEN = 12 };
     int32_t prompts[N_JOBS][40];
@@ -350,10 +385,11 @@ static void test_engine(void) {
     pthread_mutex_init(&c.mu, NULL);
     bn_engine_job_config jobs[N_JOBS];
     for (int j = 0; j < N_JOBS; j++) {
-        jobs[j] = (bn_engine_job_config){.prompt = prompts[j], .n_prompt = (size_t)n_prompt[j],
-                                         .sampling = bn_sampler_params_greedy(), .max_tokens = N_GEN,
-                                         .stop_at_eog = false, .want_logprobs = true, .index = j,
-                                         .on_event = collect, .user = &c, .submit_ms = bn_engine_now_ms()};
+        jobs[j] = (bn_engine_job_config){
+            .prompt = prompts[j], .n_prompt = (size_t)n_prompt[j],
+            .gen = {.sampling = bn_sampler_params_greedy(), .max_tokens = N_GEN, .ignore_eog = true,
+                    .want_logprobs = true},
+            .index = j, .on_event = collect, .user = &c, .submit_ms = bn_engine_now_ms()};
     }
     /* two submissions so the second batch joins while the first decodes */
     CHECK_OK(bn_engine_submit(e, jobs, 4, &err), &err);
@@ -366,7 +402,7 @@ static void test_engine(void) {
         int n = greedy_reference(m, prompts[j], n_prompt[j], N_GEN, ref);
         CHECKF(n == N_GEN && c.n_tokens[j] == N_GEN && !memcmp(ref, c.tokens[j], sizeof ref),
                "job %d: batched tokens differ from the one-sequence greedy loop", j);
-        CHECK(c.finish[j] == BN_ENGINE_FINISH_LENGTH);
+        CHECK(c.finish[j] == BN_FINISH_LENGTH);
     }
     /* a full queue refuses the whole submission */
     bn_engine_job_config many[20];
@@ -380,7 +416,7 @@ static void test_engine(void) {
     atomic_bool cancel = false;
     for (int j = 0; j < 5; j++) {
         many[j] = jobs[j];
-        many[j].max_tokens = 200;
+        many[j].gen.max_tokens = 200;
         many[j].cancel = &cancel;
         many[j].user = &c2;
     }
@@ -390,7 +426,7 @@ static void test_engine(void) {
     CHECK_OK(bn_engine_submit(e, many, 5, &err), &err);
     wait_done(&c2, 5);
     CHECK(c2.done == 5);
-    for (int j = 0; j < 5; j++) CHECK(c2.finish[j] == BN_ENGINE_FINISH_CANCELLED);
+    for (int j = 0; j < 5; j++) CHECK(c2.finish[j] == BN_FINISH_CANCELLED);
     bn_engine_stats st;
     bn_engine_get_stats(e, &st);
     CHECK(st.busy_slots == 0 && st.queued == 0 && st.n_slots == 3);
@@ -404,23 +440,154 @@ static void test_engine(void) {
     for (int j = 0; j < 6; j++) {
         many[j] = jobs[j];
         many[j].user = &c3;
-        many[j].grammar = g;
-        many[j].max_tokens = 60 + 10 * j;
-        many[j].sampling = bn_sampler_params_default();
-        many[j].sampling.seed = (uint64_t)j;
-        many[j].sampling.temperature = 1.5f;
+        many[j].gen.grammar = g;
+        many[j].gen.max_tokens = 60 + 10 * j;
+        many[j].gen.sampling = bn_sampler_params_default();
+        many[j].gen.sampling.seed = (uint64_t)j;
+        many[j].gen.sampling.temperature = 1.5f;
     }
     CHECK_OK(bn_engine_submit(e, many, 6, &err), &err);
     wait_done(&c3, 6);
     for (int j = 0; j < 6; j++) {
         json_t *v = json_loadb(c3.text[j], c3.text_len[j], 0, NULL);
-        CHECKF(v && satisfies(v) && c3.finish[j] == BN_ENGINE_FINISH_STOP, "grammar job %d: %.*s", j,
+        CHECKF(v && satisfies(v) && c3.finish[j] == BN_FINISH_GRAMMAR, "grammar job %d: %.*s", j,
                (int)c3.text_len[j], c3.text[j]);
         json_decref(v);
     }
     bn_engine_free(e);
     bn_json_grammar_free(g);
 out:
+    bn_tokenizer_free(tok);
+    bn_model_free(m);
+    free(path);
+    free(dir);
+}
+
+/* Submits one job (index 0) and waits for it; c is reset first. */
+static void run_one(bn_engine *e, collected *c, const int32_t *prompt, int n, bn_gen_config gen) {
+    pthread_mutex_lock(&c->mu);
+    c->done = 0;
+    c->n_tokens[0] = 0;
+    c->text_len[0] = 0;
+    pthread_mutex_unlock(&c->mu);
+    gen.want_logprobs = true; /* the collector reads tokens from the samples */
+    bn_engine_job_config job = {.prompt = prompt, .n_prompt = (size_t)n, .gen = gen, .index = 0,
+                                .on_event = collect, .user = c, .submit_ms = bn_engine_now_ms()};
+    bn_error err;
+    CHECK_OK(bn_engine_submit(e, &job, 1, &err), &err);
+    wait_done(c, 1);
+}
+
+/* Prompt cache: reuse from the idle slot and from the host store, outputs identical to cold runs
+ * (greedy and seeded); top_k 1 is greedy whatever the seed; context shift and its absence. */
+static void test_prompt_cache(void) {
+    char *dir = bn_test_tmpdir("server_cache");
+    char *path = bn_test_path(dir, "tiny.gguf");
+    bn_error err;
+    bn_synth_options o;
+    CHECK_OK(bn_synth_preset(&o, "tiny", &err), &err);
+    CHECK_OK(bn_synth_write(path, &o, &err), &err);
+    bn_model *m = NULL;
+    bn_model_options mo = bn_model_options_default();
+    CHECK_OK(bn_model_load(path, &mo, &m, &err), &err);
+    bn_tokenizer *tok = NULL;
+    if (m) CHECK_OK(bn_tokenizer_from_gguf(&tok, bn_model_get_gguf(m), NULL, &err), &err);
+    bn_engine *warm = NULL, *cold = NULL, *shift = NULL, *noshift = NULL;
+    const bn_engine_options wo = {.n_slots = 1, .n_ctx = 256, .max_queue = 4, .prefill_chunk = 7, .cache_ram_mb = 16};
+    const bn_engine_options co = {.n_slots = 1, .n_ctx = 256, .max_queue = 4, .prefill_chunk = 64};
+    if (m && tok) CHECK_OK(bn_engine_create(&warm, m, tok, &wo, NULL, &err), &err);
+    if (m && tok) CHECK_OK(bn_engine_create(&cold, m, tok, &co, NULL, &err), &err);
+    collected c;
+    memset(&c, 0, sizeof c);
+    pthread_mutex_init(&c.mu, NULL);
+    if (!warm || !cold) goto out;
+    enum { N1 = 30, N2 = 20, G = 10 };
+    int32_t p1[N1], p2[N2], longer[N1 + G + 3];
+    bn_test_rng rng;
+    bn_test_rng_seed(&rng, 11);
+    for (int i = 0; i < N1; i++) p1[i] = (int32_t)bn_test_rng_range(&rng, 0, 258);
+    for (int i = 0; i < N2; i++) p2[i] = (int32_t)bn_test_rng_range(&rng, 0, 258);
+    const bn_gen_config greedy = {.sampling = bn_sampler_params_greedy(), .max_tokens = G, .ignore_eog = true};
+    int32_t t1[G], ref[G];
+    run_one(warm, &c, p1, N1, greedy);
+    CHECK(c.n_cached[0] == 0 && c.n_tokens[0] == G);
+    memcpy(t1, c.tokens[0], sizeof t1);
+    CHECK(greedy_reference(m, p1, N1, G, ref) == G && !memcmp(ref, t1, sizeof ref));
+    /* the same prompt again: all but its last token come from the slot */
+    run_one(warm, &c, p1, N1, greedy);
+    CHECKF(c.n_cached[0] == N1 - 1, "repeat: %d cached", c.n_cached[0]);
+    CHECK(c.n_tokens[0] == G && !memcmp(c.tokens[0], t1, sizeof t1));
+    /* a continuation: the prompt and the G - 1 fed answer tokens are reused */
+    memcpy(longer, p1, sizeof p1);
+    memcpy(longer + N1, t1, sizeof t1);
+    for (int i = 0; i < 3; i++) longer[N1 + G + i] = 40 + i;
+    run_one(warm, &c, longer, N1 + G + 3, greedy);
+    CHECKF(c.n_cached[0] == N1 + G - 1, "continuation: %d cached, want %d", c.n_cached[0], N1 + G - 1);
+    CHECK(greedy_reference(m, longer, N1 + G + 3, G, ref) == G && !memcmp(ref, c.tokens[0], sizeof ref));
+    /* an unrelated prompt moves the slot's cache to the store; p1 then comes back from there */
+    run_one(warm, &c, p2, N2, greedy);
+    CHECK(c.n_cached[0] == 0);
+    run_one(warm, &c, p1, N1, greedy);
+    CHECKF(c.n_cached[0] == N1 - 1, "from the store: %d cached", c.n_cached[0]);
+    CHECK(c.n_tokens[0] == G && !memcmp(c.tokens[0], t1, sizeof t1));
+    bn_engine_stats st;
+    bn_engine_get_stats(warm, &st);
+    CHECKF(st.store_hits == 1 && st.cache_hits == 3 && st.cache_lookups == 5 &&
+           st.cache_reused_tokens == 2 * (N1 - 1) + (N1 + G - 1) &&
+           st.store_entries >= 1 && st.store_bytes > 0,
+           "stats: %lld hits (%lld from the store) of %lld, %lld tokens, %lld entries", (long long)st.cache_hits,
+           (long long)st.store_hits, (long long)st.cache_lookups, (long long)st.cache_reused_tokens,
+           (long long)st.store_entries);
+    /* seeded sampling: a warm run draws exactly what a cold engine draws */
+    bn_gen_config seeded = {.sampling = bn_sampler_params_default(), .max_tokens = G, .ignore_eog = true};
+    seeded.sampling.seed = 5;
+    seeded.sampling.temperature = 1.0f;
+    seeded.sampling.top_k = 0;
+    seeded.sampling.min_p = 0.0f;
+    seeded.sampling.repetition_penalty = 1.1f;
+    seeded.sampling.frequency_penalty = 0.3f;
+    int32_t s_cold[G];
+    run_one(cold, &c, longer, N1 + G + 3, seeded);
+    CHECK(c.n_cached[0] == 0 && c.n_tokens[0] == G);
+    memcpy(s_cold, c.tokens[0], sizeof s_cold);
+    run_one(warm, &c, longer, N1 + G + 3, seeded);
+    CHECKF(c.n_cached[0] > 0 && c.n_tokens[0] == G && !memcmp(c.tokens[0], s_cold, sizeof s_cold),
+           "seeded warm run (%d cached) differs from the cold one", c.n_cached[0]);
+    /* top_k 1 at temperature 1: greedy, whatever the seed */
+    for (uint64_t seed = 1; seed <= 3; seed++) {
+        bn_gen_config k1 = {.sampling = bn_sampler_params_default(), .max_tokens = G, .ignore_eog = true};
+        k1.sampling.seed = seed;
+        k1.sampling.temperature = 1.0f;
+        k1.sampling.top_k = 1;
+        run_one(cold, &c, p1, N1, k1);
+        CHECKF(c.n_tokens[0] == G && !memcmp(c.tokens[0], t1, sizeof t1), "top_k 1, seed %llu: not greedy",
+               (unsigned long long)seed);
+    }
+    /* context shift: a 32-token slot generates 60 tokens; without it the slot ends the job */
+    const bn_engine_options so = {.n_slots = 1, .n_ctx = 32, .max_queue = 4, .context_shift = true, .keep = 4};
+    const bn_engine_options no = {.n_slots = 1, .n_ctx = 32, .max_queue = 4};
+    CHECK_OK(bn_engine_create(&shift, m, tok, &so, NULL, &err), &err);
+    CHECK_OK(bn_engine_create(&noshift, m, tok, &no, NULL, &err), &err);
+    if (shift && noshift) {
+        bn_gen_config long_gen = greedy;
+        long_gen.max_tokens = 60;
+        run_one(shift, &c, p2, 10, long_gen);
+        bn_engine_get_stats(shift, &st);
+        CHECKF(c.finish[0] == BN_FINISH_LENGTH && st.context_shifts >= 2,
+               "shift: finish %d after %lld shifts", c.finish[0], (long long)st.context_shifts);
+        /* a shifted slot is never reused: the same prompt is prefilled again */
+        run_one(shift, &c, p2, 10, greedy);
+        CHECK(c.n_cached[0] == 0);
+        run_one(noshift, &c, p2, 10, long_gen);
+        CHECKF(c.finish[0] == BN_FINISH_CONTEXT && c.n_tokens[0] == 32 - 10 + 1,
+               "no shift: finish %d after %d tokens", c.finish[0], c.n_tokens[0]);
+    }
+out:
+    bn_engine_free(warm);
+    bn_engine_free(cold);
+    bn_engine_free(shift);
+    bn_engine_free(noshift);
+    pthread_mutex_destroy(&c.mu);
     bn_tokenizer_free(tok);
     bn_model_free(m);
     free(path);
@@ -487,6 +654,7 @@ int main(void) {
     test_parse_invalid();
     test_grammar();
     test_engine();
+    test_prompt_cache();
     test_server_loading();
     return bn_test_finish("test_server_units");
 }

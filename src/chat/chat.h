@@ -16,6 +16,7 @@
 #define BN_CHAT_H
 
 #include "bitnet.h"
+#include "tokenizer/tokenizer.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -88,5 +89,13 @@ bn_status bn_chat_render(bn_chat_text *out, const bn_chat_format *format,
                          const bn_chat_message *messages, size_t n_messages,
                          bool add_generation_prompt, bn_error *err);
 void bn_chat_text_free(bn_chat_text *text);
+
+/* Tokenizes rendered chat text from byte `from` on, appending to *out (chat_tokenize.c): the
+ * format's own text with special tokens recognised, message content (the spans) as plain text, so a
+ * user who types "<|eot_id|>" cannot end a turn. `from` must not fall inside a content span. With
+ * add_bos the tokenizer's BOS is prepended when the tokenizer asks for one and the format does not
+ * render it. */
+bn_status bn_chat_tokenize(bn_tokens *out, const bn_tokenizer *tok, const bn_chat_format *format,
+                           const bn_chat_text *text, size_t from, bool add_bos, bn_error *err);
 
 #endif /* BN_CHAT_H */

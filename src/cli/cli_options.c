@@ -139,18 +139,35 @@ const char bn_cli_sampling_help[] =
     "  --top-k K              keep the K most likely tokens; 0 is off (default 40)\n"
     "  --top-p P              nucleus sampling in [0, 1]; 1 is off (default 0.95)\n"
     "  --min-p P              drop tokens below P times the best one's probability (default 0.05)\n"
+    "  --typical P            locally typical sampling in (0, 1]; 1 is off (default 1)\n"
     "  --repeat-penalty X     repetition penalty > 0; 1 is off (default 1)\n"
     "  --repeat-last-n N      tokens the penalties look back over (default 64)\n"
     "  --presence-penalty X   OpenAI presence penalty in [-2, 2] (default 0)\n"
     "  --frequency-penalty X  OpenAI frequency penalty in [-2, 2] (default 0)\n"
     "  --logit-bias ID=BIAS   add BIAS to token ID's logit (-inf bans it); repeatable\n"
     "  --seed N               random seed; -1 picks one (default -1)\n"
-    "  --stop STR             stop when the text contains STR (not printed); repeatable\n";
+    "  --stop STR             stop when the text contains STR (not printed); repeatable\n"
+    "  --ignore-eos           keep generating past the end-of-generation token\n"
+    "  --context-shift        when the context fills, drop the oldest half of the tokens after\n"
+    "                         --keep and go on (default: stop, reason \"context\")\n"
+    "  --keep N               tokens a context shift keeps at the start; -1: the first prompt\n"
+    "                         (default -1)\n";
 
 void bn_cli_sampling_init(bn_cli_sampling *s, int32_t default_max_tokens) {
     memset(s, 0, sizeof *s);
     s->params = bn_sampler_params_default();
-    s->params.max_tokens = default_max_tokens;
+    s->max_tokens = default_max_tokens;
+    s->keep = -1;
+}
+
+bn_gen_config bn_cli_gen_config(const bn_cli_sampling *s, const char *const *stops, size_t n_stops) {
+    return (bn_gen_config){.sampling = s->params, .max_tokens = s->max_tokens, .stops = stops,
+                           .n_stops = n_stops, .ignore_eog = s->ignore_eos,
+                           .detok_flags = BN_DETOK_SKIP_SPECIAL};
+}
+
+bn_session_options bn_cli_session_options(const bn_cli_common *c, const bn_cli_sampling *s) {
+    return (bn_session_options){.capacity = c->n_ctx, .context_shift = s->context_shift, .keep = s->keep};
 }
 
 void bn_cli_sampling_free(bn_cli_sampling *s) {
@@ -196,7 +213,7 @@ bn_cli_parse bn_cli_parse_sampling(bn_cli_sampling *s, int argc, char **argv, in
         if (!(v = take_value(argc, argv, i, err))) return BN_CLI_BAD;
         if (!bn_cli_parse_int(v, -1, INT32_MAX, &iv))
             return bad_value(a, v, "an integer >= -1", err);
-        p->max_tokens = iv;
+        s->max_tokens = iv;
     } else if (is(a, NULL, "--temp")) {
         if (!(v = take_value(argc, argv, i, err))) return BN_CLI_BAD;
         if (!bn_cli_parse_float(v, 0.0, 1e6, &p->temperature))
@@ -214,6 +231,18 @@ bn_cli_parse bn_cli_parse_sampling(bn_cli_sampling *s, int argc, char **argv, in
         if (!(v = take_value(argc, argv, i, err))) return BN_CLI_BAD;
         if (!bn_cli_parse_float(v, 0.0, 1.0, &p->min_p))
             return bad_value(a, v, "a number in [0, 1]", err);
+    } else if (is(a, NULL, "--typical")) {
+        if (!(v = take_value(argc, argv, i, err))) return BN_CLI_BAD;
+        if (!bn_cli_parse_float(v, 1e-6, 1.0, &p->typical_p))
+            return bad_value(a, v, "a number in (0, 1]", err);
+    } else if (is(a, NULL, "--ignore-eos")) {
+        s->ignore_eos = true;
+    } else if (is(a, NULL, "--context-shift")) {
+        s->context_shift = true;
+    } else if (is(a, NULL, "--keep")) {
+        if (!(v = take_value(argc, argv, i, err))) return BN_CLI_BAD;
+        if (!bn_cli_parse_int(v, -1, INT32_MAX, &iv)) return bad_value(a, v, "an integer >= -1", err);
+        s->keep = iv;
     } else if (is(a, NULL, "--repeat-penalty")) {
         if (!(v = take_value(argc, argv, i, err))) return BN_CLI_BAD;
         if (!bn_cli_parse_float(v, 1e-6, 1e6, &p->repetition_penalty))

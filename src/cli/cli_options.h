@@ -17,6 +17,8 @@
 #include "bitnet.h"
 #include "chat/chat.h"
 #include "model/model.h"
+#include "runtime/generation.h"
+#include "runtime/session.h"
 #include "sampling/sampler.h"
 #include "tokenizer/tokenizer.h"
 
@@ -53,17 +55,22 @@ bn_cli_parse bn_cli_parse_common(bn_cli_common *c, int argc, char **argv, int *i
 /* Help lines for these options (for a command's usage). */
 extern const char bn_cli_common_help[];
 
-/* Sampling options: --temp, --top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n,
- * --presence-penalty, --frequency-penalty, --logit-bias ID=BIAS, --seed, --stop STR, -n. */
+/* Generation options: --temp, --top-k, --top-p, --min-p, --typical, --repeat-penalty,
+ * --repeat-last-n, --presence-penalty, --frequency-penalty, --logit-bias ID=BIAS, --seed,
+ * --stop STR, -n, --ignore-eos, --context-shift, --keep N. */
 typedef struct bn_cli_sampling {
     bn_sampler_params params;  /* params.logit_bias points into `biases` */
+    int32_t max_tokens;        /* -n; < 0: until the context is full */
+    bool ignore_eos;           /* --ignore-eos */
+    bool context_shift;        /* --context-shift */
+    int keep;                  /* --keep; -1: the first prompt */
     bn_logit_bias *biases;     /* owned */
     size_t n_biases;
     const char **stops;        /* owned array; strings point into argv */
     size_t n_stops;
 } bn_cli_sampling;
 
-/* Defaults: bn_sampler_params_default() with max_tokens = default_max_tokens. */
+/* Defaults: bn_sampler_params_default(), max_tokens = default_max_tokens, no context shift. */
 void bn_cli_sampling_init(bn_cli_sampling *s, int32_t default_max_tokens);
 void bn_cli_sampling_free(bn_cli_sampling *s);
 bn_cli_parse bn_cli_parse_sampling(bn_cli_sampling *s, int argc, char **argv, int *i,
@@ -156,7 +163,13 @@ extern volatile sig_atomic_t bn_cli_interrupted;
  * read (a chat prompt) returns EINTR. */
 void bn_cli_catch_sigint(void);
 
-/* A bn_generate on_text callback: writes the text to stdout and flushes, so it streams. */
+/* The generation config of the sampling options: their sampler parameters, -n, --ignore-eos, the
+ * given stop strings (kept by the caller) and the detokenizer flags of printed text. */
+bn_gen_config bn_cli_gen_config(const bn_cli_sampling *s, const char *const *stops, size_t n_stops);
+/* The session of -c, --context-shift and --keep. */
+bn_session_options bn_cli_session_options(const bn_cli_common *c, const bn_cli_sampling *s);
+
+/* A bn_session on_text callback: writes the text to stdout and flushes, so it streams. */
 bool bn_cli_write_stdout(void *user, const char *text, size_t len);
 
 #endif

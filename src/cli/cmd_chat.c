@@ -13,7 +13,7 @@
 #include "cli/cli_options.h"
 #include "cli/commands.h"
 #include "kernels/cpu_features.h"
-#include "tools/generate.h"
+#include "runtime/session.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -81,7 +81,7 @@ static bn_status extend_ids(conversation *c, const bn_tokenizer *tok, const bn_c
         size_t last = c->n - 2;
         from = text.content[last].offset + text.content[last].len;
     }
-    st = bn_generate_tokenize_chat(&c->ids, tok, format, &text, from, c->ids.n == 0, err);
+    st = bn_chat_tokenize(&c->ids, tok, format, &text, from, c->ids.n == 0, err);
     bn_chat_text_free(&text);
     return st;
 }
@@ -138,17 +138,20 @@ int bn_cmd_chat(int argc, char **argv, bn_error *err) {
     char *path = NULL, *line = NULL;
     size_t line_cap = 0;
     const char **stops = NULL;
-    bn_generation gen = {0};
-    bn_sampler *sampler = NULL;
+    bn_session session = {0};
+    bn_gen *gen = NULL;
     conversation conv = {0};
     if (bn_cli_load_model(&model, &tok, &path, &common, err) != BN_OK) goto done;
     const bn_chat_format *format;
     if (bn_cli_chat_format(&format, model, o.format_name, err) != BN_OK) goto done;
     const bn_model_config *cfg = bn_model_get_config(model);
     /* validates the sampling options before the first turn */
-    if (bn_sampler_create(&sampler, &sampling.params, (size_t)cfg->n_vocab, err) != BN_OK) goto done;
-    if (bn_generation_init(&gen, model, common.n_ctx, err) != BN_OK) goto done;
-    const int capacity = bn_generation_capacity(&gen);
+    if (bn_gen_create(&gen, tok, (size_t)cfg->n_vocab, &(bn_gen_config){.sampling = sampling.params}, err) !=
+        BN_OK)
+        goto done;
+    const bn_session_options session_options = bn_cli_session_options(&common, &sampling);
+    if (bn_session_init(&session, model, &session_options, err) != BN_OK) goto done;
+    const int capacity = bn_session_capacity(&session);
     fprintf(stderr, "model: %s (%s, %d layers, dim %d), chat format %s, context %d, isa %s\n", path,
             cfg->arch_name, cfg->n_layers, cfg->dim, format->name, capacity,
             bn_isa_name(bn_isa_active()));
@@ -212,49 +215,50 @@ int bn_cmd_chat(int argc, char **argv, bn_error *err) {
             }
         }
 
-        bn_generate_config config = {
-            .max_tokens = sampling.params.max_tokens,
-            .stops = stops,
-            .n_stops = n_stops,
-            .detok_flags = BN_DETOK_SKIP_SPECIAL,
-            .on_text = bn_cli_write_stdout,
-            .cancel = &bn_cli_interrupted,
-        };
-        /* A fresh sampler per turn: its penalty window is then exactly the conversation's last
-         * tokens (bn_generate accepts the whole prompt). A given seed S gives turn k seed
+        /* A fresh generation per turn: its penalty window is then exactly the conversation's
+         * last tokens (the session accepts the whole prompt). A given seed S gives turn k seed
          * S + k - 1, so a replayed conversation is answered the same way. */
-        bn_sampler_params params = sampling.params;
-        if (params.seed != BN_SAMPLER_SEED_RANDOM) {
-            params.seed += (uint64_t)(turn - 1);
-            if (params.seed == BN_SAMPLER_SEED_RANDOM) params.seed = 0; /* wrapped onto "random" */
+        bn_gen_config config = bn_cli_gen_config(&sampling, stops, n_stops);
+        if (config.sampling.seed != BN_SAMPLER_SEED_RANDOM) {
+            config.sampling.seed += (uint64_t)(turn - 1);
+            if (config.sampling.seed == BN_SAMPLER_SEED_RANDOM) config.sampling.seed = 0; /* wrapped */
         }
-        bn_sampler_free(sampler);
-        sampler = NULL;
-        if (bn_sampler_create(&sampler, &params, (size_t)cfg->n_vocab, err) != BN_OK) goto done;
-        bn_generate_result result;
-        if (bn_generate(&result, &gen, tok, sampler, conv.ids.ids, conv.ids.n, &config, err) !=
-            BN_OK)
+        bn_gen_free(gen);
+        gen = NULL;
+        if (bn_gen_create(&gen, tok, (size_t)cfg->n_vocab, &config, err) != BN_OK) goto done;
+        const bn_session_io io = {.on_text = bn_cli_write_stdout, .cancel = &bn_cli_interrupted};
+        bn_session_stats stats;
+        if (bn_session_generate(&session, gen, conv.ids.ids, conv.ids.n, &io, &stats, err) != BN_OK)
             goto done;
         fputc('\n', stdout);
         fflush(stdout);
         fprintf(stderr,
                 "chat: turn %d: prompt %d tokens (%d cached, %d prefilled, %.2f ms); generated %d "
                 "tokens in %.2f ms (%.2f tokens/s); stopped: %s\n",
-                turn, result.n_prompt, result.n_reused, result.n_prefilled, result.prefill_ms,
-                result.n_generated, result.generate_ms,
-                result.generate_ms > 0 ? result.n_generated * 1000.0 / result.generate_ms : 0.0,
-                bn_finish_reason_name(result.finish));
+                turn, stats.n_prompt, stats.n_reused, stats.n_prefilled, stats.prefill_ms,
+                stats.n_generated, stats.generate_ms,
+                stats.generate_ms > 0 ? stats.n_generated * 1000.0 / stats.generate_ms : 0.0,
+                bn_finish_reason_name(stats.finish));
+        if (stats.n_shifts)
+            fprintf(stderr, "chat: %d context shift(s) dropped %d tokens\n", stats.n_shifts, stats.n_dropped);
         /* The answer joins the conversation: its ids as generated, then the text a stop string
-         * or an unfinished character left without ids. */
+         * or an unfinished character left without ids. After a context shift the conversation's
+         * ids are what the cache kept (the answer's ids still in it are replaced the same way). */
+        size_t n_text_ids, text_prefix_len, text_len, n_out;
+        bn_gen_ids_in_text(gen, &n_text_ids, &text_prefix_len);
+        const char *text = bn_gen_text(gen, &text_len);
+        const int32_t *out_ids = bn_gen_ids(gen, &n_out);
         bn_status st = BN_OK;
-        for (size_t i = 0; i < result.n_ids_in_text && st == BN_OK; i++)
-            st = bn_tokens_push(&conv.ids, result.ids.ids[i], err);
-        if (st == BN_OK && result.text_len > result.text_prefix_len)
-            st = bn_tokenizer_encode(tok, result.text + result.text_prefix_len,
-                                     result.text_len - result.text_prefix_len, false, false,
+        if (stats.n_shifts) {
+            conv.ids.n = 0;
+            size_t base = session.cached.n - (size_t)stats.n_gen_cached;
+            for (size_t i = 0; i < base && st == BN_OK; i++) st = bn_tokens_push(&conv.ids, session.cached.ids[i], err);
+        }
+        for (size_t i = 0; i < n_text_ids && st == BN_OK; i++) st = bn_tokens_push(&conv.ids, out_ids[i], err);
+        if (st == BN_OK && text_len > text_prefix_len)
+            st = bn_tokenizer_encode(tok, text + text_prefix_len, text_len - text_prefix_len, false, false,
                                      &conv.ids, err);
-        if (st == BN_OK) st = add_message(&conv, "assistant", result.text, result.text_len, err);
-        bn_generate_result_free(&result);
+        if (st == BN_OK) st = add_message(&conv, "assistant", text, text_len, err);
         if (st != BN_OK) goto done;
         turn++;
     }
@@ -265,8 +269,8 @@ done:
     free(conv.messages);
     bn_tokens_free(&conv.ids);
     free(stops);
-    bn_sampler_free(sampler);
-    if (gen.seq) bn_generation_free(&gen);
+    bn_gen_free(gen);
+    if (session.seq) bn_session_free(&session);
     bn_tokenizer_free(tok);
     bn_model_free(model);
     free(path);

@@ -7,7 +7,7 @@
 #include "cli/cli_options.h"
 #include "cli/commands.h"
 #include "kernels/cpu_features.h"
-#include "tools/generate.h"
+#include "runtime/session.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,11 +79,10 @@ int bn_cmd_run(int argc, char **argv, bn_error *err) {
     bn_model *model = NULL;
     bn_tokenizer *tok = NULL;
     char *path = NULL;
-    bn_generation gen = {0};
-    bn_sampler *sampler = NULL;
+    bn_session session = {0};
+    bn_gen *gen = NULL;
     bn_tokens ids = {0};
     bn_chat_text chat = {0};
-    bn_generate_result result = {0};
     if (bn_cli_load_model(&model, &tok, &path, &common, err) != BN_OK) goto done;
     const bn_model_config *cfg = bn_model_get_config(model);
     fprintf(stderr, "model: %s (%s, %d layers, dim %d, vocab %d), isa %s, %d threads\n", path,
@@ -95,7 +94,7 @@ int bn_cmd_run(int argc, char **argv, bn_error *err) {
         if (bn_cli_chat_format(&format, model, o.format_name, err) != BN_OK) goto done;
         bn_chat_message message = {"user", o.prompt};
         if (bn_chat_render(&chat, format, &message, 1, true, err) != BN_OK) goto done;
-        if (bn_generate_tokenize_chat(&ids, tok, format, &chat, 0, !o.no_bos, err) != BN_OK) goto done;
+        if (bn_chat_tokenize(&ids, tok, format, &chat, 0, !o.no_bos, err) != BN_OK) goto done;
         o.echo = false;
     } else if (bn_tokenizer_encode(tok, o.prompt, strlen(o.prompt), !o.no_bos, false, &ids, err) != BN_OK) {
         goto done;
@@ -104,37 +103,34 @@ int bn_cmd_run(int argc, char **argv, bn_error *err) {
         bn_error_set(err, BN_ERR_INVALID, "the prompt is empty (no tokens)");
         goto done;
     }
-    if (bn_sampler_create(&sampler, &sampling.params, (size_t)cfg->n_vocab, err) != BN_OK) goto done;
-    if (bn_generation_init(&gen, model, common.n_ctx, err) != BN_OK) goto done;
+    const bn_gen_config gen_config = bn_cli_gen_config(&sampling, sampling.stops, sampling.n_stops);
+    if (bn_gen_create(&gen, tok, (size_t)cfg->n_vocab, &gen_config, err) != BN_OK) goto done;
+    const bn_session_options session_options = bn_cli_session_options(&common, &sampling);
+    if (bn_session_init(&session, model, &session_options, err) != BN_OK) goto done;
 
     bn_cli_catch_sigint();
 
     if (o.echo) bn_cli_write_stdout(NULL, o.prompt, strlen(o.prompt));
-    bn_generate_config config = {
-        .max_tokens = sampling.params.max_tokens,
-        .stops = sampling.stops,
-        .n_stops = sampling.n_stops,
-        .detok_flags = BN_DETOK_SKIP_SPECIAL,
-        .on_text = bn_cli_write_stdout,
-        .cancel = &bn_cli_interrupted,
-    };
-    if (bn_generate(&result, &gen, tok, sampler, ids.ids, ids.n, &config, err) != BN_OK) {
+    const bn_session_io io = {.on_text = bn_cli_write_stdout, .cancel = &bn_cli_interrupted};
+    bn_session_stats stats;
+    if (bn_session_generate(&session, gen, ids.ids, ids.n, &io, &stats, err) != BN_OK) {
         fputc('\n', stdout);
         goto done;
     }
     fputc('\n', stdout);
     fflush(stdout);
-    print_speed("prompt", result.n_prefilled, result.prefill_ms);
-    print_speed("generation", result.n_generated, result.generate_ms);
-    fprintf(stderr, "stopped: %s, seed %llu\n", bn_finish_reason_name(result.finish),
-            (unsigned long long)bn_sampler_seed(sampler));
+    print_speed("prompt", stats.n_prefilled, stats.prefill_ms);
+    print_speed("generation", stats.n_generated, stats.generate_ms);
+    if (stats.n_shifts)
+        fprintf(stderr, "context shifts: %d (%d tokens dropped)\n", stats.n_shifts, stats.n_dropped);
+    fprintf(stderr, "stopped: %s, seed %llu\n", bn_finish_reason_name(stats.finish),
+            (unsigned long long)bn_gen_seed(gen));
     rc = BN_EXIT_OK;
 done:
-    bn_generate_result_free(&result);
     bn_chat_text_free(&chat);
     bn_tokens_free(&ids);
-    bn_sampler_free(sampler);
-    if (gen.seq) bn_generation_free(&gen);
+    bn_gen_free(gen);
+    if (session.seq) bn_session_free(&session);
     bn_tokenizer_free(tok);
     bn_model_free(model);
     free(path);

@@ -51,10 +51,18 @@ static void usage(FILE *out) {
             "  --model-alias NAME     model id served (default: the file name without .gguf)\n"
             "  --chat-format NAME     bitnet, llama3, chatml or plain (default: from the model)\n"
             "  --prefill-chunk N      prompt tokens per batched step over all slots (default 256)\n"
+            "  --cache-ram MB         host memory for saved prompt caches; a request reuses the\n"
+            "                         longest cached prefix of its prompt from an idle slot or from\n"
+            "                         this store (default 512; 0: idle slots only)\n"
+            "  --no-prompt-cache      prefill every prompt from its first token (a baseline)\n"
+            "  --context-shift        a full slot drops the oldest half of its tokens after --keep\n"
+            "                         and goes on, instead of ending with \"length\" (default off)\n"
+            "  --keep N               tokens a context shift keeps at the start (default 0)\n"
             "  --shutdown-timeout S   seconds running requests get on SIGINT/SIGTERM (default 30)\n"
             "  --log-format FMT       text or json (default text)\n"
             "  --int8-lm-head         LM head in int8 with per-row scales instead of F16 (faster\n"
-            "                         batches, logits differ slightly; BITNET_INT8_LM_HEAD=1)\n\n"
+            "                         batches, logits differ slightly; BITNET_INT8_LM_HEAD=1)\n"
+            "  (--context-shift: BITNET_CONTEXT_SHIFT=1)\n\n"
             "Each option can be set by the environment variable BITNET_<OPTION> (upper case,\n"
             "dashes as underscores): BITNET_PORT=9000, BITNET_API_KEY=secret, BITNET_MODEL=m.gguf.\n",
             bn_cli_common_help);
@@ -64,7 +72,8 @@ static void usage(FILE *out) {
 static const char *const env_options[] = {
     "--model", "--threads", "--ctx-size", "--isa", "--host", "--port", "--parallel", "--queue",
     "--api-key", "--api-key-file", "--rate-limit-rpm", "--rate-limit-tpm", "--max-body",
-    "--model-alias", "--chat-format", "--prefill-chunk", "--shutdown-timeout", "--log-format", "--tune"};
+    "--model-alias", "--chat-format", "--prefill-chunk", "--shutdown-timeout", "--log-format", "--tune",
+    "--cache-ram", "--keep"};
 
 typedef struct key_list {
     char **items;
@@ -122,7 +131,10 @@ int bn_cmd_serve(int argc, char **argv, bn_error *err) {
 
     bn_cli_common common;
     bn_cli_common_init(&common);
-    bn_server_config cfg = {.host = "127.0.0.1", .port = 8080, .parallel = 4, .queue = 64, .max_body = 1 << 20};
+    bn_server_config cfg = {.host = "127.0.0.1", .port = 8080, .parallel = 4, .queue = 64, .max_body = 1 << 20,
+                            .cache_ram_mb = 512};
+    const char *shift_env = getenv("BITNET_CONTEXT_SHIFT");
+    cfg.context_shift = shift_env && *shift_env && strcmp(shift_env, "0") != 0;
     const char *int8_env = getenv("BITNET_INT8_LM_HEAD");
     cfg.int8_lm_head = int8_env && *int8_env && strcmp(int8_env, "0") != 0;
     double shutdown_timeout = 30;
@@ -135,8 +147,16 @@ int bn_cmd_serve(int argc, char **argv, bn_error *err) {
             free(args);
             return BN_EXIT_OK;
         }
-        if (!strcmp(a, "--int8-lm-head")) { /* the one option without a value */
+        if (!strcmp(a, "--int8-lm-head")) { /* the options without a value */
             cfg.int8_lm_head = true;
+            continue;
+        }
+        if (!strcmp(a, "--context-shift")) {
+            cfg.context_shift = true;
+            continue;
+        }
+        if (!strcmp(a, "--no-prompt-cache")) {
+            cfg.no_prompt_cache = true;
             continue;
         }
         bn_cli_parse r = bn_cli_parse_common(&common, n_args, args, &i, err);
@@ -162,6 +182,8 @@ int bn_cmd_serve(int argc, char **argv, bn_error *err) {
         else if (!strcmp(a, "--model-alias")) ok = ok && *v, cfg.model_alias = v;
         else if (!strcmp(a, "--chat-format")) cfg.chat_format = v;
         else if (!strcmp(a, "--prefill-chunk")) ok = ok && bn_cli_parse_int(v, 1, 1 << 16, &cfg.prefill_chunk);
+        else if (!strcmp(a, "--cache-ram")) ok = ok && bn_cli_parse_int(v, 0, 1 << 24, &cfg.cache_ram_mb);
+        else if (!strcmp(a, "--keep")) ok = ok && bn_cli_parse_int(v, 0, 1 << 24, &cfg.keep);
         else if (!strcmp(a, "--shutdown-timeout")) ok = ok && bn_cli_parse_float(v, 0, 86400, &f), shutdown_timeout = f;
         else if (!strcmp(a, "--log-format")) ok = ok && (!strcmp(v, "text") || !strcmp(v, "json")), cfg.log_json = ok && !strcmp(v, "json");
         else {

@@ -24,6 +24,12 @@ struct bn_backend {
     /* Activation buffer of bytes (64-byte aligned), NULL on out-of-memory; free with release. */
     void *(*alloc)(bn_backend *backend, size_t bytes);
     void (*release)(bn_backend *backend, void *buffer);
+    /* Copies between a buffer from alloc (at an offset) and host memory, for moving KV cache rows
+     * (prompt cache, context shift); waits until the copy is done. */
+    bn_status (*to_host)(bn_backend *backend, void *host_dst, const void *buffer_src, size_t bytes,
+                         bn_error *err);
+    bn_status (*from_host)(bn_backend *backend, void *buffer_dst, const void *host_src, size_t bytes,
+                           bn_error *err);
     /* Sizes the backend's own scratch for chunks of n_tokens tokens attending over up to
      * max_context positions; called before a chunk runs, so the operations below cannot fail. */
     bn_status (*reserve)(bn_backend *backend, int n_tokens, int max_context, bn_error *err);

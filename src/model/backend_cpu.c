@@ -148,6 +148,12 @@ static void cpu_linear_parts(bn_backend *backend, float *const *ys, const bn_lin
     }
 }
 
+static bn_status cpu_copy(bn_backend *backend, void *dst, const void *src, size_t bytes, bn_error *err) {
+    (void)backend, (void)err;
+    memmove(dst, src, bytes);
+    return BN_OK;
+}
+
 static void cpu_rope(bn_backend *backend, float *x, int n_heads, const int32_t *pos, int n) {
     cpu_backend *cpu = impl_of(backend);
     const bn_model_config *c = backend->config;
@@ -302,6 +308,8 @@ bn_status bn_backend_cpu_create(const bn_model_config *config, bn_threadpool *po
     backend->linear = cpu_linear;
     backend->linear_parts = cpu_linear_parts;
     backend->rope = cpu_rope;
+    backend->to_host = cpu_copy;
+    backend->from_host = cpu_copy;
     backend->kv_store = cpu_kv_store;
     backend->attention = cpu_attention;
     backend->ffn_activation = cpu_ffn_activation;

@@ -212,6 +212,18 @@ static void cuda_release(bn_backend *backend, void *buffer) {
     bn_cuda_free(buffer);
 }
 
+static bn_status cuda_to_host(bn_backend *backend, void *host_dst, const void *device_src, size_t bytes,
+                              bn_error *err) {
+    return bn_cuda_download(impl_of(backend)->ctx, host_dst, device_src, bytes, err);
+}
+
+static bn_status cuda_from_host(bn_backend *backend, void *device_dst, const void *host_src, size_t bytes,
+                                bn_error *err) {
+    cuda_backend *cuda = impl_of(backend);
+    bn_status st = bn_cuda_upload(cuda->ctx, device_dst, host_src, bytes, err);
+    return st == BN_OK ? bn_cuda_sync(cuda->ctx, err) : st;
+}
+
 static void free_scratch(cuda_backend *cuda) {
     bn_cuda_free(cuda->q), bn_cuda_free(cuda->scales), bn_cuda_free(cuda->attention_scratch);
     bn_cuda_free(cuda->logits), bn_cuda_free(cuda->tokens_dev), bn_cuda_free(cuda->rope_dev);
@@ -503,6 +515,8 @@ bn_status bn_backend_cuda_create(const bn_model_config *config, const bn_model_w
     backend->release = cuda_release;
     backend->reserve = cuda_reserve;
     backend->finish = cuda_finish;
+    backend->to_host = cuda_to_host;
+    backend->from_host = cuda_from_host;
     backend->embed = cuda_embed;
     backend->rmsnorm = cuda_rmsnorm;
     backend->linear = cuda_linear;

@@ -108,6 +108,18 @@ void bn_sequence_clear(bn_sequence *seq);
 /* Keeps the first length tokens (cache rows 0..length-1) and forgets the rest; a length at or
  * above the current one changes nothing. Used to reuse a cached prompt prefix. */
 void bn_sequence_truncate(bn_sequence *seq, int length);
+/* KV cache rows as host bytes, for a prompt cache that outlives the sequence: the size of the
+ * first n positions, a copy of them (n <= length), and writing such a copy back (the sequence then
+ * holds exactly those n positions). A saved copy fits only sequences of the same model. */
+size_t bn_sequence_state_bytes(const bn_sequence *seq, int n);
+bn_status bn_sequence_save(const bn_sequence *seq, int n, void *host, bn_error *err);
+bn_status bn_sequence_restore(bn_sequence *seq, const void *host, int n, bn_error *err);
+/* Context shift (llama.cpp semantics): drops positions [keep, keep + n_discard), moves the later
+ * rows down and re-rotates their K rows by -n_discard positions, so the sequence continues with
+ * length - n_discard tokens. The result is not what a fresh prefill of the kept tokens gives (the
+ * kept rows saw the dropped tokens). BN_ERR_RANGE when the ranges do not fit the sequence; a
+ * backend failure empties the sequence. */
+bn_status bn_sequence_shift(bn_sequence *seq, int keep, int n_discard, bn_error *err);
 /* Tokens in the cache: the position the next token must have. */
 int bn_sequence_length(const bn_sequence *seq);
 int bn_sequence_capacity(const bn_sequence *seq);

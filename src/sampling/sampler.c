@@ -23,11 +23,13 @@ struct bn_sampler {
     uint64_t seed;
     uint64_t rng[4]; /* xoshiro256** */
     int32_t *window; /* ring buffer of the last penalty_last_n accepted tokens */
+    uint8_t *window_gen; /* per window entry: 1 for a generated token, 0 for context */
     size_t window_len;
     size_t window_head; /* next slot to write */
     float *work;        /* n_vocab: the logits as the pipeline changes them */
     int32_t *idx;       /* n_vocab: candidate ids */
     int32_t *counts;    /* n_vocab: occurrences in the window; all zero between calls */
+    float *shift;       /* n_vocab: typical-p's distance from the entropy */
     const uint64_t *allowed_bits;
     bn_token_filter_fn filter;
     void *filter_user;
@@ -79,12 +81,12 @@ bn_sampler_params bn_sampler_params_default(void) {
     p.top_k = 40;
     p.top_p = 0.95f;
     p.min_p = 0.05f;
+    p.typical_p = 1.0f;
     p.repetition_penalty = 1.0f;
     p.presence_penalty = 0.0f;
     p.frequency_penalty = 0.0f;
     p.penalty_last_n = 64;
     p.seed = BN_SAMPLER_SEED_RANDOM;
-    p.max_tokens = -1;
     p.n_top_logprobs = 0;
     return p;
 }
@@ -110,6 +112,8 @@ static bn_status validate_params(const bn_sampler_params *p, size_t n_vocab, bn_
         return bn_error_set(err, BN_ERR_INVALID, "sampler: top_p %g not in [0, 1]", (double)p->top_p);
     if (!(p->min_p >= 0.0f && p->min_p <= 1.0f))
         return bn_error_set(err, BN_ERR_INVALID, "sampler: min_p %g not in [0, 1]", (double)p->min_p);
+    if (!(p->typical_p > 0.0f && p->typical_p <= 1.0f))
+        return bn_error_set(err, BN_ERR_INVALID, "sampler: typical_p %g not in (0, 1]", (double)p->typical_p);
     if (!(p->repetition_penalty > 0.0f && isfinite(p->repetition_penalty)))
         return bn_error_set(err, BN_ERR_INVALID, "sampler: repetition_penalty %g must be finite and > 0",
                             (double)p->repetition_penalty);
@@ -161,12 +165,16 @@ bn_status bn_sampler_create(bn_sampler **out, const bn_sampler_params *params, s
     s->work = malloc(n_vocab * sizeof *s->work);
     s->idx = malloc(n_vocab * sizeof *s->idx);
     s->counts = calloc(n_vocab, sizeof *s->counts);
-    if (params->penalty_last_n > 0) s->window = malloc((size_t)params->penalty_last_n * sizeof *s->window);
+    s->shift = malloc(n_vocab * sizeof *s->shift);
+    if (params->penalty_last_n > 0) {
+        s->window = malloc((size_t)params->penalty_last_n * sizeof *s->window);
+        s->window_gen = malloc((size_t)params->penalty_last_n);
+    }
     if (params->n_logit_bias > 0) {
         s->bias = malloc(params->n_logit_bias * sizeof *s->bias); /* n <= SIZE_MAX / 8 as it exists */
         if (s->bias) memcpy(s->bias, params->logit_bias, params->n_logit_bias * sizeof *s->bias);
     }
-    if (!s->work || !s->idx || !s->counts || (params->penalty_last_n > 0 && !s->window) ||
+    if (!s->work || !s->idx || !s->counts || !s->shift || (params->penalty_last_n > 0 && (!s->window || !s->window_gen)) ||
         (params->n_logit_bias > 0 && !s->bias)) {
         bn_sampler_free(s);
         return bn_error_set(err, BN_ERR_NOMEM, "sampler: out of memory for n_vocab %zu", n_vocab);
@@ -182,9 +190,11 @@ void bn_sampler_free(bn_sampler *s) {
     if (!s) return;
     free(s->bias);
     free(s->window);
+    free(s->window_gen);
     free(s->work);
     free(s->idx);
     free(s->counts);
+    free(s->shift);
     free(s);
 }
 
@@ -196,13 +206,18 @@ void bn_sampler_reset(bn_sampler *s) {
     rng_seed(s->rng, s->seed);
 }
 
-void bn_sampler_accept(bn_sampler *s, int32_t token) {
+static void window_push(bn_sampler *s, int32_t token, uint8_t generated) {
     size_t cap = (size_t)s->params.penalty_last_n;
     if (cap == 0 || token < 0 || (size_t)token >= s->n_vocab) return;
     s->window[s->window_head] = token;
+    s->window_gen[s->window_head] = generated;
     s->window_head = (s->window_head + 1) % cap;
     if (s->window_len < cap) s->window_len++;
 }
+
+void bn_sampler_accept(bn_sampler *s, int32_t token) { window_push(s, token, 1); }
+
+void bn_sampler_accept_context(bn_sampler *s, int32_t token) { window_push(s, token, 0); }
 
 void bn_sampler_set_allowed(bn_sampler *s, const uint64_t *bits) { s->allowed_bits = bits; }
 
@@ -272,15 +287,20 @@ static void apply_penalties(bn_sampler *s) {
     if (s->window_len == 0 ||
         (p->repetition_penalty == 1.0f && p->presence_penalty == 0.0f && p->frequency_penalty == 0.0f))
         return;
-    for (size_t i = 0; i < s->window_len; i++) s->counts[s->window[i]]++;
+    /* counts[t] = 1 + the generated copies of t (so context-only tokens are seen too) */
     for (size_t i = 0; i < s->window_len; i++) {
         int32_t t = s->window[i];
-        int32_t count = s->counts[t];
-        if (count == 0) continue; /* already applied for an earlier copy of t */
+        if (s->counts[t] == 0) s->counts[t] = 1;
+        s->counts[t] += s->window_gen[i];
+    }
+    for (size_t i = 0; i < s->window_len; i++) {
+        int32_t t = s->window[i];
+        int32_t count = s->counts[t] - 1;
+        if (s->counts[t] == 0) continue; /* already applied for an earlier copy of t */
         float l = s->work[t];
         if (p->repetition_penalty != 1.0f)
             l = l > 0.0f ? l / p->repetition_penalty : l * p->repetition_penalty;
-        l -= p->presence_penalty + p->frequency_penalty * (float)count;
+        if (count > 0) l -= p->presence_penalty + p->frequency_penalty * (float)count;
         s->work[t] = isnan(l) ? -INFINITY : l;
         s->counts[t] = 0;
     }
@@ -321,6 +341,46 @@ static int32_t fallback_token(bn_sampler *s, const float *logits) {
 }
 
 /* Steps 5-6 over s->work; -1 when every token is -inf. */
+typedef struct typical_order {
+    const float *shift, *v;
+} typical_order;
+
+/* By |-log p - H| ascending; equal shifts in the rank order (logit descending, id ascending). */
+static int compare_typical(const void *a, const void *b, void *ctx) {
+    const typical_order *o = ctx;
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    if (o->shift[x] != o->shift[y]) return o->shift[x] < o->shift[y] ? -1 : 1;
+    return ranks_before(o->v, x, y) ? -1 : ranks_before(o->v, y, x) ? 1 : 0;
+}
+
+/* Locally typical sampling over idx[0..keep) (scaled logits in s->work, the best at 0): returns
+ * how many of the reordered candidates stay. */
+static size_t typical_truncate(bn_sampler *s, size_t keep) {
+    const float *v = s->work;
+    double z = 0.0, weighted = 0.0;
+    for (size_t j = 0; j < keep; j++) {
+        double l = (double)v[s->idx[j]], w = exp(l);
+        z += w;
+        if (w > 0.0) weighted += w * l;
+    }
+    const double log_z = log(z);
+    const double entropy = log_z - weighted / z; /* -sum p log p with log p = l - log z */
+    for (size_t j = 0; j < keep; j++) {
+        int32_t t = s->idx[j];
+        double neg_log_p = log_z - (double)v[t];
+        s->shift[t] = (float)fabs(neg_log_p - entropy);
+    }
+    typical_order order = {s->shift, v};
+    qsort_r(s->idx, keep, sizeof *s->idx, compare_typical, &order);
+    const double target = (double)s->params.typical_p * z;
+    double cum = 0.0;
+    for (size_t j = 0; j < keep; j++) {
+        cum += exp((double)v[s->idx[j]]);
+        if (cum >= target) return j + 1;
+    }
+    return keep;
+}
+
 static int32_t choose_token(bn_sampler *s) {
     const bn_sampler_params *p = &s->params;
     float *v = s->work;
@@ -394,6 +454,8 @@ static int32_t choose_token(bn_sampler *s) {
             if (v[s->idx[j]] >= threshold) s->idx[kept++] = s->idx[j];
         keep = kept; /* the best token always passes */
     }
+
+    if (p->typical_p < 1.0f && keep > 1) keep = typical_truncate(s, keep);
 
     double sum = 0.0;
     for (size_t j = 0; j < keep; j++) sum += exp((double)v[s->idx[j]]);

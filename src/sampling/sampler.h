@@ -11,9 +11,12 @@
  * One call runs this pipeline over a private copy of the logits:
  *   1. NaN becomes -inf (a NaN logit can never be chosen).
  *   2. Logit bias: logit += bias; a bias of -inf bans the token, +inf forces it (see 6).
- *   3. Penalties over the last penalty_last_n accepted tokens, for each token seen count > 0 times:
- *      repetition (llama.cpp style): a positive logit is divided by repetition_penalty, a negative
- *      one multiplied by it; then OpenAI's logit -= presence_penalty + frequency_penalty * count.
+ *   3. Penalties over the window of the last penalty_last_n tokens: repetition (llama.cpp / HF
+ *      style) for every token in the window, context or generated: a positive logit is divided by
+ *      repetition_penalty, a negative one multiplied by it; then OpenAI's presence and frequency
+ *      penalties for every token generated count > 0 times in the window (context tokens, those
+ *      given to bn_sampler_accept_context, do not count for them):
+ *      logit -= presence_penalty + frequency_penalty * count.
  *   4. The allowed-token mask (bitset and/or callback, for constrained decoding): every token not
  *      allowed becomes -inf.
  *   5. temperature <= 0: greedy (highest logit, lowest id among equals).
@@ -21,7 +24,10 @@
  *      are divided by the temperature and truncated in the order HF transformers and vLLM use:
  *      top-k (keep the k highest), top-p (the smallest set of highest tokens whose probability,
  *      renormalised over the top-k set, reaches top_p), min-p (drop tokens whose probability is
- *      below min_p times the highest). One token is drawn from what is left.
+ *      below min_p times the highest), typical-p (locally typical sampling as HF transformers:
+ *      order what is left by |-log p - H|, H the entropy of its renormalised distribution, and
+ *      keep the smallest such prefix whose probability reaches typical_p). One token is drawn
+ *      from what is left.
  *   7. If every token is -inf after steps 1-4, the fallback is greedy over the model's own logits
  *      (NaN as -inf) restricted to tokens that are neither masked nor banned by a -inf bias; if
  *      those are all -inf too, the lowest such id. Only when no token is allowed at all does the
@@ -59,12 +65,12 @@ typedef struct bn_sampler_params {
     int32_t top_k;            /* 0: off. Default 40 */
     float top_p;              /* in [0, 1]; 1: off. Default 0.95 */
     float min_p;              /* in [0, 1]; 0: off. Default 0.05 */
+    float typical_p;          /* in (0, 1]; 1: off. Default 1 */
     float repetition_penalty; /* > 0; 1: off. Default 1.0 */
     float presence_penalty;   /* OpenAI range [-2, 2]; 0: off */
     float frequency_penalty;  /* OpenAI range [-2, 2]; 0: off */
     int32_t penalty_last_n;   /* how many recent tokens the penalties look at; 0: none. Default 64 */
     uint64_t seed;            /* BN_SAMPLER_SEED_RANDOM: chosen at creation */
-    int32_t max_tokens;       /* for the generation loop (the sampler does not count); < 0: no limit */
     int32_t n_top_logprobs;   /* 0..BN_SAMPLER_MAX_TOP_LOGPROBS alternatives to report */
     const bn_logit_bias *logit_bias; /* copied by bn_sampler_create; may be NULL */
     size_t n_logit_bias;      /* the same token twice: the biases add up */
@@ -103,8 +109,11 @@ void bn_sampler_free(bn_sampler *s);
 uint64_t bn_sampler_seed(const bn_sampler *s);
 /* Forgets the penalty window and restarts the PRNG from the seed. */
 void bn_sampler_reset(bn_sampler *s);
-/* Appends a token to the penalty window (prompt tokens, or tokens the caller forces). */
+/* Appends a generated token to the penalty window (sampling does it for the tokens it chooses;
+ * for tokens the caller forces). */
 void bn_sampler_accept(bn_sampler *s, int32_t token);
+/* Appends a context (prompt) token: only the repetition penalty sees it. */
+void bn_sampler_accept_context(bn_sampler *s, int32_t token);
 
 /* The allowed-token mask applied in step 4 until changed; NULL/NULL removes it. `bits` holds
  * n_vocab bits, token t allowed when bits[t / 64] >> (t % 64) & 1; the caller keeps it alive. */

@@ -5,34 +5,34 @@
  * same steps, after the decoding slots' tokens, so running streams keep flowing; jobs beyond the
  * slots wait in a bounded FIFO queue.
  *
- * A job is one choice of one request: prompt ids in, events out. The engine samples (per-job
- * sampler and seed), detokenizes (UTF-8 never split), applies stop strings (with hold-back) and,
- * when the job has a JSON grammar, masks every token that cannot continue valid JSON within the
- * tokens left. Events are delivered on the engine thread through the job's callback; the FINISH
- * event is always the last one, exactly once per submitted job, after which the engine forgets
- * the job. A job whose cancel flag is set finishes (reason CANCELLED) at the next step, freeing
- * its slot at once.
+ * A job is one choice of one request: prompt ids in, events out. Every step of a job goes through
+ * the generation core (runtime/generation.h: sampling, grammar, detokenizing, stop strings,
+ * finish reasons), the same one `bitnet run` and `bitnet chat` use. Events are delivered on the
+ * engine thread through the job's callback; the FINISH event is always the last one, exactly once
+ * per submitted job, after which the engine forgets the job. A job whose cancel flag is set
+ * finishes (reason CANCELLED) at the next step, freeing its slot at once.
+ *
+ * Prompt cache: a slot keeps the ids of its KV cache after its job ends. A new job goes to the
+ * idle slot whose cache shares the longest prefix with its prompt (least recently used among
+ * equals) and prefills only the rest; with cache_ram_mb > 0, a bounded store of recently used
+ * caches (host memory, least recently used dropped first) also offers prefixes, copied into the
+ * slot. A slot's cache is saved to the store when a job takes the slot for a prompt that shares
+ * less than half of it. Reuse changes no output: the logits of a token depend only on its
+ * sequence's tokens (batch invariance). A sequence that went through a context shift is never
+ * offered.
  */
 #ifndef BN_SERVER_ENGINE_H
 #define BN_SERVER_ENGINE_H
 
 #include "bitnet.h"
 #include "model/model.h"
-#include "sampling/sampler.h"
-#include "server/json_grammar.h"
+#include "runtime/generation.h"
 #include "tokenizer/tokenizer.h"
 
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-typedef enum bn_engine_finish {
-    BN_ENGINE_FINISH_STOP = 0, /* end-of-generation token, stop string, or the JSON document ended */
-    BN_ENGINE_FINISH_LENGTH,   /* max_tokens or the slot's context */
-    BN_ENGINE_FINISH_CANCELLED,
-    BN_ENGINE_FINISH_ERROR     /* the model or sampler failed: message in the event */
-} bn_engine_finish;
 
 typedef enum bn_engine_event_kind { BN_ENGINE_TOKEN = 0, BN_ENGINE_FINISH } bn_engine_event_kind;
 
@@ -45,8 +45,9 @@ typedef struct bn_engine_event {
     bool token_in_output;  /* false for a token that ends the generation (EOG, stop) */
     const bn_sample_result *sample;
     /* FINISH */
-    bn_engine_finish finish;
+    bn_finish_reason finish;   /* ERROR: message says why */
     int n_prompt, n_generated;
+    int n_cached;              /* prompt tokens the prompt cache supplied */
     const char *message;
 } bn_engine_event;
 
@@ -55,13 +56,8 @@ typedef void (*bn_engine_event_fn)(void *user, const bn_engine_event *ev);
 typedef struct bn_engine_job_config {
     const int32_t *prompt;  /* copied */
     size_t n_prompt;        /* >= 1 and <= the slot context */
-    bn_sampler_params sampling; /* logit_bias copied */
-    int32_t max_tokens;     /* >= 1 */
-    const char *const *stops; /* copied */
-    size_t n_stops;
-    bool stop_at_eog;       /* end at EOS/EOT (always true except for tests) */
-    const bn_json_grammar *grammar; /* may be NULL; must outlive the job */
-    bool want_logprobs;
+    bn_gen_config gen;      /* max_tokens >= 1; logit_bias and stops copied; the grammar must
+                             * outlive the job */
     int index;
     const atomic_bool *cancel; /* may be NULL; must outlive the job */
     bn_engine_event_fn on_event;
@@ -72,7 +68,25 @@ typedef struct bn_engine_job_config {
 typedef struct bn_engine_stats {
     int n_slots, busy_slots, queued;
     int64_t kv_used, kv_capacity; /* cells (tokens) over all slots */
+    /* prompt cache, since start */
+    int64_t cache_lookups;        /* jobs admitted */
+    int64_t cache_hits;           /* of them, with a reused prefix */
+    int64_t cache_reused_tokens;  /* prompt tokens not prefilled thanks to it */
+    int64_t store_hits;           /* hits served from the host store */
+    int64_t store_entries, store_bytes, store_limit_bytes; /* now */
+    int64_t context_shifts;
 } bn_engine_stats;
+
+typedef struct bn_engine_options {
+    int n_slots;          /* 1..256 */
+    int n_ctx;            /* per slot; 0: the model's training context */
+    int max_queue;        /* >= 0 */
+    int prefill_chunk;    /* prompt tokens per step over all slots; 0: 256 */
+    int cache_ram_mb;     /* host store of prompt caches; 0: off */
+    bool no_prompt_cache; /* every prompt is prefilled from position 0 (baselines, debugging) */
+    bool context_shift;   /* a full slot drops the oldest half after `keep` instead of ending */
+    int keep;             /* tokens a context shift keeps */
+} bn_engine_options;
 
 /* Latency observer (metrics): called on the engine thread. */
 typedef struct bn_engine_observer {
@@ -84,13 +98,12 @@ typedef struct bn_engine_observer {
 
 typedef struct bn_engine bn_engine;
 
-/* Creates n_slots sequences of n_ctx positions each and starts the engine thread. The model and
- * tokenizer must outlive the engine. prefill_chunk: prompt tokens per step over all slots (0:
- * 256). Owned by the caller: bn_engine_free (stops the thread; queued and running jobs finish
- * as cancelled). */
-bn_status bn_engine_create(bn_engine **out, bn_model *model, const bn_tokenizer *tok, int n_slots,
-                           int n_ctx, int max_queue, int prefill_chunk,
-                           const bn_engine_observer *observer, bn_error *err);
+/* Creates the slots' sequences and starts the engine thread. The model and tokenizer must outlive
+ * the engine. Owned by the caller: bn_engine_free (stops the thread; queued and running jobs
+ * finish as cancelled). */
+bn_status bn_engine_create(bn_engine **out, bn_model *model, const bn_tokenizer *tok,
+                           const bn_engine_options *options, const bn_engine_observer *observer,
+                           bn_error *err);
 void bn_engine_free(bn_engine *e);
 
 /* Queues n jobs atomically: either all are queued or none (BN_ERR_RANGE when the queue has no

@@ -139,8 +139,41 @@ static bn_status parse_common(bn_api_request *r, const json_t *root, const bn_ap
         (st = get_number(root, "presence_penalty", -2, 2, &r->presence_penalty, e)) ||
         (st = get_number(root, "frequency_penalty", -2, 2, &r->frequency_penalty, e)))
         return st;
+    /* the llama.cpp / vLLM extension fields, by their usual names */
+    r->typical_p = 1.0f, r->repetition_penalty = 1.0f, r->penalty_last_n = -1;
     long long x = 0;
     bool present;
+    if ((st = get_int(root, "top_k", -1, INT32_MAX, &x, &present, e))) return st;
+    if (present) r->top_k = x < 0 ? 0 : (int32_t)x;
+    if ((st = get_number(root, "min_p", 0, 1, &r->min_p, e)) ||
+        (st = get_number(root, "typical_p", 0, 1, &r->typical_p, e)) ||
+        (st = get_number(root, "repetition_penalty", 0, 100, &r->repetition_penalty, e)) ||
+        (st = get_number(root, "repeat_penalty", 0, 100, &r->repetition_penalty, e)))
+        return st;
+    if (r->typical_p <= 0.0f) return bad(e, "typical_p", "must be above 0 (1 turns it off)");
+    if (r->repetition_penalty <= 0.0f)
+        return bad(e, json_object_get(root, "repeat_penalty") ? "repeat_penalty" : "repetition_penalty",
+                   "must be above 0 (1 turns it off)");
+    if ((st = get_int(root, "repeat_last_n", -1, BN_SAMPLER_MAX_PENALTY_WINDOW, &x, &present, e))) return st;
+    if (present) r->penalty_last_n = (int32_t)x;
+    if ((st = get_bool(root, "ignore_eos", &r->ignore_eos, e))) return st;
+    static const char *const unsupported[] = {"grammar", "guided_grammar", "guided_regex", "guided_choice"};
+    for (size_t i = 0; i < sizeof unsupported / sizeof *unsupported; i++) {
+        const json_t *v = json_object_get(root, unsupported[i]);
+        if (v && !json_is_null(v))
+            return bad(e, unsupported[i], "is not supported: constrain the output with a JSON Schema "
+                                          "(response_format, json_schema or guided_json)");
+    }
+    for (int i = 0; i < 2; i++) {
+        const char *name = i == 0 ? "json_schema" : "guided_json";
+        const json_t *v = json_object_get(root, name);
+        if (!v || json_is_null(v)) continue;
+        if (!json_is_object(v)) return bad(e, name, "expected a JSON Schema object");
+        if (r->schema) return bad(e, name, "only one of json_schema and guided_json may be given");
+        r->response_format = BN_RESPONSE_JSON_SCHEMA;
+        r->schema_param = name;
+        if (!(r->schema = json_dumps(v, JSON_COMPACT))) return oom(e);
+    }
     r->max_tokens = -1;
     if ((st = get_int(root, "max_tokens", 1, BN_API_MAX_TOKENS, &x, &present, e))) return st;
     if (present) r->max_tokens = (int32_t)x;
@@ -463,6 +496,7 @@ static bn_status parse_response_format(bn_api_request *r, const json_t *root, bn
     const char *type = json_string_value(json_object_get(rf, "type"));
     if (!json_is_object(rf) || !type) return bad(e, "response_format", "expected an object with a type");
     if (!strcmp(type, "text")) return BN_OK;
+    if (r->schema) return bad(e, "response_format", "cannot be combined with json_schema or guided_json");
     if (!strcmp(type, "json_object")) {
         r->response_format = BN_RESPONSE_JSON_OBJECT;
         return BN_OK;
@@ -475,6 +509,7 @@ static bn_status parse_response_format(bn_api_request *r, const json_t *root, bn
     const json_t *schema = json_object_get(js, "schema");
     if (!json_is_object(schema)) return bad(e, "response_format.json_schema.schema", "expected a JSON Schema object");
     r->response_format = BN_RESPONSE_JSON_SCHEMA;
+    r->schema_param = "response_format.json_schema.schema";
     if (!(r->schema = json_dumps(schema, JSON_COMPACT))) return oom(e);
     return BN_OK;
 }
@@ -560,18 +595,20 @@ char *bn_api_tools_prompt(const bn_api_request *r) {
     return out;
 }
 
-bn_sampler_params bn_api_sampler_params(const bn_api_request *r, uint64_t seed_offset) {
+bn_sampler_params bn_api_sampler_params(const bn_api_request *r, uint64_t seed_offset, int n_ctx) {
     bn_sampler_params p = bn_sampler_params_default();
     p.temperature = r->temperature;
-    p.top_k = 0;
+    p.top_k = r->top_k;
     p.top_p = r->top_p;
-    p.min_p = 0.0f;
-    p.repetition_penalty = 1.0f;
+    p.min_p = r->min_p;
+    p.typical_p = r->typical_p;
+    p.repetition_penalty = r->repetition_penalty;
+    int window = r->penalty_last_n < 0 || r->penalty_last_n > n_ctx ? n_ctx : r->penalty_last_n;
+    p.penalty_last_n = window < 0 ? 0 : window > BN_SAMPLER_MAX_PENALTY_WINDOW ? BN_SAMPLER_MAX_PENALTY_WINDOW : window;
     p.presence_penalty = r->presence_penalty;
     p.frequency_penalty = r->frequency_penalty;
     p.seed = r->has_seed ? r->seed + seed_offset : BN_SAMPLER_SEED_RANDOM;
     if (p.seed == BN_SAMPLER_SEED_RANDOM && r->has_seed) p.seed = 0;
-    p.max_tokens = r->max_tokens;
     p.n_top_logprobs = r->logprobs > 0 ? r->logprobs : 0;
     p.logit_bias = r->biases;
     p.n_logit_bias = r->n_biases;

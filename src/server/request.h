@@ -88,8 +88,14 @@ typedef struct bn_api_request {
     int named_tool;             /* index into tools for BN_TOOL_CHOICE_NAMED */
     bn_response_format response_format;
     char *schema;               /* json_schema.schema as compact JSON text; owned */
+    const char *schema_param;   /* static: the field the schema came from, for errors */
     /* sampling and limits */
     float temperature, top_p, presence_penalty, frequency_penalty;
+    /* llama.cpp / vLLM extensions (docs/SERVER.md) */
+    int32_t top_k;              /* 0: off (-1 is accepted as off) */
+    float min_p, typical_p, repetition_penalty; /* off: 0, 1, 1 */
+    int32_t penalty_last_n;     /* repeat_last_n; -1: the whole context (the default) */
+    bool ignore_eos;
     bool has_seed;
     uint64_t seed;
     int32_t max_tokens;         /* -1: not given */
@@ -121,8 +127,9 @@ void bn_api_request_free(bn_api_request *r);
  * documented in docs/SERVER.md). Caller frees; NULL on out-of-memory. */
 char *bn_api_tools_prompt(const bn_api_request *r);
 
-/* Sampler parameters from a request: OpenAI's defaults (temperature 1, top_p 1, no top-k or
- * min-p), the request's penalties, bias and seed (plus seed_offset, so choices differ). */
-bn_sampler_params bn_api_sampler_params(const bn_api_request *r, uint64_t seed_offset);
+/* Sampler parameters from a request: OpenAI's defaults (temperature 1, top_p 1, no top-k, min-p,
+ * typical-p or repetition penalty), the request's values, bias and seed (plus seed_offset, so
+ * choices differ). n_ctx bounds the penalty window (penalty_last_n -1 means all of it). */
+bn_sampler_params bn_api_sampler_params(const bn_api_request *r, uint64_t seed_offset, int n_ctx);
 
 #endif

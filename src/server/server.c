@@ -14,11 +14,11 @@
 #include "model/tune.h"
 #include "server/auth.h"
 #include "server/engine.h"
-#include "server/json_grammar.h"
+#include "sampling/json_grammar.h"
 #include "server/metrics.h"
 #include "server/request.h"
 #include "tokenizer/tokenizer.h"
-#include "tools/generate.h"
+#include "runtime/generation.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -230,8 +230,9 @@ typedef struct choice {
     char *text;
     size_t len, cap;
     json_t *logprobs;       /* chat: array of content entries; completions: object of arrays */
-    int finish;             /* bn_engine_finish, -1 while running */
+    int finish;             /* bn_finish_reason, -1 while running */
     int n_generated;
+    int n_cached;           /* prompt tokens the prompt cache supplied */
     bool streamed_any;      /* stream: content already sent (so no tool call can follow) */
     bool holding;           /* stream, tools auto: output starts with '{' and is held */
 } choice;
@@ -356,12 +357,13 @@ static json_t *logprob_entry(gen *g, choice *c, const bn_sample_result *r, size_
 static const char *finish_name(gen *g, const choice *c, bool tool_call) {
     if (tool_call) return "tool_calls";
     (void)g;
-    return c->finish == BN_ENGINE_FINISH_LENGTH ? "length" : "stop";
+    return bn_finish_reason_openai((bn_finish_reason)c->finish);
 }
 
 /* Tool call parsed from a choice's text; NULL when it is not one. New reference. */
 static json_t *parse_tool_call(gen *g, const choice *c, int index) {
-    if (g->tools == TOOLS_OFF || c->finish != BN_ENGINE_FINISH_STOP || !c->text) return NULL;
+    bool natural_end = c->finish == BN_FINISH_EOG || c->finish == BN_FINISH_STOP || c->finish == BN_FINISH_GRAMMAR;
+    if (g->tools == TOOLS_OFF || !natural_end || !c->text) return NULL;
     json_t *v = json_loadb(c->text, c->len, 0, NULL);
     if (!json_is_object(v)) {
         json_decref(v);
@@ -397,9 +399,15 @@ static json_t *parse_tool_call(gen *g, const choice *c, int index) {
     return call;
 }
 
+/* usage, with prompt_tokens_details.cached_tokens: per prompt, what its first choice's job took
+ * from the prompt cache. */
 static json_t *usage_json(gen *g) {
-    return json_pack("{s:i,s:i,s:i}", "prompt_tokens", g->prompt_tokens, "completion_tokens",
-                     g->completion_tokens, "total_tokens", g->prompt_tokens + g->completion_tokens);
+    int cached = 0;
+    int per_prompt = g->req.n > 0 ? g->req.n : 1;
+    for (int k = 0; k < g->n_choices; k += per_prompt) cached += g->choices[k].n_cached;
+    return json_pack("{s:i,s:i,s:i,s:{s:i}}", "prompt_tokens", g->prompt_tokens, "completion_tokens",
+                     g->completion_tokens, "total_tokens", g->prompt_tokens + g->completion_tokens,
+                     "prompt_tokens_details", "cached_tokens", cached);
 }
 
 static void stream_content(gen *g, int index, const char *text, size_t len, json_t *lp_entry) {
@@ -546,12 +554,13 @@ static void on_event(void *user, const bn_engine_event *ev) {
         return;
     }
     choice *c = &g->choices[ev->index];
-    c->finish = ev->finish;
+    c->finish = (int)ev->finish;
     c->n_generated = ev->n_generated;
+    c->n_cached = ev->n_cached;
     g->completion_tokens += ev->n_generated;
-    if (ev->finish == BN_ENGINE_FINISH_ERROR && !g->error[0])
+    if (ev->finish == BN_FINISH_ERROR && !g->error[0])
         snprintf(g->error, sizeof g->error, "generation failed: %s", ev->message ? ev->message : "unknown error");
-    if (g->stream && ev->finish != BN_ENGINE_FINISH_CANCELLED) stream_finish_choice(g, ev->index);
+    if (g->stream && ev->finish != BN_FINISH_CANCELLED) stream_finish_choice(g, ev->index);
     if (--g->jobs_left == 0) {
         if (g->stream) {
             if (g->error[0]) {
@@ -690,7 +699,7 @@ static bn_status chat_prompt(bn_server *s, const bn_api_request *r, bool with_to
         msgs[m++] = (bn_chat_message){r->messages[i].role, i == 0 && merged ? merged : r->messages[i].content};
     bn_chat_text text = {0};
     if (!st) st = bn_chat_render(&text, s->format, msgs, m, true, err);
-    if (!st) st = bn_generate_tokenize_chat(ids, s->tok, s->format, &text, 0, true, err);
+    if (!st) st = bn_chat_tokenize(ids, s->tok, s->format, &text, 0, true, err);
     bn_chat_text_free(&text);
     free(msgs);
     free(tools_text);
@@ -762,7 +771,7 @@ static enum MHD_Result handle_generation(conn_ctx *c, struct MHD_Connection *con
         } else if (r->response_format == BN_RESPONSE_JSON_OBJECT) {
             gst = bn_json_grammar_from_schema(&g->grammar, NULL, &err);
         } else if (r->response_format == BN_RESPONSE_JSON_SCHEMA) {
-            param = "response_format.json_schema.schema";
+            param = r->schema_param;
             gst = bn_json_grammar_from_schema(&g->grammar, r->schema, &err);
         }
         if (gst == BN_ERR_NOMEM) goto oom;
@@ -774,6 +783,16 @@ static enum MHD_Result handle_generation(conn_ctx *c, struct MHD_Connection *con
     } else {
         for (size_t p = 0; p < n_prompts; p++)
             if (tokenize_prompt(s, &r->prompts[p], &ids[p], &echo[p], &echo_len[p], &err)) goto internal;
+        if (r->response_format == BN_RESPONSE_JSON_SCHEMA) { /* json_schema / guided_json */
+            bn_status gst = bn_json_grammar_from_schema(&g->grammar, r->schema, &err);
+            if (gst == BN_ERR_NOMEM) goto oom;
+            if (gst) {
+                const char *param = r->schema_param;
+                bn_api_error_set(&e, 400, "invalid_request_error", param, NULL, "'%s': %s", param, err.message);
+                ret = send_error(c, conn, &e, 0);
+                goto done;
+            }
+        }
     }
     int max_prompt = 0;
     for (size_t p = 0; p < n_prompts; p++) {
@@ -826,11 +845,11 @@ static enum MHD_Result handle_generation(conn_ctx *c, struct MHD_Connection *con
         ch->finish = -1;
         if (!chat && r->echo) choice_append(ch, echo[p], echo_len[p]); /* offsets then count the echo */
         jobs[k] = (bn_engine_job_config){
-            .prompt = ids[p].ids, .n_prompt = ids[p].n, .sampling = bn_api_sampler_params(r, (uint64_t)k),
-            .max_tokens = max_tokens, .stops = stops, .n_stops = n_stops, .stop_at_eog = true,
-            .grammar = g->grammar, .want_logprobs = r->logprobs >= 0, .index = k, .cancel = &g->cancel,
-            .on_event = on_event, .user = g, .submit_ms = now};
-        jobs[k].sampling.max_tokens = max_tokens;
+            .prompt = ids[p].ids, .n_prompt = ids[p].n,
+            .gen = {.sampling = bn_api_sampler_params(r, (uint64_t)k, n_ctx), .max_tokens = max_tokens,
+                    .stops = stops, .n_stops = n_stops, .ignore_eog = r->ignore_eos, .grammar = g->grammar,
+                    .want_logprobs = r->logprobs >= 0, .detok_flags = BN_DETOK_REPLACE_INVALID},
+            .index = k, .cancel = &g->cancel, .on_event = on_event, .user = g, .submit_ms = now};
     }
     if (g->stream && chat) {
         for (int k = 0; k < g->n_choices; k++) {
@@ -1177,15 +1196,20 @@ bn_status bn_server_load_model(bn_server *s, bn_error *err) {
         }
     }
     bn_engine_observer obs = bn_metrics_observer(&s->metrics);
-    if (!st) st = bn_engine_create(&s->engine, s->model, s->tok, s->cfg.parallel, s->cfg.n_ctx, s->cfg.queue,
-                                   s->cfg.prefill_chunk, &obs, err);
+    const bn_engine_options engine_options = {
+        .n_slots = s->cfg.parallel, .n_ctx = s->cfg.n_ctx, .max_queue = s->cfg.queue,
+        .prefill_chunk = s->cfg.prefill_chunk, .cache_ram_mb = s->cfg.cache_ram_mb,
+        .no_prompt_cache = s->cfg.no_prompt_cache,
+        .context_shift = s->cfg.context_shift, .keep = s->cfg.keep};
+    if (!st) st = bn_engine_create(&s->engine, s->model, s->tok, &engine_options, &obs, err);
     if (st) return st;
     atomic_store(&s->state, STATE_READY);
     char variants[256];
     bn_model_tuning_summary(s->model, variants, sizeof variants);
     const bn_model_tuning *tuning = bn_model_get_tuning(s->model);
-    bn_server_log(s, "info", "model %s loaded: %d slots of %d tokens, chat format %s, LM head %s, kernels %s (tuning %s, %s)",
-                  s->model_id, s->cfg.parallel, bn_engine_ctx(s->engine), s->format->name,
+    bn_server_log(s, "info", "model %s loaded: %d slots of %d tokens, prompt cache %s (store %d MB), context shift %s, chat format %s, LM head %s, kernels %s (tuning %s, %s)",
+                  s->model_id, s->cfg.parallel, bn_engine_ctx(s->engine), s->cfg.no_prompt_cache ? "off" : "on", s->cfg.cache_ram_mb,
+                  s->cfg.context_shift ? "on" : "off", s->format->name,
                   s->cfg.int8_lm_head ? "int8" : "f16", variants, bn_tune_mode_name(tuning->mode), tuning->source);
     return BN_OK;
 }

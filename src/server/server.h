@@ -33,6 +33,10 @@ typedef struct bn_server_config {
     bool log_json;
     const char *chat_format;     /* NULL: detected from the model */
     int prefill_chunk;           /* 0: 256 */
+    int cache_ram_mb;            /* host store of prompt caches (engine.h); 0: off */
+    bool no_prompt_cache;        /* no prefix reuse at all */
+    bool context_shift;          /* full slots shift instead of ending (default off) */
+    int keep;                    /* tokens a context shift keeps */
     bool int8_lm_head;           /* int8 LM head with per-row scales (default: F16) */
     const char *tune;            /* kernel tuning at load, "off" | "quick" | "full" (model/tune.h);
                                     NULL: BITNET_TUNE, else quick */

@@ -130,6 +130,30 @@ async function main() {
   r = await POST(A, '/v1/completions', { model: ID, prompt: 'Hello', max_tokens: 6, temperature: 0.7,
     presence_penalty: 1.5, frequency_penalty: 1, user: 'tester', seed: 1 });
   check(r.status === 200, 'penalties and user accepted', r.text);
+  // llama.cpp / vLLM extension fields: top_k 1 is greedy whatever the seed (they used to be ignored)
+  const greedy8 = (await POST(A, '/v1/completions', { model: ID, prompt: 'Hello', max_tokens: 8, temperature: 0 })).json.choices[0].text;
+  const topk1 = [];
+  for (const seed of [1, 2, 3]) {
+    r = await POST(A, '/v1/completions', { model: ID, prompt: 'Hello', max_tokens: 8, temperature: 1, top_k: 1, seed });
+    topk1.push(r.json.choices[0].text);
+  }
+  check(topk1.every((t) => t === greedy8), 'top_k 1 at temperature 1 is greedy for seeds 1, 2, 3', { topk1, greedy8 });
+  r = await POST(A, '/v1/completions', { model: ID, prompt: 'Hello', max_tokens: 4, min_p: 0.2, typical_p: 0.9,
+    repetition_penalty: 1.2, repeat_last_n: 16, ignore_eos: true, some_unknown_field: { x: 1 } });
+  check(r.status === 200 && r.json.usage.completion_tokens === 4, 'extension fields accepted, unknown ones ignored', r.text);
+  r = await POST(A, '/v1/completions', { model: ID, prompt: 'Hello', min_p: 3 });
+  check(isError(r, 400, 'min_p'), 'a known extension field with a bad value: 400 naming it', r.text);
+  // the prompt cache: the same prompt again reuses all but its last token, with the same output
+  const cachePrompt = 'The prompt cache keeps what a slot has seen: '.repeat(3);
+  const cold = (await POST(A, '/v1/completions', { model: ID, prompt: cachePrompt, max_tokens: 8, temperature: 0 })).json;
+  const warm = (await POST(A, '/v1/completions', { model: ID, prompt: cachePrompt, max_tokens: 8, temperature: 0 })).json;
+  check(warm.usage.prompt_tokens_details.cached_tokens === warm.usage.prompt_tokens - 1 &&
+    warm.choices[0].text === cold.choices[0].text, 'a repeated prompt is served from the cache with the same text',
+  { cold: cold.usage, warm: warm.usage });
+  const cacheMetrics = (await request(A.base, 'GET', '/metrics')).text;
+  check(metricValue(cacheMetrics, 'bitnet_prompt_cache_hits_total') >= 1 &&
+    metricValue(cacheMetrics, 'bitnet_prompt_cache_reused_tokens_total') >= warm.usage.prompt_tokens - 1,
+  '/metrics counts prompt cache hits and reused tokens', cacheMetrics);
 
   // ---- chat
   stage = 'chat';

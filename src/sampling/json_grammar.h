@@ -14,8 +14,8 @@
  * The output is compact: whitespace is allowed only between tokens of the JSON text (at most four
  * in a row), and strings use the short escapes only (no \u).
  */
-#ifndef BN_SERVER_JSON_GRAMMAR_H
-#define BN_SERVER_JSON_GRAMMAR_H
+#ifndef BN_SAMPLING_JSON_GRAMMAR_H
+#define BN_SAMPLING_JSON_GRAMMAR_H
 
 #include "bitnet.h"
 

@@ -9,7 +9,7 @@
  * itself and moves its parent on (value_done); numbers and literals that may still grow end when a
  * byte arrives that they cannot take, which is then fed to the parent.
  */
-#include "server/json_grammar.h"
+#include "sampling/json_grammar.h"
 
 #include <jansson.h>
 #include <stdlib.h>
