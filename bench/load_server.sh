@@ -5,18 +5,5 @@
 # Without --model it writes (once) and uses the 2B-4T-shaped synthetic model, build/bench-2b4t.gguf.
 # Reports aggregate generated tokens/s, TTFT and inter-token latency p50/p99 per concurrency level.
 set -euo pipefail
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-BIN="${BITNET_BIN:-$ROOT/build/bin/bitnet}"
-MODEL=""
-ARGS=()
-while [[ $# -gt 0 ]]; do
-    case "$1" in
-        --model) MODEL="$2"; shift 2 ;;
-        *) ARGS+=("$1"); shift ;;
-    esac
-done
-if [[ -z "$MODEL" ]]; then
-    MODEL="$ROOT/build/bench-2b4t.gguf"
-    [[ -f "$MODEL" ]] || "$BIN" synth "$MODEL" --preset 2b4t
-fi
+source "$(dirname "$0")/bench_model.sh"
 BITNET_BIN="$BIN" MODEL="$MODEL" node "$ROOT/bench/load_server.mjs" "${ARGS[@]}"

@@ -353,19 +353,29 @@ static int greedy_reference(bn_model *m, const int32_t *prompt, int n_prompt, in
     return count;
 }
 
-static void test_engine(void) {
-    char *dir = bn_test_tmpdir("server_units");
-    char *path = bn_test_path(dir, "tiny.gguf");
+/* Writes the tiny synthetic model under a fresh test directory and loads it with its tokenizer;
+ * false (after a failed check) when that fails. The caller frees all four. */
+static bool tiny_model(const char *name, char **dir, char **path, bn_model **m, bn_tokenizer **tok) {
+    *dir = bn_test_tmpdir(name);
+    *path = bn_test_path(*dir, "tiny.gguf");
+    *m = NULL;
+    *tok = NULL;
     bn_error err;
     bn_synth_options o;
     CHECK_OK(bn_synth_preset(&o, "tiny", &err), &err);
-    CHECK_OK(bn_synth_write(path, &o, &err), &err);
-    bn_model *m = NULL;
+    CHECK_OK(bn_synth_write(*path, &o, &err), &err);
     bn_model_options mo = bn_model_options_default();
-    CHECK_OK(bn_model_load(path, &mo, &m, &err), &err);
-    bn_tokenizer *tok = NULL;
-    if (m) CHECK_OK(bn_tokenizer_from_gguf(&tok, bn_model_get_gguf(m), NULL, &err), &err);
-    if (!m || !tok) goto out;
+    CHECK_OK(bn_model_load(*path, &mo, m, &err), &err);
+    if (*m) CHECK_OK(bn_tokenizer_from_gguf(tok, bn_model_get_gguf(*m), NULL, &err), &err);
+    return *m && *tok;
+}
+
+static void test_engine(void) {
+    char *dir, *path;
+    bn_model *m;
+    bn_tokenizer *tok;
+    bn_error err;
+    if (!tiny_model("server_units", &dir, &path, &m, &tok)) goto out;
     bn_engine *e = NULL;
     /* 3 slots and a small prefill chunk: prompts are split over steps and jobs wait in the queue */
     const bn_engine_options eo = {.n_slots = 3, .n_ctx = 256, .max_queue = 16, .prefill_chunk = 7};
@@ -481,17 +491,11 @@ static void run_one(bn_engine *e, collected *c, const int32_t *prompt, int n, bn
 /* Prompt cache: reuse from the idle slot and from the host store, outputs identical to cold runs
  * (greedy and seeded); top_k 1 is greedy whatever the seed; context shift and its absence. */
 static void test_prompt_cache(void) {
-    char *dir = bn_test_tmpdir("server_cache");
-    char *path = bn_test_path(dir, "tiny.gguf");
+    char *dir, *path;
+    bn_model *m;
+    bn_tokenizer *tok;
     bn_error err;
-    bn_synth_options o;
-    CHECK_OK(bn_synth_preset(&o, "tiny", &err), &err);
-    CHECK_OK(bn_synth_write(path, &o, &err), &err);
-    bn_model *m = NULL;
-    bn_model_options mo = bn_model_options_default();
-    CHECK_OK(bn_model_load(path, &mo, &m, &err), &err);
-    bn_tokenizer *tok = NULL;
-    if (m) CHECK_OK(bn_tokenizer_from_gguf(&tok, bn_model_get_gguf(m), NULL, &err), &err);
+    tiny_model("server_cache", &dir, &path, &m, &tok);
     bn_engine *warm = NULL, *cold = NULL, *shift = NULL, *noshift = NULL;
     const bn_engine_options wo = {.n_slots = 1, .n_ctx = 256, .max_queue = 4, .prefill_chunk = 7, .cache_ram_mb = 16};
     const bn_engine_options co = {.n_slots = 1, .n_ctx = 256, .max_queue = 4, .prefill_chunk = 64};

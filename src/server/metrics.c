@@ -157,27 +157,23 @@ char *bn_metrics_render(bn_metrics *m, const bn_engine_stats *stats) {
     put(&b, "# HELP bitnet_kv_cache_usage_ratio Fraction of the KV cache in use.\n"
             "# TYPE bitnet_kv_cache_usage_ratio gauge\nbitnet_kv_cache_usage_ratio %.6f\n",
         stats->kv_capacity ? (double)stats->kv_used / (double)stats->kv_capacity : 0.0);
-    put(&b, "# HELP bitnet_prompt_cache_lookups_total Jobs admitted (each looks up the prompt cache).\n"
-            "# TYPE bitnet_prompt_cache_lookups_total counter\nbitnet_prompt_cache_lookups_total %lld\n",
-        (long long)stats->cache_lookups);
-    put(&b, "# HELP bitnet_prompt_cache_hits_total Jobs that reused a cached prompt prefix.\n"
-            "# TYPE bitnet_prompt_cache_hits_total counter\nbitnet_prompt_cache_hits_total %lld\n",
-        (long long)stats->cache_hits);
-    put(&b, "# HELP bitnet_prompt_cache_reused_tokens_total Prompt tokens taken from the cache instead of prefilled.\n"
-            "# TYPE bitnet_prompt_cache_reused_tokens_total counter\nbitnet_prompt_cache_reused_tokens_total %lld\n",
-        (long long)stats->cache_reused_tokens);
-    put(&b, "# HELP bitnet_prompt_cache_store_hits_total Hits served from the host store (--cache-ram).\n"
-            "# TYPE bitnet_prompt_cache_store_hits_total counter\nbitnet_prompt_cache_store_hits_total %lld\n",
-        (long long)stats->store_hits);
-    put(&b, "# HELP bitnet_prompt_cache_store_entries Sequences in the host store.\n"
-            "# TYPE bitnet_prompt_cache_store_entries gauge\nbitnet_prompt_cache_store_entries %lld\n",
-        (long long)stats->store_entries);
-    put(&b, "# HELP bitnet_prompt_cache_store_bytes Bytes the host store holds (limit: --cache-ram).\n"
-            "# TYPE bitnet_prompt_cache_store_bytes gauge\nbitnet_prompt_cache_store_bytes %lld\n",
-        (long long)stats->store_bytes);
-    put(&b, "# HELP bitnet_context_shifts_total Context shifts of full slots (--context-shift).\n"
-            "# TYPE bitnet_context_shifts_total counter\nbitnet_context_shifts_total %lld\n",
-        (long long)stats->context_shifts);
+    const struct { const char *name, *type, *help; int64_t value; } cache_series[] = {
+        {"bitnet_prompt_cache_lookups_total", "counter", "Jobs admitted (each looks up the prompt cache).",
+         stats->cache_lookups},
+        {"bitnet_prompt_cache_hits_total", "counter", "Jobs that reused a cached prompt prefix.", stats->cache_hits},
+        {"bitnet_prompt_cache_reused_tokens_total", "counter",
+         "Prompt tokens taken from the cache instead of prefilled.", stats->cache_reused_tokens},
+        {"bitnet_prompt_cache_store_hits_total", "counter", "Hits served from the host store (--cache-ram).",
+         stats->store_hits},
+        {"bitnet_prompt_cache_store_entries", "gauge", "Sequences in the host store.", stats->store_entries},
+        {"bitnet_prompt_cache_store_bytes", "gauge", "Bytes the host store holds (limit: --cache-ram).",
+         stats->store_bytes},
+        {"bitnet_context_shifts_total", "counter", "Context shifts of full slots (--context-shift).",
+         stats->context_shifts},
+    };
+    for (size_t i = 0; i < sizeof cache_series / sizeof *cache_series; i++)
+        put(&b, "# HELP %s %s\n# TYPE %s %s\n%s %lld\n", cache_series[i].name, cache_series[i].help,
+            cache_series[i].name, cache_series[i].type, cache_series[i].name, (long long)cache_series[i].value);
     if (b.failed) {
         free(b.data);
         return NULL;
