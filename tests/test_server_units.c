@@ -418,6 +418,12 @@ static void test_engine(void) {
     bn_engine_job_config many[20];
     for (int j = 0; j < 20; j++) many[j] = jobs[0];
     CHECK(bn_engine_submit(e, many, 20, &err) == BN_ERR_RANGE);
+    /* a bias token past the vocabulary is a bad job (400), not a full queue (503) */
+    bn_logit_bias past = {(int32_t)bn_model_get_config(m)->n_vocab, 1.0f};
+    bn_engine_job_config bad_job = jobs[0];
+    bad_job.gen.sampling.logit_bias = &past;
+    bad_job.gen.sampling.n_logit_bias = 1;
+    CHECK(bn_engine_submit(e, &bad_job, 1, &err) == BN_ERR_INVALID && strstr(err.message, "logit_bias"));
 
     /* cancellation: long jobs, cancelled, free every slot */
     collected c2;

@@ -89,18 +89,23 @@ static bool key_add(key_list *k, const char *s, size_t len) {
     return true;
 }
 
+/* One key per non-empty line (surrounding whitespace trimmed, '#' starts a comment line); lines of
+ * any length (getline), so a long key is never split into shorter valid ones. */
 static bn_status read_key_file(key_list *k, const char *path, bn_error *err) {
     FILE *f = fopen(path, "r");
     if (!f) return bn_error_set(err, BN_ERR_IO, "--api-key-file %s: cannot open", path);
-    char line[4096];
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t got;
     bn_status st = BN_OK;
-    while (!st && fgets(line, sizeof line, f)) {
-        size_t n = strlen(line);
+    while (!st && (got = getline(&line, &cap, f)) >= 0) {
+        size_t n = (size_t)got;
         while (n && isspace((unsigned char)line[n - 1])) n--;
         size_t b = 0;
         while (b < n && isspace((unsigned char)line[b])) b++;
         if (n > b && line[b] != '#' && !key_add(k, line + b, n - b)) st = bn_error_set(err, BN_ERR_NOMEM, "out of memory");
     }
+    free(line);
     fclose(f);
     if (!st && k->n == 0) st = bn_error_set(err, BN_ERR_INVALID, "--api-key-file %s: no keys in the file", path);
     return st;

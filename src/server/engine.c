@@ -112,6 +112,11 @@ bn_status bn_engine_submit(bn_engine *e, const bn_engine_job_config *cfgs, size_
         memcpy(j->prompt, c->prompt, c->n_prompt * sizeof *j->prompt);
         j->cfg.prompt = NULL;
         st = bn_gen_create(&j->gen, e->tok, (size_t)e->n_vocab, &c->gen, err);
+        /* a bad job (a bias token past the vocabulary) is the request's fault, never "queue full" */
+        if (st == BN_ERR_RANGE) {
+            st = BN_ERR_INVALID;
+            if (err) err->code = st;
+        }
         /* the generation keeps its own copies of these */
         j->cfg.gen.stops = NULL;
         j->cfg.gen.n_stops = 0;

@@ -106,8 +106,8 @@ bn_status bn_engine_create(bn_engine **out, bn_model *model, const bn_tokenizer 
                            bn_error *err);
 void bn_engine_free(bn_engine *e);
 
-/* Queues n jobs atomically: either all are queued or none (BN_ERR_RANGE when the queue has no
- * room for n more, BN_ERR_INVALID for a bad config). */
+/* Queues n jobs atomically: either all are queued or none (BN_ERR_RANGE only when the queue has
+ * no room for n more; BN_ERR_INVALID for a bad config, a sampler parameter included). */
 bn_status bn_engine_submit(bn_engine *e, const bn_engine_job_config *jobs, size_t n, bn_error *err);
 void bn_engine_get_stats(bn_engine *e, bn_engine_stats *out);
 int bn_engine_ctx(const bn_engine *e);

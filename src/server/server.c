@@ -714,7 +714,9 @@ static const char *auth_header(struct MHD_Connection *conn) {
 static enum MHD_Result handle_generation(conn_ctx *c, struct MHD_Connection *conn, bool chat, int key) {
     bn_server *s = c->srv;
     bn_api_error e = {0};
-    bn_api_limits lim = {(int32_t)bn_tokenizer_n_vocab(s->tok)};
+    /* token ids must fit both the tokenizer and the model's logits */
+    int32_t tok_vocab = (int32_t)bn_tokenizer_n_vocab(s->tok), model_vocab = bn_model_get_config(s->model)->n_vocab;
+    bn_api_limits lim = {tok_vocab < model_vocab ? tok_vocab : model_vocab};
     gen *g = calloc(1, sizeof *g);
     if (!g) return MHD_NO;
     bn_status pst = chat ? bn_server_parse_chat_request(&g->req, &e, c->body ? c->body : "", c->len, &lim)
@@ -1148,13 +1150,14 @@ bn_status bn_server_start(bn_server **out, const bn_server_config *config, bn_er
         if (inet_pton(AF_INET, s->cfg.host, &addr.sin_addr) != 1)
             st = bn_error_set(err, BN_ERR_INVALID, "--host %s: not an IPv4 address", s->cfg.host);
         if (!st) {
+            /* without MHD_OPTION_LISTENING_ADDRESS_REUSE (SO_REUSEPORT): a second server on a port
+             * in use fails here instead of sharing the traffic */
             s->daemon = MHD_start_daemon(
                 MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC, (uint16_t)s->cfg.port,
                 NULL, NULL, access_cb, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
                 MHD_OPTION_NOTIFY_COMPLETED, completed_cb, s, MHD_OPTION_NOTIFY_CONNECTION, connection_cb, s,
                 MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024,
-                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
-                MHD_OPTION_END);
+                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_END);
             if (!s->daemon)
                 st = bn_error_set(err, BN_ERR_IO, "cannot listen on %s:%d (%s)", s->cfg.host, s->cfg.port, strerror(errno));
         }

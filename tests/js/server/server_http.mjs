@@ -422,7 +422,8 @@ async function main() {
   // ---- API keys, rate limits (a second server)
   stage = 'API keys, rate limits (a second server)';
   const keyFile = `${TMP}/keys.txt`;
-  fs.writeFileSync(keyFile, '# keys\nfile-key\n\n');
+  const longKey = 'L'.repeat(4095) + 'tail'; // a line longer than the old 4096-byte read buffer
+  fs.writeFileSync(keyFile, `# keys\nfile-key\n\n${longKey}\n`);
   const B = await startServer(BIN, ['-m', MODEL, '-t', '1', '-c', '512', '--api-key', 'k1', '--api-key-file', keyFile,
     '--rate-limit-rpm', '3', '--rate-limit-tpm', '400', '--model-alias', 'my-model', '--log-format', 'json'],
   { BITNET_API_KEY: 'env-key', BITNET_PARALLEL: '2' });
@@ -436,10 +437,23 @@ async function main() {
   check(r.status === 200, 'key from BITNET_API_KEY', r.text);
   r = await request(B.base, 'GET', '/v1/models', { headers: { Authorization: 'Bearer file-key' } });
   check(r.status === 200, 'key from --api-key-file', r.text);
+  r = await request(B.base, 'GET', '/v1/models', { headers: { Authorization: `Bearer ${longKey}` } });
+  check(r.status === 200, 'a 4,099-byte key line from --api-key-file is one key', r.text.slice(0, 200));
+  r = await request(B.base, 'GET', '/v1/models', { headers: { Authorization: 'Bearer tail' } });
+  check(isError(r, 401), 'the tail of a long key line is not a key of its own', r.text);
+  // a second server on a port in use fails instead of sharing the traffic (no SO_REUSEPORT)
+  let second = { status: 0, stderr: '' };
+  try {
+    execFileSync(BIN, ['serve', '-m', MODEL, '--port', String(B.port)], { timeout: 20000, stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (e) {
+    second = { status: e.status, stderr: String(e.stderr) };
+  }
+  check(second.status !== 0 && second.status !== null && /in use/i.test(second.stderr),
+    'a second server on the same port exits with "address in use"', second);
   r = await request(B.base, 'GET', '/health');
   check(r.status === 200, '/health needs no key');
   r = await request(B.base, 'GET', '/metrics');
-  check(r.status === 200 && metricValue(r.text, 'bitnet_rejected_requests_total{reason="auth"}') === 2 &&
+  check(r.status === 200 && metricValue(r.text, 'bitnet_rejected_requests_total{reason="auth"}') === 3 && // missing, k2, tail
     metricValue(r.text, 'bitnet_slots') === 2, '/metrics needs no key; auth rejections counted; BITNET_PARALLEL', r.text);
   const k1 = { Authorization: 'Bearer k1' };
   await request(B.base, 'GET', '/v1/models', { headers: k1 });
