@@ -20,6 +20,7 @@ struct bn_gen {
     size_t text_len, text_cap;
     size_t emitted;          /* bytes of text already handed out */
     size_t *ends;            /* per output id: text length after it, SIZE_MAX while bytes pended */
+    size_t ends_cap;
     bn_tokens ids;           /* output ids */
     int n_generated;
     bn_finish_reason finish;
@@ -209,10 +210,14 @@ bn_status bn_gen_step(bn_gen *g, const float *logits, int ctx_left, bn_gen_delta
     if (!bn_text_append(&g->text, &g->text_len, &g->text_cap, piece, piece_len) ||
         bn_tokens_push(&g->ids, token, err) != BN_OK)
         return fail(g, out, bn_error_set(err, BN_ERR_NOMEM, "out of memory for generated text"));
-    size_t *ends = realloc(g->ends, g->ids.n * sizeof *ends);
-    if (!ends) return fail(g, out, bn_error_set(err, BN_ERR_NOMEM, "out of memory"));
-    g->ends = ends;
-    ends[g->ids.n - 1] = g->detok.n_pending ? SIZE_MAX : g->text_len;
+    if (g->ids.n > g->ends_cap) {
+        size_t cap = g->ends_cap ? 2 * g->ends_cap : 64;
+        size_t *ends = realloc(g->ends, cap * sizeof *ends);
+        if (!ends) return fail(g, out, bn_error_set(err, BN_ERR_NOMEM, "out of memory"));
+        g->ends = ends;
+        g->ends_cap = cap;
+    }
+    g->ends[g->ids.n - 1] = g->detok.n_pending ? SIZE_MAX : g->text_len;
 
     size_t upto = g->text_len;
     if (!g->cfg.grammar && g->cfg.n_stops) {
