@@ -8,9 +8,8 @@
 // last turn's TTFT ratio. Env: BITNET_BIN, MODEL; args: --turns 20 --tokens 16 --threads 2
 // --ctx 4096 --json FILE.
 import fs from 'node:fs';
-import http from 'node:http';
 import { performance } from 'node:perf_hooks';
-import { startServer } from '../tests/js/server/lib.mjs';
+import { startServer, streamEvents } from '../tests/js/server/lib.mjs';
 
 const args = Object.fromEntries(process.argv.slice(2).reduce((a, x, i, all) => (x.startsWith('--') ? [...a, [x.slice(2), all[i + 1]]] : a), []));
 const turns = Number(args.turns || 20);
@@ -26,34 +25,18 @@ function userMessage(i) {
     `discussed before in one or two sentences, keeping the answer short and concrete.`;
 }
 
-function streamChat(port, messages) {
-  return new Promise((resolve, reject) => {
-    const body = Buffer.from(JSON.stringify({ model: ID, messages, max_tokens: tokens, temperature: 0, stream: true,
-      stream_options: { include_usage: true } }));
-    const t0 = performance.now();
-    let first = 0, buf = '', text = '', usage = null;
-    const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/v1/chat/completions', agent: false,
-      headers: { 'Content-Type': 'application/json', 'Content-Length': body.length } }, (res) => {
-      res.on('data', (d) => {
-        buf += d;
-        let k;
-        while ((k = buf.indexOf('\n\n')) >= 0) {
-          const ev = buf.slice(0, k);
-          buf = buf.slice(k + 2);
-          if (!ev.startsWith('data: ') || ev === 'data: [DONE]') continue;
-          const j = JSON.parse(ev.slice(6));
-          if (j.usage) { usage = j.usage; continue; }
-          const c = j.choices[0];
-          if (!c) continue;
-          if (!first && ((c.delta && c.delta.content) || c.finish_reason)) first = performance.now();
-          if (c.delta && c.delta.content) text += c.delta.content;
-        }
-      });
-      res.on('end', () => resolve({ ttft: (first - t0) / 1000, total: (performance.now() - t0) / 1000, text, usage }));
-    });
-    req.on('error', reject);
-    req.end(body);
+async function streamChat(port, messages) {
+  const t0 = performance.now();
+  let first = 0, text = '', usage = null;
+  await streamEvents(port, '/v1/chat/completions', { model: ID, messages, max_tokens: tokens, temperature: 0,
+    stream: true, stream_options: { include_usage: true } }, (j) => {
+    if (j.usage) { usage = j.usage; return; }
+    const c = j.choices[0];
+    if (!c) return;
+    if (!first && ((c.delta && c.delta.content) || c.finish_reason)) first = performance.now();
+    if (c.delta && c.delta.content) text += c.delta.content;
   });
+  return { ttft: (first - t0) / 1000, total: (performance.now() - t0) / 1000, text, usage };
 }
 
 async function replay(extra) {
@@ -66,6 +49,7 @@ async function replay(extra) {
     for (let i = 0; i < turns; i++) {
       messages.push({ role: 'user', content: userMessage(i) });
       const r = await streamChat(S.port, messages);
+      if (!r.usage) throw new Error(`turn ${i + 1}: the server answered no stream (a prompt longer than --ctx ${ctx}?)`);
       messages.push({ role: 'assistant', content: r.text });
       rows.push({ turn: i + 1, prompt_tokens: r.usage.prompt_tokens, cached_tokens: r.usage.prompt_tokens_details.cached_tokens,
         ttft_s: r.ttft, total_s: r.total, text: r.text });

@@ -6,9 +6,8 @@
 // event arrival). Env: BITNET_BIN, MODEL; args: --levels 1,2,4,8,16 --tokens 32 --threads 2
 // --json FILE --int8-lm-head (the server's optional int8 LM head).
 import fs from 'node:fs';
-import http from 'node:http';
 import { performance } from 'node:perf_hooks';
-import { startServer } from '../tests/js/server/lib.mjs';
+import { startServer, streamEvents } from '../tests/js/server/lib.mjs';
 
 const args = Object.fromEntries(process.argv.slice(2).reduce((a, x, i, all) => (x.startsWith('--') ? [...a, [x.slice(2), all[i + 1]]] : a), []));
 const levels = (args.levels || '1,2,4,8,16').split(',').map(Number);
@@ -22,32 +21,16 @@ function pct(xs, p) {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
 }
 
-function stream(port, prompt) {
-  return new Promise((resolve, reject) => {
-    const body = Buffer.from(JSON.stringify({ model: ID, prompt, max_tokens: tokens, temperature: 0, stream: true,
-      stream_options: { include_usage: true }, logit_bias: {} }));
-    const t0 = performance.now();
-    const arrivals = [];
-    let buf = '', generated = 0;
-    const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/v1/completions', agent: false,
-      headers: { 'Content-Type': 'application/json', 'Content-Length': body.length } }, (res) => {
-      res.on('data', (d) => {
-        buf += d;
-        let k;
-        while ((k = buf.indexOf('\n\n')) >= 0) {
-          const ev = buf.slice(0, k);
-          buf = buf.slice(k + 2);
-          if (!ev.startsWith('data: ') || ev === 'data: [DONE]') continue;
-          const j = JSON.parse(ev.slice(6));
-          if (j.usage) generated = j.usage.completion_tokens;
-          else if (j.choices[0] && j.choices[0].finish_reason === null) arrivals.push(performance.now());
-        }
-      });
-      res.on('end', () => resolve({ t0, arrivals, generated }));
-    });
-    req.on('error', reject);
-    req.end(body);
+async function stream(port, prompt) {
+  const t0 = performance.now();
+  const arrivals = [];
+  let generated = 0;
+  await streamEvents(port, '/v1/completions', { model: ID, prompt, max_tokens: tokens, temperature: 0, stream: true,
+    stream_options: { include_usage: true }, logit_bias: {} }, (j) => {
+    if (j.usage) generated = j.usage.completion_tokens;
+    else if (j.choices[0] && j.choices[0].finish_reason === null) arrivals.push(performance.now());
   });
+  return { t0, arrivals, generated };
 }
 
 const maxLevel = Math.max(...levels);

@@ -76,6 +76,31 @@ export function request(base, method, path, { body, headers = {}, raw = false } 
 }
 
 // Parses an SSE body into the list of data payloads (objects, or the string '[DONE]').
+// POSTs body as JSON on its own connection and reads the SSE response as it arrives: onEvent gets
+// each parsed `data:` object ([DONE] excluded) when its event is complete. Resolves when the
+// response ends (for client-side timings: TTFT, inter-token latency).
+export function streamEvents(port, path, body, onEvent) {
+  return new Promise((resolve, reject) => {
+    const data = Buffer.from(JSON.stringify(body));
+    let buf = '';
+    const req = http.request({ host: '127.0.0.1', port, method: 'POST', path, agent: false,
+      headers: { 'Content-Type': 'application/json', 'Content-Length': data.length } }, (res) => {
+      res.on('data', (d) => {
+        buf += d;
+        let k;
+        while ((k = buf.indexOf('\n\n')) >= 0) {
+          const ev = buf.slice(0, k);
+          buf = buf.slice(k + 2);
+          if (ev.startsWith('data: ') && ev !== 'data: [DONE]') onEvent(JSON.parse(ev.slice(6)));
+        }
+      });
+      res.on('end', resolve);
+    });
+    req.on('error', reject);
+    req.end(data);
+  });
+}
+
 export function parseSSE(text) {
   const events = [];
   for (const block of text.split('\n\n')) {
