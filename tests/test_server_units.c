@@ -3,13 +3,17 @@
  * one 400 per invalid field, naming it), the JSON-Schema grammar (random walks always end in
  * JSON that parses and satisfies the schema; wrong documents are rejected), and the engine
  * (continuous batching of many jobs gives exactly the tokens of a one-sequence greedy loop over
- * bn_model_decode; cancelled jobs free their slots; grammar jobs on random weights give valid JSON).
+ * bn_model_decode; cancelled jobs free their slots; grammar jobs on random weights give valid JSON),
+ * and request planning (ids, choices, token limits, stops, grammar and the refusals, without a
+ * server).
  */
 #include "testutil.h"
 
 #include "model/model.h"
 #include "model/synth.h"
+#include "chat/chat.h"
 #include "server/engine.h"
+#include "server/planning.h"
 #include "sampling/json_grammar.h"
 #include "server/request.h"
 #include "server/server.h"
@@ -614,7 +618,7 @@ static char *http_get(int port, const char *path) {
         return NULL;
     }
     char req[256];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: x\r\n\r\n", path);
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
     if (write(fd, req, (size_t)n) != n) {
         close(fd);
         return NULL;
@@ -659,12 +663,72 @@ static void test_server_loading(void) {
     free(dir);
 }
 
+/* Request planning: what a request becomes before the engine sees it. */
+static void test_planning(void) {
+    char *dir, *path;
+    bn_model *m;
+    bn_tokenizer *tok;
+    bn_error err;
+    if (!tiny_model("server_plan", &dir, &path, &m, &tok)) goto out;
+    const bn_chat_format *fmt = bn_chat_format_find("chatml", &err);
+    CHECK(fmt != NULL);
+    const bn_plan_context ctx = {.tok = tok, .format = fmt, .model_id = "tiny", .n_ctx = 64};
+    bn_api_request r;
+    bn_api_error e;
+    bn_plan p;
+    /* two prompts x n=3: six choices; max_tokens capped by the room the longest prompt leaves */
+    const char *two = "{\"model\":\"tiny\",\"prompt\":[\"ab\",[5,6,7,8]],\"n\":3,\"max_tokens\":1000,\"stop\":[\"x\"]}";
+    CHECK(bn_server_parse_completion_request(&r, &e, two, strlen(two), &limits) == BN_OK);
+    CHECK(bn_plan_request(&p, &ctx, &r, &e) == BN_OK);
+    CHECKF(p.n_choices == 6 && p.n_prompts == 2 && p.ids[1].n == 4, "choices %d prompts %zu", p.n_choices, p.n_prompts);
+    CHECKF(p.max_tokens == 64 - 4 + 1, "max_tokens %d", p.max_tokens);
+    CHECKF(p.prompt_tokens == (int)(p.ids[0].n + p.ids[1].n), "prompt tokens %d", p.prompt_tokens);
+    CHECK(p.reserved_tokens == (double)p.prompt_tokens + 6.0 * p.max_tokens);
+    CHECK(p.n_stops == 1 && !strcmp(p.stops[0], "x") && p.grammar == NULL && p.tools == BN_TOOLS_OFF);
+    bn_engine_job_config job = bn_plan_job(&p, &r, 4, 64); /* choice 4: prompt 1 */
+    CHECK(job.prompt == p.ids[1].ids && job.n_prompt == 4 && job.index == 4 && job.gen.max_tokens == p.max_tokens);
+    bn_plan_free(&p);
+    bn_api_request_free(&r);
+    /* chat: the template's stop strings follow the request's; response_format gives a grammar */
+    const char *chat = "{\"model\":\"tiny\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+                       "\"response_format\":{\"type\":\"json_object\"},\"max_tokens\":5}";
+    CHECK(bn_server_parse_chat_request(&r, &e, chat, strlen(chat), &limits) == BN_OK);
+    CHECK(bn_plan_request(&p, &ctx, &r, &e) == BN_OK);
+    CHECK(p.chat && p.n_choices == 1 && p.max_tokens == 5 && p.grammar != NULL && p.ids[0].n > 2);
+    size_t n_fmt = 0;
+    while (fmt->stop_strings && fmt->stop_strings[n_fmt]) n_fmt++;
+    CHECKF(p.n_stops == n_fmt, "stops %zu, format has %zu", p.n_stops, n_fmt);
+    bn_plan_free(&p);
+    bn_api_request_free(&r);
+    /* refusals: another model (404), a prompt longer than the context (400, the field named) */
+    const char *other = "{\"model\":\"big\",\"prompt\":\"x\"}";
+    CHECK(bn_server_parse_completion_request(&r, &e, other, strlen(other), &limits) == BN_OK);
+    CHECK(bn_plan_request(&p, &ctx, &r, &e) != BN_OK && e.status == 404 && !strcmp(e.code, "model_not_found"));
+    bn_plan_free(&p);
+    bn_api_request_free(&r);
+    char longp[512];
+    int n = snprintf(longp, sizeof longp, "{\"model\":\"tiny\",\"prompt\":[");
+    for (int i = 0; i < 65; i++) n += snprintf(longp + n, sizeof longp - (size_t)n, "%s%d", i ? "," : "", 5);
+    snprintf(longp + n, sizeof longp - (size_t)n, "]}");
+    CHECK(bn_server_parse_completion_request(&r, &e, longp, strlen(longp), &limits) == BN_OK);
+    CHECK(bn_plan_request(&p, &ctx, &r, &e) != BN_OK && e.status == 400 && !strcmp(e.code, "context_length_exceeded") &&
+          !strcmp(e.param, "prompt"));
+    bn_plan_free(&p);
+    bn_api_request_free(&r);
+out:
+    bn_tokenizer_free(tok);
+    bn_model_free(m);
+    free(path);
+    free(dir);
+}
+
 int main(void) {
     test_parse_valid();
     test_parse_invalid();
     test_grammar();
     test_engine();
     test_prompt_cache();
+    test_planning();
     test_server_loading();
     return bn_test_finish("test_server_units");
 }

@@ -4,8 +4,8 @@
  * Every option can also come from the environment: BITNET_ plus the long option name in upper
  * case with dashes as underscores (BITNET_PORT, BITNET_API_KEY, BITNET_MODEL, ...). Environment
  * values are applied first, so the command line overrides them (API keys from both add up).
- * SIGINT/SIGTERM stop accepting connections, let running requests finish (up to
- * --shutdown-timeout seconds) and exit 0.
+ * SIGINT/SIGTERM close the listening socket, let running requests finish (up to
+ * --shutdown-timeout seconds; a second signal cancels them at once) and exit 0; SIGHUP is ignored.
  */
 #include "cli/commands.h"
 
@@ -31,6 +31,7 @@ int bn_cmd_serve(int argc, char **argv, bn_error *err) {
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static void usage(FILE *out) {
@@ -39,7 +40,8 @@ static void usage(FILE *out) {
             "OpenAI-compatible server: GET /health, GET /metrics, GET /v1/models,\n"
             "POST /v1/completions, POST /v1/chat/completions (see docs/SERVER.md, docs/openapi.yaml).\n\n"
             "%s"
-            "  --host ADDR            IPv4 address to listen on (default 127.0.0.1)\n"
+            "  --host ADDR            address or host name to listen on: 127.0.0.1 (default), ::1,\n"
+            "                         0.0.0.0, :: (IPv6 and IPv4), localhost\n"
             "  --port N               TCP port; 0 picks a free one (default 8080)\n"
             "  --parallel N           sequences decoded together, each with its own KV cache (default 4)\n"
             "  --queue N              requests' choices waiting for a slot before 503 (default 64)\n"
@@ -59,10 +61,35 @@ static void usage(FILE *out) {
             "                         and goes on, instead of ending with \"length\" (default off)\n"
             "  --keep N               tokens a context shift keeps at the start (default 0)\n"
             "  --shutdown-timeout S   seconds running requests get on SIGINT/SIGTERM (default 30)\n"
-            "  --log-format FMT       text or json (default text)\n"
+            "  --log-format FMT       text or json: one JSON object per line, a request's line with\n"
+            "                         its fields (method, path, status, duration_ms, client, token\n"
+            "                         counts, finish_reason) (default text)\n"
+            "\nSecurity and limits (docs/SERVER.md, \"Security\"):\n"
+            "  --ssl-cert-file FILE   serve HTTPS with this PEM certificate (chain) ...\n"
+            "  --ssl-key-file FILE    ... and this PEM private key\n"
+            "  --allowed-hosts LIST   Host names accepted besides loopback names when bound to a\n"
+            "                         loopback address, or the only ones accepted on another address\n"
+            "                         (comma-separated, repeatable; * accepts any; default: none)\n"
+            "  --cors-origin ORIGIN   answer cross-origin browser requests from ORIGIN with CORS\n"
+            "                         headers (repeatable; * for any); other origins get 403\n"
+            "  --trusted-proxy ADDR   peer address of a load balancer: its X-Forwarded-For names the\n"
+            "                         client, and its connections skip the per-client limit (repeatable)\n"
+            "  --max-connections N    open connections in all (default 1024)\n"
+            "  --max-client-connections N\n"
+            "                         connections one client address may have waiting for a request\n"
+            "                         (head or body arriving, or idle); one more closes its oldest\n"
+            "                         waiting one (default 32; 0: no limit)\n"
+            "  --header-timeout S     seconds a connection may take to send a request head, idle\n"
+            "                         keep-alive time included (default 10)\n"
+            "  --body-timeout S       seconds a request body may take to arrive (default 60)\n"
+            "  --auth-fail-limit N    failed API-key checks per minute per client before 429\n"
+            "                         (default 10; 0: no limit)\n"
             "  --int8-lm-head         LM head in int8 with per-row scales instead of F16 (faster\n"
             "                         batches, logits differ slightly; BITNET_INT8_LM_HEAD=1)\n"
             "  (--context-shift: BITNET_CONTEXT_SHIFT=1)\n\n"
+            "Signals: SIGINT/SIGTERM close the listening socket and let running requests finish for up\n"
+            "to --shutdown-timeout seconds (a second SIGINT/SIGTERM cancels them at once); requests cut\n"
+            "short answer 503 server_shutdown. SIGHUP is ignored (logged).\n\n"
             "Each option can be set by the environment variable BITNET_<OPTION> (upper case,\n"
             "dashes as underscores): BITNET_PORT=9000, BITNET_API_KEY=secret, BITNET_MODEL=m.gguf.\n",
             bn_cli_common_help);
@@ -73,7 +100,9 @@ static const char *const env_options[] = {
     "--model", "--threads", "--ctx-size", "--isa", "--host", "--port", "--parallel", "--queue",
     "--api-key", "--api-key-file", "--rate-limit-rpm", "--rate-limit-tpm", "--max-body",
     "--model-alias", "--chat-format", "--prefill-chunk", "--shutdown-timeout", "--log-format", "--tune",
-    "--cache-ram", "--keep"};
+    "--cache-ram", "--keep", "--ssl-cert-file", "--ssl-key-file", "--allowed-hosts", "--cors-origin",
+    "--trusted-proxy", "--max-connections", "--max-client-connections", "--header-timeout", "--body-timeout",
+    "--auth-fail-limit"};
 
 typedef struct key_list {
     char **items;
@@ -87,6 +116,34 @@ static bool key_add(key_list *k, const char *s, size_t len) {
     if (!(k->items[k->n] = strndup(s, len))) return false;
     k->n++;
     return true;
+}
+
+/* Adds each comma-separated item of v (surrounding spaces trimmed). */
+static bool list_add_items(key_list *k, const char *v) {
+    while (*v) {
+        while (*v == ' ' || *v == ',') v++;
+        size_t n = strcspn(v, ",");
+        size_t m = n;
+        while (m && v[m - 1] == ' ') m--;
+        if (m && !key_add(k, v, m)) return false;
+        v += n;
+    }
+    return true;
+}
+
+static void list_free(key_list *k, bool wipe) {
+    for (size_t i = 0; i < k->n; i++) {
+        if (wipe) memset(k->items[i], 0, strlen(k->items[i]));
+        free(k->items[i]);
+    }
+    free(k->items);
+}
+
+/* Milliseconds on the monotonic clock. */
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
 /* One key per non-empty line (surrounding whitespace trimmed, '#' starts a comment line); lines of
@@ -137,13 +194,14 @@ int bn_cmd_serve(int argc, char **argv, bn_error *err) {
     bn_cli_common common;
     bn_cli_common_init(&common);
     bn_server_config cfg = {.host = "127.0.0.1", .port = 8080, .parallel = 4, .queue = 64, .max_body = 1 << 20,
-                            .cache_ram_mb = 512};
+                            .cache_ram_mb = 512, .max_connections = 1024, .max_client_connections = 32,
+                            .header_timeout = 10, .body_timeout = 60, .auth_fail_limit = 10};
     const char *shift_env = getenv("BITNET_CONTEXT_SHIFT");
     cfg.context_shift = shift_env && *shift_env && strcmp(shift_env, "0") != 0;
     const char *int8_env = getenv("BITNET_INT8_LM_HEAD");
     cfg.int8_lm_head = int8_env && *int8_env && strcmp(int8_env, "0") != 0;
     double shutdown_timeout = 30;
-    key_list keys = {0};
+    key_list keys = {0}, hosts = {0}, origins = {0}, proxies = {0};
     int rc = BN_EXIT_OK;
     for (int i = 1; i < n_args && rc == BN_EXIT_OK; i++) {
         const char *a = args[i];
@@ -190,6 +248,16 @@ int bn_cmd_serve(int argc, char **argv, bn_error *err) {
         else if (!strcmp(a, "--cache-ram")) ok = ok && bn_cli_parse_int(v, 0, 1 << 24, &cfg.cache_ram_mb);
         else if (!strcmp(a, "--keep")) ok = ok && bn_cli_parse_int(v, 0, 1 << 24, &cfg.keep);
         else if (!strcmp(a, "--shutdown-timeout")) ok = ok && bn_cli_parse_float(v, 0, 86400, &f), shutdown_timeout = f;
+        else if (!strcmp(a, "--ssl-cert-file")) ok = ok && *v, cfg.ssl_cert_file = v;
+        else if (!strcmp(a, "--ssl-key-file")) ok = ok && *v, cfg.ssl_key_file = v;
+        else if (!strcmp(a, "--allowed-hosts")) ok = ok && *v && list_add_items(&hosts, v);
+        else if (!strcmp(a, "--cors-origin")) ok = ok && *v && key_add(&origins, v, strlen(v));
+        else if (!strcmp(a, "--trusted-proxy")) ok = ok && *v && list_add_items(&proxies, v);
+        else if (!strcmp(a, "--max-connections")) ok = ok && bn_cli_parse_int(v, 1, 1 << 20, &cfg.max_connections);
+        else if (!strcmp(a, "--max-client-connections")) ok = ok && bn_cli_parse_int(v, 0, 1 << 20, &cfg.max_client_connections);
+        else if (!strcmp(a, "--header-timeout")) ok = ok && bn_cli_parse_float(v, 0.1f, 86400, &f), cfg.header_timeout = f;
+        else if (!strcmp(a, "--body-timeout")) ok = ok && bn_cli_parse_float(v, 0.1f, 86400, &f), cfg.body_timeout = f;
+        else if (!strcmp(a, "--auth-fail-limit")) ok = ok && bn_cli_parse_int(v, 0, 1 << 20, &cfg.auth_fail_limit);
         else if (!strcmp(a, "--log-format")) ok = ok && (!strcmp(v, "text") || !strcmp(v, "json")), cfg.log_json = ok && !strcmp(v, "json");
         else {
             bn_error_set(err, BN_ERR_INVALID, "unknown option '%s'", a);
@@ -216,6 +284,7 @@ int bn_cmd_serve(int argc, char **argv, bn_error *err) {
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
     if (rc == BN_EXIT_OK) {
         /* every thread started from here on inherits the mask; this thread waits for them */
         pthread_sigmask(SIG_BLOCK, &sigs, NULL);
@@ -226,31 +295,53 @@ int bn_cmd_serve(int argc, char **argv, bn_error *err) {
         cfg.tune = common.tune >= 0 ? bn_tune_mode_name((bn_tune_mode)common.tune) : NULL;
         cfg.api_keys = (const char *const *)keys.items;
         cfg.n_api_keys = keys.n;
+        cfg.allowed_hosts = (const char *const *)hosts.items;
+        cfg.n_allowed_hosts = hosts.n;
+        cfg.cors_origins = (const char *const *)origins.items;
+        cfg.n_cors_origins = origins.n;
+        cfg.trusted_proxies = (const char *const *)proxies.items;
+        cfg.n_trusted_proxies = proxies.n;
         if (bn_server_start(&srv, &cfg, err)) rc = BN_EXIT_ERROR;
     }
+    const char *scheme = srv && bn_server_tls(srv) ? "https" : "http";
     if (rc == BN_EXIT_OK) {
-        printf("bitnet serve: listening on http://%s:%d (model %s, loading)\n", cfg.host, bn_server_port(srv),
-               bn_server_model_id(srv));
+        printf("bitnet serve: listening on %s://%s:%d (model %s, loading)\n", scheme, bn_server_url_host(srv),
+               bn_server_port(srv), bn_server_model_id(srv));
         fflush(stdout);
         if (bn_server_load_model(srv, err)) rc = BN_EXIT_ERROR;
     }
     if (rc == BN_EXIT_OK) {
-        printf("bitnet serve: ready on http://%s:%d%s\n", cfg.host, bn_server_port(srv),
+        printf("bitnet serve: ready on %s://%s:%d%s\n", scheme, bn_server_url_host(srv), bn_server_port(srv),
                keys.n ? " (API keys required)" : "");
         fflush(stdout);
         int sig = 0;
-        sigwait(&sigs, &sig);
-        bn_server_log(srv, "info", "signal %d: no new connections; waiting up to %.0f s for running requests", sig,
-                      shutdown_timeout);
-        bn_server_stop(srv, shutdown_timeout);
+        for (;;) {
+            sigwait(&sigs, &sig);
+            if (sig != SIGHUP) break;
+            bn_server_log(srv, "info", "SIGHUP ignored: SIGINT or SIGTERM stops the server");
+        }
+        bn_server_log(srv, "info", "%s: listening socket closed; waiting up to %.0f s for %d running requests (a second "
+                      "signal cancels them)", sig == SIGINT ? "SIGINT" : "SIGTERM", shutdown_timeout,
+                      bn_server_inflight(srv));
+        bn_server_begin_stop(srv);
+        double deadline = now_ms() + shutdown_timeout * 1e3;
+        while (bn_server_inflight(srv) > 0 && now_ms() < deadline) {
+            const struct timespec tick = {0, 100 * 1000000L};
+            int got = sigtimedwait(&sigs, NULL, &tick);
+            if (got == SIGHUP) bn_server_log(srv, "info", "SIGHUP ignored: SIGINT or SIGTERM stops the server");
+            if (got == SIGINT || got == SIGTERM) {
+                bn_server_log(srv, "warn", "second signal: cancelling %d running requests now", bn_server_inflight(srv));
+                break;
+            }
+        }
+        bn_server_stop(srv, 0);
         bn_server_log(srv, "info", "stopped");
     }
     bn_server_free(srv);
-    for (size_t i = 0; i < keys.n; i++) {
-        memset(keys.items[i], 0, strlen(keys.items[i]));
-        free(keys.items[i]);
-    }
-    free(keys.items);
+    list_free(&keys, true);
+    list_free(&hosts, false);
+    list_free(&origins, false);
+    list_free(&proxies, false);
     free(model_path);
     free(args);
     if (rc == BN_EXIT_USAGE) {

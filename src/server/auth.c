@@ -101,3 +101,44 @@ void bn_auth_refund_tokens(bn_auth *a, int key, double n, double now_s) {
     if (a->tok[key].level > a->tpm) a->tok[key].level = a->tpm;
     pthread_mutex_unlock(&a->mu);
 }
+
+void bn_auth_set_fail_limit(bn_auth *a, double per_minute) { a->fail_per_minute = per_minute; }
+
+/* The client's failure bucket (created full, replacing the oldest entry when the table is full);
+ * called with a->mu held. */
+static bn_bucket *fail_bucket(bn_auth *a, const char *client) {
+    for (size_t i = 0; i < a->n_fails; i++)
+        if (!strcmp(a->fails[i].addr, client)) return &a->fails[i].bucket;
+    size_t slot = a->n_fails < BN_AUTH_FAIL_CLIENTS ? a->n_fails++ : a->next_fail++ % BN_AUTH_FAIL_CLIENTS;
+    bn_auth_client *c = &a->fails[slot];
+    size_t n = strlen(client);
+    if (n >= sizeof c->addr) n = sizeof c->addr - 1;
+    memcpy(c->addr, client, n);
+    c->addr[n] = '\0';
+    c->bucket.level = a->fail_per_minute;
+    c->bucket.last_s = -1;
+    return &c->bucket;
+}
+
+bool bn_auth_fail_allowed(bn_auth *a, const char *client, double now_s, int *retry_after) {
+    if (a->fail_per_minute <= 0) return true;
+    pthread_mutex_lock(&a->mu);
+    bn_bucket *b = fail_bucket(a, client);
+    refill(b, a->fail_per_minute, now_s);
+    bool ok = b->level >= 1;
+    if (!ok && retry_after) {
+        *retry_after = (int)ceil((1 - b->level) * 60.0 / a->fail_per_minute);
+        if (*retry_after < 1) *retry_after = 1;
+    }
+    pthread_mutex_unlock(&a->mu);
+    return ok;
+}
+
+void bn_auth_fail_record(bn_auth *a, const char *client, double now_s) {
+    if (a->fail_per_minute <= 0) return;
+    pthread_mutex_lock(&a->mu);
+    bn_bucket *b = fail_bucket(a, client);
+    refill(b, a->fail_per_minute, now_s);
+    b->level = b->level >= 1 ? b->level - 1 : 0;
+    pthread_mutex_unlock(&a->mu);
+}

@@ -12,7 +12,10 @@ static const double ttft_bounds[BN_METRICS_BUCKETS] = {0.01, 0.025, 0.05, 0.1, 0
                                                        1, 2.5, 5, 10, 30, 60};
 static const double itl_bounds[BN_METRICS_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                                       0.1, 0.25, 0.5, 1, 2.5, 5};
-static const char *const reject_names[BN_REJECT_COUNT] = {"auth", "rate_limit", "overload", "too_large"};
+static const char *const reject_names[BN_REJECT_COUNT] = {"auth", "rate_limit", "overload", "too_large",
+                                                          "auth_rate_limit", "host", "origin", "media_type",
+                                                          "framing"};
+static const char *const close_names[BN_CLOSE_COUNT] = {"client_limit", "header_timeout", "body_timeout"};
 
 void bn_metrics_init(bn_metrics *m) {
     memset(m, 0, sizeof *m);
@@ -38,6 +41,18 @@ void bn_metrics_request(bn_metrics *m, const char *endpoint, int status) {
 void bn_metrics_reject(bn_metrics *m, bn_reject_reason reason) {
     pthread_mutex_lock(&m->mu);
     m->rejected[reason]++;
+    pthread_mutex_unlock(&m->mu);
+}
+
+void bn_metrics_closed(bn_metrics *m, bn_close_reason reason) {
+    pthread_mutex_lock(&m->mu);
+    m->closed[reason]++;
+    pthread_mutex_unlock(&m->mu);
+}
+
+void bn_metrics_connections(bn_metrics *m, int delta) {
+    pthread_mutex_lock(&m->mu);
+    m->open_connections += delta;
     pthread_mutex_unlock(&m->mu);
 }
 
@@ -135,6 +150,13 @@ char *bn_metrics_render(bn_metrics *m, const bn_engine_stats *stats) {
     for (int r = 0; r < BN_REJECT_COUNT; r++)
         put(&b, "bitnet_rejected_requests_total{reason=\"%s\"} %llu\n", reject_names[r],
             (unsigned long long)m->rejected[r]);
+    put(&b, "# HELP bitnet_connections_closed_total Connections the server closed itself, by reason.\n"
+            "# TYPE bitnet_connections_closed_total counter\n");
+    for (int r = 0; r < BN_CLOSE_COUNT; r++)
+        put(&b, "bitnet_connections_closed_total{reason=\"%s\"} %llu\n", close_names[r],
+            (unsigned long long)m->closed[r]);
+    put(&b, "# HELP bitnet_open_connections Open client connections.\n# TYPE bitnet_open_connections gauge\n"
+            "bitnet_open_connections %d\n", m->open_connections);
     put_histogram(&b, "bitnet_time_to_first_token_seconds", "Time from request to first generated token.",
                   &m->ttft, ttft_bounds);
     put_histogram(&b, "bitnet_inter_token_latency_seconds", "Time between consecutive generated tokens.",

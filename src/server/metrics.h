@@ -19,8 +19,21 @@ typedef enum bn_reject_reason {
     BN_REJECT_RATE_LIMIT,
     BN_REJECT_OVERLOAD,
     BN_REJECT_TOO_LARGE,
+    BN_REJECT_AUTH_LIMIT,  /* too many failed authentications from one client */
+    BN_REJECT_HOST,        /* Host header not allowed (DNS rebinding) or missing */
+    BN_REJECT_ORIGIN,      /* cross-origin request from an origin not in --cors-origin */
+    BN_REJECT_MEDIA_TYPE,  /* POST body not application/json */
+    BN_REJECT_FRAMING,     /* conflicting Content-Length / Transfer-Encoding */
     BN_REJECT_COUNT
 } bn_reject_reason;
+
+/* Why the server closed a connection on its own. */
+typedef enum bn_close_reason {
+    BN_CLOSE_CLIENT_LIMIT = 0, /* the client's oldest waiting connection, past --max-client-connections */
+    BN_CLOSE_HEADER_TIMEOUT,   /* no complete request head within --header-timeout */
+    BN_CLOSE_BODY_TIMEOUT,     /* no complete body within --body-timeout */
+    BN_CLOSE_COUNT
+} bn_close_reason;
 
 #define BN_METRICS_MAX_SERIES 128
 #define BN_METRICS_BUCKETS 12
@@ -41,6 +54,8 @@ typedef struct bn_metrics {
     int n_requests;
     uint64_t prompt_tokens, generated_tokens;
     uint64_t rejected[BN_REJECT_COUNT];
+    uint64_t closed[BN_CLOSE_COUNT];
+    int open_connections;
     bn_histogram ttft, itl;
 } bn_metrics;
 
@@ -49,6 +64,9 @@ void bn_metrics_destroy(bn_metrics *m);
 /* endpoint: the route ("/v1/completions"), or "other" for unknown paths. */
 void bn_metrics_request(bn_metrics *m, const char *endpoint, int status);
 void bn_metrics_reject(bn_metrics *m, bn_reject_reason reason);
+void bn_metrics_closed(bn_metrics *m, bn_close_reason reason);
+/* delta: +1 when a connection opens, -1 when it closes. */
+void bn_metrics_connections(bn_metrics *m, int delta);
 void bn_metrics_tokens(bn_metrics *m, int n_prompt, int n_generated);
 void bn_metrics_ttft(bn_metrics *m, double seconds);
 void bn_metrics_itl(bn_metrics *m, double seconds);

@@ -1,13 +1,14 @@
 /*
  * server.h: the OpenAI-compatible HTTP server behind `bitnet serve`.
  *
- * Design: libmicrohttpd runs one thread per connection; a request's body is read, authorized,
- * rate-limited, parsed (request.h), tokenized and turned into engine jobs (engine.h). Streaming
- * responses are a libmicrohttpd callback response that blocks on the request's condition
- * variable until the engine thread has appended the next SSE event; non-streaming requests wait
- * in the handler and answer with one JSON body. Either way the waiting thread watches the socket,
- * so a client that goes away cancels its jobs and frees their slots at the next engine step.
- * Routes, fields and errors are documented in docs/openapi.yaml and docs/SERVER.md.
+ * Design, one concern per file: transport.c runs libmicrohttpd (one thread per connection, TLS,
+ * IPv4/IPv6, connection limits and deadlines, request framing checks, the request log);
+ * routes.c holds the route table and the checks every request passes (Host, Origin and CORS,
+ * media type, API key, rate limits); planning.c turns a parsed request (request.h) into engine
+ * jobs (engine.h); completion.c builds the OpenAI JSON on the connection's thread from the events
+ * the engine thread queues. The thread that waits for a generation watches the socket, so a
+ * client that goes away cancels its jobs and frees their slots at the next engine step. Routes,
+ * fields and errors are documented in docs/openapi.yaml and docs/SERVER.md.
  */
 #ifndef BN_SERVER_SERVER_H
 #define BN_SERVER_SERVER_H
@@ -40,6 +41,25 @@ typedef struct bn_server_config {
     bool int8_lm_head;           /* int8 LM head with per-row scales (default: F16) */
     const char *tune;            /* kernel tuning at load, "off" | "quick" | "full" (model/tune.h);
                                     NULL: BITNET_TUNE, else quick */
+    /* transport and hardening (docs/SERVER.md, "Security") */
+    const char *ssl_cert_file, *ssl_key_file; /* both: HTTPS (PEM files) */
+    const char *const *allowed_hosts;   /* Host names accepted besides loopback names; "*": any */
+    size_t n_allowed_hosts;
+    const char *const *cors_origins;    /* origins answered with CORS headers; "*": any */
+    size_t n_cors_origins;
+    const char *const *trusted_proxies; /* peer addresses whose X-Forwarded-For names the client */
+    size_t n_trusted_proxies;
+    int max_connections;         /* open connections in all; default 1024 */
+    int max_client_connections;  /* connections of one client address waiting for a request
+                                    (head or body still arriving, or idle); a new one past this
+                                    closes the client's oldest waiting one; 0: no limit
+                                    (bitnet serve's default: 32) */
+    double header_timeout;       /* seconds a connection may take to send a request head
+                                    (idle keep-alive included); 0: none (bitnet serve: 10) */
+    double body_timeout;         /* seconds from the head to the end of the body; 0: none
+                                    (bitnet serve: 60) */
+    int auth_fail_limit;         /* failed authentications per minute per client before 429;
+                                    <= 0: unlimited (bitnet serve's default: 10) */
 } bn_server_config;
 
 typedef struct bn_server bn_server;
@@ -51,9 +71,18 @@ bn_status bn_server_start(bn_server **out, const bn_server_config *config, bn_er
 bn_status bn_server_load_model(bn_server *s, bn_error *err);
 int bn_server_port(const bn_server *s);
 const char *bn_server_model_id(const bn_server *s);
-/* Stops accepting connections, lets running requests finish for up to timeout_s seconds, then
- * cancels the rest and stops every thread. */
+/* Closes the listening socket (new connections are refused) and makes /health answer 503
+ * "stopping"; running requests go on. */
+void bn_server_begin_stop(bn_server *s);
+/* Requests (generations) still running. */
+int bn_server_inflight(const bn_server *s);
+/* bn_server_begin_stop, then waits up to timeout_s seconds for running requests, cancels the
+ * rest (a cut request answers 503 server_shutdown, a cut stream ends with that error and no
+ * [DONE]) and stops every thread. */
 void bn_server_stop(bn_server *s, double timeout_s);
+/* The address clients reach: "127.0.0.1", "[::1]", a host name. */
+const char *bn_server_url_host(const bn_server *s);
+bool bn_server_tls(const bn_server *s);
 void bn_server_free(bn_server *s);
 
 /* One log line on stderr in the configured format (text or JSON): level and message. */

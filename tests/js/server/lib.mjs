@@ -2,6 +2,7 @@
 // plain HTTP requests (node:http, one connection each), SSE parsing and a tiny TAP-like reporter.
 import { spawn } from 'node:child_process';
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
 
 let passed = 0, failed = 0;
@@ -23,7 +24,8 @@ const running = new Set();
 process.on('exit', () => { for (const p of running) p.kill('SIGKILL'); });
 
 // Starts the server; resolves with {port, base, proc, exited (promise of the exit code), logs()}.
-export async function startServer(bin, args, env = {}) {
+// tls: the server speaks HTTPS (readiness is then probed over TLS without verification).
+export async function startServer(bin, args, env = {}, { tls = false } = {}) {
   const proc = spawn(bin, ['serve', '--port', '0', ...args], {
     env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -34,19 +36,31 @@ export async function startServer(bin, args, env = {}) {
   const exited = new Promise((resolve) => proc.on('exit', (code, sig) => { running.delete(proc); resolve(code ?? sig); }));
   let port = 0;
   for (let i = 0; i < 600 && !port; i++) {
-    const m = out.match(/listening on http:\/\/[0-9.]+:(\d+)/);
+    const m = out.match(/listening on https?:\/\/(?:\[[^\]]+\]|[^:/\s]+):(\d+)/);
     if (m) port = Number(m[1]);
     else await sleep(20);
     if (proc.exitCode !== null) break;
   }
   if (!port) throw new Error(`server did not start: ${out} ${err}`);
-  const base = `http://127.0.0.1:${port}`;
+  const v6only = /--host\s+::1\b/.test(args.join(' ')) || args.includes('::1');
+  const base = `http://${v6only ? '[::1]' : '127.0.0.1'}:${port}`;
   for (let i = 0; i < 600; i++) {
-    const r = await request(base, 'GET', '/health').catch(() => null);
+    const r = await (tls ? tlsHealth(port) : request(base, 'GET', '/health')).catch(() => null);
     if (r && r.status === 200) break;
     await sleep(20);
   }
   return { port, base, proc, exited, logs: () => out + err };
+}
+
+function tlsHealth(port) {
+  return new Promise((resolve, reject) => {
+    const req = https.request({ host: '127.0.0.1', port, path: '/health', rejectUnauthorized: false, agent: false }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
 }
 
 // One request on its own connection; resolves {status, headers, text, json}.
@@ -57,7 +71,7 @@ export function request(base, method, path, { body, headers = {}, raw = false } 
     const h = { ...headers };
     if (data !== undefined && !h['Content-Type']) h['Content-Type'] = 'application/json';
     if (data !== undefined) h['Content-Length'] = data.length;
-    const req = http.request({ host: url.hostname, port: url.port, method, path: url.pathname + url.search,
+    const req = http.request({ host: url.hostname.replace(/^\[|\]$/g, ''), port: url.port, method, path: url.pathname + url.search,
       headers: h, agent: false }, (res) => {
       const chunks = [];
       res.on('data', (c) => chunks.push(c));

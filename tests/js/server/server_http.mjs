@@ -249,7 +249,7 @@ async function main() {
   r = await request(A.base, 'GET', '/v1/embeddings');
   check(isError(r, 404) && r.json.error.code === 'unknown_url', 'unknown route: 404', r.text);
   r = await request(A.base, 'GET', '/v1/completions');
-  check(isError(r, 405) && r.headers.allow === 'POST', 'wrong method: 405 with Allow', r.text);
+  check(isError(r, 405) && r.headers.allow === 'POST, OPTIONS', 'wrong method: 405 with Allow', r.text);
   r = await request(A.base, 'DELETE', '/health');
   check(r.status === 405, 'DELETE /health: 405');
   r = await POST(A, '/v1/completions', { model: ID, prompt: 'x'.repeat(1100) });
@@ -354,10 +354,10 @@ async function main() {
   check(bad.length === 0, '500 hostile requests all get a 4xx', bad.slice(0, 10).map(([s, k]) => [s, hostile[k].path, (hostile[k].raw || '').slice(0, 80).toString()]));
   // slow senders and truncated bodies on raw sockets
   const slowBody = `{"model":"${ID}","prompt":1.5}`;
-  const slow = Buffer.from(`POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${slowBody.length}\r\n\r\n${slowBody}`);
+  const slow = Buffer.from(`POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${slowBody.length}\r\n\r\n${slowBody}`);
   const slowStatuses = await Promise.all([0, 1, 2].map(() => rawRequest(A.port, slow, { chunk: 7, delayMs: 15 })));
   check(slowStatuses.every((s) => s === 400), 'slow senders get 400', slowStatuses);
-  const huge = await rawRequest(A.port, Buffer.from('POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n{"a":'));
+  const huge = await rawRequest(A.port, Buffer.from('POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n{"a":'));
   check(huge === 413, 'a huge Content-Length is answered 413 at once', huge);
   r = await request(A.base, 'GET', '/health');
   check(r.status === 200, 'healthy after hostile traffic');
