@@ -239,6 +239,12 @@ static void *watchdog_main(void *arg) {
     return NULL;
 }
 
+static int hex_digit(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    c = (char)(c | 32);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
 /* URL unescaping that never decodes %00: a NUL would cut the path short ("/health%00x" answering
  * as "/health"); the escape stays as it is and the path matches no route. */
 static size_t unescape_cb(void *cls, struct MHD_Connection *conn, char *uri) {
@@ -246,10 +252,9 @@ static size_t unescape_cb(void *cls, struct MHD_Connection *conn, char *uri) {
     (void)conn;
     char *w = uri;
     for (const char *r = uri; *r;) {
-        int hi, lo;
-        if (r[0] == '%' && (hi = r[1] ? (r[1] >= '0' && r[1] <= '9' ? r[1] - '0' : (r[1] | 32) >= 'a' && (r[1] | 32) <= 'f' ? (r[1] | 32) - 'a' + 10 : -1) : -1) >= 0 &&
-            (lo = r[2] >= '0' && r[2] <= '9' ? r[2] - '0' : (r[2] | 32) >= 'a' && (r[2] | 32) <= 'f' ? (r[2] | 32) - 'a' + 10 : -1) >= 0 &&
-            (hi | lo) != 0) {
+        int hi = r[0] == '%' ? hex_digit(r[1]) : -1;
+        int lo = hi >= 0 ? hex_digit(r[2]) : -1;
+        if (lo >= 0 && (hi | lo) != 0) {
             *w++ = (char)(hi * 16 + lo);
             r += 3;
         } else {
@@ -288,11 +293,13 @@ static bool head_refused(bn_request_ctx *c, struct MHD_Connection *conn, const c
     framing f = {0};
     MHD_get_connection_values(conn, MHD_HEADER_KIND, framing_header, &f);
     const char *why = NULL;
+    bn_reject_reason reason = BN_REJECT_FRAMING;
     if (f.lengths_differ) why = "the request has two different Content-Length headers";
     else if (f.n_length && f.has_transfer_encoding) why = "the request has both Content-Length and Transfer-Encoding";
-    else if (!f.has_host && version && !strcmp(version, "HTTP/1.1")) why = "an HTTP/1.1 request needs a Host header";
+    else if (!f.has_host && version && !strcmp(version, "HTTP/1.1"))
+        why = "an HTTP/1.1 request needs a Host header", reason = BN_REJECT_HOST;
     if (!why) return false;
-    bn_metrics_reject(&c->srv->metrics, f.has_host || !version || strcmp(version, "HTTP/1.1") ? BN_REJECT_FRAMING : BN_REJECT_HOST);
+    bn_metrics_reject(&c->srv->metrics, reason);
     bn_api_error e;
     bn_api_error_set(&e, 400, "invalid_request_error", NULL, "bad_request", "%s", why);
     *ret = bn_respond(c, conn, 400, bn_json_dump(bn_api_error_json(&e)), "application/json", 0, NULL, true);
