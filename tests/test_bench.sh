@@ -90,14 +90,15 @@ check "uncreatable receipt: exit 1" test $? -eq 1
 check "uncreatable receipt: early" bash -c "grep -q 'cannot create' '$tmp/nojson.txt' && ! grep -q loaded '$tmp/nojson.txt'"
 
 # Usage errors.
-"$bin" bench -p 8 >/dev/null 2>&1
-check "no model: exit 2" test $? -eq 2
+# Without -m: BITNET_MODEL, as in every command that takes a model.
+BITNET_MODEL="$model" "$bin" bench -p 4 -n 0 -r 1 --no-progress > "$tmp/env.txt" 2>&1
+check "no -m: BITNET_MODEL runs" grep -q "pp4" "$tmp/env.txt"
 "$bin" bench -m "$model" -p 0 -n 0 >/dev/null 2>&1
 check "nothing to run: exit 2" test $? -eq 2
 "$bin" bench -m "$model" -r 0 >/dev/null 2>&1
 check "-r 0: exit 2" test $? -eq 2
 "$bin" bench -m "$model" --isa nosuch -p 4 -n 0 >/dev/null 2>&1
-check "unknown isa: exit 1" test $? -eq 1
+check "unknown isa: a usage error (2), as in run" test $? -eq 2
 
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]

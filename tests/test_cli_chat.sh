@@ -61,6 +61,6 @@ check "a seeded sampled chat repeats" cmp -s "$tmp/seeded1" "$tmp/seeded2"
 
 "$bin" chat -m "$m" --bogus < /dev/null > /dev/null 2> "$tmp/bad"
 check "unknown option exits 2" test $? -eq 2
-check "one-line error" grep -q "^bitnet chat: unknown option or missing value '--bogus'" "$tmp/bad"
+check "one-line error" grep -q "^bitnet chat: unknown option '--bogus'" "$tmp/bad"
 
 exit $fail

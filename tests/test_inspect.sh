@@ -9,7 +9,9 @@ bn_make_tmp test_inspect
 # usage and help
 "$bin" inspect --help >"$tmp/help" 2>&1; check "--help exits 0" test $? -eq 0
 check "--help describes --json" grep -q -- "--json" "$tmp/help"
-"$bin" inspect >/dev/null 2>&1; check "no FILE is a usage error (2)" test $? -eq 2
+BITNET_MODEL="$src/tests/data/oracle-a/model.gguf" "$bin" inspect > "$tmp/default.txt" 2>&1
+check "no FILE: the BITNET_MODEL file" grep -qx "tensors: 24" "$tmp/default.txt"
+"$bin" inspect a b >/dev/null 2>&1; check "two FILEs are a usage error (2)" test $? -eq 2
 "$bin" inspect --bogus x >/dev/null 2>&1; check "unknown option is a usage error (2)" test $? -eq 2
 
 # the oracle file made by Microsoft's tools

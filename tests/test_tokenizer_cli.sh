@@ -57,14 +57,15 @@ usage_case() { # usage_case NAME ARGS...
   check "$name: usage follows" grep -q "^usage: bitnet" "$tmp/err"
 }
 usage_case "unknown option" tokenize -m "$M" --bogus x
-usage_case "no model" tokenize x
 usage_case "no text" tokenize -m "$M"
 usage_case "two texts" tokenize -m "$M" a b
 usage_case "bad pre" tokenize -m "$M" --pre nope x
 usage_case "missing -m value" tokenize -m
 usage_case "detok bad id" detokenize -m "$M" 12x
 usage_case "detok unknown option" detokenize -m "$M" --json 1
-usage_case "detok no model" detokenize 1 2
+# Without -m: BITNET_MODEL (else the shipped model), as in every command that takes a model.
+check "no -m: BITNET_MODEL" eq "$(BITNET_MODEL="$M" "$bin" tokenize --no-bos x)" "$("$bin" tokenize -m "$M" --no-bos x)"
+check "detok no -m: BITNET_MODEL" eq "$(BITNET_MODEL="$M" "$bin" detokenize 120)" "$("$bin" detokenize -m "$M" 120)"
 
 # --help is accurate: it documents every option the command accepts, and exits 0.
 help=$("$bin" tokenize --help); check "tokenize help exit" eq "$?" "0"

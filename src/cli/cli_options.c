@@ -6,6 +6,7 @@
 #include "cli/cli_options.h"
 
 #include "cli/commands.h"
+#include "cli/progress.h"
 #include "kernels/cpu_features.h"
 #include "kernels/variants.h"
 #include "model/tune.h"
@@ -43,79 +44,144 @@ double bn_cli_now_ms(void) {
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-/* The value of option argv[*i], advancing *i; NULL (err set) when it is the last argument. */
-static const char *take_value(int argc, char **argv, int *i, bn_error *err) {
-    if (*i + 1 >= argc) {
-        bn_error_set(err, BN_ERR_INVALID, "option %s needs a value", argv[*i]);
-        return NULL;
-    }
-    return argv[++*i];
-}
-
-static bn_cli_parse bad_value(const char *option, const char *value, const char *expected,
-                              bn_error *err) {
-    bn_error_set(err, BN_ERR_INVALID, "invalid value '%s' for %s (expected %s)", value, option,
-                 expected);
+bn_cli_parse bn_cli_bad_value(const char *option, const char *value, const char *expected, bn_error *err) {
+    bn_error_set(err, BN_ERR_INVALID, "invalid value '%s' for %s (expected %s)", value, option, expected);
     return BN_CLI_BAD;
 }
 
-static bool is(const char *a, const char *short_name, const char *long_name) {
-    return (short_name && !strcmp(a, short_name)) || (long_name && !strcmp(a, long_name));
+/* A one-line note on stderr about an option that means nothing (or less) here. */
+static void note(const bn_cli_common *c, const char *fmt, const char *name, const char *value) {
+    fprintf(stderr, "bitnet %s: note: ", c->command ? c->command : "");
+    fprintf(stderr, fmt, name, value ? value : "");
+    fputc('\n', stderr);
 }
 
 /* ---- common options ---- */
 
-const char bn_cli_common_help[] =
-    "  -m, --model FILE       GGUF model (default: " BN_CLI_DEFAULT_MODEL ")\n"
-    "  -t, --threads N        threads (default: online CPUs, at most 8)\n"
-    "  -c, --ctx-size N       context size in tokens (default: the model's training context)\n"
-    "  --isa NAME             CPU kernel path of every kernel: scalar, avx2, avx512 (default:\n"
-    "                         BITNET_ISA, else what the tuner chose per kernel class; see --tune;\n"
-    "                         BITNET_VARIANT=gemv=avx512.nta,head=avx2 forces variants,\n"
-    "                         BITNET_PREFETCH=t0|nta|none the one-token prefetch hint and\n"
-    "                         BITNET_GFNI=0 turns off avx512's GFNI decoding)\n"
-    BN_CLI_TUNE_HELP
-    "  --verbose              print the kernel variants chosen at load (and their timings)\n";
+enum {
+    OPT_MODEL = 1, OPT_THREADS, OPT_THREADS_BATCH, OPT_CTX, OPT_BATCH, OPT_DEVICE, OPT_GPU_LAYERS,
+    OPT_FLASH_ATTN, OPT_CACHE_TYPE, OPT_MLOCK, OPT_ISA, OPT_TUNE, OPT_VERBOSE, OPT_NO_PROGRESS, OPT_IGNORED_FLAG
+};
 
-bn_cli_parse bn_cli_parse_tune(int *mode, const char *option, const char *value, bn_error *err) {
-    bn_tune_mode m;
-    if (bn_tune_mode_parse(&m, value, NULL) != BN_OK) return bad_value(option, value, "off, quick or full", err);
-    *mode = (int)m;
-    return BN_CLI_CONSUMED;
-}
+const bn_cli_option bn_cli_common_options[] = {
+    {OPT_MODEL, "-m|--model", "FILE", "GGUF model (default: BITNET_MODEL, else " BN_CLI_DEFAULT_MODEL ")", 0,
+     BN_COMMON_MODEL, NULL},
+    {OPT_THREADS, "-t|--threads", "N", "threads (default: online CPUs, at most 8; more than the CPUs\nare capped with a note)", 0,
+     BN_COMMON_THREADS, NULL},
+    {OPT_THREADS_BATCH, "-tb|--threads-batch", "N", "accepted for llama.cpp command lines; the prompt uses -t\nthreads too", 0,
+     BN_COMMON_THREADS, NULL},
+    {OPT_CTX, "-c|--ctx-size", "N", "context size in tokens (default: the model's training context;\nmore than that is allowed with a warning)", 0,
+     BN_COMMON_CTX, NULL},
+    {OPT_BATCH, "-b|--batch-size|-ub|--ubatch-size", "N", "prompt tokens per forward pass (default 512)", 0,
+     BN_COMMON_BATCH, NULL},
+    {OPT_DEVICE, "--device|-dev", "NAME", "cpu (default) or cuda (GPU 0)", 0, BN_COMMON_DEVICE, "cpu|cuda"},
+    {OPT_GPU_LAYERS, "-ngl|--gpu-layers|--n-gpu-layers", "N", "llama.cpp's GPU offload: N > 0 means --device cuda (the whole\nmodel; on a build or machine without a GPU: the CPU, with a note)", 0,
+     BN_COMMON_DEVICE, NULL},
+    {OPT_FLASH_ATTN, "-fa|--flash-attn", "on|off|auto", "accepted with a note (attention is always fused here)",
+     BN_OPT_OPTIONAL, BN_COMMON_DEVICE, "on|off|auto"},
+    {OPT_CACHE_TYPE, "-ctk|--cache-type-k|-ctv|--cache-type-v", "TYPE", "KV cache type: f16 (default) or f32; other llama.cpp types\n(q8_0, q4_0, ...) keep f16, with a note", 0,
+     BN_COMMON_DEVICE, "f16|f32|q8_0|q4_0"},
+    {OPT_MLOCK, "--mlock|--no-mmap|--no-warmup|--log-disable|--color|--simple-io", NULL,
+     "llama.cpp options with no meaning here: accepted with a note", 0, BN_COMMON_DEVICE, NULL},
+    {OPT_ISA, "--isa", "NAME", "CPU kernel path of every kernel: scalar, avx2, avx512 (default:\n"
+                               "BITNET_ISA, else what the tuner chose per kernel class; see --tune;\n"
+                               "BITNET_VARIANT=gemv=avx512.nta,head=avx2 forces variants,\n"
+                               "BITNET_PREFETCH=t0|nta|none the one-token prefetch hint and\n"
+                               "BITNET_GFNI=0 turns off avx512's GFNI decoding)", 0,
+     BN_COMMON_KERNELS, "scalar|avx2|avx512"},
+    {OPT_TUNE, "--tune", "off|quick|full", "kernel tuning at load: time each kernel's variants on this model\n"
+                                          "and bind the fastest (default: BITNET_TUNE, else quick: about\n"
+                                          "300 ms, then cached in $XDG_CACHE_HOME/bitnet/tune.json; full:\n"
+                                          "about 3 s, always measured); --isa and BITNET_VARIANT=CLASS=NAME\n"
+                                          "still force a path or variant", 0, BN_COMMON_KERNELS, "off|quick|full"},
+    {OPT_VERBOSE, "-v|--verbose", NULL, "print the kernel variants chosen at load (and their timings)", 0,
+     BN_COMMON_KERNELS, NULL},
+    {OPT_NO_PROGRESS, "--no-progress", NULL, "no progress lines on stderr (model load, long work); without a\nterminal on stderr only one line per stage is printed", 0,
+     BN_COMMON_PROGRESS, NULL},
+    {0},
+};
 
-void bn_cli_common_init(bn_cli_common *c) {
+void bn_cli_common_init(bn_cli_common *c, const char *command) {
     memset(c, 0, sizeof *c);
     c->tune = BN_TUNE_FROM_ENV;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     c->n_threads = cpus < 1 ? 1 : cpus > 8 ? 8 : (int)cpus;
+    c->gpu_layers = -1;
+    c->progress = true;
+    c->command = command;
 }
 
-bn_cli_parse bn_cli_parse_common(bn_cli_common *c, int argc, char **argv, int *i, bn_error *err) {
-    const char *a = argv[*i];
-    const char *v;
-    if (is(a, "-m", "--model")) {
-        if (!(v = take_value(argc, argv, i, err))) return BN_CLI_BAD;
+bn_cli_group bn_cli_common_group(bn_cli_common *c, unsigned mask) {
+    return (bn_cli_group){"common options", bn_cli_common_options, mask, bn_cli_apply_common, c};
+}
+
+bn_cli_parse bn_cli_apply_common(void *state, const bn_cli_option *opt, const char *name, const char *v,
+                                 bn_error *err) {
+    bn_cli_common *c = state;
+    int iv;
+    switch (opt ? opt->id : 0) {
+    case OPT_MODEL:
+        if (!*v) return bn_cli_bad_value(name, v, "a file name", err);
         c->model_path = v;
-    } else if (is(a, "-t", "--threads")) {
-        if (!(v = take_value(argc, argv, i, err))) return BN_CLI_BAD;
-        if (!bn_cli_parse_int(v, 1, 1024, &c->n_threads))
-            return bad_value(a, v, "an integer in 1..1024", err);
-    } else if (is(a, "-c", "--ctx-size")) {
-        if (!(v = take_value(argc, argv, i, err))) return BN_CLI_BAD;
-        if (!bn_cli_parse_int(v, 0, 1 << 24, &c->n_ctx))
-            return bad_value(a, v, "an integer in 0..16777216", err);
-    } else if (is(a, NULL, "--isa")) {
-        if (!(v = take_value(argc, argv, i, err))) return BN_CLI_BAD;
+        break;
+    case OPT_THREADS:
+        if (!bn_cli_parse_int(v, 1, 1024, &c->n_threads)) return bn_cli_bad_value(name, v, "an integer in 1..1024", err);
+        c->threads_given = true;
+        break;
+    case OPT_THREADS_BATCH:
+        if (!bn_cli_parse_int(v, -1, 1024, &iv)) return bn_cli_bad_value(name, v, "an integer in -1..1024", err);
+        note(c, "%s is accepted for llama.cpp command lines; the prompt runs on -t threads", name, NULL);
+        break;
+    case OPT_CTX:
+        if (!bn_cli_parse_int(v, 0, 1 << 24, &c->n_ctx)) return bn_cli_bad_value(name, v, "an integer in 0..16777216", err);
+        break;
+    case OPT_BATCH:
+        if (!bn_cli_parse_int(v, 1, 1 << 20, &c->n_batch)) return bn_cli_bad_value(name, v, "an integer in 1..1048576", err);
+        break;
+    case OPT_DEVICE:
+        if (bn_device_parse(&c->device, v, NULL) != BN_OK) return bn_cli_bad_value(name, v, "cpu or cuda", err);
+        c->device_given = true;
+        break;
+    case OPT_GPU_LAYERS:
+        if (!bn_cli_parse_int(v, -1, 1 << 20, &c->gpu_layers)) return bn_cli_bad_value(name, v, "an integer >= -1", err);
+        break;
+    case OPT_FLASH_ATTN:
+        if (v && strcmp(v, "on") && strcmp(v, "off") && strcmp(v, "auto")) return bn_cli_bad_value(name, v, "on, off or auto", err);
+        note(c, "%s%s is accepted for llama.cpp command lines; attention is always fused here", name, v ? " VALUE" : "");
+        break;
+    case OPT_CACHE_TYPE:
+        if (!strcmp(v, "f32")) {
+            c->kv_f32 = true;
+        } else if (!strcmp(v, "f16")) {
+            c->kv_f32 = false;
+        } else if (!strcmp(v, "q8_0") || !strcmp(v, "q4_0") || !strcmp(v, "q4_1") || !strcmp(v, "q5_0") ||
+                   !strcmp(v, "q5_1") || !strcmp(v, "iq4_nl") || !strcmp(v, "bf16")) {
+            note(c, "%s %s: this engine's KV cache is f16 or f32; it stays f16", name, v);
+        } else {
+            return bn_cli_bad_value(name, v, "f16, f32 or a llama.cpp cache type such as q8_0", err);
+        }
+        break;
+    case OPT_MLOCK:
+        note(c, "%s is accepted for llama.cpp command lines and has no effect here%s", name, "");
+        break;
+    case OPT_ISA:
         if (strcmp(v, "scalar") && strcmp(v, "avx2") && strcmp(v, "avx512"))
-            return bad_value(a, v, "scalar, avx2 or avx512", err);
+            return bn_cli_bad_value(name, v, "scalar, avx2 or avx512", err);
         c->isa = v;
-    } else if (is(a, NULL, "--tune")) {
-        if (!(v = take_value(argc, argv, i, err))) return BN_CLI_BAD;
-        return bn_cli_parse_tune(&c->tune, a, v, err);
-    } else if (is(a, NULL, "--verbose")) {
+        break;
+    case OPT_TUNE: {
+        bn_tune_mode m;
+        if (bn_tune_mode_parse(&m, v, NULL) != BN_OK) return bn_cli_bad_value(name, v, "off, quick or full", err);
+        c->tune = (int)m;
+        break;
+    }
+    case OPT_VERBOSE:
         c->verbose = true;
-    } else {
+        break;
+    case OPT_NO_PROGRESS:
+        c->progress = false;
+        break;
+    default:
         return BN_CLI_NOT_MINE;
     }
     return BN_CLI_CONSUMED;
@@ -133,31 +199,42 @@ bn_status bn_cli_apply_isa(const bn_cli_common *c, bn_error *err) {
 
 /* ---- sampling options ---- */
 
-const char bn_cli_sampling_help[] =
-    "  -n, --n-predict N      tokens to generate at most (-1: until the context is full)\n"
-    "  --temp T               temperature; 0 is greedy (default 0.8)\n"
-    "  --top-k K              keep the K most likely tokens; 0 is off (default 40)\n"
-    "  --top-p P              nucleus sampling in [0, 1]; 1 is off (default 0.95)\n"
-    "  --min-p P              drop tokens below P times the best one's probability (default 0.05)\n"
-    "  --typical P            locally typical sampling in (0, 1]; 1 is off (default 1)\n"
-    "  --repeat-penalty X     repetition penalty > 0; 1 is off (default 1)\n"
-    "  --repeat-last-n N      tokens the penalties look back over (default 64)\n"
-    "  --presence-penalty X   OpenAI presence penalty in [-2, 2] (default 0)\n"
-    "  --frequency-penalty X  OpenAI frequency penalty in [-2, 2] (default 0)\n"
-    "  --logit-bias ID=BIAS   add BIAS to token ID's logit (-inf bans it); repeatable\n"
-    "  --seed N               random seed; -1 picks one (default -1)\n"
-    "  --stop STR             stop when the text contains STR (not printed); repeatable\n"
-    "  --ignore-eos           keep generating past the end-of-generation token\n"
-    "  --context-shift        when the context fills, drop the oldest half of the tokens after\n"
-    "                         --keep and go on (default: stop, reason \"context\")\n"
-    "  --keep N               tokens a context shift keeps at the start; -1: the first prompt\n"
-    "                         (default -1)\n";
+enum {
+    SAMPLE_N = 1, SAMPLE_TEMP, SAMPLE_TOP_K, SAMPLE_TOP_P, SAMPLE_MIN_P, SAMPLE_TYPICAL, SAMPLE_REPEAT_PENALTY,
+    SAMPLE_REPEAT_LAST_N, SAMPLE_PRESENCE, SAMPLE_FREQUENCY, SAMPLE_LOGIT_BIAS, SAMPLE_SEED, SAMPLE_STOP,
+    SAMPLE_IGNORE_EOS, SAMPLE_CONTEXT_SHIFT, SAMPLE_NO_CONTEXT_SHIFT, SAMPLE_KEEP
+};
+
+const bn_cli_option bn_cli_sampling_options[] = {
+    {SAMPLE_N, "-n|--n-predict|--predict", "N", "tokens to generate at most (-1: until the context is full)", 0, 0, NULL},
+    {SAMPLE_TEMP, "--temp|--temperature", "T", "temperature; 0 is greedy (default 0.8)", 0, 0, NULL},
+    {SAMPLE_TOP_K, "--top-k", "K", "keep the K most likely tokens; 0 is off (default 40)", 0, 0, NULL},
+    {SAMPLE_TOP_P, "--top-p", "P", "nucleus sampling in [0, 1]; 1 is off (default 0.95)", 0, 0, NULL},
+    {SAMPLE_MIN_P, "--min-p", "P", "drop tokens below P times the best one's probability (default 0.05)", 0, 0, NULL},
+    {SAMPLE_TYPICAL, "--typical", "P", "locally typical sampling in (0, 1]; 1 is off (default 1)", 0, 0, NULL},
+    {SAMPLE_REPEAT_PENALTY, "--repeat-penalty", "X", "repetition penalty > 0; 1 is off (default 1)", 0, 0, NULL},
+    {SAMPLE_REPEAT_LAST_N, "--repeat-last-n", "N", "tokens the penalties look back over (default 64)", 0, 0, NULL},
+    {SAMPLE_PRESENCE, "--presence-penalty", "X", "OpenAI presence penalty in [-2, 2] (default 0)", 0, 0, NULL},
+    {SAMPLE_FREQUENCY, "--frequency-penalty", "X", "OpenAI frequency penalty in [-2, 2] (default 0)", 0, 0, NULL},
+    {SAMPLE_LOGIT_BIAS, "-l|--logit-bias", "ID=BIAS", "add BIAS to token ID's logit (-inf bans it; llama.cpp's ID+BIAS\nand ID-BIAS also work); repeatable", 0, 0, NULL},
+    {SAMPLE_SEED, "-s|--seed", "N", "random seed; -1 picks one (default -1)", 0, 0, NULL},
+    {SAMPLE_STOP, "--stop|-r|--reverse-prompt", "STR", "stop when the text contains STR (not printed); repeatable", 0, 0, NULL},
+    {SAMPLE_IGNORE_EOS, "--ignore-eos", NULL, "keep generating past the end-of-generation token", 0, 0, NULL},
+    {SAMPLE_CONTEXT_SHIFT, "--context-shift", NULL, "when the context fills, drop the oldest half of the tokens after\n--keep and go on (default: stop, reason \"context\")", 0, 0, NULL},
+    {SAMPLE_NO_CONTEXT_SHIFT, "--no-context-shift", NULL, NULL, BN_OPT_HIDDEN, 0, NULL},
+    {SAMPLE_KEEP, "--keep", "N", "tokens a context shift keeps at the start; -1: the first prompt\n(default -1)", 0, 0, NULL},
+    {0},
+};
 
 void bn_cli_sampling_init(bn_cli_sampling *s, int32_t default_max_tokens) {
     memset(s, 0, sizeof *s);
     s->params = bn_sampler_params_default();
     s->max_tokens = default_max_tokens;
     s->keep = -1;
+}
+
+bn_cli_group bn_cli_sampling_group(bn_cli_sampling *s) {
+    return (bn_cli_group){"sampling options", bn_cli_sampling_options, 0, bn_cli_apply_sampling, s};
 }
 
 bn_gen_config bn_cli_gen_config(const bn_cli_sampling *s, const char *const *stops, size_t n_stops) {
@@ -176,21 +253,22 @@ void bn_cli_sampling_free(bn_cli_sampling *s) {
     memset(s, 0, sizeof *s);
 }
 
-static bn_cli_parse add_bias(bn_cli_sampling *s, const char *option, const char *v,
-                             bn_error *err) {
-    const char *eq = strchr(v, '=');
-    if (!eq) return bad_value(option, v, "ID=BIAS", err);
+/* ID=BIAS, or llama.cpp's ID+BIAS / ID-BIAS ("15043+1", "15043-inf"). */
+static bn_cli_parse add_bias(bn_cli_sampling *s, const char *option, const char *v, bn_error *err) {
+    size_t id_len = strspn(v, "0123456789");
+    const char *bias_text = v + id_len;
+    if (*bias_text == '=') bias_text++;
+    else if (*bias_text != '+' && *bias_text != '-') return bn_cli_bad_value(option, v, "ID=BIAS", err);
     char id_text[32];
-    size_t id_len = (size_t)(eq - v);
-    if (id_len == 0 || id_len >= sizeof id_text) return bad_value(option, v, "ID=BIAS", err);
+    if (id_len == 0 || id_len >= sizeof id_text) return bn_cli_bad_value(option, v, "ID=BIAS", err);
     memcpy(id_text, v, id_len);
     id_text[id_len] = '\0';
     int id;
     float bias;
-    if (!bn_cli_parse_int(id_text, 0, INT32_MAX, &id)) return bad_value(option, v, "ID=BIAS", err);
+    if (!bn_cli_parse_int(id_text, 0, INT32_MAX, &id)) return bn_cli_bad_value(option, v, "ID=BIAS", err);
     /* strtod accepts "inf" and "-inf"; NaN is refused by the range check */
-    if (!bn_cli_parse_float(eq + 1, -INFINITY, INFINITY, &bias))
-        return bad_value(option, v, "ID=BIAS with a numeric BIAS", err);
+    if (!bn_cli_parse_float(bias_text, -INFINITY, INFINITY, &bias))
+        return bn_cli_bad_value(option, v, "ID=BIAS with a numeric BIAS", err);
     bn_logit_bias *grown = realloc(s->biases, (s->n_biases + 1) * sizeof *grown);
     if (!grown) {
         bn_error_set(err, BN_ERR_NOMEM, "out of memory for --logit-bias");
@@ -203,81 +281,75 @@ static bn_cli_parse add_bias(bn_cli_sampling *s, const char *option, const char 
     return BN_CLI_CONSUMED;
 }
 
-bn_cli_parse bn_cli_parse_sampling(bn_cli_sampling *s, int argc, char **argv, int *i,
+bn_cli_parse bn_cli_apply_sampling(void *state, const bn_cli_option *opt, const char *a, const char *v,
                                    bn_error *err) {
-    const char *a = argv[*i];
+    bn_cli_sampling *s = state;
     bn_sampler_params *p = &s->params;
-    const char *v;
     int iv;
-    if (is(a, "-n", "--n-predict")) {
-        if (!(v = take_value(argc, argv, i, err))) return BN_CLI_BAD;
-        if (!bn_cli_parse_int(v, -1, INT32_MAX, &iv))
-            return bad_value(a, v, "an integer >= -1", err);
-        s->max_tokens = iv;
-    } else if (is(a, NULL, "--temp")) {
-        if (!(v = take_value(argc, argv, i, err))) return BN_CLI_BAD;
-        if (!bn_cli_parse_float(v, 0.0, 1e6, &p->temperature))
-            return bad_value(a, v, "a number >= 0", err);
-    } else if (is(a, NULL, "--top-k")) {
-        if (!(v = take_value(argc, argv, i, err))) return BN_CLI_BAD;
-        if (!bn_cli_parse_int(v, 0, INT32_MAX, &iv))
-            return bad_value(a, v, "an integer >= 0", err);
+    switch (opt ? opt->id : 0) {
+    case SAMPLE_N:
+        if (!bn_cli_parse_int(v, -2, INT32_MAX, &iv)) return bn_cli_bad_value(a, v, "an integer >= -1", err);
+        s->max_tokens = iv < 0 ? -1 : iv; /* llama.cpp's -2 (until the context is full) is -1 here */
+        break;
+    case SAMPLE_TEMP:
+        if (!bn_cli_parse_float(v, 0.0, 1e6, &p->temperature)) return bn_cli_bad_value(a, v, "a number >= 0", err);
+        break;
+    case SAMPLE_TOP_K:
+        if (!bn_cli_parse_int(v, 0, INT32_MAX, &iv)) return bn_cli_bad_value(a, v, "an integer >= 0", err);
         p->top_k = iv;
-    } else if (is(a, NULL, "--top-p")) {
-        if (!(v = take_value(argc, argv, i, err))) return BN_CLI_BAD;
-        if (!bn_cli_parse_float(v, 0.0, 1.0, &p->top_p))
-            return bad_value(a, v, "a number in [0, 1]", err);
-    } else if (is(a, NULL, "--min-p")) {
-        if (!(v = take_value(argc, argv, i, err))) return BN_CLI_BAD;
-        if (!bn_cli_parse_float(v, 0.0, 1.0, &p->min_p))
-            return bad_value(a, v, "a number in [0, 1]", err);
-    } else if (is(a, NULL, "--typical")) {
-        if (!(v = take_value(argc, argv, i, err))) return BN_CLI_BAD;
-        if (!bn_cli_parse_float(v, 1e-6, 1.0, &p->typical_p))
-            return bad_value(a, v, "a number in (0, 1]", err);
-    } else if (is(a, NULL, "--ignore-eos")) {
+        break;
+    case SAMPLE_TOP_P:
+        if (!bn_cli_parse_float(v, 0.0, 1.0, &p->top_p)) return bn_cli_bad_value(a, v, "a number in [0, 1]", err);
+        break;
+    case SAMPLE_MIN_P:
+        if (!bn_cli_parse_float(v, 0.0, 1.0, &p->min_p)) return bn_cli_bad_value(a, v, "a number in [0, 1]", err);
+        break;
+    case SAMPLE_TYPICAL:
+        if (!bn_cli_parse_float(v, 1e-6, 1.0, &p->typical_p)) return bn_cli_bad_value(a, v, "a number in (0, 1]", err);
+        break;
+    case SAMPLE_IGNORE_EOS:
         s->ignore_eos = true;
-    } else if (is(a, NULL, "--context-shift")) {
+        break;
+    case SAMPLE_CONTEXT_SHIFT:
         s->context_shift = true;
-    } else if (is(a, NULL, "--keep")) {
-        if (!(v = take_value(argc, argv, i, err))) return BN_CLI_BAD;
-        if (!bn_cli_parse_int(v, -1, INT32_MAX, &iv)) return bad_value(a, v, "an integer >= -1", err);
+        break;
+    case SAMPLE_NO_CONTEXT_SHIFT:
+        s->context_shift = false;
+        break;
+    case SAMPLE_KEEP:
+        if (!bn_cli_parse_int(v, -1, INT32_MAX, &iv)) return bn_cli_bad_value(a, v, "an integer >= -1", err);
         s->keep = iv;
-    } else if (is(a, NULL, "--repeat-penalty")) {
-        if (!(v = take_value(argc, argv, i, err))) return BN_CLI_BAD;
-        if (!bn_cli_parse_float(v, 1e-6, 1e6, &p->repetition_penalty))
-            return bad_value(a, v, "a number > 0", err);
-    } else if (is(a, NULL, "--repeat-last-n")) {
-        if (!(v = take_value(argc, argv, i, err))) return BN_CLI_BAD;
+        break;
+    case SAMPLE_REPEAT_PENALTY:
+        if (!bn_cli_parse_float(v, 1e-6, 1e6, &p->repetition_penalty)) return bn_cli_bad_value(a, v, "a number > 0", err);
+        break;
+    case SAMPLE_REPEAT_LAST_N:
         if (!bn_cli_parse_int(v, 0, BN_SAMPLER_MAX_PENALTY_WINDOW, &iv))
-            return bad_value(a, v, "an integer in 0..1048576", err);
+            return bn_cli_bad_value(a, v, "an integer in 0..1048576", err);
         p->penalty_last_n = iv;
-    } else if (is(a, NULL, "--presence-penalty")) {
-        if (!(v = take_value(argc, argv, i, err))) return BN_CLI_BAD;
-        if (!bn_cli_parse_float(v, -2.0, 2.0, &p->presence_penalty))
-            return bad_value(a, v, "a number in [-2, 2]", err);
-    } else if (is(a, NULL, "--frequency-penalty")) {
-        if (!(v = take_value(argc, argv, i, err))) return BN_CLI_BAD;
-        if (!bn_cli_parse_float(v, -2.0, 2.0, &p->frequency_penalty))
-            return bad_value(a, v, "a number in [-2, 2]", err);
-    } else if (is(a, NULL, "--logit-bias")) {
-        if (!(v = take_value(argc, argv, i, err))) return BN_CLI_BAD;
+        break;
+    case SAMPLE_PRESENCE:
+        if (!bn_cli_parse_float(v, -2.0, 2.0, &p->presence_penalty)) return bn_cli_bad_value(a, v, "a number in [-2, 2]", err);
+        break;
+    case SAMPLE_FREQUENCY:
+        if (!bn_cli_parse_float(v, -2.0, 2.0, &p->frequency_penalty)) return bn_cli_bad_value(a, v, "a number in [-2, 2]", err);
+        break;
+    case SAMPLE_LOGIT_BIAS:
         return add_bias(s, a, v, err);
-    } else if (is(a, NULL, "--seed")) {
-        if (!(v = take_value(argc, argv, i, err))) return BN_CLI_BAD;
-        char *end;
-        errno = 0;
+    case SAMPLE_SEED:
         if (!strcmp(v, "-1")) {
             p->seed = BN_SAMPLER_SEED_RANDOM;
         } else {
+            char *end;
+            errno = 0;
             unsigned long long seed = strtoull(v, &end, 10);
             if (errno || end == v || *end || v[0] == '-' || seed == UINT64_MAX)
-                return bad_value(a, v, "an integer >= 0, or -1", err);
+                return bn_cli_bad_value(a, v, "an integer >= 0, or -1", err);
             p->seed = (uint64_t)seed;
         }
-    } else if (is(a, NULL, "--stop")) {
-        if (!(v = take_value(argc, argv, i, err))) return BN_CLI_BAD;
-        if (!*v) return bad_value(a, v, "a non-empty string", err);
+        break;
+    case SAMPLE_STOP: {
+        if (!*v) return bn_cli_bad_value(a, v, "a non-empty string", err);
         const char **grown = realloc(s->stops, (s->n_stops + 1) * sizeof *grown);
         if (!grown) {
             bn_error_set(err, BN_ERR_NOMEM, "out of memory for --stop");
@@ -285,7 +357,9 @@ bn_cli_parse bn_cli_parse_sampling(bn_cli_sampling *s, int argc, char **argv, in
         }
         s->stops = grown;
         s->stops[s->n_stops++] = v;
-    } else {
+        break;
+    }
+    default:
         return BN_CLI_NOT_MINE;
     }
     return BN_CLI_CONSUMED;
@@ -356,37 +430,101 @@ bn_status bn_cli_find_in_tree(char **out, const char *relative, bn_error *err) {
 
 bn_status bn_cli_resolve_model(char **out, const char *given, bn_error *err) {
     *out = NULL;
+    if (!given) {
+        const char *env = getenv("BITNET_MODEL");
+        if (env && *env) given = env;
+    }
     if (given) {
         if (!(*out = strdup(given))) return bn_error_set(err, BN_ERR_NOMEM, "out of memory");
         return BN_OK;
     }
     if (bn_cli_find_in_tree(out, BN_CLI_DEFAULT_MODEL, err) == BN_OK) return BN_OK;
     return bn_error_set(err, BN_ERR_IO,
-                        "no model given and the default model %s was not found; pass -m FILE, "
-                        "write a synthetic one with `bitnet synth model.gguf --preset small` (random "
-                        "weights: the text is noise), or download the official "
+                        "no model given and the default model %s was not found; pass -m FILE (or set "
+                        "BITNET_MODEL), write a synthetic one with `bitnet synth model.gguf --preset small` "
+                        "(random weights: the text is noise), or download the official "
                         "microsoft/bitnet-b1.58-2B-4T-gguf file (ggml-model-i2_s.gguf)",
                         BN_CLI_DEFAULT_MODEL);
 }
 
-bn_status bn_cli_load_model(bn_model **model, bn_tokenizer **tok, char **path,
-                            const bn_cli_common *c, bn_error *err) {
+int bn_cli_online_cpus(void) {
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return cpus < 1 ? 1 : cpus > 1024 ? 1024 : (int)cpus;
+}
+
+int bn_cli_thread_count(const bn_cli_common *c) {
+    const int cpus = bn_cli_online_cpus();
+    if (c->n_threads <= cpus) return c->n_threads;
+    fprintf(stderr, "bitnet %s: note: -t %d is more than the %d online CPUs; using %d threads\n",
+            c->command ? c->command : "", c->n_threads, cpus, cpus);
+    return cpus;
+}
+
+bn_status bn_cli_model_options(bn_model_options *options, bn_cli_common *c, bn_error *err) {
+    *options = bn_model_options_default();
+    c->n_threads = bn_cli_thread_count(c);
+    options->n_threads = c->n_threads;
+    options->kv_f16 = !c->kv_f32;
+    options->int8_lm_head = c->int8_lm_head;
+    options->ubatch = c->n_batch;
+    options->tune = c->tune;
+    options->device = c->device;
+    if (!c->device_given && c->gpu_layers > 0) {
+#ifdef BITNET_HAVE_CUDA
+        options->device = BN_DEVICE_CUDA;
+#else
+        fprintf(stderr, "bitnet %s: note: -ngl %d: this build has no CUDA backend; running on the CPU\n",
+                c->command ? c->command : "", c->gpu_layers);
+#endif
+    }
+    (void)err;
+    return BN_OK;
+}
+
+bn_status bn_cli_load_with(bn_model **model, const char *path, bn_model_options *options, bn_cli_common *c,
+                           bn_error *err) {
+    bn_progress progress;
+    bn_progress_init(&progress, c->command ? c->command : "", c->progress);
+    options->progress = bn_progress_model_load;
+    options->progress_user = &progress;
+    bn_status st = bn_model_load(path, options, model, err);
+    if (st == BN_ERR_DEVICE && options->device == BN_DEVICE_CUDA && !c->device_given) {
+        /* -ngl asked for the GPU as llama.cpp does: without one, llama.cpp runs on the CPU */
+        fprintf(stderr, "bitnet %s: note: -ngl %d: %s; running on the CPU\n", c->command ? c->command : "",
+                c->gpu_layers, err->message);
+        bn_error_clear(err);
+        options->device = BN_DEVICE_CPU;
+        st = bn_model_load(path, options, model, err);
+    }
+    bn_progress_end(&progress);
+    options->progress = NULL;
+    options->progress_user = NULL;
+    if (st != BN_OK) return st;
+    c->device = options->device;
+    if (c->verbose) {
+        char text[4096];
+        bn_model_tuning_describe(*model, text, sizeof text);
+        fputs(text, stderr);
+    }
+    const int n_ctx_train = bn_model_get_config(*model)->n_ctx_train;
+    if (c->n_ctx > n_ctx_train)
+        fprintf(stderr, "bitnet %s: warning: -c %d is more than the model's training context (%d); past %d "
+                "tokens the model is outside what it was trained on\n", c->command ? c->command : "", c->n_ctx,
+                n_ctx_train, n_ctx_train);
+    return BN_OK;
+}
+
+bn_status bn_cli_load_model(bn_model **model, bn_tokenizer **tok, char **path, bn_cli_common *c,
+                            bn_error *err) {
     *model = NULL;
     if (tok) *tok = NULL;
     *path = NULL;
     bn_status st = bn_cli_apply_isa(c, err);
     if (st == BN_OK) st = bn_cli_resolve_model(path, c->model_path, err);
     if (st != BN_OK) return st;
-    bn_model_options options = bn_model_options_default();
-    options.n_threads = c->n_threads;
-    options.device = c->device;
-    options.tune = c->tune;
-    if ((st = bn_model_load(*path, &options, model, err)) != BN_OK) goto fail;
-    if (c->verbose) {
-        char text[4096];
-        bn_model_tuning_describe(*model, text, sizeof text);
-        fputs(text, stderr);
-    }
+    bn_model_options options;
+    if ((st = bn_cli_model_options(&options, c, err)) != BN_OK) goto fail;
+    if ((st = bn_cli_load_with(model, *path, &options, c, err)) != BN_OK) goto fail;
     if (tok && (st = bn_tokenizer_from_gguf(tok, bn_model_get_gguf(*model), NULL, err)) != BN_OK) {
         bn_error_prefix(err, "%s: tokenizer: ", *path);
         goto fail;
@@ -418,6 +556,48 @@ bn_status bn_cli_chat_format(const bn_chat_format **out, const bn_model *model, 
 }
 
 /* ---- files ---- */
+
+static int hex_value(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* llama.cpp's -e: \n \r \t \\ \' \" \xNN become what they stand for, in place; any other
+ * backslash stays as it is. Returns the new length. */
+size_t bn_cli_unescape(char *text, size_t len) {
+    size_t out = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (c != '\\' || i + 1 >= len) {
+            text[out++] = c;
+            continue;
+        }
+        char n = text[i + 1];
+        int hi, lo;
+        switch (n) {
+        case 'n': text[out++] = '\n'; i++; break;
+        case 'r': text[out++] = '\r'; i++; break;
+        case 't': text[out++] = '\t'; i++; break;
+        case '\\': text[out++] = '\\'; i++; break;
+        case '\'': text[out++] = '\''; i++; break;
+        case '"': text[out++] = '"'; i++; break;
+        case 'x':
+            if (i + 3 < len && (hi = hex_value(text[i + 2])) >= 0 && (lo = hex_value(text[i + 3])) >= 0) {
+                text[out++] = (char)(hi * 16 + lo);
+                i += 3;
+            } else {
+                text[out++] = c;
+            }
+            break;
+        default: text[out++] = c; break;
+        }
+    }
+    text[out] = '\0';
+    return out;
+}
+
 
 bn_status bn_cli_read_file(char **out, size_t *len, const char *path, size_t max_bytes,
                            bn_error *err) {
@@ -463,39 +643,26 @@ bn_status bn_cli_read_file(char **out, size_t *len, const char *path, size_t max
     return BN_OK;
 }
 
+/* ---- the option loop of a command ---- */
+
+int bn_cli_spec_groups(bn_cli_group *groups, const bn_cli_spec *spec, bn_cli_apply_fn apply, void *state,
+                       bn_cli_common *common, bn_cli_sampling *sampling) {
+    int n = 0;
+    groups[n++] = (bn_cli_group){"options", spec->options, 0, apply, state};
+    if (spec->more_options) groups[n++] = (bn_cli_group){spec->more_title, spec->more_options, 0, apply, state};
+    if (spec->common) groups[n++] = bn_cli_common_group(common, spec->common);
+    if (spec->sampling) groups[n++] = bn_cli_sampling_group(sampling);
+    return n;
+}
+
+int bn_cli_parse_command(const bn_cli_spec *spec, bn_cli_apply_fn apply, void *state, bn_cli_common *common,
+                         bn_cli_sampling *sampling, int argc, char **argv, bn_error *err) {
+    bn_cli_group groups[BN_CLI_MAX_GROUPS];
+    int n = bn_cli_spec_groups(groups, spec, apply, state, common, sampling);
+    return bn_cli_parse_options(spec, groups, n, argc, argv, err);
+}
+
 /* ---- what the interactive commands share ---- */
-
-int bn_cli_usage_error(const char *command, const char *synopsis, bn_error *err) {
-    fprintf(stderr, "bitnet %s: %s\n", command, err->message);
-    fprintf(stderr, "usage: bitnet %s %s\n`bitnet %s --help` describes the options.\n", command,
-            synopsis, command);
-    bn_error_clear(err);
-    return BN_EXIT_USAGE;
-}
-
-int bn_cli_parse_args(const bn_cli_command *cmd, bn_cli_common *common, bn_cli_sampling *sampling,
-                      int argc, char **argv, bn_error *err) {
-    int rc = -1;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        bn_cli_parse r = BN_CLI_NOT_MINE;
-        if (common) r = bn_cli_parse_common(common, argc, argv, &i, err);
-        if (r == BN_CLI_NOT_MINE && sampling) r = bn_cli_parse_sampling(sampling, argc, argv, &i, err);
-        if (r == BN_CLI_NOT_MINE && (!strcmp(a, "--help") || !strcmp(a, "-h"))) {
-            cmd->usage(stdout);
-            rc = BN_EXIT_OK;
-            break;
-        }
-        if (r == BN_CLI_NOT_MINE && cmd->own) r = cmd->own(cmd->state, argc, argv, &i, err);
-        if (r == BN_CLI_CONSUMED) continue;
-        if (r == BN_CLI_NOT_MINE)
-            bn_error_set(err, BN_ERR_INVALID, "unknown option or missing value '%s'", a);
-        rc = bn_cli_usage_error(cmd->name, cmd->synopsis, err);
-        break;
-    }
-    if (rc >= 0 && sampling) bn_cli_sampling_free(sampling);
-    return rc;
-}
 
 volatile sig_atomic_t bn_cli_interrupted;
 

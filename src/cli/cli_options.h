@@ -1,20 +1,17 @@
 /*
- * cli_options.h: the command-line options several commands share (model, threads, context, ISA,
- * sampling, stop strings), parsed in one place so `run`, `chat`, `perplexity`, `crossval` and the
- * server accept the same spellings and reject the same bad values.
- *
- * Design: each argument is offered first to these group parsers, then to the command's own; a
- * parser either consumes the option (and its value), says it is not one of its options, or fails
- * with a one-line message naming the option and the value. The loop itself (bn_cli_parse_args)
- * lives here too, so every command answers --help and a bad option the same way: the one-line
- * message and the synopsis, exit status 2. Also here: what the streaming commands share (Ctrl-C
- * flag, stdout text callback) and whole-file reading. Nothing here exits; only the usage helpers
- * and bn_cli_write_stdout print.
+ * cli_options.h: the option tables every command shares (option_parser.h is the loop): the
+ * common options (model, threads, context, batch, device, kernels, progress; llama.cpp's names
+ * and meanings, its options that mean nothing here accepted with a one-line note) and the
+ * sampling options, with the same spellings, defaults and words in every command's --help.
+ * Also here: model loading with those options, the default model, number parsing, whole-file
+ * reading, and what the streaming commands share (Ctrl-C flag, stdout text callback). Nothing
+ * here exits; only notes (stderr) and bn_cli_write_stdout print.
  */
 #ifndef BN_CLI_OPTIONS_H
 #define BN_CLI_OPTIONS_H
 
 #include "bitnet.h"
+#include "cli/option_parser.h"
 #include "chat/chat.h"
 #include "model/model.h"
 #include "runtime/generation.h"
@@ -31,29 +28,45 @@
 /* The model the repository ships in models/ (used when -m is absent). */
 #define BN_CLI_DEFAULT_MODEL "models/kjv-bitnet.gguf"
 
-/* Result of offering one argument to a group parser. */
-typedef enum bn_cli_parse {
-    BN_CLI_NOT_MINE = 0, /* not an option of this group: try the next parser */
-    BN_CLI_CONSUMED = 1, /* consumed (with its value when it has one) */
-    BN_CLI_BAD = -1      /* a missing or invalid value: err holds the one-line message */
-} bn_cli_parse;
+/* Which common options a command takes (bn_cli_option.group of the common table). */
+enum {
+    BN_COMMON_MODEL = 1u << 0,    /* -m */
+    BN_COMMON_THREADS = 1u << 1,  /* -t, -tb */
+    BN_COMMON_CTX = 1u << 2,      /* -c */
+    BN_COMMON_BATCH = 1u << 3,    /* -b, -ub */
+    BN_COMMON_DEVICE = 1u << 4,   /* --device, -ngl, -fa, -ctk, -ctv, --mlock, --no-mmap */
+    BN_COMMON_KERNELS = 1u << 5,  /* --isa, --tune, --verbose */
+    BN_COMMON_PROGRESS = 1u << 6, /* --no-progress */
+    BN_COMMON_LOAD = BN_COMMON_MODEL | BN_COMMON_THREADS | BN_COMMON_CTX | BN_COMMON_BATCH | BN_COMMON_DEVICE |
+                     BN_COMMON_KERNELS | BN_COMMON_PROGRESS
+};
 
-/* -m/--model, -t/--threads, -c/--ctx-size, --isa, --tune, --verbose. */
+/* The common options (llama.cpp's names and meanings). */
 typedef struct bn_cli_common {
-    const char *model_path; /* NULL: the default model (bn_cli_resolve_model) */
+    const char *model_path; /* NULL: BITNET_MODEL, else the default model (bn_cli_resolve_model) */
     int n_threads;          /* default: online CPUs, at most 8 */
+    bool threads_given;     /* -t was on the command line */
     int n_ctx;              /* 0: the model's training context */
+    int n_batch;            /* -b: prompt tokens per forward pass (0: the engine's 512) */
     const char *isa;        /* NULL: best supported */
     bn_device device;       /* backend the model runs on (default CPU) */
+    bool device_given;      /* --device was given (else -ngl may choose) */
+    int gpu_layers;         /* -ngl; -1: not given */
+    bool kv_f32;            /* -ctk/-ctv f32 */
+    bool int8_lm_head;      /* set by the commands that have --int8-lm-head */
     int tune;               /* --tune: bn_tune_mode; -1 (default): BITNET_TUNE, else quick */
     bool verbose;           /* --verbose: the kernel tuning's choice on stderr after the load */
+    bool progress;          /* false: --no-progress */
+    const char *command;    /* for notes: "run" */
 } bn_cli_common;
 
-void bn_cli_common_init(bn_cli_common *c);
-/* Offers argv[*i]; on BN_CLI_CONSUMED *i points at the last argument consumed. */
-bn_cli_parse bn_cli_parse_common(bn_cli_common *c, int argc, char **argv, int *i, bn_error *err);
-/* Help lines for these options (for a command's usage). */
-extern const char bn_cli_common_help[];
+void bn_cli_common_init(bn_cli_common *c, const char *command);
+extern const bn_cli_option bn_cli_common_options[];
+/* A bn_cli_apply_fn for bn_cli_common_options (state: bn_cli_common). */
+bn_cli_parse bn_cli_apply_common(void *state, const bn_cli_option *opt, const char *name, const char *value,
+                                 bn_error *err);
+/* The group of the common options in `mask`, for bn_cli_parse_options. */
+bn_cli_group bn_cli_common_group(bn_cli_common *c, unsigned mask);
 
 /* Generation options: --temp, --top-k, --top-p, --min-p, --typical, --repeat-penalty,
  * --repeat-last-n, --presence-penalty, --frequency-penalty, --logit-bias ID=BIAS, --seed,
@@ -73,9 +86,23 @@ typedef struct bn_cli_sampling {
 /* Defaults: bn_sampler_params_default(), max_tokens = default_max_tokens, no context shift. */
 void bn_cli_sampling_init(bn_cli_sampling *s, int32_t default_max_tokens);
 void bn_cli_sampling_free(bn_cli_sampling *s);
-bn_cli_parse bn_cli_parse_sampling(bn_cli_sampling *s, int argc, char **argv, int *i,
+extern const bn_cli_option bn_cli_sampling_options[];
+bn_cli_parse bn_cli_apply_sampling(void *state, const bn_cli_option *opt, const char *name, const char *value,
                                    bn_error *err);
-extern const char bn_cli_sampling_help[];
+bn_cli_group bn_cli_sampling_group(bn_cli_sampling *s);
+
+/* The groups of a command's spec: its own table(s) with apply/state, then the common options in
+ * spec->common (state common) and the sampling options when spec->sampling (state sampling).
+ * groups has room for BN_CLI_MAX_GROUPS; returns the count. apply/state/common/sampling may be
+ * NULL when only the tables are needed (help, completion). */
+int bn_cli_spec_groups(bn_cli_group *groups, const bn_cli_spec *spec, bn_cli_apply_fn apply, void *state,
+                       bn_cli_common *common, bn_cli_sampling *sampling);
+/* bn_cli_parse_options over bn_cli_spec_groups: -1 to go on, else the exit code (see there). */
+int bn_cli_parse_command(const bn_cli_spec *spec, bn_cli_apply_fn apply, void *state, bn_cli_common *common,
+                         bn_cli_sampling *sampling, int argc, char **argv, bn_error *err);
+
+/* A value error: "invalid value 'V' for OPTION (expected EXPECTED)"; returns BN_CLI_BAD. */
+bn_cli_parse bn_cli_bad_value(const char *option, const char *value, const char *expected, bn_error *err);
 
 /* Number parsing: the whole string must be a number in [lo, hi]. */
 bool bn_cli_parse_int(const char *s, long lo, long hi, int *out);
@@ -94,26 +121,29 @@ bn_status bn_cli_find_in_tree(char **out, const char *relative, bn_error *err);
  * the caller (free). */
 bn_status bn_cli_resolve_model(char **out, const char *given, bn_error *err);
 
-/* Parses a --tune value into *mode (bn_tune_mode); BN_CLI_BAD with the message otherwise. */
-bn_cli_parse bn_cli_parse_tune(int *mode, const char *option, const char *value, bn_error *err);
-/* Help lines of --tune (shared by the commands that load a model). */
-#define BN_CLI_TUNE_HELP                                                                          \
-    "  --tune off|quick|full  kernel tuning at load: time each kernel's variants on this model\n" \
-    "                         and bind the fastest (default: BITNET_TUNE, else quick: about\n"    \
-    "                         300 ms, then cached in $XDG_CACHE_HOME/bitnet/tune.json; full:\n"  \
-    "                         about 3 s, always measured); --isa and BITNET_VARIANT=CLASS=NAME\n" \
-    "                         still force a path or variant\n"
-
 /* Applies --isa when set; otherwise checks that BITNET_ISA (if set) names a path this CPU has. */
 bn_status bn_cli_apply_isa(const bn_cli_common *c, bn_error *err);
 /* The same for commands with their own option structs (isa: the --isa value or NULL). */
 bn_status bn_cli_apply_isa_name(const char *isa, bn_error *err);
 
 /* Resolves the model path (bn_cli_resolve_model), applies --isa, loads the model with the thread
- * count and builds its tokenizer (tok may be NULL when not needed). The caller owns *model,
+ * count and builds its tokenizer (tok may be NULL when not needed), with progress on stderr
+ * (--no-progress: none), a warning when -c exceeds the training context, and -ngl's fallback to
+ * the CPU when no GPU is usable. The caller owns *model,
  * *tok and *path (bn_model_free, bn_tokenizer_free, free); nothing is left allocated on failure. */
 bn_status bn_cli_load_model(bn_model **model, bn_tokenizer **tok, char **path,
-                            const bn_cli_common *c, bn_error *err);
+                            bn_cli_common *c, bn_error *err);
+/* Loads path with options, as bn_cli_load_model does after resolving the path: progress on
+ * stderr, -ngl's CPU fallback, --verbose's tuning report, the -c warning. */
+bn_status bn_cli_load_with(bn_model **model, const char *path, bn_model_options *options, bn_cli_common *c,
+                           bn_error *err);
+/* The model options of the common options: threads (capped at the online CPUs with a note),
+ * batch, KV type, tuning, device (-ngl N > 0 means cuda unless --device was given). */
+bn_status bn_cli_model_options(bn_model_options *options, bn_cli_common *c, bn_error *err);
+/* Online CPUs (1..1024). */
+int bn_cli_online_cpus(void);
+/* c->n_threads, capped at the online CPUs with a note on stderr. */
+int bn_cli_thread_count(const bn_cli_common *c);
 
 /* The chat format: `name` when given (BN_ERR_INVALID listing the valid names when unknown), else
  * the one the model's tokenizer.chat_template and architecture select. */
@@ -126,35 +156,12 @@ bn_status bn_cli_chat_format(const bn_chat_format **out, const bn_model *model, 
 bn_status bn_cli_read_file(char **out, size_t *len, const char *path, size_t max_bytes,
                            bn_error *err);
 
+/* llama.cpp's -e: \n \r \t \\ \' \" \xNN in text[0..len) become what they stand for, in place (any
+ * other backslash stays); NUL-terminates and returns the new length. */
+size_t bn_cli_unescape(char *text, size_t len);
+
 /* Monotonic milliseconds. */
 double bn_cli_now_ms(void);
-
-/* After a bad option: prints "bitnet COMMAND: <err's message>", then "usage: bitnet COMMAND
- * SYNOPSIS" and where the options are described, to stderr; clears err. Returns BN_EXIT_USAGE
- * (2), for the command to return. */
-int bn_cli_usage_error(const char *command, const char *synopsis, bn_error *err);
-
-/* A command's own options, offered each argument after the shared groups (same contract as the
- * group parsers); `state` is the command's option struct. */
-typedef bn_cli_parse (*bn_cli_own_parser)(void *state, int argc, char **argv, int *i,
-                                          bn_error *err);
-
-/* What the option loop needs to know of a command. */
-typedef struct bn_cli_command {
-    const char *name;           /* "run" */
-    const char *synopsis;       /* "[-m MODEL] [-p TEXT] [options]" */
-    void (*usage)(FILE *out);   /* the full help */
-    bn_cli_own_parser own;      /* NULL: no options of its own */
-    void *state;                /* passed to own */
-} bn_cli_command;
-
-/* The option loop: offers each of argv[1..] to `common` and `sampling` (each when non-NULL), then
- * to cmd->own. --help / -h prints cmd->usage(stdout) and returns BN_EXIT_OK; an argument nobody
- * takes ("unknown option or missing value") or a bad value goes to bn_cli_usage_error and
- * returns BN_EXIT_USAGE; either way `sampling` is freed, so the command just returns that code.
- * Returns -1 when every argument was taken: the command goes on. */
-int bn_cli_parse_args(const bn_cli_command *cmd, bn_cli_common *common, bn_cli_sampling *sampling,
-                      int argc, char **argv, bn_error *err);
 
 /* Set to 1 by the SIGINT handler bn_cli_catch_sigint installs; a generation polls it to stop. */
 extern volatile sig_atomic_t bn_cli_interrupted;

@@ -15,6 +15,7 @@
  */
 #include "cli/cli_options.h"
 #include "cli/commands.h"
+#include "cli/progress.h"
 #include "core/rss.h"
 #include "core/sha256.h"
 #include "kernels/cpu_features.h"
@@ -28,6 +29,7 @@
 #include "tools/receipt.h"
 
 #include <ctype.h>
+#include <jansson.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -40,24 +42,33 @@
 #include <unistd.h>
 
 #define BN_BENCH_MAX_REPETITIONS 1000
+#define BN_BENCH_MAX_VALUES 256 /* values of one list option (ranges included) */
+
+/* A list option (-p 128,256 or 64-512*2): its values in the order given. */
+typedef struct int_list {
+    int values[BN_BENCH_MAX_VALUES];
+    int n;
+} int_list;
+
+typedef enum bench_output { OUT_MD, OUT_CSV, OUT_JSON, OUT_JSONL } bench_output;
 
 typedef struct bench_options {
-    const char *model_path;
-    int threads;
-    int n_prompt;
-    int n_gen;
+    bn_cli_common common;   /* -m, --device/-ngl, --isa, --tune, --verbose, --no-progress */
+    int_list prompts, gens, threads_list, batches;
     int repetitions;
     const char *json_path;
-    const char *isa;
-    const char *device;
+    bench_output output;
     uint64_t seed;
     bool bandwidth;
     size_t bandwidth_bytes;
     bool int8_lm_head;
     bool kv_f32;
-    int tune;              /* bn_tune_mode; -1: BITNET_TUNE, else quick */
-    bool verbose;
     bool compare_variants;
+    bool batch_given;       /* -b given: the table shows n_batch */
+    char *model_path;       /* resolved (owned) */
+    char variants_line[400]; /* the kernel variants of the CPU run, for the md footer */
+    /* the configuration running now */
+    int threads, n_batch, n_prompt, n_gen;
 } bench_options;
 
 /* Mean and sample standard deviation of one test's repetitions. */
@@ -68,145 +79,171 @@ typedef struct bench_stats {
     double mean_tps;
     double stdev_tps;
     double mean_seconds;
+    double stdev_seconds;
+    const double *samples; /* seconds of each repetition (the run's buffer) */
 } bench_stats;
 
-static void usage(FILE *out) {
-    fprintf(out,
-            "usage: bitnet bench -m MODEL [options]\n"
-            "  -m, --model FILE       GGUF model\n"
-            "  -t, --threads N        threads (default: online CPUs)\n"
-            "  -p, --n-prompt N       prompt-processing test pp<N>: N tokens in one batch (default 512; 0 skips)\n"
-            "  -n, --n-gen N          generation test tg<N>: N tokens one at a time (default 128; 0 skips)\n"
-            "  -r, --repetitions N    timed repetitions per test after one warm-up (default 5)\n"
-            "  --json FILE            write the receipt (JSON, schema 1.0.0) to FILE\n"
-            "  --isa NAME             force the CPU kernel path of every kernel: scalar, avx2, avx512\n"
-            "                         (default: BITNET_ISA, else what the tuner chose per kernel class;\n"
-            "                         BITNET_VARIANT=CLASS=NAME,... forces variants, BITNET_PREFETCH=\n"
-            "                         t0|nta|none the one-token prefetch hint, BITNET_GFNI=0 no GFNI)\n"
-            "  --device cpu|cuda      backend (default cpu)\n"
-            "  --seed N               seed of the random tokens (default 42)\n"
-            "  --int8-lm-head         LM head in int8 with per-row scales instead of F16\n"
-            BN_CLI_TUNE_HELP
-            "  --verbose              print the kernel variants chosen at load and their timings\n"
-            "  --compare-variants     instead of the tests above: run pp and tg with the variants\n"
-            "                         the load chose (default) and with each whole-path variant\n"
-            "                         forced, interleaved, -r rounds; prints median t/s, each as %%\n"
-            "                         of the best, and the default's tg over the stream beside it\n"
-            "  --kv-f32               KV cache in F32 instead of F16\n"
-            "  --no-bandwidth         skip the streaming read bandwidth measurement\n"
-            "  --bandwidth-mb N       buffer of the bandwidth measurement in MiB (default 512)\n");
-}
+enum { BENCH_PROMPT = 1, BENCH_GEN, BENCH_THREADS, BENCH_BATCH, BENCH_REPS, BENCH_OUTPUT, BENCH_JSON, BENCH_SEED,
+       BENCH_INT8_HEAD, BENCH_COMPARE, BENCH_KV_F32, BENCH_NO_BANDWIDTH, BENCH_BANDWIDTH_MB, BENCH_IGNORED };
 
-/* Parses a decimal integer in [min, max]; false (message printed) otherwise. */
-static bool parse_int(int *out, const char *text, const char *option, long min, long max) {
+static const bn_cli_option bench_table[] = {
+    {BENCH_PROMPT, "-p|--n-prompt", "LIST", "prompt-processing tests pp<N>: N tokens in one batch (default\n"
+                                           "512; 0 skips)", 0, 0, NULL},
+    {BENCH_GEN, "-n|--n-gen", "LIST", "generation tests tg<N>: N tokens one at a time (default 128;\n0 skips)", 0, 0, NULL},
+    {BENCH_THREADS, "-t|--threads", "LIST", "thread counts (default: online CPUs)", 0, 0, NULL},
+    {BENCH_BATCH, "-b|--batch-size|-ub|--ubatch-size", "LIST", "prompt tokens per forward pass of the pp tests (default 512)", 0, 0, NULL},
+    {BENCH_REPS, "-r|--repetitions", "N", "timed repetitions per test after one warm-up (default 5)", 0, 0, NULL},
+    {BENCH_OUTPUT, "-o|--output", "FMT", "md (default: a table and the bandwidth arithmetic), csv, json\n"
+                                        "(one array) or jsonl (one object per line); a row is printed as\n"
+                                        "soon as its test finishes", 0, 0, "md|csv|json|jsonl"},
+    {BENCH_JSON, "--json", "FILE", "write the receipt (JSON, schema 1.0.0) to FILE (one value per\nlist)", 0, 0, NULL},
+    {BENCH_SEED, "--seed|-s", "N", "seed of the random tokens (default 42)", 0, 0, NULL},
+    {BENCH_INT8_HEAD, "--int8-lm-head", NULL, "LM head in int8 with per-row scales instead of F16", 0, 0, NULL},
+    {BENCH_COMPARE, "--compare-variants", NULL, "instead of the tests above: run pp and tg with the variants\n"
+                                                "the load chose (default) and with each whole-path variant\n"
+                                                "forced, interleaved, -r rounds; prints median t/s, each as %\n"
+                                                "of the best, and the default's tg over the stream beside it", 0, 0, NULL},
+    {BENCH_KV_F32, "--kv-f32", NULL, "KV cache in F32 instead of F16 (-ctk f32 too)", 0, 0, NULL},
+    {BENCH_NO_BANDWIDTH, "--no-bandwidth", NULL, "skip the streaming read bandwidth measurement", 0, 0, NULL},
+    {BENCH_BANDWIDTH_MB, "--bandwidth-mb", "N", "buffer of the bandwidth measurement in MiB (default 512)", 0, 0, NULL},
+    {BENCH_IGNORED, "--progress|-mmp|--mmap|-nkvo|--no-kv-offload|--delay|-pg|--n-prompt-gen", "X", NULL, BN_OPT_HIDDEN,
+     0, NULL},
+    {0},
+};
+
+const bn_cli_spec bn_bench_spec = {
+    .name = "bench",
+    .synopsis = "[-m MODEL] [-p LIST] [-n LIST] [-t LIST] [-b LIST] [-o md|csv|json|jsonl] [options]",
+    .about = "llama-bench's tests: each combination of -t and -b loads the model, then runs every\n"
+             "pp and tg test. A LIST is llama-bench's: values separated by commas, each a number or\n"
+             "a range FIRST-LAST, FIRST-LAST+STEP or FIRST-LAST*FACTOR (-p 128-512*2 is 128,256,512).\n",
+    .notes = "With one value per list, below the table: decode bytes per token, tg over the streaming\n"
+             "read bandwidth measured in the same run, and with --json the receipt.\n",
+    .options = bench_table,
+    .common = BN_COMMON_MODEL | BN_COMMON_DEVICE | BN_COMMON_KERNELS | BN_COMMON_PROGRESS,
+};
+
+/* One list item: N, FIRST-LAST, FIRST-LAST+STEP or FIRST-LAST*FACTOR. */
+static bool add_range(int_list *l, const char *item, size_t len, long lo, long hi) {
+    char text[64];
+    if (len == 0 || len >= sizeof text) return false;
+    memcpy(text, item, len);
+    text[len] = '\0';
     char *end;
     errno = 0;
-    long value = strtol(text, &end, 10);
-    if (errno || end == text || *end || value < min || value > max) {
-        fprintf(stderr, "bitnet bench: %s needs an integer in %ld..%ld, got \"%s\"\n", option, min,
-                max, text);
-        return false;
+    long first = strtol(text, &end, 10), last = first, step = 1;
+    char op = '+';
+    if (*end == '-') {
+        char *p = end + 1;
+        last = strtol(p, &end, 10);
+        if (end == p) return false;
+        if (*end == '+' || *end == '*') {
+            op = *end;
+            p = end + 1;
+            step = strtol(p, &end, 10);
+            if (end == p) return false;
+        }
     }
-    *out = (int)value;
+    if (errno || *end || first < lo || last > hi || last < first) return false;
+    if ((op == '+' && step < 1) || (op == '*' && step < 2 && first != last)) return false;
+    for (long v = first; v <= last;) {
+        if (l->n == BN_BENCH_MAX_VALUES) return false;
+        l->values[l->n++] = (int)v;
+        if (op == '*' && v == 0) break;
+        if (op == '+' ? v > LONG_MAX - step : v > LONG_MAX / step) break;
+        v = op == '+' ? v + step : v * step;
+    }
     return true;
 }
 
-static int online_cpus(void) {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n >= 1 && n <= 1024 ? (int)n : 1;
+static bn_cli_parse parse_list(int_list *l, const char *option, const char *v, long lo, long hi, bn_error *err) {
+    l->n = 0;
+    const char *p = v;
+    for (;;) {
+        size_t len = strcspn(p, ",");
+        if (!add_range(l, p, len, lo, hi)) {
+            char expected[160];
+            snprintf(expected, sizeof expected, "integers in %ld..%ld or ranges such as 1-4, 16-64+16, 128-512*2; "
+                     "at most %d values", lo, hi, BN_BENCH_MAX_VALUES);
+            return bn_cli_bad_value(option, v, expected, err);
+        }
+        if (!p[len]) break;
+        p += len + 1;
+    }
+    return BN_CLI_CONSUMED;
 }
 
-/* Returns BN_EXIT_OK to go on, else the exit code. */
-static int parse_options(bench_options *o, int argc, char **argv) {
+static bn_cli_parse apply_bench(void *state, const bn_cli_option *opt, const char *a, const char *v, bn_error *err) {
+    bench_options *o = state;
+    int x;
+    switch (opt ? opt->id : 0) {
+    case BENCH_PROMPT: return parse_list(&o->prompts, a, v, 0, INT_MAX / 2, err);
+    case BENCH_GEN: return parse_list(&o->gens, a, v, 0, INT_MAX / 2, err);
+    case BENCH_THREADS: return parse_list(&o->threads_list, a, v, 1, 1024, err);
+    case BENCH_BATCH:
+        o->batch_given = true;
+        return parse_list(&o->batches, a, v, 1, 1 << 20, err);
+    case BENCH_REPS:
+        if (!bn_cli_parse_int(v, 1, BN_BENCH_MAX_REPETITIONS, &o->repetitions))
+            return bn_cli_bad_value(a, v, "an integer in 1..1000", err);
+        break;
+    case BENCH_OUTPUT:
+        if (!strcmp(v, "md")) o->output = OUT_MD;
+        else if (!strcmp(v, "csv")) o->output = OUT_CSV;
+        else if (!strcmp(v, "json")) o->output = OUT_JSON;
+        else if (!strcmp(v, "jsonl")) o->output = OUT_JSONL;
+        else return bn_cli_bad_value(a, v, "md, csv, json or jsonl", err);
+        break;
+    case BENCH_JSON: o->json_path = v; break;
+    case BENCH_SEED:
+        if (!bn_cli_parse_int(v, 0, INT_MAX, &x)) return bn_cli_bad_value(a, v, "an integer >= 0", err);
+        o->seed = (uint64_t)x;
+        break;
+    case BENCH_INT8_HEAD: o->int8_lm_head = true; break;
+    case BENCH_COMPARE: o->compare_variants = true; break;
+    case BENCH_KV_F32: o->kv_f32 = true; break;
+    case BENCH_NO_BANDWIDTH: o->bandwidth = false; break;
+    case BENCH_BANDWIDTH_MB:
+        if (!bn_cli_parse_int(v, 1, 1 << 20, &x)) return bn_cli_bad_value(a, v, "an integer in 1..1048576", err);
+        o->bandwidth_bytes = (size_t)x << 20;
+        break;
+    case BENCH_IGNORED:
+        fprintf(stderr, "bitnet bench: note: %s is accepted for llama-bench command lines and changes nothing here\n", a);
+        break;
+    default: return BN_CLI_NOT_MINE;
+    }
+    return BN_CLI_CONSUMED;
+}
+
+static int online_cpus(void) { return bn_cli_online_cpus(); }
+
+/* Returns -1 to go on, else the exit code. */
+static int parse_options(bench_options *o, int argc, char **argv, bn_error *err) {
     memset(o, 0, sizeof *o);
-    o->threads = online_cpus();
-    o->n_prompt = 512;
-    o->n_gen = 128;
+    bn_cli_common_init(&o->common, "bench");
+    o->prompts = (int_list){{512}, 1};
+    o->gens = (int_list){{128}, 1};
+    o->threads_list = (int_list){{online_cpus()}, 1};
+    o->batches = (int_list){{0}, 1};
     o->repetitions = 5;
-    o->device = "cpu";
     o->seed = 42;
     o->bandwidth = true;
     o->bandwidth_bytes = BN_BANDWIDTH_DEFAULT_BYTES;
-    o->tune = BN_TUNE_FROM_ENV;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *value = i + 1 < argc ? argv[i + 1] : NULL;
-        bool takes_value = true;
-        int mb = 0, seed = 0;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return -1;
-        } else if (!strcmp(a, "--no-bandwidth")) {
-            o->bandwidth = false;
-            takes_value = false;
-        } else if (!strcmp(a, "--int8-lm-head")) {
-            o->int8_lm_head = true;
-            takes_value = false;
-        } else if (!strcmp(a, "--kv-f32")) {
-            o->kv_f32 = true;
-            takes_value = false;
-        } else if (!strcmp(a, "--verbose")) {
-            o->verbose = true;
-            takes_value = false;
-        } else if (!strcmp(a, "--compare-variants")) {
-            o->compare_variants = true;
-            takes_value = false;
-        } else if (!value) {
-            fprintf(stderr, "bitnet bench: %s needs a value\n", a);
-            return BN_EXIT_USAGE;
-        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-            o->model_path = value;
-        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            if (!parse_int(&o->threads, value, a, 1, 1024)) return BN_EXIT_USAGE;
-        } else if (!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) {
-            if (!parse_int(&o->n_prompt, value, a, 0, INT_MAX / 2)) return BN_EXIT_USAGE;
-        } else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) {
-            if (!parse_int(&o->n_gen, value, a, 0, INT_MAX / 2)) return BN_EXIT_USAGE;
-        } else if (!strcmp(a, "-r") || !strcmp(a, "--repetitions")) {
-            if (!parse_int(&o->repetitions, value, a, 1, BN_BENCH_MAX_REPETITIONS)) return BN_EXIT_USAGE;
-        } else if (!strcmp(a, "--json")) {
-            o->json_path = value;
-        } else if (!strcmp(a, "--isa")) {
-            o->isa = value;
-        } else if (!strcmp(a, "--tune")) {
-            bn_error e = {0};
-            if (bn_cli_parse_tune(&o->tune, a, value, &e) != BN_CLI_CONSUMED) {
-                fprintf(stderr, "bitnet bench: %s\n", e.message);
-                return BN_EXIT_USAGE;
-            }
-        } else if (!strcmp(a, "--device")) {
-            o->device = value;
-        } else if (!strcmp(a, "--seed")) {
-            if (!parse_int(&seed, value, a, 0, INT_MAX)) return BN_EXIT_USAGE;
-            o->seed = (uint64_t)seed;
-        } else if (!strcmp(a, "--bandwidth-mb")) {
-            if (!parse_int(&mb, value, a, 1, 1 << 20)) return BN_EXIT_USAGE;
-            o->bandwidth_bytes = (size_t)mb << 20;
-        } else {
-            fprintf(stderr, "bitnet bench: unknown option %s\n", a);
-            usage(stderr);
-            return BN_EXIT_USAGE;
-        }
-        if (takes_value) i++;
-    }
-    if (!o->model_path) {
-        fprintf(stderr, "bitnet bench: -m MODEL is required\n");
-        usage(stderr);
-        return BN_EXIT_USAGE;
-    }
-    if (o->n_prompt == 0 && o->n_gen == 0) {
-        fprintf(stderr, "bitnet bench: -p 0 and -n 0 leave nothing to run\n");
-        return BN_EXIT_USAGE;
-    }
-    if (o->compare_variants && (o->json_path || !strcmp(o->device, "cuda"))) {
-        fprintf(stderr, "bitnet bench: --compare-variants compares CPU kernel variants; it takes no --json and no --device cuda\n");
-        return BN_EXIT_USAGE;
-    }
-    if (strcmp(o->device, "cpu") != 0 && strcmp(o->device, "cuda") != 0) {
-        fprintf(stderr, "bitnet bench: --device must be cpu or cuda, got \"%s\"\n", o->device);
-        return BN_EXIT_USAGE;
-    }
-    return BN_EXIT_OK;
+    int parsed = bn_cli_parse_command(&bn_bench_spec, apply_bench, o, &o->common, NULL, argc, argv, err);
+    if (parsed >= 0) return parsed;
+    if (o->common.kv_f32) o->kv_f32 = true;
+    bool any = false;
+    for (int i = 0; i < o->prompts.n; i++) any = any || o->prompts.values[i] > 0;
+    for (int i = 0; i < o->gens.n; i++) any = any || o->gens.values[i] > 0;
+    if (!any) bn_error_set(err, BN_ERR_INVALID, "-p 0 and -n 0 leave nothing to run");
+    const bool single = o->prompts.n == 1 && o->gens.n == 1 && o->threads_list.n == 1 && o->batches.n == 1;
+    if (any && o->compare_variants && (o->json_path || o->common.device == BN_DEVICE_CUDA))
+        bn_error_set(err, BN_ERR_INVALID, "--compare-variants compares CPU kernel variants; it takes no --json and no --device cuda");
+    else if (any && !single && (o->json_path || o->compare_variants))
+        bn_error_set(err, BN_ERR_INVALID, "%s needs one value for each of -p, -n, -t and -b",
+                     o->json_path ? "--json (one receipt)" : "--compare-variants");
+    if (err->code != BN_OK) return bn_cli_usage_error("bench", bn_bench_spec.synopsis, err);
+    return -1;
 }
 
 static double now_seconds(void) {
@@ -281,6 +318,10 @@ static void compute_stats(bench_stats *s, const double *seconds, int reps, int n
         squares += d * d;
     }
     s->stdev_tps = reps > 1 ? sqrt(squares / (reps - 1)) : 0.0;
+    double squares_seconds = 0;
+    for (int i = 0; i < reps; i++) squares_seconds += (seconds[i] - s->mean_seconds) * (seconds[i] - s->mean_seconds);
+    s->stdev_seconds = reps > 1 ? sqrt(squares_seconds / (reps - 1)) : 0.0;
+    s->samples = seconds;
 }
 
 /* "1.10 GiB" / "12.50 MiB". */
@@ -323,12 +364,6 @@ static uint64_t tensor_bytes(const bn_gguf *gguf) {
     return total;
 }
 
-static void print_row(const char *model_name, const char *size, const char *params, const char *backend,
-                      int threads, const char *test, const bench_stats *s) {
-    printf("| %s | %s | %s | %s | %d | %s | %.2f ± %.2f |\n", model_name, size, params, backend,
-           threads, test, s->mean_tps, s->stdev_tps);
-}
-
 /* Full read passes per bandwidth probe beside the tg repetitions (the fastest one counts). */
 #define BENCH_PROBE_PASSES 3
 
@@ -349,31 +384,31 @@ typedef struct bench_bandwidth {
     double ratio_beside;
 } bench_bandwidth;
 
-static void print_bandwidth(const bench_bandwidth *b, const bench_stats *tg, const bench_options *o) {
-    printf("\n");
-    printf("decode bytes/token : %.2f MB = weights %.2f MB (ternary projections + LM head) + KV cache %.2f MB "
+static void print_bandwidth(FILE *out, const bench_bandwidth *b, const bench_stats *tg, const bench_options *o) {
+    fprintf(out, "\n");
+    fprintf(out, "decode bytes/token : %.2f MB = weights %.2f MB (ternary projections + LM head) + KV cache %.2f MB "
            "(%s, mean context %.1f)\n",
            b->bytes_per_token / 1e6, b->weight_bytes / 1e6, b->kv_bytes / 1e6, o->kv_f32 ? "f32" : "f16",
            b->mean_context);
-    printf("tg%d effective     : %.2f GB/s = %.2f t/s x %.2f MB/token\n", tg->n_tokens, b->effective_gbps,
+    fprintf(out, "tg%d effective     : %.2f GB/s = %.2f t/s x %.2f MB/token\n", tg->n_tokens, b->effective_gbps,
            tg->mean_tps, b->bytes_per_token / 1e6);
     if (!b->measured) return;
-    printf("stream read        : %.2f GB/s (%d thread%s, %zu MiB buffer, %s loop, best of %d passes; median %.2f GB/s)\n",
+    fprintf(out, "stream read        : %.2f GB/s (%d thread%s, %zu MiB buffer, %s loop, best of %d passes; median %.2f GB/s)\n",
            b->stream.best_bytes_per_second / 1e9, b->stream.threads, b->stream.threads > 1 ? "s" : "",
            b->stream.buffer_bytes >> 20,
            b->stream.path, b->stream.passes, b->stream.median_bytes_per_second / 1e9);
-    printf("tg%d / stream read : %.1f%% (%.2f of %.2f GB/s)\n", tg->n_tokens,
+    fprintf(out, "tg%d / stream read : %.1f%% (%.2f of %.2f GB/s)\n", tg->n_tokens,
            100.0 * b->effective_gbps * 1e9 / b->stream.best_bytes_per_second, b->effective_gbps,
            b->stream.best_bytes_per_second / 1e9);
     if (b->n_probes < 2) return;
-    printf("stream beside tg   : %.2f GB/s mean of %d probes right before and after each repetition "
+    fprintf(out, "stream beside tg   : %.2f GB/s mean of %d probes right before and after each repetition "
            "(min %.2f, max %.2f; best of %d passes each)\n",
            b->beside_mean_gbps, b->n_probes, b->beside_min_gbps, b->beside_max_gbps, BENCH_PROBE_PASSES);
-    printf("tg%d / stream beside: %.1f%% (mean over repetitions of tokens/s x bytes/token over the mean of "
+    fprintf(out, "tg%d / stream beside: %.1f%% (mean over repetitions of tokens/s x bytes/token over the mean of "
            "the probes before and after it:",
            tg->n_tokens, 100.0 * b->ratio_beside);
-    for (int r = 0; r + 1 < b->n_probes; r++) printf(" %.1f%%", 100.0 * b->rep_ratio[r]);
-    printf(")\n");
+    for (int r = 0; r + 1 < b->n_probes; r++) fprintf(out, " %.1f%%", 100.0 * b->rep_ratio[r]);
+    fprintf(out, ")\n");
 }
 
 static void release_run(bench_run *run) {
@@ -638,44 +673,137 @@ static bn_status check_receipt_path(const char *path, bn_error *err) {
     return BN_OK;
 }
 
-static int bench(const bench_options *o, bn_error *err) {
-    if (bn_cli_apply_isa_name(o->isa, err) != BN_OK) return BN_EXIT_ERROR;
-    if (o->json_path && check_receipt_path(o->json_path, err) != BN_OK) return BN_EXIT_ERROR;
+/* The fields of one result row (llama-bench's names in csv/json). */
+typedef struct bench_row {
+    const char *model_type, *model_size, *model_params, *backend;
+    uint64_t size_bytes, n_params;
+    int threads, n_batch, n_prompt, n_gen;
+    const bench_stats *s;
+} bench_row;
 
-    bench_run run;
-    memset(&run, 0, sizeof run);
-    bn_model_options mo = bn_model_options_default();
-    mo.device = !strcmp(o->device, "cuda") ? BN_DEVICE_CUDA : BN_DEVICE_CPU;
-    mo.n_threads = o->threads;
+static void csv_string(const char *text) {
+    putchar('"');
+    for (const char *p = text; *p; p++) {
+        if (*p == '"') putchar('"');
+        putchar(*p);
+    }
+    putchar('"');
+}
+
+static const char *csv_fields =
+    "build_commit,cpu_info,backends,isa,model_filename,model_type,model_size,model_n_params,n_batch,n_threads,"
+    "n_prompt,n_gen,test_time,repetitions,avg_ns,stddev_ns,avg_ts,stddev_ts";
+
+/* Prints one row as soon as its test has finished. */
+static void emit_row(const bench_options *o, const bench_row *r, int *n_emitted) {
+    const bench_stats *s = r->s;
+    char test[32], when[32];
+    snprintf(test, sizeof test, "%s%d", r->n_gen ? "tg" : "pp", s->n_tokens);
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    char cpu[160];
+    bn_cpu_model_name(cpu, sizeof cpu);
+    const int n_batch = r->n_batch ? r->n_batch : 512;
+    if (o->output == OUT_MD) {
+        if (o->batch_given)
+            printf("| %s | %s | %s | %s | %d | %d | %s | %.2f ± %.2f |\n", r->model_type, r->model_size, r->model_params,
+                   r->backend, r->threads, n_batch, test, s->mean_tps, s->stdev_tps);
+        else
+            printf("| %s | %s | %s | %s | %d | %s | %.2f ± %.2f |\n", r->model_type, r->model_size, r->model_params,
+                   r->backend, r->threads, test, s->mean_tps, s->stdev_tps);
+    } else if (o->output == OUT_CSV) {
+        csv_string(bn_git_commit()), putchar(','), csv_string(cpu), putchar(','), csv_string(r->backend);
+        putchar(','), csv_string(bn_isa_name(bn_isa_active())), putchar(','), csv_string(o->model_path);
+        putchar(','), csv_string(r->model_type);
+        printf(",%llu,%llu,%d,%d,%d,%d,", (unsigned long long)r->size_bytes, (unsigned long long)r->n_params, n_batch,
+               r->threads, r->n_prompt, r->n_gen);
+        csv_string(when);
+        printf(",%d,%.0f,%.0f,%.6f,%.6f\n", s->repetitions, s->mean_seconds * 1e9, s->stdev_seconds * 1e9, s->mean_tps,
+               s->stdev_tps);
+    } else {
+        json_t *samples = json_array();
+        for (int i = 0; i < s->repetitions; i++) json_array_append_new(samples, json_real(s->n_tokens / s->samples[i]));
+        json_t *row = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:i, s:i, s:i, s:i, s:s, s:i, s:f, s:f, s:f, "
+                                "s:f, s:o}",
+                                "build_commit", bn_git_commit(), "cpu_info", cpu, "backends", r->backend, "isa",
+                                bn_isa_name(bn_isa_active()), "model_filename", o->model_path, "model_type",
+                                r->model_type, "model_size", (json_int_t)r->size_bytes, "model_n_params",
+                                (json_int_t)r->n_params, "n_batch", n_batch, "n_threads", r->threads, "n_prompt",
+                                r->n_prompt, "n_gen", r->n_gen, "test_time", when, "repetitions", s->repetitions,
+                                "avg_ns", s->mean_seconds * 1e9, "stddev_ns", s->stdev_seconds * 1e9, "avg_ts",
+                                s->mean_tps, "stddev_ts", s->stdev_tps, "samples_ts", samples);
+        char *text = row ? json_dumps(row, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
+        if (o->output == OUT_JSON) printf("%s\n  %s", *n_emitted ? "," : "", text ? text : "{}");
+        else printf("%s\n", text ? text : "{}");
+        free(text);
+        json_decref(row);
+    }
+    ++*n_emitted;
+    fflush(stdout);
+}
+
+static void print_header(const bench_options *o) {
+    if (o->output == OUT_MD) {
+        if (o->batch_given) {
+            printf("| model | size | params | backend | threads | n_batch | test | t/s |\n");
+            printf("| ----- | ---: | -----: | ------- | ------: | ------: | ---: | --: |\n");
+        } else {
+            printf("| model | size | params | backend | threads | test | t/s |\n");
+            printf("| ----- | ---: | -----: | ------- | ------: | ---: | --: |\n");
+        }
+    } else if (o->output == OUT_CSV) {
+        printf("%s\n", csv_fields);
+    } else if (o->output == OUT_JSON) {
+        printf("[");
+    }
+    fflush(stdout);
+}
+
+/* Loads the model for the configuration (o->threads, o->n_batch) with progress on stderr. */
+static bn_status load_config(bench_run *run, bench_options *o, double *seconds, bn_error *err) {
+    bn_model_options mo;
+    bn_status st = bn_cli_model_options(&mo, &o->common, err);
+    if (st != BN_OK) return st;
+    mo.n_threads = o->threads; /* not capped: oversubscription is a measurement too */
+    mo.ubatch = o->n_batch;
     mo.int8_lm_head = o->int8_lm_head;
     mo.kv_f16 = !o->kv_f32;
-    mo.tune = o->tune;
-    double t_load = now_seconds();
-    if (bn_model_load(o->model_path, &mo, &run.model, err) != BN_OK) return BN_EXIT_ERROR;
-    t_load = now_seconds() - t_load;
-    if (o->verbose) {
-        char text[4096];
-        bn_model_tuning_describe(run.model, text, sizeof text);
-        fputs(text, stderr);
-    }
-    const bn_model_config *config = bn_model_get_config(run.model);
-    fprintf(stderr, "bench: loaded %s (%s, %d layers, dim %d, vocab %d, context %d) in %.2f s\n",
-            o->model_path, config->arch_name, config->n_layers, config->dim, config->n_vocab,
-            config->n_ctx_train, t_load);
+    double t0 = now_seconds();
+    st = bn_cli_load_with(&run->model, o->model_path, &mo, &o->common, err);
+    *seconds = now_seconds() - t0;
+    return st;
+}
 
-    int capacity = o->n_prompt > o->n_gen ? o->n_prompt : o->n_gen;
+/* The pp and tg tests of one configuration; rows printed as they finish. With one configuration
+ * and one test of each kind (`single`), also the bandwidth arithmetic and the receipt. */
+static int bench_config(bench_options *o, bool single, int *n_emitted, uint64_t *peak_rss_out, bn_error *err) {
+    bench_run run;
+    memset(&run, 0, sizeof run);
+    double t_load;
+    if (load_config(&run, o, &t_load, err) != BN_OK) return BN_EXIT_ERROR;
+    const bn_model_config *config = bn_model_get_config(run.model);
+    fprintf(stderr, "bench: loaded %s (%s, %d layers, dim %d, vocab %d, context %d) in %.2f s, %d threads%s\n",
+            o->model_path, config->arch_name, config->n_layers, config->dim, config->n_vocab, config->n_ctx_train,
+            t_load, o->threads, o->batch_given ? "" : "");
+
+    int max_prompt = 0, max_gen = 0;
+    for (int i = 0; i < o->prompts.n; i++) max_prompt = o->prompts.values[i] > max_prompt ? o->prompts.values[i] : max_prompt;
+    for (int i = 0; i < o->gens.n; i++) max_gen = o->gens.values[i] > max_gen ? o->gens.values[i] : max_gen;
+    int capacity = max_prompt > max_gen ? max_prompt : max_gen;
     if (capacity > config->n_ctx_train) {
         bn_error_set(err, BN_ERR_RANGE, "%s%d needs %d positions but the model's context is %d",
-                     o->n_prompt > o->n_gen ? "pp" : "tg", capacity, capacity, config->n_ctx_train);
+                     max_prompt > max_gen ? "pp" : "tg", capacity, capacity, config->n_ctx_train);
         release_run(&run);
         return BN_EXIT_ERROR;
     }
-    run.entries = malloc((size_t)(o->n_prompt > 0 ? o->n_prompt : 1) * sizeof *run.entries);
+    run.entries = malloc((size_t)(max_prompt > 0 ? max_prompt : 1) * sizeof *run.entries);
     run.logits = malloc((size_t)config->n_vocab * sizeof *run.logits);
     run.seconds = malloc((size_t)o->repetitions * sizeof *run.seconds);
     if (!run.entries || !run.logits || !run.seconds) {
         release_run(&run);
-        bn_error_set(err, BN_ERR_NOMEM, "bench: out of memory for %d entries", o->n_prompt);
+        bn_error_set(err, BN_ERR_NOMEM, "bench: out of memory for %d entries", max_prompt);
         return BN_EXIT_ERROR;
     }
     if (bn_sequence_create(run.model, capacity, &run.seq, err) != BN_OK) {
@@ -683,39 +811,74 @@ static int bench(const bench_options *o, bn_error *err) {
         return BN_EXIT_ERROR;
     }
 
+    const bn_gguf *gguf = bn_model_get_gguf(run.model);
+    char size[32], params[32], model_name[96], backend[16];
+    format_size(size, sizeof size, tensor_bytes(gguf));
+    format_params(params, sizeof params, config->n_params);
+    const bn_quant_format *format = bn_quant_format_get(config->projection_type);
+    char type_upper[16] = "?";
+    if (format) {
+        size_t i = 0;
+        for (; format->name[i] && i + 1 < sizeof type_upper; i++)
+            type_upper[i] = (char)toupper((unsigned char)format->name[i]);
+        type_upper[i] = '\0';
+    }
+    snprintf(model_name, sizeof model_name, "%s %s %s", config->arch_name, params, type_upper);
+    snprintf(backend, sizeof backend, "%s", bn_model_backend_name(run.model));
+    for (char *c = backend; *c; c++) *c = (char)toupper((unsigned char)*c);
+    bench_row row = {model_name, size, params, backend, tensor_bytes(gguf), config->n_params, o->threads, o->n_batch,
+                     0, 0, NULL};
+
     uint64_t rng = o->seed;
     double warm;
     bench_stats pp = {0}, tg = {0};
-    /* Warm-ups first (a full prompt and one generated token), then counts start from zero, so the
-     * receipt's kernel list covers exactly the timed repetitions. */
-    if (o->n_prompt > 0 && run_prompt(&warm, &run, o->n_prompt, config->n_vocab, &rng, err) != BN_OK)
-        goto fail;
-    if (o->n_gen > 0 && run_generation(&warm, &run, 1, config->n_vocab, &rng, err) != BN_OK) goto fail;
+    /* Warm-ups first (the longest prompt and one generated token), then counts start from zero, so
+     * the receipt's kernel list covers exactly the timed repetitions. */
+    if (max_prompt > 0 && run_prompt(&warm, &run, max_prompt, config->n_vocab, &rng, err) != BN_OK) goto fail;
+    if (max_gen > 0 && run_generation(&warm, &run, 1, config->n_vocab, &rng, err) != BN_OK) goto fail;
     if (o->compare_variants) {
+        o->n_prompt = max_prompt;
+        o->n_gen = max_gen;
         int rc = compare_variants(o, &run, config, &rng, err);
         release_run(&run);
         return rc;
     }
     bn_kernel_set_timing(true);
     bn_kernel_reset_counts();
-    if (o->n_prompt > 0) {
+    bn_progress progress;
+    bn_progress_init(&progress, "bench", o->common.progress);
+    for (int k = 0; k < o->prompts.n; k++) {
+        const int n_prompt = o->prompts.values[k];
+        if (n_prompt <= 0) continue;
+        char stage[48];
+        snprintf(stage, sizeof stage, "pp%d", n_prompt);
+        bn_progress_begin(&progress, stage, "repetitions");
         for (int r = 0; r < o->repetitions; r++) {
-            if (run_prompt(&run.seconds[r], &run, o->n_prompt, config->n_vocab, &rng, err) != BN_OK)
-                goto fail;
+            if (run_prompt(&run.seconds[r], &run, n_prompt, config->n_vocab, &rng, err) != BN_OK) goto fail;
+            bn_progress_update(&progress, (uint64_t)r + 1, (uint64_t)o->repetitions);
         }
-        compute_stats(&pp, run.seconds, o->repetitions, o->n_prompt);
+        progress.enabled = progress.enabled && progress.live; /* the row itself is the line in a log */
+        bn_progress_end(&progress);
+        compute_stats(&pp, run.seconds, o->repetitions, n_prompt);
+        row.n_prompt = n_prompt, row.n_gen = 0, row.s = &pp;
+        emit_row(o, &row, n_emitted);
     }
     /* Peak RSS before any bandwidth buffer exists (the tg repetitions allocate nothing new). */
     uint64_t peak_rss = 0;
     if (bn_peak_rss_bytes(&peak_rss, err) != BN_OK) goto fail;
+    if (peak_rss > *peak_rss_out) *peak_rss_out = peak_rss;
     bench_bandwidth bw;
     memset(&bw, 0, sizeof bw);
-    if (o->n_gen > 0) {
+    for (int k = 0; k < o->gens.n; k++) {
+        const int n_gen = o->gens.values[k];
+        if (n_gen <= 0) continue;
+        o->n_gen = n_gen;
         /* A shared machine's bandwidth moves from one second to the next, so besides the figure
-         * after the tests the bandwidth is probed right before and after each repetition. */
+         * after the tests the bandwidth is probed right before and after each repetition (with
+         * one configuration, whose arithmetic is printed). */
         bn_threadpool *probe_pool = NULL;
         bn_bandwidth_probe *probe = NULL;
-        if (o->bandwidth) {
+        if (single && o->bandwidth) {
             bw.probe_bps = run.probe_bps = calloc((size_t)o->repetitions + 1, sizeof *bw.probe_bps);
             bw.rep_ratio = run.rep_ratio = calloc((size_t)o->repetitions, sizeof *bw.rep_ratio);
             if (!bw.probe_bps || !bw.rep_ratio) {
@@ -730,23 +893,36 @@ static int bench(const bench_options *o, bn_error *err) {
                 goto fail;
             }
         }
+        char stage[48];
+        snprintf(stage, sizeof stage, "tg%d", n_gen);
+        bn_progress_begin(&progress, stage, "repetitions");
         bn_status st = BN_OK;
         for (int r = 0; r < o->repetitions && st == BN_OK; r++) {
-            st = run_generation(&run.seconds[r], &run, o->n_gen, config->n_vocab, &rng, err);
+            st = run_generation(&run.seconds[r], &run, n_gen, config->n_vocab, &rng, err);
             if (st == BN_OK && probe)
                 st = bn_bandwidth_probe_run(probe, probe_pool, BENCH_PROBE_PASSES, &bw.probe_bps[r + 1], err);
+            bn_progress_update(&progress, (uint64_t)r + 1, (uint64_t)o->repetitions);
         }
+        bn_progress_end(&progress);
         if (probe) bw.n_probes = o->repetitions + 1;
         bn_bandwidth_probe_free(probe);
         bn_threadpool_free(probe_pool);
         if (st != BN_OK) goto fail;
-        compute_stats(&tg, run.seconds, o->repetitions, o->n_gen);
+        compute_stats(&tg, run.seconds, o->repetitions, n_gen);
+        row.n_prompt = 0, row.n_gen = n_gen, row.s = &tg;
+        emit_row(o, &row, n_emitted);
     }
     bn_kernel_set_timing(false);
+    if (!single) {
+        release_run(&run);
+        return BN_EXIT_OK;
+    }
     bn_kernel_stats kernel_stats[BN_KERNEL_MAX];
     size_t n_kernels = bn_kernel_snapshot(kernel_stats, BN_KERNEL_MAX);
 
     /* Decode bytes per token: the weights once, plus K and V of every layer over the context. */
+    o->n_prompt = max_prompt;
+    o->n_gen = max_gen;
     bw.weight_bytes = bn_model_bytes_per_token(run.model);
     bw.mean_context = (o->n_gen + 1) / 2.0;
     double kv_row = 2.0 * config->n_layers * config->kv_dim * (o->kv_f32 ? 4 : 2);
@@ -779,48 +955,18 @@ static int bench(const bench_options *o, bn_error *err) {
         if (status != BN_OK) goto fail;
         bw.measured = true;
     }
-
-    const bn_gguf *gguf = bn_model_get_gguf(run.model);
-    char size[32], params[32], model_name[96], backend[16];
-    format_size(size, sizeof size, tensor_bytes(gguf));
-    format_params(params, sizeof params, config->n_params);
-    const bn_quant_format *format = bn_quant_format_get(config->projection_type);
-    char type_upper[16] = "?";
-    if (format) {
-        size_t i = 0;
-        for (; format->name[i] && i + 1 < sizeof type_upper; i++)
-            type_upper[i] = (char)toupper((unsigned char)format->name[i]);
-        type_upper[i] = '\0';
-    }
-    snprintf(model_name, sizeof model_name, "%s %s %s", config->arch_name, params, type_upper);
-    snprintf(backend, sizeof backend, "%s", bn_model_backend_name(run.model));
-    for (char *c = backend; *c; c++) *c = (char)toupper((unsigned char)*c);
-
-    printf("| model | size | params | backend | threads | test | t/s |\n");
-    printf("| ----- | ---: | -----: | ------- | ------: | ---: | --: |\n");
-    char test[32];
-    if (pp.present) {
-        snprintf(test, sizeof test, "pp%d", pp.n_tokens);
-        print_row(model_name, size, params, backend, o->threads, test, &pp);
-    }
-    if (tg.present) {
-        snprintf(test, sizeof test, "tg%d", tg.n_tokens);
-        print_row(model_name, size, params, backend, o->threads, test, &tg);
-        print_bandwidth(&bw, &tg, o);
-    }
-    printf("\nisa %s, peak RSS %.1f MB, seed %llu, build %s (bitnet-c %s)\n", bn_isa_name(bn_isa_active()),
-           peak_rss / 1e6, (unsigned long long)o->seed, bn_git_commit(), bn_version());
+    /* the arithmetic goes with the table; beside csv/json it goes to stderr */
+    if (tg.present) print_bandwidth(o->output == OUT_MD ? stdout : stderr, &bw, &tg, o);
     if (!strcmp(bn_model_backend_name(run.model), "cpu")) {
         char variants[256];
         bn_model_tuning_summary(run.model, variants, sizeof variants);
         const bn_model_tuning *t = bn_model_get_tuning(run.model);
-        printf("kernel variants %s (tuning %s, %s)\n", variants, bn_tune_mode_name(t->mode), t->source);
+        snprintf(o->variants_line, sizeof o->variants_line, "kernel variants %s (tuning %s, %s)", variants,
+                 bn_tune_mode_name(t->mode), t->source);
     }
     fflush(stdout);
-
     if (o->json_path) {
-        if (write_receipt(o, &run, &pp, &tg, &bw, kernel_stats, n_kernels, peak_rss, err) != BN_OK)
-            goto fail;
+        if (write_receipt(o, &run, &pp, &tg, &bw, kernel_stats, n_kernels, peak_rss, err) != BN_OK) goto fail;
         fprintf(stderr, "bench: receipt written to %s\n", o->json_path);
     }
     release_run(&run);
@@ -832,10 +978,38 @@ fail:
     return BN_EXIT_ERROR;
 }
 
+static int bench(bench_options *o, bn_error *err) {
+    if (bn_cli_apply_isa(&o->common, err) != BN_OK) return BN_EXIT_ERROR;
+    if (bn_cli_resolve_model(&o->model_path, o->common.model_path, err) != BN_OK) return BN_EXIT_ERROR;
+    if (o->json_path && check_receipt_path(o->json_path, err) != BN_OK) return BN_EXIT_ERROR;
+    const bool single = o->prompts.n == 1 && o->gens.n == 1 && o->threads_list.n == 1 && o->batches.n == 1;
+    if (!o->compare_variants) print_header(o);
+    int n_emitted = 0, rc = BN_EXIT_OK;
+    uint64_t peak_rss = 0;
+    for (int t = 0; t < o->threads_list.n && rc == BN_EXIT_OK; t++)
+        for (int b = 0; b < o->batches.n && rc == BN_EXIT_OK; b++) {
+            o->threads = o->threads_list.values[t];
+            o->n_batch = o->batches.values[b];
+            o->n_prompt = o->prompts.values[0];
+            o->n_gen = o->gens.values[0];
+            rc = bench_config(o, single, &n_emitted, &peak_rss, err);
+        }
+    if (o->compare_variants) return rc;
+    if (o->output == OUT_JSON) printf("\n]\n");
+    if (rc == BN_EXIT_OK && o->output == OUT_MD) {
+        printf("\nisa %s, peak RSS %.1f MB, seed %llu, build %s (bitnet-c %s)\n", bn_isa_name(bn_isa_active()),
+               peak_rss / 1e6, (unsigned long long)o->seed, bn_git_commit(), bn_version());
+        if (o->variants_line[0]) printf("%s\n", o->variants_line);
+    }
+    fflush(stdout);
+    return rc;
+}
+
 int bn_cmd_bench(int argc, char **argv, bn_error *err) {
     bench_options o;
-    int rc = parse_options(&o, argc, argv);
-    if (rc < 0) return BN_EXIT_OK;
-    if (rc != BN_EXIT_OK) return rc;
-    return bench(&o, err);
+    int rc = parse_options(&o, argc, argv, err);
+    if (rc >= 0) return rc;
+    rc = bench(&o, err);
+    free(o.model_path);
+    return rc;
 }

@@ -1,7 +1,9 @@
 /*
  * cmd_chat.c: `bitnet chat [-m MODEL] [--system TEXT] [options]`: an interactive conversation in
- * the model's chat format. Reads one user message per line (from a terminal or a pipe), streams
- * the answer, Ctrl-C stops the answer, Ctrl-D (end of input) exits.
+ * the model's chat format. Reads one user message per line (a terminal through libedit with
+ * history, or a pipe; a trailing backslash continues a message), streams the answer, Ctrl-C stops
+ * the answer, Ctrl-D (end of input) or /exit leaves; /help /clear /system /save /load are
+ * commands, not messages.
  *
  * Design: the conversation is kept as token ids, and the KV cache holds them. A turn appends only
  * what is new: the format's text after the previous answer (rendered by bn_chat_render, whose
@@ -13,33 +15,82 @@
 #include "cli/cli_options.h"
 #include "cli/commands.h"
 #include "kernels/cpu_features.h"
+#include "cli/line_input.h"
 #include "runtime/session.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #define DEFAULT_MAX_TOKENS 512
-#define SYNOPSIS "[-m MODEL] [--system TEXT] [options]"
+#define MAX_SYSTEM_BYTES (1u << 20)
+#define MAX_SAVED_BYTES (64u << 20)
 
-static void usage(FILE *out) {
-    fprintf(out,
-            "usage: bitnet chat " SYNOPSIS "\n\n"
-            "Interactive chat: type a message and press Enter; the answer streams to stdout.\n"
-            "Ctrl-C stops the current answer, Ctrl-D (end of input) exits. Reads one message\n"
-            "per line when stdin is not a terminal. The conversation stays in the KV cache:\n"
-            "each turn prefills only its new tokens (reported on stderr).\n\n"
-            "options:\n"
-            "  --system TEXT          system message\n"
-            "  --chat-format NAME     override the model's chat format (bitnet, llama3,\n"
-            "                         chatml, plain)\n"
-            "%s"
-            "  (-n defaults to %d here, per answer)\n"
-            "%s"
-            "  --help                 show this help\n",
-            bn_cli_common_help, DEFAULT_MAX_TOKENS, bn_cli_sampling_help);
+
+/* The options of `chat` beyond the shared groups. */
+typedef struct chat_options {
+    const char *system_text, *system_file, *format_name;
+    bool escape;
+} chat_options;
+
+enum { CHAT_SYSTEM = 1, CHAT_FILE, CHAT_FORMAT, CHAT_ESCAPE, CHAT_NO_ESCAPE, CHAT_RUN_FLAG };
+
+static const bn_cli_option chat_table[] = {
+    {CHAT_SYSTEM, "--system|-sys|--system-prompt|-p|--prompt", "TEXT",
+     "system message (-p as llama.cpp's conversation mode uses it)", 0, 0, NULL},
+    {CHAT_FILE, "-f|--file", "FILE", "system message from FILE", 0, 0, NULL},
+    {CHAT_FORMAT, "--chat-format|--chat-template", "NAME", "override the model's chat format (bitnet, llama3,\nchatml, plain)", 0, 0,
+     "bitnet|llama3|chatml|plain"},
+    {CHAT_ESCAPE, "-e|--escape", NULL, "turn \\n, \\t, ... in the system message into what they stand for", 0, 0, NULL},
+    {CHAT_NO_ESCAPE, "--no-escape", NULL, NULL, BN_OPT_HIDDEN, 0, NULL},
+    /* what `run -cnv` passes on: conversation mode is what chat is */
+    {CHAT_RUN_FLAG, "-cnv|--conversation|-i|--interactive|-if|--interactive-first|-no-cnv|--no-conversation|"
+                    "--no-display-prompt|--no-echo|--no-bos", NULL, NULL, BN_OPT_HIDDEN, 0, NULL},
+    {0},
+};
+
+const bn_cli_spec bn_chat_spec = {
+    .name = "chat",
+    .synopsis = "[-m MODEL] [--system TEXT] [options]",
+    .about = "Interactive chat: type a message and press Enter; the answer streams to stdout.\n"
+             "On a terminal lines are edited with libedit (arrows, Emacs keys; Up recalls earlier\n"
+             "lines, kept in $XDG_STATE_HOME/bitnet/chat_history, BITNET_HISTORY=FILE overrides,\n"
+             "empty: none). A line ending in a backslash continues on the next line. Ctrl-C stops\n"
+             "the current answer, Ctrl-D (end of input) exits. Reads one message per line when\n"
+             "stdin is not a terminal. The conversation stays in the KV cache: each turn prefills\n"
+             "only its new tokens (reported on stderr).\n\n"
+             "commands (a line starting with //: a message starting with /):\n"
+             "  /help                  list these commands\n"
+             "  /clear                 forget the conversation (the system message stays) and empty\n"
+             "                         the KV cache\n"
+             "  /system TEXT           set the system message and start a new conversation\n"
+             "  /save FILE             write the conversation as JSON ({\"messages\": [{role, content}]})\n"
+             "  /load FILE             continue a conversation written by /save\n"
+             "  /exit                  leave (also /quit, Ctrl-D)\n",
+    .notes = "-n defaults to 512 here, per answer.\n",
+    .options = chat_table,
+    .common = BN_COMMON_LOAD,
+    .sampling = true,
+};
+
+static bn_cli_parse apply_chat(void *state, const bn_cli_option *opt, const char *name, const char *value,
+                               bn_error *err) {
+    (void)name;
+    (void)err;
+    chat_options *o = state;
+    switch (opt ? opt->id : 0) {
+    case CHAT_SYSTEM: o->system_text = value; break;
+    case CHAT_FILE: o->system_file = value; break;
+    case CHAT_FORMAT: o->format_name = value; break;
+    case CHAT_ESCAPE: o->escape = true; break;
+    case CHAT_NO_ESCAPE: o->escape = false; break;
+    case CHAT_RUN_FLAG: break;
+    default: return BN_CLI_NOT_MINE;
+    }
+    return BN_CLI_CONSUMED;
 }
 
 /* The conversation: messages (contents owned) and the token ids it is made of. */
@@ -86,61 +137,200 @@ static bn_status extend_ids(conversation *c, const bn_tokenizer *tok, const bn_c
     return st;
 }
 
-/* Reads one line into *line (without its newline). Returns 1 for a line, 0 at end of input, -1
- * when a Ctrl-C interrupted the read. */
-static int read_line(char **line, size_t *cap) {
-    errno = 0;
-    ssize_t n = getline(line, cap, stdin);
-    if (n < 0) {
-        if (errno == EINTR || bn_cli_interrupted) {
-            clearerr(stdin);
-            return -1;
-        }
-        return 0;
-    }
-    while (n > 0 && ((*line)[n - 1] == '\n' || (*line)[n - 1] == '\r')) (*line)[--n] = '\0';
-    return 1;
+/* /save FILE: {"format": NAME, "messages": [{"role": ..., "content": ...}, ...]}. */
+static bn_status save_conversation(const conversation *c, const char *format_name, const char *path,
+                                   bn_error *err) {
+    json_t *root = json_object(), *messages = json_array();
+    for (size_t i = 0; i < c->n; i++)
+        json_array_append_new(messages, json_pack("{s:s, s:s}", "role", c->messages[i].role, "content",
+                                                  c->messages[i].content));
+    json_object_set_new(root, "format", json_string(format_name));
+    json_object_set_new(root, "messages", messages);
+    int rc = json_dump_file(root, path, JSON_INDENT(2));
+    json_decref(root);
+    if (rc != 0) return bn_error_set(err, BN_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+    return BN_OK;
 }
 
-/* The options of `chat` beyond the shared groups. */
-typedef struct chat_options {
-    const char *system_text, *format_name;
-} chat_options;
+/* The role names a saved conversation may use (static strings for bn_chat_message.role). */
+static const char *known_role(const char *role) {
+    static const char *const roles[] = {"system", "user", "assistant"};
+    for (size_t i = 0; i < sizeof roles / sizeof roles[0]; i++)
+        if (!strcmp(role, roles[i])) return roles[i];
+    return NULL;
+}
 
-static bn_cli_parse parse_own(void *state, int argc, char **argv, int *i, bn_error *err) {
-    (void)err;
-    chat_options *o = state;
-    const char *a = argv[*i];
-    bool has_value = *i + 1 < argc;
-    if (!strcmp(a, "--system") && has_value) {
-        o->system_text = argv[++*i];
-    } else if (!strcmp(a, "--chat-format") && has_value) {
-        o->format_name = argv[++*i];
-    } else {
-        return BN_CLI_NOT_MINE;
+/* /load FILE: replaces the conversation with the file's messages (checked before anything
+ * changes: an object with "messages", each {role: system|user|assistant, content: string},
+ * a system message only first, the last one an assistant's or none). */
+static bn_status load_conversation(conversation *c, const char *path, bn_error *err) {
+    char *text = NULL;
+    size_t len = 0;
+    bn_status st = bn_cli_read_file(&text, &len, path, MAX_SAVED_BYTES, err);
+    if (st != BN_OK) return st;
+    json_error_t jerr;
+    json_t *root = json_loadb(text, len, 0, &jerr);
+    free(text);
+    if (!root) return bn_error_set(err, BN_ERR_FORMAT, "%s: not JSON (line %d: %s)", path, jerr.line, jerr.text);
+    json_t *messages = json_object_get(root, "messages");
+    size_t n = json_array_size(messages);
+    st = json_is_array(messages) ? BN_OK : bn_error_set(err, BN_ERR_FORMAT, "%s: no \"messages\" array", path);
+    for (size_t i = 0; i < n && st == BN_OK; i++) {
+        json_t *m = json_array_get(messages, i);
+        const char *role = json_string_value(json_object_get(m, "role"));
+        const char *content = json_string_value(json_object_get(m, "content"));
+        if (!role || !content || !known_role(role))
+            st = bn_error_set(err, BN_ERR_FORMAT, "%s: message %zu needs a role (system, user or assistant) and a "
+                              "string content", path, i + 1);
+        else if (!strcmp(role, "system") && i > 0)
+            st = bn_error_set(err, BN_ERR_FORMAT, "%s: message %zu: a system message comes first only", path, i + 1);
+        else if (i + 1 == n && !strcmp(role, "user"))
+            st = bn_error_set(err, BN_ERR_FORMAT, "%s: the last message is a user's without its answer", path);
     }
-    return BN_CLI_CONSUMED;
+    if (st == BN_OK) {
+        drop_messages_from(c, 0);
+        c->ids.n = 0;
+        for (size_t i = 0; i < n && st == BN_OK; i++) {
+            json_t *m = json_array_get(messages, i);
+            const char *content = json_string_value(json_object_get(m, "content"));
+            st = add_message(c, known_role(json_string_value(json_object_get(m, "role"))), content,
+                             json_string_length(json_object_get(m, "content")), err);
+        }
+    }
+    json_decref(root);
+    return st;
+}
+
+/* Replaces (or adds, first) the system message; text NULL removes it. */
+static bn_status set_system(conversation *c, const char *text, bn_error *err) {
+    drop_messages_from(c, 0);
+    c->ids.n = 0;
+    return text ? add_message(c, "system", text, strlen(text), err) : BN_OK;
+}
+
+/* What a line starting with '/' asks for. */
+typedef enum chat_command { CMD_NONE, CMD_HANDLED, CMD_EXIT, CMD_FAILED } chat_command;
+
+static chat_command run_command(const char *line, conversation *c, size_t *n_fixed, bn_session *session,
+                                const bn_chat_format *format, bn_error *err) {
+    const char *arg = line + strcspn(line, " \t");
+    size_t name_len = (size_t)(arg - line);
+    while (*arg == ' ' || *arg == '\t') arg++;
+#define IS(word) (name_len == strlen(word) && !strncmp(line, word, name_len))
+    if (IS("/exit") || IS("/quit")) return CMD_EXIT;
+    if (IS("/help")) {
+        fputs("/help  /clear  /system TEXT  /save FILE  /load FILE  /exit\n"
+              "(`bitnet chat --help` describes them; a line starting with // sends a message starting with /)\n", stdout);
+    } else if (IS("/clear")) {
+        drop_messages_from(c, *n_fixed);
+        c->ids.n = 0;
+        bn_session_clear(session);
+        fprintf(stdout, "(conversation cleared%s; KV cache emptied)\n", *n_fixed ? ", system message kept" : "");
+    } else if (IS("/system")) {
+        if (set_system(c, *arg ? arg : NULL, err) != BN_OK) return CMD_FAILED;
+        *n_fixed = c->n;
+        bn_session_clear(session);
+        fprintf(stdout, "(%s; new conversation)\n", *arg ? "system message set" : "system message removed");
+    } else if (IS("/save")) {
+        if (!*arg) {
+            fputs("(/save needs a file name)\n", stdout);
+        } else if (save_conversation(c, format->name, arg, err) != BN_OK) {
+            fprintf(stdout, "(%s)\n", err->message);
+            bn_error_clear(err);
+        } else {
+            fprintf(stdout, "(saved %zu messages to %s)\n", c->n, arg);
+        }
+    } else if (IS("/load")) {
+        if (!*arg) {
+            fputs("(/load needs a file name)\n", stdout);
+        } else if (load_conversation(c, arg, err) != BN_OK) {
+            fprintf(stdout, "(%s; the conversation is unchanged)\n", err->message);
+            bn_error_clear(err);
+        } else {
+            *n_fixed = c->n && !strcmp(c->messages[0].role, "system") ? 1 : 0;
+            bn_session_clear(session);
+            fprintf(stdout, "(loaded %zu messages from %s)\n", c->n, arg);
+        }
+    } else {
+        fprintf(stdout, "(unknown command %.*s; /help lists the commands)\n", (int)name_len, line);
+    }
+#undef IS
+    fflush(stdout);
+    return CMD_HANDLED;
+}
+
+/* Reads one message: lines ending in a backslash continue on the next line ("... " prompt).
+ * Returns 1 with *text (owned by `buf`), 0 at end of input, -1 on Ctrl-C. */
+static int read_message(bn_line_input *in, char **buf, size_t *cap, bool tty, bn_error *err) {
+    size_t len = 0;
+    for (bool first = true;; first = false) {
+        const char *line;
+        int got = bn_line_input_read(in, tty ? (first ? "> " : "... ") : "", &line);
+        if (got <= 0) return got;
+        bn_line_input_remember(in, line);
+        size_t n = strlen(line);
+        bool more = n > 0 && line[n - 1] == '\\';
+        if (more) n--;
+        if (len + n + 2 > *cap) {
+            size_t grown_cap = (len + n + 2) * 2;
+            char *grown = realloc(*buf, grown_cap);
+            if (!grown) {
+                bn_error_set(err, BN_ERR_NOMEM, "out of memory");
+                return 0;
+            }
+            *buf = grown;
+            *cap = grown_cap;
+        }
+        memcpy(*buf + len, line, n);
+        len += n;
+        if (more) (*buf)[len++] = '\n';
+        (*buf)[len] = '\0';
+        if (!more) return 1;
+    }
 }
 
 int bn_cmd_chat(int argc, char **argv, bn_error *err) {
     bn_cli_common common;
-    bn_cli_common_init(&common);
+    bn_cli_common_init(&common, "chat");
     bn_cli_sampling sampling;
     bn_cli_sampling_init(&sampling, DEFAULT_MAX_TOKENS);
     chat_options o = {0};
-    const bn_cli_command cmd = {"chat", SYNOPSIS, usage, parse_own, &o};
-    int parsed = bn_cli_parse_args(&cmd, &common, &sampling, argc, argv, err);
-    if (parsed >= 0) return parsed;
+    int parsed = bn_cli_parse_command(&bn_chat_spec, apply_chat, &o, &common, &sampling, argc, argv, err);
+    if (parsed >= 0) {
+        bn_cli_sampling_free(&sampling);
+        return parsed;
+    }
+    if (o.system_text && o.system_file) {
+        bn_cli_sampling_free(&sampling);
+        bn_error_set(err, BN_ERR_INVALID, "give --system or -f, not both");
+        return bn_cli_usage_error("chat", bn_chat_spec.synopsis, err);
+    }
 
     int rc = BN_EXIT_ERROR;
     bn_model *model = NULL;
     bn_tokenizer *tok = NULL;
-    char *path = NULL, *line = NULL;
-    size_t line_cap = 0;
+    char *path = NULL, *message = NULL, *system_owned = NULL;
+    size_t message_cap = 0;
     const char **stops = NULL;
     bn_session session = {0};
     bn_gen *gen = NULL;
     conversation conv = {0};
+    bn_line_input input;
+    bn_line_input_open(&input);
+    const char *system_text = o.system_text;
+    if (o.system_file) {
+        size_t len;
+        if (bn_cli_read_file(&system_owned, &len, o.system_file, MAX_SYSTEM_BYTES, err) != BN_OK) goto done;
+        system_text = system_owned;
+    }
+    if (system_text && o.escape) {
+        if (!system_owned && !(system_owned = strdup(system_text))) {
+            bn_error_set(err, BN_ERR_NOMEM, "out of memory");
+            goto done;
+        }
+        bn_cli_unescape(system_owned, strlen(system_owned));
+        system_text = system_owned;
+    }
     if (bn_cli_load_model(&model, &tok, &path, &common, err) != BN_OK) goto done;
     const bn_chat_format *format;
     if (bn_cli_chat_format(&format, model, o.format_name, err) != BN_OK) goto done;
@@ -168,28 +358,38 @@ int bn_cmd_chat(int argc, char **argv, bn_error *err) {
     for (size_t i = 0; i < sampling.n_stops; i++) stops[n_stops + i] = sampling.stops[i];
     n_stops += sampling.n_stops;
 
-    if (o.system_text &&
-        add_message(&conv, "system", o.system_text, strlen(o.system_text), err) != BN_OK)
+    if (system_text && add_message(&conv, "system", system_text, strlen(system_text), err) != BN_OK)
         goto done;
-    const size_t n_fixed = conv.n; /* messages kept when the context is full */
+    size_t n_fixed = conv.n; /* messages kept when the context is full (and by /clear) */
 
     bn_cli_catch_sigint(); /* a Ctrl-C at the prompt interrupts the read */
 
     const bool tty = isatty(STDIN_FILENO);
-    if (tty) fprintf(stderr, "(Enter sends a message, Ctrl-C stops an answer, Ctrl-D exits)\n");
+    if (tty) fprintf(stderr, "(Enter sends a message, a trailing \\ continues it, /help lists commands, Ctrl-C "
+                             "stops an answer, Ctrl-D exits)\n");
     for (int turn = 1;; ) {
-        if (tty) {
+        if (tty && !input.tty) { /* libedit draws its own prompt */
             fputs("> ", stdout);
             fflush(stdout);
         }
         bn_cli_interrupted = 0;
-        int got = read_line(&line, &line_cap);
+        int got = read_message(&input, &message, &message_cap, tty, err);
+        if (got == 0 && err->code != BN_OK) goto done;
         if (got == 0) break;
         if (got < 0) {
             fputs("\n(Ctrl-D exits)\n", stdout);
             continue;
         }
+        const char *line = message;
         if (!line[0]) continue;
+        if (line[0] == '/' && line[1] == '/') {
+            line++; /* "//x" sends "/x" */
+        } else if (line[0] == '/') {
+            chat_command cmd = run_command(line, &conv, &n_fixed, &session, format, err);
+            if (cmd == CMD_EXIT) break;
+            if (cmd == CMD_FAILED) goto done;
+            continue;
+        }
         if (add_message(&conv, "user", line, strlen(line), err) != BN_OK) goto done;
         if (extend_ids(&conv, tok, format, err) != BN_OK) goto done;
         if (conv.ids.n >= (size_t)capacity) {
@@ -264,7 +464,9 @@ int bn_cmd_chat(int argc, char **argv, bn_error *err) {
     }
     rc = BN_EXIT_OK;
 done:
-    free(line);
+    bn_line_input_close(&input);
+    free(message);
+    free(system_owned);
     drop_messages_from(&conv, 0);
     free(conv.messages);
     bn_tokens_free(&conv.ids);

@@ -17,55 +17,55 @@
 
 #define REFERENCE_SCRIPT "reference/bitnet_ref.py"
 
-#define SYNOPSIS "[-m MODEL] (--prompt TEXT | --tokens ID,ID,...) [options]"
 
-static void usage(FILE *out) {
-    fprintf(out,
-            "usage: bitnet crossval " SYNOPSIS "\n\n"
-            "Runs the engine and another implementation on the same token ids and prints, per\n"
-            "position, the cosine similarity of the logits, max |difference|, top-1 and top-5\n"
-            "agreement and KL(other || engine), then a summary. Exits 1 when a tolerance fails.\n"
-            "With --prompt the engine's token ids are first checked against the reference's.\n\n"
-            "options:\n"
-            "  -m, --model FILE       GGUF model (default: " BN_CLI_DEFAULT_MODEL ")\n"
-            "  --prompt TEXT          tokenize TEXT (BOS added as the model asks)\n"
-            "  --tokens LIST          comma-separated token ids, used as given\n"
-            "  --no-bos               with --prompt: do not add BOS\n"
-            "  --backend NAME         engine backend: cpu (default) or cuda\n"
-            "  --isa NAME             engine CPU kernel path (default: BITNET_ISA, else the best\n"
-            "                         supported)\n"
-            "  -t, --threads N        threads (default: online CPUs, at most 8)\n"
-            "  --against NAME         reference (default): the Python reference implementation;\n"
-            "                         cpu: the CPU backend on --against-isa\n"
-            "  --against-isa NAME     kernel path of the other side with --against cpu\n"
-            "                         (default scalar)\n"
-            "  --against-model FILE   the other side runs this model file (alone: --against cpu)\n"
-            "  --reference-cmd CMD    reference program (default: /usr/bin/python3 " REFERENCE_SCRIPT
-            ");\n"
-            "                         called as `CMD logits -m MODEL --tokens IDS --out FILE`,\n"
-            "                         `CMD tokenize -m MODEL --prompt TEXT` and\n"
-            "                         `CMD generate -m MODEL --tokens IDS -n N` (greedy ids)\n"
-            "  --cos-tol X            every position's cosine >= X (default 0.999)\n"
-            "  --mean-cos-tol X       mean cosine >= X (default: not checked)\n"
-            "  --pos0-tol X           max |difference| at position 0 <= X (default: not checked)\n"
-            "  --max-tol X            max |difference| at every position <= X (default: not\n"
-            "                         checked; 0: bit-identical logits, as the reference and the\n"
-            "                         engine compute spec section 4.1's arithmetic alike)\n"
-            "                         (random-weight models: --pos0-tol 5e-3 --cos-tol 0.99\n"
-            "                         --mean-cos-tol 0.997, spec section 8)\n"
-            "  --greedy N             also N greedy steps on both sides; reports the first step\n"
-            "                         where they differ and the top-2 logit gap there\n"
-            "  --greedy-tie X         with --greedy: FAIL unless both runs are identical up to the\n"
-            "                         first step where the other side's top-2 gap is below X (a\n"
-            "                         near-tie; the issue's rule for trained models uses 1e-3)\n"
-            "  --json FILE            write every number as JSON\n"
-            "  --quiet                print the summary only\n"
-            "  --help                 show this help\n");
-}
+enum { CV_PROMPT = 1, CV_TOKENS, CV_NO_BOS, CV_BACKEND, CV_AGAINST, CV_AGAINST_ISA, CV_AGAINST_MODEL, CV_REFERENCE,
+       CV_COS, CV_MEAN_COS, CV_POS0, CV_MAX, CV_GREEDY, CV_GREEDY_TIE, CV_JSON, CV_QUIET };
+
+static const bn_cli_option crossval_table[] = {
+    {CV_PROMPT, "-p|--prompt", "TEXT", "tokenize TEXT (BOS added as the model asks)", 0, 0, NULL},
+    {CV_TOKENS, "--tokens", "LIST", "comma-separated token ids, used as given", 0, 0, NULL},
+    {CV_NO_BOS, "--no-bos", NULL, "with --prompt: do not add BOS", 0, 0, NULL},
+    {CV_BACKEND, "--backend", "NAME", NULL, BN_OPT_HIDDEN, 0, "cpu|cuda"}, /* the old spelling of --device */
+    {CV_AGAINST, "--against", "NAME", "reference (default): the Python reference implementation;\n"
+                                     "cpu: the CPU backend on --against-isa", 0, 0, "reference|cpu"},
+    {CV_AGAINST_ISA, "--against-isa", "NAME", "kernel path of the other side with --against cpu\n(default scalar)", 0, 0,
+     "scalar|avx2|avx512"},
+    {CV_AGAINST_MODEL, "--against-model", "FILE", "the other side runs this model file (alone: --against cpu)", 0, 0, NULL},
+    {CV_REFERENCE, "--reference-cmd", "CMD", "reference program (default: /usr/bin/python3 " REFERENCE_SCRIPT ");\n"
+                                            "called as `CMD logits -m MODEL --tokens IDS --out FILE`,\n"
+                                            "`CMD tokenize -m MODEL --prompt TEXT` and\n"
+                                            "`CMD generate -m MODEL --tokens IDS -n N` (greedy ids)", 0, 0, NULL},
+    {CV_COS, "--cos-tol", "X", "every position's cosine >= X (default 0.999)", 0, 0, NULL},
+    {CV_MEAN_COS, "--mean-cos-tol", "X", "mean cosine >= X (default: not checked)", 0, 0, NULL},
+    {CV_POS0, "--pos0-tol", "X", "max |difference| at position 0 <= X (default: not checked)", 0, 0, NULL},
+    {CV_MAX, "--max-tol", "X", "max |difference| at every position <= X (default: not\n"
+                              "checked; 0: bit-identical logits, as the reference and the\n"
+                              "engine compute spec section 4.1's arithmetic alike)", 0, 0, NULL},
+    {CV_GREEDY, "--greedy", "N", "also N greedy steps on both sides; reports the first step\n"
+                                "where they differ and the top-2 logit gap there", 0, 0, NULL},
+    {CV_GREEDY_TIE, "--greedy-tie", "X", "with --greedy: FAIL unless both runs are identical up to the\n"
+                                        "first step where the other side's top-2 gap is below X (a\n"
+                                        "near-tie; the issue's rule for trained models uses 1e-3)", 0, 0, NULL},
+    {CV_JSON, "--json", "FILE", "write every number as JSON", 0, 0, NULL},
+    {CV_QUIET, "--quiet", NULL, "print the summary only", 0, 0, NULL},
+    {0},
+};
+
+const bn_cli_spec bn_crossval_spec = {
+    .name = "crossval",
+    .synopsis = "[-m MODEL] (-p TEXT | --tokens ID,ID,...) [options]",
+    .about = "Runs the engine and another implementation on the same token ids and prints, per\n"
+             "position, the cosine similarity of the logits, max |difference|, top-1 and top-5\n"
+             "agreement and KL(other || engine), then a summary. Exits 1 when a tolerance fails.\n"
+             "With --prompt the engine's token ids are first checked against the reference's.\n",
+    .notes = "Random-weight models: --pos0-tol 5e-3 --cos-tol 0.99 --mean-cos-tol 0.997 (spec section 8).\n",
+    .options = crossval_table,
+    .common = BN_COMMON_MODEL | BN_COMMON_THREADS | BN_COMMON_CTX | BN_COMMON_DEVICE | BN_COMMON_KERNELS,
+};
 
 typedef struct crossval_options {
     bn_cli_common common;
-    const char *prompt, *tokens, *backend, *against, *against_isa, *against_model;
+    const char *prompt, *tokens, *against, *against_isa, *against_model;
     const char *reference_cmd, *json_path;
     double cos_tol, mean_cos_tol, pos0_tol, max_tol; /* NAN: not checked */
     double greedy_tie; /* NAN: the greedy near-tie rule is reported, not checked */
@@ -73,68 +73,50 @@ typedef struct crossval_options {
     bool no_bos, quiet;
 } crossval_options;
 
-static bn_cli_parse parse_own(crossval_options *o, int argc, char **argv, int *i, bn_error *err) {
-    const char *a = argv[*i];
-    static const char *const string_options[] = {"--prompt", "--tokens", "--backend", "--against",
-                                                 "--against-isa", "--against-model",
-                                                 "--reference-cmd", "--json"};
-    const char **targets[] = {&o->prompt, &o->tokens, &o->backend, &o->against, &o->against_isa,
-                              &o->against_model, &o->reference_cmd, &o->json_path};
-    for (size_t k = 0; k < sizeof string_options / sizeof string_options[0]; k++) {
-        if (strcmp(a, string_options[k]) != 0) continue;
-        if (*i + 1 >= argc) {
-            bn_error_set(err, BN_ERR_INVALID, "option %s needs a value", a);
-            return BN_CLI_BAD;
-        }
-        *targets[k] = argv[++*i];
+static bn_cli_parse apply_crossval(void *state, const bn_cli_option *opt, const char *a, const char *v,
+                                   bn_error *err) {
+    crossval_options *o = state;
+    float f;
+    const int id = opt ? opt->id : 0;
+    if (id >= CV_COS && id <= CV_MAX) {
+        /* cosines in [-1, 1], differences >= 0 */
+        const bool cosine = id == CV_COS || id == CV_MEAN_COS;
+        if (!bn_cli_parse_float(v, cosine ? -1.0 : 0.0, cosine ? 1.0 : 1e30, &f))
+            return bn_cli_bad_value(a, v, cosine ? "a number in [-1, 1]" : "a number >= 0", err);
+        double *target[] = {&o->cos_tol, &o->mean_cos_tol, &o->pos0_tol, &o->max_tol};
+        *target[id - CV_COS] = f;
         return BN_CLI_CONSUMED;
     }
-    double *tols[] = {&o->cos_tol, &o->mean_cos_tol, &o->pos0_tol, &o->greedy_tie, &o->max_tol};
-    static const char *const tol_options[] = {"--cos-tol", "--mean-cos-tol", "--pos0-tol",
-                                              "--greedy-tie", "--max-tol"};
-    for (size_t k = 0; k < sizeof tols / sizeof tols[0]; k++) {
-        if (strcmp(a, tol_options[k]) != 0) continue;
-        float v;
-        if (*i + 1 >= argc) {
-            bn_error_set(err, BN_ERR_INVALID, "option %s needs a value", a);
-            return BN_CLI_BAD;
-        }
-        if (!bn_cli_parse_float(argv[++*i], k >= 2 ? 0.0 : -1.0, k >= 2 ? 1e30 : 1.0, &v)) {
-            bn_error_set(err, BN_ERR_INVALID, "invalid value '%s' for %s (expected %s)", argv[*i], a,
-                         k >= 2 ? "a number >= 0" : "a number in [-1, 1]");
-            return BN_CLI_BAD;
-        }
-        *tols[k] = v;
-        return BN_CLI_CONSUMED;
+    switch (id) {
+    case CV_PROMPT: o->prompt = v; break;
+    case CV_TOKENS: o->tokens = v; break;
+    case CV_NO_BOS: o->no_bos = true; break;
+    case CV_BACKEND:
+        if (bn_device_parse(&o->common.device, v, NULL) != BN_OK) return bn_cli_bad_value(a, v, "cpu or cuda", err);
+        o->common.device_given = true;
+        break;
+    case CV_AGAINST: o->against = v; break;
+    case CV_AGAINST_ISA: o->against_isa = v; break;
+    case CV_AGAINST_MODEL: o->against_model = v; break;
+    case CV_REFERENCE: o->reference_cmd = v; break;
+    case CV_GREEDY:
+        if (!bn_cli_parse_int(v, 0, 100000, &o->greedy)) return bn_cli_bad_value(a, v, "an integer in 0..100000", err);
+        break;
+    case CV_GREEDY_TIE:
+        if (!bn_cli_parse_float(v, 0.0, 1e30, &f)) return bn_cli_bad_value(a, v, "a number >= 0", err);
+        o->greedy_tie = f;
+        break;
+    case CV_JSON: o->json_path = v; break;
+    case CV_QUIET: o->quiet = true; break;
+    default: return BN_CLI_NOT_MINE;
     }
-    if (!strcmp(a, "--greedy")) {
-        if (*i + 1 >= argc || !bn_cli_parse_int(argv[*i + 1], 0, 100000, &o->greedy)) {
-            bn_error_set(err, BN_ERR_INVALID, "invalid or missing value for --greedy (0..100000)");
-            return BN_CLI_BAD;
-        }
-        ++*i;
-        return BN_CLI_CONSUMED;
-    }
-    if (!strcmp(a, "--no-bos")) {
-        o->no_bos = true;
-        return BN_CLI_CONSUMED;
-    }
-    if (!strcmp(a, "--quiet")) {
-        o->quiet = true;
-        return BN_CLI_CONSUMED;
-    }
-    return BN_CLI_NOT_MINE;
+    return BN_CLI_CONSUMED;
 }
 
 /* Checks the combination of options; a one-line message on failure. */
 static bool validate(crossval_options *o, bn_error *err) {
     if (!o->prompt == !o->tokens) {
         bn_error_set(err, BN_ERR_INVALID, "give exactly one of --prompt and --tokens");
-        return false;
-    }
-    if (strcmp(o->backend, "cpu") && strcmp(o->backend, "cuda")) {
-        bn_error_set(err, BN_ERR_INVALID, "invalid value '%s' for --backend (expected cpu or cuda)",
-                     o->backend);
         return false;
     }
     if (o->against_model && !o->against) o->against = "cpu"; /* two files, one engine */
@@ -251,26 +233,12 @@ static bn_status write_json(const char *path, const crossval_options *o, const c
 }
 
 int bn_cmd_crossval(int argc, char **argv, bn_error *err) {
-    crossval_options o = {.backend = "cpu", .cos_tol = 0.999, .mean_cos_tol = NAN, .pos0_tol = NAN, .max_tol = NAN,
-                          .greedy_tie = NAN};
-    bn_cli_common_init(&o.common);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return BN_EXIT_OK;
-        }
-        bn_cli_parse r = bn_cli_parse_common(&o.common, argc, argv, &i, err);
-        if (r == BN_CLI_NOT_MINE) r = parse_own(&o, argc, argv, &i, err);
-        if (r == BN_CLI_CONSUMED) continue;
-        if (r == BN_CLI_NOT_MINE)
-            bn_error_set(err, BN_ERR_INVALID, "unknown option '%s'", a);
-        return bn_cli_usage_error("crossval", SYNOPSIS, err);
-    }
-    if (!validate(&o, err)) return bn_cli_usage_error("crossval", SYNOPSIS, err);
-    /* --backend cuda: the engine side runs on the GPU; bn_model_load reports a build without
-     * CUDA or a machine without a GPU as a clear device error. */
-    if (!strcmp(o.backend, "cuda")) o.common.device = BN_DEVICE_CUDA;
+    crossval_options o = {.cos_tol = 0.999, .mean_cos_tol = NAN, .pos0_tol = NAN, .max_tol = NAN, .greedy_tie = NAN};
+    bn_cli_common_init(&o.common, "crossval");
+    o.common.progress = false;
+    int parsed = bn_cli_parse_command(&bn_crossval_spec, apply_crossval, &o, &o.common, NULL, argc, argv, err);
+    if (parsed >= 0) return parsed;
+    if (!validate(&o, err)) return bn_cli_usage_error("crossval", bn_crossval_spec.synopsis, err);
 
     int rc = BN_EXIT_ERROR;
     bn_model *model = NULL, *other_model = NULL;

@@ -1,5 +1,5 @@
 /*
- * cmd_eval.c: `bitnet eval -m MODEL --tokens ID,ID,... --logits-out FILE [-t N]`: runs the token
+ * cmd_eval.c: `bitnet eval [-m MODEL] --tokens ID,ID,... --logits-out FILE [-t N]`: runs the token
  * ids as one sequence (no BOS added, no tokenizer) and writes the logits of every position as
  * little-endian float32, position-major (n_tokens x n_vocab). Other tools and the tests compare
  * these files against references, so the interface stays exactly this.
@@ -22,30 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void usage(FILE *out) {
-    fprintf(out,
-            "usage: bitnet eval -m MODEL --tokens ID,ID,... --logits-out FILE [options]\n\n"
-            "Runs the token ids as one sequence (no BOS is added) and writes the logits of every\n"
-            "position as little-endian float32, position-major (n_tokens x n_vocab).\n\n"
-            "options:\n"
-            "  -m, --model FILE     GGUF model\n"
-            "  --tokens LIST        comma-separated token ids\n"
-            "  --logits-out FILE    output file\n"
-            "  -t, --threads N      threads (default 1)\n"
-            "  --isa NAME           kernel path: scalar, avx2, avx512 (default: BITNET_ISA, else the best supported)\n"
-            "  --device NAME        cpu (default) or cuda (GPU 0)\n"
-            "  --kv-f32             keep the KV cache in float32 (default float16)\n"
-            "  --int8-lm-head       int8 LM head with per-row scales\n"
-            "  --ubatch N           tokens per internal forward chunk (default 512)\n"
-            "  --step N             entries per bn_model_decode call (default: the ubatch, fewer\n"
-            "                       when the logits of a step would pass 64 MB)\n"
-            "  --ctx N              sequence capacity (default: the number of tokens)\n"
-            "  --dump-dir DIR       write every intermediate result of one position to DIR\n"
-            "                       (NNNN_<name>.<op>.f32, float32, and index.tsv: seq, file,\n"
-            "                       name, op, width; names as in bitnet.cpp's graph); CPU only\n"
-            "  --dump-position P    the position --dump-dir writes (default 0)\n"
-            "  --help               show this help\n");
-}
 
 /* --dump-dir: the observer's state. */
 typedef struct dump_state {
@@ -78,61 +54,83 @@ static void dump_row(void *context, const char *name, const char *op, const floa
     }
 }
 
-int bn_cmd_eval(int argc, char **argv, bn_error *err) {
-    const char *model_path = NULL, *tokens_arg = NULL, *out_path = NULL, *isa = NULL;
-    bn_model_options options = bn_model_options_default();
-    int step = 0, ctx = 0;
-    dump_state dump = {0};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        bool has_value = i + 1 < argc;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return BN_EXIT_OK;
-        } else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && has_value) {
-            model_path = argv[++i];
-        } else if (!strcmp(a, "--tokens") && has_value) {
-            tokens_arg = argv[++i];
-        } else if (!strcmp(a, "--logits-out") && has_value) {
-            out_path = argv[++i];
-        } else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && has_value) {
-            if (!bn_cli_parse_int(argv[++i], 1, 1024, &options.n_threads)) goto bad_value;
-        } else if (!strcmp(a, "--isa") && has_value) {
-            isa = argv[++i];
-        } else if (!strcmp(a, "--device") && has_value) {
-            if (bn_device_parse(&options.device, argv[++i], NULL) != BN_OK) goto bad_value;
-        } else if (!strcmp(a, "--kv-f32")) {
-            options.kv_f16 = false;
-        } else if (!strcmp(a, "--int8-lm-head")) {
-            options.int8_lm_head = true;
-        } else if (!strcmp(a, "--ubatch") && has_value) {
-            if (!bn_cli_parse_int(argv[++i], 1, 1 << 20, &options.ubatch)) goto bad_value;
-        } else if (!strcmp(a, "--step") && has_value) {
-            if (!bn_cli_parse_int(argv[++i], 1, INT_MAX, &step)) goto bad_value;
-        } else if (!strcmp(a, "--dump-dir") && has_value) {
-            dump.dir = argv[++i];
-        } else if (!strcmp(a, "--dump-position") && has_value) {
-            int p;
-            if (!bn_cli_parse_int(argv[++i], 0, INT_MAX, &p)) goto bad_value;
-            dump.position = p;
-        } else if (!strcmp(a, "--ctx") && has_value) {
-            if (!bn_cli_parse_int(argv[++i], 1, 1 << 24, &ctx)) goto bad_value;
-        } else {
-            fprintf(stderr, "bitnet eval: unknown option or missing value '%s'\n", a);
-            usage(stderr);
-            return BN_EXIT_USAGE;
-        }
-        continue;
-    bad_value:
-        fprintf(stderr, "bitnet eval: invalid value '%s' for %s\n", argv[i], a);
-        return BN_EXIT_USAGE;
-    }
-    if (!model_path || !tokens_arg || !out_path) {
-        usage(stderr);
-        return BN_EXIT_USAGE;
-    }
-    if (bn_cli_apply_isa_name(isa, err) != BN_OK) return BN_EXIT_ERROR;
+enum { EVAL_TOKENS = 1, EVAL_OUT, EVAL_KV_F32, EVAL_INT8_HEAD, EVAL_UBATCH, EVAL_STEP, EVAL_DUMP_DIR,
+       EVAL_DUMP_POSITION, EVAL_CTX };
 
+static const bn_cli_option eval_table[] = {
+    {EVAL_TOKENS, "--tokens", "LIST", "comma-separated token ids", 0, 0, NULL},
+    {EVAL_OUT, "--logits-out", "FILE", "output file", 0, 0, NULL},
+    {EVAL_KV_F32, "--kv-f32", NULL, "keep the KV cache in float32 (default float16; -ctk f32 too)", 0, 0, NULL},
+    {EVAL_INT8_HEAD, "--int8-lm-head", NULL, "int8 LM head with per-row scales", 0, 0, NULL},
+    {EVAL_UBATCH, "--ubatch", "N", NULL, BN_OPT_HIDDEN, 0, NULL}, /* the old spelling of -b */
+    {EVAL_STEP, "--step", "N", "entries per bn_model_decode call (default: the batch size, fewer\n"
+                              "when the logits of a step would pass 64 MB)", 0, 0, NULL},
+    {EVAL_DUMP_DIR, "--dump-dir", "DIR", "write every intermediate result of one position to DIR\n"
+                                        "(NNNN_<name>.<op>.f32, float32, and index.tsv: seq, file,\n"
+                                        "name, op, width; names as in bitnet.cpp's graph); CPU only", 0, 0, NULL},
+    {EVAL_DUMP_POSITION, "--dump-position", "P", "the position --dump-dir writes (default 0)", 0, 0, NULL},
+    {EVAL_CTX, "--ctx", "N", NULL, BN_OPT_HIDDEN, 0, NULL}, /* the old spelling of -c */
+    {0},
+};
+
+const bn_cli_spec bn_eval_spec = {
+    .name = "eval",
+    .synopsis = "[-m MODEL] --tokens ID,ID,... --logits-out FILE [options]",
+    .about = "Runs the token ids as one sequence (no BOS is added) and writes the logits of every\n"
+             "position as little-endian float32, position-major (n_tokens x n_vocab).\n",
+    .notes = "-c defaults to the number of tokens here.\n",
+    .options = eval_table,
+    .common = BN_COMMON_LOAD,
+};
+
+typedef struct eval_options {
+    bn_cli_common common;
+    const char *tokens, *out_path;
+    int step;
+    dump_state dump;
+} eval_options;
+
+static bn_cli_parse apply_eval(void *state, const bn_cli_option *opt, const char *a, const char *v, bn_error *err) {
+    eval_options *o = state;
+    int p;
+    switch (opt ? opt->id : 0) {
+    case EVAL_TOKENS: o->tokens = v; break;
+    case EVAL_OUT: o->out_path = v; break;
+    case EVAL_KV_F32: o->common.kv_f32 = true; break;
+    case EVAL_INT8_HEAD: o->common.int8_lm_head = true; break;
+    case EVAL_UBATCH:
+        if (!bn_cli_parse_int(v, 1, 1 << 20, &o->common.n_batch)) return bn_cli_bad_value(a, v, "an integer in 1..1048576", err);
+        break;
+    case EVAL_STEP:
+        if (!bn_cli_parse_int(v, 1, INT_MAX, &o->step)) return bn_cli_bad_value(a, v, "an integer >= 1", err);
+        break;
+    case EVAL_DUMP_DIR: o->dump.dir = v; break;
+    case EVAL_DUMP_POSITION:
+        if (!bn_cli_parse_int(v, 0, INT_MAX, &p)) return bn_cli_bad_value(a, v, "an integer >= 0", err);
+        o->dump.position = p;
+        break;
+    case EVAL_CTX:
+        if (!bn_cli_parse_int(v, 1, 1 << 24, &o->common.n_ctx)) return bn_cli_bad_value(a, v, "an integer in 1..16777216", err);
+        break;
+    default: return BN_CLI_NOT_MINE;
+    }
+    return BN_CLI_CONSUMED;
+}
+
+int bn_cmd_eval(int argc, char **argv, bn_error *err) {
+    eval_options o = {0};
+    bn_cli_common_init(&o.common, "eval");
+    int parsed = bn_cli_parse_command(&bn_eval_spec, apply_eval, &o, &o.common, NULL, argc, argv, err);
+    if (parsed >= 0) return parsed;
+    if (!o.tokens || !o.out_path) {
+        bn_error_set(err, BN_ERR_INVALID, "--tokens and --logits-out are required");
+        return bn_cli_usage_error("eval", bn_eval_spec.synopsis, err);
+    }
+    const char *out_path = o.out_path, *tokens_arg = o.tokens;
+    const int ctx = o.common.n_ctx;
+    int step = o.step;
+    dump_state dump = o.dump;
+    char *model_path = NULL;
     int32_t *ids = NULL;
     int n = 0;
     bn_model *model = NULL;
@@ -142,7 +140,7 @@ int bn_cmd_eval(int argc, char **argv, bn_error *err) {
     FILE *out = NULL;
     int rc = BN_EXIT_ERROR;
     if (bn_cli_parse_token_list(tokens_arg, &ids, &n, err) != BN_OK) goto done;
-    if (bn_model_load(model_path, &options, &model, err) != BN_OK) goto done;
+    if (bn_cli_load_model(&model, NULL, &model_path, &o.common, err) != BN_OK) goto done;
     if (bn_sequence_create(model, ctx ? ctx : n, &seq, err) != BN_OK) goto done;
     if (dump.dir) {
         char path[4096];
@@ -212,6 +210,7 @@ done:
     free(entries);
     bn_sequence_free(seq);
     bn_model_free(model);
+    free(model_path);
     free(ids);
     return rc;
 }

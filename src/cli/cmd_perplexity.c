@@ -5,6 +5,7 @@
  */
 #include "cli/cli_options.h"
 #include "cli/commands.h"
+#include "cli/progress.h"
 #include "tools/perplexity.h"
 
 #include <stdio.h>
@@ -12,31 +13,16 @@
 #include <string.h>
 
 #define DEFAULT_CTX 512
-#define SYNOPSIS "[-m MODEL] -f TEXT_FILE [options]"
 
-static void usage(FILE *out) {
-    fprintf(out,
-            "usage: bitnet perplexity " SYNOPSIS "\n\n"
-            "Perplexity with llama.cpp's protocol: the whole file is tokenized (with BOS when the\n"
-            "model adds one) and cut into non-overlapping windows of CTX tokens; the first token\n"
-            "of each window is replaced by BOS and the second half of each window is scored\n"
-            "(positions CTX/2 .. CTX-2 predicting the next token). Prints PPL = exp(mean NLL)\n"
-            "and its error estimate PPL * sqrt(var(NLL) / (count - 1)).\n\n"
-            "options:\n"
-            "  -f, --file FILE        the text\n"
-            "%s"
-            "  (-c defaults to %d here, or the training context when smaller)\n"
-            "  -b, --batch N          tokens per decode call (default 256)\n"
-            "  --json                 print the result as one JSON object\n"
-            "  --help                 show this help\n",
-            bn_cli_common_help, DEFAULT_CTX);
-}
-
-static void on_progress(void *user, size_t window, size_t n_windows,
-                        const bn_perplexity_result *r) {
-    (void)user;
-    fprintf(stderr, "[%zu/%zu] ppl %.4f (%zu tokens scored)\n", window, n_windows, r->ppl,
-            r->n_scored);
+/* Per window: the running estimate, as the progress line (on a terminal) or one line each. */
+static void on_progress(void *user, size_t window, size_t n_windows, const bn_perplexity_result *r) {
+    bn_progress *p = user;
+    if (p->live) {
+        bn_progress_update(p, window, n_windows);
+        return;
+    }
+    if (p->enabled)
+        fprintf(stderr, "[%zu/%zu] ppl %.4f (%zu tokens scored)\n", window, n_windows, r->ppl, r->n_scored);
 }
 
 /* The options of `perplexity` beyond -m, -t, -c, --isa. */
@@ -46,39 +32,55 @@ typedef struct perplexity_options {
     bool json;
 } perplexity_options;
 
-static bn_cli_parse parse_own(void *state, int argc, char **argv, int *i, bn_error *err) {
+enum { PPL_FILE = 1, PPL_JSON };
+
+static const bn_cli_option perplexity_table[] = {
+    {PPL_FILE, "-f|--file", "FILE", "the text", 0, 0, NULL},
+    {PPL_JSON, "--json", NULL, "print the result as one JSON object", 0, 0, NULL},
+    {0},
+};
+
+const bn_cli_spec bn_perplexity_spec = {
+    .name = "perplexity",
+    .synopsis = "[-m MODEL] -f TEXT_FILE [options]",
+    .about = "Perplexity with llama.cpp's protocol: the whole file is tokenized (with BOS when the\n"
+             "model adds one) and cut into non-overlapping windows of CTX tokens; the first token\n"
+             "of each window is replaced by BOS and the second half of each window is scored\n"
+             "(positions CTX/2 .. CTX-2 predicting the next token). Prints PPL = exp(mean NLL)\n"
+             "and its error estimate PPL * sqrt(var(NLL) / (count - 1)).\n",
+    .notes = "-c defaults to 512 here, or the training context when smaller; -b (tokens per decode\n"
+             "call) to 256.\n",
+    .options = perplexity_table,
+    .common = BN_COMMON_LOAD,
+};
+
+static bn_cli_parse apply_perplexity(void *state, const bn_cli_option *opt, const char *name, const char *value,
+                                     bn_error *err) {
+    (void)name;
+    (void)err;
     perplexity_options *o = state;
-    const char *a = argv[*i];
-    bool has_value = *i + 1 < argc;
-    if ((!strcmp(a, "-f") || !strcmp(a, "--file")) && has_value) {
-        o->file = argv[++*i];
-    } else if ((!strcmp(a, "-b") || !strcmp(a, "--batch")) && has_value) {
-        if (!bn_cli_parse_int(argv[++*i], 1, 1 << 20, &o->batch)) {
-            bn_error_set(err, BN_ERR_INVALID, "invalid value '%s' for %s (expected an integer >= 1)",
-                         argv[*i], a);
-            return BN_CLI_BAD;
-        }
-    } else if (!strcmp(a, "--json")) {
-        o->json = true;
-    } else {
-        return BN_CLI_NOT_MINE;
+    switch (opt ? opt->id : 0) {
+    case PPL_FILE: o->file = value; break;
+    case PPL_JSON: o->json = true; break;
+    default: return BN_CLI_NOT_MINE;
     }
     return BN_CLI_CONSUMED;
 }
 
 int bn_cmd_perplexity(int argc, char **argv, bn_error *err) {
     bn_cli_common common;
-    bn_cli_common_init(&common);
-    perplexity_options o = {.batch = 256};
-    const bn_cli_command cmd = {"perplexity", SYNOPSIS, usage, parse_own, &o};
-    int parsed = bn_cli_parse_args(&cmd, &common, NULL, argc, argv, err);
+    bn_cli_common_init(&common, "perplexity");
+    perplexity_options o = {0};
+    int parsed = bn_cli_parse_command(&bn_perplexity_spec, apply_perplexity, &o, &common, NULL, argc, argv, err);
     if (parsed >= 0) return parsed;
     if (!o.file) {
         bn_error_set(err, BN_ERR_INVALID, "-f TEXT_FILE is required");
-        return bn_cli_usage_error("perplexity", SYNOPSIS, err);
+        return bn_cli_usage_error("perplexity", bn_perplexity_spec.synopsis, err);
     }
+    o.batch = common.n_batch ? common.n_batch : 256;
 
     int rc = BN_EXIT_ERROR;
+    bn_status st;
     char *text = NULL, *path = NULL;
     size_t text_len = 0;
     bn_model *model = NULL;
@@ -98,8 +100,12 @@ int bn_cmd_perplexity(int argc, char **argv, bn_error *err) {
     fprintf(stderr, "perplexity: %s: %zu tokens, %zu windows of %d, %d scored per window, BOS %d\n",
             o.file, ids.n, ids.n / (size_t)n_ctx, n_ctx, n_ctx - 1 - n_ctx / 2, (int)bos);
     bn_perplexity_result r;
-    if (bn_perplexity(&r, model, ids.ids, ids.n, n_ctx, o.batch, bos, on_progress, NULL, err) != BN_OK)
-        goto done;
+    bn_progress progress;
+    bn_progress_init(&progress, "perplexity", common.progress);
+    bn_progress_begin(&progress, "scoring", "windows");
+    st = bn_perplexity(&r, model, ids.ids, ids.n, n_ctx, o.batch, bos, on_progress, &progress, err);
+    bn_progress_end(&progress);
+    if (st != BN_OK) goto done;
     if (o.json)
         printf("{\"ppl\": %.10g, \"ppl_error\": %.10g, \"mean_nll\": %.10g, \"n_ctx\": %d, "
                "\"n_windows\": %zu, \"n_scored\": %zu, \"n_tokens\": %zu}\n",

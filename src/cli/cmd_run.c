@@ -1,79 +1,145 @@
 /*
  * cmd_run.c: `bitnet run -m MODEL -p TEXT [options]`: generates text from a prompt and streams it
  * to stdout as it is produced (one flush per token), then prints the prompt and generation speeds
- * to stderr. Without -m it runs the model shipped in models/; without -p a default prompt, so a
- * bare `bitnet run` shows text. --chat-format wraps the prompt as one user message.
+ * to stderr. Without -m it runs the model shipped in models/ (or BITNET_MODEL); the prompt is -p,
+ * -f FILE, piped stdin or a default one, so a bare `bitnet run` shows text. --chat-format wraps
+ * the prompt as one user message; -cnv (llama.cpp's conversation mode) hands over to `chat`.
  */
 #include "cli/cli_options.h"
 #include "cli/commands.h"
 #include "kernels/cpu_features.h"
 #include "runtime/session.h"
 
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define DEFAULT_PROMPT "In the beginning"
 #define DEFAULT_MAX_TOKENS 128
-#define SYNOPSIS "[-m MODEL] [-p TEXT] [options]"
+#define MAX_PROMPT_BYTES (64u << 20)
+#define STDIN_WAIT_MS 500 /* how long a pipe on stdin may stay silent before the default prompt */
 
-static void usage(FILE *out) {
-    fprintf(out,
-            "usage: bitnet run " SYNOPSIS "\n\n"
-            "Generates text from a prompt and streams it to stdout; prompt and generation speed\n"
-            "(tokens, ms, tokens/s) go to stderr. Ctrl-C stops the generation.\n\n"
-            "options:\n"
-            "  -p, --prompt TEXT      the prompt (default \"" DEFAULT_PROMPT "\")\n"
-            "  --chat-format NAME     render the prompt as a user message in a chat format\n"
-            "                         (bitnet, llama3, chatml, plain)\n"
-            "  --no-bos               do not add the BOS token\n"
-            "  --no-echo              do not print the prompt before the generated text\n"
-            "%s"
-            "  (-n defaults to %d here)\n"
-            "%s"
-            "  --help                 show this help\n",
-            bn_cli_common_help, DEFAULT_MAX_TOKENS, bn_cli_sampling_help);
+/* The options of `run` beyond the shared groups. */
+typedef struct run_options {
+    const char *prompt, *file, *format_name;
+    bool no_bos, echo, escape, conversation;
+} run_options;
+
+enum { RUN_PROMPT = 1, RUN_FILE, RUN_ESCAPE, RUN_NO_ESCAPE, RUN_FORMAT, RUN_NO_BOS, RUN_NO_ECHO, RUN_CONVERSATION,
+       RUN_NO_CONVERSATION };
+
+static const bn_cli_option run_table[] = {
+    {RUN_PROMPT, "-p|--prompt", "TEXT", "the prompt (default: piped stdin, else \"" DEFAULT_PROMPT "\")", 0, 0, NULL},
+    {RUN_FILE, "-f|--file", "FILE", "read the prompt from FILE; - reads stdin to its end", 0, 0, NULL},
+    {RUN_ESCAPE, "-e|--escape", NULL, "turn \\n, \\r, \\t, \\\\, \\', \\\" and \\xNN in the prompt into what\nthey stand for", 0, 0, NULL},
+    {RUN_NO_ESCAPE, "--no-escape", NULL, NULL, BN_OPT_HIDDEN, 0, NULL},
+    {RUN_FORMAT, "--chat-format|--chat-template", "NAME", "render the prompt as a user message in a chat format\n(bitnet, llama3, chatml, plain)", 0, 0,
+     "bitnet|llama3|chatml|plain"},
+    {RUN_NO_BOS, "--no-bos", NULL, "do not add the BOS token", 0, 0, NULL},
+    {RUN_NO_ECHO, "--no-echo|--no-display-prompt", NULL, "do not print the prompt before the generated text", 0, 0, NULL},
+    {RUN_CONVERSATION, "-cnv|--conversation|-i|--interactive|-if|--interactive-first", NULL,
+     "conversation mode, as llama.cpp's -cnv: the same as `bitnet chat`\nwith these options (-p is then the system message)", 0, 0, NULL},
+    {RUN_NO_CONVERSATION, "-no-cnv|--no-conversation", NULL, "no conversation mode (what run always does)", 0, 0, NULL},
+    {0},
+};
+
+static bn_cli_parse apply_run(void *state, const bn_cli_option *opt, const char *name, const char *value,
+                              bn_error *err) {
+    (void)name;
+    (void)err;
+    run_options *o = state;
+    switch (opt ? opt->id : 0) {
+    case RUN_PROMPT: o->prompt = value; break;
+    case RUN_FILE: o->file = value; break;
+    case RUN_ESCAPE: o->escape = true; break;
+    case RUN_NO_ESCAPE: o->escape = false; break;
+    case RUN_FORMAT: o->format_name = value; break;
+    case RUN_NO_BOS: o->no_bos = true; break;
+    case RUN_NO_ECHO: o->echo = false; break;
+    case RUN_CONVERSATION: o->conversation = true; break;
+    case RUN_NO_CONVERSATION: break;
+    default: return BN_CLI_NOT_MINE;
+    }
+    return BN_CLI_CONSUMED;
 }
+
+const bn_cli_spec bn_run_spec = {
+    .name = "run",
+    .synopsis = "[-m MODEL] [-p TEXT | -f FILE] [options]",
+    .about = "Generates text from a prompt and streams it to stdout; prompt and generation speed\n"
+             "(tokens, ms, tokens/s) go to stderr. Ctrl-C stops the generation. The prompt is -p,\n"
+             "else -f FILE, else stdin when it is a pipe or a file (`echo text | bitnet run`),\n"
+             "else \"" DEFAULT_PROMPT "\".\n",
+    .notes = "-n defaults to 128 here.\n",
+    .options = run_table,
+    .common = BN_COMMON_LOAD,
+    .sampling = true,
+};
 
 static void print_speed(const char *what, int tokens, double ms) {
     fprintf(stderr, "%s: %d tokens in %.2f ms (%.2f tokens/s)\n", what, tokens, ms,
             ms > 0 ? tokens * 1000.0 / ms : 0.0);
 }
 
-/* The options of `run` beyond the shared groups. */
-typedef struct run_options {
-    const char *prompt, *format_name;
-    bool no_bos, echo;
-} run_options;
+/* Reads stdin to its end into *out (NUL-terminated, caller frees). */
+static bn_status read_stdin(char **out, size_t *len, bn_error *err) {
+    return bn_cli_read_file(out, len, "/dev/stdin", MAX_PROMPT_BYTES, err);
+}
 
-static bn_cli_parse parse_own(void *state, int argc, char **argv, int *i, bn_error *err) {
-    (void)err;
-    run_options *o = state;
-    const char *a = argv[*i];
-    bool has_value = *i + 1 < argc;
-    if ((!strcmp(a, "-p") || !strcmp(a, "--prompt")) && has_value) {
-        o->prompt = argv[++*i];
-    } else if (!strcmp(a, "--chat-format") && has_value) {
-        o->format_name = argv[++*i];
-    } else if (!strcmp(a, "--no-bos")) {
-        o->no_bos = true;
-    } else if (!strcmp(a, "--no-echo")) {
-        o->echo = false;
-    } else {
-        return BN_CLI_NOT_MINE;
+/* True when stdin is a pipe or a file that has (or may soon have) a prompt: a regular file, or
+ * a pipe with data or at its end within STDIN_WAIT_MS (a silent pipe that stays open, as an ssh
+ * session's, is not waited for). A terminal, /dev/null or a socket is never read. */
+static bool stdin_has_prompt(void) {
+    struct stat st;
+    if (fstat(STDIN_FILENO, &st) != 0) return false;
+    if (S_ISREG(st.st_mode)) return true;
+    if (!S_ISFIFO(st.st_mode)) return false;
+    struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
+    return poll(&p, 1, STDIN_WAIT_MS) > 0;
+}
+
+/* The prompt text by -p, -f, stdin or the default; *owned is what to free. */
+static bn_status prompt_text(const char **text, size_t *len, char **owned, const run_options *o, bn_error *err) {
+    *owned = NULL;
+    if (o->prompt && o->file) return bn_error_set(err, BN_ERR_INVALID, "give -p or -f, not both");
+    bn_status st = BN_OK;
+    if (o->file && !strcmp(o->file, "-")) {
+        st = read_stdin(owned, len, err);
+    } else if (o->file) {
+        st = bn_cli_read_file(owned, len, o->file, MAX_PROMPT_BYTES, err);
+    } else if (!o->prompt && stdin_has_prompt()) {
+        st = read_stdin(owned, len, err);
+        if (st == BN_OK && *len == 0) {
+            fprintf(stderr, "bitnet run: note: stdin is empty; using the default prompt\n");
+            free(*owned);
+            *owned = NULL;
+        }
     }
-    return BN_CLI_CONSUMED;
+    if (st != BN_OK) return st;
+    if (*owned) {
+        /* as llama.cpp's -f: one trailing newline (echo's) is not part of the prompt */
+        if (*len > 0 && (*owned)[*len - 1] == '\n') (*owned)[--*len] = '\0';
+        *text = *owned;
+        return BN_OK;
+    }
+    *text = o->prompt ? o->prompt : DEFAULT_PROMPT;
+    *len = strlen(*text);
+    return BN_OK;
 }
 
 int bn_cmd_run(int argc, char **argv, bn_error *err) {
     bn_cli_common common;
-    bn_cli_common_init(&common);
+    bn_cli_common_init(&common, "run");
     bn_cli_sampling sampling;
     bn_cli_sampling_init(&sampling, DEFAULT_MAX_TOKENS);
-    run_options o = {.prompt = DEFAULT_PROMPT, .echo = true};
-    const bn_cli_command cmd = {"run", SYNOPSIS, usage, parse_own, &o};
-    int parsed = bn_cli_parse_args(&cmd, &common, &sampling, argc, argv, err);
+    run_options o = {.echo = true};
+    int parsed = bn_cli_parse_command(&bn_run_spec, apply_run, &o, &common, &sampling, argc, argv, err);
+    if (parsed >= 0 || o.conversation) bn_cli_sampling_free(&sampling);
     if (parsed >= 0) return parsed;
+    if (o.conversation) return bn_cmd_chat(argc, argv, err); /* llama.cpp's -cnv */
 
     int rc = BN_EXIT_ERROR;
     bn_model *model = NULL;
@@ -83,6 +149,18 @@ int bn_cmd_run(int argc, char **argv, bn_error *err) {
     bn_gen *gen = NULL;
     bn_tokens ids = {0};
     bn_chat_text chat = {0};
+    char *owned_prompt = NULL;
+    const char *prompt = NULL;
+    size_t prompt_len = 0;
+    if (prompt_text(&prompt, &prompt_len, &owned_prompt, &o, err) != BN_OK) goto done;
+    if (o.escape) {
+        if (!owned_prompt && !(owned_prompt = strdup(prompt))) {
+            bn_error_set(err, BN_ERR_NOMEM, "out of memory");
+            goto done;
+        }
+        prompt_len = bn_cli_unescape(owned_prompt, prompt_len);
+        prompt = owned_prompt;
+    }
     if (bn_cli_load_model(&model, &tok, &path, &common, err) != BN_OK) goto done;
     const bn_model_config *cfg = bn_model_get_config(model);
     fprintf(stderr, "model: %s (%s, %d layers, dim %d, vocab %d), isa %s, %d threads\n", path,
@@ -92,11 +170,11 @@ int bn_cmd_run(int argc, char **argv, bn_error *err) {
     if (o.format_name) {
         const bn_chat_format *format;
         if (bn_cli_chat_format(&format, model, o.format_name, err) != BN_OK) goto done;
-        bn_chat_message message = {"user", o.prompt};
+        bn_chat_message message = {"user", prompt};
         if (bn_chat_render(&chat, format, &message, 1, true, err) != BN_OK) goto done;
         if (bn_chat_tokenize(&ids, tok, format, &chat, 0, !o.no_bos, err) != BN_OK) goto done;
         o.echo = false;
-    } else if (bn_tokenizer_encode(tok, o.prompt, strlen(o.prompt), !o.no_bos, false, &ids, err) != BN_OK) {
+    } else if (bn_tokenizer_encode(tok, prompt, prompt_len, !o.no_bos, false, &ids, err) != BN_OK) {
         goto done;
     }
     if (ids.n == 0) {
@@ -110,7 +188,7 @@ int bn_cmd_run(int argc, char **argv, bn_error *err) {
 
     bn_cli_catch_sigint();
 
-    if (o.echo) bn_cli_write_stdout(NULL, o.prompt, strlen(o.prompt));
+    if (o.echo) bn_cli_write_stdout(NULL, prompt, prompt_len);
     const bn_session_io io = {.on_text = bn_cli_write_stdout, .cancel = &bn_cli_interrupted};
     bn_session_stats stats;
     if (bn_session_generate(&session, gen, ids.ids, ids.n, &io, &stats, err) != BN_OK) {
@@ -128,6 +206,7 @@ int bn_cmd_run(int argc, char **argv, bn_error *err) {
     rc = BN_EXIT_OK;
 done:
     bn_chat_text_free(&chat);
+    free(owned_prompt);
     bn_tokens_free(&ids);
     bn_gen_free(gen);
     if (session.seq) bn_session_free(&session);

@@ -1,9 +1,9 @@
 /*
  * cmd_serve.c: `bitnet serve`, the OpenAI-compatible HTTP server (src/server/).
  *
- * Every option can also come from the environment: BITNET_ plus the long option name in upper
- * case with dashes as underscores (BITNET_PORT, BITNET_API_KEY, BITNET_MODEL, ...). Environment
- * values are applied first, so the command line overrides them (API keys from both add up).
+ * Every option with a value can also come from the environment: BITNET_ plus the long option name
+ * in upper case with dashes as underscores (BITNET_PORT, BITNET_API_KEY, BITNET_MODEL, ...), applied
+ * by the option layer first, so the command line overrides them (API keys from both add up).
  * SIGINT/SIGTERM close the listening socket, let running requests finish (up to
  * --shutdown-timeout seconds; a second signal cancels them at once) and exit 0; SIGHUP is ignored.
  */
@@ -34,75 +34,86 @@ int bn_cmd_serve(int argc, char **argv, bn_error *err) {
 #include <time.h>
 #include <unistd.h>
 
-static void usage(FILE *out) {
-    fprintf(out,
-            "usage: bitnet serve [-m MODEL] [options]\n\n"
-            "OpenAI-compatible server: GET /health, GET /metrics, GET /v1/models,\n"
-            "POST /v1/completions, POST /v1/chat/completions (see docs/SERVER.md, docs/openapi.yaml).\n\n"
-            "%s"
-            "  --host ADDR            address or host name to listen on: 127.0.0.1 (default), ::1,\n"
-            "                         0.0.0.0, :: (IPv6 and IPv4), localhost\n"
-            "  --port N               TCP port; 0 picks a free one (default 8080)\n"
-            "  --parallel N           sequences decoded together, each with its own KV cache (default 4)\n"
-            "  --queue N              requests' choices waiting for a slot before 503 (default 64)\n"
-            "  --api-key KEY          accept this Bearer key (repeatable; none: no authentication)\n"
-            "  --api-key-file FILE    accept every non-empty line of FILE as a key\n"
-            "  --rate-limit-rpm N     requests per minute per key (default 0: unlimited)\n"
-            "  --rate-limit-tpm N     prompt + max tokens per minute per key (default 0: unlimited)\n"
-            "  --max-body BYTES       largest request body (default 1048576)\n"
-            "  --model-alias NAME     model id served (default: the file name without .gguf)\n"
-            "  --chat-format NAME     bitnet, llama3, chatml or plain (default: from the model)\n"
-            "  --prefill-chunk N      prompt tokens per batched step over all slots (default 256)\n"
-            "  --cache-ram MB         host memory for saved prompt caches; a request reuses the\n"
-            "                         longest cached prefix of its prompt from an idle slot or from\n"
-            "                         this store (default 512; 0: idle slots only)\n"
-            "  --no-prompt-cache      prefill every prompt from its first token (a baseline)\n"
-            "  --context-shift        a full slot drops the oldest half of its tokens after --keep\n"
-            "                         and goes on, instead of ending with \"length\" (default off)\n"
-            "  --keep N               tokens a context shift keeps at the start (default 0)\n"
-            "  --shutdown-timeout S   seconds running requests get on SIGINT/SIGTERM (default 30)\n"
-            "  --log-format FMT       text or json: one JSON object per line, a request's line with\n"
-            "                         its fields (method, path, status, duration_ms, client, token\n"
-            "                         counts, finish_reason) (default text)\n"
-            "\nSecurity and limits (docs/SERVER.md, \"Security\"):\n"
-            "  --ssl-cert-file FILE   serve HTTPS with this PEM certificate (chain) ...\n"
-            "  --ssl-key-file FILE    ... and this PEM private key\n"
-            "  --allowed-hosts LIST   Host names accepted besides loopback names when bound to a\n"
-            "                         loopback address, or the only ones accepted on another address\n"
-            "                         (comma-separated, repeatable; * accepts any; default: none)\n"
-            "  --cors-origin ORIGIN   answer cross-origin browser requests from ORIGIN with CORS\n"
-            "                         headers (repeatable; * for any); other origins get 403\n"
-            "  --trusted-proxy ADDR   peer address of a load balancer: its X-Forwarded-For names the\n"
-            "                         client, and its connections skip the per-client limit (repeatable)\n"
-            "  --max-connections N    open connections in all (default 1024)\n"
-            "  --max-client-connections N\n"
-            "                         connections one client address may have waiting for a request\n"
-            "                         (head or body arriving, or idle); one more closes its oldest\n"
-            "                         waiting one (default 32; 0: no limit)\n"
-            "  --header-timeout S     seconds a connection may take to send a request head, idle\n"
-            "                         keep-alive time included (default 10)\n"
-            "  --body-timeout S       seconds a request body may take to arrive (default 60)\n"
-            "  --auth-fail-limit N    failed API-key checks per minute per client before 429\n"
-            "                         (default 10; 0: no limit)\n"
-            "  --int8-lm-head         LM head in int8 with per-row scales instead of F16 (faster\n"
-            "                         batches, logits differ slightly; BITNET_INT8_LM_HEAD=1)\n"
-            "  (--context-shift: BITNET_CONTEXT_SHIFT=1)\n\n"
-            "Signals: SIGINT/SIGTERM close the listening socket and let running requests finish for up\n"
-            "to --shutdown-timeout seconds (a second SIGINT/SIGTERM cancels them at once); requests cut\n"
-            "short answer 503 server_shutdown. SIGHUP is ignored (logged).\n\n"
-            "Each option can be set by the environment variable BITNET_<OPTION> (upper case,\n"
-            "dashes as underscores): BITNET_PORT=9000, BITNET_API_KEY=secret, BITNET_MODEL=m.gguf.\n",
-            bn_cli_common_help);
-}
+enum {
+    SERVE_HOST = 1, SERVE_PORT, SERVE_PARALLEL, SERVE_QUEUE, SERVE_API_KEY, SERVE_API_KEY_FILE, SERVE_RPM, SERVE_TPM,
+    SERVE_MAX_BODY, SERVE_ALIAS, SERVE_FORMAT, SERVE_PREFILL_CHUNK, SERVE_CACHE_RAM, SERVE_NO_PROMPT_CACHE,
+    SERVE_CONTEXT_SHIFT, SERVE_KEEP, SERVE_SHUTDOWN_TIMEOUT, SERVE_LOG_FORMAT, SERVE_INT8_HEAD, SERVE_SSL_CERT,
+    SERVE_SSL_KEY, SERVE_ALLOWED_HOSTS, SERVE_CORS, SERVE_PROXY, SERVE_MAX_CONNECTIONS, SERVE_MAX_CLIENT,
+    SERVE_HEADER_TIMEOUT, SERVE_BODY_TIMEOUT, SERVE_AUTH_FAIL, SERVE_IGNORED
+};
 
-/* Options that take a value, in the form used for their environment variables. */
-static const char *const env_options[] = {
-    "--model", "--threads", "--ctx-size", "--isa", "--host", "--port", "--parallel", "--queue",
-    "--api-key", "--api-key-file", "--rate-limit-rpm", "--rate-limit-tpm", "--max-body",
-    "--model-alias", "--chat-format", "--prefill-chunk", "--shutdown-timeout", "--log-format", "--tune",
-    "--cache-ram", "--keep", "--ssl-cert-file", "--ssl-key-file", "--allowed-hosts", "--cors-origin",
-    "--trusted-proxy", "--max-connections", "--max-client-connections", "--header-timeout", "--body-timeout",
-    "--auth-fail-limit"};
+static const bn_cli_option serve_table[] = {
+    {SERVE_HOST, "--host", "ADDR", "address or host name to listen on: 127.0.0.1 (default), ::1,\n0.0.0.0, :: (IPv6 and IPv4), localhost", 0, 0, NULL},
+    {SERVE_PORT, "--port", "N", "TCP port; 0 picks a free one (default 8080)", 0, 0, NULL},
+    {SERVE_PARALLEL, "--parallel|-np", "N", "sequences decoded together, each with its own KV cache (default 4)", 0, 0, NULL},
+    {SERVE_QUEUE, "--queue", "N", "requests' choices waiting for a slot before 503 (default 64)", 0, 0, NULL},
+    {SERVE_API_KEY, "--api-key", "KEY", "accept this Bearer key (repeatable; none: no authentication)", 0, 0, NULL},
+    {SERVE_API_KEY_FILE, "--api-key-file", "FILE", "accept every non-empty line of FILE as a key", 0, 0, NULL},
+    {SERVE_RPM, "--rate-limit-rpm", "N", "requests per minute per key (default 0: unlimited)", 0, 0, NULL},
+    {SERVE_TPM, "--rate-limit-tpm", "N", "prompt + max tokens per minute per key (default 0: unlimited)", 0, 0, NULL},
+    {SERVE_MAX_BODY, "--max-body", "BYTES", "largest request body (default 1048576)", 0, 0, NULL},
+    {SERVE_ALIAS, "--model-alias|-a|--alias", "NAME", "model id served (default: the file name without .gguf)", 0, 0, NULL},
+    {SERVE_FORMAT, "--chat-format|--chat-template", "NAME", "bitnet, llama3, chatml or plain (default: from the model)", 0, 0,
+     "bitnet|llama3|chatml|plain"},
+    {SERVE_PREFILL_CHUNK, "--prefill-chunk", "N", "prompt tokens per batched step over all slots (default 256;\n-b sets it too)", 0, 0, NULL},
+    {SERVE_CACHE_RAM, "--cache-ram", "MB", "host memory for saved prompt caches; a request reuses the\n"
+                                          "longest cached prefix of its prompt from an idle slot or from\n"
+                                          "this store (default 512; 0: idle slots only)", 0, 0, NULL},
+    {SERVE_NO_PROMPT_CACHE, "--no-prompt-cache", NULL, "prefill every prompt from its first token (a baseline)", 0, 0, NULL},
+    {SERVE_CONTEXT_SHIFT, "--context-shift", NULL, "a full slot drops the oldest half of its tokens after --keep\n"
+                                                  "and goes on, instead of ending with \"length\" (default off;\n"
+                                                  "BITNET_CONTEXT_SHIFT=1)", 0, 0, NULL},
+    {SERVE_KEEP, "--keep", "N", "tokens a context shift keeps at the start (default 0)", 0, 0, NULL},
+    {SERVE_SHUTDOWN_TIMEOUT, "--shutdown-timeout", "S", "seconds running requests get on SIGINT/SIGTERM (default 30)", 0, 0, NULL},
+    {SERVE_LOG_FORMAT, "--log-format", "FMT", "text or json: one JSON object per line, a request's line with\n"
+                                            "its fields (method, path, status, duration_ms, client, token\n"
+                                            "counts, finish_reason) (default text)", 0, 0, "text|json"},
+    {SERVE_INT8_HEAD, "--int8-lm-head", NULL, "LM head in int8 with per-row scales instead of F16 (faster\n"
+                                              "batches, logits differ slightly; BITNET_INT8_LM_HEAD=1)", 0, 0, NULL},
+    {SERVE_IGNORED, "-cb|--cont-batching|--metrics|--slots|--props|--jinja|--no-webui|--embedding|--embeddings",
+     NULL, "llama-server options with no meaning here (batching, /metrics\nand the templates are always on): accepted with a note", 0, 0, NULL},
+    {0},
+};
+
+static const bn_cli_option serve_security_table[] = {
+    {SERVE_SSL_CERT, "--ssl-cert-file", "FILE", "serve HTTPS with this PEM certificate (chain) ...", 0, 0, NULL},
+    {SERVE_SSL_KEY, "--ssl-key-file", "FILE", "... and this PEM private key", 0, 0, NULL},
+    {SERVE_ALLOWED_HOSTS, "--allowed-hosts", "LIST", "Host names accepted besides loopback names when bound to a\n"
+                                                   "loopback address, or the only ones accepted on another address\n"
+                                                   "(comma-separated, repeatable; * accepts any; default: none)", 0, 0, NULL},
+    {SERVE_CORS, "--cors-origin", "ORIGIN", "answer cross-origin browser requests from ORIGIN with CORS\n"
+                                          "headers (repeatable; * for any); other origins get 403", 0, 0, NULL},
+    {SERVE_PROXY, "--trusted-proxy", "ADDR", "peer address of a load balancer: its X-Forwarded-For names the\n"
+                                           "client, and its connections skip the per-client limit (repeatable)", 0, 0, NULL},
+    {SERVE_MAX_CONNECTIONS, "--max-connections", "N", "open connections in all (default 1024)", 0, 0, NULL},
+    {SERVE_MAX_CLIENT, "--max-client-connections", "N", "connections one client address may have waiting for a request\n"
+                                                      "(head or body arriving, or idle); one more closes its oldest\n"
+                                                      "waiting one (default 32; 0: no limit)", 0, 0, NULL},
+    {SERVE_HEADER_TIMEOUT, "--header-timeout|-to|--timeout", "S", "seconds a connection may take to send a request head, idle\n"
+                                                                  "keep-alive time included (default 10)", 0, 0, NULL},
+    {SERVE_BODY_TIMEOUT, "--body-timeout", "S", "seconds a request body may take to arrive (default 60)", 0, 0, NULL},
+    {SERVE_AUTH_FAIL, "--auth-fail-limit", "N", "failed API-key checks per minute per client before 429\n(default 10; 0: no limit)", 0, 0, NULL},
+    {0},
+};
+
+const bn_cli_spec bn_serve_spec = {
+    .name = "serve",
+    .synopsis = "[-m MODEL] [options]",
+    .about = "OpenAI-compatible server: GET /health, GET /metrics, GET /v1/models,\n"
+             "POST /v1/completions, POST /v1/chat/completions (see docs/SERVER.md, docs/openapi.yaml).\n"
+             "Security and limits: docs/SERVER.md, \"Security\".\n",
+    .notes = "Signals: SIGINT/SIGTERM close the listening socket and let running requests finish for up\n"
+             "to --shutdown-timeout seconds (a second SIGINT/SIGTERM cancels them at once); requests cut\n"
+             "short answer 503 server_shutdown. SIGHUP is ignored (logged).\n\n"
+             "Each option with a value can be set by the environment variable BITNET_<OPTION> (upper\n"
+             "case, dashes as underscores): BITNET_PORT=9000, BITNET_API_KEY=secret, BITNET_MODEL=m.gguf;\n"
+             "the command line overrides it (API keys from both add up).\n",
+    .env_prefix = "BITNET_",
+    .options = serve_table,
+    .more_options = serve_security_table,
+    .more_title = "security and limits",
+    .common = BN_COMMON_LOAD & ~BN_COMMON_PROGRESS,
+};
 
 typedef struct key_list {
     char **items;
@@ -168,109 +179,91 @@ static bn_status read_key_file(key_list *k, const char *path, bn_error *err) {
     return st;
 }
 
-int bn_cmd_serve(int argc, char **argv, bn_error *err) {
-    /* environment first, then the command line */
-    char **args = calloc((size_t)argc + 2 * (sizeof env_options / sizeof env_options[0]) + 1, sizeof *args);
-    char env_names[sizeof env_options / sizeof env_options[0]][40];
-    if (!args) return bn_error_set(err, BN_ERR_NOMEM, "out of memory"), BN_EXIT_ERROR;
-    int n_args = 0;
-    args[n_args++] = argv[0];
-    for (size_t i = 0; i < sizeof env_options / sizeof env_options[0]; i++) {
-        char *name = env_names[i];
-        snprintf(name, sizeof env_names[i], "BITNET_");
-        for (const char *p = env_options[i] + 2; *p; p++) {
-            size_t l = strlen(name);
-            name[l] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
-            name[l + 1] = '\0';
-        }
-        const char *v = getenv(name);
-        if (v && *v) {
-            args[n_args++] = (char *)env_options[i];
-            args[n_args++] = (char *)v;
-        }
-    }
-    for (int i = 1; i < argc; i++) args[n_args++] = argv[i];
+/* Where the options go. */
+typedef struct serve_options {
+    bn_server_config cfg;
+    double shutdown_timeout;
+    key_list keys, hosts, origins, proxies;
+} serve_options;
 
+static bn_cli_parse apply_serve(void *state, const bn_cli_option *opt, const char *a, const char *v, bn_error *err) {
+    serve_options *o = state;
+    bn_server_config *cfg = &o->cfg;
+    float f = 0;
+    int x = 0;
+    bool ok = true;
+    switch (opt ? opt->id : 0) {
+    case SERVE_HOST: ok = *v, cfg->host = v; break;
+    case SERVE_PORT: ok = bn_cli_parse_int(v, 0, 65535, &cfg->port); break;
+    case SERVE_PARALLEL: ok = bn_cli_parse_int(v, 1, 256, &cfg->parallel); break;
+    case SERVE_QUEUE: ok = bn_cli_parse_int(v, 0, 1 << 20, &cfg->queue); break;
+    case SERVE_API_KEY:
+        if (!*v) return bn_cli_bad_value(a, v, "a non-empty key", err);
+        if (!key_add(&o->keys, v, strlen(v))) return bn_error_set(err, BN_ERR_NOMEM, "out of memory"), BN_CLI_BAD;
+        break;
+    case SERVE_API_KEY_FILE:
+        if (read_key_file(&o->keys, v, err) != BN_OK) return BN_CLI_BAD;
+        break;
+    case SERVE_RPM: ok = bn_cli_parse_float(v, 0, 1e9, &f), cfg->rate_limit_rpm = f; break;
+    case SERVE_TPM: ok = bn_cli_parse_float(v, 0, 1e12, &f), cfg->rate_limit_tpm = f; break;
+    case SERVE_MAX_BODY: ok = bn_cli_parse_int(v, 16, 1 << 30, &x), cfg->max_body = (size_t)x; break;
+    case SERVE_ALIAS: ok = *v, cfg->model_alias = v; break;
+    case SERVE_FORMAT: cfg->chat_format = v; break;
+    case SERVE_PREFILL_CHUNK: ok = bn_cli_parse_int(v, 1, 1 << 16, &cfg->prefill_chunk); break;
+    case SERVE_CACHE_RAM: ok = bn_cli_parse_int(v, 0, 1 << 24, &cfg->cache_ram_mb); break;
+    case SERVE_NO_PROMPT_CACHE: cfg->no_prompt_cache = true; break;
+    case SERVE_CONTEXT_SHIFT: cfg->context_shift = true; break;
+    case SERVE_KEEP: ok = bn_cli_parse_int(v, 0, 1 << 24, &cfg->keep); break;
+    case SERVE_SHUTDOWN_TIMEOUT: ok = bn_cli_parse_float(v, 0, 86400, &f), o->shutdown_timeout = f; break;
+    case SERVE_LOG_FORMAT:
+        ok = !strcmp(v, "text") || !strcmp(v, "json");
+        cfg->log_json = ok && !strcmp(v, "json");
+        break;
+    case SERVE_INT8_HEAD: cfg->int8_lm_head = true; break;
+    case SERVE_SSL_CERT: ok = *v, cfg->ssl_cert_file = v; break;
+    case SERVE_SSL_KEY: ok = *v, cfg->ssl_key_file = v; break;
+    case SERVE_ALLOWED_HOSTS: ok = *v && list_add_items(&o->hosts, v); break;
+    case SERVE_CORS: ok = *v && key_add(&o->origins, v, strlen(v)); break;
+    case SERVE_PROXY: ok = *v && list_add_items(&o->proxies, v); break;
+    case SERVE_MAX_CONNECTIONS: ok = bn_cli_parse_int(v, 1, 1 << 20, &cfg->max_connections); break;
+    case SERVE_MAX_CLIENT: ok = bn_cli_parse_int(v, 0, 1 << 20, &cfg->max_client_connections); break;
+    case SERVE_HEADER_TIMEOUT: ok = bn_cli_parse_float(v, 0.1f, 86400, &f), cfg->header_timeout = f; break;
+    case SERVE_BODY_TIMEOUT: ok = bn_cli_parse_float(v, 0.1f, 86400, &f), cfg->body_timeout = f; break;
+    case SERVE_AUTH_FAIL: ok = bn_cli_parse_int(v, 0, 1 << 20, &cfg->auth_fail_limit); break;
+    case SERVE_IGNORED:
+        fprintf(stderr, "bitnet serve: note: %s is accepted for llama-server command lines and changes nothing here\n", a);
+        break;
+    default: return BN_CLI_NOT_MINE;
+    }
+    if (!ok) return bn_cli_bad_value(a, v, opt->metavar ? opt->metavar : "a value", err);
+    return BN_CLI_CONSUMED;
+}
+
+int bn_cmd_serve(int argc, char **argv, bn_error *err) {
     bn_cli_common common;
-    bn_cli_common_init(&common);
-    bn_server_config cfg = {.host = "127.0.0.1", .port = 8080, .parallel = 4, .queue = 64, .max_body = 1 << 20,
-                            .cache_ram_mb = 512, .max_connections = 1024, .max_client_connections = 32,
-                            .header_timeout = 10, .body_timeout = 60, .auth_fail_limit = 10};
+    bn_cli_common_init(&common, "serve");
+    serve_options o = {.cfg = {.host = "127.0.0.1", .port = 8080, .parallel = 4, .queue = 64, .max_body = 1 << 20,
+                               .cache_ram_mb = 512, .max_connections = 1024, .max_client_connections = 32,
+                               .header_timeout = 10, .body_timeout = 60, .auth_fail_limit = 10},
+                       .shutdown_timeout = 30};
     const char *shift_env = getenv("BITNET_CONTEXT_SHIFT");
-    cfg.context_shift = shift_env && *shift_env && strcmp(shift_env, "0") != 0;
+    o.cfg.context_shift = shift_env && *shift_env && strcmp(shift_env, "0") != 0;
     const char *int8_env = getenv("BITNET_INT8_LM_HEAD");
-    cfg.int8_lm_head = int8_env && *int8_env && strcmp(int8_env, "0") != 0;
-    double shutdown_timeout = 30;
-    key_list keys = {0}, hosts = {0}, origins = {0}, proxies = {0};
-    int rc = BN_EXIT_OK;
-    for (int i = 1; i < n_args && rc == BN_EXIT_OK; i++) {
-        const char *a = args[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            free(args);
-            return BN_EXIT_OK;
-        }
-        if (!strcmp(a, "--int8-lm-head")) { /* the options without a value */
-            cfg.int8_lm_head = true;
-            continue;
-        }
-        if (!strcmp(a, "--context-shift")) {
-            cfg.context_shift = true;
-            continue;
-        }
-        if (!strcmp(a, "--no-prompt-cache")) {
-            cfg.no_prompt_cache = true;
-            continue;
-        }
-        bn_cli_parse r = bn_cli_parse_common(&common, n_args, args, &i, err);
-        if (r == BN_CLI_CONSUMED) continue;
-        if (r == BN_CLI_BAD) {
-            rc = BN_EXIT_USAGE;
-            break;
-        }
-        const char *v = i + 1 < n_args ? args[i + 1] : NULL;
-        int x = 0;
-        float f = 0;
-        bool ok = v != NULL;
-        if (!strcmp(a, "--host")) cfg.host = v;
-        else if (!strcmp(a, "--port")) ok = ok && bn_cli_parse_int(v, 0, 65535, &cfg.port);
-        else if (!strcmp(a, "--parallel")) ok = ok && bn_cli_parse_int(v, 1, 256, &cfg.parallel);
-        else if (!strcmp(a, "--queue")) ok = ok && bn_cli_parse_int(v, 0, 1 << 20, &cfg.queue);
-        else if (!strcmp(a, "--api-key")) ok = ok && *v && key_add(&keys, v, strlen(v));
-        else if (!strcmp(a, "--api-key-file")) {
-            if (ok && read_key_file(&keys, v, err)) rc = BN_EXIT_ERROR;
-        } else if (!strcmp(a, "--rate-limit-rpm")) ok = ok && bn_cli_parse_float(v, 0, 1e9, &f), cfg.rate_limit_rpm = f;
-        else if (!strcmp(a, "--rate-limit-tpm")) ok = ok && bn_cli_parse_float(v, 0, 1e12, &f), cfg.rate_limit_tpm = f;
-        else if (!strcmp(a, "--max-body")) ok = ok && bn_cli_parse_int(v, 16, 1 << 30, &x), cfg.max_body = (size_t)x;
-        else if (!strcmp(a, "--model-alias")) ok = ok && *v, cfg.model_alias = v;
-        else if (!strcmp(a, "--chat-format")) cfg.chat_format = v;
-        else if (!strcmp(a, "--prefill-chunk")) ok = ok && bn_cli_parse_int(v, 1, 1 << 16, &cfg.prefill_chunk);
-        else if (!strcmp(a, "--cache-ram")) ok = ok && bn_cli_parse_int(v, 0, 1 << 24, &cfg.cache_ram_mb);
-        else if (!strcmp(a, "--keep")) ok = ok && bn_cli_parse_int(v, 0, 1 << 24, &cfg.keep);
-        else if (!strcmp(a, "--shutdown-timeout")) ok = ok && bn_cli_parse_float(v, 0, 86400, &f), shutdown_timeout = f;
-        else if (!strcmp(a, "--ssl-cert-file")) ok = ok && *v, cfg.ssl_cert_file = v;
-        else if (!strcmp(a, "--ssl-key-file")) ok = ok && *v, cfg.ssl_key_file = v;
-        else if (!strcmp(a, "--allowed-hosts")) ok = ok && *v && list_add_items(&hosts, v);
-        else if (!strcmp(a, "--cors-origin")) ok = ok && *v && key_add(&origins, v, strlen(v));
-        else if (!strcmp(a, "--trusted-proxy")) ok = ok && *v && list_add_items(&proxies, v);
-        else if (!strcmp(a, "--max-connections")) ok = ok && bn_cli_parse_int(v, 1, 1 << 20, &cfg.max_connections);
-        else if (!strcmp(a, "--max-client-connections")) ok = ok && bn_cli_parse_int(v, 0, 1 << 20, &cfg.max_client_connections);
-        else if (!strcmp(a, "--header-timeout")) ok = ok && bn_cli_parse_float(v, 0.1f, 86400, &f), cfg.header_timeout = f;
-        else if (!strcmp(a, "--body-timeout")) ok = ok && bn_cli_parse_float(v, 0.1f, 86400, &f), cfg.body_timeout = f;
-        else if (!strcmp(a, "--auth-fail-limit")) ok = ok && bn_cli_parse_int(v, 0, 1 << 20, &cfg.auth_fail_limit);
-        else if (!strcmp(a, "--log-format")) ok = ok && (!strcmp(v, "text") || !strcmp(v, "json")), cfg.log_json = ok && !strcmp(v, "json");
-        else {
-            bn_error_set(err, BN_ERR_INVALID, "unknown option '%s'", a);
-            rc = BN_EXIT_USAGE;
-            break;
-        }
-        if (rc) break;
-        if (!ok) {
-            bn_error_set(err, BN_ERR_INVALID, "%s: invalid or missing value%s%s", a, v ? " " : "", v ? v : "");
-            rc = BN_EXIT_USAGE;
-            break;
-        }
-        i++;
+    o.cfg.int8_lm_head = int8_env && *int8_env && strcmp(int8_env, "0") != 0;
+    int parsed = bn_cli_parse_command(&bn_serve_spec, apply_serve, &o, &common, NULL, argc, argv, err);
+    int rc = parsed < 0 ? BN_EXIT_OK : parsed == BN_EXIT_OK ? -1 : parsed; /* -1: --help printed */
+    bn_server_config cfg = o.cfg;
+    const double shutdown_timeout = o.shutdown_timeout;
+    key_list keys = o.keys, hosts = o.hosts, origins = o.origins, proxies = o.proxies;
+    if (rc == BN_EXIT_OK && common.device == BN_DEVICE_CUDA && common.device_given) {
+        bn_error_set(err, BN_ERR_UNSUPPORTED, "--device cuda: the server runs on the CPU for now");
+        rc = BN_EXIT_ERROR;
+    } else if (rc == BN_EXIT_OK && common.gpu_layers > 0) {
+        fprintf(stderr, "bitnet serve: note: -ngl %d: the server runs on the CPU for now\n", common.gpu_layers);
+    }
+    if (rc == BN_EXIT_OK) {
+        common.n_threads = bn_cli_thread_count(&common);
+        if (common.n_batch) cfg.prefill_chunk = common.n_batch;
     }
     char *model_path = NULL;
     if (rc == BN_EXIT_OK && bn_cli_resolve_model(&model_path, common.model_path, err)) rc = BN_EXIT_ERROR;
@@ -343,12 +336,6 @@ int bn_cmd_serve(int argc, char **argv, bn_error *err) {
     list_free(&origins, false);
     list_free(&proxies, false);
     free(model_path);
-    free(args);
-    if (rc == BN_EXIT_USAGE) {
-        fprintf(stderr, "bitnet serve: %s\n", err->message);
-        usage(stderr);
-        bn_error_clear(err);
-    }
-    return rc;
+    return rc < 0 ? BN_EXIT_OK : rc;
 }
 #endif /* BITNET_HAVE_SERVER */

@@ -3,7 +3,9 @@
  * [--format i2_s|tq2_0|tq1_0] [--vocab-json tokenizer.json] [--byte-vocab]`: writes a synthetic
  * BitNet b1.58 model with seeded random weights in the official layout (model/synth.h).
  */
+#include "cli/cli_options.h"
 #include "cli/commands.h"
+#include "cli/progress.h"
 #include "model/synth.h"
 #include "quant/quant_format.h"
 
@@ -12,109 +14,112 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void usage(FILE *out) {
-    fprintf(out,
-            "usage: bitnet synth OUT.gguf [options]\n\n"
-            "Writes a BitNet b1.58 model with seeded random weights in the layout of the official\n"
-            "bitnet-b1.58-2B-4T file (F16 token_embd tied to the LM head, F32 norms, I2_S\n"
-            "projections with a per-tensor scale, tokenizer metadata).\n\n"
-            "options:\n"
-            "  --preset NAME        tiny (default: 2 layers, dim 256), small (4 layers, dim 512),\n"
-            "                       2b4t (the full 2B-4T shape, about 1.19 GB)\n"
-            "  --layers N --dim N --ffn N --heads N --kv-heads N --vocab N --ctx N\n"
-            "                       override the preset's dimensions\n"
-            "  --seed S             random seed (default 1)\n"
-            "  --format F           i2_s (bitnet-b1.58, default), tq2_0 or tq1_0 (llama.cpp's\n"
-            "                       `bitnet` architecture with squared ReLU; same weights)\n"
-            "  --vocab-json FILE    tokenizer metadata from a Hugging Face tokenizer.json\n"
-            "  --byte-vocab         256 byte tokens + 3 merges + BOS/EOS/EOT (default), padded to\n"
-            "                       --vocab with reserved special tokens\n"
-            "  --omit-tensor NAME   leave one tensor out (to test loaders)\n"
-            "  --help               show this help\n");
+
+enum { SYNTH_PRESET = 1, SYNTH_LAYERS, SYNTH_DIM, SYNTH_FFN, SYNTH_HEADS, SYNTH_KV_HEADS, SYNTH_VOCAB, SYNTH_CTX,
+       SYNTH_SEED, SYNTH_FORMAT, SYNTH_VOCAB_JSON, SYNTH_BYTE_VOCAB, SYNTH_OMIT, SYNTH_NO_PROGRESS };
+
+static const bn_cli_option synth_table[] = {
+    {SYNTH_PRESET, "--preset", "NAME", "tiny (default: 2 layers, dim 256), small (4 layers, dim 512),\n"
+                                      "2b4t (the full 2B-4T shape, about 1.19 GB)", 0, 0, "tiny|small|2b4t"},
+    {SYNTH_LAYERS, "--layers", "N", "layers (overrides the preset's; so do the next six)", 0, 0, NULL},
+    {SYNTH_DIM, "--dim", "N", "hidden size", 0, 0, NULL},
+    {SYNTH_FFN, "--ffn", "N", "feed-forward size", 0, 0, NULL},
+    {SYNTH_HEADS, "--heads", "N", "attention heads", 0, 0, NULL},
+    {SYNTH_KV_HEADS, "--kv-heads", "N", "key/value heads", 0, 0, NULL},
+    {SYNTH_VOCAB, "--vocab", "N", "vocabulary size", 0, 0, NULL},
+    {SYNTH_CTX, "--ctx", "N", "training context written to the file", 0, 0, NULL},
+    {SYNTH_SEED, "--seed|-s", "S", "random seed (default 1)", 0, 0, NULL},
+    {SYNTH_FORMAT, "--format", "F", "i2_s (bitnet-b1.58, default), tq2_0 or tq1_0 (llama.cpp's\n"
+                                   "`bitnet` architecture with squared ReLU; same weights)", 0, 0, "i2_s|tq2_0|tq1_0"},
+    {SYNTH_VOCAB_JSON, "--vocab-json", "FILE", "tokenizer metadata from a Hugging Face tokenizer.json", 0, 0, NULL},
+    {SYNTH_BYTE_VOCAB, "--byte-vocab", NULL, "256 byte tokens + 3 merges + BOS/EOS/EOT (default), padded to\n"
+                                            "--vocab with reserved special tokens", 0, 0, NULL},
+    {SYNTH_OMIT, "--omit-tensor", "NAME", "leave one tensor out (to test loaders)", 0, 0, NULL},
+    {SYNTH_NO_PROGRESS, "--no-progress", NULL, "no progress on stderr (see the common options of `bitnet run`)", 0, 0, NULL},
+    {0},
+};
+
+const bn_cli_spec bn_synth_spec = {
+    .name = "synth",
+    .synopsis = "OUT.gguf [options]",
+    .about = "Writes a BitNet b1.58 model with seeded random weights in the layout of the official\n"
+             "bitnet-b1.58-2B-4T file (F16 token_embd tied to the LM head, F32 norms, I2_S\n"
+             "projections with a per-tensor scale, tokenizer metadata).\n",
+    .arguments = true,
+    .options = synth_table,
+};
+
+#define N_DIMENSIONS 7
+
+typedef struct synth_cli {
+    const char *path, *preset, *format, *vocab_json, *omit;
+    bool byte_vocab, seed_given, progress;
+    uint64_t seed;
+    int dims[N_DIMENSIONS]; /* --layers .. --ctx; -1: the preset's */
+} synth_cli;
+
+static bn_cli_parse apply_synth(void *state, const bn_cli_option *opt, const char *a, const char *v, bn_error *err) {
+    synth_cli *o = state;
+    if (!opt) {
+        if (o->path) return bn_error_set(err, BN_ERR_INVALID, "more than one output file given ('%s')", v), BN_CLI_BAD;
+        o->path = v;
+        return BN_CLI_CONSUMED;
+    }
+    if (opt->id >= SYNTH_LAYERS && opt->id <= SYNTH_CTX) {
+        if (!bn_cli_parse_int(v, 0, 1 << 30, &o->dims[opt->id - SYNTH_LAYERS]))
+            return bn_cli_bad_value(a, v, "an integer in 0..1073741824", err);
+        return BN_CLI_CONSUMED;
+    }
+    switch (opt->id) {
+    case SYNTH_PRESET: o->preset = v; break;
+    case SYNTH_SEED: {
+        char *end;
+        errno = 0;
+        o->seed = strtoull(v, &end, 10);
+        if (errno || *end || end == v || v[0] == '-') return bn_cli_bad_value(a, v, "an integer >= 0", err);
+        o->seed_given = true;
+        break;
+    }
+    case SYNTH_FORMAT:
+        if (strcmp(v, "i2_s") && strcmp(v, "tq2_0") && strcmp(v, "tq1_0")) return bn_cli_bad_value(a, v, "i2_s, tq2_0 or tq1_0", err);
+        o->format = v;
+        break;
+    case SYNTH_VOCAB_JSON: o->vocab_json = v, o->byte_vocab = false; break;
+    case SYNTH_BYTE_VOCAB: o->vocab_json = NULL, o->byte_vocab = true; break;
+    case SYNTH_OMIT: o->omit = v; break;
+    case SYNTH_NO_PROGRESS: o->progress = false; break;
+    default: return BN_CLI_NOT_MINE;
+    }
+    return BN_CLI_CONSUMED;
 }
 
-static bool parse_int(const char *s, int *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < 0 || v > (1L << 30)) return false;
-    *out = (int)v;
-    return true;
-}
+static void on_tensor(void *user, uint64_t done, uint64_t total) { bn_progress_update(user, done, total); }
 
 int bn_cmd_synth(int argc, char **argv, bn_error *err) {
-    const char *path = NULL, *preset = "tiny";
-    for (int i = 1; i + 1 < argc; i++)
-        if (!strcmp(argv[i], "--preset")) preset = argv[i + 1];
+    synth_cli c = {.preset = "tiny", .progress = true};
+    for (int i = 0; i < N_DIMENSIONS; i++) c.dims[i] = -1;
+    int parsed = bn_cli_parse_command(&bn_synth_spec, apply_synth, &c, NULL, NULL, argc, argv, err);
+    if (parsed >= 0) return parsed;
+    if (!c.path) {
+        bn_error_set(err, BN_ERR_INVALID, "OUT.gguf is required");
+        return bn_cli_usage_error("synth", bn_synth_spec.synopsis, err);
+    }
     bn_synth_options o;
-    if (bn_synth_preset(&o, preset, err) != BN_OK) return BN_EXIT_USAGE;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        bool has_value = i + 1 < argc;
-        int *field = NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return BN_EXIT_OK;
-        } else if (!strcmp(a, "--preset") && has_value) {
-            i++;
-            continue;
-        } else if (!strcmp(a, "--layers")) {
-            field = &o.n_layers;
-        } else if (!strcmp(a, "--dim")) {
-            field = &o.dim;
-        } else if (!strcmp(a, "--ffn")) {
-            field = &o.ffn_dim;
-        } else if (!strcmp(a, "--heads")) {
-            field = &o.n_heads;
-        } else if (!strcmp(a, "--kv-heads")) {
-            field = &o.n_kv_heads;
-        } else if (!strcmp(a, "--vocab")) {
-            field = &o.n_vocab;
-        } else if (!strcmp(a, "--ctx")) {
-            field = &o.n_ctx;
-        } else if (!strcmp(a, "--seed") && has_value) {
-            char *end;
-            errno = 0;
-            o.seed = strtoull(argv[++i], &end, 10);
-            if (errno || *end || end == argv[i]) goto bad_value;
-            continue;
-        } else if (!strcmp(a, "--format") && has_value) {
-            const char *f = argv[++i];
-            if (!strcmp(f, "i2_s")) o.format = BN_TYPE_I2_S;
-            else if (!strcmp(f, "tq2_0")) o.format = BN_TYPE_TQ2_0;
-            else if (!strcmp(f, "tq1_0")) o.format = BN_TYPE_TQ1_0;
-            else goto bad_value;
-            continue;
-        } else if (!strcmp(a, "--vocab-json") && has_value) {
-            o.vocab_json = argv[++i];
-            continue;
-        } else if (!strcmp(a, "--byte-vocab")) {
-            o.vocab_json = NULL;
-            continue;
-        } else if (!strcmp(a, "--omit-tensor") && has_value) {
-            o.omit_tensor = argv[++i];
-            continue;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            fprintf(stderr, "bitnet synth: unknown option or missing value '%s'\n", a);
-            usage(stderr);
-            return BN_EXIT_USAGE;
-        } else if (path) {
-            fprintf(stderr, "bitnet synth: more than one output file given\n");
-            return BN_EXIT_USAGE;
-        } else {
-            path = a;
-            continue;
-        }
-        if (!has_value || !parse_int(argv[++i], field)) goto bad_value;
-        continue;
-    bad_value:
-        fprintf(stderr, "bitnet synth: invalid or missing value for %s\n", a);
-        return BN_EXIT_USAGE;
-    }
-    if (!path) {
-        usage(stderr);
-        return BN_EXIT_USAGE;
-    }
+    if (bn_synth_preset(&o, c.preset, err) != BN_OK) return bn_cli_usage_error("synth", bn_synth_spec.synopsis, err);
+    int *fields[N_DIMENSIONS] = {&o.n_layers, &o.dim, &o.ffn_dim, &o.n_heads, &o.n_kv_heads, &o.n_vocab, &o.n_ctx};
+    for (int i = 0; i < N_DIMENSIONS; i++)
+        if (c.dims[i] >= 0) *fields[i] = c.dims[i];
+    if (c.seed_given) o.seed = c.seed;
+    if (c.format) o.format = !strcmp(c.format, "tq2_0") ? BN_TYPE_TQ2_0 : !strcmp(c.format, "tq1_0") ? BN_TYPE_TQ1_0 : BN_TYPE_I2_S;
+    if (c.vocab_json || c.byte_vocab) o.vocab_json = c.vocab_json;
+    o.omit_tensor = c.omit;
     if (bn_synth_validate(&o, err) != BN_OK) return BN_EXIT_USAGE;
-    return bn_synth_write(path, &o, err) == BN_OK ? BN_EXIT_OK : BN_EXIT_ERROR;
+    bn_progress progress;
+    bn_progress_init(&progress, "synth", c.progress);
+    bn_progress_begin(&progress, "writing", "tensors");
+    o.progress = on_tensor;
+    o.progress_user = &progress;
+    bn_status st = bn_synth_write(c.path, &o, err);
+    bn_progress_end(&progress);
+    return st == BN_OK ? BN_EXIT_OK : BN_EXIT_ERROR;
 }

@@ -3,6 +3,7 @@
  * both with the tokenizer built from a GGUF file's metadata (src/tokenizer). The text goes out
  * byte for byte, so `detokenize` of `tokenize --no-bos`'s output gives back the input.
  */
+#include "cli/cli_options.h"
 #include "cli/commands.h"
 #include "gguf/gguf.h"
 #include "tokenizer/tokenizer.h"
@@ -13,97 +14,122 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void tokenize_usage(FILE *out) {
-    fprintf(out,
-            "usage: bitnet tokenize -m MODEL [--no-bos] [--specials] [--json] [--pre NAME] [--] TEXT\n\n"
-            "Prints the token ids of TEXT (space-separated, one line) using the tokenizer in the\n"
-            "GGUF file MODEL. Any bytes are accepted: invalid UTF-8 is encoded byte by byte.\n\n"
-            "options:\n"
-            "  -m, --model MODEL  GGUF file whose tokenizer.ggml.* metadata is used\n"
-            "  --no-bos           do not prepend BOS (by default BOS is added when the model's\n"
-            "                     tokenizer.ggml.add_bos_token asks for it)\n"
-            "  --specials         match special tokens written in TEXT (\"<|eot_id|>\") as their ids;\n"
-            "                     without it they are encoded as ordinary text\n"
-            "  --json             print a JSON array of ids instead\n"
-            "  --pre NAME         override the pre-tokenizer: llama3, gpt2, or llamacpp-default\n"
-            "                     (llama.cpp's and so bitnet.cpp's fallback split, for comparisons)\n"
-            "  --                 end of options (TEXT may start with '-')\n"
-            "  -h, --help         show this help\n\n"
-            "exit status: 0 success, 1 error (unreadable model, unsupported tokenizer), 2 usage error\n");
+
+enum { TOK_NO_BOS = 1, TOK_SPECIALS, TOK_JSON, TOK_PRE, TOK_SKIP_SPECIAL };
+
+static const bn_cli_option tokenize_table[] = {
+    {TOK_NO_BOS, "--no-bos", NULL, "do not prepend BOS (by default BOS is added when the model's\n"
+                                   "tokenizer.ggml.add_bos_token asks for it)", 0, 0, NULL},
+    {TOK_SPECIALS, "--specials", NULL, "match special tokens written in TEXT (\"<|eot_id|>\") as their ids;\n"
+                                       "without it they are encoded as ordinary text", 0, 0, NULL},
+    {TOK_JSON, "--json", NULL, "print a JSON array of ids instead", 0, 0, NULL},
+    {TOK_PRE, "--pre", "NAME", "override the pre-tokenizer: llama3, gpt2, or llamacpp-default\n"
+                              "(llama.cpp's and so bitnet.cpp's fallback split, for comparisons)", 0, 0,
+     "llama3|gpt2|llamacpp-default"},
+    {0},
+};
+
+const bn_cli_spec bn_tokenize_spec = {
+    .name = "tokenize",
+    .synopsis = "[-m MODEL] [--no-bos] [--specials] [--json] [--pre NAME] [--] TEXT",
+    .about = "Prints the token ids of TEXT (space-separated, one line) using the tokenizer in the\n"
+             "GGUF file MODEL. Any bytes are accepted: invalid UTF-8 is encoded byte by byte.\n"
+             "`--` ends the options (TEXT may start with '-').\n",
+    .notes = "exit status: 0 success, 1 error (unreadable model, unsupported tokenizer), 2 usage error\n",
+    .arguments = true,
+    .options = tokenize_table,
+    .common = BN_COMMON_MODEL,
+};
+
+static const bn_cli_option detokenize_table[] = {
+    {TOK_SKIP_SPECIAL, "--skip-special", NULL, "leave out control tokens (<|begin_of_text|>, <|eot_id|>, ...)", 0, 0, NULL},
+    {0},
+};
+
+const bn_cli_spec bn_detokenize_spec = {
+    .name = "detokenize",
+    .synopsis = "[-m MODEL] [--skip-special] [--] ID...",
+    .about = "Prints the text of the token ids (decimal) using the tokenizer in the GGUF file MODEL,\n"
+             "byte for byte, followed by a newline. Special tokens are printed as their text.\n",
+    .notes = "exit status: 0 success, 1 error (unreadable model, id outside the vocabulary), 2 usage error\n",
+    .arguments = true,
+    .options = detokenize_table,
+    .common = BN_COMMON_MODEL,
+};
+
+typedef struct tokenize_options {
+    bn_cli_common common;
+    const char *text;
+    bool bos, specials, json, skip_special;
+    bn_pretokenizer pre;
+    int32_t *ids; /* detokenize: the ids given (owned) */
+    size_t n_ids;
+} tokenize_options;
+
+static bn_cli_parse apply_tokenize(void *state, const bn_cli_option *opt, const char *a, const char *v,
+                                   bn_error *err) {
+    tokenize_options *o = state;
+    if (!opt) {
+        if (o->ids) { /* detokenize: an id */
+            char *end;
+            errno = 0;
+            long long id = strtoll(v, &end, 10);
+            if (*v == '\0' || *end != '\0' || errno == ERANGE || id < INT32_MIN || id > INT32_MAX)
+                return bn_error_set(err, BN_ERR_INVALID, "'%s' is not a token id", v), BN_CLI_BAD;
+            o->ids[o->n_ids++] = (int32_t)id;
+            return BN_CLI_CONSUMED;
+        }
+        if (o->text) return bn_error_set(err, BN_ERR_INVALID, "more than one TEXT given ('%s'); quote the text", v), BN_CLI_BAD;
+        o->text = v;
+        return BN_CLI_CONSUMED;
+    }
+    switch (opt->id) {
+    case TOK_NO_BOS: o->bos = false; break;
+    case TOK_SPECIALS: o->specials = true; break;
+    case TOK_JSON: o->json = true; break;
+    case TOK_SKIP_SPECIAL: o->skip_special = true; break;
+    case TOK_PRE:
+        if (!strcmp(v, "llama3")) o->pre = BN_PRE_LLAMA3;
+        else if (!strcmp(v, "gpt2")) o->pre = BN_PRE_GPT2;
+        else if (!strcmp(v, "llamacpp-default")) o->pre = BN_PRE_LLAMACPP_DEFAULT;
+        else return bn_cli_bad_value(a, v, "llama3, gpt2 or llamacpp-default", err);
+        break;
+    default: return BN_CLI_NOT_MINE;
+    }
+    return BN_CLI_CONSUMED;
 }
 
-static void detokenize_usage(FILE *out) {
-    fprintf(out,
-            "usage: bitnet detokenize -m MODEL [--skip-special] [--] ID...\n\n"
-            "Prints the text of the token ids (decimal) using the tokenizer in the GGUF file MODEL,\n"
-            "byte for byte, followed by a newline. Special tokens are printed as their text.\n\n"
-            "options:\n"
-            "  -m, --model MODEL  GGUF file whose tokenizer.ggml.* metadata is used\n"
-            "  --skip-special     leave out control tokens (<|begin_of_text|>, <|eot_id|>, ...)\n"
-            "  --                 end of options\n"
-            "  -h, --help         show this help\n\n"
-            "exit status: 0 success, 1 error (unreadable model, id outside the vocabulary), 2 usage error\n");
-}
-
-static int usage_error(const char *cmd, void (*usage)(FILE *), const char *fmt, const char *arg) {
-    fprintf(stderr, "bitnet %s: ", cmd);
-    fprintf(stderr, fmt, arg);
-    fputc('\n', stderr);
-    usage(stderr);
-    return BN_EXIT_USAGE;
-}
-
-static bn_status load_tokenizer(const char *path, bn_pretokenizer pre, bn_tokenizer **out, bn_error *err) {
-    bn_gguf *g = NULL;
-    bn_status st = bn_gguf_open(path, &g, err);
+/* The tokenizer of -m, BITNET_MODEL or the shipped model. */
+static bn_status load_tokenizer(const char *given, bn_pretokenizer pre, bn_tokenizer **out, bn_error *err) {
+    char *path = NULL;
+    bn_status st = bn_cli_resolve_model(&path, given, err);
     if (st != BN_OK) return st;
+    bn_gguf *g = NULL;
+    st = bn_gguf_open(path, &g, err);
+    if (st != BN_OK) {
+        free(path);
+        return st;
+    }
     bn_tokenizer_options opts = {.pre = pre};
     st = bn_tokenizer_from_gguf(out, g, &opts, err);
     bn_gguf_close(g);
     if (st != BN_OK) bn_error_prefix(err, "%s: ", path);
+    free(path);
     return st;
 }
 
 int bn_cmd_tokenize(int argc, char **argv, bn_error *err) {
-    const char *model = NULL, *text = NULL;
-    bool bos = true, specials = false, json = false, options_done = false;
-    bn_pretokenizer pre = BN_PRE_AUTO;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!options_done && a[0] == '-' && a[1] != '\0') {
-            if (!strcmp(a, "--")) {
-                options_done = true;
-            } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-                tokenize_usage(stdout);
-                return BN_EXIT_OK;
-            } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-                if (i + 1 >= argc) return usage_error("tokenize", tokenize_usage, "%s needs a value", a);
-                model = argv[++i];
-            } else if (!strcmp(a, "--no-bos")) {
-                bos = false;
-            } else if (!strcmp(a, "--specials")) {
-                specials = true;
-            } else if (!strcmp(a, "--json")) {
-                json = true;
-            } else if (!strcmp(a, "--pre")) {
-                if (i + 1 >= argc) return usage_error("tokenize", tokenize_usage, "%s needs a value", a);
-                const char *name = argv[++i];
-                if (!strcmp(name, "llama3")) pre = BN_PRE_LLAMA3;
-                else if (!strcmp(name, "gpt2")) pre = BN_PRE_GPT2;
-                else if (!strcmp(name, "llamacpp-default")) pre = BN_PRE_LLAMACPP_DEFAULT;
-                else return usage_error("tokenize", tokenize_usage, "unknown pre-tokenizer '%s'", name);
-            } else {
-                return usage_error("tokenize", tokenize_usage, "unknown option '%s'", a);
-            }
-        } else if (text) {
-            return usage_error("tokenize", tokenize_usage, "more than one TEXT given ('%s'); quote the text", a);
-        } else {
-            text = a;
-        }
+    tokenize_options o = {.bos = true, .pre = BN_PRE_AUTO};
+    bn_cli_common_init(&o.common, "tokenize");
+    int parsed = bn_cli_parse_command(&bn_tokenize_spec, apply_tokenize, &o, &o.common, NULL, argc, argv, err);
+    if (parsed >= 0) return parsed;
+    if (!o.text) {
+        bn_error_set(err, BN_ERR_INVALID, "TEXT is required");
+        return bn_cli_usage_error("tokenize", bn_tokenize_spec.synopsis, err);
     }
-    if (!model) return usage_error("tokenize", tokenize_usage, "%s", "-m MODEL is required");
-    if (!text) return usage_error("tokenize", tokenize_usage, "%s", "TEXT is required");
-
+    const char *model = o.common.model_path, *text = o.text;
+    const bool bos = o.bos, specials = o.specials, json = o.json;
+    const bn_pretokenizer pre = o.pre;
     bn_tokenizer *tok = NULL;
     if (load_tokenizer(model, pre, &tok, err) != BN_OK) return BN_EXIT_ERROR;
     bn_tokens ids = {0};
@@ -119,51 +145,19 @@ int bn_cmd_tokenize(int argc, char **argv, bn_error *err) {
 }
 
 int bn_cmd_detokenize(int argc, char **argv, bn_error *err) {
-    const char *model = NULL;
-    bool skip_special = false, options_done = false;
-    int32_t *ids = malloc((size_t)(argc > 0 ? argc : 1) * sizeof *ids);
-    if (!ids) return bn_error_set(err, BN_ERR_NOMEM, "out of memory"), BN_EXIT_ERROR;
-    size_t n = 0;
-    int rc = BN_EXIT_OK;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        /* A negative number is an id (rejected later as out of range), not an option. */
-        bool looks_numeric = a[0] == '-' && a[1] >= '0' && a[1] <= '9';
-        if (!options_done && a[0] == '-' && a[1] != '\0' && !looks_numeric) {
-            if (!strcmp(a, "--")) {
-                options_done = true;
-            } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-                detokenize_usage(stdout);
-                free(ids);
-                return BN_EXIT_OK;
-            } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-                if (i + 1 >= argc) {
-                    rc = usage_error("detokenize", detokenize_usage, "%s needs a value", a);
-                    break;
-                }
-                model = argv[++i];
-            } else if (!strcmp(a, "--skip-special")) {
-                skip_special = true;
-            } else {
-                rc = usage_error("detokenize", detokenize_usage, "unknown option '%s'", a);
-                break;
-            }
-        } else {
-            char *end;
-            errno = 0;
-            long long v = strtoll(a, &end, 10);
-            if (*a == '\0' || *end != '\0' || errno == ERANGE || v < INT32_MIN || v > INT32_MAX) {
-                rc = usage_error("detokenize", detokenize_usage, "'%s' is not a token id", a);
-                break;
-            }
-            ids[n++] = (int32_t)v;
-        }
+    tokenize_options o = {.pre = BN_PRE_AUTO};
+    bn_cli_common_init(&o.common, "detokenize");
+    o.ids = malloc((size_t)(argc > 0 ? argc : 1) * sizeof *o.ids);
+    if (!o.ids) return bn_error_set(err, BN_ERR_NOMEM, "out of memory"), BN_EXIT_ERROR;
+    int parsed = bn_cli_parse_command(&bn_detokenize_spec, apply_tokenize, &o, &o.common, NULL, argc, argv, err);
+    if (parsed >= 0) {
+        free(o.ids);
+        return parsed;
     }
-    if (rc == BN_EXIT_OK && !model) rc = usage_error("detokenize", detokenize_usage, "%s", "-m MODEL is required");
-    if (rc != BN_EXIT_OK) {
-        free(ids);
-        return rc;
-    }
+    const char *model = o.common.model_path;
+    int32_t *ids = o.ids;
+    const size_t n = o.n_ids;
+    const bool skip_special = o.skip_special;
     bn_tokenizer *tok = NULL;
     if (load_tokenizer(model, BN_PRE_AUTO, &tok, err) != BN_OK) {
         free(ids);

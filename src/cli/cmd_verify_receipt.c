@@ -15,41 +15,54 @@
 
 #define BN_RECEIPT_MAX_BYTES ((size_t)16 << 20) /* receipts are a few KB; refuse anything huge */
 
-static void usage(FILE *out) {
-    fprintf(out,
-            "usage: bitnet verify-receipt FILE [--require-gpu-kernels]\n"
-            "  Checks a receipt from `bitnet bench --json`: schema 1.0.0, every required field with\n"
-            "  its type, compute_path \"real\", a non-empty kernel list consistent with the backend,\n"
-            "  positive finite figures, a 64-hex model sha256.\n"
-            "  --require-gpu-kernels  also require cuda kernels for the ternary matmul, attention\n"
-            "                         and RMSNorm (the receipt must come from --device cuda)\n");
+
+enum { VERIFY_GPU = 1 };
+
+static const bn_cli_option verify_table[] = {
+    {VERIFY_GPU, "--require-gpu-kernels", NULL, "also require cuda kernels for the ternary matmul, attention\n"
+                                               "and RMSNorm (the receipt must come from --device cuda)", 0, 0, NULL},
+    {0},
+};
+
+const bn_cli_spec bn_verify_spec = {
+    .name = "verify-receipt",
+    .synopsis = "FILE [--require-gpu-kernels]",
+    .about = "Checks a receipt from `bitnet bench --json`: schema 1.0.0, every required field with\n"
+             "its type, compute_path \"real\", a non-empty kernel list consistent with the backend,\n"
+             "positive finite figures, a 64-hex model sha256.\n",
+    .arguments = true,
+    .options = verify_table,
+};
+
+typedef struct verify_options {
+    const char *path;
+    bool require_gpu;
+} verify_options;
+
+static bn_cli_parse apply_verify(void *state, const bn_cli_option *opt, const char *name, const char *value,
+                                 bn_error *err) {
+    (void)name;
+    verify_options *o = state;
+    if (!opt) {
+        if (o->path) return bn_error_set(err, BN_ERR_INVALID, "one FILE only ('%s')", value), BN_CLI_BAD;
+        o->path = value;
+        return BN_CLI_CONSUMED;
+    }
+    if (opt->id != VERIFY_GPU) return BN_CLI_NOT_MINE;
+    o->require_gpu = true;
+    return BN_CLI_CONSUMED;
 }
 
 int bn_cmd_verify_receipt(int argc, char **argv, bn_error *err) {
-    const char *path = NULL;
-    bool require_gpu = false;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage(stdout);
-            return BN_EXIT_OK;
-        } else if (!strcmp(argv[i], "--require-gpu-kernels")) {
-            require_gpu = true;
-        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
-            fprintf(stderr, "bitnet verify-receipt: unknown option %s\n", argv[i]);
-            usage(stderr);
-            return BN_EXIT_USAGE;
-        } else if (!path) {
-            path = argv[i];
-        } else {
-            fprintf(stderr, "bitnet verify-receipt: one FILE only\n");
-            usage(stderr);
-            return BN_EXIT_USAGE;
-        }
+    verify_options o = {0};
+    int parsed = bn_cli_parse_command(&bn_verify_spec, apply_verify, &o, NULL, NULL, argc, argv, err);
+    if (parsed >= 0) return parsed;
+    if (!o.path) {
+        bn_error_set(err, BN_ERR_INVALID, "FILE is required");
+        return bn_cli_usage_error("verify-receipt", bn_verify_spec.synopsis, err);
     }
-    if (!path) {
-        usage(stderr);
-        return BN_EXIT_USAGE;
-    }
+    const char *path = o.path;
+    const bool require_gpu = o.require_gpu;
     char *data = NULL;
     size_t size = 0;
     bn_status st = bn_cli_read_file(&data, &size, path, BN_RECEIPT_MAX_BYTES, err);

@@ -12,12 +12,17 @@
 enum { BN_EXIT_OK = 0, BN_EXIT_ERROR = 1, BN_EXIT_USAGE = 2 };
 
 typedef int (*bn_command_fn)(int argc, char **argv, bn_error *err);
+struct bn_cli_spec;
 
 typedef struct bn_command {
     const char *name;
     const char *summary;
     bn_command_fn run;
+    const struct bn_cli_spec *spec; /* NULL: no options (completion) */
 } bn_command;
+
+/* Every command, in the order `bitnet --help` lists them; ends with {0}. */
+extern const bn_command bn_commands[];
 
 int bn_cmd_inspect(int argc, char **argv, bn_error *err);
 int bn_cmd_tokenize(int argc, char **argv, bn_error *err);
@@ -32,5 +37,11 @@ int bn_cmd_chat(int argc, char **argv, bn_error *err);
 int bn_cmd_perplexity(int argc, char **argv, bn_error *err);
 int bn_cmd_crossval(int argc, char **argv, bn_error *err);
 int bn_cmd_serve(int argc, char **argv, bn_error *err);
+int bn_cmd_completion(int argc, char **argv, bn_error *err);
+
+/* Each command's options (option_parser.h), for --help, completion scripts and the tests. */
+extern const struct bn_cli_spec bn_run_spec, bn_chat_spec, bn_perplexity_spec, bn_crossval_spec, bn_serve_spec,
+    bn_inspect_spec, bn_tokenize_spec, bn_detokenize_spec, bn_eval_spec, bn_synth_spec, bn_gguf_example_spec,
+    bn_bench_spec, bn_verify_spec;
 
 #endif

@@ -270,6 +270,8 @@ bn_status bn_model_weights_load(bn_model_weights *w, bn_model_config *config, co
             bn_model_weights_release(w, l);
             return st;
         }
+        if (options->progress)
+            options->progress(options->progress_user, "loading model", (uint64_t)l + 1, (uint64_t)config->n_layers);
     }
     config->projection_type = w->layers[0].wq.matrix.file_type;
 

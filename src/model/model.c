@@ -62,11 +62,15 @@ bn_status bn_model_load(const char *path, const bn_model_options *options, bn_mo
         st = bn_backend_cuda_create(&model->config, &model->weights, &model->backend, err);
     else if (st == BN_OK)
         st = bn_backend_cpu_create(&model->config, model->pool, &model->backend, err);
+    if (st == BN_OK && opts.progress) opts.progress(opts.progress_user, "tuning kernels", 0, 1);
     if (st == BN_OK) st = bn_model_tune(model, err);
+    if (st == BN_OK && opts.progress) opts.progress(opts.progress_user, "tuning kernels", 1, 1);
     if (st != BN_OK) {
         bn_model_free(model);
         return st;
     }
+    model->options.progress = NULL; /* the caller's reporter does not outlive the load */
+    model->options.progress_user = NULL;
     *out = model;
     return BN_OK;
 }

@@ -74,6 +74,10 @@ typedef struct bn_model_options {
     bn_device device;       /* backend (default CPU) */
     int tune;               /* bn_tune_mode (kernels/tuner.h, model/tune.h): -1 BITNET_TUNE or
                                quick (default), 0 off, 1 quick, 2 full */
+    /* Called during the load (NULL: not): stage "loading model" with layers done of total, then
+     * "tuning kernels" (0 of 1, then 1 of 1). Runs on the loading thread. */
+    void (*progress)(void *user, const char *stage, uint64_t done, uint64_t total);
+    void *progress_user;
 } bn_model_options;
 
 /* n_threads 1, kv_f16 true, int8_lm_head false, ubatch 0, device CPU, tune -1. */

@@ -389,6 +389,7 @@ bn_status bn_synth_write(const char *path, const bn_synth_options *o, bn_error *
     for (int i = 0; i < n_tensors; i++) {
         if (sizes[i] == 0) continue; /* omitted on purpose */
         if ((st = fill_tensor(fd, path, &list[i], offsets[i], sizes[i], o->seed, err))) goto done;
+        if (o->progress) o->progress(o->progress_user, (uint64_t)i + 1, (uint64_t)n_tensors);
     }
 done:
     if (fd >= 0 && close(fd) != 0 && st == BN_OK)

@@ -25,6 +25,9 @@ typedef struct bn_synth_options {
     uint32_t format;        /* BN_TYPE_I2_S (bitnet-b1.58), BN_TYPE_TQ2_0 / TQ1_0 (bitnet) */
     const char *vocab_json; /* Hugging Face tokenizer.json to import; NULL: byte vocabulary */
     const char *omit_tensor; /* tests: leave this tensor out (a broken file on purpose) */
+    /* Called after each tensor's data is written (NULL: not): tensors done of total. */
+    void (*progress)(void *user, uint64_t done, uint64_t total);
+    void *progress_user;
 } bn_synth_options;
 
 /* Presets: "tiny" (2 layers, 256 wide), "small" (4 layers, 512 wide), "2b4t" (the full

@@ -40,6 +40,13 @@ void bn_session_free(bn_session *s) {
     memset(s, 0, sizeof *s);
 }
 
+void bn_session_clear(bn_session *s) {
+    bn_sequence_clear(s->seq);
+    s->cached.n = 0;
+    s->first_prompt = 0;
+    s->shifted = false;
+}
+
 int bn_session_capacity(const bn_session *s) { return bn_sequence_capacity(s->seq); }
 
 static bool cancelled(const bn_session_io *io) { return io && io->cancel && *io->cancel; }

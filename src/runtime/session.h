@@ -46,6 +46,8 @@ bn_status bn_session_init(bn_session *s, bn_model *model, const bn_session_optio
                           bn_error *err);
 void bn_session_free(bn_session *s);
 int bn_session_capacity(const bn_session *s);
+/* Empties the KV cache: the next generation prefills its whole prompt (a chat's /clear). */
+void bn_session_clear(bn_session *s);
 
 /* Receives final text; returning false stops the generation (as cancelled). */
 typedef bool (*bn_session_text_fn)(void *user, const char *text, size_t len);
