@@ -19,10 +19,11 @@ export MAKEFLAGS="${MAKEFLAGS:-} --no-print-directory"
 # traces in fuzz and sanitizer reports); gcc (build-essential) brings libasan8/libubsan1
 # for the ASan+UBSan test build. nodejs/npm run the JS test tools (Debian: Node 18, npm 9),
 # tmux drives the interactive chat test, ca-certificates lets npm reach its registry over TLS,
-# openssl makes the HTTPS test's certificate and curl checks it.
+# openssl makes the HTTPS test's certificate and curl checks it, libedit-dev (BSD licence) gives
+# `bitnet chat` line editing and history, zsh checks the generated zsh completion script.
 PACKAGES=(build-essential cmake pkg-config clang libclang-rt-14-dev llvm-14
-          libpcre2-dev libjansson-dev libmicrohttpd-dev libssl-dev
-          nodejs npm tmux ca-certificates git openssl curl)
+          libpcre2-dev libjansson-dev libmicrohttpd-dev libssl-dev libedit-dev
+          nodejs npm tmux ca-certificates git openssl curl zsh)
 # Python from Debian for the tests' independent checks: the PyTorch reference implementation
 # (reference/: torch, numpy, regex) and the OpenAPI document check (yaml).
 PACKAGES+=(python3 python3-numpy python3-torch python3-regex python3-yaml)

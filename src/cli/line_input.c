@@ -9,7 +9,9 @@
 #include "cli/cli_options.h"
 
 #include <errno.h>
+#ifdef BITNET_HAVE_LIBEDIT
 #include <histedit.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +20,7 @@
 
 #define HISTORY_SIZE 1000
 
+#ifdef BITNET_HAVE_LIBEDIT
 static char *prompt_of(EditLine *el) {
     void *data = NULL;
     el_get(el, EL_CLIENTDATA, &data);
@@ -50,8 +53,13 @@ static char *history_file(void) {
     return strdup(path);
 }
 
+#endif /* BITNET_HAVE_LIBEDIT */
+
 void bn_line_input_open(bn_line_input *in) {
     memset(in, 0, sizeof *in);
+#ifndef BITNET_HAVE_LIBEDIT
+    in->tty = false; /* built without libedit: plain lines */
+#else
     in->tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
     if (!in->tty) return;
     EditLine *el = el_init("bitnet", stdin, stdout, stderr);
@@ -75,10 +83,14 @@ void bn_line_input_open(bn_line_input *in) {
     el_source(el, NULL); /* the user's ~/.editrc, as other libedit programs */
     in->editline = el;
     in->history = h;
+#endif
 }
 
 int bn_line_input_read(bn_line_input *in, const char *prompt, const char **line) {
     *line = NULL;
+#ifndef BITNET_HAVE_LIBEDIT
+    (void)prompt; /* the caller prints it when in->tty is false */
+#else
     if (in->tty) {
         in->prompt = prompt;
         int count = 0;
@@ -101,6 +113,7 @@ int bn_line_input_read(bn_line_input *in, const char *prompt, const char **line)
         *line = in->line;
         return 1;
     }
+#endif
     errno = 0;
     ssize_t n = getline(&in->line, &in->cap, stdin);
     if (n < 0) {
@@ -116,6 +129,10 @@ int bn_line_input_read(bn_line_input *in, const char *prompt, const char **line)
 }
 
 void bn_line_input_remember(bn_line_input *in, const char *line) {
+#ifndef BITNET_HAVE_LIBEDIT
+    (void)in;
+    (void)line;
+#else
     if (!in->tty || !line[0]) return;
     HistEvent ev;
     history(in->history, &ev, H_ENTER, line);
@@ -123,11 +140,14 @@ void bn_line_input_remember(bn_line_input *in, const char *line) {
         make_parent_dirs(in->history_path);
         history(in->history, &ev, H_SAVE, in->history_path);
     }
+#endif
 }
 
 void bn_line_input_close(bn_line_input *in) {
+#ifdef BITNET_HAVE_LIBEDIT
     if (in->editline) el_end(in->editline);
     if (in->history) history_end(in->history);
+#endif
     free(in->history_path);
     free(in->line);
     memset(in, 0, sizeof *in);

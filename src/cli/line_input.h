@@ -3,7 +3,8 @@
  * libedit (BSD licence): cursor keys, Emacs editing keys, and a history that the Up arrow walks,
  * kept between sessions in $XDG_STATE_HOME/bitnet/chat_history (default
  * ~/.local/state/bitnet/chat_history; BITNET_HISTORY=FILE overrides it, empty: none). When stdin
- * is not a terminal (a script, a pipe) it reads plain lines with getline and keeps no history.
+ * is not a terminal (a script, a pipe), or in a build without libedit, it reads plain lines with
+ * getline and keeps no history.
  */
 #ifndef BN_CLI_LINE_INPUT_H
 #define BN_CLI_LINE_INPUT_H
