@@ -78,7 +78,7 @@ const bn_cli_option bn_cli_common_options[] = {
     {OPT_GPU_LAYERS, "-ngl|--gpu-layers|--n-gpu-layers", "N", "llama.cpp's GPU offload: N > 0 means --device cuda (the whole\nmodel; on a build or machine without a GPU: the CPU, with a note)", 0,
      BN_COMMON_DEVICE, NULL},
     {OPT_FLASH_ATTN, "-fa|--flash-attn", "on|off|auto", "accepted with a note (attention is always fused here)",
-     BN_OPT_OPTIONAL, BN_COMMON_DEVICE, "on|off|auto"},
+     BN_OPT_OPTIONAL, BN_COMMON_DEVICE, "on|off|auto|0|1|0,1|1,0"},
     {OPT_CACHE_TYPE, "-ctk|--cache-type-k|-ctv|--cache-type-v", "TYPE", "KV cache type: f16 (default) or f32; other llama.cpp types\n(q8_0, q4_0, ...) keep f16, with a note", 0,
      BN_COMMON_DEVICE, "f16|f32|q8_0|q4_0"},
     {OPT_MLOCK, "--mlock|--no-mmap|--no-warmup|--log-disable|--color|--simple-io", NULL,
@@ -146,7 +146,7 @@ bn_cli_parse bn_cli_apply_common(void *state, const bn_cli_option *opt, const ch
         if (!bn_cli_parse_int(v, -1, 1 << 20, &c->gpu_layers)) return bn_cli_bad_value(name, v, "an integer >= -1", err);
         break;
     case OPT_FLASH_ATTN:
-        if (v && strcmp(v, "on") && strcmp(v, "off") && strcmp(v, "auto")) return bn_cli_bad_value(name, v, "on, off or auto", err);
+        if (v && strspn(v, "onfauti01,") != strlen(v)) return bn_cli_bad_value(name, v, "on, off or auto (or llama-bench's 0,1)", err);
         note(c, "%s%s is accepted for llama.cpp command lines; attention is always fused here", name, v ? " VALUE" : "");
         break;
     case OPT_CACHE_TYPE:

@@ -106,8 +106,10 @@ static const bn_cli_option bench_table[] = {
     {BENCH_KV_F32, "--kv-f32", NULL, "KV cache in F32 instead of F16 (-ctk f32 too)", 0, 0, NULL},
     {BENCH_NO_BANDWIDTH, "--no-bandwidth", NULL, "skip the streaming read bandwidth measurement", 0, 0, NULL},
     {BENCH_BANDWIDTH_MB, "--bandwidth-mb", "N", "buffer of the bandwidth measurement in MiB (default 512)", 0, 0, NULL},
-    {BENCH_IGNORED, "--progress|-mmp|--mmap|-nkvo|--no-kv-offload|--delay|-pg|--n-prompt-gen", "X", NULL, BN_OPT_HIDDEN,
-     0, NULL},
+    /* llama-bench options with no meaning here: accepted with a note */
+    {BENCH_IGNORED, "-mmp|--mmap|-nkvo|--no-kv-offload|--delay|-pg|--n-prompt-gen|-sm|--split-mode|-mg|--main-gpu",
+     "X", NULL, BN_OPT_HIDDEN, 0, NULL},
+    {BENCH_IGNORED, "--progress", NULL, NULL, BN_OPT_HIDDEN, 0, NULL},
     {0},
 };
 

@@ -29,14 +29,16 @@ static void on_progress(void *user, size_t window, size_t n_windows, const bn_pe
 typedef struct perplexity_options {
     const char *file;
     int batch;
+    int chunks; /* > 0: at most this many windows */
     bool json;
 } perplexity_options;
 
-enum { PPL_FILE = 1, PPL_JSON };
+enum { PPL_FILE = 1, PPL_JSON, PPL_CHUNKS };
 
 static const bn_cli_option perplexity_table[] = {
     {PPL_FILE, "-f|--file", "FILE", "the text", 0, 0, NULL},
     {PPL_JSON, "--json", NULL, "print the result as one JSON object", 0, 0, NULL},
+    {PPL_CHUNKS, "--chunks", "N", "score the first N windows only (llama-perplexity's; default: all)", 0, 0, NULL},
     {0},
 };
 
@@ -56,12 +58,13 @@ const bn_cli_spec bn_perplexity_spec = {
 
 static bn_cli_parse apply_perplexity(void *state, const bn_cli_option *opt, const char *name, const char *value,
                                      bn_error *err) {
-    (void)name;
-    (void)err;
     perplexity_options *o = state;
     switch (opt ? opt->id : 0) {
     case PPL_FILE: o->file = value; break;
     case PPL_JSON: o->json = true; break;
+    case PPL_CHUNKS:
+        if (!bn_cli_parse_int(value, -1, INT32_MAX, &o->chunks)) return bn_cli_bad_value(name, value, "an integer >= -1", err);
+        break;
     default: return BN_CLI_NOT_MINE;
     }
     return BN_CLI_CONSUMED;
@@ -96,6 +99,7 @@ int bn_cmd_perplexity(int argc, char **argv, bn_error *err) {
         goto done;
     }
     if (bn_tokenizer_encode(tok, text, text_len, true, false, &ids, err) != BN_OK) goto done;
+    if (o.chunks > 0 && ids.n > (size_t)o.chunks * (size_t)n_ctx) ids.n = (size_t)o.chunks * (size_t)n_ctx;
     int32_t bos = bn_tokenizer_add_bos(tok) ? bn_tokenizer_bos(tok) : -1;
     fprintf(stderr, "perplexity: %s: %zu tokens, %zu windows of %d, %d scored per window, BOS %d\n",
             o.file, ids.n, ids.n / (size_t)n_ctx, n_ctx, n_ctx - 1 - n_ctx / 2, (int)bos);

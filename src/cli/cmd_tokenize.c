@@ -15,7 +15,7 @@
 #include <string.h>
 
 
-enum { TOK_NO_BOS = 1, TOK_SPECIALS, TOK_JSON, TOK_PRE, TOK_SKIP_SPECIAL };
+enum { TOK_NO_BOS = 1, TOK_SPECIALS, TOK_JSON, TOK_PRE, TOK_SKIP_SPECIAL, TOK_PROMPT, TOK_IDS };
 
 static const bn_cli_option tokenize_table[] = {
     {TOK_NO_BOS, "--no-bos", NULL, "do not prepend BOS (by default BOS is added when the model's\n"
@@ -23,6 +23,8 @@ static const bn_cli_option tokenize_table[] = {
     {TOK_SPECIALS, "--specials", NULL, "match special tokens written in TEXT (\"<|eot_id|>\") as their ids;\n"
                                        "without it they are encoded as ordinary text", 0, 0, NULL},
     {TOK_JSON, "--json", NULL, "print a JSON array of ids instead", 0, 0, NULL},
+    {TOK_PROMPT, "-p|--prompt", "TEXT", "the text (llama-tokenize's spelling; or give TEXT as the argument)", 0, 0, NULL},
+    {TOK_IDS, "--ids|--log-disable", NULL, NULL, BN_OPT_HIDDEN, 0, NULL}, /* llama-tokenize: ids are what it prints */
     {TOK_PRE, "--pre", "NAME", "override the pre-tokenizer: llama3, gpt2, or llamacpp-default\n"
                               "(llama.cpp's and so bitnet.cpp's fallback split, for comparisons)", 0, 0,
      "llama3|gpt2|llamacpp-default"},
@@ -87,6 +89,11 @@ static bn_cli_parse apply_tokenize(void *state, const bn_cli_option *opt, const 
     case TOK_NO_BOS: o->bos = false; break;
     case TOK_SPECIALS: o->specials = true; break;
     case TOK_JSON: o->json = true; break;
+    case TOK_IDS: break;
+    case TOK_PROMPT:
+        if (o->text) return bn_error_set(err, BN_ERR_INVALID, "more than one TEXT given ('%s')", v), BN_CLI_BAD;
+        o->text = v;
+        break;
     case TOK_SKIP_SPECIAL: o->skip_special = true; break;
     case TOK_PRE:
         if (!strcmp(v, "llama3")) o->pre = BN_PRE_LLAMA3;
