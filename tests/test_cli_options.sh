@@ -101,6 +101,11 @@ check "eval: -c (and the old --ctx)" test -s "$tmp/l2.f32"
 "$bin" crossval -m "$other" -p x --against cpu --help > /dev/null
 check "crossval takes -p" test $? -eq 0
 
+check "tokenize -p (llama-tokenize's spelling)" eq "$("$bin" tokenize -m "$m" -p "In the beginning" --ids)" "$("$bin" tokenize -m "$m" "In the beginning")"
+head -c 20000 "$src/training/data/kjv.txt" > "$tmp/ppl.txt" 2> /dev/null || $py -c "print('In the beginning God created the heaven and the earth. ' * 400)" > "$tmp/ppl.txt"
+"$bin" perplexity -m "$m" -f "$tmp/ppl.txt" -c 64 --chunks 2 --json > "$tmp/ppl.json" 2> /dev/null
+check "perplexity --chunks 2: two windows" bash -c "$py -c 'import json; r = json.load(open(\"$tmp/ppl.json\")); assert r[\"n_windows\"] == 2, r'"
+
 # ---- run ----
 printf 'And God said\n' > "$tmp/prompt.txt"
 check "-f FILE (one trailing newline dropped)" eq "$(gen -f "$tmp/prompt.txt" -n 6)" "$base"
@@ -181,6 +186,9 @@ check "bench md without -b: the usual columns" has "$tmp/b1.md" "| model | size 
 b -p 8,16 --json "$tmp/r.json" > /dev/null 2> "$tmp/bj.err"
 check "bench --json with a list: exit 2" test $? -eq 2
 check "bench --json with a list: says why" has "$tmp/bj.err" "needs one value for each of"
+b -p 8 -n 0 -t 1 -fa 0,1 -mmp 0 --progress -ngl 99 -o csv > "$tmp/bl.csv" 2> "$tmp/bl.err"
+check "a llama-bench command line (-fa 0,1 -mmp 0 --progress -ngl 99): exit 0" test $? -eq 0
+check "llama-bench options: notes" bash -c "grep -q 'note: -fa' '$tmp/bl.err' && grep -q 'note: -mmp' '$tmp/bl.err'"
 b -p 1-4+0 > /dev/null 2> "$tmp/bad.err"
 check "bench: a bad range is a usage error" test $? -eq 2
 # rows come out as their tests finish: the first row is there while a slow test still runs
