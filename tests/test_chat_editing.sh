@@ -15,27 +15,13 @@ if [[ -f ${BITNET_BUILD_DIR:-/nonexistent}/CMakeCache.txt ]] &&
     ! grep -q '^EDIT_FOUND:INTERNAL=1' "$BITNET_BUILD_DIR/CMakeCache.txt"; then
     echo "skip: this build has no libedit (install libedit-dev)"; exit 77
 fi
-session=bitnet_chat_edit_$$
-tm() { tmux -L "$session" "$@"; }
-bn_on_exit() { tm kill-server 2> /dev/null; }
+source "$(dirname "${BASH_SOURCE[0]}")/support/tmux.sh"
+bn_tmux_session bitnet_chat_edit
 bn_make_tmp chat_editing
+wait_seconds=60
 m=$src/models/kjv-bitnet.gguf
 export XDG_STATE_HOME=$tmp/state
 
-wait_for() { # wait_for DESCRIPTION COMMAND...: at most 60 s
-    local what=$1; shift
-    for _ in $(seq 1 600); do
-        "$@" && return 0
-        sleep 0.1
-    done
-    echo "FAIL: timed out waiting for $what"
-    echo "--- pane:"; tm capture-pane -p -t "$session" 2> /dev/null
-    echo "--- stderr:"; cat "$tmp/err" 2> /dev/null
-    exit 1
-}
-pane_has() { tm capture-pane -p -t "$session" | grep -qF -- "$1"; }
-last_line() { tm capture-pane -p -t "$session" | grep -v '^[[:space:]]*$' | tail -1; }
-at_prompt() { [[ $(last_line) =~ ^\>[[:space:]]*$ ]]; }
 turns() { grep -c '^chat: turn ' "$tmp/err" 2> /dev/null || true; }
 turns_are() { [[ $(turns) -eq $1 ]]; }
 type_line() { tm send-keys -t "$session" -l "$1"; tm send-keys -t "$session" Enter; }

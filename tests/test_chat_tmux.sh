@@ -12,23 +12,9 @@
 # when Ctrl-C arrives. Skipped (77) when tmux is missing.
 source "$(dirname "${BASH_SOURCE[0]}")/support/common.sh"
 command -v tmux > /dev/null || { echo "skip: tmux not installed"; exit 77; }
-session=bitnet_chat_test_$$
-tm() { tmux -L "$session" "$@"; } # a private tmux server
-bn_on_exit() { tm kill-server 2> /dev/null; }
+source "$(dirname "${BASH_SOURCE[0]}")/support/tmux.sh"
+bn_tmux_session bitnet_chat_test
 bn_make_tmp chat_tmux
-# wait_for DESCRIPTION COMMAND...: polls until the command succeeds (at most 120 s).
-wait_for() {
-    local what=$1; shift
-    for _ in $(seq 1 1200); do
-        "$@" && return 0
-        sleep 0.1
-    done
-    echo "FAIL: timed out waiting for $what"
-    echo "--- pane:"; tm capture-pane -p -t "$session" 2> /dev/null
-    echo "--- stderr:"; cat "$tmp/err" 2> /dev/null
-    exit 1
-}
-pane_has() { tm capture-pane -p -t "$session" | grep -q -- "$1"; }
 turns_reported() { [[ $(grep -c '^chat: turn ' "$tmp/err" 2> /dev/null) -ge $1 ]]; }
 stat_field() { # stat_field TURN N
     sed -nE "s/^chat: turn $1: prompt ([0-9]+) tokens \(([0-9]+) cached, ([0-9]+) prefilled.*stopped: ([a-z]+)$/\\$2/p" "$tmp/err"
@@ -38,9 +24,7 @@ m=$tmp/long.gguf
 bn_synth "$m" --seed 9 --ctx 32768
 letters=""
 for id in $(seq 64 89); do letters+=" --logit-bias $id=30"; done
-last_line() { tm capture-pane -p -t "$session" | grep -v '^[[:space:]]*$' | tail -1; }
 answering() { [[ $(last_line) =~ ^[a-z]+$ ]]; }
-at_prompt() { [[ $(last_line) =~ ^\>[[:space:]]*$ ]]; }
 
 # Answers are unlimited (-n -1; greedy letters, no stop string can occur): each one runs until
 # Ctrl-C. The scalar kernels keep generation slow enough that the context cannot fill first.
