@@ -848,7 +848,8 @@ static int bench_config(bench_options *o, bool single, int *n_emitted, uint64_t 
     bn_kernel_set_timing(true);
     bn_kernel_reset_counts();
     bn_progress progress;
-    bn_progress_init(&progress, "bench", o->common.progress);
+    /* on a terminal a live line per test; in a log the rows themselves are the lines */
+    bn_progress_init(&progress, "bench", o->common.progress && isatty(STDERR_FILENO));
     for (int k = 0; k < o->prompts.n; k++) {
         const int n_prompt = o->prompts.values[k];
         if (n_prompt <= 0) continue;
@@ -859,7 +860,6 @@ static int bench_config(bench_options *o, bool single, int *n_emitted, uint64_t 
             if (run_prompt(&run.seconds[r], &run, n_prompt, config->n_vocab, &rng, err) != BN_OK) goto fail;
             bn_progress_update(&progress, (uint64_t)r + 1, (uint64_t)o->repetitions);
         }
-        progress.enabled = progress.enabled && progress.live; /* the row itself is the line in a log */
         bn_progress_end(&progress);
         compute_stats(&pp, run.seconds, o->repetitions, n_prompt);
         row.n_prompt = n_prompt, row.n_gen = 0, row.s = &pp;
