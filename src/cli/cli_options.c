@@ -460,7 +460,7 @@ int bn_cli_thread_count(const bn_cli_common *c) {
     return cpus;
 }
 
-bn_status bn_cli_model_options(bn_model_options *options, bn_cli_common *c, bn_error *err) {
+void bn_cli_model_options(bn_model_options *options, bn_cli_common *c) {
     *options = bn_model_options_default();
     c->n_threads = bn_cli_thread_count(c);
     options->n_threads = c->n_threads;
@@ -477,8 +477,6 @@ bn_status bn_cli_model_options(bn_model_options *options, bn_cli_common *c, bn_e
                 c->command ? c->command : "", c->gpu_layers);
 #endif
     }
-    (void)err;
-    return BN_OK;
 }
 
 bn_status bn_cli_load_with(bn_model **model, const char *path, bn_model_options *options, bn_cli_common *c,
@@ -523,7 +521,7 @@ bn_status bn_cli_load_model(bn_model **model, bn_tokenizer **tok, char **path, b
     if (st == BN_OK) st = bn_cli_resolve_model(path, c->model_path, err);
     if (st != BN_OK) return st;
     bn_model_options options;
-    if ((st = bn_cli_model_options(&options, c, err)) != BN_OK) goto fail;
+    bn_cli_model_options(&options, c);
     if ((st = bn_cli_load_with(model, *path, &options, c, err)) != BN_OK) goto fail;
     if (tok && (st = bn_tokenizer_from_gguf(tok, bn_model_get_gguf(*model), NULL, err)) != BN_OK) {
         bn_error_prefix(err, "%s: tokenizer: ", *path);

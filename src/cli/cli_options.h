@@ -139,7 +139,7 @@ bn_status bn_cli_load_with(bn_model **model, const char *path, bn_model_options 
                            bn_error *err);
 /* The model options of the common options: threads (capped at the online CPUs with a note),
  * batch, KV type, tuning, device (-ngl N > 0 means cuda unless --device was given). */
-bn_status bn_cli_model_options(bn_model_options *options, bn_cli_common *c, bn_error *err);
+void bn_cli_model_options(bn_model_options *options, bn_cli_common *c);
 /* Online CPUs (1..1024). */
 int bn_cli_online_cpus(void);
 /* c->n_threads, capped at the online CPUs with a note on stderr. */

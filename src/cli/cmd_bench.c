@@ -217,15 +217,13 @@ static bn_cli_parse apply_bench(void *state, const bn_cli_option *opt, const cha
     return BN_CLI_CONSUMED;
 }
 
-static int online_cpus(void) { return bn_cli_online_cpus(); }
-
 /* Returns -1 to go on, else the exit code. */
 static int parse_options(bench_options *o, int argc, char **argv, bn_error *err) {
     memset(o, 0, sizeof *o);
     bn_cli_common_init(&o->common, "bench");
     o->prompts = (int_list){{512}, 1};
     o->gens = (int_list){{128}, 1};
-    o->threads_list = (int_list){{online_cpus()}, 1};
+    o->threads_list = (int_list){{bn_cli_online_cpus()}, 1};
     o->batches = (int_list){{0}, 1};
     o->repetitions = 5;
     o->seed = 42;
@@ -766,14 +764,13 @@ static void print_header(const bench_options *o) {
 /* Loads the model for the configuration (o->threads, o->n_batch) with progress on stderr. */
 static bn_status load_config(bench_run *run, bench_options *o, double *seconds, bn_error *err) {
     bn_model_options mo;
-    bn_status st = bn_cli_model_options(&mo, &o->common, err);
-    if (st != BN_OK) return st;
+    bn_cli_model_options(&mo, &o->common);
     mo.n_threads = o->threads; /* not capped: oversubscription is a measurement too */
     mo.ubatch = o->n_batch;
     mo.int8_lm_head = o->int8_lm_head;
     mo.kv_f16 = !o->kv_f32;
     double t0 = now_seconds();
-    st = bn_cli_load_with(&run->model, o->model_path, &mo, &o->common, err);
+    bn_status st = bn_cli_load_with(&run->model, o->model_path, &mo, &o->common, err);
     *seconds = now_seconds() - t0;
     return st;
 }
@@ -786,13 +783,15 @@ static int bench_config(bench_options *o, bool single, int *n_emitted, uint64_t 
     double t_load;
     if (load_config(&run, o, &t_load, err) != BN_OK) return BN_EXIT_ERROR;
     const bn_model_config *config = bn_model_get_config(run.model);
-    fprintf(stderr, "bench: loaded %s (%s, %d layers, dim %d, vocab %d, context %d) in %.2f s, %d threads%s\n",
+    fprintf(stderr, "bench: loaded %s (%s, %d layers, dim %d, vocab %d, context %d) in %.2f s, %d threads\n",
             o->model_path, config->arch_name, config->n_layers, config->dim, config->n_vocab, config->n_ctx_train,
-            t_load, o->threads, o->batch_given ? "" : "");
+            t_load, o->threads);
 
     int max_prompt = 0, max_gen = 0;
     for (int i = 0; i < o->prompts.n; i++) max_prompt = o->prompts.values[i] > max_prompt ? o->prompts.values[i] : max_prompt;
     for (int i = 0; i < o->gens.n; i++) max_gen = o->gens.values[i] > max_gen ? o->gens.values[i] : max_gen;
+    o->n_prompt = max_prompt; /* what compare_variants and the single-run arithmetic use */
+    o->n_gen = max_gen;
     int capacity = max_prompt > max_gen ? max_prompt : max_gen;
     if (capacity > config->n_ctx_train) {
         bn_error_set(err, BN_ERR_RANGE, "%s%d needs %d positions but the model's context is %d",
@@ -839,8 +838,6 @@ static int bench_config(bench_options *o, bool single, int *n_emitted, uint64_t 
     if (max_prompt > 0 && run_prompt(&warm, &run, max_prompt, config->n_vocab, &rng, err) != BN_OK) goto fail;
     if (max_gen > 0 && run_generation(&warm, &run, 1, config->n_vocab, &rng, err) != BN_OK) goto fail;
     if (o->compare_variants) {
-        o->n_prompt = max_prompt;
-        o->n_gen = max_gen;
         int rc = compare_variants(o, &run, config, &rng, err);
         release_run(&run);
         return rc;
@@ -874,7 +871,6 @@ static int bench_config(bench_options *o, bool single, int *n_emitted, uint64_t 
     for (int k = 0; k < o->gens.n; k++) {
         const int n_gen = o->gens.values[k];
         if (n_gen <= 0) continue;
-        o->n_gen = n_gen;
         /* A shared machine's bandwidth moves from one second to the next, so besides the figure
          * after the tests the bandwidth is probed right before and after each repetition (with
          * one configuration, whose arithmetic is printed). */
@@ -923,8 +919,6 @@ static int bench_config(bench_options *o, bool single, int *n_emitted, uint64_t 
     size_t n_kernels = bn_kernel_snapshot(kernel_stats, BN_KERNEL_MAX);
 
     /* Decode bytes per token: the weights once, plus K and V of every layer over the context. */
-    o->n_prompt = max_prompt;
-    o->n_gen = max_gen;
     bw.weight_bytes = bn_model_bytes_per_token(run.model);
     bw.mean_context = (o->n_gen + 1) / 2.0;
     double kv_row = 2.0 * config->n_layers * config->kv_dim * (o->kv_f32 ? 4 : 2);
@@ -992,8 +986,6 @@ static int bench(bench_options *o, bn_error *err) {
         for (int b = 0; b < o->batches.n && rc == BN_EXIT_OK; b++) {
             o->threads = o->threads_list.values[t];
             o->n_batch = o->batches.values[b];
-            o->n_prompt = o->prompts.values[0];
-            o->n_gen = o->gens.values[0];
             rc = bench_config(o, single, &n_emitted, &peak_rss, err);
         }
     if (o->compare_variants) return rc;
