@@ -21,9 +21,12 @@ export MAKEFLAGS="${MAKEFLAGS:-} --no-print-directory"
 # tmux drives the interactive chat test, ca-certificates lets npm reach its registry over TLS,
 # openssl makes the HTTPS test's certificate and curl checks it, libedit-dev (BSD licence) gives
 # `bitnet chat` line editing and history, zsh checks the generated zsh completion script.
+# haproxy runs deploy/haproxy/haproxy.cfg in the replica test (scripts/scale-test.sh) and checks
+# it; prometheus brings promtool, which checks /metrics; systemd brings systemd-analyze, which
+# checks deploy/systemd/ (nothing is started: no service manager is needed).
 PACKAGES=(build-essential cmake pkg-config clang libclang-rt-14-dev llvm-14
           libpcre2-dev libjansson-dev libmicrohttpd-dev libssl-dev libedit-dev
-          nodejs npm tmux ca-certificates git openssl curl zsh)
+          nodejs npm tmux ca-certificates git openssl curl zsh haproxy prometheus systemd)
 # Python from Debian for the tests' independent checks: the PyTorch reference implementation
 # (reference/: torch, numpy, regex) and the OpenAPI document check (yaml).
 PACKAGES+=(python3 python3-numpy python3-torch python3-regex python3-yaml)

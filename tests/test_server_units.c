@@ -4,8 +4,9 @@
  * JSON that parses and satisfies the schema; wrong documents are rejected), and the engine
  * (continuous batching of many jobs gives exactly the tokens of a one-sequence greedy loop over
  * bn_model_decode; cancelled jobs free their slots; grammar jobs on random weights give valid JSON),
- * and request planning (ids, choices, token limits, stops, grammar and the refusals, without a
- * server).
+ * request planning (ids, choices, token limits, stops, grammar and the refusals, without a
+ * server), a non-streaming wait that reads the engine's events as they come, the routing key
+ * behind X-Bitnet-Slot-Hint, and /health, /live, /ready while the model loads, serves and drains.
  */
 #include "testutil.h"
 
@@ -13,7 +14,9 @@
 #include "model/synth.h"
 #include "chat/chat.h"
 #include "server/engine.h"
+#include "server/completion.h"
 #include "server/planning.h"
+#include "server/routing_key.h"
 #include "sampling/json_grammar.h"
 #include "server/request.h"
 #include "server/server.h"
@@ -632,6 +635,95 @@ static char *http_get(int port, const char *path) {
     return buf;
 }
 
+/* A non-streaming wait turns the queued engine events into text as they come, so the next wait
+ * blocks: with events left queued it returned at once, and the connection's thread spun on a
+ * core for the whole generation (the server's batched throughput fell below one sequence's). */
+static void test_completion_wait(void) {
+    char *dir, *path;
+    bn_model *m;
+    bn_tokenizer *tok;
+    bn_error err;
+    if (!tiny_model("server_completion", &dir, &path, &m, &tok)) goto out;
+    const bn_chat_format *fmt = bn_chat_format_find("chatml", &err);
+    const bn_plan_context ctx = {.tok = tok, .format = fmt, .model_id = "tiny", .n_ctx = 64};
+    bn_api_request r;
+    bn_api_error e;
+    bn_plan p;
+    const char *body = "{\"model\":\"tiny\",\"prompt\":\"ab\",\"max_tokens\":8}";
+    CHECK(bn_server_parse_completion_request(&r, &e, body, strlen(body), &limits) == BN_OK);
+    CHECK(bn_plan_request(&p, &ctx, &r, &e) == BN_OK);
+    const bn_completion_setup setup = {.tok = tok, .model_id = "tiny", .fingerprint = "fp", .req = &r, .plan = &p};
+    bn_completion *c = bn_completion_create(&setup);
+    CHECK(c != NULL);
+    if (c) {
+        bn_completion_expect_jobs(c, 1);
+        for (int i = 0; i < 3; i++) {
+            const bn_engine_event ev = {.kind = BN_ENGINE_TOKEN, .index = 0, .text = "x", .text_len = 1,
+                                        .token_in_output = true};
+            bn_completion_on_event(c, &ev);
+        }
+        CHECKF(bn_completion_queued_events(c) == 3, "%zu queued", bn_completion_queued_events(c));
+        CHECK(!bn_completion_wait(c, 0));
+        CHECKF(bn_completion_queued_events(c) == 0, "%zu still queued after a wait", bn_completion_queued_events(c));
+        const bn_engine_event fin = {.kind = BN_ENGINE_FINISH, .index = 0, .finish = BN_FINISH_LENGTH, .n_prompt = 1,
+                                     .n_generated = 3};
+        bn_completion_on_event(c, &fin);
+        CHECK(bn_completion_wait(c, 0));
+        char *text = bn_completion_body(c, &e);
+        CHECKF(text && strstr(text, "\"text\":\"xxx\""), "%s", text ? text : "(null)");
+        free(text);
+        bn_completion_unref(c);
+    }
+    bn_plan_free(&p);
+    bn_api_request_free(&r);
+out:
+    bn_tokenizer_free(tok);
+    bn_model_free(m);
+    free(path);
+    free(dir);
+}
+
+/* The routing key: every turn of a conversation shares it, another conversation does not;
+ * completions share it over their first 512 bytes. */
+static void test_routing_key(void) {
+    const char *turn1 = "{\"model\":\"t\",\"messages\":[{\"role\":\"system\",\"content\":\"S\"},"
+                        "{\"role\":\"user\",\"content\":\"first\"}]}";
+    const char *turn2 = "{\"model\":\"t\",\"messages\":[{\"role\":\"system\",\"content\":\"S\"},"
+                        "{\"role\":\"user\",\"content\":\"first\"},{\"role\":\"assistant\",\"content\":\"a\"},"
+                        "{\"role\":\"user\",\"content\":\"second\"}]}";
+    const char *other = "{\"model\":\"t\",\"messages\":[{\"role\":\"system\",\"content\":\"S\"},"
+                        "{\"role\":\"user\",\"content\":\"firsT\"}]}";
+    const char *bodies[3] = {turn1, turn2, other};
+    char keys[3][BN_ROUTING_KEY_SIZE];
+    for (int i = 0; i < 3; i++) {
+        bn_api_request r;
+        bn_api_error e;
+        CHECK(bn_server_parse_chat_request(&r, &e, bodies[i], strlen(bodies[i]), &limits) == BN_OK);
+        CHECK(bn_routing_key(&r, keys[i]) && strlen(keys[i]) == 16 && strspn(keys[i], "0123456789abcdef") == 16);
+        bn_api_request_free(&r);
+    }
+    CHECKF(!strcmp(keys[0], keys[1]), "turns differ: %s %s", keys[0], keys[1]);
+    CHECKF(strcmp(keys[0], keys[2]) != 0, "conversations share %s", keys[0]);
+    /* completions: equal first 512 bytes, equal keys; a difference inside them, another key */
+    char a[1200], b[1200], c[1200];
+    char prefix[600];
+    memset(prefix, 'p', 512);
+    prefix[512] = '\0';
+    snprintf(a, sizeof a, "{\"model\":\"t\",\"prompt\":\"%s tail one\"}", prefix);
+    snprintf(b, sizeof b, "{\"model\":\"t\",\"prompt\":\"%s and a different tail\"}", prefix);
+    prefix[100] = 'q';
+    snprintf(c, sizeof c, "{\"model\":\"t\",\"prompt\":\"%s tail one\"}", prefix);
+    const char *prompts[3] = {a, b, c};
+    for (int i = 0; i < 3; i++) {
+        bn_api_request r;
+        bn_api_error e;
+        CHECK(bn_server_parse_completion_request(&r, &e, prompts[i], strlen(prompts[i]), &limits) == BN_OK);
+        CHECK(bn_routing_key(&r, keys[i]));
+        bn_api_request_free(&r);
+    }
+    CHECK(!strcmp(keys[0], keys[1]) && strcmp(keys[0], keys[2]) != 0);
+}
+
 /* /health is 503 while the model loads (the server listens before loading), 200 after. */
 static void test_server_loading(void) {
     char *dir = bn_test_tmpdir("server_loading");
@@ -648,12 +740,22 @@ static void test_server_loading(void) {
         char *r = http_get(bn_server_port(s), "/health");
         CHECKF(r && strstr(r, " 503 ") && strstr(r, "\"loading\"") && strstr(r, "Retry-After"), "%s", r ? r : "(none)");
         free(r);
+        r = http_get(bn_server_port(s), "/live"); /* liveness: the process answers, loading or not */
+        CHECKF(r && strstr(r, " 200 ") && strstr(r, "\"alive\""), "%s", r ? r : "(none)");
+        free(r);
+        r = http_get(bn_server_port(s), "/ready");
+        CHECKF(r && strstr(r, " 503 ") && strstr(r, "\"reason\":\"loading\""), "%s", r ? r : "(none)");
+        free(r);
         r = http_get(bn_server_port(s), "/v1/models");
         CHECKF(r && strstr(r, " 503 ") && strstr(r, "model_loading"), "%s", r ? r : "(none)");
         free(r);
         CHECK_OK(bn_server_load_model(s, &err), &err);
         r = http_get(bn_server_port(s), "/health");
         CHECKF(r && strstr(r, " 200 ") && strstr(r, "{\"status\":\"ok\"}"), "%s", r ? r : "(none)");
+        free(r);
+        r = http_get(bn_server_port(s), "/ready");
+        CHECKF(r && strstr(r, " 200 ") && strstr(r, "\"status\":\"ready\"") && strstr(r, "\"ready_queue_max\":4"), "%s",
+               r ? r : "(none)");
         free(r);
         bn_server_stop(s, 1);
         CHECK(http_get(bn_server_port(s), "/health") == NULL); /* no longer listening */
@@ -729,6 +831,8 @@ int main(void) {
     test_engine();
     test_prompt_cache();
     test_planning();
+    test_completion_wait();
+    test_routing_key();
     test_server_loading();
     return bn_test_finish("test_server_units");
 }

@@ -4,8 +4,9 @@
  * Every option with a value can also come from the environment: BITNET_ plus the long option name
  * in upper case with dashes as underscores (BITNET_PORT, BITNET_API_KEY, BITNET_MODEL, ...), applied
  * by the option layer first, so the command line overrides them (API keys from both add up).
- * SIGINT/SIGTERM close the listening socket, let running requests finish (up to
- * --shutdown-timeout seconds; a second signal cancels them at once) and exit 0; SIGHUP is ignored.
+ * SIGINT/SIGTERM drain: /ready turns 503, the listening socket and idle connections close, running
+ * requests finish (up to --shutdown-timeout seconds; a second signal cancels them at once), exit 0;
+ * SIGHUP is ignored.
  */
 #include "cli/commands.h"
 
@@ -39,7 +40,7 @@ enum {
     SERVE_MAX_BODY, SERVE_ALIAS, SERVE_FORMAT, SERVE_PREFILL_CHUNK, SERVE_CACHE_RAM, SERVE_NO_PROMPT_CACHE,
     SERVE_CONTEXT_SHIFT, SERVE_KEEP, SERVE_SHUTDOWN_TIMEOUT, SERVE_LOG_FORMAT, SERVE_INT8_HEAD, SERVE_SSL_CERT,
     SERVE_SSL_KEY, SERVE_ALLOWED_HOSTS, SERVE_CORS, SERVE_PROXY, SERVE_MAX_CONNECTIONS, SERVE_MAX_CLIENT,
-    SERVE_HEADER_TIMEOUT, SERVE_BODY_TIMEOUT, SERVE_AUTH_FAIL, SERVE_IGNORED
+    SERVE_HEADER_TIMEOUT, SERVE_BODY_TIMEOUT, SERVE_AUTH_FAIL, SERVE_READY_QUEUE_MAX, SERVE_IGNORED
 };
 
 static const bn_cli_option serve_table[] = {
@@ -65,6 +66,9 @@ static const bn_cli_option serve_table[] = {
                                                   "BITNET_CONTEXT_SHIFT=1)", 0, 0, NULL},
     {SERVE_KEEP, "--keep", "N", "tokens a context shift keeps at the start (default 0)", 0, 0, NULL},
     {SERVE_SHUTDOWN_TIMEOUT, "--shutdown-timeout", "S", "seconds running requests get on SIGINT/SIGTERM (default 30)", 0, 0, NULL},
+    {SERVE_READY_QUEUE_MAX, "--ready-queue-max", "N", "GET /ready answers 503 while N or more requests' choices wait\n"
+                                                    "for a slot, so a load balancer sends new work elsewhere\n"
+                                                    "(default: the --queue size)", 0, 0, NULL},
     {SERVE_LOG_FORMAT, "--log-format", "FMT", "text or json: one JSON object per line, a request's line with\n"
                                             "its fields (method, path, status, duration_ms, client, token\n"
                                             "counts, finish_reason) (default text)", 0, 0, "text|json"},
@@ -99,12 +103,15 @@ static const bn_cli_option serve_security_table[] = {
 const bn_cli_spec bn_serve_spec = {
     .name = "serve",
     .synopsis = "[-m MODEL] [options]",
-    .about = "OpenAI-compatible server: GET /health, GET /metrics, GET /v1/models,\n"
+    .about = "OpenAI-compatible server: GET /health, /live, /ready, /metrics, /v1/models,\n"
              "POST /v1/completions, POST /v1/chat/completions (see docs/SERVER.md, docs/openapi.yaml).\n"
-             "Security and limits: docs/SERVER.md, \"Security\".\n",
-    .notes = "Signals: SIGINT/SIGTERM close the listening socket and let running requests finish for up\n"
-             "to --shutdown-timeout seconds (a second SIGINT/SIGTERM cancels them at once); requests cut\n"
-             "short answer 503 server_shutdown. SIGHUP is ignored (logged).\n\n"
+             "Security and limits: docs/SERVER.md, \"Security\". Replicas behind a load balancer:\n"
+             "docs/DEPLOY.md.\n",
+    .notes = "Signals: SIGINT/SIGTERM drain the server: /ready and /health answer 503 at once, the\n"
+             "listening socket closes, idle keep-alive connections close, and running requests finish\n"
+             "for up to --shutdown-timeout seconds (a second SIGINT/SIGTERM cancels them at once);\n"
+             "requests cut short answer 503 server_shutdown (a stream ends with that error event and\n"
+             "no [DONE]). Exit status 0. SIGHUP is ignored (logged).\n\n"
              "Each option with a value can be set by the environment variable BITNET_<OPTION> (upper\n"
              "case, dashes as underscores): BITNET_PORT=9000, BITNET_API_KEY=secret, BITNET_MODEL=m.gguf;\n"
              "the command line overrides it (API keys from both add up).\n",
@@ -230,6 +237,7 @@ static bn_cli_parse apply_serve(void *state, const bn_cli_option *opt, const cha
     case SERVE_HEADER_TIMEOUT: ok = bn_cli_parse_float(v, 0.1f, 86400, &f), cfg->header_timeout = f; break;
     case SERVE_BODY_TIMEOUT: ok = bn_cli_parse_float(v, 0.1f, 86400, &f), cfg->body_timeout = f; break;
     case SERVE_AUTH_FAIL: ok = bn_cli_parse_int(v, 0, 1 << 20, &cfg->auth_fail_limit); break;
+    case SERVE_READY_QUEUE_MAX: ok = bn_cli_parse_int(v, 1, 1 << 20, &cfg->ready_queue_max); break;
     case SERVE_IGNORED:
         fprintf(stderr, "bitnet serve: note: %s is accepted for llama-server command lines and changes nothing here\n", a);
         break;
@@ -327,8 +335,10 @@ int bn_cmd_serve(int argc, char **argv, bn_error *err) {
                 break;
             }
         }
+        int cut = bn_server_inflight(srv);
         bn_server_stop(srv, 0);
-        bn_server_log(srv, "info", "stopped");
+        if (cut) bn_server_log(srv, "warn", "stopped: %d requests were cut short (they answered server_shutdown)", cut);
+        else bn_server_log(srv, "info", "stopped: drained cleanly");
     }
     bn_server_free(srv);
     list_free(&keys, true);

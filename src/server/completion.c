@@ -537,6 +537,10 @@ ssize_t bn_completion_read_stream(bn_completion *c, char *buf, size_t max, int w
 }
 
 bool bn_completion_wait(bn_completion *c, int wait_ms) {
+    /* The events so far become the choices' text now: the queue stays short, and the wait below
+     * blocks until new events arrive (with events left queued it would return at once, and the
+     * caller's loop would spin on a core for the whole generation). */
+    drain(c);
     pthread_mutex_lock(&c->mu);
     if (!c->head && !c->all_finished && wait_ms > 0) {
         struct timespec ts;
@@ -549,6 +553,14 @@ bool bn_completion_wait(bn_completion *c, int wait_ms) {
     bool done = c->all_finished;
     pthread_mutex_unlock(&c->mu);
     return done;
+}
+
+size_t bn_completion_queued_events(bn_completion *c) {
+    pthread_mutex_lock(&c->mu);
+    size_t n = 0;
+    for (const event *e = c->head; e; e = e->next) n++;
+    pthread_mutex_unlock(&c->mu);
+    return n;
 }
 
 char *bn_completion_body(bn_completion *c, bn_api_error *e) {

@@ -52,8 +52,12 @@ bool bn_completion_streaming(const bn_completion *c);
 /* Stream: copies up to max bytes of SSE text into buf, waiting up to wait_ms for more. Returns
  * the bytes copied (0: nothing yet) or -1 when the stream is over and everything was read. */
 ssize_t bn_completion_read_stream(bn_completion *c, char *buf, size_t max, int wait_ms);
-/* Non-streaming: waits up to wait_ms; true once every job has finished. */
+/* Non-streaming: turns the events queued so far into the choices' text, then waits up to wait_ms
+ * for more (it returns at once when events arrived meanwhile); true once every job has finished.
+ * Called from the connection's thread only. */
 bool bn_completion_wait(bn_completion *c, int wait_ms);
+/* Engine events queued and not yet read by the connection's thread. */
+size_t bn_completion_queued_events(bn_completion *c);
 /* Non-streaming, after bn_completion_wait returned true: the JSON body (caller frees), or NULL
  * with *e set (a failed generation, a shutdown that cut it, out of memory). */
 char *bn_completion_body(bn_completion *c, bn_api_error *e);

@@ -15,7 +15,7 @@ static const double itl_bounds[BN_METRICS_BUCKETS] = {0.001, 0.0025, 0.005, 0.01
 static const char *const reject_names[BN_REJECT_COUNT] = {"auth", "rate_limit", "overload", "too_large",
                                                           "auth_rate_limit", "host", "origin", "media_type",
                                                           "framing"};
-static const char *const close_names[BN_CLOSE_COUNT] = {"client_limit", "header_timeout", "body_timeout"};
+static const char *const close_names[BN_CLOSE_COUNT] = {"client_limit", "header_timeout", "body_timeout", "drain"};
 
 void bn_metrics_init(bn_metrics *m) {
     memset(m, 0, sizeof *m);
@@ -76,8 +76,43 @@ static void observe(bn_metrics *m, bn_histogram *h, const double *bounds, double
 void bn_metrics_ttft(bn_metrics *m, double s) { observe(m, &m->ttft, ttft_bounds, s); }
 void bn_metrics_itl(bn_metrics *m, double s) { observe(m, &m->itl, itl_bounds, s); }
 
-static void obs_first(void *u, double s) { bn_metrics_ttft(u, s); }
-static void obs_inter(void *u, double s) { bn_metrics_itl(u, s); }
+void bn_metrics_token_now(bn_metrics *m, double now_ms) {
+    int64_t second = (int64_t)(now_ms / 1e3);
+    int cell = (int)(second % (BN_METRICS_RATE_WINDOW + 1));
+    pthread_mutex_lock(&m->mu);
+    if (m->rate_second[cell] != second) {
+        m->rate_second[cell] = second;
+        m->rate_tokens[cell] = 0;
+    }
+    m->rate_tokens[cell]++;
+    pthread_mutex_unlock(&m->mu);
+}
+
+/* Called with m->mu held. The current second is still filling: the window is the whole seconds
+ * before it. */
+static double token_rate_locked(const bn_metrics *m, double now_ms) {
+    int64_t now_s = (int64_t)(now_ms / 1e3);
+    uint64_t sum = 0;
+    for (int i = 0; i <= BN_METRICS_RATE_WINDOW; i++)
+        if (m->rate_second[i] < now_s && m->rate_second[i] >= now_s - BN_METRICS_RATE_WINDOW) sum += m->rate_tokens[i];
+    return (double)sum / BN_METRICS_RATE_WINDOW;
+}
+
+double bn_metrics_token_rate(bn_metrics *m, double now_ms) {
+    pthread_mutex_lock(&m->mu);
+    double rate = token_rate_locked(m, now_ms);
+    pthread_mutex_unlock(&m->mu);
+    return rate;
+}
+
+static void obs_first(void *u, double s) {
+    bn_metrics_ttft(u, s);
+    bn_metrics_token_now(u, bn_engine_now_ms());
+}
+static void obs_inter(void *u, double s) {
+    bn_metrics_itl(u, s);
+    bn_metrics_token_now(u, bn_engine_now_ms());
+}
 static void obs_tokens(void *u, int p, int g) { bn_metrics_tokens(u, p, g); }
 
 bn_engine_observer bn_metrics_observer(bn_metrics *m) {
@@ -131,9 +166,13 @@ static void put_histogram(text_buf *b, const char *name, const char *help, const
         h->sum, name, (unsigned long long)h->n);
 }
 
-char *bn_metrics_render(bn_metrics *m, const bn_engine_stats *stats) {
+char *bn_metrics_render(bn_metrics *m, const bn_engine_stats *stats, const bn_metrics_state *state) {
     text_buf b = {0};
+    double now_ms = bn_engine_now_ms();
     pthread_mutex_lock(&m->mu);
+    put(&b, "# HELP bitnet_generated_tokens_per_second Tokens generated per second over the last %d s.\n"
+            "# TYPE bitnet_generated_tokens_per_second gauge\nbitnet_generated_tokens_per_second %.3f\n",
+        BN_METRICS_RATE_WINDOW, token_rate_locked(m, now_ms));
     put(&b, "# HELP bitnet_requests_total HTTP requests by endpoint and status code.\n"
             "# TYPE bitnet_requests_total counter\n");
     for (int i = 0; i < m->n_requests; i++)
@@ -164,6 +203,16 @@ char *bn_metrics_render(bn_metrics *m, const bn_engine_stats *stats) {
     pthread_mutex_unlock(&m->mu);
     bn_engine_stats zero = {0};
     if (!stats) stats = &zero;
+    const bn_metrics_state no_state = {0};
+    if (!state) state = &no_state;
+    put(&b, "# HELP bitnet_ready 1 while GET /ready answers 200 (model loaded, not draining, queue below "
+            "--ready-queue-max).\n# TYPE bitnet_ready gauge\nbitnet_ready %d\n", state->ready);
+    put(&b, "# HELP bitnet_draining 1 after SIGTERM/SIGINT while running requests finish.\n"
+            "# TYPE bitnet_draining gauge\nbitnet_draining %d\n", state->draining);
+    put(&b, "# HELP bitnet_inflight_requests Generation requests being answered (queued or running).\n"
+            "# TYPE bitnet_inflight_requests gauge\nbitnet_inflight_requests %d\n", state->inflight);
+    put(&b, "# HELP bitnet_ready_queue_max Queue depth at which /ready turns 503 (--ready-queue-max).\n"
+            "# TYPE bitnet_ready_queue_max gauge\nbitnet_ready_queue_max %d\n", state->ready_queue_max);
     put(&b, "# HELP bitnet_queue_depth Jobs waiting for a slot.\n# TYPE bitnet_queue_depth gauge\n"
             "bitnet_queue_depth %d\n", stats->queued);
     put(&b, "# HELP bitnet_slots Sequence slots (--parallel).\n# TYPE bitnet_slots gauge\nbitnet_slots %d\n",

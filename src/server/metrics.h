@@ -32,11 +32,13 @@ typedef enum bn_close_reason {
     BN_CLOSE_CLIENT_LIMIT = 0, /* the client's oldest waiting connection, past --max-client-connections */
     BN_CLOSE_HEADER_TIMEOUT,   /* no complete request head within --header-timeout */
     BN_CLOSE_BODY_TIMEOUT,     /* no complete body within --body-timeout */
+    BN_CLOSE_DRAIN,            /* idle while the server drains */
     BN_CLOSE_COUNT
 } bn_close_reason;
 
 #define BN_METRICS_MAX_SERIES 128
 #define BN_METRICS_BUCKETS 12
+#define BN_METRICS_RATE_WINDOW 10 /* seconds the tokens-per-second gauges average over */
 
 typedef struct bn_histogram {
     uint64_t counts[BN_METRICS_BUCKETS + 1]; /* last: +Inf */
@@ -57,7 +59,19 @@ typedef struct bn_metrics {
     uint64_t closed[BN_CLOSE_COUNT];
     int open_connections;
     bn_histogram ttft, itl;
+    /* tokens generated per whole second of the monotonic clock, a ring over the rate window
+     * (and the second each cell counts) */
+    uint64_t rate_tokens[BN_METRICS_RATE_WINDOW + 1];
+    int64_t rate_second[BN_METRICS_RATE_WINDOW + 1];
 } bn_metrics;
+
+/* What the server state adds to /metrics (read at render time). */
+typedef struct bn_metrics_state {
+    int ready;             /* 1: /ready answers 200 */
+    int draining;          /* 1: stopping after SIGTERM/SIGINT */
+    int inflight;          /* generations being answered */
+    int ready_queue_max;   /* /ready's queue bound */
+} bn_metrics_state;
 
 void bn_metrics_init(bn_metrics *m);
 void bn_metrics_destroy(bn_metrics *m);
@@ -73,7 +87,12 @@ void bn_metrics_itl(bn_metrics *m, double seconds);
 /* An engine observer that feeds m. */
 bn_engine_observer bn_metrics_observer(bn_metrics *m);
 
+/* One generated token now (for the tokens-per-second gauge). */
+void bn_metrics_token_now(bn_metrics *m, double now_ms);
+/* Tokens per second generated over the last BN_METRICS_RATE_WINDOW whole seconds before now_ms. */
+double bn_metrics_token_rate(bn_metrics *m, double now_ms);
+
 /* The Prometheus text (caller frees); stats may be NULL while the model loads. */
-char *bn_metrics_render(bn_metrics *m, const bn_engine_stats *stats);
+char *bn_metrics_render(bn_metrics *m, const bn_engine_stats *stats, const bn_metrics_state *state);
 
 #endif

@@ -3,12 +3,13 @@
  * order: Host (when bound to loopback, only loopback names and --allowed-hosts: DNS rebinding),
  * Origin (same origin or --cors-origin: CSRF), route and method (OPTIONS answers preflights, HEAD
  * works like GET), media type (POST bodies are application/json), API key (failures rate-limited
- * per client), body size, server state, requests per minute. Then the handler: health, metrics,
- * models, or a generation (planning.h -> engine jobs -> completion.h).
+ * per client), body size, server state, requests per minute. Then the handler: health, live,
+ * ready, metrics, models, or a generation (planning.h -> engine jobs -> completion.h).
  */
 #include "server/server_internal.h"
 
 #include "server/planning.h"
+#include "server/routing_key.h"
 #include "server/wire_json.h"
 
 #include <arpa/inet.h>
@@ -38,14 +39,47 @@ static enum MHD_Result health(bn_request_ctx *c, struct MHD_Connection *conn, co
     return bn_respond_json(c, conn, ready ? 200 : 503, json_pack("{s:s}", "status", name), ready ? 0 : 1, NULL);
 }
 
+/* Liveness: the process answers HTTP (whatever its state). */
+static enum MHD_Result live(bn_request_ctx *c, struct MHD_Connection *conn, const char *url) {
+    (void)url;
+    return bn_respond_json(c, conn, 200, json_pack("{s:s}", "status", "alive"), 0, NULL);
+}
+
+const char *bn_server_not_ready_reason(bn_server *s) {
+    int state = atomic_load(&s->state);
+    if (state == BN_STATE_LOADING) return "loading";
+    if (state == BN_STATE_STOPPING) return "draining";
+    if (state == BN_STATE_BROKEN) return "model_file_changed";
+    bn_engine_stats st = {0};
+    bn_engine_get_stats(s->engine, &st);
+    return st.queued >= s->cfg.ready_queue_max ? "queue_full" : NULL;
+}
+
+/* Readiness, for a load balancer: model loaded, not draining, queue below --ready-queue-max. */
+static enum MHD_Result ready(bn_request_ctx *c, struct MHD_Connection *conn, const char *url) {
+    (void)url;
+    bn_server *s = c->srv;
+    const char *why = bn_server_not_ready_reason(s);
+    bn_engine_stats st = {0};
+    int state = atomic_load(&s->state);
+    if (state == BN_STATE_READY || state == BN_STATE_BROKEN) bn_engine_get_stats(s->engine, &st);
+    json_t *body = json_pack("{s:s,s:i,s:i,s:i,s:i}", "status", why ? "not_ready" : "ready", "queued", st.queued,
+                             "ready_queue_max", s->cfg.ready_queue_max, "busy_slots", st.busy_slots, "slots",
+                             st.n_slots);
+    if (why && body) json_object_set_new(body, "reason", json_string(why));
+    return bn_respond_json(c, conn, why ? 503 : 200, body, why ? 1 : 0, NULL);
+}
+
 static enum MHD_Result metrics(bn_request_ctx *c, struct MHD_Connection *conn, const char *url) {
     (void)url;
     bn_server *s = c->srv;
     bn_engine_stats st = {0};
     int state = atomic_load(&s->state);
-    bool ready = state == BN_STATE_READY || state == BN_STATE_BROKEN;
-    if (ready) bn_engine_get_stats(s->engine, &st);
-    char *text = bn_metrics_render(&s->metrics, ready ? &st : NULL);
+    bool loaded = state == BN_STATE_READY || state == BN_STATE_BROKEN; /* stopping: the engine may be gone */
+    if (loaded) bn_engine_get_stats(s->engine, &st);
+    const bn_metrics_state ms = {.ready = bn_server_not_ready_reason(s) == NULL, .draining = state == BN_STATE_STOPPING,
+                                 .inflight = atomic_load(&s->inflight), .ready_queue_max = s->cfg.ready_queue_max};
+    char *text = bn_metrics_render(&s->metrics, loaded ? &st : NULL, &ms);
     if (!text) return MHD_NO;
     return bn_respond(c, conn, 200, text, "text/plain; version=0.0.4; charset=utf-8", 0, NULL, false);
 }
@@ -83,6 +117,7 @@ static enum MHD_Result generation(bn_request_ctx *c, struct MHD_Connection *conn
     if (chat ? bn_server_parse_chat_request(&req, &e, body, c->len, &lim)
              : bn_server_parse_completion_request(&req, &e, body, c->len, &lim))
         return bn_respond_error(c, conn, &e, 0);
+    bn_routing_key(&req, c->slot_hint);
     int n_ctx = bn_engine_ctx(s->engine);
     bn_plan plan;
     const bn_plan_context pctx = {.tok = s->tok, .format = s->format, .model_id = s->model_id, .n_ctx = n_ctx};
@@ -182,6 +217,8 @@ static enum MHD_Result chat_completions(bn_request_ctx *c, struct MHD_Connection
 
 static const route routes[] = {
     {"GET", "/health", false, "/health", true, health},
+    {"GET", "/live", false, "/live", true, live},
+    {"GET", "/ready", false, "/ready", true, ready},
     {"GET", "/metrics", false, "/metrics", true, metrics},
     {"GET", "/v1/models", false, "/v1/models", false, models},
     {"GET", "/v1/models/", true, "/v1/models/{model}", false, model_one},

@@ -139,6 +139,7 @@ bn_status bn_server_start(bn_server **out, const bn_server_config *config, bn_er
     if (s->cfg.n_threads <= 0) s->cfg.n_threads = 1;
     if (s->cfg.max_connections <= 0) s->cfg.max_connections = 1024;
     if (s->cfg.max_client_connections < 0) s->cfg.max_client_connections = 0;
+    if (s->cfg.ready_queue_max <= 0) s->cfg.ready_queue_max = s->cfg.queue > 0 ? s->cfg.queue : 1;
     bool ok = true;
     s->model_path = config->model_path ? strdup(config->model_path) : NULL;
     s->host = strdup(s->cfg.host);
@@ -227,6 +228,7 @@ const char *bn_server_model_id(const bn_server *s) { return s->model_id; }
 const char *bn_server_url_host(const bn_server *s) { return s->url_host; }
 bool bn_server_tls(const bn_server *s) { return s->ssl_cert != NULL; }
 int bn_server_inflight(const bn_server *s) { return atomic_load(&s->inflight); }
+bool bn_server_draining(const bn_server *s) { return atomic_load(&s->state) == BN_STATE_STOPPING; }
 
 void bn_server_begin_stop(bn_server *s) {
     atomic_store(&s->state, BN_STATE_STOPPING);

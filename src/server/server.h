@@ -60,6 +60,8 @@ typedef struct bn_server_config {
                                     (bitnet serve: 60) */
     int auth_fail_limit;         /* failed authentications per minute per client before 429;
                                     <= 0: unlimited (bitnet serve's default: 10) */
+    int ready_queue_max;         /* GET /ready answers 503 while this many jobs or more wait for a
+                                    slot; <= 0: the queue's size (at least 1) */
 } bn_server_config;
 
 typedef struct bn_server bn_server;
@@ -71,8 +73,10 @@ bn_status bn_server_start(bn_server **out, const bn_server_config *config, bn_er
 bn_status bn_server_load_model(bn_server *s, bn_error *err);
 int bn_server_port(const bn_server *s);
 const char *bn_server_model_id(const bn_server *s);
-/* Closes the listening socket (new connections are refused) and makes /health answer 503
- * "stopping"; running requests go on. */
+/* The drain: closes the listening socket (new connections are refused), makes /ready and
+ * /health answer 503 at once, closes idle keep-alive connections and answers every later request
+ * with Connection: close (a load balancer's pooled connection moves to another replica); running
+ * requests go on. */
 void bn_server_begin_stop(bn_server *s);
 /* Requests (generations) still running. */
 int bn_server_inflight(const bn_server *s);

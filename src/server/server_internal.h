@@ -58,6 +58,7 @@ typedef struct bn_request_ctx {
     int key;                /* the API key's index */
     bool inflight;          /* counted in bn_server.inflight until the response has gone */
     const char *const *extra_headers; /* name, value, ..., NULL: added to the next response */
+    char slot_hint[24];     /* a generation's routing key (routing_key.h): X-Bitnet-Slot-Hint */
 } bn_request_ctx;
 
 struct bn_server {
@@ -118,6 +119,12 @@ bool bn_is_trusted_proxy(const bn_server *s, const char *addr);
 /* server.c: log lines (under the log mutex), the ISO-8601 UTC time they carry */
 void bn_server_write_log(bn_server *s, const char *line);
 void bn_server_log_time(char ts[32]);
+/* routes.c: why GET /ready answers 503 ("loading", "draining", "model_file_changed",
+ * "queue_full"), or NULL when ready. */
+const char *bn_server_not_ready_reason(bn_server *s);
+/* True while the server drains (bn_server_begin_stop was called). */
+bool bn_server_draining(const bn_server *s);
+
 /* server.c: whether the model file still has the size it had when it was mapped; on a change
  * the server turns BROKEN (/health 503, generations 503) and *e says why. */
 bool bn_server_model_intact(bn_server *s, bn_api_error *e);

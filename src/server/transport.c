@@ -46,10 +46,13 @@ enum MHD_Result bn_respond(bn_request_ctx *c, struct MHD_Connection *conn, int s
         MHD_add_response_header(r, "Retry-After", v);
     }
     if (allow) MHD_add_response_header(r, "Allow", allow);
-    if (close) MHD_add_response_header(r, "Connection", "close");
+    /* while draining, a keep-alive connection ends with this response: the client's (or the
+     * load balancer's) next request opens a connection, to another replica */
+    if (close || bn_server_draining(c->srv)) MHD_add_response_header(r, "Connection", "close");
+    if (c->slot_hint[0]) MHD_add_response_header(r, "X-Bitnet-Slot-Hint", c->slot_hint);
     if (c->origin) {
         MHD_add_response_header(r, "Access-Control-Allow-Origin", c->origin);
-        MHD_add_response_header(r, "Access-Control-Expose-Headers", "Retry-After");
+        MHD_add_response_header(r, "Access-Control-Expose-Headers", "Retry-After, X-Bitnet-Slot-Hint");
     }
     if (c->srv->cfg.n_cors_origins) MHD_add_response_header(r, "Vary", "Origin");
     for (const char *const *h = c->extra_headers; h && h[0] && h[1]; h += 2) MHD_add_response_header(r, h[0], h[1]);
@@ -126,7 +129,11 @@ enum MHD_Result bn_respond_stream(bn_request_ctx *c, struct MHD_Connection *conn
     MHD_add_response_header(resp, "Content-Type", "text/event-stream");
     MHD_add_response_header(resp, "Cache-Control", "no-cache");
     MHD_add_response_header(resp, "X-Accel-Buffering", "no");
-    if (c->origin) MHD_add_response_header(resp, "Access-Control-Allow-Origin", c->origin);
+    if (c->slot_hint[0]) MHD_add_response_header(resp, "X-Bitnet-Slot-Hint", c->slot_hint);
+    if (c->origin) {
+        MHD_add_response_header(resp, "Access-Control-Allow-Origin", c->origin);
+        MHD_add_response_header(resp, "Access-Control-Expose-Headers", "X-Bitnet-Slot-Hint");
+    }
     if (c->srv->cfg.n_cors_origins) MHD_add_response_header(resp, "Vary", "Origin");
     enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_OK, resp);
     MHD_destroy_response(resp);
@@ -219,17 +226,22 @@ static void connection_cb(void *cls, struct MHD_Connection *conn, void **socket_
     *socket_context = k;
 }
 
-/* Every 200 ms: connections past their header or body deadline are shut down. */
+/* Every 200 ms: connections past their header or body deadline are shut down; while the server
+ * drains, so are idle ones (a pooled keep-alive connection must not bring new requests to a
+ * replica on its way out). */
 static void *watchdog_main(void *arg) {
     bn_server *s = arg;
     while (!atomic_load(&s->watchdog_stop)) {
         struct timespec ts = {0, 200 * 1000000L};
         nanosleep(&ts, NULL);
         double now = bn_engine_now_ms();
+        bool draining = bn_server_draining(s);
         pthread_mutex_lock(&s->conn_mu);
         for (bn_conn *k = s->conns; k; k = k->next) {
             double age_s = (now - k->since_ms) / 1e3;
-            if (k->phase == BN_CONN_WAITING && s->cfg.header_timeout > 0 && age_s > s->cfg.header_timeout)
+            if (draining && k->phase == BN_CONN_WAITING)
+                conn_shut(s, k, BN_CLOSE_DRAIN);
+            else if (k->phase == BN_CONN_WAITING && s->cfg.header_timeout > 0 && age_s > s->cfg.header_timeout)
                 conn_shut(s, k, BN_CLOSE_HEADER_TIMEOUT);
             else if (k->phase == BN_CONN_BODY && s->cfg.body_timeout > 0 && age_s > s->cfg.body_timeout)
                 conn_shut(s, k, BN_CLOSE_BODY_TIMEOUT);
