@@ -329,17 +329,23 @@ def reference(args, requests):
     return ref
 
 
-def chaos(args, requests, ref):
-    log(f"== 2. chaos: {args.requests} requests, {args.concurrency} concurrent, every second one streamed, "
-        f"through HAProxy to 3 replicas; SIGTERM r2 after {args.term_at} completed (it comes back), "
-        f"SIGKILL r3 after {args.kill_at}")
-    ports = [free_port() for _ in range(3)]
-    replicas = [Replica(args, f"r{i + 1}", ports[i]) for i in range(3)]
+def start_cluster(args, names, cpus=None):
+    """Replicas named `names` (each on a free port, pinned to cpus[i] when given), all ready, and
+    HAProxy in front of them (its servers r1..rN)."""
+    replicas = [Replica(args, name, free_port(), cpus[i] if cpus else None) for i, name in enumerate(names)]
     for r in replicas:
         r.start()
     for r in replicas:
         r.wait_ready()
-    lb = Balancer(args, ports)
+    lb = Balancer(args, [r.port for r in replicas])
+    return replicas, lb
+
+
+def chaos(args, requests, ref):
+    log(f"== 2. chaos: {args.requests} requests, {args.concurrency} concurrent, every second one streamed, "
+        f"through HAProxy to 3 replicas; SIGTERM r2 after {args.term_at} completed (it comes back), "
+        f"SIGKILL r3 after {args.kill_at}")
+    replicas, lb = start_cluster(args, ["r1", "r2", "r3"])
     events = []
     state = {"termed": False, "killed": False, "kill_time": None, "term_time": None, "term_exit": None,
              "back_time": None}
@@ -422,13 +428,7 @@ def sticky(args, requests):
     """The routing key: a conversation's second turn, sending back X-Bitnet-Slot-Hint, lands on the
     replica that answered its first turn (and hits its prompt cache)."""
     log("== sticky routing: X-Bitnet-Slot-Hint sent back goes to the same replica")
-    ports = [free_port() for _ in range(3)]
-    replicas = [Replica(args, f"s{i + 1}", ports[i]) for i in range(3)]
-    for r in replicas:
-        r.start()
-    for r in replicas:
-        r.wait_ready()
-    lb = Balancer(args, ports)
+    replicas, lb = start_cluster(args, ["s1", "s2", "s3"])
     same = 0
     total = 0
     try:
@@ -463,14 +463,8 @@ def scaling(args, requests):
         log(f"   only {ncpu} CPU: pinning skipped, all replicas share it")
     figures = []
     for label, cpus in configs:
-        ports = [free_port() for _ in cpus]
-        reps = [Replica(args, f"scale{len(cpus)}_{i + 1}", ports[i], cpus[i] if ncpu >= 2 else None)
-                for i in range(len(cpus))]
-        for r in reps:
-            r.start()
-        for r in reps:
-            r.wait_ready()
-        lb = Balancer(args, ports)
+        reps, lb = start_cluster(args, [f"scale{len(cpus)}_{i + 1}" for i in range(len(cpus))],
+                                 cpus if ncpu >= 2 else None)
         try:
             lb.wait_up([f"r{i + 1}" for i in range(len(cpus))])
             jobs = []
