@@ -103,8 +103,9 @@ static const bn_cli_option serve_security_table[] = {
 const bn_cli_spec bn_serve_spec = {
     .name = "serve",
     .synopsis = "[-m MODEL] [options]",
-    .about = "OpenAI-compatible server: GET /health, /live, /ready, /metrics, /v1/models,\n"
-             "POST /v1/completions, POST /v1/chat/completions (see docs/SERVER.md, docs/openapi.yaml).\n"
+    .about = "OpenAI-compatible server: GET /health, /live, /ready, /metrics, /v1/models, /props,\n"
+             "POST /v1/completions, /v1/chat/completions, /tokenize, /detokenize (see docs/SERVER.md,\n"
+             "docs/openapi.yaml).\n"
              "Security and limits: docs/SERVER.md, \"Security\". Replicas behind a load balancer:\n"
              "docs/DEPLOY.md.\n",
     .notes = "Signals: SIGINT/SIGTERM drain the server: /ready and /health answer 503 at once, the\n"

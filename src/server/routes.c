@@ -4,7 +4,8 @@
  * Origin (same origin or --cors-origin: CSRF), route and method (OPTIONS answers preflights, HEAD
  * works like GET), media type (POST bodies are application/json), API key (failures rate-limited
  * per client), body size, server state, requests per minute. Then the handler: health, live,
- * ready, metrics, models, or a generation (planning.h -> engine jobs -> completion.h).
+ * ready, metrics, models, tokenize/detokenize/props (utility_routes.c), or a generation
+ * (planning.h -> engine jobs -> completion.h).
  */
 #include "server/server_internal.h"
 
@@ -224,6 +225,9 @@ static const route routes[] = {
     {"GET", "/v1/models/", true, "/v1/models/{model}", false, model_one},
     {"POST", "/v1/completions", false, "/v1/completions", false, completions},
     {"POST", "/v1/chat/completions", false, "/v1/chat/completions", false, chat_completions},
+    {"POST", "/tokenize", false, "/tokenize", false, bn_route_tokenize},
+    {"POST", "/detokenize", false, "/detokenize", false, bn_route_detokenize},
+    {"GET", "/props", false, "/props", false, bn_route_props},
 };
 
 /* ---------------------------------------------------------------- checks */

@@ -1,7 +1,8 @@
 /*
  * server_internal.h: the server's shared state and the calls between its parts: transport.c
- * (libmicrohttpd, connections, responses), routes.c (route table and request checks) and
- * server.c (lifecycle, logging). Not a public interface.
+ * (libmicrohttpd, connections, responses), routes.c (route table and request checks),
+ * utility_routes.c (tokenize, detokenize, props) and server.c (lifecycle, logging). Not a
+ * public interface.
  */
 #ifndef BN_SERVER_SERVER_INTERNAL_H
 #define BN_SERVER_SERVER_INTERNAL_H
@@ -119,6 +120,11 @@ bool bn_is_trusted_proxy(const bn_server *s, const char *addr);
 /* server.c: log lines (under the log mutex), the ISO-8601 UTC time they carry */
 void bn_server_write_log(bn_server *s, const char *line);
 void bn_server_log_time(char ts[32]);
+/* utility_routes.c: POST /tokenize, POST /detokenize, GET /props (llama-server's shapes). */
+enum MHD_Result bn_route_tokenize(bn_request_ctx *c, struct MHD_Connection *conn, const char *url);
+enum MHD_Result bn_route_detokenize(bn_request_ctx *c, struct MHD_Connection *conn, const char *url);
+enum MHD_Result bn_route_props(bn_request_ctx *c, struct MHD_Connection *conn, const char *url);
+
 /* routes.c: why GET /ready answers 503 ("loading", "draining", "model_file_changed",
  * "queue_full"), or NULL when ready. */
 const char *bn_server_not_ready_reason(bn_server *s);

@@ -42,6 +42,45 @@ async function main() {
   r = await request(A.base, 'GET', '/v1/models/nope');
   check(isError(r, 404) && r.json.error.code === 'model_not_found', 'unknown model id: 404', r.text);
 
+  // ---- llama-server's utility routes: /tokenize, /detokenize, /props
+  stage = 'tokenize, detokenize, props';
+  {
+    const text = 'The quick brown fox \u00e9\u4e2d';
+    r = await POST(A, '/tokenize', { content: text });
+    const ids = r.json && r.json.tokens;
+    check(r.status === 200 && Array.isArray(ids) && ids.length > 3 && ids.every(Number.isInteger), 'POST /tokenize', r.text);
+    const cliIds = (args) => JSON.parse(execFileSync(BIN, ['tokenize', '-m', MODEL, '--specials', '--json', ...args],
+      { stdio: ['ignore', 'pipe', 'ignore'] }).toString());
+    const runIds = cliIds(['--no-bos', '--', text]);
+    check(JSON.stringify(ids) === JSON.stringify(runIds), '/tokenize equals `bitnet tokenize --no-bos`', { ids, runIds });
+    r = await POST(A, '/detokenize', { tokens: ids });
+    check(r.status === 200 && r.json.content === text, 'POST /detokenize inverts /tokenize', r.text);
+    r = await POST(A, '/tokenize', { content: text, with_pieces: true });
+    const pieces = r.json && r.json.tokens;
+    const joined = Buffer.concat((pieces || []).map((t) => (typeof t.piece === 'string' ? Buffer.from(t.piece) : Buffer.from(t.piece))));
+    check(r.status === 200 && pieces.length === ids.length && pieces.every((t, i) => t.id === ids[i]) && joined.toString() === text,
+      '/tokenize with_pieces: ids as without, pieces (strings or byte arrays) joining to the text', r.text);
+    r = await POST(A, '/tokenize', { content: 'x', add_special: true });
+    const withBos = cliIds(['--', 'x']);
+    const plain = (await POST(A, '/tokenize', { content: 'x' })).json.tokens;
+    check(r.status === 200 && JSON.stringify(r.json.tokens) === JSON.stringify(withBos) && withBos.length === plain.length + 1,
+      '/tokenize add_special adds BOS as `bitnet tokenize` does', { special: r.json.tokens, withBos, plain });
+    r = await POST(A, '/tokenize', { content: 5 });
+    check(isError(r, 400, 'content'), '/tokenize content not a string: 400 naming it', r.text);
+    r = await POST(A, '/tokenize', { content: 'x', with_pieces: 'yes' });
+    check(isError(r, 400, 'with_pieces'), '/tokenize with_pieces not a boolean: 400 naming it', r.text);
+    r = await POST(A, '/detokenize', { tokens: [1, 1e9] });
+    check(isError(r, 400, 'tokens[1]'), '/detokenize out-of-range id: 400 naming it', r.text);
+    r = await POST(A, '/detokenize', { tokens: [1, 'a'] });
+    check(isError(r, 400, 'tokens[1]'), '/detokenize non-integer id: 400 naming it', r.text);
+    r = await POST(A, '/detokenize', [1, 2]);
+    check(isError(r, 400), '/detokenize body not an object: 400', r.text);
+    r = await request(A.base, 'GET', '/props');
+    check(r.status === 200 && r.json.model === ID && r.json.total_slots === 8 && r.json.n_ctx === 1024 &&
+      r.json.default_generation_settings.n_ctx === 1024 && r.json.device === 'cpu' && Number.isInteger(r.json.n_vocab),
+      'GET /props: model, slots, context, device', r.text);
+  }
+
   // ---- completions: greedy equals `bitnet run`
   stage = 'completions: greedy equals `bitnet run`';
   const prompt = 'The quick brown fox';
@@ -369,6 +408,7 @@ async function main() {
   if (process.env.OPENAPI_JSON) {
     const spec = JSON.parse(fs.readFileSync(process.env.OPENAPI_JSON, 'utf8'));
     const bodies = { '/v1/completions': { model: ID, prompt: 'x', max_tokens: 2 },
+      '/tokenize': { content: 'x' }, '/detokenize': { tokens: [1, 2] },
       '/v1/chat/completions': { model: ID, messages: [{ role: 'user', content: 'x' }], max_tokens: 2 } };
     for (const [path, ops] of Object.entries(spec.paths)) {
       const concrete = path.replace('{model}', ID);
