@@ -98,13 +98,6 @@ static double token_rate_locked(const bn_metrics *m, double now_ms) {
     return (double)sum / BN_METRICS_RATE_WINDOW;
 }
 
-double bn_metrics_token_rate(bn_metrics *m, double now_ms) {
-    pthread_mutex_lock(&m->mu);
-    double rate = token_rate_locked(m, now_ms);
-    pthread_mutex_unlock(&m->mu);
-    return rate;
-}
-
 static void obs_first(void *u, double s) {
     bn_metrics_ttft(u, s);
     bn_metrics_token_now(u, bn_engine_now_ms());

@@ -89,8 +89,6 @@ bn_engine_observer bn_metrics_observer(bn_metrics *m);
 
 /* One generated token now (for the tokens-per-second gauge). */
 void bn_metrics_token_now(bn_metrics *m, double now_ms);
-/* Tokens per second generated over the last BN_METRICS_RATE_WINDOW whole seconds before now_ms. */
-double bn_metrics_token_rate(bn_metrics *m, double now_ms);
 
 /* The Prometheus text (caller frees); stats may be NULL while the model loads. */
 char *bn_metrics_render(bn_metrics *m, const bn_engine_stats *stats, const bn_metrics_state *state);

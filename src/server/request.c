@@ -263,7 +263,7 @@ static bn_status parse_prompt(bn_api_request *r, const json_t *root, const bn_ap
     return BN_OK;
 }
 
-static json_t *load_body(const char *json, size_t len, bn_api_error *e) {
+json_t *bn_api_load_object(const char *json, size_t len, bn_api_error *e) {
     json_error_t jerr;
     json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {
@@ -284,7 +284,7 @@ bn_status bn_server_parse_completion_request(bn_api_request *out, bn_api_error *
                                              const char *json, size_t len,
                                              const bn_api_limits *limits) {
     memset(out, 0, sizeof *out);
-    json_t *root = load_body(json, len, error);
+    json_t *root = bn_api_load_object(json, len, error);
     if (!root) return BN_ERR_INVALID;
     bn_status st = parse_common(out, root, limits, error);
     if (!st) st = parse_prompt(out, root, limits, error);
@@ -518,7 +518,7 @@ bn_status bn_server_parse_chat_request(bn_api_request *out, bn_api_error *error,
                                        size_t len, const bn_api_limits *limits) {
     memset(out, 0, sizeof *out);
     out->chat = true;
-    json_t *root = load_body(json, len, error);
+    json_t *root = bn_api_load_object(json, len, error);
     if (!root) return BN_ERR_INVALID;
     bn_status st = parse_common(out, root, limits, error);
     long long x = 0;

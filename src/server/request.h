@@ -14,6 +14,8 @@
 #include "bitnet.h"
 #include "sampling/sampler.h"
 
+#include <jansson.h>
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -122,6 +124,10 @@ bn_status bn_server_parse_completion_request(bn_api_request *out, bn_api_error *
 bn_status bn_server_parse_chat_request(bn_api_request *out, bn_api_error *error, const char *json,
                                        size_t len, const bn_api_limits *limits);
 void bn_api_request_free(bn_api_request *r);
+
+/* A request body of len bytes as a JSON object (jansson, duplicate keys refused): a new
+ * reference, or NULL with *e set (400, saying where the JSON breaks or that it is no object). */
+json_t *bn_api_load_object(const char *json, size_t len, bn_api_error *e);
 
 /* The text that tells the model which functions it may call (prepended to the system message;
  * documented in docs/SERVER.md). Caller frees; NULL on out-of-memory. */

@@ -19,24 +19,6 @@
 
 #define INVALID "invalid_request_error"
 
-/* The body as a JSON object, or NULL with *e set. */
-static json_t *object_body(const bn_request_ctx *c, bn_api_error *e) {
-    json_error_t jerr;
-    json_t *root = json_loadb(c->body ? c->body : "", c->len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root) {
-        bn_api_error_set(e, 400, INVALID, NULL, NULL,
-                         "We could not parse the JSON body of your request: %s (line %d, column %d)", jerr.text,
-                         jerr.line, jerr.column);
-        return NULL;
-    }
-    if (!json_is_object(root)) {
-        json_decref(root);
-        bn_api_error_set(e, 400, INVALID, NULL, NULL, "The request body must be a JSON object");
-        return NULL;
-    }
-    return root;
-}
-
 /* An optional boolean field: false (with *e set) when present and not a boolean. */
 static bool optional_bool(json_t *root, const char *name, bool *out, bn_api_error *e) {
     json_t *v = json_object_get(root, name);
@@ -83,11 +65,10 @@ enum MHD_Result bn_route_tokenize(bn_request_ctx *c, struct MHD_Connection *conn
     (void)url;
     bn_server *s = c->srv;
     bn_api_error e = {0};
-    json_t *root = object_body(c, &e);
+    json_t *root = bn_api_load_object(c->body ? c->body : "", c->len, &e);
     if (!root) return bn_respond_error(c, conn, &e, 0);
     json_t *content = json_object_get(root, "content");
     bool add_special = false, parse_special = true, with_pieces = false;
-    enum MHD_Result ret;
     if (!json_is_string(content)) {
         bn_api_error_set(&e, 400, INVALID, "content", NULL, "'content' is required and must be a string");
         goto refuse;
@@ -115,15 +96,14 @@ enum MHD_Result bn_route_tokenize(bn_request_ctx *c, struct MHD_Connection *conn
     return bn_respond_json(c, conn, 200, json_pack("{s:o}", "tokens", list ? list : json_array()), 0, NULL);
 refuse:
     json_decref(root);
-    ret = bn_respond_error(c, conn, &e, 0);
-    return ret;
+    return bn_respond_error(c, conn, &e, 0);
 }
 
 enum MHD_Result bn_route_detokenize(bn_request_ctx *c, struct MHD_Connection *conn, const char *url) {
     (void)url;
     bn_server *s = c->srv;
     bn_api_error e = {0};
-    json_t *root = object_body(c, &e);
+    json_t *root = bn_api_load_object(c->body ? c->body : "", c->len, &e);
     if (!root) return bn_respond_error(c, conn, &e, 0);
     json_t *tokens = json_object_get(root, "tokens");
     int32_t n_vocab = (int32_t)bn_tokenizer_n_vocab(s->tok);
