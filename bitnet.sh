@@ -30,6 +30,10 @@ PACKAGES=(build-essential cmake pkg-config clang libclang-rt-14-dev llvm-14
 # Python from Debian for the tests' independent checks: the PyTorch reference implementation
 # (reference/: torch, numpy, regex) and the OpenAPI document check (yaml).
 PACKAGES+=(python3 python3-numpy python3-torch python3-regex python3-yaml)
+# Only for `./bitnet.sh test`: chromium runs the chat page's browser test (test_webui_browser, a
+# heavy test of the Release ctest stage, driven by tests/js's puppeteer-core, which downloads no
+# browser). `./bitnet.sh run` does not need it.
+TEST_PACKAGES=(chromium)
 
 if [[ -z "${ASAN_SYMBOLIZER_PATH:-}" && -x /usr/bin/llvm-symbolizer-14 ]]; then
     export ASAN_SYMBOLIZER_PATH=/usr/bin/llvm-symbolizer-14
@@ -120,6 +124,7 @@ asan_all() { make asan JOBS="$JOBS" </dev/null; }
 
 cmd_test() {
     local t0=$SECONDS
+    PACKAGES+=("${TEST_PACKAGES[@]}")
     ensure_packages
     if [[ -f scripts/setup-js.sh ]]; then
         run_stage "JS test tools (scripts/setup-js.sh)" setup_js || true

@@ -12,7 +12,8 @@
  * if they ever differ. The GPU is also batch invariant (one sequence alone and
  * the same sequence inside a batch with two others at other positions: identical logits, memcmp),
  * reports "cuda" as its backend and counts cuda.* kernels for the ternary product, attention and
- * RMSNorm in the registry (what receipts are built from).
+ * RMSNorm in the registry (what receipts are built from). bn_model_decode_hidden's final hidden
+ * states (what embeddings pool) are bit-identical to the CPU's too.
  */
 #include "testutil.h"
 
@@ -200,6 +201,34 @@ static void batch_invariance(const char *path) {
     bn_model_free(gpu);
 }
 
+/* bn_model_decode_hidden (embeddings' final hidden states) on the GPU equals the CPU's, bit for
+ * bit, like the logits computed from them. */
+static void hidden_states(const char *path) {
+    bn_model *cpu = load(path, BN_DEVICE_CPU, true, false), *gpu = load(path, BN_DEVICE_CUDA, true, false);
+    if (!cpu || !gpu) {
+        bn_model_free(cpu), bn_model_free(gpu);
+        return;
+    }
+    enum { N = 20 };
+    int dim = bn_model_get_config(gpu)->dim, n_vocab = bn_model_get_config(gpu)->n_vocab;
+    float *rows[2];
+    bn_model *models[2] = {cpu, gpu};
+    for (int k = 0; k < 2; k++) {
+        rows[k] = calloc((size_t)N * (size_t)dim, sizeof(float));
+        bn_sequence *seq = NULL;
+        bn_error err;
+        CHECK_OK(bn_sequence_create(models[k], N, &seq, &err), &err);
+        bn_batch_entry e[N];
+        for (int i = 0; i < N; i++) e[i] = (bn_batch_entry){seq, i, (i * 53 + 7) % n_vocab, true};
+        if (seq) CHECK_OK(bn_model_decode_hidden(models[k], e, N, rows[k], &err), &err);
+        bn_sequence_free(seq);
+    }
+    CHECKF(!memcmp(rows[0], rows[1], (size_t)N * (size_t)dim * sizeof(float)),
+           "final hidden states on the GPU equal the CPU's");
+    free(rows[0]), free(rows[1]);
+    bn_model_free(cpu), bn_model_free(gpu);
+}
+
 int main(void) {
     char name[128];
     bn_error err;
@@ -228,6 +257,7 @@ int main(void) {
             compare(path, "i2s.gguf, F32 KV cache", false, false);
             compare(path, "i2s.gguf, int8 LM head", true, true);
             batch_invariance(path);
+            hidden_states(path);
         }
         free(path);
     }

@@ -17,7 +17,7 @@
 #include "server/completion.h"
 #include "server/planning.h"
 #include "server/routing_key.h"
-#include "sampling/json_grammar.h"
+#include "sampling/json_schema.h"
 #include "server/request.h"
 #include "server/server.h"
 #include "tokenizer/tokenizer.h"
@@ -128,7 +128,11 @@ static void test_parse_invalid(void) {
         {false, "{\"model\":\"m\",\"prompt\":\"x\",\"repeat_penalty\":\"2\"}", "repeat_penalty"},
         {false, "{\"model\":\"m\",\"prompt\":\"x\",\"repeat_last_n\":-5}", "repeat_last_n"},
         {false, "{\"model\":\"m\",\"prompt\":\"x\",\"ignore_eos\":1}", "ignore_eos"},
-        {false, "{\"model\":\"m\",\"prompt\":\"x\",\"grammar\":\"root ::= \\\"a\\\"\"}", "grammar"},
+        {false, "{\"model\":\"m\",\"prompt\":\"x\",\"guided_grammar\":\"root ::= \\\"a\\\"\"}", "guided_grammar"},
+        {false, "{\"model\":\"m\",\"prompt\":\"x\",\"grammar\":\"\"}", "grammar"},
+        {false, "{\"model\":\"m\",\"prompt\":\"x\",\"guided_choice\":[]}", "guided_choice"},
+        {false, "{\"model\":\"m\",\"prompt\":\"x\",\"guided_choice\":[\"a\",1]}", "guided_choice"},
+        {false, "{\"model\":\"m\",\"prompt\":\"x\",\"grammar\":\"root ::= [a]\",\"guided_regex\":\"a\"}", "guided_regex"},
         {false, "{\"model\":\"m\",\"prompt\":\"x\",\"json_schema\":[]}", "json_schema"},
         {false, "{\"model\":\"m\",\"prompt\":\"x\",\"json_schema\":{},\"guided_json\":{}}", "guided_json"},
         {false, "{\"model\":\"m\",\"prompt\":\"x\",\"seed\":1.5}", "seed"},
@@ -206,20 +210,26 @@ static const char *test_schema =
     "\"inner\":{\"type\":\"object\",\"properties\":{\"ok\":{\"type\":\"boolean\"},\"n\":{\"type\":\"integer\"}},"
     "\"required\":[\"ok\"]}},\"required\":[\"name\",\"unit\",\"inner\"]}";
 
+/* Feeds a whole document to a fresh matcher: accepted as a complete sentence? */
+static bool matches(bn_grammar_matcher *m, const char *doc) {
+    bn_grammar_matcher_reset(m);
+    return bn_grammar_matcher_accept(m, (const uint8_t *)doc, strlen(doc)) && bn_grammar_matcher_outlook(m).accepting;
+}
+
 static void test_grammar(void) {
     bn_error err;
-    bn_json_grammar *g = NULL;
-    CHECK_OK(bn_json_grammar_from_schema(&g, test_schema, &err), &err);
+    bn_grammar *g = NULL;
+    bn_grammar_matcher *m = NULL;
+    CHECK_OK(bn_json_schema_grammar(&g, test_schema, &err), &err);
     if (!g) return;
-    bn_json_state s;
+    CHECK_OK(bn_grammar_matcher_new(&m, g, &err), &err);
     char buf[512];
     /* the shortest completion of the empty document is itself a valid document */
-    bn_json_state_init(&s, g);
-    size_t n = bn_json_state_completion(&s, buf, sizeof buf);
+    size_t n = bn_grammar_matcher_completion(m, buf, sizeof buf);
     CHECKF(n != (size_t)-1 && !strcmp(buf, "{\"name\":\"\",\"unit\":\"c\",\"inner\":{\"ok\":true}}"), "got %s", buf);
-    /* accepted and rejected documents */
+    /* accepted and rejected documents (properties come in the declared order) */
     static const struct { const char *doc; bool ok; } docs[] = {
-        {"{\"name\":\"a\\n\xc3\xa9\",\"unit\":\"fahrenheit\",\"inner\":{\"ok\":false,\"n\":-12},\"x\":1.5e3,\"tags\":[\"p\",\"q\"]}", true},
+        {"{\"name\":\"a\\n\xc3\xa9\",\"unit\":\"fahrenheit\",\"x\":1.5e3,\"tags\":[\"p\",\"q\"],\"inner\":{\"ok\":false,\"n\":-12}}", true},
         {"{ \"name\": \"a\", \"unit\": \"c\", \"inner\": {\"ok\": true} }", true},
         {"{\"name\":1}", false},
         {"{\"name\":\"a\",\"unit\":\"k\"}", false},
@@ -231,66 +241,63 @@ static void test_grammar(void) {
         {"{\"name\":\"a\x01\"}", false},                       /* control character */
         {"[1]", false},
         {"{\"x\":01}", false},
+        {"{\"name\":\"a\",\"unit\":\"c\",\"inner\":{\"ok\":true}}      ", false}, /* five spaces */
     };
-    for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
-        bn_json_state_init(&s, g);
-        bool fed = bn_json_state_feed(&s, (const uint8_t *)docs[i].doc, strlen(docs[i].doc));
-        bool ok = fed && bn_json_state_done(&s);
-        CHECKF(ok == docs[i].ok, "doc %zu: %s", i, docs[i].doc);
-    }
+    for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++)
+        CHECKF(matches(m, docs[i].doc) == docs[i].ok, "doc %zu: %s", i, docs[i].doc);
     /* random walks: choose random bytes among those allowed, then complete; always valid */
     bn_test_rng rng;
     bn_test_rng_seed(&rng, 42);
     static const char alphabet[] = "{}[]\":,. -+eE0123456789abcdefghijklmnopqrstuvwxyz\\\n\xc3\xa9";
     int valid = 0;
     for (int walk = 0; walk < 300; walk++) {
-        bn_json_state_init(&s, g);
+        bn_grammar_matcher_reset(m);
         char doc[1024];
         size_t len = 0;
         int steps = (int)bn_test_rng_range(&rng, 0, 120);
-        for (int k = 0; k < steps && !bn_json_state_done(&s); k++) {
+        for (int k = 0; k < steps && bn_grammar_matcher_outlook(m).can_continue; k++) {
             uint8_t allowed[sizeof alphabet];
             int n_allowed = 0;
-            for (size_t a = 0; a + 1 < sizeof alphabet; a++) {
-                bn_json_state t = s;
-                if (bn_json_state_feed(&t, (const uint8_t *)&alphabet[a], 1)) allowed[n_allowed++] = (uint8_t)alphabet[a];
-            }
+            for (size_t a = 0; a + 1 < sizeof alphabet; a++)
+                if (bn_grammar_matcher_try(m, (const uint8_t *)&alphabet[a], 1).ok) allowed[n_allowed++] = (uint8_t)alphabet[a];
             if (n_allowed == 0) break;
             uint8_t c = allowed[bn_test_rng_range(&rng, 0, n_allowed - 1)];
-            bn_json_state_feed(&s, &c, 1);
+            CHECK(bn_grammar_matcher_accept(m, &c, 1));
             doc[len++] = (char)c;
         }
-        size_t m = bn_json_state_completion(&s, doc + len, sizeof doc - len);
-        if (m == (size_t)-1) {
+        size_t k = bn_grammar_matcher_completion(m, doc + len, sizeof doc - len);
+        if (k == (size_t)-1) {
             CHECK(!"completion too long");
             continue;
         }
-        bn_json_state_feed(&s, (const uint8_t *)doc + len, m);
-        len += m;
+        CHECK(k == bn_grammar_matcher_outlook(m).completion_len);
+        CHECK(bn_grammar_matcher_accept(m, (const uint8_t *)doc + len, k));
+        len += k;
         doc[len] = '\0';
         json_t *v = json_loadb(doc, len, 0, NULL);
-        bool ok = v && satisfies(v) && bn_json_state_done(&s);
+        bool ok = v && satisfies(v) && bn_grammar_matcher_outlook(m).accepting;
         CHECKF(ok, "walk %d: %s", walk, doc);
         valid += ok;
         json_decref(v);
     }
     CHECK(valid == 300);
-    bn_json_grammar_free(g);
+    bn_grammar_matcher_free(m);
+    bn_grammar_free(g);
 
-    /* tool-call grammar and unsupported schemas */
+    /* tool-call grammar and refused schemas */
     const char *names[] = {"get_weather", "add"};
     const char *schemas[] = {"{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"}},\"required\":[\"city\"]}", NULL};
-    CHECK_OK(bn_json_grammar_tool_call(&g, names, schemas, 2, &err), &err);
-    bn_json_state_init(&s, g);
-    const char *call = "{\"name\":\"add\",\"arguments\":{\"a\":[1,{\"b\":null}]}}";
-    CHECK(bn_json_state_feed(&s, (const uint8_t *)call, strlen(call)) && bn_json_state_done(&s));
-    bn_json_state_init(&s, g);
-    call = "{\"name\":\"get_weather\",\"arguments\":{}}";
-    CHECK(!bn_json_state_feed(&s, (const uint8_t *)call, strlen(call)) || !bn_json_state_done(&s));
-    bn_json_grammar_free(g);
-    CHECK(bn_json_grammar_from_schema(&g, "{\"type\":\"object\",\"properties\":{\"a\":{\"$ref\":\"#/x\"}}}", &err) != BN_OK);
+    CHECK_OK(bn_json_tool_call_grammar(&g, names, schemas, 2, &err), &err);
+    CHECK_OK(bn_grammar_matcher_new(&m, g, &err), &err);
+    CHECK(matches(m, "{\"name\":\"add\",\"arguments\":{\"a\":[1,{\"b\":null}]}}"));
+    CHECK(!matches(m, "{\"name\":\"get_weather\",\"arguments\":{}}"));
+    CHECK(matches(m, "{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Oslo\"}}"));
+    bn_grammar_matcher_free(m);
+    bn_grammar_free(g);
+    CHECK(bn_json_schema_grammar(&g, "{\"type\":\"object\",\"properties\":{\"a\":{\"$ref\":\"#/x\"}}}", &err) != BN_OK);
     CHECK_STR_CONTAINS(err.message, "$ref");
-    CHECK(bn_json_grammar_from_schema(&g, "{\"type\":\"string\"}", &err) != BN_OK);
+    CHECK(bn_json_schema_grammar(&g, "{\"type\":\"object\",\"properties\":{\"a\":{\"multipleOf\":3}}}", &err) == BN_ERR_UNSUPPORTED);
+    CHECK_STR_CONTAINS(err.message, "schema.properties.a.multipleOf");
 }
 
 /* ---------------------------------------------------------------- engine */
@@ -455,8 +462,8 @@ static void test_engine(void) {
     CHECK(st.busy_slots == 0 && st.queued == 0 && st.n_slots == 3);
 
     /* grammar on random weights, with sampling: always valid JSON within max_tokens */
-    bn_json_grammar *g = NULL;
-    CHECK_OK(bn_json_grammar_from_schema(&g, test_schema, &err), &err);
+    bn_grammar *g = NULL;
+    CHECK_OK(bn_json_schema_grammar(&g, test_schema, &err), &err);
     collected c3;
     memset(&c3, 0, sizeof c3);
     pthread_mutex_init(&c3.mu, NULL);
@@ -478,7 +485,7 @@ static void test_engine(void) {
         json_decref(v);
     }
     bn_engine_free(e);
-    bn_json_grammar_free(g);
+    bn_grammar_free(g);
 out:
     bn_tokenizer_free(tok);
     bn_model_free(m);

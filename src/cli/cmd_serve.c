@@ -40,7 +40,7 @@ enum {
     SERVE_MAX_BODY, SERVE_ALIAS, SERVE_FORMAT, SERVE_PREFILL_CHUNK, SERVE_CACHE_RAM, SERVE_NO_PROMPT_CACHE,
     SERVE_CONTEXT_SHIFT, SERVE_KEEP, SERVE_SHUTDOWN_TIMEOUT, SERVE_LOG_FORMAT, SERVE_INT8_HEAD, SERVE_SSL_CERT,
     SERVE_SSL_KEY, SERVE_ALLOWED_HOSTS, SERVE_CORS, SERVE_PROXY, SERVE_MAX_CONNECTIONS, SERVE_MAX_CLIENT,
-    SERVE_HEADER_TIMEOUT, SERVE_BODY_TIMEOUT, SERVE_AUTH_FAIL, SERVE_READY_QUEUE_MAX, SERVE_IGNORED
+    SERVE_HEADER_TIMEOUT, SERVE_BODY_TIMEOUT, SERVE_AUTH_FAIL, SERVE_READY_QUEUE_MAX, SERVE_NO_WEBUI, SERVE_IGNORED
 };
 
 static const bn_cli_option serve_table[] = {
@@ -74,7 +74,8 @@ static const bn_cli_option serve_table[] = {
                                             "counts, finish_reason) (default text)", 0, 0, "text|json"},
     {SERVE_INT8_HEAD, "--int8-lm-head", NULL, "LM head in int8 with per-row scales instead of F16 (faster\n"
                                               "batches, logits differ slightly; BITNET_INT8_LM_HEAD=1)", 0, 0, NULL},
-    {SERVE_IGNORED, "-cb|--cont-batching|--metrics|--slots|--props|--jinja|--no-webui|--embedding|--embeddings",
+    {SERVE_NO_WEBUI, "--no-webui", NULL, "no chat page at GET / (then a 404 like any unknown path)", 0, 0, NULL},
+    {SERVE_IGNORED, "-cb|--cont-batching|--metrics|--slots|--props|--jinja|--embedding|--embeddings",
      NULL, "llama-server options with no meaning here (batching, /metrics\nand the templates are always on): accepted with a note", 0, 0, NULL},
     {0},
 };
@@ -104,8 +105,9 @@ const bn_cli_spec bn_serve_spec = {
     .name = "serve",
     .synopsis = "[-m MODEL] [options]",
     .about = "OpenAI-compatible server: GET /health, /live, /ready, /metrics, /v1/models, /props,\n"
-             "POST /v1/completions, /v1/chat/completions, /tokenize, /detokenize (see docs/SERVER.md,\n"
-             "docs/openapi.yaml).\n"
+             "POST /v1/completions, /v1/chat/completions, /v1/responses, /tokenize, /detokenize (see\n"
+             "docs/SERVER.md, docs/openapi.yaml), and a chat page for a browser at GET /\n"
+             "(--no-webui: none).\n"
              "Security and limits: docs/SERVER.md, \"Security\". Replicas behind a load balancer:\n"
              "docs/DEPLOY.md.\n",
     .notes = "Signals: SIGINT/SIGTERM drain the server: /ready and /health answer 503 at once, the\n"
@@ -228,6 +230,7 @@ static bn_cli_parse apply_serve(void *state, const bn_cli_option *opt, const cha
         cfg->log_json = ok && !strcmp(v, "json");
         break;
     case SERVE_INT8_HEAD: cfg->int8_lm_head = true; break;
+    case SERVE_NO_WEBUI: cfg->no_webui = true; break;
     case SERVE_SSL_CERT: ok = *v, cfg->ssl_cert_file = v; break;
     case SERVE_SSL_KEY: ok = *v, cfg->ssl_key_file = v; break;
     case SERVE_ALLOWED_HOSTS: ok = *v && list_add_items(&o->hosts, v); break;

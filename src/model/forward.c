@@ -3,9 +3,10 @@
  *
  * It reads like the paper: embedding; per layer attention (norm, q/k/v, NEOX RoPE, KV cache,
  * attention, sub-norm, output projection, residual) and FFN (norm, gate/up, squared ReLU, sub-norm,
- * down projection, residual); final norm; LM head. Every operation goes through the backend
- * (backend.h), whose kernels compute each token independently of the others, so a token's result
- * does not depend on which chunk or batch it runs in. All entries' tokens go through each
+ * down projection, residual); final norm; LM head (or, for embeddings, the final norm's rows).
+ * Every operation goes through the backend (backend.h), whose kernels compute each token
+ * independently of the others, so a token's result does not depend on which chunk or batch it
+ * runs in. All entries' tokens go through each
  * projection together (one GEMM per weight matrix); attention runs per entry over its own
  * sequence's cache, reading back this chunk's K/V from the cache in its storage type too.
  */
@@ -83,7 +84,7 @@ static void linear_parts(bn_backend *be, float *const *ys, const bn_linear *cons
 }
 
 bn_status bn_model_forward(bn_model *model, const bn_batch_entry *entries, int n, float *logits,
-                           bn_error *err) {
+                           float *hidden, bn_error *err) {
     const bn_model_config *c = &model->config;
     const bn_model_weights *w = &model->weights;
     bn_backend *be = model->backend;
@@ -159,18 +160,23 @@ bn_status bn_model_forward(bn_model *model, const bn_batch_entry *entries, int n
         observe(model, "l_out", l, "ADD", s->x, n, c->dim);
     }
 
-    /* final norm and LM head, only for the entries that want logits */
+    /* final norm, then the LM head (or, without logits, the normed rows themselves), only for the
+     * entries that want output */
     if (n_out > 0) {
         be->gather_rows(be, s->out, s->x, s->logit_rows, n_out, c->dim);
         be->rmsnorm(be, s->out, s->out, w->output_norm, n_out, c->dim, eps);
-        be->lm_head(be, logits, w, s->out, n_out);
+        if (logits)
+            be->lm_head(be, logits, w, s->out, n_out);
+        else if ((st = be->to_host(be, hidden, s->out, (size_t)n_out * (size_t)c->dim * sizeof(float), err)) != BN_OK)
+            return st;
         if (model->observer)
             for (int i = 0; i < n_out; i++) {
                 const int32_t *pos = &s->pos[s->logit_rows[i]];
                 model->observer(model->observer_context, "result_norm", "MUL",
                                 s->out + (size_t)i * (size_t)c->dim, pos, 1, c->dim);
-                model->observer(model->observer_context, "result_output", "MUL_MAT",
-                                logits + (size_t)i * (size_t)c->n_vocab, pos, 1, c->n_vocab);
+                if (logits)
+                    model->observer(model->observer_context, "result_output", "MUL_MAT",
+                                    logits + (size_t)i * (size_t)c->n_vocab, pos, 1, c->n_vocab);
             }
     }
     /* a device backend reports here what failed in its queued work */

@@ -1,8 +1,9 @@
 /*
- * model.c: the model's life cycle (load, free, accessors) and bn_model_decode(), which validates
- * a whole batch before touching any state and then runs it through forward.c in chunks of at most
- * ubatch entries. Chunking cannot change results: each token's computation is independent of the
- * other tokens of its chunk, and a chunk's K/V are in the caches before the next chunk reads them.
+ * model.c: the model's life cycle (load, free, accessors) and bn_model_decode() (and its
+ * hidden-state twin), which validates a whole batch before touching any state and then runs it
+ * through forward.c in chunks of at most ubatch entries. Chunking cannot change results: each
+ * token's computation is independent of the other tokens of its chunk, and a chunk's K/V are in
+ * the caches before the next chunk reads them.
  */
 #include "model/backend.h"
 
@@ -122,7 +123,7 @@ uint64_t bn_model_bytes_per_token(const bn_model *model) {
 /* Checks every entry against its sequence (walking positions with seq->next); changes nothing
  * observable. */
 static bn_status validate_batch(const bn_model *model, const bn_batch_entry *entries, int n,
-                                const float *logits_out, bn_error *err) {
+                                const float *out, bn_error *err) {
     for (int i = 0; i < n; i++) {
         bn_sequence *seq = entries[i].seq;
         if (!seq) return bn_error_set(err, BN_ERR_INVALID, "batch entry %d: no sequence", i);
@@ -145,26 +146,40 @@ static bn_status validate_batch(const bn_model *model, const bn_batch_entry *ent
                                 "batch entry %d: position %d, expected %d (the sequence's next position)",
                                 i, e->pos, seq->next);
         seq->next++;
-        if (e->want_logits && !logits_out)
-            return bn_error_set(err, BN_ERR_INVALID, "batch entry %d wants logits but no output buffer was given", i);
+        if (e->want_logits && !out)
+            return bn_error_set(err, BN_ERR_INVALID, "batch entry %d wants output but no output buffer was given", i);
     }
+    return BN_OK;
+}
+
+/* One step for bn_model_decode (logits_out) or bn_model_decode_hidden (hidden_out, logits_out
+ * NULL): rows of n_vocab or dim floats per entry that wants output. */
+static bn_status decode(bn_model *model, const bn_batch_entry *entries, int n, float *logits_out,
+                        float *hidden_out, bn_error *err) {
+    if (n < 0 || (n > 0 && !entries))
+        return bn_error_set(err, BN_ERR_INVALID, "invalid batch (%d entries)", n);
+    bn_status st = validate_batch(model, entries, n, logits_out ? logits_out : hidden_out, err);
+    if (st != BN_OK) return st;
+
+    float *out = logits_out ? logits_out : hidden_out;
+    size_t row = (size_t)(logits_out ? model->config.n_vocab : model->config.dim);
+    for (int begin = 0; begin < n; begin += model->options.ubatch) {
+        int count = n - begin < model->options.ubatch ? n - begin : model->options.ubatch;
+        st = bn_model_forward(model, entries + begin, count, logits_out ? out : NULL, logits_out ? NULL : out, err);
+        if (st != BN_OK) return st;
+        for (int i = begin; i < begin + count; i++)
+            if (entries[i].want_logits) out += row;
+    }
+    for (int i = 0; i < n; i++) entries[i].seq->length = entries[i].seq->next;
     return BN_OK;
 }
 
 bn_status bn_model_decode(bn_model *model, const bn_batch_entry *entries, int n, float *logits_out,
                           bn_error *err) {
-    if (n < 0 || (n > 0 && !entries))
-        return bn_error_set(err, BN_ERR_INVALID, "invalid batch (%d entries)", n);
-    bn_status st = validate_batch(model, entries, n, logits_out, err);
-    if (st != BN_OK) return st;
+    return decode(model, entries, n, logits_out, NULL, err);
+}
 
-    float *logits = logits_out;
-    for (int begin = 0; begin < n; begin += model->options.ubatch) {
-        int count = n - begin < model->options.ubatch ? n - begin : model->options.ubatch;
-        if ((st = bn_model_forward(model, entries + begin, count, logits, err)) != BN_OK) return st;
-        for (int i = begin; i < begin + count; i++)
-            if (entries[i].want_logits) logits += model->config.n_vocab;
-    }
-    for (int i = 0; i < n; i++) entries[i].seq->length = entries[i].seq->next;
-    return BN_OK;
+bn_status bn_model_decode_hidden(bn_model *model, const bn_batch_entry *entries, int n, float *hidden_out,
+                                 bn_error *err) {
+    return decode(model, entries, n, NULL, hidden_out, err);
 }

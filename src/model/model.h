@@ -6,9 +6,10 @@
  * forward.c. Sequences own their KV cache. bn_model_decode() runs one step over a batch of
  * entries (sequence, position, token) taken from any number of sequences, so the weights are read
  * once per step for all of them: the matmuls are GEMMs over all entries' tokens, attention runs per
- * entry over its own sequence's cache.
+ * entry over its own sequence's cache. bn_model_decode_hidden() is the same step ending before the
+ * LM head: it returns the final (normed) hidden states instead of logits.
  *
- * Batch invariance: the logits of an entry depend only on its sequence's tokens, never on the rest
+ * Batch invariance: the logits (and hidden states) of an entry depend only on its sequence's tokens, never on the rest
  * of the batch, the chunking of a prefill, the order of sequences or the thread count (bit for bit).
  *
  * A model is not thread-safe: one bn_model_decode() at a time per model (its scratch buffers are
@@ -145,6 +146,14 @@ typedef struct bn_batch_entry {
  * grows by its number of entries. */
 bn_status bn_model_decode(bn_model *model, const bn_batch_entry *entries, int n, float *logits_out,
                           bn_error *err);
+
+/* bn_model_decode, except that each entry with want_logits gets its final hidden state instead of
+ * logits: the dim floats of RMSNorm(x, output_norm) after the last layer, the vector the LM head
+ * would multiply, as rows in entry order in hidden_out (host memory; may be NULL when no entry
+ * wants one). The same forward pass, validation and batch invariance. Every backend. Used for
+ * embeddings (server/engine.h). */
+bn_status bn_model_decode_hidden(bn_model *model, const bn_batch_entry *entries, int n, float *hidden_out,
+                                 bn_error *err);
 
 /* Observer of the forward pass's intermediate results, for layer-by-layer comparisons with a
  * reference: called after each operation with the name bitnet.cpp's graph gives that result

@@ -123,10 +123,11 @@ bn_status bn_model_weights_load(bn_model_weights *weights, bn_model_config *conf
                                 bn_threadpool *pool, bn_error *err);
 void bn_model_weights_release(bn_model_weights *weights, int n_layers);
 
-/* forward.c: runs n <= ubatch validated entries through the network; writes the logits of
- * entries that want them to logits (rows in entry order). */
+/* forward.c: runs n <= ubatch validated entries through the network; for the entries that want
+ * output, writes their logits to logits (rows in entry order), or when logits is NULL their final
+ * hidden states (dim floats each, host memory) to hidden. */
 bn_status bn_model_forward(bn_model *model, const bn_batch_entry *entries, int n, float *logits,
-                           bn_error *err);
+                           float *hidden, bn_error *err);
 void bn_forward_state_release(bn_forward_state *state, bn_backend *backend);
 
 #endif

@@ -13,9 +13,12 @@ struct bn_gen {
     char **stops;
     bn_sampler *sampler;
     bn_detokenizer detok;
-    bn_json_state gstate;
-    size_t completion_now;   /* shortest completion of gstate before this step's token */
+    bn_grammar_matcher *matcher;
     int64_t tokens_left;     /* for the grammar filter: tokens that may follow the one sampled */
+    bool budget_off;         /* max_tokens cannot hold any complete sentence: valid bytes only */
+    bn_tokens plan;          /* a completion of the grammar state in tokens (see grammar_budget) */
+    size_t plan_pos;         /* plan.ids[plan_pos..] complete the current state */
+    bool plan_valid;
     char *text;              /* everything generated so far (the stop string cut off once found) */
     size_t text_len, text_cap;
     size_t emitted;          /* bytes of text already handed out */
@@ -62,25 +65,66 @@ bool bn_text_append(char **text, size_t *len, size_t *cap, const char *s, size_t
     return true;
 }
 
-/* Says whether the token keeps the output a prefix of a document that can still be completed
- * within the tokens left (the JSON grammar's filter). */
+/* Tokens left in the plan (the grammar's shortest completion, encoded). */
+static size_t plan_left(const bn_gen *g) { return g->plan_valid ? g->plan.n - g->plan_pos : SIZE_MAX; }
+
+/* Makes the plan for the current state: its shortest completion, encoded by the tokenizer, when
+ * the ids give back exactly those bytes and none is a control token (else no plan: the budget is
+ * then counted in bytes, which byte-level vocabularies always cover). */
+static void make_plan(bn_gen *g) {
+    g->plan.n = 0;
+    g->plan_pos = 0;
+    g->plan_valid = false;
+    char buf[4096];
+    size_t n = bn_grammar_matcher_completion(g->matcher, buf, sizeof buf);
+    if (n == (size_t)-1) return;
+    bn_error ignored;
+    if (n && bn_tokenizer_encode(g->tok, buf, n, false, false, &g->plan, &ignored) != BN_OK) return;
+    size_t at = 0;
+    for (size_t i = 0; i < g->plan.n; i++) {
+        size_t len = 0;
+        const uint8_t *bytes = bn_tokenizer_token_bytes(g->tok, g->plan.ids[i], &len);
+        if (!bytes || bn_tokenizer_token_type(g->tok, g->plan.ids[i]) == BN_TOKEN_CONTROL || len > n - at ||
+            memcmp(bytes, buf + at, len) != 0)
+            return;
+        at += len;
+    }
+    g->plan_valid = at == n;
+}
+
+/* Says whether the token keeps the output a prefix of a sentence of the grammar that can still be
+ * completed within the tokens left: when its shortest completion in bytes fits (each byte is a
+ * token of a byte-level vocabulary), or when it is the next token of the plan and the plan fits.
+ * An end-of-generation token is allowed where the sentence may end. */
 static bool grammar_filter(void *user, int32_t token) {
     bn_gen *g = user;
+    if (bn_tokenizer_is_eog(g->tok, token))
+        return !g->cfg.ignore_eog && bn_grammar_matcher_outlook(g->matcher).accepting;
     if (bn_tokenizer_token_type(g->tok, token) == BN_TOKEN_CONTROL) return false;
     size_t len = 0;
     const uint8_t *bytes = bn_tokenizer_token_bytes(g->tok, token, &len);
-    if (!bytes || len == 0) return false;
-    bn_json_state next = g->gstate;
-    if (!bn_json_state_feed(&next, bytes, len)) return false;
-    if (bn_json_state_done(&next)) return true;
+    if (!bytes || len == 0 || !bn_grammar_matcher_allows_byte(g->matcher, bytes[0])) return false;
+    bn_grammar_outlook o = bn_grammar_matcher_try(g->matcher, bytes, len);
+    if (!o.ok) return false;
+    if (g->budget_off) return true;
     size_t left = g->tokens_left > 0 ? (size_t)g->tokens_left : 0;
-    /* max_tokens too small for any complete document: valid bytes only (ends with "length") */
-    if (g->completion_now > left + 1) return true;
-    /* one byte lengthens the shortest completion by at most max_growth */
-    size_t growth = bn_json_grammar_max_growth(g->cfg.grammar);
-    if (g->completion_now <= left && len <= left / growth && g->completion_now + len * growth <= left)
-        return true;
-    return bn_json_state_completion_len(&next, left) <= left;
+    if (o.completion_len <= left) return true;
+    return g->plan_valid && g->plan_pos < g->plan.n && token == g->plan.ids[g->plan_pos] && plan_left(g) - 1 <= left;
+}
+
+/* Before sampling under a grammar: the tokens left after this one, and the plan when the bytes
+ * bound alone could cut the sentence. */
+static void grammar_budget(bn_gen *g, int ctx_left) {
+    int64_t left = (int64_t)(ctx_left > 0 ? ctx_left : 0) + 1;
+    int32_t max_tokens = g->cfg.max_tokens;
+    if (max_tokens >= 0 && (int64_t)(max_tokens - g->n_generated) < left) left = max_tokens - g->n_generated;
+    g->tokens_left = left - 1;
+    bn_grammar_outlook now = bn_grammar_matcher_outlook(g->matcher);
+    if (g->budget_off || now.completion_len <= (size_t)(left - 1)) return;
+    if (!g->plan_valid) make_plan(g);
+    size_t need = g->plan_valid ? plan_left(g) : now.completion_len;
+    /* max_tokens too small for any complete sentence: valid bytes only (ends with "length") */
+    if (need > (size_t)left) g->budget_off = true;
 }
 
 void bn_gen_free(bn_gen *g) {
@@ -88,6 +132,8 @@ void bn_gen_free(bn_gen *g) {
     for (size_t i = 0; g->stops && i < g->cfg.n_stops; i++) free(g->stops[i]);
     free(g->stops);
     bn_sampler_free(g->sampler);
+    bn_grammar_matcher_free(g->matcher);
+    bn_tokens_free(&g->plan);
     bn_detokenizer_free(&g->detok);
     free(g->text);
     free(g->ends);
@@ -117,8 +163,8 @@ bn_status bn_gen_create(bn_gen **out, const bn_tokenizer *tok, size_t n_vocab,
     if (!st && !bn_text_append(&g->text, &g->text_len, &g->text_cap, "", 0))
         st = bn_error_set(err, BN_ERR_NOMEM, "out of memory");
     if (!st && config->grammar) {
-        bn_json_state_init(&g->gstate, config->grammar);
-        bn_sampler_set_filter(g->sampler, grammar_filter, g);
+        st = bn_grammar_matcher_new(&g->matcher, config->grammar, err);
+        if (!st) bn_sampler_set_filter(g->sampler, grammar_filter, g);
     }
     if (st) {
         bn_gen_free(g);
@@ -171,13 +217,7 @@ bn_status bn_gen_step(bn_gen *g, const float *logits, int ctx_left, bn_gen_delta
         bn_gen_finish(g, BN_FINISH_LENGTH, out);
         return BN_OK;
     }
-    if (g->cfg.grammar) {
-        g->completion_now = bn_json_state_completion_len(&g->gstate, (size_t)1 << 20);
-        int64_t left = (int64_t)(ctx_left > 0 ? ctx_left : 0) + 1;
-        if (max_tokens >= 0 && (int64_t)(max_tokens - g->n_generated) < left)
-            left = max_tokens - g->n_generated;
-        g->tokens_left = left - 1;
-    }
+    if (g->cfg.grammar) grammar_budget(g, ctx_left);
     /* log-probabilities cost an exp per vocabulary entry: only when asked for */
     memset(&g->sample, 0, sizeof g->sample);
     bn_status st = g->cfg.want_logprobs
@@ -189,7 +229,7 @@ bn_status bn_gen_step(bn_gen *g, const float *logits, int ctx_left, bn_gen_delta
     out->token = token;
     out->sample = g->cfg.want_logprobs ? &g->sample : NULL;
 
-    if (!g->cfg.grammar && !g->cfg.ignore_eog && bn_tokenizer_is_eog(g->tok, token)) {
+    if (!g->cfg.ignore_eog && bn_tokenizer_is_eog(g->tok, token)) {
         if (!flush_detok(g)) return fail(g, out, bn_error_set(err, BN_ERR_NOMEM, "out of memory"));
         deliver(g, out, g->text_len);
         g->finish = out->finish = BN_FINISH_EOG;
@@ -200,8 +240,12 @@ bn_status bn_gen_step(bn_gen *g, const float *logits, int ctx_left, bn_gen_delta
     if (g->cfg.grammar) {
         size_t blen = 0;
         const uint8_t *bytes = bn_tokenizer_token_bytes(g->tok, token, &blen);
-        bn_json_state_feed(&g->gstate, bytes, blen);
-        done = bn_json_state_done(&g->gstate);
+        if (!bytes || !bn_grammar_matcher_accept(g->matcher, bytes, blen))
+            return fail(g, out, bn_error_set(err, BN_ERR_STATE, "the grammar refused token %d", (int)token));
+        bn_grammar_outlook o = bn_grammar_matcher_outlook(g->matcher);
+        done = o.accepting && !o.can_continue;
+        if (g->plan_valid && g->plan_pos < g->plan.n && g->plan.ids[g->plan_pos] == token) g->plan_pos++;
+        else g->plan_valid = false;
     }
     const char *piece;
     size_t piece_len;

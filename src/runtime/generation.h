@@ -1,8 +1,8 @@
 /*
  * generation.h: the one generation core. A bn_gen is the state of one generated sequence: its
- * sampler (seed, penalty window, logit bias), an optional JSON grammar, the detokenizer, the text
- * so far with its stop-string hold-back, the log-probabilities of the last token, the counters and
- * the finish reason. One step function turns a row of logits into {token, final text, finish}.
+ * sampler (seed, penalty window, logit bias), an optional grammar (sampling/grammar.h), the
+ * detokenizer, the text so far with its stop-string hold-back, the log-probabilities of the last
+ * token, the counters and the finish reason. One step function turns a row of logits into {token, final text, finish}.
  * `bitnet run`, `bitnet chat` (through bn_session, session.h) and every server slot (engine.c) run
  * it; none of them samples, detokenizes or scans for stop strings on its own.
  *
@@ -15,19 +15,24 @@
  * Rules, in the order one step applies them:
  *   1. max_tokens (>= 0) already reached: LENGTH, nothing sampled.
  *   2. Sample (grammar mask, bias, penalties, truncation: sampler.h).
- *   3. An end-of-generation token (unless ignore_eog, and never under a grammar, which masks
- *      control tokens): EOG; the token is not part of the output.
- *   4. The token's bytes join the text; under a grammar they advance it, and a complete document
- *      ends the generation (GRAMMAR).
+ *   3. An end-of-generation token (unless ignore_eog; under a grammar only where the sentence may
+ *      end, other control tokens never): EOG; the token is not part of the output.
+ *   4. The token's bytes join the text; under a grammar they advance it, and a sentence that
+ *      nothing can follow ends the generation (GRAMMAR).
  *   5. Without a grammar, the earliest stop string cuts the text there: STOP.
  *   6. max_tokens reached: LENGTH; no room left in the context for the token: CONTEXT.
  * A generation that ends for any reason but STOP releases everything it held back.
+ *
+ * Under a grammar the budget is counted in tokens: a token is allowed when the shortest completion
+ * after it fits in the tokens left counted as bytes (one token per byte always exists), or when it
+ * is the next token of the plan, the shortest completion encoded by the tokenizer, and the plan
+ * fits. So the output closes validly whenever max_tokens holds the shortest sentence in tokens.
  */
 #ifndef BN_RUNTIME_GENERATION_H
 #define BN_RUNTIME_GENERATION_H
 
 #include "bitnet.h"
-#include "sampling/json_grammar.h"
+#include "sampling/grammar.h"
 #include "sampling/sampler.h"
 #include "tokenizer/tokenizer.h"
 
@@ -57,7 +62,7 @@ typedef struct bn_gen_config {
     const char *const *stops;       /* copied; may be NULL */
     size_t n_stops;
     bool ignore_eog;                /* keep generating past EOS/EOT */
-    const bn_json_grammar *grammar; /* may be NULL; must outlive the generation */
+    const bn_grammar *grammar;      /* may be NULL; must outlive the generation */
     bool want_logprobs;             /* fill bn_gen_delta.sample */
     unsigned detok_flags;           /* BN_DETOK_* */
 } bn_gen_config;

@@ -50,8 +50,9 @@ struct bn_completion {
     char model_id[256], fingerprint[64], id[64];
     long created;
     bn_api_request req;
-    bn_json_grammar *grammar;
+    bn_grammar *grammar;
     bool chat, stream, include_usage;
+    bn_responses *responses; /* POST /v1/responses: its wire shapes (responses.h); NULL otherwise */
     bn_tool_mode tools;
     int named_tool;
     int n_choices, prompt_tokens;
@@ -108,6 +109,7 @@ bn_completion *bn_completion_create(const bn_completion_setup *setup) {
     memset(setup->req, 0, sizeof *setup->req);
     c->grammar = setup->plan->grammar;
     setup->plan->grammar = NULL;
+    c->responses = setup->responses;
     c->chat = c->req.chat;
     c->stream = c->req.stream;
     c->include_usage = c->req.stream && c->req.include_usage;
@@ -118,8 +120,9 @@ bn_completion *bn_completion_create(const bn_completion_setup *setup) {
     c->first_finish = -1;
     unsigned long long serial = atomic_fetch_add(&next_serial, 1);
     c->created = (long)time(NULL);
-    snprintf(c->id, sizeof c->id, "%s%llx%04llx", c->chat ? "chatcmpl-" : "cmpl-", (unsigned long long)c->created,
-             serial);
+    snprintf(c->id, sizeof c->id, "%s%llx%04llx", c->responses ? "resp_" : c->chat ? "chatcmpl-" : "cmpl-",
+             (unsigned long long)c->created, serial);
+    if (c->responses) bn_responses_bind(c->responses, c->id, c->created, c->model_id);
     return c;
 }
 
@@ -136,7 +139,8 @@ static void destroy(bn_completion *c) {
     free(c->cached);
     free(c->out);
     bn_api_request_free(&c->req);
-    bn_json_grammar_free(c->grammar);
+    bn_grammar_free(c->grammar);
+    bn_responses_free(c->responses);
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv);
     free(c);
@@ -238,6 +242,24 @@ static void sse_event(bn_completion *c, json_t *chunk) {
     free(text);
 }
 
+/* Responses API events (responses.h): `event: <type>` and `data: <json>` each (takes the array). */
+static void responses_events(bn_completion *c, json_t *events) {
+    if (!events) {
+        c->out_failed = true;
+        return;
+    }
+    size_t i;
+    json_t *ev;
+    json_array_foreach(events, i, ev) {
+        const char *type = json_string_value(json_object_get(ev, "type"));
+        out_append(c, "event: ", 7);
+        out_append(c, type, strlen(type));
+        out_append(c, "\n", 1);
+        sse_event(c, json_incref(ev));
+    }
+    json_decref(events);
+}
+
 static bool choice_append(choice *ch, const char *s, size_t n) {
     return bn_text_append(&ch->text, &ch->len, &ch->cap, s, n);
 }
@@ -328,7 +350,7 @@ static json_t *parse_tool_call(bn_completion *c, const choice *ch, int index) {
     char *arg_text = json_dumps(args, JSON_COMPACT);
     json_decref(args);
     char id[48];
-    snprintf(id, sizeof id, "call_%s_%d", c->id + 9, index);
+    snprintf(id, sizeof id, "call_%s_%d", c->id + (c->responses ? 5 : 9), index); /* the id's hex part */
     json_t *call = json_pack("{s:s,s:s,s:{s:s,s:s}}", "id", id, "type", "function", "function", "name", name,
                              "arguments", arg_text ? arg_text : "{}");
     free(arg_text);
@@ -349,6 +371,11 @@ static json_t *usage_json(bn_completion *c) {
 }
 
 static void stream_content(bn_completion *c, int index, const char *text, size_t len, json_t *lp_entry) {
+    if (c->responses) { /* one choice, no logprobs */
+        json_decref(lp_entry);
+        responses_events(c, bn_responses_stream_text(c->responses, text, len));
+        return;
+    }
     json_t *chunk = chunk_base(c);
     json_t *ch;
     if (c->chat) {
@@ -417,6 +444,11 @@ static void stream_finish_choice(bn_completion *c, int index) {
     choice *ch = &c->choices[index];
     json_t *call = c->chat && !ch->streamed_any ? parse_tool_call(c, ch, index) : NULL;
     if (c->chat && !call && !ch->streamed_any && ch->len > 0) stream_content(c, index, ch->text, ch->len, NULL);
+    if (c->responses) { /* the output item is complete: no finish chunk */
+        responses_events(c, bn_responses_stream_item(c->responses, ch->text ? ch->text : "", ch->len, call, ch->finish));
+        json_decref(call);
+        return;
+    }
     if (call) {
         json_t *delta_call = json_pack("{s:i,s:O,s:s,s:O}", "index", 0, "id", json_object_get(call, "id"), "type",
                                        "function", "function", json_object_get(call, "function"));
@@ -441,6 +473,10 @@ static void stream_finish_choice(bn_completion *c, int index) {
 
 /* The first events of a stream: each chat choice's role, each completions choice's echo. */
 static void stream_start(bn_completion *c) {
+    if (c->responses) {
+        responses_events(c, bn_responses_stream_start(c->responses));
+        return;
+    }
     for (int k = 0; k < c->n_choices; k++) {
         json_t *chunk = chunk_base(c);
         if (c->chat)
@@ -472,6 +508,17 @@ static json_t *shutdown_error(bn_completion *c) {
 
 /* The end of a stream: the error of a failed or cut generation, usage, [DONE]. */
 static void stream_end(bn_completion *c, bool cut, const char *error) {
+    if (c->responses) { /* response.completed, .incomplete or .failed; no [DONE] in this API */
+        json_t *usage = usage_json(c), *shutdown = cut ? shutdown_error(c) : NULL;
+        const char *why = json_string_value(json_object_get(json_object_get(shutdown, "error"), "message"));
+        const bn_responses_end end = {.finish = c->choices[0].finish, .usage = usage,
+                                      .error_code = cut ? "server_shutdown" : "server_error",
+                                      .error = cut ? (why ? why : "server shutdown") : error[0] ? error : NULL};
+        responses_events(c, bn_responses_stream_end(c->responses, &end));
+        json_decref(usage);
+        json_decref(shutdown);
+        return;
+    }
     if (cut) { /* no [DONE]: the stream is incomplete */
         sse_event(c, shutdown_error(c));
         return;
@@ -581,6 +628,16 @@ char *bn_completion_body(bn_completion *c, bn_api_error *e) {
     if (error[0] || c->out_failed) {
         bn_api_error_set(e, 500, "server_error", NULL, NULL, "%s", error[0] ? error : "out of memory");
         return NULL;
+    }
+    if (c->responses) {
+        choice *ch = &c->choices[0];
+        json_t *call = parse_tool_call(c, ch, 0), *usage = usage_json(c);
+        const bn_responses_end end = {.finish = ch->finish, .usage = usage};
+        char *text = bn_json_dump(bn_responses_body(c->responses, ch->text ? ch->text : "", ch->len, call, &end));
+        json_decref(call);
+        json_decref(usage);
+        if (!text) bn_api_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
+        return text;
     }
     json_t *choices = json_array();
     for (int i = 0; i < c->n_choices; i++) {

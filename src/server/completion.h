@@ -1,6 +1,7 @@
 /*
  * completion.h: one generation request in flight and its OpenAI wire format: the SSE chunks of a
- * stream, or the final JSON body (choices, tool calls, logprobs, usage).
+ * stream, or the final JSON body (choices, tool calls, logprobs, usage); for POST /v1/responses the
+ * Responses API's events and response object, built by responses.h.
  *
  * Design: the engine thread only queues events (a copy of each token's text and sample, each
  * choice's finish) under the completion's mutex and signals; the connection's thread takes the
@@ -13,6 +14,7 @@
 #include "server/engine.h"
 #include "server/planning.h"
 #include "server/request.h"
+#include "server/responses.h"
 #include "tokenizer/tokenizer.h"
 
 #include <stdatomic.h>
@@ -28,10 +30,12 @@ typedef struct bn_completion_setup {
     const char *fingerprint;     /* system_fingerprint of chat bodies; copied */
     bn_api_request *req;         /* moved in (the completion frees it) */
     bn_plan *plan;               /* its grammar and echo texts are moved in */
+    bn_responses *responses;     /* POST /v1/responses: its wire state, moved in on success (the
+                                    Responses shapes of responses.h replace the chat ones); else NULL */
 } bn_completion_setup;
 
-/* NULL on out-of-memory (then the request and the plan are left as they were). The caller holds
- * the connection's reference. */
+/* NULL on out-of-memory (then the request, the plan and the responses state are left as they
+ * were). The caller holds the connection's reference. */
 bn_completion *bn_completion_create(const bn_completion_setup *setup);
 void bn_completion_ref(bn_completion *c);
 /* Drops one reference. */

@@ -4,12 +4,14 @@
  * prompts, drop cancelled jobs, shift or end full ones, build one batch (one token per decoding
  * slot, then prompt chunks of prefilling slots up to the prefill budget), run bn_model_decode
  * once, and hand every row of logits to its job's generation (bn_gen_step), turning the deltas
- * into events.
+ * into events. Before building that batch, a step runs one chunk of the embedding job at the head
+ * of its own queue (embed_step, see engine.h).
  */
 #include "server/engine.h"
 
 #include "runtime/prompt_store.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +29,16 @@ typedef struct job {
     double last_ms;
     bn_engine *engine;
 } job;
+
+/* An embedding job (bn_engine_embed_config) and how far it has run. */
+typedef struct embed_job {
+    struct embed_job *next;
+    bn_engine_embed_config cfg;
+    size_t input;          /* the input running now */
+    size_t done;           /* its tokens already run */
+    bn_sequence *seq;      /* its sequence, while it is part-way */
+    double *sum;           /* dim: its pooled rows so far */
+} embed_job;
 
 typedef struct slot {
     bn_sequence *seq;
@@ -59,6 +71,15 @@ struct bn_engine {
     int *entry_slot;
     float *logits;
     int rr;                /* round-robin start for prefill */
+    /* embeddings: the queue (under mu), the tokens of a step (prefill_chunk, at most the model's
+     * ubatch), and one step's hidden rows, the sequences of its inputs and the tokens of each */
+    embed_job *embed_head, *embed_tail;
+    int embed_queued;
+    int embed_chunk;
+    int dim;
+    float *hidden;
+    bn_sequence **embed_seqs;
+    int *embed_take;
 };
 
 double bn_engine_now_ms(void) {
@@ -278,6 +299,136 @@ static long long kv_in_use(const bn_engine *e) {
     return used;
 }
 
+bn_status bn_engine_submit_embed(bn_engine *e, const bn_engine_embed_config *cfg, bn_error *err) {
+    if (cfg->n_inputs < 1 || !cfg->inputs || !cfg->n_tokens || !cfg->out || !cfg->done)
+        return bn_error_set(err, BN_ERR_INVALID, "embedding job: no inputs, output or callback");
+    for (size_t i = 0; i < cfg->n_inputs; i++) {
+        if (cfg->n_tokens[i] < 1 || cfg->n_tokens[i] > (size_t)e->opt.n_ctx)
+            return bn_error_set(err, BN_ERR_INVALID, "embedding input %zu: %zu tokens for a context of %d", i,
+                                cfg->n_tokens[i], e->opt.n_ctx);
+        for (size_t t = 0; t < cfg->n_tokens[i]; t++)
+            if (cfg->inputs[i][t] < 0 || cfg->inputs[i][t] >= e->n_vocab)
+                return bn_error_set(err, BN_ERR_INVALID, "embedding input %zu: token id %d is outside [0, %d)", i,
+                                    cfg->inputs[i][t], e->n_vocab);
+    }
+    embed_job *j = calloc(1, sizeof *j);
+    double *sum = calloc((size_t)e->dim, sizeof *sum);
+    if (!j || !sum) {
+        free(j);
+        free(sum);
+        return bn_error_set(err, BN_ERR_NOMEM, "out of memory");
+    }
+    j->cfg = *cfg;
+    j->sum = sum;
+    bn_status st = BN_OK;
+    pthread_mutex_lock(&e->mu);
+    if (e->stop) {
+        st = bn_error_set(err, BN_ERR_STATE, "the server is shutting down");
+    } else if (e->embed_queued >= e->opt.max_queue) {
+        st = bn_error_set(err, BN_ERR_RANGE, "the embedding queue is full (%d waiting, limit %d)", e->embed_queued,
+                          e->opt.max_queue);
+    } else {
+        if (e->embed_tail) e->embed_tail->next = j;
+        else e->embed_head = j;
+        e->embed_tail = j;
+        e->embed_queued++;
+        pthread_cond_signal(&e->cv);
+    }
+    pthread_mutex_unlock(&e->mu);
+    if (st) {
+        free(sum);
+        free(j);
+    }
+    return st;
+}
+
+/* Takes the head embedding job off the queue and ends it: done(status, message), then freed. */
+static void embed_finish(bn_engine *e, embed_job *j, bn_status status, const char *message) {
+    pthread_mutex_lock(&e->mu);
+    e->embed_head = j->next;
+    if (!e->embed_head) e->embed_tail = NULL;
+    e->embed_queued--;
+    pthread_mutex_unlock(&e->mu);
+    if (status == BN_OK && e->observer.tokens) {
+        size_t total = 0;
+        for (size_t i = 0; i < j->cfg.n_inputs; i++) total += j->cfg.n_tokens[i];
+        e->observer.tokens(e->observer.user, total > INT32_MAX ? INT32_MAX : (int)total, 0);
+    }
+    bn_sequence_free(j->seq);
+    j->cfg.done(j->cfg.user, status, message);
+    free(j->sum);
+    free(j);
+}
+
+/* The vector of a finished input: the mean of its pooled rows (sum over count), L2-normalized;
+ * false when it is not finite. */
+static bool embed_vector(float *out, double *sum, size_t count, int dim) {
+    double norm = 0;
+    for (int i = 0; i < dim; i++) {
+        sum[i] /= (double)count;
+        norm += sum[i] * sum[i];
+    }
+    norm = sqrt(norm);
+    if (!isfinite(norm)) return false;
+    for (int i = 0; i < dim; i++) out[i] = norm > 0 ? (float)(sum[i] / norm) : 0.0f;
+    memset(sum, 0, (size_t)dim * sizeof *sum);
+    return true;
+}
+
+/* One step of the embedding job at the head of the queue: up to embed_chunk of its tokens, from
+ * the input it is in and the inputs after it (each on its own sequence), through one
+ * bn_model_decode_hidden; every input that ends here gets its vector. */
+static void embed_step(bn_engine *e) {
+    pthread_mutex_lock(&e->mu);
+    embed_job *j = e->embed_head; /* only this thread takes jobs off the queue */
+    pthread_mutex_unlock(&e->mu);
+    if (!j) return;
+    const bn_engine_embed_config *c = &j->cfg;
+    if (c->cancel && atomic_load(c->cancel)) {
+        embed_finish(e, j, BN_ERR_STATE, "cancelled");
+        return;
+    }
+    /* the step owns the sequences of its inputs (embed_seqs[k] for input j->input + k) until each
+     * input ends, or hands the one left part-way back to the job */
+    bn_error err;
+    bn_status st = BN_OK;
+    int n = 0, n_inputs = 0;
+    for (size_t i = j->input; i < c->n_inputs && n < e->embed_chunk; i++) {
+        bn_sequence *seq = i == j->input ? j->seq : NULL;
+        if (!seq && (st = bn_sequence_create(e->model, (int)c->n_tokens[i], &seq, &err)) != BN_OK) break;
+        size_t from = i == j->input ? j->done : 0, left = c->n_tokens[i] - from;
+        int take = left < (size_t)(e->embed_chunk - n) ? (int)left : e->embed_chunk - n;
+        for (int t = 0; t < take; t++)
+            e->entries[n++] = (bn_batch_entry){seq, (int32_t)(from + (size_t)t), c->inputs[i][from + (size_t)t], true};
+        e->embed_seqs[n_inputs] = seq;
+        e->embed_take[n_inputs++] = take;
+    }
+    j->seq = NULL;
+    if (st == BN_OK) st = bn_model_decode_hidden(e->model, e->entries, n, e->hidden, &err);
+    const float *row = e->hidden;
+    for (int k = 0; k < n_inputs && st == BN_OK; k++) {
+        size_t i = j->input;
+        /* a leading BOS runs (the model expects it) but is the same in every input: not pooled */
+        bool skip_bos = c->bos >= 0 && c->inputs[i][0] == c->bos && c->n_tokens[i] > 1;
+        for (int t = 0; t < e->embed_take[k]; t++, row += e->dim) {
+            if (skip_bos && j->done + (size_t)t == 0) continue;
+            for (int d = 0; d < e->dim; d++) j->sum[d] += row[d];
+        }
+        j->done += (size_t)e->embed_take[k];
+        if (j->done < c->n_tokens[i]) { /* part-way (the step's last input): on at the next step */
+            j->seq = e->embed_seqs[k];
+            e->embed_seqs[k] = NULL;
+            break;
+        }
+        if (!embed_vector(c->out + i * (size_t)e->dim, j->sum, c->n_tokens[i] - skip_bos, e->dim))
+            st = bn_error_set(&err, BN_ERR_RANGE, "input %zu: the model's hidden state is not finite", i);
+        j->input++, j->done = 0;
+    }
+    for (int k = 0; k < n_inputs; k++) bn_sequence_free(e->embed_seqs[k]);
+    if (st != BN_OK) embed_finish(e, j, st, err.message);
+    else if (j->input == c->n_inputs) embed_finish(e, j, BN_OK, NULL);
+}
+
 /* How long an idle engine gathers a burst of requests before its first step. */
 #define ADMIT_WINDOW_MS 5
 
@@ -288,7 +439,8 @@ static void *engine_main(void *arg) {
         job *dropped = NULL;
         int n_admitted = 0;
         pthread_mutex_lock(&e->mu);
-        while (!e->stop && atomic_load(&e->busy) == 0 && !e->queue_head) pthread_cond_wait(&e->cv, &e->mu);
+        while (!e->stop && atomic_load(&e->busy) == 0 && !e->queue_head && !e->embed_head)
+            pthread_cond_wait(&e->cv, &e->mu);
         if (e->stop) {
             pthread_mutex_unlock(&e->mu);
             break;
@@ -296,7 +448,7 @@ static void *engine_main(void *arg) {
         /* An idle engine woken by a request waits a moment for the rest of a burst (clients that
          * start together reach it a few ms apart), so their prompts share the first step instead
          * of each one's prefill delaying the next one's first token. */
-        if (atomic_load(&e->busy) == 0 && e->queued < e->opt.n_slots) {
+        if (atomic_load(&e->busy) == 0 && !e->embed_head && e->queued < e->opt.n_slots) {
             struct timespec deadline;
             clock_gettime(CLOCK_REALTIME, &deadline);
             deadline.tv_nsec += ADMIT_WINDOW_MS * 1000000L;
@@ -338,6 +490,7 @@ static void *engine_main(void *arg) {
             }
         }
         atomic_store(&e->kv_used, kv_in_use(e));
+        embed_step(e);
         /* the batch: decoding slots first, then prompt chunks */
         int n = 0;
         for (int i = 0; i < e->opt.n_slots; i++) {
@@ -418,6 +571,7 @@ bn_status bn_engine_create(bn_engine **out, bn_model *model, const bn_tokenizer 
     e->tok = tok;
     e->opt = o;
     e->n_vocab = cfg->n_vocab;
+    e->dim = cfg->dim;
     if (observer) e->observer = *observer;
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
@@ -427,8 +581,14 @@ bn_status bn_engine_create(bn_engine **out, bn_model *model, const bn_tokenizer 
     e->entry_slot = calloc(max_entries, sizeof *e->entry_slot);
     /* rows: one per decoding slot plus one per prefilling slot that completes */
     e->logits = malloc((size_t)2 * (size_t)o.n_slots * (size_t)e->n_vocab * sizeof *e->logits);
+    int ubatch = bn_model_get_options(model)->ubatch;
+    e->embed_chunk = o.prefill_chunk < ubatch ? o.prefill_chunk : ubatch;
+    e->hidden = malloc((size_t)e->embed_chunk * (size_t)e->dim * sizeof *e->hidden);
+    e->embed_seqs = calloc((size_t)e->embed_chunk, sizeof *e->embed_seqs);
+    e->embed_take = calloc((size_t)e->embed_chunk, sizeof *e->embed_take);
     bn_status st = BN_OK;
-    if (!e->slots || !e->entries || !e->entry_slot || !e->logits)
+    if (!e->slots || !e->entries || !e->entry_slot || !e->logits || !e->hidden || !e->embed_seqs ||
+        !e->embed_take)
         st = bn_error_set(err, BN_ERR_NOMEM, "out of memory for %d slots", o.n_slots);
     for (int i = 0; i < o.n_slots && !st; i++) st = bn_sequence_create(model, o.n_ctx, &e->slots[i].seq, err);
     if (!st && o.cache_ram_mb > 0 && !o.no_prompt_cache) st = bn_prompt_store_create(&e->store, (size_t)o.cache_ram_mb << 20, err);
@@ -458,6 +618,7 @@ void bn_engine_free(bn_engine *e) {
         e->queue_head = j->next;
         emit_finish(j, BN_FINISH_CANCELLED, NULL);
     }
+    while (e->embed_head) embed_finish(e, e->embed_head, BN_ERR_STATE, "the server is shutting down");
     for (int i = 0; e->slots && i < e->opt.n_slots; i++) {
         if (e->slots[i].job) {
             job *j = e->slots[i].job;
@@ -472,6 +633,9 @@ void bn_engine_free(bn_engine *e) {
     free(e->entries);
     free(e->entry_slot);
     free(e->logits);
+    free(e->hidden);
+    free(e->embed_seqs);
+    free(e->embed_take);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
     free(e);

@@ -20,6 +20,18 @@
  * less than half of it. Reuse changes no output: the logits of a token depend only on its
  * sequence's tokens (batch invariance). A sequence that went through a context shift is never
  * offered.
+ *
+ * Embeddings (POST /v1/embeddings): an embedding job is a list of inputs (token ids) whose pooled
+ * final hidden states are wanted. The engine thread runs it because it owns the model; it needs
+ * no slot and no sampling, so it has its own FIFO queue. Each step, before building the
+ * generation batch, the engine runs up to prefill_chunk tokens (at most the model's ubatch) of
+ * the job at the head of that queue through one bn_model_decode_hidden() call (one input, or
+ * several short ones together), so running streams keep flowing during a long embedding
+ * request as they do during a long prefill. Each input runs on a sequence of its own, created
+ * with exactly its length as capacity and freed when it ends, so no slot's prompt cache is
+ * touched. An input's rows are summed (in double, in order) as they come; at its end the mean
+ * is L2-normalized into the job's output. By batch invariance the vector is the same whatever
+ * else runs in the step and however the input is split.
  */
 #ifndef BN_SERVER_ENGINE_H
 #define BN_SERVER_ENGINE_H
@@ -111,6 +123,28 @@ void bn_engine_free(bn_engine *e);
 bn_status bn_engine_submit(bn_engine *e, const bn_engine_job_config *jobs, size_t n, bn_error *err);
 void bn_engine_get_stats(bn_engine *e, bn_engine_stats *out);
 int bn_engine_ctx(const bn_engine *e);
+
+/* Called once on the engine thread when an embedding job ends: BN_OK (every vector written),
+ * BN_ERR_STATE (cancelled, or the engine stopped) or another failure, with message saying why. */
+typedef void (*bn_engine_embed_done_fn)(void *user, bn_status status, const char *message);
+
+typedef struct bn_engine_embed_config {
+    const int32_t *const *inputs; /* n_inputs token lists; not copied: they, n_tokens and out must
+                                   * stay valid until done is called */
+    const size_t *n_tokens;       /* each in [1, the slot context]; ids below n_vocab */
+    size_t n_inputs;              /* >= 1 */
+    int32_t bos;                  /* a first token equal to this runs but is not pooled, unless it is
+                                   * the whole input; -1: every token is pooled */
+    float *out;                   /* n_inputs x dim: each input's mean final hidden state (after
+                                   * the output RMSNorm), L2-normalized */
+    const atomic_bool *cancel;    /* may be NULL; must outlive the job */
+    bn_engine_embed_done_fn done;
+    void *user;
+} bn_engine_embed_config;
+
+/* Queues an embedding job (see the header comment): BN_ERR_RANGE when --queue embedding jobs
+ * already wait, BN_ERR_STATE while stopping, BN_ERR_INVALID for a bad config. */
+bn_status bn_engine_submit_embed(bn_engine *e, const bn_engine_embed_config *job, bn_error *err);
 
 /* Monotonic milliseconds. */
 double bn_engine_now_ms(void);

@@ -3,6 +3,12 @@
  */
 #include "server/planning.h"
 
+#include "sampling/gbnf.h"
+#include "sampling/grammar_regex.h"
+#include "sampling/json_schema.h"
+
+#include <jansson.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,29 +88,63 @@ static bn_status chat_prompt(const bn_plan_context *ctx, const bn_api_request *r
     return st;
 }
 
+/* The grammar of a text constraint: GBNF, a regular expression over the whole output, or one of
+ * several strings. */
+static bn_status text_grammar(bn_grammar **out, bn_response_format format, const char *text, bn_error *err) {
+    if (format == BN_RESPONSE_GBNF) return bn_gbnf_compile(text, strlen(text), out, err);
+    bn_grammar_builder *b;
+    bn_status st = bn_grammar_builder_new(&b, err);
+    if (st) return st;
+    int root = bn_grammar_rule(b, "root");
+    if (format == BN_RESPONSE_REGEX) {
+        int body = -1;
+        if ((st = bn_grammar_regex(b, text, 0, &body, err))) {
+            bn_grammar_builder_free(b);
+            return st;
+        }
+        bn_grammar_add_ref(b, bn_grammar_alt(b, root), body);
+    } else {
+        json_t *choices = json_loads(text, 0, NULL);
+        for (size_t i = 0; i < json_array_size(choices); i++) {
+            const char *s = json_string_value(json_array_get(choices, i));
+            bn_grammar_add_literal(b, bn_grammar_alt(b, root), s, strlen(s));
+        }
+        if (!choices) bn_grammar_builder_fail(b, BN_ERR_NOMEM, "out of memory");
+        json_decref(choices);
+    }
+    return bn_grammar_builder_finish(b, root, out, err);
+}
+
+/* The grammar a request asks for outside tools: response_format, json_schema, guided_json,
+ * grammar, guided_regex, guided_choice. */
+static bn_status format_grammar(bn_plan *p, const bn_api_request *r, bn_error *err) {
+    switch (r->response_format) {
+    case BN_RESPONSE_TEXT: return BN_OK;
+    case BN_RESPONSE_JSON_OBJECT: return bn_json_schema_grammar(&p->grammar, NULL, err);
+    case BN_RESPONSE_JSON_SCHEMA: return bn_json_schema_grammar(&p->grammar, r->schema, err);
+    default: return text_grammar(&p->grammar, r->response_format, r->schema, err);
+    }
+}
+
 /* The grammar a chat request asks for (response_format, tool_choice required or named). */
 static bn_status chat_grammar(bn_plan *p, const bn_api_request *r, const char **param, bn_error *err) {
     *param = "response_format";
     if (r->tool_choice == BN_TOOL_CHOICE_NAMED) {
         *param = "tools";
-        return bn_json_grammar_from_schema(&p->grammar, r->tools[r->named_tool].parameters, err);
+        return bn_json_schema_grammar(&p->grammar, r->tools[r->named_tool].parameters, err);
     }
     if (r->tool_choice == BN_TOOL_CHOICE_REQUIRED) {
         *param = "tools";
         const char **names = calloc(r->n_tools, sizeof *names), **schemas = calloc(r->n_tools, sizeof *schemas);
         bn_status st = !names || !schemas ? bn_error_set(err, BN_ERR_NOMEM, "out of memory") : BN_OK;
         for (size_t i = 0; !st && i < r->n_tools; i++) names[i] = r->tools[i].name, schemas[i] = r->tools[i].parameters;
-        if (!st) st = bn_json_grammar_tool_call(&p->grammar, names, schemas, r->n_tools, err);
+        if (!st) st = bn_json_tool_call_grammar(&p->grammar, names, schemas, r->n_tools, err);
         free(names);
         free(schemas);
         return st;
     }
-    if (r->response_format == BN_RESPONSE_JSON_OBJECT) return bn_json_grammar_from_schema(&p->grammar, NULL, err);
-    if (r->response_format == BN_RESPONSE_JSON_SCHEMA) {
-        *param = r->schema_param;
-        return bn_json_grammar_from_schema(&p->grammar, r->schema, err);
-    }
-    return BN_OK;
+    if (r->response_format != BN_RESPONSE_JSON_OBJECT && r->schema_param) *param = r->schema_param;
+    return format_grammar(p, r, err);
 }
 
 /* An error from the tokenizer or the template: out of memory is the server's fault, the rest the
@@ -146,8 +186,7 @@ bn_status bn_plan_request(bn_plan *p, const bn_plan_context *ctx, const bn_api_r
         for (size_t i = 0; i < p->n_prompts; i++)
             if (tokenize_prompt(ctx->tok, &r->prompts[i], &p->ids[i], &p->echo[i], &p->echo_len[i], &err))
                 return internal_error(e, &err);
-        if (r->response_format == BN_RESPONSE_JSON_SCHEMA) /* json_schema / guided_json */
-            gst = bn_json_grammar_from_schema(&p->grammar, r->schema, &err);
+        gst = format_grammar(p, r, &err); /* json_schema, guided_json, grammar, guided_regex, guided_choice */
     }
     if (gst == BN_ERR_NOMEM) return internal_error(e, &err);
     if (gst) {
@@ -198,6 +237,6 @@ void bn_plan_free(bn_plan *p) {
     free(p->ids);
     free(p->echo);
     free(p->echo_len);
-    bn_json_grammar_free(p->grammar);
+    bn_grammar_free(p->grammar);
     memset(p, 0, sizeof *p);
 }

@@ -11,7 +11,7 @@
 #define BN_SERVER_PLANNING_H
 
 #include "chat/chat.h"
-#include "sampling/json_grammar.h"
+#include "sampling/grammar.h"
 #include "server/engine.h"
 #include "server/request.h"
 #include "tokenizer/tokenizer.h"
@@ -35,7 +35,7 @@ typedef struct bn_plan {
     bn_tokens *ids;          /* n_prompts; owned */
     char **echo;             /* n_prompts: completions' prompt text for echo; owned */
     size_t *echo_len;
-    bn_json_grammar *grammar; /* owned; NULL: unconstrained */
+    bn_grammar *grammar;      /* owned; NULL: unconstrained */
     bn_tool_mode tools;
     int named_tool;          /* forced with a named tool: its index; -1 otherwise */
     const char *stops[BN_API_MAX_STOPS + 8]; /* borrowed from the request and the chat format */

@@ -157,19 +157,36 @@ static bn_status parse_common(bn_api_request *r, const json_t *root, const bn_ap
     if ((st = get_int(root, "repeat_last_n", -1, BN_SAMPLER_MAX_PENALTY_WINDOW, &x, &present, e))) return st;
     if (present) r->penalty_last_n = (int32_t)x;
     if ((st = get_bool(root, "ignore_eos", &r->ignore_eos, e))) return st;
-    static const char *const unsupported[] = {"grammar", "guided_grammar", "guided_regex", "guided_choice"};
-    for (size_t i = 0; i < sizeof unsupported / sizeof *unsupported; i++) {
-        const json_t *v = json_object_get(root, unsupported[i]);
-        if (v && !json_is_null(v))
-            return bad(e, unsupported[i], "is not supported: constrain the output with a JSON Schema "
-                                          "(response_format, json_schema or guided_json)");
+    const json_t *gg = json_object_get(root, "guided_grammar");
+    if (gg && !json_is_null(gg))
+        return bad(e, "guided_grammar", "is not supported: give a GBNF grammar in `grammar`, or a JSON Schema "
+                                        "(response_format, json_schema or guided_json)");
+    static const struct { const char *name; bn_response_format format; } constraints[] = {
+        {"grammar", BN_RESPONSE_GBNF}, {"guided_regex", BN_RESPONSE_REGEX}, {"guided_choice", BN_RESPONSE_CHOICE}};
+    for (size_t i = 0; i < sizeof constraints / sizeof *constraints; i++) {
+        const char *name = constraints[i].name;
+        const json_t *v = json_object_get(root, name);
+        if (!v || json_is_null(v)) continue;
+        if (r->schema) return bad(e, name, "only one of grammar, guided_regex and guided_choice may be given");
+        if (constraints[i].format == BN_RESPONSE_CHOICE) {
+            if (!json_is_array(v) || json_array_size(v) == 0) return bad(e, name, "expected a non-empty array of strings");
+            for (size_t k = 0; k < json_array_size(v); k++)
+                if (!json_is_string(json_array_get(v, k))) return bad(e, name, "expected a non-empty array of strings");
+            r->schema = json_dumps(v, JSON_COMPACT);
+        } else {
+            if (!json_is_string(v) || json_string_length(v) == 0) return bad(e, name, "expected a non-empty string");
+            r->schema = dup_str(json_string_value(v));
+        }
+        if (!r->schema) return oom(e);
+        r->response_format = constraints[i].format;
+        r->schema_param = name;
     }
     for (int i = 0; i < 2; i++) {
         const char *name = i == 0 ? "json_schema" : "guided_json";
         const json_t *v = json_object_get(root, name);
         if (!v || json_is_null(v)) continue;
         if (!json_is_object(v)) return bad(e, name, "expected a JSON Schema object");
-        if (r->schema) return bad(e, name, "only one of json_schema and guided_json may be given");
+        if (r->schema) return bad(e, name, "only one of json_schema, guided_json, grammar, guided_regex and guided_choice may be given");
         r->response_format = BN_RESPONSE_JSON_SCHEMA;
         r->schema_param = name;
         if (!(r->schema = json_dumps(v, JSON_COMPACT))) return oom(e);

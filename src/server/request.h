@@ -49,7 +49,10 @@ typedef enum bn_tool_choice {
 typedef enum bn_response_format {
     BN_RESPONSE_TEXT = 0,
     BN_RESPONSE_JSON_OBJECT,
-    BN_RESPONSE_JSON_SCHEMA
+    BN_RESPONSE_JSON_SCHEMA,
+    BN_RESPONSE_GBNF,   /* llama-server's `grammar`: schema holds the GBNF text */
+    BN_RESPONSE_REGEX,  /* vLLM's `guided_regex`: schema holds the expression */
+    BN_RESPONSE_CHOICE  /* vLLM's `guided_choice`: schema holds the JSON array of strings */
 } bn_response_format;
 
 /* One prompt of /v1/completions: text or token ids. */
@@ -89,7 +92,8 @@ typedef struct bn_api_request {
     bn_tool_choice tool_choice; /* default: auto with tools, none without */
     int named_tool;             /* index into tools for BN_TOOL_CHOICE_NAMED */
     bn_response_format response_format;
-    char *schema;               /* json_schema.schema as compact JSON text; owned */
+    char *schema;               /* json_schema.schema as compact JSON text (or the grammar,
+                                 * expression or choices: see bn_response_format); owned */
     const char *schema_param;   /* static: the field the schema came from, for errors */
     /* sampling and limits */
     float temperature, top_p, presence_penalty, frequency_penalty;

@@ -4,12 +4,15 @@
  * Origin (same origin or --cors-origin: CSRF), route and method (OPTIONS answers preflights, HEAD
  * works like GET), media type (POST bodies are application/json), API key (failures rate-limited
  * per client), body size, server state, requests per minute. Then the handler: health, live,
- * ready, metrics, models, tokenize/detokenize/props (utility_routes.c), or a generation
- * (planning.h -> engine jobs -> completion.h).
+ * ready, metrics, models, tokenize/detokenize/props (utility_routes.c), the chat page at /
+ * (webui.c; absent with --no-webui), embeddings (embeddings.c, an engine job), or a generation
+ * (planning.h -> engine jobs -> completion.h): completions, chat, or responses (responses.h: the
+ * Responses API translated into a chat request).
  */
 #include "server/server_internal.h"
 
 #include "server/planning.h"
+#include "server/responses.h"
 #include "server/routing_key.h"
 #include "server/wire_json.h"
 
@@ -105,8 +108,10 @@ static enum MHD_Result model_one(bn_request_ctx *c, struct MHD_Connection *conn,
     return bn_respond_json(c, conn, 200, model_json(c->srv), 0, NULL);
 }
 
+typedef enum generation_api { API_COMPLETIONS, API_CHAT, API_RESPONSES } generation_api;
+
 /* A generation: parse, plan, reserve tokens, submit the jobs, then stream or wait. */
-static enum MHD_Result generation(bn_request_ctx *c, struct MHD_Connection *conn, bool chat) {
+static enum MHD_Result generation(bn_request_ctx *c, struct MHD_Connection *conn, generation_api api) {
     bn_server *s = c->srv;
     bn_api_error e = {0};
     if (!bn_server_model_intact(s, &e)) return bn_respond_error(c, conn, &e, 0);
@@ -114,9 +119,11 @@ static enum MHD_Result generation(bn_request_ctx *c, struct MHD_Connection *conn
     int32_t tok_vocab = (int32_t)bn_tokenizer_n_vocab(s->tok), model_vocab = bn_model_get_config(s->model)->n_vocab;
     bn_api_limits lim = {tok_vocab < model_vocab ? tok_vocab : model_vocab};
     bn_api_request req;
+    bn_responses *wire = NULL; /* API_RESPONSES: moves into the completion */
     const char *body = c->body ? c->body : "";
-    if (chat ? bn_server_parse_chat_request(&req, &e, body, c->len, &lim)
-             : bn_server_parse_completion_request(&req, &e, body, c->len, &lim))
+    if (api == API_RESPONSES ? bn_responses_parse_request(&req, &wire, &e, body, c->len, &lim)
+        : api == API_CHAT    ? bn_server_parse_chat_request(&req, &e, body, c->len, &lim)
+                             : bn_server_parse_completion_request(&req, &e, body, c->len, &lim))
         return bn_respond_error(c, conn, &e, 0);
     bn_routing_key(&req, c->slot_hint);
     int n_ctx = bn_engine_ctx(s->engine);
@@ -126,6 +133,7 @@ static enum MHD_Result generation(bn_request_ctx *c, struct MHD_Connection *conn
     bn_completion *comp = NULL;
     bn_engine_job_config *jobs = NULL;
     if (bn_plan_request(&plan, &pctx, &req, &e)) {
+        if (wire) bn_responses_plan_error(&e);
         ret = bn_respond_error(c, conn, &e, 0);
         goto done;
     }
@@ -140,7 +148,7 @@ static enum MHD_Result generation(bn_request_ctx *c, struct MHD_Connection *conn
     char fingerprint[64];
     snprintf(fingerprint, sizeof fingerprint, "bitnet-c-%s", bn_version());
     const bn_completion_setup setup = {.tok = s->tok, .model_id = s->model_id, .fingerprint = fingerprint,
-                                       .req = &req, .plan = &plan};
+                                       .req = &req, .plan = &plan, .responses = wire};
     int n_choices = plan.n_choices;
     jobs = calloc((size_t)n_choices, sizeof *jobs);
     const bn_api_request *r = &req; /* jobs are built before req moves into the completion; the
@@ -148,6 +156,7 @@ static enum MHD_Result generation(bn_request_ctx *c, struct MHD_Connection *conn
     double now = bn_engine_now_ms();
     for (int k = 0; jobs && k < n_choices; k++) jobs[k] = bn_plan_job(&plan, r, k, n_ctx);
     comp = jobs ? bn_completion_create(&setup) : NULL;
+    if (comp) wire = NULL;
     if (!comp) {
         bn_auth_refund_tokens(&s->auth, c->key, plan.reserved_tokens, now / 1e3);
         bn_api_error_set(&e, 500, "server_error", NULL, NULL, "out of memory");
@@ -203,20 +212,27 @@ done:
     bn_completion_unref(comp);
     bn_plan_free(&plan);
     bn_api_request_free(&req);
+    bn_responses_free(wire);
     return ret;
 }
 
 static enum MHD_Result completions(bn_request_ctx *c, struct MHD_Connection *conn, const char *url) {
     (void)url;
-    return generation(c, conn, false);
+    return generation(c, conn, API_COMPLETIONS);
 }
 
 static enum MHD_Result chat_completions(bn_request_ctx *c, struct MHD_Connection *conn, const char *url) {
     (void)url;
-    return generation(c, conn, true);
+    return generation(c, conn, API_CHAT);
+}
+
+static enum MHD_Result responses(bn_request_ctx *c, struct MHD_Connection *conn, const char *url) {
+    (void)url;
+    return generation(c, conn, API_RESPONSES);
 }
 
 static const route routes[] = {
+    {"GET", "/", false, "/", true, bn_route_chat_page},
     {"GET", "/health", false, "/health", true, health},
     {"GET", "/live", false, "/live", true, live},
     {"GET", "/ready", false, "/ready", true, ready},
@@ -225,6 +241,8 @@ static const route routes[] = {
     {"GET", "/v1/models/", true, "/v1/models/{model}", false, model_one},
     {"POST", "/v1/completions", false, "/v1/completions", false, completions},
     {"POST", "/v1/chat/completions", false, "/v1/chat/completions", false, chat_completions},
+    {"POST", "/v1/responses", false, "/v1/responses", false, responses},
+    {"POST", "/v1/embeddings", false, "/v1/embeddings", false, bn_route_embeddings},
     {"POST", "/tokenize", false, "/tokenize", false, bn_route_tokenize},
     {"POST", "/detokenize", false, "/detokenize", false, bn_route_detokenize},
     {"GET", "/props", false, "/props", false, bn_route_props},
@@ -327,6 +345,7 @@ enum MHD_Result bn_route_request(bn_request_ctx *c, struct MHD_Connection *conn,
     }
     const route *rt = NULL;
     for (size_t i = 0; i < sizeof routes / sizeof routes[0] && !rt; i++) {
+        if (routes[i].fn == bn_route_chat_page && s->cfg.no_webui) continue;
         size_t n = strlen(routes[i].path);
         if (routes[i].prefix ? !strncmp(url, routes[i].path, n) && url[n] && !strchr(url + n, '/')
                              : !strcmp(url, routes[i].path))

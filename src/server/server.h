@@ -62,6 +62,7 @@ typedef struct bn_server_config {
                                     <= 0: unlimited (bitnet serve's default: 10) */
     int ready_queue_max;         /* GET /ready answers 503 while this many jobs or more wait for a
                                     slot; <= 0: the queue's size (at least 1) */
+    bool no_webui;               /* no chat page: GET / answers 404 (webui.c) */
 } bn_server_config;
 
 typedef struct bn_server bn_server;

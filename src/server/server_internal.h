@@ -1,8 +1,8 @@
 /*
  * server_internal.h: the server's shared state and the calls between its parts: transport.c
  * (libmicrohttpd, connections, responses), routes.c (route table and request checks),
- * utility_routes.c (tokenize, detokenize, props) and server.c (lifecycle, logging). Not a
- * public interface.
+ * utility_routes.c (tokenize, detokenize, props), embeddings.c (POST /v1/embeddings), webui.c
+ * (the chat page) and server.c (lifecycle, logging). Not a public interface.
  */
 #ifndef BN_SERVER_SERVER_INTERNAL_H
 #define BN_SERVER_SERVER_INTERNAL_H
@@ -55,6 +55,7 @@ typedef struct bn_request_ctx {
     double start_ms;
     int status;
     bn_completion *completion; /* a generation's, for the log's token counts (a reference) */
+    int embed_tokens;       /* an embeddings request's tokens, for the log's prompt_tokens */
     double reserved_tokens; /* tokens-per-minute reservation, settled when the request ends */
     int key;                /* the API key's index */
     bool inflight;          /* counted in bn_server.inflight until the response has gone */
@@ -124,6 +125,10 @@ void bn_server_log_time(char ts[32]);
 enum MHD_Result bn_route_tokenize(bn_request_ctx *c, struct MHD_Connection *conn, const char *url);
 enum MHD_Result bn_route_detokenize(bn_request_ctx *c, struct MHD_Connection *conn, const char *url);
 enum MHD_Result bn_route_props(bn_request_ctx *c, struct MHD_Connection *conn, const char *url);
+/* embeddings.c: POST /v1/embeddings (an engine job; see embeddings.h). */
+enum MHD_Result bn_route_embeddings(bn_request_ctx *c, struct MHD_Connection *conn, const char *url);
+/* webui.c: GET /, the chat page (unless --no-webui). */
+enum MHD_Result bn_route_chat_page(bn_request_ctx *c, struct MHD_Connection *conn, const char *url);
 
 /* routes.c: why GET /ready answers 503 ("loading", "draining", "model_file_changed",
  * "queue_full"), or NULL when ready. */

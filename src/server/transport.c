@@ -386,6 +386,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
 static void log_request(bn_server *s, bn_request_ctx *c, bool early) {
     bn_completion_counts counts = {0};
     if (c->completion) bn_completion_get_counts(c->completion, &counts);
+    else counts.prompt_tokens = c->embed_tokens;
     double ms = bn_engine_now_ms() - c->start_ms;
     if (s->cfg.log_json) {
         char ts[32];

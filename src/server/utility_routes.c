@@ -5,7 +5,8 @@
  *                    {"tokens": [{"id", "piece"}]} (a piece that is not valid UTF-8 on its own, such
  *                    as half of a multi-byte character, is given as its byte values);
  *   POST /detokenize {"tokens": [ids]} -> {"content": text};
- *   GET  /props      the model, its context and slots, the chat format, the device and the build.
+ *   GET  /props      the model, its context, hidden size (n_embd) and slots, the chat format, the
+ *                    device and the build.
  * They run on the connection's thread with the loaded tokenizer (no engine job). Every refusal is
  * an OpenAI error object naming the field.
  */
@@ -162,5 +163,6 @@ enum MHD_Result bn_route_props(bn_request_ctx *c, struct MHD_Connection *conn, c
                              "device", "cpu", "build_info", bn_version(), "server", "bitnet-c",
                              "prompt_cache", !s->cfg.no_prompt_cache);
     if (body) json_object_set_new(body, "n_vocab", json_integer(bn_tokenizer_n_vocab(s->tok)));
+    if (body) json_object_set_new(body, "n_embd", json_integer(mc->dim)); /* the embeddings' size */
     return bn_respond_json(c, conn, 200, body, 0, NULL);
 }

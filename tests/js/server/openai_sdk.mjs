@@ -1,6 +1,6 @@
 // openai_sdk.mjs: the official OpenAI Node SDK, unchanged, against `bitnet serve` (driven by
-// tests/test_server_openai.sh): models.list, completions (stream and not), chat (stream and not)
-// and a tool-call round trip. Env: BITNET_BIN, MODEL.
+// tests/test_server_openai.sh): models.list, completions (stream and not), chat (stream and not),
+// a tool-call round trip and embeddings (base64 decoded by the SDK, float). Env: BITNET_BIN, MODEL.
 import OpenAI from 'openai';
 import { check, finish, startServer } from './lib.mjs';
 
@@ -65,6 +65,40 @@ async function main() {
     const final = await runner.finalChatCompletion();
     const sc = final.choices[0].message.tool_calls?.[0];
     check(sc && sc.function.name === 'get_weather' && JSON.parse(sc.function.arguments).unit, 'streamed tool call (SDK helper)', final);
+    // embeddings: the SDK asks for base64 by default and decodes it; float gives the same numbers
+    const auth = { Authorization: 'Bearer sdk-key', 'Content-Type': 'application/json' };
+    const props = await (await fetch(`${S.base}/props`, { headers: auth })).json();
+    const inputs = ['The quick brown fox', 'jumps over the lazy dog', 'The quick brown fox'];
+    const eb = await client.embeddings.create({ model: ID, input: inputs });
+    const ef = await client.embeddings.create({ model: ID, input: inputs, encoding_format: 'float' });
+    const norm = (v) => Math.sqrt(v.reduce((a, x) => a + x * x, 0));
+    const near = (a, b, tol) => a.length === b.length && a.every((x, k) => Math.abs(x - b[k]) <= tol);
+    check(eb.object === 'list' && eb.model === ID && eb.data.length === inputs.length && Number.isInteger(props.n_embd) &&
+      eb.data.every((d, i) => d.object === 'embedding' && d.index === i && Array.isArray(d.embedding) &&
+        d.embedding.length === props.n_embd) && eb.usage.prompt_tokens > 0 && eb.usage.total_tokens === eb.usage.prompt_tokens,
+      'embeddings.create (base64, decoded by the SDK): one vector per input, in order, n_embd long',
+      { n_embd: props.n_embd, data: eb.data.map((d) => [d.index, d.embedding.length]), usage: eb.usage });
+    check(ef.data.length === inputs.length && ef.data.every((d, i) => near(d.embedding, eb.data[i].embedding, 1e-6)),
+      'embeddings encoding_format float equals the decoded base64 within 1e-6');
+    check(eb.data.every((d) => Math.abs(norm(d.embedding) - 1) < 1e-5), 'embeddings have norm 1',
+      eb.data.map((d) => norm(d.embedding)));
+    check(near(eb.data[0].embedding, eb.data[2].embedding, 0) && !near(eb.data[0].embedding, eb.data[1].embedding, 1e-3),
+      'the same input gives the same vector, another input another');
+    const one = await client.embeddings.create({ model: ID, input: inputs[1] });
+    check(one.data.length === 1 && near(one.data[0].embedding, eb.data[1].embedding, 0), 'a single string equals its place in a batch');
+    const ids = (await (await fetch(`${S.base}/tokenize`, { method: 'POST', headers: auth,
+      body: JSON.stringify({ content: inputs[0], add_special: true }) })).json()).tokens;
+    const et = await client.embeddings.create({ model: ID, input: ids });
+    const ett = await client.embeddings.create({ model: ID, input: [ids, ids.slice(1)], dimensions: props.n_embd });
+    check(near(et.data[0].embedding, eb.data[0].embedding, 0) && et.usage.prompt_tokens === ids.length &&
+      near(ett.data[0].embedding, eb.data[0].embedding, 0) && !near(ett.data[1].embedding, eb.data[0].embedding, 1e-3),
+      'token ids with BOS equal the text; without BOS they differ', { ids, usage: et.usage });
+    try {
+      await client.embeddings.create({ model: ID, input: 'x', dimensions: 8 });
+      check(false, 'embeddings dimensions 8 rejected');
+    } catch (e) {
+      check(e instanceof OpenAI.BadRequestError && e.param === 'dimensions', 'embeddings dimensions other than n_embd: BadRequestError', String(e));
+    }
     // errors surface as the SDK's typed errors
     try {
       await client.chat.completions.create({ model: 'nope', messages });

@@ -291,6 +291,33 @@ async function shutdown() {
     'a cut stream ends with a server_shutdown error event and no [DONE]', events.slice(-2));
   await S.exited;
 
+  // the Responses API's stream, cut the same way, ends with response.failed
+  S = await startServer(BIN, [...args, '--shutdown-timeout', '0.3']);
+  pending = new Promise((resolve) => {
+    const data = Buffer.from(JSON.stringify({ model: ID, input: 'x', max_output_tokens: 4000, temperature: 0, stream: true,
+      ignore_eos: true }));
+    const req = http.request({ host: '127.0.0.1', port: S.port, method: 'POST', path: '/v1/responses', agent: false,
+      headers: { 'Content-Type': 'application/json', 'Content-Length': data.length } }, (res) => {
+      let t = '';
+      res.on('data', (d) => { t += d; });
+      res.on('end', () => resolve({ status: res.statusCode, text: t }));
+      res.on('error', () => resolve({ status: res.statusCode, text: t }));
+    });
+    req.on('error', (e) => resolve({ status: 0, text: String(e.code || e) }));
+    req.end(data);
+  });
+  await waitBusy(S.base);
+  await sleep(100);
+  S.proc.kill('SIGTERM');
+  r = await pending;
+  const rEvents = parseSSE(r.text);
+  const rLast = rEvents[rEvents.length - 1];
+  check(r.status === 200 && rLast && rLast.type === 'response.failed' && rLast.response.status === 'failed' &&
+    rLast.response.error.code === 'server_shutdown' && /tokens generated/.test(rLast.response.error.message) &&
+    rEvents.every((e, i) => e.sequence_number === i) && !r.text.includes('[DONE]'),
+    'a cut /v1/responses stream ends with response.failed (server_shutdown)', rEvents.slice(-1));
+  await S.exited;
+
   S = await startServer(BIN, [...args, '--shutdown-timeout', '60']);
   pending = longRequest(S.port, true);
   await waitBusy(S.base);

@@ -2,6 +2,7 @@
 // tests/test_server_http.sh). Env: BITNET_BIN, MODEL (a synthetic tiny model), OPENAPI_JSON
 // (docs/openapi.yaml converted to JSON, optional), TMP (scratch dir).
 import { execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import { check, finish, metricValue, parseSSE, rawRequest, request, sleep, startServer } from './lib.mjs';
@@ -42,6 +43,22 @@ async function main() {
   r = await request(A.base, 'GET', '/v1/models/nope');
   check(isError(r, 404) && r.json.error.code === 'model_not_found', 'unknown model id: 404', r.text);
 
+  // ---- the chat page (tests/test_webui_browser.sh runs it in a browser; C below has --no-webui)
+  stage = 'chat page';
+  r = await request(A.base, 'GET', '/');
+  const inline = (tag) => { const m = r.text.match(new RegExp(`<${tag}>([\\s\\S]*?)</${tag}>`)); return m ? m[1] : ''; };
+  const hash = (tag) => `'sha256-${crypto.createHash('sha256').update(inline(tag)).digest('base64')}'`;
+  const csp = r.headers['content-security-policy'] || '';
+  check(r.status === 200 && r.headers['content-type'] === 'text/html; charset=utf-8' && r.text.includes('<title>bitnet-c chat</title>') &&
+    r.text.includes('/v1/chat/completions') && !/<script[^>]+src|<link[^>]+stylesheet|https?:\/\//.test(r.text.replace(/<!--[\s\S]*?-->/g, '')),
+    'GET /: the chat page, self-contained', { status: r.status, type: r.headers['content-type'] });
+  check(csp.includes("default-src 'none'") && csp.includes("connect-src 'self'") && csp.includes("frame-ancestors 'none'") &&
+    csp.includes(`script-src ${hash('script')};`) && csp.includes(`style-src ${hash('style')};`) &&
+    r.headers['cache-control'] === 'no-cache' && r.headers['x-content-type-options'] === 'nosniff',
+    'GET /: a Content-Security-Policy allowing only the page\'s own script and style', r.headers);
+  r = await request(A.base, 'HEAD', '/');
+  check(r.status === 200 && r.text === '' && r.headers['content-type'] === 'text/html; charset=utf-8', 'HEAD /', r.status);
+
   // ---- llama-server's utility routes: /tokenize, /detokenize, /props
   stage = 'tokenize, detokenize, props';
   {
@@ -79,6 +96,50 @@ async function main() {
     check(r.status === 200 && r.json.model === ID && r.json.total_slots === 8 && r.json.n_ctx === 1024 &&
       r.json.default_generation_settings.n_ctx === 1024 && r.json.device === 'cpu' && Number.isInteger(r.json.n_vocab),
       'GET /props: model, slots, context, device', r.text);
+  }
+
+  // ---- embeddings over HTTP (the SDK's view is in openai_sdk.mjs): the shape, and every malformed input a 400
+  stage = 'embeddings';
+  {
+    const n_embd = (await request(A.base, 'GET', '/props')).json.n_embd;
+    r = await POST(A, '/v1/embeddings', { model: ID, input: ['a b c', 'd'] });
+    const norm = (v) => Math.sqrt(v.reduce((a, x) => a + x * x, 0));
+    check(r.status === 200 && r.json.object === 'list' && r.json.model === ID && r.json.data.length === 2 &&
+      r.json.data.every((d, i) => d.object === 'embedding' && d.index === i && d.embedding.length === n_embd &&
+        Math.abs(norm(d.embedding) - 1) < 1e-5) && r.json.usage.prompt_tokens === r.json.usage.total_tokens &&
+      r.json.usage.prompt_tokens > 2, 'POST /v1/embeddings: one unit vector of n_embd floats per input', r.text.slice(0, 300));
+    const bad = [
+      [{ model: ID }, 400, 'input'], [{ model: ID, input: null }, 400, 'input'], [{ model: ID, input: 7 }, 400, 'input'],
+      [{ model: ID, input: '' }, 400, 'input'], [{ model: ID, input: [] }, 400, 'input'], [{ model: ID, input: ['a', ''] }, 400, 'input[1]'],
+      [{ model: ID, input: ['a', 3] }, 400, 'input[1]'], [{ model: ID, input: ['a', null] }, 400, 'input[1]'],
+      [{ model: ID, input: ['a', { t: 1 }] }, 400, 'input[1]'], [{ model: ID, input: [[1], []] }, 400, 'input[1]'],
+      [{ model: ID, input: [1, 1e9] }, 400, 'input[1]'], [{ model: ID, input: [1, -1] }, 400, 'input[1]'],
+      [{ model: ID, input: [1, 2.5] }, 400, 'input[1]'], [{ model: ID, input: [1, true] }, 400, 'input[1]'],
+      [{ model: ID, input: [[1, 2], [3, 'x']] }, 400, 'input[1][1]'], [{ model: ID, input: [[[1]]] }, 400, 'input[0][0]'],
+      [{ model: ID, input: Array(2049).fill('a') }, 400, 'input'], [{ model: ID, input: 'a', encoding_format: 'hex' }, 400, 'encoding_format'],
+      [{ model: ID, input: 'a', dimensions: 3 }, 400, 'dimensions'], [{ model: ID, input: 'a', dimensions: -1 }, 400, 'dimensions'],
+      [{ model: ID, input: 'a', user: 5 }, 400, 'user'], [{ input: 'a' }, 400, 'model'], [{ model: 1, input: 'a' }, 400, 'model'],
+      [{ model: 'gpt-4', input: 'a' }, 404, 'model'], [['a'], 400, undefined]];
+    for (const [body, status, param] of bad) {
+      r = await POST(A, '/v1/embeddings', body);
+      check(isError(r, status, param === undefined ? null : param), `embeddings refuses ${JSON.stringify(body).slice(0, 80)}: ${status} naming ${param}`, r.text);
+    }
+    r = await POST(A, '/v1/embeddings', { model: ID, input: ['a', 'x'.repeat(1100)] });
+    check(isError(r, 400, 'input[1]') && r.json.error.code === 'context_length_exceeded' && /1024/.test(r.json.error.message) &&
+      /1101/.test(r.json.error.message), 'embeddings input longer than the context: 400 with both numbers', r.text);
+    r = await request(A.base, 'GET', '/v1/embeddings');
+    check(isError(r, 405) && r.headers.allow === 'POST, OPTIONS', 'GET /v1/embeddings: 405', r.text);
+    // a client that goes away mid-request: the job is cancelled, the server goes on
+    const big = Buffer.from(JSON.stringify({ model: ID, input: Array(64).fill('y'.repeat(1000)) }));
+    await new Promise((resolve) => {
+      const req = http.request({ host: '127.0.0.1', port: A.port, method: 'POST', path: '/v1/embeddings', agent: false,
+        headers: { 'Content-Type': 'application/json', 'Content-Length': big.length } }, (res) => { res.resume(); res.on('end', resolve); });
+      req.on('error', resolve);
+      req.end(big);
+      setTimeout(() => { req.destroy(); resolve(); }, 100);
+    });
+    r = await POST(A, '/v1/embeddings', { model: ID, input: 'd' });
+    check(r.status === 200 && r.json.data[0].embedding.length === n_embd, 'embeddings answer after a client went away', r.text.slice(0, 200));
   }
 
   // ---- completions: greedy equals `bitnet run`
@@ -275,6 +336,82 @@ async function main() {
     response_format: { type: 'json_schema', json_schema: { name: 'n', schema: { type: 'object', properties: { a: { $ref: '#/x' } } } } } });
   check(isError(r, 400, 'response_format.json_schema.schema'), 'unsupported schema keyword: 400', r.text);
 
+  // ---- /v1/responses over HTTP (the SDK's view is in responses_sdk.mjs): every malformed request a 400 naming the field
+  stage = 'responses: malformed requests';
+  {
+    r = await POST(A, '/v1/responses', { model: ID, input: 'x', max_output_tokens: 3, temperature: 0 });
+    check(r.status === 200 && r.json.object === 'response' && r.json.output[0].type === 'message' &&
+      r.json.usage.output_tokens <= 3 && /^application\/json/.test(r.headers['content-type']), 'POST /v1/responses', r.text);
+    const fn = { type: 'function', name: 'f', parameters: { type: 'object', properties: { a: { type: 'string' } } } };
+    const bad = [
+      [{ input: 'x' }, 400, 'model'], [{ model: 1, input: 'x' }, 400, 'model'], [{ model: ID }, 400, 'input'],
+      [{ model: ID, input: 5 }, 400, 'input'], [{ model: ID, input: [] }, 400, 'input'], [{ model: ID, input: null }, 400, 'input'],
+      [{ model: ID, input: ['x'] }, 400, 'input[0]'], [{ model: ID, input: [{ content: 'x' }] }, 400, 'input[0].role'],
+      [{ model: ID, input: [{ role: 'tool', content: 'x' }] }, 400, 'input[0].role'],
+      [{ model: ID, input: [{ role: 'user' }] }, 400, 'input[0].content'],
+      [{ model: ID, input: [{ role: 'user', content: 7 }] }, 400, 'input[0].content'],
+      [{ model: ID, input: [{ role: 'user', content: [{ type: 'input_image', image_url: 'http://x' }] }] }, 400, 'input[0].content[0]'],
+      [{ model: ID, input: [{ role: 'user', content: [{ type: 'input_text' }] }] }, 400, 'input[0].content[0].text'],
+      [{ model: ID, input: [{ role: 'user', content: [{ type: 'input_text', text: 'x', extra: 1 }] }] }, 400, 'input[0].content[0].extra'],
+      [{ model: ID, input: [{ role: 'user', content: 'x', name: 'n' }] }, 400, 'input[0].name'],
+      [{ model: ID, input: [{ type: 5, role: 'user', content: 'x' }] }, 400, 'input[0].type'],
+      [{ model: ID, input: [{ type: 'reasoning', summary: [] }] }, 400, 'input[0]'],
+      [{ model: ID, input: [{ type: 'function_call', call_id: 1, name: 'f', arguments: '{}' }] }, 400, 'input[0].call_id'],
+      [{ model: ID, input: [{ type: 'function_call', call_id: 'c', arguments: '{}' }] }, 400, 'input[0].name'],
+      [{ model: ID, input: [{ type: 'function_call', call_id: 'c', name: 'f', arguments: {} }] }, 400, 'input[0].arguments'],
+      [{ model: ID, input: [{ type: 'function_call_output', call_id: 'c' }] }, 400, 'input[0].output'],
+      [{ model: ID, input: [{ type: 'function_call_output', output: 'x' }] }, 400, 'input[0].call_id'],
+      [{ model: ID, input: 'x', instructions: 3 }, 400, 'instructions'],
+      [{ model: ID, input: 'x', max_output_tokens: 0 }, 400, 'max_output_tokens'],
+      [{ model: ID, input: 'x', max_output_tokens: 'many' }, 400, 'max_output_tokens'],
+      [{ model: ID, input: 'x', temperature: 'hot' }, 400, 'temperature'], [{ model: ID, input: 'x', top_p: 2 }, 400, 'top_p'],
+      [{ model: ID, input: 'x', stream: 'yes' }, 400, 'stream'], [{ model: ID, input: 'x', seed: 1.5 }, 400, 'seed'],
+      [{ model: ID, input: 'x', tools: {} }, 400, 'tools'], [{ model: ID, input: 'x', tools: [5] }, 400, 'tools[0]'],
+      [{ model: ID, input: 'x', tools: [{ type: 'function' }] }, 400, 'tools[0].name'],
+      [{ model: ID, input: 'x', tools: [{ type: 'function', name: 'bad name' }] }, 400, 'tools[0].name'],
+      [{ model: ID, input: 'x', tools: [fn, fn] }, 400, 'tools[1].name'],
+      [{ model: ID, input: 'x', tools: [{ type: 'function', function: { name: 'f' } }] }, 400, 'tools[0].function'],
+      [{ model: ID, input: 'x', tools: [{ ...fn, parameters: 'x' }] }, 400, 'tools[0].parameters'],
+      [{ model: ID, input: 'x', tools: [{ ...fn, strict: 'yes' }] }, 400, 'tools[0].strict'],
+      [{ model: ID, input: 'x', tools: [{ type: 'file_search' }] }, 400, 'tools[0].type'],
+      [{ model: ID, input: 'x', tools: [fn], tool_choice: 'sometimes' }, 400, 'tool_choice'],
+      [{ model: ID, input: 'x', tools: [fn], tool_choice: { type: 'function' } }, 400, 'tool_choice.name'],
+      [{ model: ID, input: 'x', tools: [fn], tool_choice: { type: 'function', name: 'g' } }, 400, 'tool_choice'],
+      [{ model: ID, input: 'x', tools: [fn], tool_choice: { type: 'web_search_preview' } }, 400, 'tool_choice.type'],
+      [{ model: ID, input: 'x', tool_choice: 'required' }, 400, 'tool_choice'],
+      [{ model: ID, input: 'x', text: 'json' }, 400, 'text'], [{ model: ID, input: 'x', text: { format: { type: 'yaml' } } }, 400, 'text.format.type'],
+      [{ model: ID, input: 'x', text: { verbosity: 'low' } }, 400, 'text.verbosity'],
+      [{ model: ID, input: 'x', text: { format: { type: 'json_schema', name: 'n' } } }, 400, 'text.format.schema'],
+      [{ model: ID, input: 'x', text: { format: { type: 'json_schema', schema: { type: 'object' } } } }, 400, 'text.format.name'],
+      [{ model: ID, input: 'x', text: { format: { type: 'json_schema', name: 'n', schema: { type: 'object', properties: { a: { type: 'frobnicate' } } } } } }, 400, 'text.format.schema'],
+      [{ model: ID, input: 'x', tools: [fn], tool_choice: 'required', text: { format: { type: 'json_object' } } }, 400, 'text.format'],
+      [{ model: ID, input: 'x', metadata: { a: 1 } }, 400, 'metadata.a'], [{ model: ID, input: 'x', metadata: [] }, 400, 'metadata'],
+      [{ model: ID, input: 'x', store: 'yes' }, 400, 'store'], [{ model: ID, input: 'x', parallel_tool_calls: 1 }, 400, 'parallel_tool_calls'],
+      [{ model: ID, input: 'x', stream_options: { include_usage: true } }, 400, 'stream_options.include_usage'],
+      [{ model: ID, input: 'x', previous_response_id: 'resp_1' }, 400, 'previous_response_id'],
+      [{ model: ID, input: 'x', conversation: 'conv_1' }, 400, 'conversation'],
+      [{ model: ID, input: 'x', background: true }, 400, 'background'], [{ model: ID, input: 'x', include: ['x'] }, 400, 'include'],
+      [{ model: ID, input: 'x', truncation: 'auto' }, 400, 'truncation'], [{ model: ID, input: 'x', top_logprobs: 3 }, 400, 'top_logprobs'],
+      [{ model: ID, input: 'x', messages: [] }, 400, 'messages'], [{ model: ID, input: 'x', n: 2 }, 400, 'n'],
+      [{ model: 'gpt-4', input: 'x' }, 404, 'model'], [['x'], 400, undefined]];
+    for (const [body, status, param] of bad) {
+      r = await POST(A, '/v1/responses', body);
+      check(isError(r, status, param === undefined ? null : param), `responses refuses ${JSON.stringify(body).slice(0, 90)}: ${status} naming ${param}`, r.text);
+    }
+    r = await POST(A, '/v1/responses', { model: ID, input: 'x', previous_response_id: 'resp_1' });
+    check(r.json?.error?.code === 'unsupported_parameter' && /stateless/.test(r.json.error.message), 'previous_response_id: unsupported_parameter, stateless', r.text);
+    r = await POST(A, '/v1/responses', { model: ID, input: 'x', frobnicate: 1 });
+    check(isError(r, 400, 'frobnicate') && r.json.error.code === 'unknown_parameter', 'unknown field: 400 unknown_parameter', r.text);
+    r = await POST(A, '/v1/responses', { model: ID, input: 'x'.repeat(1100) });
+    check(isError(r, 400, 'input') && r.json.error.code === 'context_length_exceeded', 'responses input longer than the context: 400 naming input', r.text);
+    r = await POST(A, '/v1/responses', { model: ID, input: 'x', max_output_tokens: 2, store: true, background: false, include: [],
+      truncation: 'disabled', top_logprobs: 0, previous_response_id: null, reasoning: null, service_tier: 'auto',
+      prompt_cache_key: 'k', safety_identifier: 's', max_tool_calls: 1, stream_options: { include_obfuscation: false } });
+    check(r.status === 200 && r.json.store === false, 'fields accepted without effect; store answered false', r.text);
+    r = await request(A.base, 'GET', '/v1/responses/resp_1');
+    check(isError(r, 404) && r.json.error.code === 'unknown_url', 'GET /v1/responses/{id}: 404 (nothing is stored)', r.text);
+  }
+
   // ---- errors
   stage = 'errors';
   r = await request(A.base, 'POST', '/v1/completions', { body: Buffer.from('{"model":'), raw: true });
@@ -285,7 +422,7 @@ async function main() {
   check(isError(r, 400, 'messages[0].role'), 'invalid role: 400', r.text);
   r = await POST(A, '/v1/completions', { model: 'gpt-4', prompt: 'x' });
   check(isError(r, 404, 'model') && r.json.error.code === 'model_not_found', 'unknown model: 404', r.text);
-  r = await request(A.base, 'GET', '/v1/embeddings');
+  r = await request(A.base, 'GET', '/v1/files');
   check(isError(r, 404) && r.json.error.code === 'unknown_url', 'unknown route: 404', r.text);
   r = await request(A.base, 'GET', '/v1/completions');
   check(isError(r, 405) && r.headers.allow === 'POST, OPTIONS', 'wrong method: 405 with Allow', r.text);
@@ -374,7 +511,7 @@ async function main() {
     else if (kind === 4) hostile.push({ path: '/v1/completions', raw: Buffer.from(`{"model":"${ID}","prompt":"x","max_tokens":${'9'.repeat(50 + i)}}`) });
     else if (kind === 5) hostile.push({ path: '/v1/chat/completions', raw: Buffer.from(JSON.stringify({ model: ID, messages: [{ role: 'user', content: [{ type: 'image_url', image_url: 'x' }] }] })) });
     else if (kind === 6) hostile.push({ path: i % 20 === 6 ? '/v1/completions' : '/v1/chat/completions', raw: Buffer.alloc(i % 40 === 6 ? 1100000 : 64, 0x7b) });
-    else if (kind === 7) hostile.push({ path: ['/', '/v1', '/v1/engines', '/admin', '/v1/chat', '/%00', '/v1/models/../health'][i % 7], method: 'GET' });
+    else if (kind === 7) hostile.push({ path: ['/index.htm', '/v1', '/v1/engines', '/admin', '/v1/chat', '/%00', '/v1/models/../health'][i % 7], method: 'GET' });
     else if (kind === 8) hostile.push({ path: ['/v1/models', '/health', '/v1/chat/completions'][i % 3], method: ['PUT', 'PATCH', 'DELETE'][i % 3] });
     else hostile.push({ path: '/v1/chat/completions', raw: Buffer.from(JSON.stringify({ model: ID, messages: [{ role: 'user', content: 'x' }],
       tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object', properties: { a: { type: 'nope' } } } } }], tool_choice: 'required' })) });
@@ -408,7 +545,8 @@ async function main() {
   if (process.env.OPENAPI_JSON) {
     const spec = JSON.parse(fs.readFileSync(process.env.OPENAPI_JSON, 'utf8'));
     const bodies = { '/v1/completions': { model: ID, prompt: 'x', max_tokens: 2 },
-      '/tokenize': { content: 'x' }, '/detokenize': { tokens: [1, 2] },
+      '/tokenize': { content: 'x' }, '/detokenize': { tokens: [1, 2] }, '/v1/embeddings': { model: ID, input: 'x' },
+      '/v1/responses': { model: ID, input: 'x', max_output_tokens: 2 },
       '/v1/chat/completions': { model: ID, messages: [{ role: 'user', content: 'x' }], max_tokens: 2 } };
     for (const [path, ops] of Object.entries(spec.paths)) {
       const concrete = path.replace('{model}', ID);
@@ -426,7 +564,7 @@ async function main() {
         }
       }
     }
-    for (const p of ['/', '/v1', '/v1/embeddings', '/v1/responses', '/v1/files', '/v1/audio/speech', '/v1/images/generations',
+    for (const p of ['/', '/v1', '/v1/responses/x', '/v1/files', '/v1/audio/speech', '/v1/images/generations',
       '/v1/moderations', '/v1/completions/x', '/metrics/x', '/health/x', '/v1/chat/completions/x', '/props', '/slots',
       '/tokenize', '/v1/models/x/y']) {
       for (const method of ['GET', 'POST']) {
@@ -492,6 +630,8 @@ async function main() {
     'a second server on the same port exits with "address in use"', second);
   r = await request(B.base, 'GET', '/health');
   check(r.status === 200, '/health needs no key');
+  r = await request(B.base, 'GET', '/');
+  check(r.status === 200 && r.headers['content-type'].startsWith('text/html'), 'the chat page needs no key', r.status);
   r = await request(B.base, 'GET', '/metrics');
   check(r.status === 200 && metricValue(r.text, 'bitnet_rejected_requests_total{reason="auth"}') === 3 && // missing, k2, tail
     metricValue(r.text, 'bitnet_slots') === 2, '/metrics needs no key; auth rejections counted; BITNET_PARALLEL', r.text);
@@ -515,7 +655,9 @@ async function main() {
 
   // ---- bounded queue: 503 when full (a third server, one slot, queue of one)
   stage = 'bounded queue: 503 when full (a third server, one slot, queue of one)';
-  const C = await startServer(BIN, ['-m', MODEL, '-t', '1', '-c', '4096', '--parallel', '1', '--queue', '1']);
+  const C = await startServer(BIN, ['-m', MODEL, '-t', '1', '-c', '4096', '--parallel', '1', '--queue', '1', '--no-webui']);
+  r = await request(C.base, 'GET', '/');
+  check(isError(r, 404) && r.json.error.code === 'unknown_url', '--no-webui: GET / is 404 like any unknown path', r.text);
   const longBody = Buffer.from(JSON.stringify({ model: ID, prompt: 'x', max_tokens: 4000, temperature: 0, stream: true,
     logit_bias: { 260: -100, 261: -100 } }));
   const open = [];
