@@ -32,6 +32,12 @@ typedef struct bn_api_error {
 
 void bn_api_error_set(bn_api_error *e, int status, const char *type, const char *param,
                       const char *code, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+/* A 400 invalid_request_error about one field: the message is "'<param>': <text>"; code may be
+ * NULL. Returns BN_ERR_INVALID. */
+bn_status bn_api_refuse(bn_api_error *e, const char *param, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* A 500 server_error "out of memory". Returns BN_ERR_NOMEM. */
+bn_status bn_api_oom(bn_api_error *e);
 
 #define BN_API_MAX_N 16        /* choices per prompt */
 #define BN_API_MAX_PROMPTS 32  /* prompts of one completions request */

@@ -29,23 +29,6 @@ struct bn_responses {
 
 /* ---------------------------------------------------------------- errors */
 
-static bn_status refuse(bn_api_error *e, const char *param, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static bn_status refuse(bn_api_error *e, const char *param, const char *code, const char *fmt, ...) {
-    char msg[400];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    bn_api_error_set(e, 400, INVALID, param, code, "'%s': %s", param, msg);
-    return BN_ERR_INVALID;
-}
-
-static bn_status oom(bn_api_error *e) {
-    bn_api_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
-    return BN_ERR_NOMEM;
-}
-
 /* Replaces the first `from` in the error's param and in its message by `to`: a chat parser's or
  * planner's name for a field becomes the Responses name. */
 static void rename_field(bn_api_error *e, const char *from, const char *to) {
@@ -85,7 +68,7 @@ static bn_status only_keys(const json_t *obj, const char *prefix, const char *co
         if (keys[i]) continue;
         char p[160];
         snprintf(p, sizeof p, "%s%s%.64s", prefix, prefix[0] ? "." : "", key);
-        return refuse(e, p, "unknown_parameter", "unknown parameter");
+        return bn_api_refuse(e, p, "unknown_parameter", "unknown parameter");
     }
     return BN_OK;
 }
@@ -96,7 +79,7 @@ static const char *required_string(const json_t *obj, const char *prefix, const 
     if (!s) {
         char p[160];
         snprintf(p, sizeof p, "%.120s.%.32s", prefix, name);
-        refuse(e, p, NULL, "expected a string");
+        bn_api_refuse(e, p, NULL, "expected a string");
     }
     return s;
 }
@@ -108,7 +91,7 @@ static bn_status optional_string_or_object(const json_t *obj, const char *prefix
     if (!v || json_is_null(v) || (want_object ? json_is_object(v) : json_is_string(v))) return BN_OK;
     char p[160];
     snprintf(p, sizeof p, "%s%s%s", prefix, prefix[0] ? "." : "", name);
-    return refuse(e, p, NULL, want_object ? "expected a JSON Schema object" : "expected a string");
+    return bn_api_refuse(e, p, NULL, want_object ? "expected a JSON Schema object" : "expected a string");
 }
 
 static bn_status optional_bool(const json_t *obj, const char *prefix, const char *name, bn_api_error *e) {
@@ -116,7 +99,7 @@ static bn_status optional_bool(const json_t *obj, const char *prefix, const char
     if (!v || json_is_null(v) || json_is_boolean(v)) return BN_OK;
     char p[160];
     snprintf(p, sizeof p, "%s%s%s", prefix, prefix[0] ? "." : "", name);
-    return refuse(e, p, NULL, "expected a boolean");
+    return bn_api_refuse(e, p, NULL, "expected a boolean");
 }
 
 /* The top-level fields of POST /v1/responses. The sampling extensions of docs/SERVER.md are passed
@@ -169,7 +152,7 @@ static bn_status check_fields(const json_t *root, bn_api_error *e) {
         json_t *allowed = f->allowed ? json_loads(f->allowed, JSON_DECODE_ANY, NULL) : NULL;
         bool same = allowed && json_equal(allowed, (json_t *)v);
         json_decref(allowed);
-        if (!same) st = refuse(e, f->name, "unsupported_parameter", "%s", f->why);
+        if (!same) st = bn_api_refuse(e, f->name, "unsupported_parameter", "%s", f->why);
     }
     static const char *const strings[] = {"safety_identifier", "prompt_cache_key", "prompt_cache_retention",
                                           "service_tier"};
@@ -179,25 +162,25 @@ static bn_status check_fields(const json_t *root, bn_api_error *e) {
     if (!st) st = optional_bool(root, "", "parallel_tool_calls", e);
     const json_t *v = json_object_get(root, "max_tool_calls");
     if (!st && v && !json_is_null(v) && !(json_is_integer(v) && json_integer_value(v) >= 1))
-        st = refuse(e, "max_tool_calls", NULL, "expected an integer of at least 1 (a response makes at most one call)");
+        st = bn_api_refuse(e, "max_tool_calls", NULL, "expected an integer of at least 1 (a response makes at most one call)");
     const json_t *so = json_object_get(root, "stream_options");
     if (!st && so && !json_is_null(so)) {
         static const char *const keys[] = {"include_obfuscation", NULL};
-        if (!json_is_object(so)) st = refuse(e, "stream_options", NULL, "expected an object");
+        if (!json_is_object(so)) st = bn_api_refuse(e, "stream_options", NULL, "expected an object");
         if (!st) st = only_keys(so, "stream_options", keys, e);
         if (!st) st = optional_bool(so, "stream_options", "include_obfuscation", e);
     }
     const json_t *md = json_object_get(root, "metadata");
     if (!st && md && !json_is_null(md)) {
         if (!json_is_object(md) || json_object_size(md) > 16)
-            return refuse(e, "metadata", NULL, "expected an object of at most 16 string values");
+            return bn_api_refuse(e, "metadata", NULL, "expected an object of at most 16 string values");
         const char *key;
         json_t *value;
         json_object_foreach((json_t *)md, key, value) {
             if (strlen(key) <= 64 && json_is_string(value) && json_string_length(value) <= 512) continue;
             char p[96];
             snprintf(p, sizeof p, "metadata.%.64s", key);
-            return refuse(e, p, NULL, "expected a string of at most 512 characters under a key of at most 64");
+            return bn_api_refuse(e, p, NULL, "expected a string of at most 512 characters under a key of at most 64");
         }
     }
     return st;
@@ -211,21 +194,21 @@ static bool append_new(json_t *arr, json_t *v) { return v && json_array_append_n
 /* msg.content from a Responses content: a string, or an array of input_text / output_text parts
  * (chat text parts, joined by the chat parser as it joins chat parts). */
 static bn_status set_content(json_t *msg, const json_t *content, const char *p, bn_api_error *e) {
-    if (!content || json_is_null(content)) return refuse(e, p, NULL, "is required");
-    if (json_is_string(content)) return json_object_set(msg, "content", (json_t *)content) ? oom(e) : BN_OK;
-    if (!json_is_array(content)) return refuse(e, p, NULL, "expected a string or an array of input_text parts");
+    if (!content || json_is_null(content)) return bn_api_refuse(e, p, NULL, "is required");
+    if (json_is_string(content)) return json_object_set(msg, "content", (json_t *)content) ? bn_api_oom(e) : BN_OK;
+    if (!json_is_array(content)) return bn_api_refuse(e, p, NULL, "expected a string or an array of input_text parts");
     json_t *parts = json_array();
-    if (!parts || json_object_set_new(msg, "content", parts)) return oom(e);
+    if (!parts || json_object_set_new(msg, "content", parts)) return bn_api_oom(e);
     for (size_t i = 0; i < json_array_size(content); i++) {
         const json_t *part = json_array_get(content, i);
         char pp[160];
         snprintf(pp, sizeof pp, "%s[%zu]", p, i);
-        if (!json_is_object(part)) return refuse(e, pp, NULL, "expected a content part object");
+        if (!json_is_object(part)) return bn_api_refuse(e, pp, NULL, "expected a content part object");
         const char *type = required_string(part, pp, "type", e);
         if (!type) return BN_ERR_INVALID;
         bool input = !strcmp(type, "input_text"), output = !strcmp(type, "output_text");
         if (!input && !output)
-            return refuse(e, pp, "unsupported_parameter",
+            return bn_api_refuse(e, pp, "unsupported_parameter",
                           "content parts of type \"%.32s\" are not supported (only input_text and output_text)", type);
         static const char *const input_keys[] = {"type", "text", NULL};
         /* an earlier response's part, as sent (parsed: what the SDKs' parse helpers add) */
@@ -235,7 +218,7 @@ static bn_status set_content(json_t *msg, const json_t *content, const char *p, 
         const char *text = required_string(part, pp, "text", e);
         if (!text) return BN_ERR_INVALID;
         if (!append_new(parts, json_pack("{s:s,s:O}", "type", "text", "text", json_object_get(part, "text"))))
-            return oom(e);
+            return bn_api_oom(e);
     }
     return BN_OK;
 }
@@ -249,13 +232,13 @@ static bn_status message_item(json_t *messages, const json_t *item, const char *
     snprintf(rp, sizeof rp, "%s.role", p);
     snprintf(cp, sizeof cp, "%s.content", p);
     const char *role = json_string_value(json_object_get(item, "role"));
-    if (!role) return refuse(e, rp, NULL, "expected one of user, system, developer, assistant");
+    if (!role) return bn_api_refuse(e, rp, NULL, "expected one of user, system, developer, assistant");
     if (strcmp(role, "user") && strcmp(role, "system") && strcmp(role, "developer") && strcmp(role, "assistant"))
-        return refuse(e, rp, NULL,
+        return bn_api_refuse(e, rp, NULL,
                       "\"%.32s\" is not one of user, system, developer, assistant (a tool's result is a "
                       "function_call_output item)", role);
     json_t *msg = json_pack("{s:s}", "role", role);
-    if (!append_new(messages, msg)) return oom(e);
+    if (!append_new(messages, msg)) return bn_api_oom(e);
     return set_content(msg, json_object_get(item, "content"), cp, e);
 }
 
@@ -273,13 +256,13 @@ static bn_status call_item(json_t *messages, const json_t *item, const char *p, 
     const char *last_role = json_string_value(json_object_get(last, "role"));
     if (!last_role || strcmp(last_role, "assistant")) {
         last = json_pack("{s:s,s:n}", "role", "assistant", "content");
-        if (!append_new(messages, last)) return oom(e);
+        if (!append_new(messages, last)) return bn_api_oom(e);
     }
     json_t *calls = json_object_get(last, "tool_calls");
-    if (!calls && (!(calls = json_array()) || json_object_set_new(last, "tool_calls", calls))) return oom(e);
+    if (!calls && (!(calls = json_array()) || json_object_set_new(last, "tool_calls", calls))) return bn_api_oom(e);
     json_t *call = json_pack("{s:s,s:s,s:{s:s,s:s}}", "id", call_id, "type", "function", "function", "name", name,
                              "arguments", arguments);
-    return append_new(calls, call) ? BN_OK : oom(e);
+    return append_new(calls, call) ? BN_OK : bn_api_oom(e);
 }
 
 /* A function_call_output item -> a tool message. */
@@ -290,7 +273,7 @@ static bn_status output_item(json_t *messages, const json_t *item, const char *p
     const char *call_id = required_string(item, p, "call_id", e);
     if (!call_id) return BN_ERR_INVALID;
     json_t *msg = json_pack("{s:s,s:s}", "role", "tool", "tool_call_id", call_id);
-    if (!append_new(messages, msg)) return oom(e);
+    if (!append_new(messages, msg)) return bn_api_oom(e);
     char op[160];
     snprintf(op, sizeof op, "%s.output", p);
     return set_content(msg, json_object_get(item, "output"), op, e);
@@ -299,30 +282,30 @@ static bn_status output_item(json_t *messages, const json_t *item, const char *p
 /* instructions and input -> messages. */
 static bn_status translate_input(const json_t *root, json_t *chat, json_t *echo, bn_api_error *e) {
     json_t *messages = json_array();
-    if (!messages || json_object_set_new(chat, "messages", messages)) return oom(e);
+    if (!messages || json_object_set_new(chat, "messages", messages)) return bn_api_oom(e);
     const json_t *ins = json_object_get(root, "instructions");
     if (ins && !json_is_null(ins)) {
-        if (!json_is_string(ins)) return refuse(e, "instructions", NULL, "expected a string");
-        if (!append_new(messages, json_pack("{s:s,s:O}", "role", "system", "content", ins))) return oom(e);
+        if (!json_is_string(ins)) return bn_api_refuse(e, "instructions", NULL, "expected a string");
+        if (!append_new(messages, json_pack("{s:s,s:O}", "role", "system", "content", ins))) return bn_api_oom(e);
     }
     if (json_object_set_new(echo, "instructions", json_is_string(ins) ? json_incref((json_t *)ins) : json_null()))
-        return oom(e);
+        return bn_api_oom(e);
     const json_t *input = json_object_get(root, "input");
-    if (!input || json_is_null(input)) return refuse(e, "input", NULL, "is required");
+    if (!input || json_is_null(input)) return bn_api_refuse(e, "input", NULL, "is required");
     if (json_is_string(input))
-        return append_new(messages, json_pack("{s:s,s:O}", "role", "user", "content", input)) ? BN_OK : oom(e);
+        return append_new(messages, json_pack("{s:s,s:O}", "role", "user", "content", input)) ? BN_OK : bn_api_oom(e);
     if (!json_is_array(input) || json_array_size(input) == 0)
-        return refuse(e, "input", NULL, "expected a string or a non-empty array of input items");
-    if (json_array_size(input) > MAX_INPUT_ITEMS) return refuse(e, "input", NULL, "at most %d items", MAX_INPUT_ITEMS);
+        return bn_api_refuse(e, "input", NULL, "expected a string or a non-empty array of input items");
+    if (json_array_size(input) > MAX_INPUT_ITEMS) return bn_api_refuse(e, "input", NULL, "at most %d items", MAX_INPUT_ITEMS);
     for (size_t i = 0; i < json_array_size(input); i++) {
         const json_t *item = json_array_get(input, i);
         char p[64];
         snprintf(p, sizeof p, "input[%zu]", i);
-        if (!json_is_object(item)) return refuse(e, p, NULL, "expected an input item object");
+        if (!json_is_object(item)) return bn_api_refuse(e, p, NULL, "expected an input item object");
         const json_t *type_v = json_object_get(item, "type");
         if (type_v && !json_is_string(type_v)) {
             snprintf(p, sizeof p, "input[%zu].type", i);
-            return refuse(e, p, NULL, "expected a string");
+            return bn_api_refuse(e, p, NULL, "expected a string");
         }
         const char *type = type_v ? json_string_value(type_v) : "message";
         bn_status st;
@@ -330,7 +313,7 @@ static bn_status translate_input(const json_t *root, json_t *chat, json_t *echo,
         else if (!strcmp(type, "function_call")) st = call_item(messages, item, p, e);
         else if (!strcmp(type, "function_call_output")) st = output_item(messages, item, p, e);
         else
-            st = refuse(e, p, "unsupported_parameter",
+            st = bn_api_refuse(e, p, "unsupported_parameter",
                         "items of type \"%.40s\" are not supported (message, function_call, function_call_output)", type);
         if (st) return st;
     }
@@ -341,21 +324,21 @@ static bn_status translate_input(const json_t *root, json_t *chat, json_t *echo,
 static bn_status translate_tools(const json_t *root, json_t *chat, json_t *echo, bn_api_error *e) {
     const json_t *tools = json_object_get(root, "tools");
     json_t *echo_tools = json_array();
-    if (!echo_tools || json_object_set_new(echo, "tools", echo_tools)) return oom(e);
+    if (!echo_tools || json_object_set_new(echo, "tools", echo_tools)) return bn_api_oom(e);
     if (tools && !json_is_null(tools)) {
-        if (!json_is_array(tools)) return refuse(e, "tools", NULL, "expected an array of function tools");
+        if (!json_is_array(tools)) return bn_api_refuse(e, "tools", NULL, "expected an array of function tools");
         json_t *chat_tools = json_array();
-        if (!chat_tools || json_object_set_new(chat, "tools", chat_tools)) return oom(e);
+        if (!chat_tools || json_object_set_new(chat, "tools", chat_tools)) return bn_api_oom(e);
         for (size_t i = 0; i < json_array_size(tools); i++) {
             const json_t *t = json_array_get(tools, i);
             char p[64];
             snprintf(p, sizeof p, "tools[%zu]", i);
-            if (!json_is_object(t)) return refuse(e, p, NULL, "expected a tool object");
+            if (!json_is_object(t)) return bn_api_refuse(e, p, NULL, "expected a tool object");
             const char *type = required_string(t, p, "type", e);
             if (!type) return BN_ERR_INVALID;
             if (strcmp(type, "function")) {
                 snprintf(p, sizeof p, "tools[%zu].type", i);
-                return refuse(e, p, "unsupported_parameter",
+                return bn_api_refuse(e, p, "unsupported_parameter",
                               "built-in tools (\"%.40s\") are not supported: only function tools "
                               "{\"type\": \"function\", \"name\", \"description\", \"parameters\"}", type);
             }
@@ -370,15 +353,15 @@ static bn_status translate_tools(const json_t *root, json_t *chat, json_t *echo,
             const json_t *desc = json_object_get(t, "description"), *params = json_object_get(t, "parameters");
             const json_t *strict = json_object_get(t, "strict");
             json_t *fn = json_pack("{s:s}", "name", name);
-            if (!append_new(chat_tools, json_pack("{s:s,s:o}", "type", "function", "function", fn))) return oom(e);
+            if (!append_new(chat_tools, json_pack("{s:s,s:o}", "type", "function", "function", fn))) return bn_api_oom(e);
             if ((json_is_string(desc) && json_object_set(fn, "description", (json_t *)desc)) ||
                 (json_is_object(params) && json_object_set(fn, "parameters", (json_t *)params)))
-                return oom(e);
+                return bn_api_oom(e);
             if (!append_new(echo_tools, json_pack("{s:s,s:s,s:O,s:O,s:O}", "type", "function", "name", name,
                                                   "description", desc ? desc : json_null(), "parameters",
                                                   params ? params : json_null(), "strict",
                                                   strict ? strict : json_null())))
-                return oom(e);
+                return bn_api_oom(e);
         }
     }
     const json_t *tc = json_object_get(root, "tool_choice");
@@ -388,14 +371,14 @@ static bn_status translate_tools(const json_t *root, json_t *chat, json_t *echo,
     } else if (json_is_string(tc)) {
         const char *s = json_string_value(tc);
         if (strcmp(s, "none") && strcmp(s, "auto") && strcmp(s, "required"))
-            return refuse(e, "tool_choice", NULL, "expected none, auto, required or {\"type\": \"function\", \"name\": ...}");
-        if (json_object_set(chat, "tool_choice", (json_t *)tc)) return oom(e);
+            return bn_api_refuse(e, "tool_choice", NULL, "expected none, auto, required or {\"type\": \"function\", \"name\": ...}");
+        if (json_object_set(chat, "tool_choice", (json_t *)tc)) return bn_api_oom(e);
         echo_choice = json_incref((json_t *)tc);
     } else if (json_is_object(tc)) {
         const char *type = required_string(tc, "tool_choice", "type", e);
         if (!type) return BN_ERR_INVALID;
         if (strcmp(type, "function"))
-            return refuse(e, "tool_choice.type", "unsupported_parameter",
+            return bn_api_refuse(e, "tool_choice.type", "unsupported_parameter",
                           "only a function can be chosen (\"%.40s\" is not a function tool choice)", type);
         static const char *const keys[] = {"type", "name", NULL};
         bn_status st = only_keys(tc, "tool_choice", keys, e);
@@ -403,15 +386,15 @@ static bn_status translate_tools(const json_t *root, json_t *chat, json_t *echo,
         const char *name = required_string(tc, "tool_choice", "name", e);
         if (!name) return BN_ERR_INVALID;
         if (json_object_set_new(chat, "tool_choice", json_pack("{s:s,s:{s:s}}", "type", "function", "function", "name", name)))
-            return oom(e);
+            return bn_api_oom(e);
         echo_choice = json_pack("{s:s,s:s}", "type", "function", "name", name);
     } else {
-        return refuse(e, "tool_choice", NULL, "expected a string or an object");
+        return bn_api_refuse(e, "tool_choice", NULL, "expected a string or an object");
     }
     const json_t *parallel = json_object_get(root, "parallel_tool_calls");
     if (json_object_set_new(echo, "tool_choice", echo_choice) ||
         json_object_set_new(echo, "parallel_tool_calls", json_boolean(!json_is_false(parallel))))
-        return oom(e);
+        return bn_api_oom(e);
     return BN_OK;
 }
 
@@ -421,14 +404,14 @@ static bn_status translate_text(const json_t *root, json_t *chat, json_t *echo, 
     const json_t *format = NULL;
     if (text && !json_is_null(text)) {
         static const char *const keys[] = {"format", NULL};
-        if (!json_is_object(text)) return refuse(e, "text", NULL, "expected an object with a format");
+        if (!json_is_object(text)) return bn_api_refuse(e, "text", NULL, "expected an object with a format");
         bn_status st = only_keys(text, "text", keys, e);
         if (st) return st;
         format = json_object_get(text, "format");
         if (json_is_null(format)) format = NULL;
     }
     if (format) {
-        if (!json_is_object(format)) return refuse(e, "text.format", NULL, "expected an object with a type");
+        if (!json_is_object(format)) return bn_api_refuse(e, "text.format", NULL, "expected an object with a type");
         const char *type = json_string_value(json_object_get(format, "type"));
         static const char *const plain_keys[] = {"type", NULL};
         static const char *const schema_keys[] = {"type", "name", "schema", "strict", "description", NULL};
@@ -436,26 +419,26 @@ static bn_status translate_text(const json_t *root, json_t *chat, json_t *echo, 
         bn_status st = BN_OK;
         if (type && (!strcmp(type, "text") || !strcmp(type, "json_object"))) {
             st = only_keys(format, "text.format", plain_keys, e);
-            if (!st && !strcmp(type, "json_object") && !(rf = json_pack("{s:s}", "type", "json_object"))) st = oom(e);
+            if (!st && !strcmp(type, "json_object") && !(rf = json_pack("{s:s}", "type", "json_object"))) st = bn_api_oom(e);
         } else if (type && !strcmp(type, "json_schema")) {
             st = only_keys(format, "text.format", schema_keys, e);
             const char *name = st ? NULL : required_string(format, "text.format", "name", e);
             const json_t *schema = json_object_get(format, "schema");
             if (!st && !name) st = BN_ERR_INVALID;
-            if (!st && !json_is_object(schema)) st = refuse(e, "text.format.schema", NULL, "expected a JSON Schema object");
+            if (!st && !json_is_object(schema)) st = bn_api_refuse(e, "text.format.schema", NULL, "expected a JSON Schema object");
             if (!st) st = optional_bool(format, "text.format", "strict", e);
             if (!st) st = optional_string_or_object(format, "text.format", "description", false, e);
             if (!st && !(rf = json_pack("{s:s,s:{s:s,s:O}}", "type", "json_schema", "json_schema", "name", name,
                                         "schema", schema)))
-                st = oom(e);
+                st = bn_api_oom(e);
         } else {
-            st = refuse(e, "text.format.type", NULL, "expected text, json_object or json_schema");
+            st = bn_api_refuse(e, "text.format.type", NULL, "expected text, json_object or json_schema");
         }
         if (st) return st;
-        if (rf && json_object_set_new(chat, "response_format", rf)) return oom(e);
+        if (rf && json_object_set_new(chat, "response_format", rf)) return bn_api_oom(e);
     }
     json_t *echo_format = format ? json_incref((json_t *)format) : json_pack("{s:s}", "type", "text");
-    return json_object_set_new(echo, "text", json_pack("{s:o}", "format", echo_format)) ? oom(e) : BN_OK;
+    return json_object_set_new(echo, "text", json_pack("{s:o}", "format", echo_format)) ? bn_api_oom(e) : BN_OK;
 }
 
 /* The fields the chat parser reads under the same names, max_output_tokens, and the echo of the
@@ -463,13 +446,13 @@ static bn_status translate_text(const json_t *root, json_t *chat, json_t *echo, 
 static bn_status translate_fields(const json_t *root, json_t *chat, json_t *echo, bn_api_error *e) {
     for (size_t i = 0; chat_fields[i]; i++) {
         json_t *v = json_object_get(root, chat_fields[i]);
-        if (v && json_object_set(chat, chat_fields[i], v)) return oom(e);
+        if (v && json_object_set(chat, chat_fields[i], v)) return bn_api_oom(e);
     }
     const json_t *max = json_object_get(root, "max_output_tokens");
     if (max && !json_is_null(max)) {
         if (!json_is_integer(max) || json_integer_value(max) < 1 || json_integer_value(max) > BN_API_MAX_TOKENS)
-            return refuse(e, "max_output_tokens", NULL, "expected an integer in [1, %d]", BN_API_MAX_TOKENS);
-        if (json_object_set(chat, "max_tokens", (json_t *)max)) return oom(e);
+            return bn_api_refuse(e, "max_output_tokens", NULL, "expected an integer in [1, %d]", BN_API_MAX_TOKENS);
+        if (json_object_set(chat, "max_tokens", (json_t *)max)) return bn_api_oom(e);
     }
     json_t *temperature = json_object_get(root, "temperature"), *top_p = json_object_get(root, "top_p");
     json_t *user = json_object_get(root, "user"), *metadata = json_object_get(root, "metadata");
@@ -482,7 +465,7 @@ static bn_status translate_fields(const json_t *root, json_t *chat, json_t *echo
                                json_is_object(metadata) ? json_incref(metadata) : json_object(), "background", 0);
     bool ok = fields && json_object_update(echo, fields) == 0;
     json_decref(fields);
-    return ok ? BN_OK : oom(e);
+    return ok ? BN_OK : bn_api_oom(e);
 }
 
 bn_status bn_responses_parse_request(bn_api_request *out, bn_responses **wire, bn_api_error *e, const char *json,
@@ -497,14 +480,14 @@ bn_status bn_responses_parse_request(bn_api_request *out, bn_responses **wire, b
         w->echo = json_object();
         w->output = json_array();
     }
-    bn_status st = w && chat && w->echo && w->output ? BN_OK : oom(e);
+    bn_status st = w && chat && w->echo && w->output ? BN_OK : bn_api_oom(e);
     if (!st) st = check_fields(root, e);
     if (!st) st = translate_fields(root, chat, w->echo, e);
     if (!st) st = translate_input(root, chat, w->echo, e);
     if (!st) st = translate_tools(root, chat, w->echo, e);
     if (!st) st = translate_text(root, chat, w->echo, e);
     char *text = NULL;
-    if (!st && !(text = json_dumps(chat, JSON_COMPACT))) st = oom(e);
+    if (!st && !(text = json_dumps(chat, JSON_COMPACT))) st = bn_api_oom(e);
     if (!st) {
         st = bn_server_parse_chat_request(out, e, text, strlen(text), limits);
         if (st) chat_error_names(e);
