@@ -7,8 +7,9 @@
  * "#/definitions/..." or any local JSON pointer (recursion allowed), $defs/definitions;
  * objects: properties, required, additionalProperties (false, true or a schema); arrays: items,
  * prefixItems, minItems, maxItems; strings: minLength, maxLength, pattern (a regular expression,
- * grammar_regex.h), format date, time, date-time, uuid, email, ipv4 (other formats are annotations,
- * as JSON Schema 2020-12 defines them by default); integers and numbers: minimum, maximum,
+ * grammar_regex.h), format date, time, date-time, duration, uuid, email, hostname, ipv4, ipv6, uri
+ * (generated in a plain subset of each; other formats are annotations, as JSON Schema 2020-12
+ * defines them by default); integers and numbers: minimum, maximum,
  * exclusiveMinimum, exclusiveMaximum. Annotations (title, description, default, examples, ...)
  * are ignored. A keyword that would constrain the value in a way this compiler cannot enforce
  * (not, if/then/else, patternProperties, propertyNames, uniqueItems true, contains, multipleOf,

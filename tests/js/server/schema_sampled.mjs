@@ -36,7 +36,7 @@ const schemas = {
     $ref: '#/$defs/node',
   },
   strings_and_formats: {
-    type: 'object', additionalProperties: false, required: ['code', 'name', 'day', 'mail', 'uid', 'at', 'ip'],
+    type: 'object', additionalProperties: false, required: ['code', 'name', 'day', 'mail', 'uid', 'at', 'ip', 'ip6', 'host', 'link', 'span'],
     properties: {
       code: { type: 'string', pattern: '^[a-z]{2,4}_(x|yz)\\d{1,3}$' },
       name: { type: 'string', minLength: 2, maxLength: 5 },
@@ -45,6 +45,10 @@ const schemas = {
       uid: { type: 'string', format: 'uuid' },
       at: { type: 'string', format: 'date-time' },
       ip: { type: 'string', format: 'ipv4' },
+      ip6: { type: 'string', format: 'ipv6' },
+      host: { type: 'string', format: 'hostname' },
+      link: { type: 'string', format: 'uri' },
+      span: { type: 'string', format: 'duration' },
     },
   },
   arrays: {
