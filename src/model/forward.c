@@ -6,9 +6,9 @@
  * down projection, residual); final norm; LM head (or, for embeddings, the final norm's rows).
  * Every operation goes through the backend (backend.h), whose kernels compute each token
  * independently of the others, so a token's result does not depend on which chunk or batch it
- * runs in. All entries' tokens go through each
- * projection together (one GEMM per weight matrix); attention runs per entry over its own
- * sequence's cache, reading back this chunk's K/V from the cache in its storage type too.
+ * runs in. All entries' tokens go through each projection together (one GEMM per weight
+ * matrix); attention runs per entry over its own sequence's cache, reading back this chunk's K/V
+ * from the cache in its storage type too.
  */
 #include "model/backend.h"
 
