@@ -5,8 +5,13 @@ Every function here is defined by its sequence of IEEE float32 (or double) round
 mathematical value: random-weight BitNet models turn a 1-ulp difference into an int8 rounding flip,
 so the reference must round where ggml rounds and nowhere else. torch elementwise float32 ops are
 single IEEE operations (add, mul, div, sqrt), which is what the C code does lane by lane; the only
-operation torch lacks is a fused multiply-add, emulated in fma32. Written from spec section 4.1;
-checked against testdata/bitnetcpp-oracle-full/ggml_sem.py and bitnet.cpp's logits there.
+operation torch lacks is a fused multiply-add, emulated in fma32. glibc's cosf/sinf/powf/expf are
+called through ctypes (numpy's float32 exp is a different, not correctly rounded implementation).
+Contents: fma32, the 16-lane reductions, RMSNorm, the RoPE table (with llama's rope_freqs and
+linear scaling) and the NEOX / NORM rotations, SiLU (ggml_v_silu groups of 16 plus a libm tail),
+ggml_vec_dot_f16, ggml_v_expf, soft_max_ext and the tinyBLAS 16-lane FMA matmul. Written from spec
+sections 4.1 and 9; checked against testdata/bitnetcpp-oracle-full/ggml_sem.py and bitnet.cpp's
+logits there. Block formats and quantized dot kernels are in ggml_quants.py.
 """
 import concurrent.futures
 import ctypes
@@ -130,17 +135,21 @@ class RopeTable:
     """cos/sin per position and pair as ggml_rope_cache_init computes them: theta_scale =
     powf(base, -2.0f/n_rot); theta = (float)pos, then theta *= theta_scale after each pair, all in
     float; glibc cosf/sinf (not a double cos rounded: those differ in the last bit now and then).
-    Rows are computed once and kept, since perplexity asks for the same positions again."""
+    With freq_factors (llama's rope_freqs tensor, one per pair) the angle of pair i is theta / ff[i]
+    (float division; the running theta itself is not divided), and with a linear scaling
+    freq_scale != 1 it is then multiplied by freq_scale in float (rope_yarn with ext_factor 0;
+    mscale 1 leaves cos/sin as they are). Rows are computed once and kept, since perplexity asks
+    for the same positions again."""
 
-    def __init__(self, n_rot, base):
+    def __init__(self, n_rot, base, freq_factors=None, freq_scale=1.0):
         self.n_pairs = n_rot // 2
-        lib = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
-        for fn in ("cosf", "sinf", "powf"):
-            getattr(lib, fn).restype = ctypes.c_float
-        lib.cosf.argtypes = lib.sinf.argtypes = [ctypes.c_float]
-        lib.powf.argtypes = [ctypes.c_float, ctypes.c_float]
+        lib = _libm()
         self.lib = lib
         self.theta_scale = np.float32(lib.powf(np.float32(base), np.float32(-2.0) / np.float32(n_rot)))
+        self.ff = None if freq_factors is None else np.asarray(freq_factors, np.float32).reshape(-1)
+        if self.ff is not None and self.ff.size != self.n_pairs:
+            raise ValueError("rope_freqs has %d entries, expected n_rot/2 = %d" % (self.ff.size, self.n_pairs))
+        self.freq_scale = np.float32(freq_scale)
         self.cos = torch.empty(0, self.n_pairs, dtype=F32)
         self.sin = torch.empty(0, self.n_pairs, dtype=F32)
 
@@ -152,12 +161,42 @@ class RopeTable:
             for p in range(have, n_pos):
                 theta = np.float32(p)
                 for i in range(self.n_pairs):
-                    c[p - have, i] = self.lib.cosf(theta)
-                    s[p - have, i] = self.lib.sinf(theta)
+                    t = theta if self.ff is None else np.float32(theta / self.ff[i])
+                    if self.freq_scale != 1:
+                        t = np.float32(self.freq_scale * t)
+                    c[p - have, i] = self.lib.cosf(t)
+                    s[p - have, i] = self.lib.sinf(t)
                     theta = np.float32(theta * self.theta_scale)
             self.cos = torch.cat([self.cos, torch.from_numpy(c)])
             self.sin = torch.cat([self.sin, torch.from_numpy(s)])
         return self.cos[:n_pos], self.sin[:n_pos]
+
+
+_LIBM = None
+
+
+def _libm():
+    """glibc's libm with float signatures for cosf, sinf, powf, expf"""
+    global _LIBM
+    if _LIBM is None:
+        lib = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
+        for fn in ("cosf", "sinf", "powf", "expf"):
+            getattr(lib, fn).restype = ctypes.c_float
+        lib.cosf.argtypes = lib.sinf.argtypes = lib.expf.argtypes = [ctypes.c_float]
+        lib.powf.argtypes = [ctypes.c_float, ctypes.c_float]
+        _LIBM = lib
+    return _LIBM
+
+
+def expf(x):
+    """glibc expf elementwise (numpy float32 in and out; numpy's own float32 exp is a different
+    implementation and may differ in the last bit)"""
+    lib = _libm()
+    x = np.asarray(x, np.float32)
+    out = np.empty_like(x)
+    for i, v in enumerate(x.reshape(-1)):
+        out.reshape(-1)[i] = lib.expf(float(v))
+    return out
 
 
 def rope_neox(x, cos, sin):
@@ -168,6 +207,34 @@ def rope_neox(x, cos, sin):
     d0 = fma32(x0, cos, -(x1 * sin))
     d1 = fma32(x0, sin, x1 * cos)
     return torch.cat([d0, d1], dim=-1)
+
+
+def rope_norm(x, cos, sin):
+    """x (..., T, n_rot) with pairs (2i, 2i+1) (llama's NORM mode); same arithmetic as rope_neox"""
+    x0, x1 = x[..., 0::2], x[..., 1::2]
+    d0 = fma32(x0, cos, -(x1 * sin))
+    d1 = fma32(x0, sin, x1 * cos)
+    return torch.stack([d0, d1], dim=-1).flatten(-2)
+
+
+# ---------------- activations ----------------
+def silu(x):
+    """ggml's SiLU over the last axis (rows), as the AVX-512 build computes it: each full group of 16
+    elements y = x / (1.0f + ggml_v_expf(-x)) (ggml_v_silu: 0 - x, the polynomial exp, a float add
+    and a float divide); the elements after the last full group y = x / (1.0f + expf(-x)) with
+    glibc's expf (ggml_silu_f32)."""
+    n = x.shape[-1]
+    full = n - n % 16
+    one = torch.tensor(1.0, dtype=F32)
+    out = torch.empty_like(x)
+    if full:
+        a = x[..., :full]
+        out[..., :full] = a / (one + v_expf(torch.zeros((), dtype=F32) - a))
+    if full < n:
+        b = x[..., full:]
+        e = torch.from_numpy(expf((-b).numpy()))
+        out[..., full:] = b / (one + e)
+    return out
 
 
 # ---------------- attention ----------------

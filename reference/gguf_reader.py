@@ -1,18 +1,26 @@
 """gguf_reader.py - a small GGUF (v2/v3) reader for the reference implementation.
 
 Design: reads the whole file into memory, parses header, metadata (all GGUF value types) and
-tensor infos, and returns tensors as numpy arrays on demand. Only the tensor types a BitNet b1.58
-file in the official layout uses are decoded: F32 (0), F16 (1), BF16 (30) and I2_S (36, bitnet.cpp:
-blocks of 128 weights in 32 bytes, byte j holding weights j, 32+j, 64+j, 96+j in bits 7:6, 5:4, 3:2,
-1:0; codes 0/1/2 = -1/0/+1; one float32 scale at byte ne/4; ne/4 + 32 bytes in all). Written from
-the format description in the project's spec; shares no code with the C engine.
+tensor infos, and returns tensors as numpy arrays on demand. Tensor types: F32 (0), F16 (1),
+BF16 (30), I2_S (36, bitnet.cpp: blocks of 128 weights in 32 bytes, byte j holding weights j, 32+j,
+64+j, 96+j in bits 7:6, 5:4, 3:2, 1:0; codes 0/1/2 = -1/0/+1; one float32 scale at byte ne/4;
+ne/4 + 32 bytes in all), and ggml's block types Q8_0 (8), Q4_K (12), Q6_K (14), TQ1_0 (34) and
+TQ2_0 (35), whose layouts and dequantizers live in ggml_quants.py (tensor() returns them
+dequantized as ggml's dequantize_row_* does; raw() gives the bytes for the kernels). Written from
+the format descriptions in the project's spec and ggml's public headers; shares no code with the
+C engine.
 """
 import struct
 
 import numpy as np
 
+import ggml_quants
+
 GGUF_MAGIC = b"GGUF"
 T_F32, T_F16, T_I2_S, T_BF16 = 0, 1, 36, 30
+T_Q8_0, T_Q4_K, T_Q6_K, T_TQ1_0, T_TQ2_0 = (ggml_quants.T_Q8_0, ggml_quants.T_Q4_K, ggml_quants.T_Q6_K,
+                                           ggml_quants.T_TQ1_0, ggml_quants.T_TQ2_0)
+KNOWN_TYPES = (T_F32, T_F16, T_BF16, T_I2_S) + tuple(ggml_quants.BLOCK)
 _SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 _NP_SCALAR = {0: "<u1", 1: "<i1", 2: "<u2", 3: "<i2", 4: "<u4", 5: "<i4", 6: "<f4", 7: "<u1", 10: "<u8", 11: "<i8", 12: "<f8"}
 GGUF_STRING, GGUF_ARRAY = 8, 9
@@ -43,6 +51,12 @@ class Tensor:
             if n % 128:
                 raise GGUFError("tensor %s: I2_S element count %d not a multiple of 128" % (self.name, n))
             return n // 4 + 32
+        if self.type in ggml_quants.BLOCK:
+            be, bb = ggml_quants.BLOCK[self.type]
+            if not self.ne or self.ne[0] % be:
+                raise GGUFError("tensor %s: %s row length %s not a multiple of %d"
+                                % (self.name, ggml_quants.TYPE_NAMES[self.type], self.ne[:1], be))
+            return n // be * bb
         raise GGUFError("tensor %s: unsupported type %d" % (self.name, self.type))
 
 
@@ -77,7 +91,7 @@ class GGUFFile:
         align = int(self.kv.get("general.alignment", 32))
         self.data_start = (self.pos + align - 1) // align * align
         for t in self.tensors.values():
-            if t.type in (T_F32, T_F16, T_BF16, T_I2_S):
+            if t.type in KNOWN_TYPES:
                 end = self.data_start + t.offset + t.nbytes()
                 if end > len(self.buf):
                     raise GGUFError("tensor %s: data [%d, %d) beyond end of file (%d bytes)"
@@ -124,7 +138,7 @@ class GGUFFile:
     def tensor(self, name):
         """Returns (array, scale): float32 numpy array shaped (ne[-1], ..., ne[0]); for I2_S the
         array holds the ternary values {-1, 0, +1} and scale is the per-tensor float32 scale, else
-        scale is None."""
+        scale is None and the array holds the values (block types dequantized as ggml does)."""
         t = self.tensors.get(name)
         if t is None:
             raise GGUFError("%s: missing tensor %s" % (self.path, name))
@@ -139,6 +153,10 @@ class GGUFFile:
             return u.view(np.float32).reshape(shape), None
         if t.type == T_I2_S:
             return decode_i2s(b, t.n_elements).reshape(shape), float(np.frombuffer(b[t.n_elements // 4:][:4], "<f4")[0])
+        if t.type in ggml_quants.BLOCK:
+            rows = t.n_elements // t.ne[0]
+            blk = ggml_quants.blocks(b, t.type, rows, t.ne[0])
+            return ggml_quants.dequantize(blk, t.type).reshape(shape), None
         raise GGUFError("tensor %s: unsupported type %d" % (name, t.type))
 
 

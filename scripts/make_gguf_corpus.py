@@ -5,9 +5,13 @@ Each case is a small valid file with one defect. Cases cover every rule the read
 (src/gguf/gguf_read.c) and the classes behind llama.cpp's GGUF advisories: huge counts, length
 and count overflows, n_dims > 4, ne product overflow, unknown type ids, offsets past the end or
 misaligned or wrapping into the header, overlaps, duplicates, bad UTF-8, bad alignment, deep
-nesting and truncation at many cut points. expected.txt maps each file to the substring its
-error message must contain (tests/test_gguf_malformed.c checks it; byte offsets in the messages
-are computed here from the same layout).
+nesting and truncation at many cut points, and for ggml's block types (Q4_K, Q6_K, Q8_0, BF16 in a
+llama-architecture file) data cut short, rows that are not whole blocks and sizes that overlap.
+expected.txt maps each file to the substring its error message must contain
+(tests/test_gguf_malformed.c checks it; byte offsets in the messages are computed here from the
+same layout). valid-llama-kquants.bin is the intact llama file those cases break: the test opens
+it as a positive control, and as the corpus of the fuzz target fuzz_gguf_open (scripts/fuzz.sh
+takes this folder as seeds) it gives the fuzzer a well-formed file with every block type.
 
 Usage: /usr/bin/python3 scripts/make_gguf_corpus.py [OUT_DIR]   (standard library only)
 """
@@ -16,7 +20,7 @@ import struct
 import sys
 
 U8, I8, U16, I16, U32, I32, F32, BOOL, STRING, ARRAY, U64, I64, F64 = range(13)
-T_F32, T_F16, T_Q8_0, T_I2_S = 0, 1, 8, 36
+T_F32, T_F16, T_Q8_0, T_Q4_K, T_Q6_K, T_BF16, T_I2_S = 0, 1, 8, 12, 14, 30, 36
 MAX64 = (1 << 64) - 1
 
 
@@ -312,8 +316,8 @@ tensor_case('tensor-size-overflow.gguf', (b'c', [1 << 62], T_F32, 128),
             % tensor_field(f, i, b'c', 'type'))
 tensor_case('type-out-of-range.gguf', (b'c', [8], 0xFFFFFFFF, 128),
             lambda f, i: tensor_prefix(f, i, 'c') + 'type at offset %d: unknown tensor type id 4294967295' % tensor_field(f, i, b'c', 'type'))
-tensor_case('type-q6k-unsupported.gguf', (b'c', [256], 14, 128),
-            lambda f, i: tensor_prefix(f, i, 'c') + 'type at offset %d: unknown tensor type id 14' % tensor_field(f, i, b'c', 'type'))
+tensor_case('type-q5k-unsupported.gguf', (b'c', [256], 13, 128),
+            lambda f, i: tensor_prefix(f, i, 'c') + 'type at offset %d: unknown tensor type id 13' % tensor_field(f, i, b'c', 'type'))
 tensor_case('type-i8s-unsupported.gguf', (b'c', [8], 37, 128),
             lambda f, i: tensor_prefix(f, i, 'c') + 'type at offset %d: unknown tensor type id 37' % tensor_field(f, i, b'c', 'type'))
 tensor_case('i2s-row-not-multiple.gguf', (b'c', [100, 2], T_I2_S, 128),
@@ -373,6 +377,79 @@ case('overlapping-out-of-order.gguf', f.buf,
          f.at['data'] + 64, f.at['data'] + 96, f.at['data'], f.at['data'] + 96))
 
 
+# ---- ggml block types and a llama-architecture file (what `bitnet synth` writes for Falcon3 /
+# Llama3 shapes): Q6_K, Q4_K, Q8_0, BF16 and F32 tensors. The intact file is
+# valid-llama-kquants.bin (a fuzzing seed and the test's positive control); every case below
+# breaks it or one tensor in one way.
+LLAMA_KVS = [kv(b'general.architecture', STRING, gstr(b'llama')),
+             kv(b'general.name', STRING, gstr(b'corpus-llama')),
+             kv(b'llama.embedding_length', U32, u32(256)),
+             kv(b'llama.block_count', U32, u32(1)),
+             kv(b'llama.feed_forward_length', U32, u32(512)),
+             kv(b'llama.attention.head_count', U32, u32(2)),
+             kv(b'llama.attention.head_count_kv', U32, u32(1)),
+             kv(b'llama.rope.dimension_count', U32, u32(128)),
+             kv(b'llama.attention.layer_norm_rms_epsilon', F32, struct.pack('<f', 1e-6))]
+# (name, ne, type, bytes): Q6_K 210 and Q4_K 144 bytes per 256, Q8_0 34 per 32, BF16 2 per value
+LLAMA_TENSORS = [(b'token_embd.weight', [256, 4], T_Q6_K, 4 * 210),
+                 (b'output.weight', [256, 4], T_Q4_K, 4 * 144),
+                 (b'blk.0.attn_q.weight', [256, 2], T_Q8_0, 2 * 8 * 34),
+                 (b'blk.0.attn_norm.weight', [256], T_BF16, 512),
+                 (b'output_norm.weight', [256], T_F32, 1024)]
+
+
+def llama_layout(tensors):
+    """Tensor infos with offsets packed in order at 32-byte alignment, and the data size."""
+    infos, at = [], 0
+    for name, ne, ttype, size in tensors:
+        infos.append((name, ne, ttype, at))
+        at += size + (-size % 32)
+    return infos, at
+
+
+LLAMA_INFOS, LLAMA_DATA = llama_layout(LLAMA_TENSORS)
+VALID_SEEDS = [('valid-llama-kquants.bin', bytes(build(kvs=LLAMA_KVS, tensors=LLAMA_INFOS, data=LLAMA_DATA).buf))]
+
+# Truncated inside each block-typed tensor's data: the tensor must be named, with its exact extent.
+f = build(kvs=LLAMA_KVS, tensors=LLAMA_INFOS, data=LLAMA_DATA)
+for i, (name, ne, ttype, size) in enumerate(LLAMA_TENSORS[:4]):
+    start = f.at['data'] + LLAMA_INFOS[i][3]
+    cut = start + size - 1
+    label = {T_Q6_K: 'q6k', T_Q4_K: 'q4k', T_Q8_0: 'q8', T_BF16: 'bf16'}[ttype]
+    case('trunc-%s-data.gguf' % label, f.buf[:cut],
+         tensor_prefix(f, i, name.decode()) + 'data offset at offset %d: data [%d, %d) extends past the end of the file (%d bytes)'
+         % (tensor_field(f, i, name, 'offset', len(ne)), start, start + size, cut))
+
+# Row lengths that are not whole 256-value blocks.
+for label, ttype, type_name in [('q4k', T_Q4_K, 'q4_K'), ('q6k', T_Q6_K, 'q6_K')]:
+    for row in (384, 128):
+        infos = LLAMA_INFOS[:1] + [(b'output.weight', [row, 4], ttype, LLAMA_INFOS[1][3])] + LLAMA_INFOS[2:]
+        f = build(kvs=LLAMA_KVS, tensors=infos, data=LLAMA_DATA)
+        case('%s-row-%d.gguf' % (label, row), f.buf,
+             tensor_prefix(f, 1, 'output.weight') + 'type at offset %d: row length %d is not a multiple of 256 required by type %s'
+             % (tensor_field(f, 1, b'output.weight', 'type', 2), row, type_name))
+
+# A next tensor placed as if Q6_K took 256 bytes per block less than it does: 192 < 210.
+infos = [(b'token_embd.weight', [256], T_Q6_K, 0), (b'output_norm.weight', [8], T_F32, 192)]
+f = build(kvs=LLAMA_KVS, tensors=infos, data=256)
+case('q6k-overlap.gguf', f.buf,
+     tensor_prefix(f, 1, 'output_norm.weight') + "data [%d, %d) overlaps tensor 'token_embd.weight' data [%d, %d)"
+     % (f.at['data'] + 192, f.at['data'] + 224, f.at['data'], f.at['data'] + 210))
+# The file ends 1 byte before the end of the last Q4_K block.
+infos = [(b'output.weight', [256, 3], T_Q4_K, 0)]
+f = build(kvs=LLAMA_KVS, tensors=infos, data=3 * 144 - 1)
+case('trunc-q4k-last-block.gguf', f.buf,
+     tensor_prefix(f, 0, 'output.weight') + 'data offset at offset %d: data [%d, %d) extends past the end of the file (%d bytes)'
+     % (tensor_field(f, 0, b'output.weight', 'offset', 2), f.at['data'], f.at['data'] + 432, f.at['data'] + 431))
+# A Q6_K tensor of 2^50 rows: its size (2^50 * 210 bytes) must be computed without overflow and
+# found to extend past the end.
+infos = [(b'token_embd.weight', [256, 1 << 50], T_Q6_K, 0)]
+f = build(kvs=LLAMA_KVS, tensors=infos, data=256)
+case('q6k-huge-tensor.gguf', f.buf,
+     tensor_prefix(f, 0, 'token_embd.weight') + 'data offset at offset %d: data [%d, %d) extends past the end of the file (%d bytes)'
+     % (tensor_field(f, 0, b'token_embd.weight', 'offset', 2), f.at['data'], f.at['data'] + (210 << 50), len(f.buf)))
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
         os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'tests', 'data', 'gguf-malformed')
@@ -380,8 +457,11 @@ def main():
     names = [c[0] for c in cases]
     assert len(names) == len(set(names)), 'duplicate case names'
     for old in os.listdir(out):
-        if old.endswith('.gguf'):
+        if old.endswith('.gguf') or old.endswith('.bin'):
             os.remove(os.path.join(out, old))
+    for name, data in VALID_SEEDS:
+        with open(os.path.join(out, name), 'wb') as fh:
+            fh.write(data)
     with open(os.path.join(out, 'expected.txt'), 'w') as manifest:
         manifest.write('# file<TAB>substring its error message must contain (after "FILE: ").\n'
                        '# Generated by scripts/make_gguf_corpus.py; do not edit by hand.\n')
@@ -390,7 +470,7 @@ def main():
             with open(os.path.join(out, name), 'wb') as fh:
                 fh.write(data)
             manifest.write('%s\t%s\n' % (name, expect))
-    print('wrote %d malformed GGUF files to %s' % (len(cases), out))
+    print('wrote %d malformed GGUF files and %d valid seeds to %s' % (len(cases), len(VALID_SEEDS), out))
 
 
 if __name__ == '__main__':

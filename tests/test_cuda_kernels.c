@@ -149,7 +149,7 @@ static void ternary_case(uint32_t type, int rows, int cols, int n, bool out_scal
     bn_ref_quantize_activations(q, sx, sums, x, n, cols);
     float *y_ref = malloc((size_t)n * rows * sizeof(float)),
           *y_gpu = malloc((size_t)n * rows * sizeof(float));
-    bn_ref_ternary_matmul(y_ref, &m, q, sx, n, 0, rows);
+    bn_ref_ternary_matmul(y_ref, &m, q, sx, sums, n, 0, rows);
     float os = rand_float(0.5f, 2.0f);
     if (out_scale)
         for (size_t i = 0; i < (size_t)n * rows; i++) y_ref[i] *= os;
@@ -178,19 +178,16 @@ static void ternary_case(uint32_t type, int rows, int cols, int n, bool out_scal
     free(sx), free(sums), free(y_ref), free(y_gpu);
 }
 
+/* I2_S only: the TQ formats take Q8_K activations on the CPU (spec 9.3), which the CUDA kernels
+ * do not implement yet, so the CUDA backend refuses TQ models (test_cuda_model.c). */
 static void test_ternary(void) {
-    static const uint32_t types[] = {BN_TYPE_I2_S, BN_TYPE_TQ2_0, BN_TYPE_TQ1_0};
     static const int tokens[] = {1, 2, 8, 19};
-    for (int f = 0; f < 3; f++)
-        for (int i = 0; i < 4; i++) {
-            int rows = (int)bn_test_rng_range(&rng, 1, 300);
-            int cols = 256 * (int)bn_test_rng_range(&rng, 1, 11);
-            if (types[f] == BN_TYPE_I2_S && i == 3)
-                cols -= 128; /* I2_S rows of an odd number of 128-blocks */
-            ternary_case(types[f], rows, cols, tokens[i], i == 2, false);
-        }
-    ternary_case(BN_TYPE_TQ2_0, 37, 768, 1, false, true);
-    ternary_case(BN_TYPE_TQ2_0, 37, 768, 5, false, true);
+    for (int i = 0; i < 4; i++) {
+        int rows = (int)bn_test_rng_range(&rng, 1, 300);
+        int cols = 256 * (int)bn_test_rng_range(&rng, 1, 11);
+        if (i == 3) cols -= 128; /* I2_S rows of an odd number of 128-blocks */
+        ternary_case(BN_TYPE_I2_S, rows, cols, tokens[i], i == 2, false);
+    }
     ternary_case(BN_TYPE_I2_S, 640, 2560, 1, false, false); /* 2B-4T attn_k shape */
 }
 

@@ -99,18 +99,25 @@ static void test_products(uint32_t type, int rows, int cols, bool code3, bn_test
     const int n_tokens = 3;
     int8_t *q = malloc((size_t)n_tokens * cols);
     for (size_t i = 0; i < (size_t)n_tokens * cols; i++) q[i] = (int8_t)bn_test_rng_range(rng, -128, 127);
-    int groups = bn_ternary_groups(&m);
+    /* the CPU reference's sums: one per row and token for I2_S; for TQ formats eight lanes per
+     * block of code * q (no lane sums given), so the signed block dot is their sum less sum(q) */
+    const int groups = bn_ternary_groups(&m), per_block = type == BN_TYPE_I2_S ? 1 : BN_TQ_LANES;
     int32_t *ref = malloc((size_t)rows * n_tokens * groups * sizeof(int32_t));
     bn_act_view act = {.q = q, .n_tokens = n_tokens, .cols = cols};
     bn_ref_ternary_sums(ref, &m, &act, 0, rows);
     int wrong = 0;
     for (int r = 0; r < rows; r++)
         for (int t = 0; t < n_tokens; t++)
-            for (int g = 0; g < groups; g++) {
+            for (int g = 0; g < groups / per_block; g++) {
                 int c0 = type == BN_TYPE_I2_S ? 0 : 256 * g, c1 = type == BN_TYPE_I2_S ? cols : 256 * (g + 1);
                 int32_t got =
                     bn_cuda_layout_row_dot(codes + (size_t)r * cols / 16, q + (size_t)t * cols, c0, c1);
-                if (got != ref[((size_t)r * n_tokens + t) * groups + g]) wrong++;
+                int32_t want = 0;
+                for (int l = 0; l < per_block; l++)
+                    want += ref[((size_t)r * n_tokens + t) * groups + (size_t)g * per_block + l];
+                if (type != BN_TYPE_I2_S)
+                    for (int c = c0; c < c1; c++) want -= q[(size_t)t * cols + c];
+                if (got != want) wrong++;
             }
     CHECKF(wrong == 0, "%s %dx%d%s: %d sums differ from the reference", bn_quant_format_get(type)->name, rows,
            cols, code3 ? " (code 3)" : "", wrong);

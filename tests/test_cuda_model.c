@@ -1,7 +1,8 @@
 /*
  * test_cuda_model.c: the whole model on the CUDA backend against the CPU backend, on small
- * synthetic models (I2_S under bitnet-b1.58, TQ2_0 and TQ1_0 under llama.cpp's `bitnet`), F16 and
- * F32 KV caches and the int8 LM head. Needs a CUDA build and a GPU, else it prints why and exits
+ * synthetic models (I2_S under bitnet-b1.58), F16 and F32 KV caches and the int8 LM head; TQ2_0 and
+ * TQ1_0 models (llama.cpp's `bitnet`) are refused with an error naming Q8_K (their activations,
+ * spec 9.3, are not in the CUDA kernels yet). Needs a CUDA build and a GPU, else it prints why and exits
  * 77 (skipped).
  *
  * Checks: a 40-token prompt prefilled in one batch and then 8 greedy decode steps give, at every
@@ -252,6 +253,17 @@ int main(void) {
         if (o.format != BN_TYPE_I2_S) o.n_kv_heads = o.n_heads;
         char *path = bn_test_path(dir, models[i].file);
         CHECK_OK(bn_synth_write(path, &o, &err), &err);
+        if (o.format != BN_TYPE_I2_S) {
+            /* TQ formats take Q8_K activations (spec 9.3), not in the CUDA kernels yet: refused */
+            bn_model_options mo = bn_model_options_default();
+            mo.device = BN_DEVICE_CUDA;
+            bn_model *refused = NULL;
+            CHECK(bn_model_load(path, &mo, &refused, &err) == BN_ERR_UNSUPPORTED);
+            CHECKF(strstr(err.message, "Q8_K") != NULL, "refusal names Q8_K: %s", err.message);
+            bn_model_free(refused);
+            free(path);
+            continue;
+        }
         compare(path, models[i].file, true, false);
         if (i == 0) {
             compare(path, "i2s.gguf, F32 KV cache", false, false);

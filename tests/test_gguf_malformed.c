@@ -4,7 +4,10 @@
  * bn_gguf_open (mmap) and bn_gguf_open_memory (an exact-size heap copy, so ASan sees any read
  * past the end), with a one-line message that starts with the file name and contains the
  * specific expected text (field and byte offset). Every .gguf in the folder must be listed, and
- * the corpus must hold at least 45 files.
+ * the corpus must hold at least 45 files, including the cases of each ggml block type the reader
+ * sizes (Q4_K, Q6_K, Q8_0, BF16: data cut short, rows that are not whole blocks). The intact
+ * llama-architecture file those cases break, valid-llama-kquants.bin (also a fuzzing seed), must
+ * open, with every tensor's size taken from the format table.
  */
 #include "gguf/gguf.h"
 #include "testutil.h"
@@ -14,6 +17,47 @@
 #include <stdlib.h>
 
 #define MIN_CASES 45
+
+/* Cases each block type must have (scripts/make_gguf_corpus.py writes them). */
+static const char *const required_cases[] = {
+    "trunc-q4k-data.gguf", "trunc-q4k-last-block.gguf", "q4k-row-384.gguf", "q4k-row-128.gguf",
+    "trunc-q6k-data.gguf", "q6k-row-384.gguf",          "q6k-row-128.gguf", "q6k-overlap.gguf",
+    "q6k-huge-tensor.gguf", "trunc-q8-data.gguf",       "q8-row-not-multiple.gguf", "trunc-bf16-data.gguf",
+};
+
+/* The intact llama file: its tensors, types and sizes (Q6_K 210 and Q4_K 144 bytes per 256
+ * values, Q8_0 34 per 32, BF16 2 per value). */
+static void check_valid_seed(const char *dir) {
+    static const struct {
+        const char *name;
+        uint32_t type;
+        uint64_t ne0, ne1, size;
+    } want[] = {
+        {"token_embd.weight", 14, 256, 4, 4 * 210}, {"output.weight", 12, 256, 4, 4 * 144},
+        {"blk.0.attn_q.weight", 8, 256, 2, 2 * 8 * 34}, {"blk.0.attn_norm.weight", 30, 256, 1, 512},
+        {"output_norm.weight", 0, 256, 1, 1024},
+    };
+    char *path = bn_test_path(dir, "valid-llama-kquants.bin");
+    bn_error err;
+    bn_gguf *g = NULL;
+    CHECK_OK(bn_gguf_open(path, &g, &err), &err);
+    if (g) {
+        CHECKF(g->n_tensors == sizeof want / sizeof want[0], "%llu tensors", (unsigned long long)g->n_tensors);
+        const bn_gguf_kv *arch = bn_gguf_find_kv(g, "general.architecture");
+        CHECK(arch && arch->value.type == BN_GGUF_STRING && bn_gguf_string_eq(arch->value.as.str, "llama"));
+        for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+            const bn_gguf_tensor *t = bn_gguf_find_tensor(g, want[i].name);
+            CHECKF(t != NULL, "%s missing", want[i].name);
+            if (!t) continue;
+            CHECKF(t->type == want[i].type && t->ne[0] == want[i].ne0 && t->ne[1] == want[i].ne1 &&
+                       t->size == want[i].size,
+                   "%s: type %u ne [%llu, %llu] size %llu", want[i].name, t->type, (unsigned long long)t->ne[0],
+                   (unsigned long long)t->ne[1], (unsigned long long)t->size);
+        }
+    }
+    bn_gguf_close(g);
+    free(path);
+}
 
 typedef struct entry {
     char file[128];
@@ -93,6 +137,12 @@ int main(void) {
     }
     if (d) closedir(d);
     CHECKF(files == n, "%d corpus files, %d manifest entries", files, n);
+    for (size_t r = 0; r < sizeof required_cases / sizeof required_cases[0]; r++) {
+        bool listed = false;
+        for (int i = 0; i < n && !listed; i++) listed = !strcmp(entries[i].file, required_cases[r]);
+        CHECKF(listed, "required case %s is not in expected.txt", required_cases[r]);
+    }
+    check_valid_seed(dir);
     free(manifest);
     free(dir);
     return bn_test_finish("test_gguf_malformed");

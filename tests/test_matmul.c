@@ -3,9 +3,10 @@
  * (kernels/cpu/ref_matmul.h): activation quantization (identical int8 values, half-to-even),
  * ternary I2_S/TQ2_0/TQ1_0 GEMV and GEMM, F16 and int8 matmul. Outputs must be bit-identical
  * (memcmp) to the reference on randomized shapes (block boundaries, odd row counts, 1..9 and 64
- * tokens, 1..4 threads) and extreme values; results per token must not depend on the batch; the
- * same ternary matrix in the three formats gives the same products; integer results are exact;
- * and the registry counts the kernel that ran.
+ * tokens, 1..4 threads) and extreme values; results per token must not depend on the batch; I2_S
+ * equals a naive integer dot, and TQ2_0 / TQ1_0 (Q8_K activations, spec 9.3) equal each other and
+ * an emulation of llama.cpp's AVX2 lane arithmetic written here from the ternary values; integer
+ * results are exact; and the registry counts the kernel that ran.
  */
 #include "core/fp16.h"
 #include "kernels/cpu/ref_matmul.h"
@@ -141,7 +142,7 @@ static float *check_ternary(const bn_ternary_matrix *m, const int8_t *q, const f
                             const int32_t *sums, int n_tokens, const char *what) {
     size_t n_out = (size_t)n_tokens * m->rows;
     float *ref = malloc(n_out * sizeof *ref), *y = malloc(n_out * sizeof *y);
-    bn_ref_ternary_matmul(ref, m, q, scales, n_tokens, 0, m->rows);
+    bn_ref_ternary_matmul(ref, m, q, scales, sums, n_tokens, 0, m->rows);
     /* every variant of the class (kernels/variants.h): each path, and on AVX-512 each prefetch
      * hint of the one-token GEMV with and without GFNI field decoding (where the CPU has it) */
     const bn_kernel_class class = bn_kernel_class_of_tokens(n_tokens);
@@ -165,11 +166,62 @@ static float *check_ternary(const bn_ternary_matrix *m, const int8_t *q, const f
     return ref;
 }
 
-static void quantize_random(int8_t *q, float *scales, int32_t *sums, int n_tokens, int cols) {
+/* Activations as a ternary type takes them (ops.h): per token for I2_S, Q8_K for TQ formats. */
+typedef struct acts {
+    int8_t *q;
+    float *scales;
+    int32_t *sums;
+} acts;
+
+static acts acts_of(uint32_t type, const float *x, int n_tokens, int cols) {
+    const size_t blocks = (size_t)cols / 256 + 1;
+    acts a = {malloc((size_t)n_tokens * cols), malloc((size_t)n_tokens * blocks * sizeof(float)),
+              malloc((size_t)n_tokens * blocks * 8 * sizeof(int32_t))};
+    if (type == BN_TYPE_I2_S)
+        bn_quantize_activations(a.q, a.scales, a.sums, x, n_tokens, cols);
+    else
+        bn_quantize_activations_q8k(a.q, a.scales, a.sums, x, n_tokens, cols);
+    return a;
+}
+
+static void acts_free(acts *a) { free(a->q), free(a->scales), free(a->sums); }
+
+static float *random_x(int n_tokens, int cols) {
     float *x = malloc((size_t)n_tokens * cols * sizeof *x);
     for (int i = 0; i < n_tokens * cols; i++) x[i] = rand_float(2.0f);
+    return x;
+}
+
+/* Per-token (I2_S) quantization of random activations. */
+static void quantize_random(int8_t *q, float *scales, int32_t *sums, int n_tokens, int cols) {
+    float *x = random_x(n_tokens, cols);
     bn_ref_quantize_activations(q, scales, sums, x, n_tokens, cols);
     free(x);
+}
+
+/* check_ternary on activations x quantized the way the matrix's type takes them. */
+static float *check_ternary_x(const bn_ternary_matrix *m, const float *x, int n_tokens, const char *what);
+
+/* llama.cpp's AVX2 TQ dot (ref_matmul.h) written from the ternary values w (one row) and Q8_K
+ * activations of one token: lane L of block b = sum over its columns i with (i % 32) / 4 == L of
+ * (w_i + 1) * q_i, less sum q[32L .. 32L + 31]; 8 float lanes, then hsum_float_8. */
+static float tq_emulated(const int8_t *w, const acts *a, int t, int cols, float d_w) {
+    const int blocks = cols / 256;
+    float lanes[8] = {0};
+    for (int b = 0; b < blocks; b++) {
+        const int8_t *q = a->q + (size_t)t * cols + (size_t)b * 256;
+        int32_t lane[8] = {0};
+        for (int i = 0; i < 256; i++) lane[(i % 32) / 4] += (w[b * 256 + i] + 1) * q[i];
+        for (int l = 0; l < 8; l++)
+            for (int i = 32 * l; i < 32 * l + 32; i++) lane[l] -= q[i];
+        const float dd = a->scales[(size_t)t * blocks + b] * d_w;
+        for (int l = 0; l < 8; l++) {
+            const float term = (float)lane[l] * dd;
+            lanes[l] = lanes[l] + term;
+        }
+    }
+    const float h0 = lanes[0] + lanes[4], h1 = lanes[1] + lanes[5], h2 = lanes[2] + lanes[6], h3 = lanes[3] + lanes[7];
+    return (h0 + h2) + (h1 + h3);
 }
 
 static void test_ternary_random(void) {
@@ -185,65 +237,77 @@ static void test_ternary_random(void) {
         for (size_t k = 0; k < sizeof token_list / sizeof *token_list; k++) {
             int n_tokens = token_list[k];
             if (n_tokens == 64 && tc.cols > 768) continue;
-            int8_t *q = malloc((size_t)n_tokens * tc.cols);
-            float *scales = malloc((size_t)n_tokens * sizeof *scales);
-            int32_t *sums = malloc((size_t)n_tokens * sizeof *sums);
-            quantize_random(q, scales, sums, n_tokens, tc.cols);
+            float *x = random_x(n_tokens, tc.cols);
+            acts a[3];
             float *ref[3] = {NULL, NULL, NULL};
-            for (int f = 0; f < 3; f++)
-                if (tc.packed[f]) ref[f] = check_ternary(&tc.m[f], q, scales, sums, n_tokens, "random");
-            /* the reference itself against a naive dot of the unpacked values */
-            int naive_wrong = 0;
+            for (int f = 0; f < 3; f++) {
+                a[f] = acts_of(types[f], x, n_tokens, tc.cols);
+                if (tc.packed[f]) ref[f] = check_ternary(&tc.m[f], a[f].q, a[f].scales, a[f].sums, n_tokens, "random");
+            }
+            /* the references themselves: I2_S against a naive dot of the unpacked values, TQ
+             * against the lane emulation */
+            int naive_wrong = 0, lanes_wrong = 0;
             for (int t = 0; t < n_tokens; t++)
                 for (int r = 0; r < tc.rows; r++) {
                     int32_t acc = 0;
                     for (int c = 0; c < tc.cols; c++)
-                        acc += tc.values[(size_t)r * tc.cols + c] * q[(size_t)t * tc.cols + c];
-                    naive_wrong += ref[0][(size_t)t * tc.rows + r] != (float)acc / scales[t] * 0.5f;
+                        acc += tc.values[(size_t)r * tc.cols + c] * a[0].q[(size_t)t * tc.cols + c];
+                    naive_wrong += ref[0][(size_t)t * tc.rows + r] != (float)acc / a[0].scales[t] * 0.5f;
+                    if (ref[1])
+                        lanes_wrong += ref[1][(size_t)t * tc.rows + r] !=
+                                       tq_emulated(tc.values + (size_t)r * tc.cols, &a[1], t, tc.cols, 0.5f);
                 }
-            CHECKF(naive_wrong == 0, "reference differs from the naive dot in %d outputs", naive_wrong);
-            /* the same matrix in every format: scale 0.5 is exact in fp16 and a power of two */
-            for (int f = 1; f < 3; f++)
-                if (ref[f])
-                    CHECKF(memcmp(ref[f], ref[0], (size_t)n_tokens * tc.rows * sizeof(float)) == 0,
-                           "format %u differs from I2_S (%dx%d)", types[f], tc.rows, tc.cols);
+            CHECKF(naive_wrong == 0, "I2_S reference differs from the naive dot in %d outputs", naive_wrong);
+            CHECKF(lanes_wrong == 0, "TQ2_0 reference differs from the lane emulation in %d outputs", lanes_wrong);
+            /* the same matrix as TQ2_0 and TQ1_0 (scale 0.5 is exact in fp16): the same products */
+            if (ref[2])
+                CHECKF(memcmp(ref[2], ref[1], (size_t)n_tokens * tc.rows * sizeof(float)) == 0,
+                       "TQ1_0 differs from TQ2_0 (%dx%d)", tc.rows, tc.cols);
             /* batch invariance: each token alone gives the same bits as inside the batch */
             if (n_tokens > 1) {
                 bn_isa_set_active(bn_isa_best_supported());
                 float *one = malloc((size_t)tc.rows * sizeof *one);
-                for (int t = 0; t < n_tokens; t += 3) {
-                    bn_ternary_matmul(pools[2], one, &tc.m[0], q + (size_t)t * tc.cols, scales + t,
-                                      sums + t, 1);
-                    CHECKF(memcmp(one, ref[0] + (size_t)t * tc.rows, tc.rows * sizeof *one) == 0,
-                           "token %d alone differs from the batch of %d", t, n_tokens);
+                for (int f = 0; f < 3; f++) {
+                    if (!ref[f]) continue;
+                    for (int t = 0; t < n_tokens; t += 3) {
+                        acts alone = acts_of(types[f], x + (size_t)t * tc.cols, 1, tc.cols);
+                        bn_ternary_matmul(pools[2], one, &tc.m[f], alone.q, alone.scales, alone.sums, 1);
+                        CHECKF(memcmp(one, ref[f] + (size_t)t * tc.rows, tc.rows * sizeof *one) == 0,
+                               "type %u token %d alone differs from the batch of %d", types[f], t, n_tokens);
+                        acts_free(&alone);
+                    }
                 }
                 free(one);
             }
-            for (int f = 0; f < 3; f++) free(ref[f]);
-            free(q), free(scales), free(sums);
+            for (int f = 0; f < 3; f++) free(ref[f]), acts_free(&a[f]);
+            free(x);
         }
         free_case(&tc);
     }
 }
 
+static float *check_ternary_x(const bn_ternary_matrix *m, const float *x, int n_tokens, const char *what) {
+    acts a = acts_of(m->file_type, x, n_tokens, m->cols);
+    float *ref = check_ternary(m, a.q, a.scales, a.sums, n_tokens, what);
+    acts_free(&a);
+    return ref;
+}
+
 /* Extreme weights and activations: the exact integer result is known. */
 /* More tokens than a worker's sums hold at once (matmul.c: WORKER_SUMS): the tokens go in passes.
  * An I2_S GEMM span of 128 rows holds 128 tokens a pass (130 tokens: a pass of 2 after one of
- * 128); a TQ chunk of 16 rows over 6912 columns (27 blocks) holds 37 (40 tokens: 37 + 3). Every
- * variant and thread count against the reference. */
+ * 128); a TQ chunk of 16 rows over 6912 columns (27 blocks of 8 lanes) holds 4 (40 tokens: ten
+ * passes). Every variant and thread count against the reference. */
 static void test_ternary_token_passes(void) {
     const struct { int rows, cols, tokens; } cases[] = {{300, 256, 130}, {32, 6912, 40}};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         ternary_case tc;
         make_case(&tc, cases[i].rows, cases[i].cols, 0, 0.5f);
         const int n_tokens = cases[i].tokens;
-        int8_t *q = malloc((size_t)n_tokens * tc.cols);
-        float *scales = malloc((size_t)n_tokens * sizeof *scales);
-        int32_t *sums = malloc((size_t)n_tokens * sizeof *sums);
-        quantize_random(q, scales, sums, n_tokens, tc.cols);
+        float *x = random_x(n_tokens, tc.cols);
         for (int f = 0; f < 3; f++)
-            if (tc.packed[f]) free(check_ternary(&tc.m[f], q, scales, sums, n_tokens, "token passes"));
-        free(q), free(scales), free(sums);
+            if (tc.packed[f]) free(check_ternary_x(&tc.m[f], x, n_tokens, "token passes"));
+        free(x);
         free_case(&tc);
     }
 }
@@ -257,17 +321,21 @@ static void test_ternary_extremes(void) {
         for (size_t a = 0; a < sizeof act_values / sizeof *act_values; a++) {
             int n_tokens = 3;
             int8_t *q = malloc((size_t)n_tokens * cols);
-            float scales[3] = {1.0f, 1.0f, 1.0f};
-            int32_t sums[3];
+            /* I2_S: one scale and sum per token; TQ: one scale per block and 8 lane sums */
+            float scales[3 * 3] = {1, 1, 1, 1, 1, 1, 1, 1, 1};
+            int32_t sums[3], lane_sums[3 * 3 * 8] = {0};
             memset(q, act_values[a], (size_t)n_tokens * cols);
             /* token 2 alternates -128 / +127 */
             for (int c = 0; c < cols; c++) q[2 * cols + c] = (int8_t)(c % 2 ? 127 : -128);
             for (int t = 0; t < n_tokens; t++) {
                 sums[t] = 0;
-                for (int c = 0; c < cols; c++) sums[t] += q[t * cols + c];
+                for (int c = 0; c < cols; c++) {
+                    sums[t] += q[t * cols + c];
+                    lane_sums[(t * cols + c) / 32] += q[t * cols + c]; /* (token, block, lane) */
+                }
             }
             for (int f = 0; f < 3; f++) {
-                float *ref = check_ternary(&tc.m[f], q, scales, sums, n_tokens, "extreme");
+                float *ref = check_ternary(&tc.m[f], q, scales, f == 0 ? sums : lane_sums, n_tokens, "extreme");
                 int w = fill - 2;
                 for (int t = 0; t < n_tokens; t++) {
                     float expect = (float)(w * sums[t]);
@@ -285,11 +353,7 @@ static void test_ternary_extremes(void) {
     make_case(&tc, 5, 256, 0, 3.0e-3f);
     float x[2 * 256];
     for (int i = 0; i < 256; i++) x[i] = rand_float(1e35f), x[256 + i] = rand_float(1e-35f);
-    int8_t q[512];
-    float s[2];
-    int32_t sums[2];
-    bn_quantize_activations(q, s, sums, x, 2, 256);
-    for (int f = 0; f < 3; f++) free(check_ternary(&tc.m[f], q, s, sums, 2, "huge/tiny"));
+    for (int f = 0; f < 3; f++) free(check_ternary_x(&tc.m[f], x, 2, "huge/tiny"));
     free_case(&tc);
 }
 
@@ -309,12 +373,10 @@ static void test_block_scales(void) {
         CHECK_OK(bn_ternary_pack(packed, types[f], values, n, 0, block_scales, &err), &err);
         bn_ternary_matrix m;
         CHECK_OK(bn_ternary_matrix_prepare(&m, "blocks", types[f], rows, cols, packed, &err), &err);
-        int8_t q[5 * 1024];
-        float scales[5];
-        int32_t sums[5];
-        quantize_random(q, scales, sums, 5, cols);
-        free(check_ternary(&m, q, scales, sums, 5, "block scales"));
-        free(check_ternary(&m, q, scales, sums, 1, "block scales gemv"));
+        float *x = random_x(5, cols);
+        free(check_ternary_x(&m, x, 5, "block scales"));
+        free(check_ternary_x(&m, x, 1, "block scales gemv"));
+        free(x);
         bn_ternary_matrix_release(&m);
         free(packed);
     }
@@ -426,10 +488,11 @@ static void test_ternary_parts(void) {
             const int token_counts[2] = {1, 9};
             for (int ti = 0; ti < 2; ti++) {
                 int n_tokens = token_counts[ti];
-                int8_t *q = malloc((size_t)n_tokens * cols);
-                float scales[9];
-                int32_t sums[9];
-                quantize_random(q, scales, sums, n_tokens, cols);
+                float *x = random_x(n_tokens, cols);
+                acts a = acts_of(types[k], x, n_tokens, cols);
+                const int8_t *q = a.q;
+                const float *scales = a.scales;
+                const int32_t *sums = a.sums;
                 float *want[3], *got[3];
                 const bn_ternary_matrix *ms[3];
                 for (int i = 0; i < 3; i++) {
@@ -467,7 +530,7 @@ static void test_ternary_parts(void) {
                 }
             next:
                 for (int i = 0; i < 3; i++) free(want[i]), free(got[i]);
-                free(q);
+                acts_free(&a), free(x);
             }
         }
         for (int i = 0; i < 3; i++) free_case(&tc[i]);

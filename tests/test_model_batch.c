@@ -319,12 +319,13 @@ static void wrong_tensors(const char *dir, const char *good) {
     } cases[] = {
         {"blk.0.attn_sub_norm.weight", BN_TYPE_F32, 1, {128, 1},
          "blk.0.attn_sub_norm.weight: wrong shape: expected {256}, found {128}"},
-        {"blk.1.ffn_norm.weight", BN_TYPE_F16, 1, {256, 1}, "blk.1.ffn_norm.weight: type f16 (1), expected f32"},
+        {"blk.1.ffn_norm.weight", BN_TYPE_BF16, 1, {256, 1}, "blk.1.ffn_norm.weight: type bf16 (30), expected f32 or f16"},
         {"blk.0.attn_k.weight", BN_TYPE_F16, 2, {256, 128},
          "blk.0.attn_k.weight: type f16 (1), expected i2_s, tq2_0 or tq1_0"},
         {"blk.1.ffn_down.weight", BN_TYPE_I2_S, 2, {256, 768},
          "blk.1.ffn_down.weight: wrong shape: expected {768, 256}, found {256, 768}"},
-        {"token_embd.weight", BN_TYPE_F32, 2, {256, 262}, "token_embd.weight: type f32 (0), expected f16"},
+        {"token_embd.weight", BN_TYPE_I2_S, 2, {256, 262},
+         "tensor token_embd.weight: type i2_s (id 36) is not supported for a head or embedding"},
     };
     char *path = bn_test_path(dir, "broken.gguf");
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -21,6 +21,7 @@
 
 #include "core/fp16.h"
 #include "core/large_alloc.h"
+#include "kernels/cpu/act_blocks.h"
 #include "kernels/cpu/matmul_isa.h"
 #include "kernels/cpu/ref_matmul.h"
 #include "kernels/cpu_features.h"
@@ -42,8 +43,8 @@
 
 /* Integer sums a worker holds at once (on its stack, 64 KiB): a chunk's rows x groups x tokens,
  * the tokens taken in passes that fit. Every row chunk of every format fits one token (16 rows x
- * at most 1024 TQ blocks, the limit prepare checks); an I2_S GEMM span takes 128 tokens a pass,
- * which is the kernels' own order (token tiles outermost), so passes cost nothing. */
+ * at most 1024 TQ lanes = 128 blocks, the limit prepare checks); an I2_S GEMM span takes 128
+ * tokens a pass, which is the kernels' own order (token tiles outermost), so passes cost nothing. */
 #define WORKER_SUMS (ROW_CHUNK * 1024)
 
 /* ---- activation quantization ---- */
@@ -69,6 +70,31 @@ void bn_quantize_activations(int8_t *q, float *scales, int32_t *sums, const floa
     bn_kernel_end(&k->slot, k->id, t0);
 }
 
+/* Q8_K activations of the TQ formats (kernels/cpu/act_blocks.h): scalar on every path (one pass
+ * over the activations); the lane sums are Q8_K's bsums in pairs. */
+static bn_kernel_slot quantize_q8k_slot;
+
+bool bn_ternary_type_uses_q8k(uint32_t file_type) {
+    return file_type == BN_TYPE_TQ1_0 || file_type == BN_TYPE_TQ2_0;
+}
+
+void bn_quantize_activations_q8k(int8_t *q, float *block_scales, int32_t *lane_sums, const float *x,
+                                 int n_tokens, int cols) {
+    uint64_t t0 = bn_kernel_begin();
+    const int blocks = cols / BN_Q8K_BLOCK;
+    for (int t = 0; t < n_tokens; t++)
+        for (int b = 0; b < blocks; b++) {
+            bn_q8k_block block;
+            const size_t at = (size_t)t * (size_t)blocks + (size_t)b;
+            bn_quantize_row_q8k(&block, x + (size_t)t * cols + (size_t)b * BN_Q8K_BLOCK, BN_Q8K_BLOCK);
+            memcpy(q + (size_t)t * cols + (size_t)b * BN_Q8K_BLOCK, block.qs, BN_Q8K_BLOCK);
+            block_scales[at] = block.d;
+            for (int l = 0; l < BN_TQ_LANES; l++)
+                lane_sums[at * BN_TQ_LANES + l] = block.bsums[2 * l] + block.bsums[2 * l + 1];
+        }
+    bn_kernel_end(&quantize_q8k_slot, "cpu.quantize_q8k.scalar", t0);
+}
+
 /* ---- ternary matrices ---- */
 
 static bn_status prepare(bn_ternary_matrix *matrix, const char *name, uint32_t file_type, int rows,
@@ -83,7 +109,8 @@ static bn_status prepare(bn_ternary_matrix *matrix, const char *name, uint32_t f
         return bn_error_set(err, BN_ERR_FORMAT,
                             "tensor %s: shape %d x %d does not fit %s (row length a multiple "
                             "of %u)", name, rows, cols, format->name, format->row_multiple);
-    if (cols / BN_TQ_BLOCK > 1024 || (size_t)rows > SIZE_MAX / (size_t)cols)
+    if ((file_type != BN_TYPE_I2_S && cols / BN_TQ_BLOCK * BN_TQ_LANES > 1024) ||
+        (size_t)rows > SIZE_MAX / (size_t)cols)
         return bn_error_set(err, BN_ERR_FORMAT, "tensor %s: shape %d x %d is too large", name,
                             rows, cols);
     if (!file_data) return bn_error_set(err, BN_ERR_INVALID, "tensor %s: no data", name);
@@ -182,7 +209,6 @@ typedef struct ternary_kernel {
     ternary_sums_fn sums;
     ternary_finish_i2s_fn finish_i2s;
     bool pairs;      /* reads q_pairs */
-    bool block_sums; /* reads block_sums */
     bn_kernel_slot slots[2];
 } ternary_kernel;
 
@@ -190,21 +216,21 @@ enum { FORMAT_I2S, FORMAT_TQ2, FORMAT_TQ1, FORMAT_COUNT };
 
 static ternary_kernel ternary_kernels[FORMAT_COUNT][BN_ISA_COUNT] = {
     [FORMAT_I2S] = {
-        {{"cpu.i2s.gemv.scalar", "cpu.i2s.gemm.scalar"}, BN_ISA_SCALAR, bn_ref_ternary_sums, NULL, false, false, {{0}}},
+        {{"cpu.i2s.gemv.scalar", "cpu.i2s.gemm.scalar"}, BN_ISA_SCALAR, bn_ref_ternary_sums, NULL, false, {{0}}},
         {{"cpu.i2s.gemv.avx2", "cpu.i2s.gemm.avx2"}, BN_ISA_AVX2, bn_avx2_ternary_sums,
-         bn_avx2_ternary_finish_i2s, false, false, {{0}}},
+         bn_avx2_ternary_finish_i2s, false, {{0}}},
         {{"cpu.i2s.gemv.avx512", "cpu.i2s.gemm.avx512"}, BN_ISA_AVX512, bn_avx512_ternary_sums,
-         bn_avx512_ternary_finish_i2s, true, false, {{0}}},
+         bn_avx512_ternary_finish_i2s, true, {{0}}},
     },
     [FORMAT_TQ2] = {
-        {{"cpu.tq2.gemv.scalar", "cpu.tq2.gemm.scalar"}, BN_ISA_SCALAR, bn_ref_ternary_sums, NULL, false, false, {{0}}},
-        {{"cpu.tq2.gemv.avx2", "cpu.tq2.gemm.avx2"}, BN_ISA_AVX2, bn_avx2_ternary_sums, NULL, false, true, {{0}}},
-        {{"cpu.tq2.gemv.avx512", "cpu.tq2.gemm.avx512"}, BN_ISA_AVX512, bn_avx512_ternary_sums, NULL, true, true, {{0}}},
+        {{"cpu.tq2.gemv.scalar", "cpu.tq2.gemm.scalar"}, BN_ISA_SCALAR, bn_ref_ternary_sums, NULL, false, {{0}}},
+        {{"cpu.tq2.gemv.avx2", "cpu.tq2.gemm.avx2"}, BN_ISA_AVX2, bn_avx2_ternary_sums, NULL, false, {{0}}},
+        {{"cpu.tq2.gemv.avx512", "cpu.tq2.gemm.avx512"}, BN_ISA_AVX512, bn_avx512_ternary_sums, NULL, true, {{0}}},
     },
     [FORMAT_TQ1] = {
-        {{"cpu.tq1.gemv.scalar", "cpu.tq1.gemm.scalar"}, BN_ISA_SCALAR, bn_ref_ternary_sums, NULL, false, false, {{0}}},
-        {{"cpu.tq1.gemv.avx2", "cpu.tq1.gemm.avx2"}, BN_ISA_AVX2, bn_avx2_ternary_sums, NULL, false, true, {{0}}},
-        {{"cpu.tq1.gemv.avx512", "cpu.tq1.gemm.avx512"}, BN_ISA_AVX512, bn_avx512_ternary_sums, NULL, true, true, {{0}}},
+        {{"cpu.tq1.gemv.scalar", "cpu.tq1.gemm.scalar"}, BN_ISA_SCALAR, bn_ref_ternary_sums, NULL, false, {{0}}},
+        {{"cpu.tq1.gemv.avx2", "cpu.tq1.gemm.avx2"}, BN_ISA_AVX2, bn_avx2_ternary_sums, NULL, false, {{0}}},
+        {{"cpu.tq1.gemv.avx512", "cpu.tq1.gemm.avx512"}, BN_ISA_AVX512, bn_avx512_ternary_sums, NULL, true, {{0}}},
     },
 };
 
@@ -227,7 +253,7 @@ static bn_act_view act_slice(const bn_act_view *act, int t0, int n) {
     slice.sums += t0;
     if (slice.q_pairs) slice.q_pairs += bytes;
     if (slice.q_unsigned) slice.q_unsigned += bytes;
-    if (slice.block_sums) slice.block_sums += (size_t)t0 * (size_t)(act->cols / BN_TQ_BLOCK);
+    if (slice.lane_sums) slice.lane_sums += (size_t)t0 * (size_t)(act->cols / BN_TQ_BLOCK) * BN_TQ_LANES;
     return slice;
 }
 
@@ -239,6 +265,8 @@ static void ternary_chunk(const ternary_job *job, const bn_ternary_matrix *m, fl
     const int n_tokens = job->act->n_tokens;
     const long per_token = (long)(r1 - r0) * bn_ternary_groups(m);
     const int pass = WORKER_SUMS / per_token < n_tokens ? (int)(WORKER_SUMS / per_token) : n_tokens;
+    /* scales per token: one (I2_S) or one per 256-block (Q8_K of the TQ formats) */
+    const size_t scales_per_token = m->file_type == BN_TYPE_I2_S ? 1 : (size_t)(m->cols / BN_TQ_BLOCK);
     for (int t0 = 0; t0 < n_tokens; t0 += pass) {
         const int n = n_tokens - t0 < pass ? n_tokens - t0 : pass;
         const bn_act_view slice = t0 == 0 && n == n_tokens ? *job->act : act_slice(job->act, t0, n);
@@ -247,7 +275,7 @@ static void ternary_chunk(const ternary_job *job, const bn_ternary_matrix *m, fl
         if (m->file_type == BN_TYPE_I2_S && k->finish_i2s)
             k->finish_i2s(y_pass, m->rows, m->tensor_scale, sums, job->scales + t0, n, r0, r1);
         else
-            bn_ternary_finish(y_pass, m, sums, job->scales + t0, n, r0, r1);
+            bn_ternary_finish(y_pass, m, sums, job->scales + (size_t)t0 * scales_per_token, n, r0, r1);
     }
 }
 
@@ -289,21 +317,8 @@ static void ternary_run(bn_threadpool *pool, float *const *ys, const bn_ternary_
     uint64_t t0 = bn_kernel_begin();
     bn_act_view act = {.q = q, .sums = sums, .n_tokens = n_tokens, .cols = cols,
                        .prefetch = variant.prefetch, .gfni = variant.gfni};
+    if (format != FORMAT_I2S) act.lane_sums = sums; /* Q8_K's, from bn_quantize_activations_q8k */
     /* Per-path activation copies in this thread's scratch: small next to the weights. */
-    if (k->block_sums) {
-        const int blocks = cols / BN_TQ_BLOCK;
-        int32_t *block_sums = bn_thread_scratch(BN_SCRATCH_BLOCK_SUMS,
-                                                (size_t)n_tokens * (size_t)blocks * sizeof *block_sums);
-        for (int t = 0; block_sums && t < n_tokens; t++)
-            for (int b = 0; b < blocks; b++) {
-                const int8_t *qb = q + (size_t)t * cols + (size_t)b * BN_TQ_BLOCK;
-                int32_t s = 0;
-                for (int c = 0; c < BN_TQ_BLOCK; c++) s += qb[c];
-                block_sums[(size_t)t * blocks + b] = s;
-            }
-        act.block_sums = block_sums;
-        if (!block_sums) k = &ternary_kernels[format][BN_ISA_SCALAR]; /* needs no copy */
-    }
     if (k->pairs) {
         int8_t *pairs = bn_thread_scratch(BN_SCRATCH_ACTIVATIONS, (size_t)n_tokens * (size_t)cols);
         if (pairs) bn_avx512_pair_activations(pairs, q, n_tokens, cols);

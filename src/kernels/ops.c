@@ -61,6 +61,11 @@ typedef void (*rope_angles_fn)(float *, float *, int, int, int32_t, float);
 OP_TABLE(rope_angles_kernels, rope_angles_fn) = {{"cpu.rope_angles.scalar", bn_ref_rope_angles, {0}},
                                                  {NULL, NULL, {0}},
                                                  {NULL, NULL, {0}}};
+typedef void (*rope_angles_scaled_fn)(float *, float *, int, int, int32_t, float, const float *, float);
+OP_TABLE(rope_angles_scaled_kernels, rope_angles_scaled_fn) = {
+    {"cpu.rope_angles_scaled.scalar", bn_ref_rope_angles_scaled, {0}}, {NULL, NULL, {0}}, {NULL, NULL, {0}}};
+OP_TABLE(rope_norm_table_kernels, rope_table_fn) = {
+    {"cpu.rope_norm.scalar", bn_ref_rope_norm_table, {0}}, {NULL, NULL, {0}}, {NULL, NULL, {0}}};
 typedef void (*softmax_fn)(float *, int);
 OP_TABLE(softmax_kernels, softmax_fn) = {{"cpu.softmax.scalar", bn_ref_softmax, {0}},
                                          {"cpu.softmax.avx2", bn_avx2_softmax, {0}},
@@ -131,6 +136,18 @@ void bn_rope_neox_angles(float *cos_table, float *sin_table, int head_dim, int r
 void bn_rope_neox_table(float *x, int n_heads, int head_dim, int rope_dim, const float *cos_table,
                         const float *sin_table) {
     OP_RUN(rope_neox_table_kernels, x, n_heads, head_dim, rope_dim, cos_table, sin_table);
+}
+
+void bn_rope_angles_scaled(float *cos_table, float *sin_table, int head_dim, int rope_dim, int32_t pos,
+                           float freq_base, const float *freq_factors, float freq_scale) {
+    if (rope_dim > head_dim) rope_dim = head_dim;
+    OP_RUN(rope_angles_scaled_kernels, cos_table, sin_table, rope_dim / 2, rope_dim / 2 * 2, pos, freq_base,
+           freq_factors, freq_scale);
+}
+
+void bn_rope_norm_table(float *x, int n_heads, int head_dim, int rope_dim, const float *cos_table,
+                        const float *sin_table) {
+    OP_RUN(rope_norm_table_kernels, x, n_heads, head_dim, rope_dim, cos_table, sin_table);
 }
 
 void bn_softmax(float *x, int n) { OP_RUN(softmax_kernels, x, n); }

@@ -28,6 +28,16 @@
 void bn_quantize_activations(int8_t *q, float *scales, int32_t *sums, const float *x, int n_tokens,
                              int cols);
 
+/* Q8_K activations (spec section 9.3), what the TQ1_0 / TQ2_0 matmuls take: per token and
+ * 256-column block, int8 q (n_tokens x cols, natural order), the block's scale d
+ * (block_scales[t * cols/256 + b]) and its 8 lane sums (lane_sums[(t * cols/256 + b) * 8 + L] =
+ * sum of q over columns 32L..32L+31 of the block; kernels/cpu/ref_matmul.h). cols % 256 == 0. */
+void bn_quantize_activations_q8k(int8_t *q, float *block_scales, int32_t *lane_sums, const float *x,
+                                 int n_tokens, int cols);
+/* Whether a ternary file type takes Q8_K activations (TQ1_0, TQ2_0) rather than the per-token
+ * quantization of bn_quantize_activations (I2_S). */
+bool bn_ternary_type_uses_q8k(uint32_t file_type);
+
 /* ---- ternary matrices ----
  * A ternary weight matrix prepared for the kernels from its file form (I2_S, TQ2_0 or TQ1_0).
  * Preparation may repack into an internal layout (owned by the matrix); it validates the data
@@ -57,9 +67,11 @@ bn_status bn_ternary_matrix_prepare_in(bn_ternary_matrix *matrix, const char *na
 size_t bn_ternary_matrix_repack_bytes(uint32_t file_type, int rows, int cols);
 void bn_ternary_matrix_release(bn_ternary_matrix *matrix);
 
-/* y[t][r] = (sum_c w[r][c] * q[t][c]) / scales[t] * tensor_scale  (block-scaled formats: sum over
- * blocks of d_block * integer block sum, in block order, then / scales[t]). One token is a GEMV,
- * several a GEMM; results per token are identical either way. */
+/* I2_S: y[t][r] = (sum_c w[r][c] * q[t][c]) / scales[t] * tensor_scale, with q, scales and sums
+ * from bn_quantize_activations. TQ formats: q, scales and sums are bn_quantize_activations_q8k's
+ * (q, block_scales, lane_sums) and y is llama.cpp's AVX2 dot product over the blocks
+ * (kernels/cpu/ref_matmul.h). One token is a GEMV, several a GEMM; results per token are
+ * identical either way. */
 void bn_ternary_matmul(bn_threadpool *pool, float *y, const bn_ternary_matrix *matrix,
                        const int8_t *q, const float *scales, const int32_t *sums, int n_tokens);
 /* The same for n_parts matrices that share the input q (a layer's Q, K and V; gate and up): one
@@ -106,6 +118,15 @@ void bn_rope_neox_angles(float *cos_table, float *sin_table, int head_dim, int r
 /* bn_rope_neox with the angles from bn_rope_neox_angles: the same floats, without computing the
  * angles again (a forward step rotates q and k of every layer at the same positions). */
 void bn_rope_neox_table(float *x, int n_heads, int head_dim, int rope_dim, const float *cos_table,
+                        const float *sin_table);
+/* bn_rope_neox_angles with ggml's frequency factors (NULL: none; rope_dim / 2 divisors of the
+ * angles, llama's rope_freqs) and linear scaling (angle = freq_scale * (theta / factor)); with
+ * neither, the same floats. */
+void bn_rope_angles_scaled(float *cos_table, float *sin_table, int head_dim, int rope_dim, int32_t pos,
+                           float freq_base, const float *freq_factors, float freq_scale);
+/* NORM RoPE (llama: pairs 2i, 2i+1) in place with the angles of one position, rounded as the NEOX
+ * rotation (spec 4.1). */
+void bn_rope_norm_table(float *x, int n_heads, int head_dim, int rope_dim, const float *cos_table,
                         const float *sin_table);
 /* In-place softmax (max subtracted; ggml's exp and 16-lane sums, spec section 4.1). */
 void bn_softmax(float *x, int n);

@@ -17,6 +17,7 @@
 typedef enum bn_scratch_slot {
     BN_SCRATCH_ACTIVATIONS = 0, /* q_pairs / q_unsigned: n_tokens x cols bytes */
     BN_SCRATCH_BLOCK_SUMS = 1,  /* TQ block sums: n_tokens x cols / 256 int32 */
+    BN_SCRATCH_HEAD_BLOCKS = 2, /* LM head (kernels/head.h): n_tokens rows of Q8_K / Q8_0 blocks */
     BN_SCRATCH_SLOTS
 } bn_scratch_slot;
 

@@ -110,8 +110,13 @@ static void activations_free(activations *a) {
 static bool activations_make(activations *a, const bn_tune_workload *w, int max_tokens, size_t max_rows) {
     memset(a, 0, sizeof *a);
     a->max_tokens = max_tokens;
-    a->scales = malloc((size_t)max_tokens * sizeof *a->scales);
-    a->sums = malloc((size_t)max_tokens * sizeof *a->sums);
+    /* scales and sums per token (I2_S) or per token, block (and lane) for the TQ formats' Q8_K:
+     * sized for the widest matrix; their values only time the float step */
+    size_t blocks = 1;
+    for (int i = 0; i < w->n_matrices; i++)
+        if ((size_t)w->matrices[i]->cols / 256 + 1 > blocks) blocks = (size_t)w->matrices[i]->cols / 256 + 1;
+    a->scales = calloc((size_t)max_tokens * blocks, sizeof *a->scales);
+    a->sums = calloc((size_t)max_tokens * blocks * 8, sizeof *a->sums);
     a->y = malloc((size_t)max_tokens * max_rows * sizeof *a->y);
     bool ok = a->scales && a->sums && a->y;
     uint32_t seed = 12345;

@@ -15,6 +15,12 @@
 
 typedef struct bn_backend bn_backend;
 
+/* The widest input a projection of the model takes (activation buffers of the quantizers). */
+static inline int bn_backend_max_width(const bn_model_config *c) {
+    int width = c->dim > c->ffn_dim ? c->dim : c->ffn_dim;
+    return width > c->q_dim ? width : c->q_dim;
+}
+
 struct bn_backend {
     const char *name;
     void *impl; /* backend-private state */
@@ -46,7 +52,8 @@ struct bn_backend {
      * each exactly as linear would give it; the CPU quantizes x once and runs them together. */
     void (*linear_parts)(bn_backend *backend, float *const *ys, const bn_linear *const *ws,
                          int n_parts, const float *x, int n);
-    /* NEOX RoPE in place on n tokens of n_heads heads, each at its own position. */
+    /* RoPE in place (NEOX pairs, or NORM for llama: config->rope_norm) on n tokens of n_heads
+     * heads, each at its own position. */
     void (*rope)(bn_backend *backend, float *x, int n_heads, const int32_t *pos, int n);
     /* Writes k[t], v[t] into row pos[t] of layer's cache of entry t, in the cache's type. */
     void (*kv_store)(bn_backend *backend, const bn_batch_view *batch, int layer, const float *k,
@@ -71,10 +78,10 @@ struct bn_backend {
     bn_status (*finish)(bn_backend *backend, bn_error *err);
 };
 
-/* The CPU backend over kernels/ops.h with pool (NULL: one thread). Owned by the caller
- * (backend->destroy). */
-bn_status bn_backend_cpu_create(const bn_model_config *config, bn_threadpool *pool,
-                                bn_backend **out, bn_error *err);
+/* The CPU backend over kernels/ops.h with pool (NULL: one thread), for the model's weights (its
+ * head and RoPE factors; they outlive the backend). Owned by the caller (backend->destroy). */
+bn_status bn_backend_cpu_create(const bn_model_config *config, const bn_model_weights *weights,
+                                bn_threadpool *pool, bn_backend **out, bn_error *err);
 
 /* The CUDA backend (backend_cuda.c): uploads weights (ternary ones repacked for the GPU) once.
  * BN_ERR_DEVICE when the build has no CUDA or no usable device exists. Owned by the caller. */

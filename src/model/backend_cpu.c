@@ -19,6 +19,7 @@
 #include <string.h>
 
 typedef struct cpu_backend {
+    const bn_model_weights *weights;
     bn_threadpool *pool;
     int n_threads;
     /* activation quantization of one chunk */
@@ -56,10 +57,13 @@ static bn_status cpu_reserve(bn_backend *backend, int n_tokens, int max_context,
     cpu_backend *cpu = impl_of(backend);
     const bn_model_config *c = backend->config;
     if (n_tokens > cpu->quant_tokens) {
-        size_t width = (size_t)(c->dim > c->ffn_dim ? c->dim : c->ffn_dim);
+        size_t width = (size_t)bn_backend_max_width(c);
         int8_t *q = cpu_alloc(backend, (size_t)n_tokens * width); /* SIMD rows start on a line */
-        float *scales = malloc((size_t)n_tokens * sizeof *scales);
-        int32_t *sums = malloc((size_t)n_tokens * sizeof *sums);
+        /* per token one scale and one sum (I2_S), or per 256-block one scale and 8 lane sums
+         * (Q8_K of the TQ formats) */
+        const size_t blocks = width / 256 + 1;
+        float *scales = malloc((size_t)n_tokens * blocks * sizeof *scales);
+        int32_t *sums = malloc((size_t)n_tokens * blocks * 8 * sizeof *sums);
         if (!q || !scales || !sums) {
             free(q), free(scales), free(sums);
             return bn_error_set(err, BN_ERR_NOMEM, "CPU backend: out of memory for %d tokens", n_tokens);
@@ -72,10 +76,8 @@ static bn_status cpu_reserve(bn_backend *backend, int n_tokens, int max_context,
      * reserved here, where running out of memory can still be reported, so decoding allocates
      * nothing (a no-op once this thread holds enough). */
     {
-        const size_t width = (size_t)(c->dim > c->ffn_dim ? c->dim : c->ffn_dim);
-        if (bn_thread_scratch_reserve(BN_SCRATCH_ACTIVATIONS, (size_t)n_tokens * width, err) != BN_OK ||
-            bn_thread_scratch_reserve(BN_SCRATCH_BLOCK_SUMS,
-                                      (size_t)n_tokens * (width / 256 + 1) * sizeof(int32_t), err) != BN_OK) {
+        const size_t width = (size_t)bn_backend_max_width(c);
+        if (bn_thread_scratch_reserve(BN_SCRATCH_ACTIVATIONS, (size_t)n_tokens * width, err) != BN_OK) {
             bn_error_prefix(err, "CPU backend: ");
             return BN_ERR_NOMEM;
         }
@@ -94,6 +96,10 @@ static bn_status cpu_reserve(bn_backend *backend, int n_tokens, int max_context,
         cpu->rope_pos = pos, cpu->rope_valid = valid, cpu->rope_cos = cos_table, cpu->rope_sin = sin_table;
         cpu->rope_tokens = n_tokens;
     }
+    if (bn_head_reserve(&cpu->weights->head, n_tokens, err) != BN_OK) {
+        bn_error_prefix(err, "CPU backend: ");
+        return BN_ERR_NOMEM;
+    }
     if (max_context > cpu->score_len) {
         float *scores = malloc((size_t)cpu->n_threads * (size_t)max_context * sizeof *scores);
         if (!scores)
@@ -109,9 +115,13 @@ static bn_status cpu_reserve(bn_backend *backend, int n_tokens, int max_context,
 static void cpu_embed(bn_backend *backend, float *x, const bn_model_weights *weights,
                       const int32_t *tokens, int n) {
     const bn_model_config *c = backend->config;
-    for (int t = 0; t < n; t++)
-        bn_embedding_lookup_f16(x + (size_t)t * c->dim, weights->token_embd, c->n_vocab, c->dim,
-                                tokens[t], NULL);
+    for (int t = 0; t < n; t++) {
+        if (weights->token_embd) /* F16: the dispatching lookup */
+            bn_embedding_lookup_f16(x + (size_t)t * c->dim, weights->token_embd, c->n_vocab, c->dim,
+                                    tokens[t], NULL);
+        else
+            bn_head_dequantize_row(x + (size_t)t * c->dim, &weights->embd, tokens[t]);
+    }
 }
 
 static void cpu_rmsnorm(bn_backend *backend, float *out, const float *x, const float *weight, int n,
@@ -120,9 +130,18 @@ static void cpu_rmsnorm(bn_backend *backend, float *out, const float *x, const f
     bn_rmsnorm(out, x, weight, n, cols, eps);
 }
 
+/* The activation quantization the matrix's type takes (spec section 9.3): per token for I2_S,
+ * Q8_K blocks for TQ1_0 / TQ2_0. */
+static void quantize_for(cpu_backend *cpu, const bn_ternary_matrix *m, const float *x, int n) {
+    if (bn_ternary_type_uses_q8k(m->file_type))
+        bn_quantize_activations_q8k(cpu->q, cpu->scales, cpu->sums, x, n, m->cols);
+    else
+        bn_quantize_activations(cpu->q, cpu->scales, cpu->sums, x, n, m->cols);
+}
+
 static void cpu_linear(bn_backend *backend, float *y, const bn_linear *w, const float *x, int n) {
     cpu_backend *cpu = impl_of(backend);
-    bn_quantize_activations(cpu->q, cpu->scales, cpu->sums, x, n, w->matrix.cols);
+    quantize_for(cpu, &w->matrix, x, n);
     bn_ternary_matmul(cpu->pool, y, &w->matrix, cpu->q, cpu->scales, cpu->sums, n);
     if (w->has_out_scale) {
         size_t total = (size_t)n * (size_t)w->matrix.rows;
@@ -134,12 +153,16 @@ static void cpu_linear_parts(bn_backend *backend, float *const *ys, const bn_lin
                              int n_parts, const float *x, int n) {
     cpu_backend *cpu = impl_of(backend);
     const bn_ternary_matrix *matrices[4];
-    if (n_parts > 4) {
+    bool one_quantization = n_parts <= 4;
+    for (int p = 1; one_quantization && p < n_parts; p++)
+        one_quantization = bn_ternary_type_uses_q8k(ws[p]->matrix.file_type) ==
+                           bn_ternary_type_uses_q8k(ws[0]->matrix.file_type);
+    if (!one_quantization) {
         for (int p = 0; p < n_parts; p++) cpu_linear(backend, ys[p], ws[p], x, n);
         return;
     }
     for (int p = 0; p < n_parts; p++) matrices[p] = &ws[p]->matrix;
-    bn_quantize_activations(cpu->q, cpu->scales, cpu->sums, x, n, ws[0]->matrix.cols);
+    quantize_for(cpu, &ws[0]->matrix, x, n);
     bn_ternary_matmul_parts(cpu->pool, ys, matrices, n_parts, cpu->q, cpu->scales, cpu->sums, n);
     for (int p = 0; p < n_parts; p++) {
         if (!ws[p]->has_out_scale) continue;
@@ -162,11 +185,18 @@ static void cpu_rope(bn_backend *backend, float *x, int n_heads, const int32_t *
         float *cos_table = cpu->rope_cos + (size_t)t * (size_t)cpu->rope_half;
         float *sin_table = cpu->rope_sin + (size_t)t * (size_t)cpu->rope_half;
         if (!cpu->rope_valid[t] || cpu->rope_pos[t] != pos[t]) {
-            bn_rope_neox_angles(cos_table, sin_table, c->head_dim, c->rope_dim, pos[t], c->rope_base);
+            if (cpu->weights->rope_freqs || c->rope_freq_scale != 1.0f)
+                bn_rope_angles_scaled(cos_table, sin_table, c->head_dim, c->rope_dim, pos[t], c->rope_base,
+                                      cpu->weights->rope_freqs, c->rope_freq_scale);
+            else
+                bn_rope_neox_angles(cos_table, sin_table, c->head_dim, c->rope_dim, pos[t], c->rope_base);
             cpu->rope_pos[t] = pos[t];
             cpu->rope_valid[t] = true;
         }
-        bn_rope_neox_table(x + (size_t)t * width, n_heads, c->head_dim, c->rope_dim, cos_table, sin_table);
+        if (c->rope_norm)
+            bn_rope_norm_table(x + (size_t)t * width, n_heads, c->head_dim, c->rope_dim, cos_table, sin_table);
+        else
+            bn_rope_neox_table(x + (size_t)t * width, n_heads, c->head_dim, c->rope_dim, cos_table, sin_table);
     }
 }
 
@@ -215,7 +245,7 @@ static void attention_worker(void *context, int thread_index, int n_threads) {
         long items_left_in_entry = c->n_heads - head_begin;
         int head_end = (int)(end - item < items_left_in_entry ? head_begin + (end - item) : c->n_heads);
         const bn_kv_cache *cache = job->batch->caches[t];
-        bn_attention_heads(job->out + (size_t)t * c->dim, job->q + (size_t)t * c->dim,
+        bn_attention_heads(job->out + (size_t)t * c->q_dim, job->q + (size_t)t * c->q_dim,
                            bn_kv_cache_layer_k(cache, job->layer),
                            bn_kv_cache_layer_v(cache, job->layer), cache->f16, c->n_heads,
                            c->n_kv_heads, c->head_dim, job->batch->pos[t], scores, head_begin,
@@ -268,8 +298,10 @@ static void cpu_lm_head(bn_backend *backend, float *logits, const bn_model_weigh
     if (weights->has_int8_output) {
         bn_quantize_activations(cpu->q, cpu->scales, cpu->sums, x, n, c->dim);
         bn_int8_matmul(cpu->pool, logits, &weights->output_int8, cpu->q, cpu->scales, cpu->sums, n);
-    } else {
+    } else if (weights->output) { /* F16: the tuned head kernels */
         bn_f16_matmul(cpu->pool, logits, weights->output, x, c->n_vocab, c->dim, n);
+    } else {
+        bn_head_matmul(cpu->pool, logits, &weights->head, x, n);
     }
 }
 
@@ -284,8 +316,8 @@ static void cpu_destroy(bn_backend *backend) {
     free(backend);
 }
 
-bn_status bn_backend_cpu_create(const bn_model_config *config, bn_threadpool *pool, bn_backend **out,
-                                bn_error *err) {
+bn_status bn_backend_cpu_create(const bn_model_config *config, const bn_model_weights *weights,
+                                bn_threadpool *pool, bn_backend **out, bn_error *err) {
     *out = NULL;
     bn_backend *backend = calloc(1, sizeof *backend);
     cpu_backend *cpu = calloc(1, sizeof *cpu);
@@ -293,6 +325,7 @@ bn_status bn_backend_cpu_create(const bn_model_config *config, bn_threadpool *po
         free(backend), free(cpu);
         return bn_error_set(err, BN_ERR_NOMEM, "out of memory for the CPU backend");
     }
+    cpu->weights = weights;
     cpu->pool = pool;
     cpu->n_threads = bn_threadpool_size(pool);
     cpu->rope_half = (config->rope_dim < config->head_dim ? config->rope_dim : config->head_dim) / 2;

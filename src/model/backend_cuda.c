@@ -19,6 +19,8 @@
  */
 #include "model/backend.h"
 
+#include "quant/quant_format.h"
+
 #ifdef BITNET_HAVE_CUDA
 
 #include "kernels/cpu/ref_ops.h"
@@ -481,6 +483,17 @@ const char *bn_backend_cuda_device(const bn_backend *backend) {
 bn_status bn_backend_cuda_create(const bn_model_config *config, const bn_model_weights *weights,
                                  bn_backend **out, bn_error *err) {
     *out = NULL;
+    /* What the CUDA kernels do not implement yet: refused with the reason, never run wrong. */
+    if (config->arch == BN_ARCH_LLAMA)
+        return bn_error_set(err, BN_ERR_UNSUPPORTED,
+                            "CUDA backend: the llama architecture (NORM RoPE, no sub-norms) is CPU-only for now");
+    if (config->projection_type == BN_TYPE_TQ1_0 || config->projection_type == BN_TYPE_TQ2_0)
+        return bn_error_set(err, BN_ERR_UNSUPPORTED,
+                            "CUDA backend: TQ1_0 / TQ2_0 projections take Q8_K activations (spec 9.3), "
+                            "not in the CUDA kernels yet; use --device cpu");
+    if (!weights->token_embd || !weights->output || weights->rope_freqs || config->rope_freq_scale != 1.0f)
+        return bn_error_set(err, BN_ERR_UNSUPPORTED,
+                            "CUDA backend: needs an f16 embedding and head and no RoPE factors or scaling");
     if (config->dim % 16 != 0 || config->ffn_dim % 16 != 0)
         return bn_error_set(err, BN_ERR_UNSUPPORTED,
                             "CUDA backend: widths must be multiples of 16 (dim %d, ffn %d)", config->dim,

@@ -1,6 +1,6 @@
 /*
- * config.c: the model's hyper-parameters from GGUF metadata (keys of spec section 1, prefixed by
- * general.architecture). Required keys fail with an error naming them; optional keys take the
+ * config.c: the model's hyper-parameters from GGUF metadata (keys of spec sections 1 and 9,
+ * prefixed by general.architecture: bitnet-b1.58 / bitnet-25, bitnet, llama). Required keys fail with an error naming them; optional keys take the
  * defaults llama.cpp uses. Shapes of tensors are checked later against this config (loader.c).
  */
 #include "model/model_internal.h"
@@ -56,10 +56,12 @@ bn_status bn_model_config_read(bn_model_config *config, const bn_gguf *gguf, bn_
         config->arch = BN_ARCH_BITNET_B158;
     else if (bn_gguf_string_eq(arch, "bitnet"))
         config->arch = BN_ARCH_BITNET;
+    else if (bn_gguf_string_eq(arch, "llama"))
+        config->arch = BN_ARCH_LLAMA;
     else
         return bn_error_set(err, BN_ERR_UNSUPPORTED,
                             "general.architecture '%.*s' is not a BitNet b1.58 model (expected "
-                            "bitnet-b1.58, bitnet-25 or bitnet)",
+                            "bitnet-b1.58, bitnet-25, bitnet or llama)",
                             (int)(arch.len > 64 ? 64 : arch.len), arch.data);
     snprintf(config->arch_name, sizeof config->arch_name, "%.*s", (int)arch.len, arch.data);
     const char *a = config->arch_name;
@@ -77,15 +79,28 @@ bn_status bn_model_config_read(bn_model_config *config, const bn_gguf *gguf, bn_
         (st = read_float(gguf, a, "rope.freq_base", false, 10000.0f, &config->rope_base, err)))
         return st;
 
-    if (config->dim % config->n_heads != 0)
-        return bn_error_set(err, BN_ERR_FORMAT,
-                            "metadata %s.embedding_length %d is not a multiple of head_count %d", a,
-                            config->dim, config->n_heads);
     if (config->n_heads % config->n_kv_heads != 0)
         return bn_error_set(err, BN_ERR_FORMAT,
                             "metadata %s.attention.head_count %d is not a multiple of head_count_kv %d",
                             a, config->n_heads, config->n_kv_heads);
-    config->head_dim = config->dim / config->n_heads;
+    /* head size: attention.key_length when given (llama), else embedding_length / head_count */
+    int key_length = 0, value_length = 0;
+    if ((st = read_int(gguf, a, "attention.key_length", false, 0, 1, 4096, &key_length, err)) ||
+        (st = read_int(gguf, a, "attention.value_length", false, key_length, 1, 4096, &value_length, err)))
+        return st;
+    if (key_length != value_length)
+        return bn_error_set(err, BN_ERR_UNSUPPORTED,
+                            "metadata %s.attention.key_length %d differs from value_length %d", a,
+                            key_length, value_length);
+    if (key_length == 0 && config->dim % config->n_heads != 0)
+        return bn_error_set(err, BN_ERR_FORMAT,
+                            "metadata %s.embedding_length %d is not a multiple of head_count %d", a,
+                            config->dim, config->n_heads);
+    if ((int64_t)key_length * config->n_heads > BN_MODEL_MAX_DIM)
+        return bn_error_set(err, BN_ERR_FORMAT, "metadata %s.attention.key_length %d x head_count %d is too large",
+                            a, key_length, config->n_heads);
+    config->head_dim = key_length ? key_length : config->dim / config->n_heads;
+    config->q_dim = config->n_heads * config->head_dim;
     config->kv_dim = config->n_kv_heads * config->head_dim;
     if ((st = read_int(gguf, a, "rope.dimension_count", false, config->head_dim, 2, config->head_dim,
                        &config->rope_dim, err)))
@@ -93,12 +108,35 @@ bn_status bn_model_config_read(bn_model_config *config, const bn_gguf *gguf, bn_
     if (config->rope_dim % 2 != 0)
         return bn_error_set(err, BN_ERR_FORMAT, "metadata %s.rope.dimension_count %d is odd", a,
                             config->rope_dim);
+    if (config->arch == BN_ARCH_LLAMA && config->rope_dim != config->head_dim)
+        return bn_error_set(err, BN_ERR_UNSUPPORTED, "metadata %s.rope.dimension_count %d differs from the head size %d",
+                            a, config->rope_dim, config->head_dim);
+    config->rope_norm = config->arch == BN_ARCH_LLAMA;
+    config->sub_norms = config->arch != BN_ARCH_LLAMA;
+
+    /* rope scaling: none, or linear (theta times 1 / factor); converters of `bitnet` files write
+     * linear with factor 1 */
+    config->rope_freq_scale = 1.0f;
+    char scaling_key[128];
+    snprintf(scaling_key, sizeof scaling_key, "%s.rope.scaling.type", a);
+    if (bn_gguf_find_kv(gguf, scaling_key)) {
+        bn_gguf_string type;
+        if ((st = bn_gguf_get_string(gguf, scaling_key, &type, err))) return st;
+        if (bn_gguf_string_eq(type, "linear")) {
+            float factor = 1.0f;
+            if ((st = read_float(gguf, a, "rope.scaling.factor", false, 1.0f, &factor, err))) return st;
+            config->rope_freq_scale = 1.0f / factor;
+        } else if (!bn_gguf_string_eq(type, "none")) {
+            return bn_error_set(err, BN_ERR_UNSUPPORTED, "metadata %s: rope scaling '%.*s' is not none or linear",
+                                scaling_key, (int)(type.len > 32 ? 32 : type.len), type.data);
+        }
+    }
 
     /* The vocabulary size comes from token_embd (checked there); the key, when present, must agree. */
     config->n_vocab = 0;
     if ((st = read_int(gguf, a, "vocab_size", false, 0, 1, 1 << 30, &config->n_vocab, err))) return st;
 
-    config->ffn_activation = BN_FFN_RELU2;
+    config->ffn_activation = config->arch == BN_ARCH_LLAMA ? BN_FFN_SILU : BN_FFN_RELU2;
     if (config->arch == BN_ARCH_BITNET) {
         /* Upstream llama.cpp's `bitnet` uses SiLU; 2B-4T conversions mark squared ReLU (spec 3). */
         char key[128];

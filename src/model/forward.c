@@ -1,9 +1,11 @@
 /*
- * forward.c: the BitNet b1.58 forward pass (spec section 4), for one chunk of batch entries.
+ * forward.c: the BitNet b1.58 forward pass (spec sections 4 and 9), for one chunk of batch entries.
  *
- * It reads like the paper: embedding; per layer attention (norm, q/k/v, NEOX RoPE, KV cache,
- * attention, sub-norm, output projection, residual) and FFN (norm, gate/up, squared ReLU, sub-norm,
- * down projection, residual); final norm; LM head (or, for embeddings, the final norm's rows).
+ * It reads like the paper: embedding; per layer attention (norm, q/k/v, RoPE, KV cache,
+ * attention, sub-norm, output projection, residual) and FFN (norm, gate/up, squared ReLU or SiLU,
+ * sub-norm, down projection, residual); final norm; LM head (or, for embeddings, the final norm's
+ * rows). The architectures differ only in data the backend and the weights carry: RoPE pairs
+ * (NEOX, or NORM for llama), the activation, and whether the sub-norms exist (not for llama).
  * Every operation goes through the backend (backend.h), whose kernels compute each token
  * independently of the others, so a token's result does not depend on which chunk or batch it
  * runs in. All entries' tokens go through each projection together (one GEMM per weight
@@ -33,15 +35,16 @@ static bn_status state_reserve(bn_forward_state *s, bn_backend *backend, const b
     bn_forward_state grown = {0};
     size_t nt = (size_t)n; /* n <= ubatch <= 2^20 and widths <= 2^20: no overflow in 64 bits */
     size_t dim = nt * (size_t)c->dim * sizeof(float);
+    size_t qd = nt * (size_t)c->q_dim * sizeof(float);
     size_t kv = nt * (size_t)c->kv_dim * sizeof(float);
     size_t ffn = nt * (size_t)c->ffn_dim * sizeof(float);
     grown.capacity = n;
     grown.x = backend->alloc(backend, dim);
     grown.xb = backend->alloc(backend, dim);
-    grown.q = backend->alloc(backend, dim);
+    grown.q = backend->alloc(backend, qd);
     grown.k = backend->alloc(backend, kv);
     grown.v = backend->alloc(backend, kv);
-    grown.att = backend->alloc(backend, dim);
+    grown.att = backend->alloc(backend, qd);
     grown.hb = backend->alloc(backend, ffn);
     grown.hb2 = backend->alloc(backend, ffn);
     grown.out = backend->alloc(backend, dim);
@@ -120,24 +123,26 @@ bn_status bn_model_forward(bn_model *model, const bn_batch_entry *entries, int n
         observe(model, "attn_norm", l, "MUL", s->xb, n, c->dim);
         linear_parts(be, (float *const[]){s->q, s->k, s->v},
                      (const bn_linear *const[]){&lw->wq, &lw->wk, &lw->wv}, 3, s->xb, n);
-        observe(model, "Qcur", l, "MUL_MAT", s->q, n, c->dim);
+        observe(model, "Qcur", l, "MUL_MAT", s->q, n, c->q_dim);
         observe(model, "Kcur", l, "MUL_MAT", s->k, n, c->kv_dim);
         observe(model, "Vcur", l, "MUL_MAT", s->v, n, c->kv_dim);
 
-        /* rotary position embedding (NEOX pairs) on q and k */
+        /* rotary position embedding on q and k */
         be->rope(be, s->q, c->n_heads, s->pos, n);
         be->rope(be, s->k, c->n_kv_heads, s->pos, n);
-        observe(model, "Qcur", l, "ROPE", s->q, n, c->dim);
+        observe(model, "Qcur", l, "ROPE", s->q, n, c->q_dim);
         observe(model, "Kcur", l, "ROPE", s->k, n, c->kv_dim);
 
         /* K/V into each sequence's cache, then causal attention reading them back */
         be->kv_store(be, &batch, l, s->k, s->v);
         be->attention(be, s->att, s->q, &batch, l);
-        observe(model, "kqv_out", l, "CONT", s->att, n, c->dim);
+        observe(model, "kqv_out", l, "CONT", s->att, n, c->q_dim);
 
-        /* sub-norm, output projection, residual */
-        be->rmsnorm(be, s->att, s->att, lw->attn_sub_norm, n, c->dim, eps);
-        observe(model, "attn_sub_norm", l, "MUL", s->att, n, c->dim);
+        /* sub-norm (not in llama), output projection, residual */
+        if (lw->attn_sub_norm) {
+            be->rmsnorm(be, s->att, s->att, lw->attn_sub_norm, n, c->q_dim, eps);
+            observe(model, "attn_sub_norm", l, "MUL", s->att, n, c->q_dim);
+        }
         be->linear(be, s->xb, &lw->wo, s->att, n);
         observe(model, "attn_o_out", l, "MUL_MAT", s->xb, n, c->dim);
         be->add(be, s->x, s->xb, n_dim);
@@ -152,8 +157,10 @@ bn_status bn_model_forward(bn_model *model, const bn_batch_entry *entries, int n
         observe(model, "ffn_up", l, "MUL_MAT", s->hb2, n, c->ffn_dim);
         be->ffn_activation(be, s->hb, s->hb, s->hb2, (size_t)n * (size_t)c->ffn_dim, c->ffn_activation);
         observe(model, "ffn_out", l, "MUL", s->hb, n, c->ffn_dim);
-        be->rmsnorm(be, s->hb, s->hb, lw->ffn_sub_norm, n, c->ffn_dim, eps);
-        observe(model, "ffn_sub_norm", l, "MUL", s->hb, n, c->ffn_dim);
+        if (lw->ffn_sub_norm) {
+            be->rmsnorm(be, s->hb, s->hb, lw->ffn_sub_norm, n, c->ffn_dim, eps);
+            observe(model, "ffn_sub_norm", l, "MUL", s->hb, n, c->ffn_dim);
+        }
         be->linear(be, s->xb, &lw->w_down, s->hb, n);
         observe(model, "ffn_down", l, "MUL_MAT", s->xb, n, c->dim);
         be->add(be, s->x, s->xb, n_dim);

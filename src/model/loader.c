@@ -3,14 +3,18 @@
  * presence, type and shape, and an error names it ("blk.3.ffn_sub_norm.weight: missing").
  *
  * Design: weights stay in the read-only file mapping wherever the kernels use the file layout as
- * is (F32 norms, F16 embedding). Ternary projections go through bn_ternary_matrix_prepare(), which
+ * is (F32 norms, the embedding and head in any of their types: kernels/head.h); F16 norms get F32
+ * copies. Which tensors exist follows the architecture (spec 9): sub-norms for bitnet-b1.58 and
+ * bitnet, none for llama; an optional output.weight (ignored by bitnet-b1.58, whose head is always
+ * token_embd); llama's optional rope_freqs. Ternary projections go through bn_ternary_matrix_prepare(), which
  * may repack them into a kernel layout; when it does, the file pages of that tensor are dropped
  * (madvise MADV_DONTNEED on the page-aligned inner range) so resident memory stays at about the
- * file size. The F16 LM head, read whole for every step, is copied as it is into huge pages
+ * file size. The LM head, read whole for every step, is copied as it is into huge pages
  * (copy_head_to_large_pages) and its file pages dropped the same way.
  */
 #include "model/model_internal.h"
 
+#include "core/fp16.h"
 #include "quant/quant_format.h"
 
 #include <inttypes.h>
@@ -66,13 +70,33 @@ static bn_status check_type(const bn_gguf_tensor *t, const char *name, uint32_t 
     return BN_OK;
 }
 
-static bn_status bind_f32(const bn_gguf *gguf, const char *name, uint64_t n, const float **out,
-                          bn_error *err) {
+/* A norm-like vector of n floats: F32 is used in place; F16 is converted to an F32 copy owned
+ * by the weights (w->converted). optional: absent gives *out NULL. */
+static bn_status bind_vector(bn_model_weights *w, const bn_gguf *gguf, const char *name, uint64_t n,
+                             bool optional, const float **out, bn_error *err) {
     const bn_gguf_tensor *t;
-    bn_status st = find_checked(gguf, name, n, 1, false, &t, err);
-    if (st == BN_OK) st = check_type(t, name, BN_TYPE_F32, err);
-    if (st != BN_OK) return st;
-    *out = (const float *)t->data;
+    *out = NULL;
+    bn_status st = find_checked(gguf, name, n, 1, optional, &t, err);
+    if (st != BN_OK || !t) return st;
+    if (t->type == BN_TYPE_F32) {
+        *out = (const float *)t->data;
+        return BN_OK;
+    }
+    if (t->type != BN_TYPE_F16)
+        return bn_error_set(err, BN_ERR_UNSUPPORTED, "%s: type %s (%u), expected f32 or f16", name,
+                            type_name(t->type), t->type);
+    float **grown = realloc(w->converted, (size_t)(w->n_converted + 1) * sizeof *grown);
+    if (!grown) return bn_error_set(err, BN_ERR_NOMEM, "%s: out of memory", name);
+    w->converted = grown;
+    float *copy = malloc((size_t)n * sizeof *copy);
+    if (!copy) return bn_error_set(err, BN_ERR_NOMEM, "%s: out of memory", name);
+    for (uint64_t i = 0; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, (const uint8_t *)t->data + 2 * i, 2);
+        copy[i] = bn_fp16_to_fp32(h);
+    }
+    w->converted[w->n_converted++] = copy;
+    *out = copy;
     return BN_OK;
 }
 
@@ -93,25 +117,38 @@ static void release_file_pages(const bn_gguf *gguf, const uint8_t *data, uint64_
  * mapped file, whose pages can be dropped after the copy (a file read into memory would be held
  * twice), and only for the CPU backend; without the copy (out of memory) the head stays in the
  * mapping. */
-static void copy_head_to_large_pages(bn_model_weights *w, const bn_gguf *gguf,
-                                     const bn_model_config *config) {
+static void copy_head_to_large_pages(bn_model_weights *w, const bn_gguf *gguf) {
     if (!gguf->mapped) return;
-    const size_t bytes = (size_t)config->n_vocab * (size_t)config->dim * sizeof *w->output;
-    uint16_t *copy = bn_large_alloc(bytes);
+    const size_t bytes = (size_t)w->head.rows * bn_head_row_bytes(w->head.type, w->head.cols);
+    uint8_t *copy = bn_large_alloc(bytes);
     if (!copy) return;
     /* in pieces, each piece's file pages dropped after it (and the page straddling the piece
      * before it), so resident memory grows by one piece, not by the whole head, during the copy */
     const size_t piece = (size_t)64 << 20;
-    const uint8_t *from = (const uint8_t *)w->output;
+    const uint8_t *from = (const uint8_t *)w->head.data;
     for (size_t done = 0, previous = 0; done < bytes; previous = done, done += piece) {
         const size_t n = bytes - done < piece ? bytes - done : piece;
-        memcpy((uint8_t *)copy + done, from + done, n);
+        memcpy(copy + done, from + done, n);
         release_file_pages(gguf, from + previous, done + n - previous);
     }
-    if (w->token_embd == w->output) w->token_embd = copy;
-    w->output = copy;
+    if (w->embd.data == w->head.data) {
+        w->embd.data = copy;
+        if (w->token_embd) w->token_embd = (const uint16_t *)copy;
+    }
+    w->head.data = copy;
+    if (w->output) w->output = (const uint16_t *)copy;
     w->output_copy = copy;
     w->output_copy_bytes = bytes;
+}
+
+/* A head-like table (token_embd, output): n_vocab rows of dim in one of the head types. */
+static bn_status bind_table(const bn_gguf *gguf, const bn_model_config *config, const char *name,
+                            bool optional, bn_head_matrix *m, bool *present, bn_error *err) {
+    const bn_gguf_tensor *t;
+    bn_status st = find_checked(gguf, name, (uint64_t)config->dim, (uint64_t)config->n_vocab, optional, &t, err);
+    *present = t != NULL;
+    if (st != BN_OK || !t) return st;
+    return bn_head_matrix_init(m, name, t->type, config->n_vocab, config->dim, t->data, err);
 }
 
 static bn_status bind_linear(const bn_gguf *gguf, const bn_model_config *config, int layer,
@@ -135,7 +172,7 @@ static bn_status bind_linear(const bn_gguf *gguf, const bn_model_config *config,
 
     linear->has_out_scale = false;
     linear->out_scale = 1.0f;
-    if (config->arch == BN_ARCH_BITNET) {
+    if (config->arch == BN_ARCH_BITNET) { /* llama.cpp's `bitnet` only (spec 9.2) */
         snprintf(name, sizeof name, "blk.%d.%s.scale", layer, part);
         const bn_gguf_tensor *s;
         st = find_checked(gguf, name, 1, 1, true, &s, err);
@@ -167,10 +204,10 @@ typedef struct linear_spec {
 
 static int layer_linears(const bn_model_config *c, linear_spec specs[7]) {
     const linear_spec all[7] = {
-        {"attn_q", offsetof(bn_layer_weights, wq), c->dim, c->dim},
+        {"attn_q", offsetof(bn_layer_weights, wq), c->dim, c->q_dim},
         {"attn_k", offsetof(bn_layer_weights, wk), c->dim, c->kv_dim},
         {"attn_v", offsetof(bn_layer_weights, wv), c->dim, c->kv_dim},
-        {"attn_output", offsetof(bn_layer_weights, wo), c->dim, c->dim},
+        {"attn_output", offsetof(bn_layer_weights, wo), c->q_dim, c->dim},
         {"ffn_gate", offsetof(bn_layer_weights, w_gate), c->dim, c->ffn_dim},
         {"ffn_up", offsetof(bn_layer_weights, w_up), c->dim, c->ffn_dim},
         {"ffn_down", offsetof(bn_layer_weights, w_down), c->ffn_dim, c->dim}};
@@ -198,17 +235,19 @@ static size_t repack_bytes(const bn_gguf *gguf, const bn_model_config *c) {
     return total;
 }
 
-static bn_status load_layer(const bn_gguf *gguf, const bn_model_config *c, int l,
-                            bn_layer_weights *w, bn_large_arena *arena, bn_error *err) {
+static bn_status load_layer(bn_model_weights *weights, const bn_gguf *gguf, const bn_model_config *c,
+                            int l, bn_layer_weights *w, bn_large_arena *arena, bn_error *err) {
     char name[96];
     bn_status st;
-#define NORM(field, part, n)                                                  \
-    snprintf(name, sizeof name, "blk.%d.%s.weight", l, part);                 \
-    if ((st = bind_f32(gguf, name, (uint64_t)(n), &w->field, err))) goto fail;
+#define NORM(field, part, n)                                                                      \
+    snprintf(name, sizeof name, "blk.%d.%s.weight", l, part);                                     \
+    if ((st = bind_vector(weights, gguf, name, (uint64_t)(n), false, &w->field, err))) goto fail;
     NORM(attn_norm, "attn_norm", c->dim)
-    NORM(attn_sub_norm, "attn_sub_norm", c->dim)
     NORM(ffn_norm, "ffn_norm", c->dim)
-    NORM(ffn_sub_norm, "ffn_sub_norm", c->ffn_dim)
+    if (c->sub_norms) { /* bitnet-b1.58 and bitnet; llama has none */
+        NORM(attn_sub_norm, "attn_sub_norm", c->q_dim)
+        NORM(ffn_sub_norm, "ffn_sub_norm", c->ffn_dim)
+    }
 #undef NORM
     linear_spec specs[7];
     const int n = layer_linears(c, specs);
@@ -230,6 +269,7 @@ bn_status bn_model_weights_load(bn_model_weights *w, bn_model_config *config, co
     memset(w, 0, sizeof *w);
     const char *name = "token_embd.weight";
     const bn_gguf_tensor *embd = bn_gguf_find_tensor(gguf, name);
+    bool present = false;
     if (!embd) return bn_error_set(err, BN_ERR_FORMAT, "%s: missing", name);
     if (embd->ne[1] > (uint64_t)1 << 30 || embd->ne[1] == 0)
         return bn_error_set(err, BN_ERR_FORMAT, "%s: vocabulary size %" PRIu64 " is out of range",
@@ -238,24 +278,35 @@ bn_status bn_model_weights_load(bn_model_weights *w, bn_model_config *config, co
         return bn_error_set(err, BN_ERR_FORMAT, "%s: %" PRIu64 " rows but %s.vocab_size is %d", name,
                             embd->ne[1], config->arch_name, config->n_vocab);
     config->n_vocab = (int)embd->ne[1];
-    bn_status st = find_checked(gguf, name, (uint64_t)config->dim, (uint64_t)config->n_vocab, false,
-                                &embd, err);
-    if (st == BN_OK) st = check_type(embd, name, BN_TYPE_F16, err);
+    bn_status st = bind_table(gguf, config, name, false, &w->embd, &present, err);
     if (st != BN_OK) return st;
-    w->token_embd = (const uint16_t *)embd->data;
 
-    if ((st = bind_f32(gguf, "output_norm.weight", (uint64_t)config->dim, &w->output_norm, err)))
-        return st;
+    if ((st = bind_vector(w, gguf, "output_norm.weight", (uint64_t)config->dim, false, &w->output_norm, err)))
+        goto fail;
+    /* llama: optional RoPE frequency divisors (spec 9.1) */
+    if (config->arch == BN_ARCH_LLAMA &&
+        (st = bind_vector(w, gguf, "rope_freqs.weight", (uint64_t)(config->rope_dim / 2), true, &w->rope_freqs, err)))
+        goto fail;
 
-    const bn_gguf_tensor *output;
-    name = "output.weight";
-    st = find_checked(gguf, name, (uint64_t)config->dim, (uint64_t)config->n_vocab, true, &output, err);
-    if (st == BN_OK && output) st = check_type(output, name, BN_TYPE_F16, err);
-    if (st != BN_OK) return st;
-    config->tied_output = output == NULL;
-    w->output = output ? (const uint16_t *)output->data : w->token_embd;
+    /* The LM head: output.weight when present, else the tied embedding; bitnet-b1.58 always
+     * takes token_embd, even when a file carries an output tensor (spec 9.2 note). */
+    w->head = w->embd;
+    present = false;
+    if (config->arch != BN_ARCH_BITNET_B158 &&
+        (st = bind_table(gguf, config, "output.weight", true, &w->head, &present, err)))
+        goto fail;
+    config->tied_output = !present;
+    config->embd_type = w->embd.type;
+    config->head_type = w->head.type;
+    w->token_embd = w->embd.type == BN_TYPE_F16 ? (const uint16_t *)w->embd.data : NULL;
+    w->output = w->head.type == BN_TYPE_F16 ? (const uint16_t *)w->head.data : NULL;
+    if (options->int8_lm_head && !w->output) {
+        st = bn_error_set(err, BN_ERR_UNSUPPORTED, "the int8 LM head needs an f16 head (this one is %s)",
+                          type_name(w->head.type));
+        goto fail;
+    }
     if (options->device == BN_DEVICE_CPU) /* the CUDA backend uploads the head once */
-        copy_head_to_large_pages(w, gguf, config);
+        copy_head_to_large_pages(w, gguf);
 
     w->layers = calloc((size_t)config->n_layers, sizeof *w->layers);
     if (!w->layers) {
@@ -266,7 +317,7 @@ bn_status bn_model_weights_load(bn_model_weights *w, bn_model_config *config, co
      * matrix gets its own allocation */
     (void)bn_large_arena_init(&w->arena, repack_bytes(gguf, config));
     for (int l = 0; l < config->n_layers; l++) {
-        if ((st = load_layer(gguf, config, l, &w->layers[l], &w->arena, err))) {
+        if ((st = load_layer(w, gguf, config, l, &w->layers[l], &w->arena, err))) {
             bn_model_weights_release(w, l);
             return st;
         }
@@ -288,6 +339,9 @@ bn_status bn_model_weights_load(bn_model_weights *w, bn_model_config *config, co
     config->n_params = 0;
     for (uint64_t i = 0; i < gguf->n_tensors; i++) config->n_params += gguf->tensors[i].n_elements;
     return BN_OK;
+fail:
+    bn_model_weights_release(w, 0);
+    return st;
 }
 
 void bn_model_weights_release(bn_model_weights *w, int n_layers) {
@@ -297,5 +351,7 @@ void bn_model_weights_release(bn_model_weights *w, int n_layers) {
     bn_large_arena_release(&w->arena);
     bn_large_free(w->output_copy, w->output_copy_bytes);
     if (w->has_int8_output) bn_int8_matrix_release(&w->output_int8);
+    for (int i = 0; i < w->n_converted; i++) free(w->converted[i]);
+    free(w->converted);
     memset(w, 0, sizeof *w);
 }

@@ -62,7 +62,7 @@ bn_status bn_model_load(const char *path, const bn_model_options *options, bn_mo
     if (st == BN_OK && opts.device == BN_DEVICE_CUDA)
         st = bn_backend_cuda_create(&model->config, &model->weights, &model->backend, err);
     else if (st == BN_OK)
-        st = bn_backend_cpu_create(&model->config, model->pool, &model->backend, err);
+        st = bn_backend_cpu_create(&model->config, &model->weights, model->pool, &model->backend, err);
     if (st == BN_OK && opts.progress) opts.progress(opts.progress_user, "tuning kernels", 0, 1);
     if (st == BN_OK) st = bn_model_tune(model, err);
     if (st == BN_OK && opts.progress) opts.progress(opts.progress_user, "tuning kernels", 1, 1);
@@ -115,8 +115,10 @@ uint64_t bn_model_bytes_per_token(const bn_model *model) {
             bytes += t->size;
     }
     const bn_model_config *c = &model->config;
-    uint64_t head = (uint64_t)c->n_vocab * (uint64_t)c->dim;
-    bytes += model->weights.has_int8_output ? head + (uint64_t)c->n_vocab * sizeof(float) : head * 2;
+    const bn_head_matrix *head = &model->weights.head;
+    bytes += model->weights.has_int8_output
+                 ? (uint64_t)c->n_vocab * ((uint64_t)c->dim + sizeof(float))
+                 : (uint64_t)head->rows * bn_head_row_bytes(head->type, head->cols);
     return bytes;
 }
 

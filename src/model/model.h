@@ -27,7 +27,9 @@
 
 typedef enum bn_model_arch {
     BN_ARCH_BITNET_B158 = 0, /* "bitnet-b1.58" and "bitnet-25" (Microsoft's bitnet.cpp) */
-    BN_ARCH_BITNET = 1       /* "bitnet" (upstream llama.cpp: TQ1_0/TQ2_0, optional .scale) */
+    BN_ARCH_BITNET = 1,      /* "bitnet" (upstream llama.cpp: TQ1_0/TQ2_0, optional .scale) */
+    BN_ARCH_LLAMA = 2        /* "llama" with ternary projections (Falcon3-1.58bit, Llama3-8B-1.58;
+                              * spec 9.1): NORM RoPE, no sub-norms, SiLU, optional output */
 } bn_model_arch;
 
 typedef enum bn_ffn_activation {
@@ -46,13 +48,19 @@ typedef struct bn_model_config {
     int ffn_dim;            /* ARCH.feed_forward_length */
     int n_heads;            /* ARCH.attention.head_count */
     int n_kv_heads;         /* ARCH.attention.head_count_kv (default n_heads) */
-    int head_dim;           /* dim / n_heads */
+    int head_dim;           /* ARCH.attention.key_length, or dim / n_heads */
+    int q_dim;              /* n_heads * head_dim (dim unless key_length says otherwise) */
     int kv_dim;             /* n_kv_heads * head_dim */
     int rope_dim;           /* ARCH.rope.dimension_count (default head_dim) */
     float rope_base;        /* ARCH.rope.freq_base (default 10000) */
+    float rope_freq_scale;  /* 1 / ARCH.rope.scaling.factor of linear scaling (default 1) */
+    bool rope_norm;         /* RoPE pairs (2i, 2i+1) (llama) instead of NEOX (i, i + n_rot/2) */
+    bool sub_norms;         /* attn_sub_norm / ffn_sub_norm present (bitnet-b1.58, bitnet) */
     float rms_eps;          /* ARCH.attention.layer_norm_rms_epsilon */
     bn_ffn_activation ffn_activation;
-    bool tied_output;       /* no output.weight: the LM head is token_embd */
+    bool tied_output;       /* the LM head is token_embd (no output.weight, or bitnet-b1.58) */
+    uint32_t embd_type;     /* ggml type of token_embd (F32, F16, BF16, Q8_0, Q6_K, Q4_K) */
+    uint32_t head_type;     /* ggml type of the LM head */
     uint32_t projection_type; /* ggml type id of the ternary projections (I2_S, TQ2_0, TQ1_0) */
     uint64_t n_params;      /* elements of all tensors */
 } bn_model_config;

@@ -9,6 +9,7 @@
 #ifndef BN_MODEL_INTERNAL_H
 #define BN_MODEL_INTERNAL_H
 
+#include "kernels/head.h"
 #include "kernels/ops.h"
 #include "kernels/threadpool.h"
 #include "model/model.h"
@@ -26,21 +27,27 @@ typedef struct bn_linear {
 
 typedef struct bn_layer_weights {
     const float *attn_norm;     /* dim */
-    bn_linear wq, wk, wv;       /* dim -> dim, kv_dim, kv_dim */
-    const float *attn_sub_norm; /* dim */
-    bn_linear wo;               /* dim -> dim */
+    bn_linear wq, wk, wv;       /* dim -> q_dim, kv_dim, kv_dim */
+    const float *attn_sub_norm; /* dim (NULL without sub-norms: llama) */
+    bn_linear wo;               /* q_dim -> dim */
     const float *ffn_norm;      /* dim */
     bn_linear w_gate, w_up;     /* dim -> ffn_dim */
-    const float *ffn_sub_norm;  /* ffn_dim */
+    const float *ffn_sub_norm;  /* ffn_dim (NULL without sub-norms) */
     bn_linear w_down;           /* ffn_dim -> dim */
 } bn_layer_weights;
 
 typedef struct bn_model_weights {
-    const uint16_t *token_embd; /* F16, n_vocab x dim */
+    bn_head_matrix embd;        /* token_embd, n_vocab x dim, any head type (kernels/head.h) */
+    bn_head_matrix head;        /* the LM head (embd's data when tied) */
+    const uint16_t *token_embd; /* embd's data when it is F16, else NULL (F16-only consumers:
+                                 * the CUDA backend) */
+    const uint16_t *output;     /* the same for the head (also the int8 head's source) */
     const float *output_norm;   /* dim */
-    const uint16_t *output;     /* F16 LM head, n_vocab x dim (token_embd when tied) */
+    const float *rope_freqs;    /* llama: rope_freqs.weight (rope_dim / 2 divisors), or NULL */
     void *output_copy;          /* owned (bn_large_alloc), output_copy_bytes: the head in huge pages */
     size_t output_copy_bytes;
+    float **converted;          /* owned: F32 copies of F16 norm weights (n_converted) */
+    int n_converted;
     bool has_int8_output;
     bn_int8_matrix output_int8; /* options.int8_lm_head */
     bn_layer_weights *layers;   /* n_layers, owned */

@@ -1,16 +1,20 @@
 /*
- * synth.c: writes synthetic BitNet b1.58 models (see synth.h).
+ * synth.c: writes synthetic ternary models (see synth.h).
  *
  * Design: the GGUF writer lays out the header, metadata and tensor table with every tensor's data
  * left as a hole (no memory, no disk blocks); the file is then reopened with the reader to learn
  * each tensor's offset, and the data is generated and written into place one tensor at a time
- * (the embedding in slices of rows). Each tensor (each embedding row) draws from its own seeded
- * generator, so the content depends only on the seed and the shape, never on the slicing.
+ * (the embedding and head in slices of rows). Each tensor (each embedding row) draws from its own
+ * seeded generator, so the content depends only on the seed and the shape, never on the slicing.
  *
  * Weights look like a trained model's in scale: ternary codes uniform over {-1, 0, +1} (about a
  * third zeros) with a per-tensor scale near 0.8 / sqrt(fan-in) rounded to a value fp16 represents
  * exactly (so the I2_S float32 scale and the TQ formats' fp16 block scales are the same number),
- * norms N(1, 0.05), embedding N(0, 0.02).
+ * norms N(1, 0.05), embedding and head N(0, 0.02). Every embedding/head type stores the same drawn
+ * floats: F32 exactly, F16 and BF16 rounded, Q8_0 / Q6_K / Q4_K through the simple block
+ * quantizers below. Those write valid blocks in ggml's layouts (ggml-common.h) whose decoded
+ * values approximate the floats; they do not search for the error-minimising scales that
+ * llama-quantize does, so their bytes differ from its files, but they decode the way ggml does.
  */
 #include "model/synth.h"
 
@@ -20,6 +24,7 @@
 #include "quant/ternary.h"
 #include "tokenizer/tokenizer.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -59,53 +64,183 @@ static double gaussian(uint64_t *state) {
     return pair[0];
 }
 
-/* ---- presets and checks ---- */
+/* ---- names, presets and checks ---- */
+
+static const struct {
+    const char *name;
+    bn_synth_arch arch;
+} arch_names[] = {{"bitnet-b1.58", BN_SYNTH_ARCH_BITNET_B158}, {"bitnet", BN_SYNTH_ARCH_BITNET}, {"llama", BN_SYNTH_ARCH_LLAMA}};
+
+bool bn_synth_arch_from_name(const char *name, bn_synth_arch *out) {
+    for (size_t i = 0; i < sizeof arch_names / sizeof arch_names[0]; i++)
+        if (!strcmp(name, arch_names[i].name)) return *out = arch_names[i].arch, true;
+    return false;
+}
+
+/* The types token_embd and output.weight can be written in, as the command line spells them. */
+static const struct {
+    const char *name;
+    uint32_t type;
+} float_types[] = {{"f32", BN_TYPE_F32},   {"f16", BN_TYPE_F16},   {"bf16", BN_TYPE_BF16},
+                   {"q8_0", BN_TYPE_Q8_0}, {"q6_k", BN_TYPE_Q6_K}, {"q4_k", BN_TYPE_Q4_K}};
+
+bool bn_synth_float_type_from_name(const char *name, uint32_t *out) {
+    for (size_t i = 0; i < sizeof float_types / sizeof float_types[0]; i++)
+        if (!strcmp(name, float_types[i].name)) return *out = float_types[i].type, true;
+    return false;
+}
+
+static bool is_float_type(uint32_t type) {
+    for (size_t i = 0; i < sizeof float_types / sizeof float_types[0]; i++)
+        if (float_types[i].type == type) return true;
+    return false;
+}
+
+/* BN_SYNTH_ARCH_DEFAULT resolved by the projection format (the files each format comes in). */
+static bn_synth_arch resolved_arch(const bn_synth_options *o) {
+    if (o->arch != BN_SYNTH_ARCH_DEFAULT) return o->arch;
+    return o->format == BN_TYPE_I2_S ? BN_SYNTH_ARCH_BITNET_B158 : BN_SYNTH_ARCH_BITNET;
+}
+
+static const char *arch_name(bn_synth_arch arch) {
+    for (size_t i = 0; i < sizeof arch_names / sizeof arch_names[0]; i++)
+        if (arch_names[i].arch == arch) return arch_names[i].name;
+    return "?";
+}
+
+static bn_synth_activation resolved_activation(const bn_synth_options *o) {
+    if (o->activation != BN_SYNTH_ACT_DEFAULT) return o->activation;
+    return resolved_arch(o) == BN_SYNTH_ARCH_LLAMA ? BN_SYNTH_ACT_SILU : BN_SYNTH_ACT_RELU2;
+}
+
+static int head_size(const bn_synth_options *o) { return o->head_dim ? o->head_dim : o->dim / o->n_heads; }
+
+/* True when the head size is not dim / heads, so the file must say it (llama key_length). */
+static bool separate_head_size(const bn_synth_options *o) {
+    return o->head_dim != 0 && (o->dim % o->n_heads || o->head_dim != o->dim / o->n_heads);
+}
+
+typedef struct synth_preset {
+    const char *name;
+    bn_synth_arch arch;
+    int n_layers, dim, ffn_dim, n_heads, n_kv_heads, head_dim, n_vocab, n_ctx;
+    float rope_base, rms_eps;
+    bn_synth_activation activation;
+} synth_preset;
+
+static const synth_preset presets[] = {
+    {"tiny", BN_SYNTH_ARCH_DEFAULT, 2, 256, 768, 4, 2, 0, 0, 4096, 500000.0f, 1e-5f, BN_SYNTH_ACT_DEFAULT},
+    {"small", BN_SYNTH_ARCH_DEFAULT, 4, 512, 1536, 8, 2, 0, 0, 4096, 500000.0f, 1e-5f, BN_SYNTH_ACT_DEFAULT},
+    {"2b4t", BN_SYNTH_ARCH_DEFAULT, 30, 2560, 6912, 20, 5, 0, 128256, 4096, 500000.0f, 1e-5f, BN_SYNTH_ACT_DEFAULT},
+    /* tiiuae/Falcon3-{1B,3B}-Instruct-1.58bit, HF1BitLLM/Llama3-8B-1.58-100B-tokens */
+    {"falcon3-1b", BN_SYNTH_ARCH_LLAMA, 18, 2048, 8192, 8, 4, 256, 131072, 8192, 1000042.0f, 1e-6f, BN_SYNTH_ACT_DEFAULT},
+    {"falcon3-3b", BN_SYNTH_ARCH_LLAMA, 22, 3072, 9216, 12, 4, 256, 131072, 8192, 1000042.0f, 1e-6f, BN_SYNTH_ACT_DEFAULT},
+    {"llama3-8b", BN_SYNTH_ARCH_LLAMA, 32, 4096, 14336, 32, 8, 0, 128256, 8192, 500000.0f, 1e-5f, BN_SYNTH_ACT_DEFAULT},
+    /* 1bitLLM/bitnet_b1_58-large: SiLU-gated FFN, LLaMA-2 vocabulary size */
+    {"bitnet-large", BN_SYNTH_ARCH_BITNET, 24, 1536, 4096, 16, 16, 0, 32002, 2048, 10000.0f, 1e-5f, BN_SYNTH_ACT_SILU},
+};
 
 bn_status bn_synth_preset(bn_synth_options *out, const char *name, bn_error *err) {
     memset(out, 0, sizeof *out);
-    out->n_ctx = 4096;
-    out->rope_base = 500000.0f;
+    const synth_preset *p = NULL;
+    for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++)
+        if (!strcmp(name, presets[i].name)) p = &presets[i];
+    if (!p) {
+        char names[256] = "";
+        for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++)
+            snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "", presets[i].name);
+        return bn_error_set(err, BN_ERR_INVALID, "unknown preset '%s' (%s)", name, names);
+    }
+    out->arch = p->arch;
+    out->n_layers = p->n_layers, out->dim = p->dim, out->ffn_dim = p->ffn_dim;
+    out->n_heads = p->n_heads, out->n_kv_heads = p->n_kv_heads, out->head_dim = p->head_dim;
+    out->n_vocab = p->n_vocab, out->n_ctx = p->n_ctx;
+    out->rope_base = p->rope_base, out->rms_eps = p->rms_eps;
+    out->activation = p->activation;
     out->seed = 1;
     out->format = BN_TYPE_I2_S;
-    if (!strcmp(name, "tiny")) {
-        out->n_layers = 2, out->dim = 256, out->ffn_dim = 768, out->n_heads = 4, out->n_kv_heads = 2;
-    } else if (!strcmp(name, "small")) {
-        out->n_layers = 4, out->dim = 512, out->ffn_dim = 1536, out->n_heads = 8, out->n_kv_heads = 2;
-    } else if (!strcmp(name, "2b4t")) {
-        out->n_layers = 30, out->dim = 2560, out->ffn_dim = 6912, out->n_heads = 20, out->n_kv_heads = 5;
-        out->n_vocab = 128256;
-    } else {
-        return bn_error_set(err, BN_ERR_INVALID, "unknown preset '%s' (tiny, small, 2b4t)", name);
-    }
+    out->embd_type = BN_TYPE_F16;
+    out->head_type = BN_SYNTH_TIED;
+    return BN_OK;
+}
+
+/* The embedding or head type must be one synth writes, and dim a whole number of its blocks. */
+static bn_status check_float_type(uint32_t type, int dim, const char *what, bn_error *err) {
+    const bn_quant_format *f = bn_quant_format_get(type);
+    if (!is_float_type(type) || !f)
+        return bn_error_set(err, BN_ERR_INVALID, "%s type %u is not f32, f16, bf16, q8_0, q6_k or q4_k", what, type);
+    if (dim % (int)f->row_multiple)
+        return bn_error_set(err, BN_ERR_INVALID, "%s type %s needs dim %d to be a multiple of %u (its block size)",
+                            what, f->name, dim, f->row_multiple);
     return BN_OK;
 }
 
 bn_status bn_synth_validate(const bn_synth_options *o, bn_error *err) {
     if (o->format != BN_TYPE_I2_S && o->format != BN_TYPE_TQ2_0 && o->format != BN_TYPE_TQ1_0)
         return bn_error_set(err, BN_ERR_INVALID, "format %u is not i2_s, tq2_0 or tq1_0", o->format);
+    if (o->arch < BN_SYNTH_ARCH_DEFAULT || o->arch > BN_SYNTH_ARCH_LLAMA)
+        return bn_error_set(err, BN_ERR_INVALID, "architecture %d is not bitnet-b1.58, bitnet or llama", (int)o->arch);
+    bn_synth_arch arch = resolved_arch(o);
+    const char *format_name = bn_quant_format_get(o->format)->name;
     int block = o->format == BN_TYPE_I2_S ? BN_I2S_BLOCK : BN_TQ_BLOCK;
     if (o->n_layers < 1 || o->n_layers > 1024) return bn_error_set(err, BN_ERR_INVALID, "layers %d out of range [1, 1024]", o->n_layers);
     if (o->dim < block || o->dim > (1 << 16) || o->dim % block)
         return bn_error_set(err, BN_ERR_INVALID, "dim %d must be a multiple of %d in [%d, 65536] for %s", o->dim,
-                            block, block, bn_quant_format_get(o->format)->name);
+                            block, block, format_name);
     if (o->ffn_dim < block || o->ffn_dim > (1 << 17) || o->ffn_dim % block)
         return bn_error_set(err, BN_ERR_INVALID, "ffn %d must be a multiple of %d in [%d, 131072] for %s",
-                            o->ffn_dim, block, block, bn_quant_format_get(o->format)->name);
-    if (o->n_heads < 1 || o->dim % o->n_heads || (o->dim / o->n_heads) % 2)
-        return bn_error_set(err, BN_ERR_INVALID, "heads %d must divide dim %d into an even head size",
-                            o->n_heads, o->dim);
+                            o->ffn_dim, block, block, format_name);
+    if (o->head_dim == 0) {
+        if (o->n_heads < 1 || o->dim % o->n_heads || (o->dim / o->n_heads) % 2)
+            return bn_error_set(err, BN_ERR_INVALID, "heads %d must divide dim %d into an even head size",
+                                o->n_heads, o->dim);
+    } else {
+        if (o->head_dim < 2 || o->head_dim > 4096 || o->head_dim % 2)
+            return bn_error_set(err, BN_ERR_INVALID, "head-dim %d must be even, in [2, 4096]", o->head_dim);
+        if (o->n_heads < 1 || o->n_heads > 1024)
+            return bn_error_set(err, BN_ERR_INVALID, "heads %d out of range [1, 1024]", o->n_heads);
+        if (separate_head_size(o) && arch != BN_SYNTH_ARCH_LLAMA)
+            return bn_error_set(err, BN_ERR_INVALID,
+                                "head-dim %d is not dim / heads (%d / %d): only llama has a separate head size",
+                                o->head_dim, o->dim, o->n_heads);
+    }
     if (o->n_kv_heads < 1 || o->n_heads % o->n_kv_heads)
         return bn_error_set(err, BN_ERR_INVALID, "kv-heads %d must divide heads %d", o->n_kv_heads, o->n_heads);
-    int kv_dim = o->dim / o->n_heads * o->n_kv_heads;
+    int kv_dim = head_size(o) * o->n_kv_heads, q_dim = head_size(o) * o->n_heads;
     if (kv_dim % block)
         return bn_error_set(err, BN_ERR_INVALID, "the K/V width %d (kv-heads x head size) must be a multiple of %d",
                             kv_dim, block);
+    if (q_dim % block || q_dim > (1 << 17))
+        return bn_error_set(err, BN_ERR_INVALID,
+                            "the attention width %d (heads x head size) must be a multiple of %d, at most 131072",
+                            q_dim, block);
     if (o->n_ctx < 1 || o->n_ctx > (1 << 24)) return bn_error_set(err, BN_ERR_INVALID, "ctx %d out of range", o->n_ctx);
     if (o->n_vocab < 0 || o->n_vocab > (1 << 22))
         return bn_error_set(err, BN_ERR_INVALID, "vocab %d out of range [0, 4194304]", o->n_vocab);
     if (!o->vocab_json && o->n_vocab != 0 && o->n_vocab < BN_SYNTH_BYTE_VOCAB)
         return bn_error_set(err, BN_ERR_INVALID, "vocab %d is smaller than the byte vocabulary (%d tokens)",
                             o->n_vocab, BN_SYNTH_BYTE_VOCAB);
+    if (!(o->rope_base > 0.0f && isfinite(o->rope_base)))
+        return bn_error_set(err, BN_ERR_INVALID, "rope base %g must be positive", (double)o->rope_base);
+    if (!(o->rms_eps > 0.0f && o->rms_eps < 1.0f))
+        return bn_error_set(err, BN_ERR_INVALID, "rms epsilon %g must be in (0, 1)", (double)o->rms_eps);
+    bn_status st = check_float_type(o->embd_type, o->dim, "embedding", err);
+    if (st != BN_OK) return st;
+    if (o->head_type != BN_SYNTH_TIED && (st = check_float_type((uint32_t)o->head_type, o->dim, "head", err)))
+        return st;
+    bn_synth_activation activation = resolved_activation(o);
+    if (activation != BN_SYNTH_ACT_RELU2 && activation != BN_SYNTH_ACT_SILU)
+        return bn_error_set(err, BN_ERR_INVALID, "activation %d is not relu2 or silu", (int)o->activation);
+    if (arch == BN_SYNTH_ARCH_BITNET_B158 && activation != BN_SYNTH_ACT_RELU2)
+        return bn_error_set(err, BN_ERR_INVALID,
+                            "bitnet-b1.58 always uses squared ReLU (SiLU needs the bitnet or llama architecture)");
+    if (arch == BN_SYNTH_ARCH_LLAMA && activation != BN_SYNTH_ACT_SILU)
+        return bn_error_set(err, BN_ERR_INVALID, "llama always uses SiLU (squared ReLU needs bitnet or bitnet-b1.58)");
+    if (o->proj_scales && arch != BN_SYNTH_ARCH_BITNET)
+        return bn_error_set(err, BN_ERR_INVALID, "per-projection scale tensors belong to the bitnet architecture, not %s",
+                            arch_name(arch));
+    if (o->rope_freqs && arch != BN_SYNTH_ARCH_LLAMA)
+        return bn_error_set(err, BN_ERR_INVALID, "rope_freqs belongs to the llama architecture, not %s", arch_name(arch));
     return BN_OK;
 }
 
@@ -183,9 +318,130 @@ done:
     return st;
 }
 
+/* ---- block quantizers for the embedding and head (layouts of ggml-common.h) ---- */
+
+/* Stores fp16(v) little-endian at p; returns the value it decodes to. */
+static float put_fp16(uint8_t *p, float v) {
+    uint16_t h = bn_fp32_to_fp16(v);
+    p[0] = (uint8_t)h, p[1] = (uint8_t)(h >> 8);
+    return bn_fp16_to_fp32(h);
+}
+
+/* v / step rounded to the nearest integer and clamped to [lo, hi]; 0 when step is 0. */
+static int quantize_value(float v, float step, int lo, int hi) {
+    if (!(step > 0.0f)) return 0;
+    long q = lroundf(v / step);
+    return q < lo ? lo : q > hi ? hi : (int)q;
+}
+
+/* block_q8_0, 32 values in 34 bytes: fp16 d, int8 qs[32]; value = d * q. d = max|x| / 127. */
+static void quantize_block_q8_0(uint8_t *out, const float *x) {
+    float amax = 0.0f;
+    for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(x[i]));
+    float d = put_fp16(out, amax / 127.0f);
+    for (int i = 0; i < 32; i++) out[2 + i] = (uint8_t)(int8_t)quantize_value(x[i], d, -127, 127);
+}
+
+/* block_q4_K, 256 values in 144 bytes: fp16 d, fp16 dmin, scales[12], qs[128]. Eight sub-blocks
+ * of 32, each with a 6-bit scale s and min m: value = d*s * q - dmin*m, q in 0..15. Sub-block
+ * 2c takes the low nibbles of qs[32c .. 32c+31], 2c+1 the high ones. The 6-bit numbers are packed
+ * as ggml's get_scale_min_k4 reads them: bytes 0-3 hold s0-s3 (bits 5:0) and the top two bits of
+ * s4-s7 (bits 7:6), bytes 4-7 the same for the mins, bytes 8-11 the low four bits of s4-s7 (3:0)
+ * and of m4-m7 (7:4). Per sub-block the grid runs from min(x, 0) to max(x) in 15 steps. */
+static void quantize_block_q4_k(uint8_t *out, const float *x) {
+    float scale[8], min[8], max_scale = 0.0f, max_min = 0.0f;
+    for (int s = 0; s < 8; s++) {
+        float lo = 0.0f, hi = x[32 * s];
+        for (int i = 0; i < 32; i++) lo = fminf(lo, x[32 * s + i]), hi = fmaxf(hi, x[32 * s + i]);
+        scale[s] = (hi - lo) / 15.0f, min[s] = -lo;
+        max_scale = fmaxf(max_scale, scale[s]), max_min = fmaxf(max_min, min[s]);
+    }
+    memset(out, 0, 144);
+    float d = put_fp16(out, max_scale / 63.0f), dmin = put_fp16(out + 2, max_min / 63.0f);
+    uint8_t sc[8], mn[8], *scales = out + 4, *qs = out + 16;
+    for (int s = 0; s < 8; s++) {
+        sc[s] = (uint8_t)quantize_value(scale[s], d, 0, 63);
+        mn[s] = (uint8_t)quantize_value(min[s], dmin, 0, 63);
+    }
+    for (int j = 0; j < 4; j++) {
+        scales[j] = (uint8_t)(sc[j] | (sc[j + 4] >> 4) << 6);
+        scales[j + 4] = (uint8_t)(mn[j] | (mn[j + 4] >> 4) << 6);
+        scales[j + 8] = (uint8_t)((sc[j + 4] & 15) | (mn[j + 4] & 15) << 4);
+    }
+    for (int s = 0; s < 8; s++) {
+        float step = d * sc[s], offset = dmin * mn[s];
+        for (int i = 0; i < 32; i++) {
+            int q = quantize_value(x[32 * s + i] + offset, step, 0, 15);
+            qs[32 * (s / 2) + i] |= (uint8_t)(s % 2 ? q << 4 : q);
+        }
+    }
+}
+
+/* block_q6_K, 256 values in 210 bytes: ql[128], qh[64], int8 scales[16], fp16 d. Sixteen groups
+ * of 16 with an 8-bit scale: value = d * scale * (L - 32), L in 0..63. In each half of 128
+ * values (ql += 64, qh += 32), position l (0..31) holds values l, l+32, l+64, l+96: their low
+ * four bits in ql[l] (l, l+64: low, high nibble) and ql[l+32] (l+32, l+96), their top two bits
+ * in qh[l] at bits 1:0, 3:2, 5:4, 7:6. Group scale = max|x| / 31. */
+static void quantize_block_q6_k(uint8_t *out, const float *x) {
+    float group_scale[16], max_scale = 0.0f;
+    for (int g = 0; g < 16; g++) {
+        float amax = 0.0f;
+        for (int i = 0; i < 16; i++) amax = fmaxf(amax, fabsf(x[16 * g + i]));
+        group_scale[g] = amax / 31.0f;
+        max_scale = fmaxf(max_scale, group_scale[g]);
+    }
+    uint8_t *ql = out, *qh = out + 128, *scales = out + 192, L[256];
+    float d = put_fp16(out + 208, max_scale / 127.0f);
+    for (int g = 0; g < 16; g++) {
+        int sc = quantize_value(group_scale[g], d, 0, 127);
+        scales[g] = (uint8_t)(int8_t)sc;
+        for (int i = 0; i < 16; i++) L[16 * g + i] = (uint8_t)(quantize_value(x[16 * g + i], d * sc, -32, 31) + 32);
+    }
+    for (int half = 0; half < 2; half++) {
+        const uint8_t *v = L + 128 * half;
+        for (int l = 0; l < 32; l++) {
+            ql[64 * half + l] = (uint8_t)((v[l] & 15) | (v[l + 64] & 15) << 4);
+            ql[64 * half + l + 32] = (uint8_t)((v[l + 32] & 15) | (v[l + 96] & 15) << 4);
+            qh[32 * half + l] = (uint8_t)(v[l] >> 4 | (v[l + 32] >> 4) << 2 | (v[l + 64] >> 4) << 4 | (v[l + 96] >> 4) << 6);
+        }
+    }
+}
+
+/* One row of n floats in type (n a whole number of the type's blocks) into out. */
+static void encode_row(uint8_t *out, uint32_t type, const float *x, size_t n) {
+    switch (type) {
+    case BN_TYPE_F32: memcpy(out, x, n * sizeof *x); break;
+    case BN_TYPE_F16:
+        for (size_t i = 0; i < n; i++) put_fp16(out + 2 * i, x[i]);
+        break;
+    case BN_TYPE_BF16:
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h = bn_fp32_to_bf16(x[i]);
+            out[2 * i] = (uint8_t)h, out[2 * i + 1] = (uint8_t)(h >> 8);
+        }
+        break;
+    case BN_TYPE_Q8_0:
+        for (size_t b = 0; b < n / 32; b++) quantize_block_q8_0(out + 34 * b, x + 32 * b);
+        break;
+    case BN_TYPE_Q4_K:
+        for (size_t b = 0; b < n / 256; b++) quantize_block_q4_k(out + 144 * b, x + 256 * b);
+        break;
+    case BN_TYPE_Q6_K:
+        for (size_t b = 0; b < n / 256; b++) quantize_block_q6_k(out + 210 * b, x + 256 * b);
+        break;
+    default: assert(!"encode_row: not a float type synth writes");
+    }
+}
+
 /* ---- tensors ---- */
 
-typedef enum { KIND_EMBED, KIND_NORM, KIND_PROJECTION } tensor_kind;
+typedef enum {
+    KIND_EMBED,      /* token_embd, output: rows of N(0, 0.02) in a float or block type */
+    KIND_NORM,       /* F32 N(1, 0.05) */
+    KIND_PROJECTION, /* ternary */
+    KIND_PROJ_SCALE, /* F32 {1} in [0.5, 2] */
+    KIND_ROPE_FREQS  /* F32 in [1, 8] */
+} tensor_kind;
 
 typedef struct synth_tensor {
     char name[64];
@@ -194,14 +450,18 @@ typedef struct synth_tensor {
     uint64_t ne[2]; /* ne[0] row length (fan-in), ne[1] rows */
 } synth_tensor;
 
-/* The official order: token_embd, then per block the 11 tensors, then output_norm. */
+/* The official order: token_embd, then per block its tensors, then output_norm; around them the
+ * optional rope_freqs (after token_embd) and output (last). Llama has no sub-norms; bitnet's
+ * projection scales follow their projections. */
 static synth_tensor *list_tensors(const bn_synth_options *o, int n_vocab, int *count) {
-    int n = 2 + 11 * o->n_layers;
+    int n = 4 + 18 * o->n_layers;
     synth_tensor *list = calloc((size_t)n, sizeof *list);
     if (!list) return NULL;
     int i = 0;
     uint64_t dim = (uint64_t)o->dim, ffn = (uint64_t)o->ffn_dim;
-    uint64_t kv = (uint64_t)(o->dim / o->n_heads * o->n_kv_heads);
+    uint64_t q_dim = (uint64_t)head_size(o) * (uint64_t)o->n_heads;
+    uint64_t kv = (uint64_t)head_size(o) * (uint64_t)o->n_kv_heads;
+    bool sub_norms = resolved_arch(o) != BN_SYNTH_ARCH_LLAMA;
 #define ADD(kind_, type_, ne0, ne1, ...)                                         \
     do {                                                                          \
         snprintf(list[i].name, sizeof list[i].name, __VA_ARGS__);                 \
@@ -209,21 +469,29 @@ static synth_tensor *list_tensors(const bn_synth_options *o, int n_vocab, int *c
         list[i].ne[0] = ne0, list[i].ne[1] = ne1;                                 \
         i++;                                                                      \
     } while (0)
-    ADD(KIND_EMBED, BN_TYPE_F16, dim, (uint64_t)n_vocab, "token_embd.weight");
+#define PROJECTION(ne0, ne1, l, proj)                                                     \
+    do {                                                                                  \
+        ADD(KIND_PROJECTION, o->format, ne0, ne1, "blk.%d.%s.weight", l, proj);           \
+        if (o->proj_scales) ADD(KIND_PROJ_SCALE, BN_TYPE_F32, 1, 1, "blk.%d.%s.scale", l, proj); \
+    } while (0)
+    ADD(KIND_EMBED, o->embd_type, dim, (uint64_t)n_vocab, "token_embd.weight");
+    if (o->rope_freqs) ADD(KIND_ROPE_FREQS, BN_TYPE_F32, (uint64_t)head_size(o) / 2, 1, "rope_freqs.weight");
     for (int l = 0; l < o->n_layers; l++) {
         ADD(KIND_NORM, BN_TYPE_F32, dim, 1, "blk.%d.attn_norm.weight", l);
-        ADD(KIND_PROJECTION, o->format, dim, dim, "blk.%d.attn_q.weight", l);
-        ADD(KIND_PROJECTION, o->format, dim, kv, "blk.%d.attn_k.weight", l);
-        ADD(KIND_PROJECTION, o->format, dim, kv, "blk.%d.attn_v.weight", l);
-        ADD(KIND_NORM, BN_TYPE_F32, dim, 1, "blk.%d.attn_sub_norm.weight", l);
-        ADD(KIND_PROJECTION, o->format, dim, dim, "blk.%d.attn_output.weight", l);
+        PROJECTION(dim, q_dim, l, "attn_q");
+        PROJECTION(dim, kv, l, "attn_k");
+        PROJECTION(dim, kv, l, "attn_v");
+        if (sub_norms) ADD(KIND_NORM, BN_TYPE_F32, dim, 1, "blk.%d.attn_sub_norm.weight", l);
+        PROJECTION(q_dim, dim, l, "attn_output");
         ADD(KIND_NORM, BN_TYPE_F32, dim, 1, "blk.%d.ffn_norm.weight", l);
-        ADD(KIND_PROJECTION, o->format, dim, ffn, "blk.%d.ffn_gate.weight", l);
-        ADD(KIND_PROJECTION, o->format, dim, ffn, "blk.%d.ffn_up.weight", l);
-        ADD(KIND_NORM, BN_TYPE_F32, ffn, 1, "blk.%d.ffn_sub_norm.weight", l);
-        ADD(KIND_PROJECTION, o->format, ffn, dim, "blk.%d.ffn_down.weight", l);
+        PROJECTION(dim, ffn, l, "ffn_gate");
+        PROJECTION(dim, ffn, l, "ffn_up");
+        if (sub_norms) ADD(KIND_NORM, BN_TYPE_F32, ffn, 1, "blk.%d.ffn_sub_norm.weight", l);
+        PROJECTION(ffn, dim, l, "ffn_down");
     }
     ADD(KIND_NORM, BN_TYPE_F32, dim, 1, "output_norm.weight");
+    if (o->head_type != BN_SYNTH_TIED) ADD(KIND_EMBED, (uint32_t)o->head_type, dim, (uint64_t)n_vocab, "output.weight");
+#undef PROJECTION
 #undef ADD
     *count = i;
     return list;
@@ -243,39 +511,60 @@ static bn_status write_at(int fd, const void *data, size_t size, uint64_t offset
     return BN_OK;
 }
 
+/* token_embd or output: each row's floats from its own generator, encoded in the tensor's type,
+ * written a slice of rows at a time. */
+static bn_status fill_rows(int fd, const char *path, const synth_tensor *t, uint64_t offset, uint64_t expected,
+                           uint64_t state, bn_error *err) {
+    uint64_t row_bytes = 0;
+    bn_status st = bn_quant_tensor_bytes(t->type, t->ne[0], t->ne[0], &row_bytes, err);
+    if (st != BN_OK) return bn_error_prefix(err, "%s: ", t->name);
+    if (row_bytes * t->ne[1] != expected)
+        return bn_error_set(err, BN_ERR_FORMAT, "%s: %llu bytes of rows but the file has %llu", t->name,
+                            (unsigned long long)(row_bytes * t->ne[1]), (unsigned long long)expected);
+    const uint64_t slice = 1024; /* rows per write: memory stays small for any vocabulary */
+    float *values = malloc((size_t)(slice * t->ne[0]) * sizeof *values);
+    uint8_t *rows = malloc((size_t)(slice * row_bytes));
+    if (!values || !rows) {
+        free(values), free(rows);
+        return bn_error_set(err, BN_ERR_NOMEM, "out of memory for %s", t->name);
+    }
+    for (uint64_t r0 = 0; r0 < t->ne[1] && st == BN_OK; r0 += slice) {
+        uint64_t n = t->ne[1] - r0 < slice ? t->ne[1] - r0 : slice;
+        for (uint64_t r = 0; r < n; r++) {
+            uint64_t row_state = state ^ splitmix64(&(uint64_t){r0 + r});
+            float *row = values + r * t->ne[0];
+            for (uint64_t c = 0; c < t->ne[0]; c += 2) { /* ne[0] is a multiple of 32 */
+                double pair[2];
+                gaussian_pair(&row_state, pair);
+                row[c] = (float)(0.02 * pair[0]);
+                row[c + 1] = (float)(0.02 * pair[1]);
+            }
+            encode_row(rows + r * row_bytes, t->type, row, (size_t)t->ne[0]);
+        }
+        st = write_at(fd, rows, (size_t)(n * row_bytes), offset + r0 * row_bytes, path, err);
+    }
+    free(values), free(rows);
+    return st;
+}
+
 /* Generates tensor t and writes it at offset (its size is checked against expected). */
 static bn_status fill_tensor(int fd, const char *path, const synth_tensor *t, uint64_t offset,
                              uint64_t expected, uint64_t seed, bn_error *err) {
     uint64_t state = hash_name(seed, t->name);
     bn_status st = BN_OK;
-    if (t->kind == KIND_NORM) {
+    if (t->kind == KIND_EMBED) return fill_rows(fd, path, t, offset, expected, state, err);
+    if (t->kind != KIND_PROJECTION) { /* F32 vectors */
+        if (t->ne[0] * sizeof(float) != expected)
+            return bn_error_set(err, BN_ERR_FORMAT, "%s: %llu floats but the file has %llu bytes", t->name,
+                                (unsigned long long)t->ne[0], (unsigned long long)expected);
         float *v = malloc((size_t)t->ne[0] * sizeof *v);
         if (!v) return bn_error_set(err, BN_ERR_NOMEM, "out of memory for %s", t->name);
-        for (uint64_t i = 0; i < t->ne[0]; i++) v[i] = (float)(1.0 + 0.05 * gaussian(&state));
+        for (uint64_t i = 0; i < t->ne[0]; i++)
+            v[i] = t->kind == KIND_NORM        ? (float)(1.0 + 0.05 * gaussian(&state))
+                   : t->kind == KIND_PROJ_SCALE ? (float)(0.5 + 1.5 * uniform(&state))
+                                                : (float)(1.0 + 7.0 * uniform(&state));
         st = write_at(fd, v, (size_t)t->ne[0] * sizeof *v, offset, path, err);
         free(v);
-        return st;
-    }
-    if (t->kind == KIND_EMBED) {
-        const uint64_t slice = 1024; /* rows per write: memory stays small for any vocabulary */
-        uint16_t *rows = malloc((size_t)(slice * t->ne[0]) * sizeof *rows);
-        if (!rows) return bn_error_set(err, BN_ERR_NOMEM, "out of memory for %s", t->name);
-        for (uint64_t r0 = 0; r0 < t->ne[1] && st == BN_OK; r0 += slice) {
-            uint64_t n = t->ne[1] - r0 < slice ? t->ne[1] - r0 : slice;
-            for (uint64_t r = 0; r < n; r++) {
-                uint64_t row_state = state ^ splitmix64(&(uint64_t){r0 + r});
-                uint16_t *row = rows + r * t->ne[0];
-                for (uint64_t c = 0; c < t->ne[0]; c += 2) { /* ne[0] is a multiple of 128 */
-                    double pair[2];
-                    gaussian_pair(&row_state, pair);
-                    row[c] = bn_fp32_to_fp16((float)(0.02 * pair[0]));
-                    row[c + 1] = bn_fp32_to_fp16((float)(0.02 * pair[1]));
-                }
-            }
-            st = write_at(fd, rows, (size_t)(n * t->ne[0]) * sizeof *rows,
-                          offset + r0 * t->ne[0] * sizeof *rows, path, err);
-        }
-        free(rows);
         return st;
     }
     size_t n = (size_t)(t->ne[0] * t->ne[1]);
@@ -310,27 +599,36 @@ static bn_status count_json_vocab(const char *path, int *out, bn_error *err) {
 }
 
 static bn_status add_metadata(bn_gguf_writer *w, const bn_synth_options *o, int n_vocab, bn_error *err) {
-    const char *arch = o->format == BN_TYPE_I2_S ? "bitnet-b1.58" : "bitnet";
+    bn_synth_arch arch_id = resolved_arch(o);
+    const char *arch = arch_name(arch_id);
     char key[128];
     bn_status st;
 #define KEY(suffix) (snprintf(key, sizeof key, "%s.%s", arch, suffix), key)
     /* llama.cpp file types: MOSTLY_TQ1_0 36, MOSTLY_TQ2_0 37; bitnet.cpp MOSTLY_I2_S 40 */
     uint32_t file_type = o->format == BN_TYPE_I2_S ? 40 : o->format == BN_TYPE_TQ1_0 ? 36 : 37;
+    uint32_t head = (uint32_t)head_size(o);
     if ((st = bn_gguf_writer_add_string(w, "general.architecture", arch, err)) ||
-        (st = bn_gguf_writer_add_string(w, "general.name", "synthetic-bitnet", err)) ||
+        (st = bn_gguf_writer_add_string(w, "general.name",
+                                        arch_id == BN_SYNTH_ARCH_LLAMA ? "synthetic-llama" : "synthetic-bitnet", err)) ||
         (st = bn_gguf_writer_add_u32(w, KEY("vocab_size"), (uint32_t)n_vocab, err)) ||
         (st = bn_gguf_writer_add_u32(w, KEY("context_length"), (uint32_t)o->n_ctx, err)) ||
         (st = bn_gguf_writer_add_u32(w, KEY("embedding_length"), (uint32_t)o->dim, err)) ||
         (st = bn_gguf_writer_add_u32(w, KEY("block_count"), (uint32_t)o->n_layers, err)) ||
         (st = bn_gguf_writer_add_u32(w, KEY("feed_forward_length"), (uint32_t)o->ffn_dim, err)) ||
-        (st = bn_gguf_writer_add_u32(w, KEY("rope.dimension_count"), (uint32_t)(o->dim / o->n_heads), err)) ||
+        (st = bn_gguf_writer_add_u32(w, KEY("rope.dimension_count"), head, err)) ||
         (st = bn_gguf_writer_add_u32(w, KEY("attention.head_count"), (uint32_t)o->n_heads, err)) ||
-        (st = bn_gguf_writer_add_u32(w, KEY("attention.head_count_kv"), (uint32_t)o->n_kv_heads, err)) ||
-        (st = bn_gguf_writer_add_f32(w, KEY("attention.layer_norm_rms_epsilon"), 1e-5f, err)) ||
+        (st = bn_gguf_writer_add_u32(w, KEY("attention.head_count_kv"), (uint32_t)o->n_kv_heads, err)))
+        return st;
+    if (separate_head_size(o) && ((st = bn_gguf_writer_add_u32(w, KEY("attention.key_length"), head, err)) ||
+                                  (st = bn_gguf_writer_add_u32(w, KEY("attention.value_length"), head, err))))
+        return st;
+    if ((st = bn_gguf_writer_add_f32(w, KEY("attention.layer_norm_rms_epsilon"), o->rms_eps, err)) ||
         (st = bn_gguf_writer_add_f32(w, KEY("rope.freq_base"), o->rope_base, err)) ||
         (st = bn_gguf_writer_add_u32(w, "general.file_type", file_type, err)))
         return st;
-    if (o->format != BN_TYPE_I2_S && (st = bn_gguf_writer_add_string(w, KEY("hidden_activation"), "relu2", err)))
+    if (arch_id == BN_SYNTH_ARCH_BITNET &&
+        (st = bn_gguf_writer_add_string(w, KEY("hidden_activation"),
+                                        resolved_activation(o) == BN_SYNTH_ACT_SILU ? "silu" : "relu2", err)))
         return st;
 #undef KEY
     st = o->vocab_json ? bn_tokenizer_add_hf_json_metadata(w, o->vocab_json, err) : add_byte_vocab(w, n_vocab, err);

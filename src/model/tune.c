@@ -41,7 +41,8 @@ static void cache_key(const bn_model *model, char *buf, size_t size) {
              "head %s kv %s ubatch %d; engine=%s",
              cpu, bn_threadpool_size(model->pool), c->arch_name, c->dim, c->ffn_dim, c->n_layers,
              c->n_heads, c->n_kv_heads, c->head_dim, c->n_vocab, f ? f->name : "?",
-             model->weights.has_int8_output ? "int8" : "f16", model->options.kv_f16 ? "f16" : "f32",
+             model->weights.has_int8_output ? "int8" : bn_quant_format_get(c->head_type)->name,
+             model->options.kv_f16 ? "f16" : "f32",
              model->options.ubatch, bn_version());
 }
 

@@ -8,6 +8,8 @@ static const bn_quant_format formats[] = {
     {BN_TYPE_F32, "f32", 1, 4, 0, 1, false},
     {BN_TYPE_F16, "f16", 1, 2, 0, 1, false},
     {BN_TYPE_Q8_0, "q8_0", 32, 34, 0, 32, false},
+    {BN_TYPE_Q4_K, "q4_K", 256, 144, 0, 256, false},
+    {BN_TYPE_Q6_K, "q6_K", 256, 210, 0, 256, false},
     {BN_TYPE_BF16, "bf16", 1, 2, 0, 1, false},
     {BN_TYPE_TQ1_0, "tq1_0", 256, 54, 0, 256, true},
     {BN_TYPE_TQ2_0, "tq2_0", 256, 66, 0, 256, true},

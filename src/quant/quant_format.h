@@ -1,6 +1,6 @@
 /*
  * quant_format.h: the table of tensor formats, one row per ggml type id this project knows
- * (F32, F16, BF16, Q8_0, TQ1_0, TQ2_0, I2_S). The GGUF reader takes tensor sizes from it; the
+ * (F32, F16, BF16, Q8_0, Q4_K, Q6_K, TQ1_0, TQ2_0, I2_S). The GGUF reader takes tensor sizes from it; the
  * ternary formats add their pack/unpack reference routines (see quant/ternary.h).
  */
 #ifndef BN_QUANT_FORMAT_H
@@ -15,6 +15,8 @@ typedef enum bn_tensor_type {
     BN_TYPE_F32 = 0,
     BN_TYPE_F16 = 1,
     BN_TYPE_Q8_0 = 8,
+    BN_TYPE_Q4_K = 12,
+    BN_TYPE_Q6_K = 14,
     BN_TYPE_BF16 = 30,
     BN_TYPE_TQ1_0 = 34,
     BN_TYPE_TQ2_0 = 35,

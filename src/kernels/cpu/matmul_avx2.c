@@ -246,36 +246,35 @@ static void tq1_decode(uint8_t codes[256], const uint8_t *block) {
         for (int n = 0; n < 4; n++) codes[240 + j + 4 * n] = (uint8_t)bn_tq1_digit(block[48 + j], n);
 }
 
-/* Raw dot (codes * q) of 256 codes in natural order. */
-static inline int32_t codes_dot256(const uint8_t *codes, const int8_t *x) {
-    const __m256i ones = _mm256_set1_epi16(1);
+/* The eight int32 lanes (ref_matmul.h) of 256 codes in natural order against x, before the lane
+ * sums are taken off: maddubs pairs bytes 2k, 2k + 1 into int16 lane k (at most 8 x 2 x 3 x 128
+ * over a block: no overflow), madd pairs int16 lanes 2L, 2L + 1 into int32 lane L, so lane L holds
+ * bytes 4L..4L+3 of every 32-byte chunk: columns with (i % 32) / 4 == L. */
+static inline __m256i codes_lanes256(const uint8_t *codes, const int8_t *x) {
     __m256i s = _mm256_setzero_si256();
     for (int i = 0; i < 256; i += 32)
         s = _mm256_add_epi16(s, _mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i *)(codes + i)),
                                                      _mm256_loadu_si256((const __m256i *)(x + i))));
-    return hsum_epi32(_mm256_madd_epi16(s, ones));
+    return _mm256_madd_epi16(s, _mm256_set1_epi16(1));
 }
 
-/* Raw dot of one TQ2_0 block (qs) with 256 activations. */
-static inline int32_t tq2_block_dot(const uint8_t *qs, const int8_t *x) {
-    const __m256i m3 = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
+/* The same for one TQ2_0 block (qs): field n of half h is the 32-column chunk 128h + 32n. */
+static inline __m256i tq2_block_lanes(const uint8_t *qs, const int8_t *x) {
+    const __m256i m3 = _mm256_set1_epi8(3);
     __m256i s = _mm256_setzero_si256();
     for (int h = 0; h < 2; h++) {
         __m256i w = _mm256_loadu_si256((const __m256i *)(qs + 32 * h));
         const int8_t *xh = x + 128 * h;
-        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(_mm256_and_si256(w, m3),
-                                                     _mm256_loadu_si256((const __m256i *)xh)));
-        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(w, 2), m3),
-                                                     _mm256_loadu_si256((const __m256i *)(xh + 32))));
-        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(w, 4), m3),
-                                                     _mm256_loadu_si256((const __m256i *)(xh + 64))));
-        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(w, 6), m3),
-                                                     _mm256_loadu_si256((const __m256i *)(xh + 96))));
+        for (int n = 0; n < 4; n++) {
+            const __m256i field = _mm256_and_si256(_mm256_srli_epi16(w, 2 * n), m3);
+            s = _mm256_add_epi16(s, _mm256_maddubs_epi16(field, _mm256_loadu_si256((const __m256i *)(xh + 32 * n))));
+        }
     }
-    return hsum_epi32(_mm256_madd_epi16(s, ones));
+    return _mm256_madd_epi16(s, _mm256_set1_epi16(1));
 }
 
-/* TQ formats: row by row, block by block, every token per block (one decode per block). */
+/* TQ formats: row by row, block by block, every token per block (one decode per block); eight
+ * lanes per block, less the activations' lane sums. */
 static void tq_sums(int32_t *out, const bn_ternary_matrix *m, const bn_act_view *act,
                     int row_begin, int row_end) {
     const int blocks = m->cols / BN_TQ_BLOCK, n_tokens = act->n_tokens;
@@ -290,9 +289,12 @@ static void tq_sums(int32_t *out, const bn_ternary_matrix *m, const bn_act_view 
             if (!tq2) tq1_decode(codes, block);
             for (int t = 0; t < n_tokens; t++) {
                 const int8_t *x = act->q + (size_t)t * m->cols + (size_t)b * BN_TQ_BLOCK;
-                int32_t raw = tq2 ? tq2_block_dot(block, x) : codes_dot256(codes, x);
-                out[((size_t)(r - row_begin) * n_tokens + t) * blocks + b] =
-                    raw - act->block_sums[(size_t)t * blocks + b];
+                const __m256i raw = tq2 ? tq2_block_lanes(block, x) : codes_lanes256(codes, x);
+                const size_t at = ((size_t)t * blocks + b) * BN_TQ_LANES;
+                const __m256i lane_sums = _mm256_loadu_si256((const __m256i *)(act->lane_sums + at));
+                _mm256_storeu_si256((__m256i *)(out + ((size_t)(r - row_begin) * n_tokens + t) * blocks * BN_TQ_LANES +
+                                                (size_t)b * BN_TQ_LANES),
+                                    _mm256_sub_epi32(raw, lane_sums));
             }
         }
     }

@@ -519,7 +519,8 @@ static void tq1_decode(uint8_t codes[256], const uint8_t *block) {
         for (int n = 0; n < 4; n++) codes[240 + j + 4 * n] = (uint8_t)bn_tq1_digit(block[48 + j], n);
 }
 
-/* TQ formats: row by row, block by block, every token per block (one decode per block). */
+/* TQ formats: row by row, block by block, every token per block (one decode per block); eight
+ * lanes per block, less the activations' lane sums. */
 static void tq_sums(int32_t *out, const bn_ternary_matrix *m, const bn_act_view *act,
                     int row_begin, int row_end) {
     const int blocks = m->cols / BN_TQ_BLOCK, n_tokens = act->n_tokens;
@@ -548,9 +549,16 @@ static void tq_sums(int32_t *out, const bn_ternary_matrix *m, const bn_act_view 
                                                    _mm512_loadu_si512(x + 64));
                 acc0 = _mm512_dpbusd_epi32(acc0, c[2], _mm512_loadu_si512(x + 128));
                 acc1 = _mm512_dpbusd_epi32(acc1, c[3], _mm512_loadu_si512(x + 192));
-                int32_t raw = _mm512_reduce_add_epi32(_mm512_add_epi32(acc0, acc1));
-                out[((size_t)(r - row_begin) * n_tokens + t) * blocks + b] =
-                    raw - act->block_sums[(size_t)t * blocks + b];
+                /* int32 lane k holds bytes 4k..4k+3 of its vector; each 32-byte half of a vector
+                 * is one 32-column chunk, so lanes k and k + 8 both belong to lane k of the
+                 * eight (ref_matmul.h) */
+                const __m512i acc = _mm512_add_epi32(acc0, acc1);
+                const __m256i raw = _mm256_add_epi32(_mm512_castsi512_si256(acc), _mm512_extracti64x4_epi64(acc, 1));
+                const size_t at = ((size_t)t * blocks + b) * BN_TQ_LANES;
+                const __m256i lane_sums = _mm256_loadu_si256((const __m256i *)(act->lane_sums + at));
+                _mm256_storeu_si256((__m256i *)(out + ((size_t)(r - row_begin) * n_tokens + t) * blocks * BN_TQ_LANES +
+                                                (size_t)b * BN_TQ_LANES),
+                                    _mm256_sub_epi32(raw, lane_sums));
             }
         }
     }

@@ -4,7 +4,8 @@
  * and must produce identical results (exact integer sums; the same F16 lane order).
  *
  * Activation views (bn_act_view) the dispatcher prepares per path:
- *   ternary, both paths: block_sums for TQ formats (kernels use unsigned codes, spec section 4);
+ *   ternary, both paths: lane_sums for TQ formats (Q8_K activations; the kernels use unsigned
+ *                     codes and take off the lane sums: ref_matmul.h);
  *   ternary, AVX-512: q_pairs (per 256 columns, for group n = 0..3: q[32n..32n+31] then
  *                     q[128+32n..128+32n+31], so one 64-byte load of two I2_S blocks or of one
  *                     TQ2_0 block lines up with its activations; a trailing odd 128-block of I2_S

@@ -17,7 +17,7 @@
 #include <string.h>
 
 int bn_ternary_groups(const bn_ternary_matrix *matrix) {
-    return matrix->file_type == BN_TYPE_I2_S ? 1 : matrix->cols / BN_TQ_BLOCK;
+    return matrix->file_type == BN_TYPE_I2_S ? 1 : matrix->cols / BN_TQ_BLOCK * BN_TQ_LANES;
 }
 
 void bn_ref_quantize_activations(int8_t *q, float *scales, int32_t *sums, const float *x,
@@ -66,30 +66,30 @@ static int32_t i2s_block_dot(const uint8_t *block, const int8_t *x) {
     return acc;
 }
 
-/* TQ2_0 block (qs[64], then d): per half h, byte m holds columns 128h + m + 32n in bits 2n+1:2n. */
-static int32_t tq2_block_dot(const uint8_t *qs, const int8_t *x) {
-    int32_t acc = 0;
+/* The 256 codes (weight + 1; TQ2_0's code 3 stays 3) of a TQ2_0 block in column order: per half
+ * h, byte m holds columns 128h + m + 32n in bits 2n+1:2n. */
+static void tq2_block_codes(uint8_t codes[BN_TQ_BLOCK], const uint8_t *qs) {
     for (int h = 0; h < 2; h++)
-        for (int m = 0; m < 32; m++) {
-            int byte = qs[32 * h + m];
-            const int8_t *xh = x + 128 * h + m;
-            acc += ((byte & 3) - 1) * xh[0] + (((byte >> 2) & 3) - 1) * xh[32] +
-                   (((byte >> 4) & 3) - 1) * xh[64] + (((byte >> 6) & 3) - 1) * xh[96];
-        }
-    return acc;
+        for (int m = 0; m < 32; m++)
+            for (int n = 0; n < 4; n++) codes[128 * h + 32 * n + m] = (qs[32 * h + m] >> (2 * n)) & 3;
 }
 
-/* TQ1_0 block (qs[48], qh[4], then d): base-3 digits, see quant/ternary.h. */
-static int32_t tq1_block_dot(const uint8_t *block, const int8_t *x) {
-    int32_t acc = 0;
+/* The same for a TQ1_0 block (qs[48], qh[4], then d): base-3 digits, see quant/ternary.h. */
+static void tq1_block_codes(uint8_t codes[BN_TQ_BLOCK], const uint8_t *block) {
     for (int n = 0; n < 5; n++) {
-        for (int m = 0; m < 32; m++) acc += (bn_tq1_digit(block[m], n) - 1) * x[32 * n + m];
-        for (int m = 0; m < 16; m++)
-            acc += (bn_tq1_digit(block[32 + m], n) - 1) * x[160 + 16 * n + m];
+        for (int m = 0; m < 32; m++) codes[32 * n + m] = (uint8_t)bn_tq1_digit(block[m], n);
+        for (int m = 0; m < 16; m++) codes[160 + 16 * n + m] = (uint8_t)bn_tq1_digit(block[32 + m], n);
     }
     for (int n = 0; n < 4; n++)
-        for (int j = 0; j < 4; j++) acc += (bn_tq1_digit(block[48 + j], n) - 1) * x[240 + 4 * n + j];
-    return acc;
+        for (int j = 0; j < 4; j++) codes[240 + 4 * n + j] = (uint8_t)bn_tq1_digit(block[48 + j], n);
+}
+
+/* The eight lanes of one block (ref_matmul.h): lane (i % 32) / 4 gets code_i * x_i, less the lane
+ * term of lane_sums (when given). */
+static void tq_block_lanes(int32_t lanes[BN_TQ_LANES], const uint8_t codes[BN_TQ_BLOCK],
+                           const int8_t *x, const int32_t *lane_sums) {
+    for (int l = 0; l < BN_TQ_LANES; l++) lanes[l] = lane_sums ? -lane_sums[l] : 0;
+    for (int i = 0; i < BN_TQ_BLOCK; i++) lanes[(i % 32) / 4] += codes[i] * x[i];
 }
 
 void bn_ref_ternary_sums(int32_t *out, const bn_ternary_matrix *matrix, const bn_act_view *act,
@@ -113,12 +113,19 @@ void bn_ref_ternary_sums(int32_t *out, const bn_ternary_matrix *matrix, const bn
                     acc += i2s_block_dot(block, qt + b * BN_I2S_BLOCK);
                 }
                 o[0] = acc;
-            } else if (matrix->file_type == BN_TYPE_TQ2_0) {
-                for (int g = 0; g < groups; g++)
-                    o[g] = tq2_block_dot(row + (size_t)g * BN_TQ2_BLOCK_BYTES, qt + g * BN_TQ_BLOCK);
             } else {
-                for (int g = 0; g < groups; g++)
-                    o[g] = tq1_block_dot(row + (size_t)g * BN_TQ1_BLOCK_BYTES, qt + g * BN_TQ_BLOCK);
+                const bool tq2 = matrix->file_type == BN_TYPE_TQ2_0;
+                const int blocks = matrix->cols / BN_TQ_BLOCK;
+                for (int b = 0; b < blocks; b++) {
+                    uint8_t codes[BN_TQ_BLOCK];
+                    if (tq2)
+                        tq2_block_codes(codes, row + (size_t)b * BN_TQ2_BLOCK_BYTES);
+                    else
+                        tq1_block_codes(codes, row + (size_t)b * BN_TQ1_BLOCK_BYTES);
+                    const int32_t *lane_sums =
+                        act->lane_sums ? act->lane_sums + ((size_t)t * blocks + b) * BN_TQ_LANES : NULL;
+                    tq_block_lanes(o + (size_t)b * BN_TQ_LANES, codes, qt + (size_t)b * BN_TQ_BLOCK, lane_sums);
+                }
             }
         }
     }
@@ -138,14 +145,19 @@ void bn_ternary_finish(float *y, const bn_ternary_matrix *matrix, const int32_t 
             if (matrix->file_type == BN_TYPE_I2_S) {
                 value = (float)s[0] / scales[t] * matrix->tensor_scale;
             } else {
-                float f = 0.0f;
-                for (int g = 0; g < groups; g++) {
+                /* llama.cpp's AVX2 TQ dot: 8 float lanes over the blocks, then hsum_float_8 */
+                const int blocks = groups / BN_TQ_LANES;
+                float acc[BN_TQ_LANES] = {0};
+                for (int b = 0; b < blocks; b++) {
                     uint16_t d;
-                    memcpy(&d, row + (size_t)(g + 1) * block_bytes - 2, 2);
-                    float term = bn_fp16_to_fp32(d) * (float)s[g];
-                    f = f + term;
+                    memcpy(&d, row + (size_t)(b + 1) * block_bytes - 2, 2);
+                    const float dd = scales[(size_t)t * blocks + b] * bn_fp16_to_fp32(d);
+                    for (int l = 0; l < BN_TQ_LANES; l++) {
+                        const float term = (float)s[b * BN_TQ_LANES + l] * dd;
+                        acc[l] = acc[l] + term;
+                    }
                 }
-                value = f / scales[t] * matrix->tensor_scale;
+                value = bn_hsum_float8(acc);
             }
             y[(size_t)t * matrix->rows + r] = value;
         }
@@ -153,15 +165,20 @@ void bn_ternary_finish(float *y, const bn_ternary_matrix *matrix, const int32_t 
 }
 
 void bn_ref_ternary_matmul(float *y, const bn_ternary_matrix *matrix, const int8_t *q,
-                           const float *scales, int n_tokens, int row_begin, int row_end) {
-    /* One token of one row at a time: groups sums fit a small buffer (cols <= 256 * 1024). */
-    int32_t sums[1024];
+                           const float *scales, const int32_t *sums, int n_tokens, int row_begin,
+                           int row_end) {
+    /* One token of one row at a time: groups sums fit a small buffer (the limit prepare checks). */
+    int32_t out[1024];
     if (bn_ternary_groups(matrix) > 1024) return;
+    const bool tq = matrix->file_type != BN_TYPE_I2_S;
+    const int blocks = matrix->cols / BN_TQ_BLOCK;
     for (int t = 0; t < n_tokens; t++) {
         bn_act_view act = {.q = q + (size_t)t * matrix->cols, .n_tokens = 1, .cols = matrix->cols};
+        if (tq) act.lane_sums = sums + (size_t)t * blocks * BN_TQ_LANES;
+        const float *token_scales = tq ? scales + (size_t)t * blocks : scales + t;
         for (int r = row_begin; r < row_end; r++) {
-            bn_ref_ternary_sums(sums, matrix, &act, r, r + 1);
-            bn_ternary_finish(y + (size_t)t * matrix->rows, matrix, sums, scales + t, 1, r, r + 1);
+            bn_ref_ternary_sums(out, matrix, &act, r, r + 1);
+            bn_ternary_finish(y + (size_t)t * matrix->rows, matrix, out, token_scales, 1, r, r + 1);
         }
     }
 }

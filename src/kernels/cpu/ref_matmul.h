@@ -4,10 +4,20 @@
  * path shares.
  *
  * Design: the integer and the float halves of a quantized matmul are split. Kernels (scalar, AVX2,
- * AVX-512) only produce exact integers ("sums": one per token and row for I2_S and int8, one per
- * token, row and 256-weight block for TQ formats); the float finishing step below is one
+ * AVX-512) only produce exact integers ("sums": one per token and row for I2_S and int8, eight
+ * per token, row and 256-weight block for TQ formats); the float finishing step below is one
  * function compiled once, so every path yields identical floats for identical inputs and the
  * result for a token never depends on how many tokens or threads shared the call.
+ *
+ * TQ formats take llama.cpp's Q8_K activations (spec section 9.3; act_blocks.h): int8 values
+ * with one scale d per token and 256-block. Their sums are the eight int32 lanes of llama.cpp's
+ * AVX2 dot product (ggml_vec_dot_tq2_0_q8_K / tq1_0): lane L of a block holds
+ *   sum over weights i with (i % 32) / 4 == L of code_i * q_i  -  sum of q over i in [32L, 32L + 32)
+ * (code = weight + 1; the second term is Q8_K's bsums[2L] + bsums[2L + 1], act->lane_sums). Only
+ * the eight together are the block's dot product; each lane is needed alone because the float
+ * step accumulates lane by lane: acc[L] = acc[L] + (float)lane * (d_x * d_w) over the blocks in
+ * order (a multiply and an add, not fused), then the sum (acc[i] + acc[i + 4]), (0 + 2), (1 + 3),
+ * (0 + 1) of hsum_float_8.
  *
  * The F16 dot product is defined with 16 lanes: lane l accumulates, in column order, the products
  * of columns c with c % 16 == l, each as one fused multiply-add (fmaf: the product is not rounded
@@ -78,33 +88,47 @@ typedef struct bn_act_view {
     const int8_t *q_pairs;    /* AVX-512 ternary: per 256 columns, the 32-byte groups of the two
                                  128-blocks interleaved (see matmul_avx512.c); else NULL */
     const int32_t *sums;      /* per token: sum of q */
-    const int32_t *block_sums; /* per token and 256-column block: sum of q (TQ formats) */
+    const int32_t *lane_sums; /* TQ formats: per token and 256-column block, the 8 lane terms
+                                 sum of q[32L .. 32L + 31] (see above) */
     const uint8_t *q_unsigned; /* int8 matmul: per path helper copy of q (see the ISA files) */
     int n_tokens, cols;
     bn_prefetch_hint prefetch; /* knobs of the variant (kernels/variants.h) the kernel runs: */
     bool gfni;                 /* the AVX-512 one-token GEMV's prefetch hint and field decoding */
 } bn_act_view;
 
-/* Integer sums of a ternary matrix: groups per row is 1 for I2_S, cols / 256 for TQ formats. */
+/* hsum_float_8 of ggml's x86 code: (v[i] + v[i + 4]) for i < 4, then (0 + 2) and (1 + 3), then
+ * their sum, each rounded to float. */
+static inline float bn_hsum_float8(const float v[8]) {
+    const float a0 = v[0] + v[4], a1 = v[1] + v[5], a2 = v[2] + v[6], a3 = v[3] + v[7];
+    const float b0 = a0 + a2, b1 = a1 + a3;
+    return b0 + b1;
+}
+
+/* Integer sums of a ternary matrix per row and token: 1 for I2_S, 8 * cols / 256 for TQ formats
+ * (lanes of block 0, then of block 1, ...). */
+#define BN_TQ_LANES 8
 int bn_ternary_groups(const bn_ternary_matrix *matrix);
 
 /* ---- scalar references ---- */
 void bn_ref_quantize_activations(int8_t *q, float *scales, int32_t *sums, const float *x,
                                  int n_tokens, int cols);
 
-/* out[((r - row_begin) * n_tokens + t) * groups + g] = sum over group g of w[r][c] * q[t][c]. */
+/* out[((r - row_begin) * n_tokens + t) * groups + g]: I2_S the exact sum of w[r][c] * q[t][c];
+ * TQ formats lane g % 8 of block g / 8 as defined above (act->lane_sums NULL: the first term only). */
 void bn_ref_ternary_sums(int32_t *out, const bn_ternary_matrix *matrix, const bn_act_view *act,
                          int row_begin, int row_end);
 
 /* Float step shared by every path: y[t * rows + r] from the sums of rows [row_begin, row_end).
- * I2_S: (float)acc / s_x * s_w. TQ formats: f = sum over blocks in order of d_b * (float)sum_b,
- * then f / s_x * tensor_scale (1). */
+ * I2_S: (float)acc / s_x * s_w with scales[t] = s_x. TQ formats: the lane accumulation above with
+ * scales[t * blocks + b] = the Q8_K scale d of token t's block b. */
 void bn_ternary_finish(float *y, const bn_ternary_matrix *matrix, const int32_t *sums,
                        const float *scales, int n_tokens, int row_begin, int row_end);
 
-/* Whole reference matmul (sums + finish) for rows [row_begin, row_end). */
+/* Whole reference matmul (sums + finish) for rows [row_begin, row_end): q, scales and sums as
+ * bn_ternary_matmul takes them (kernels/ops.h). */
 void bn_ref_ternary_matmul(float *y, const bn_ternary_matrix *matrix, const int8_t *q,
-                           const float *scales, int n_tokens, int row_begin, int row_end);
+                           const float *scales, const int32_t *sums, int n_tokens, int row_begin,
+                           int row_end);
 
 /* The 16-lane F16 dot product defined above. */
 float bn_ref_f16_dot(const uint16_t *w, const float *x, int cols);

@@ -68,6 +68,33 @@ void bn_ref_rope_angles(float *cos_out, float *sin_out, int count, int rope_dim,
     }
 }
 
+void bn_ref_rope_angles_scaled(float *cos_out, float *sin_out, int count, int rope_dim, int32_t pos,
+                               float freq_base, const float *freq_factors, float freq_scale) {
+    const float theta_scale = bn_ref_rope_theta_scale(rope_dim, freq_base);
+    float theta = (float)pos;
+    for (int j = 0; j < count; j++) {
+        const float base = freq_factors ? theta / freq_factors[j] : theta;
+        const float angle = freq_scale * base;
+        cos_out[j] = cosf(angle);
+        sin_out[j] = sinf(angle);
+        theta *= theta_scale;
+    }
+}
+
+void bn_ref_rope_norm_table(float *x, int n_heads, int head_dim, int rope_dim, const float *cos_table,
+                            const float *sin_table) {
+    if (rope_dim > head_dim) rope_dim = head_dim;
+    for (int h = 0; h < n_heads; h++) {
+        float *xh = x + (size_t)h * (size_t)head_dim;
+        for (int j = 0; j < rope_dim / 2; j++) {
+            const float a = xh[2 * j], b = xh[2 * j + 1], c = cos_table[j], s = sin_table[j];
+            const float b_sin = b * s, b_cos = b * c;
+            xh[2 * j] = fmaf(a, c, -b_sin);
+            xh[2 * j + 1] = fmaf(a, s, b_cos);
+        }
+    }
+}
+
 /* Rotates dims [0, half) with [half, 2 half) of every head with the table entries c, s: the
  * product that is not fused is rounded first, as bitnet.cpp's compiled loop does. */
 static void rope_rotate(float *x, int n_heads, int head_dim, int half, const float *c,

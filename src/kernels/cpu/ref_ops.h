@@ -42,6 +42,15 @@ float bn_ref_rope_theta_scale(int rope_dim, float freq_base);
  * theta *= theta_scale after each pair, in float; cosf and sinf of glibc. */
 void bn_ref_rope_angles(float *cos_out, float *sin_out, int count, int rope_dim, int32_t pos,
                         float freq_base);
+/* bn_ref_rope_angles with ggml's frequency factors and linear scaling (rope_yarn without
+ * extrapolation): pair j's angle is freq_scale * (theta / freq_factors[j]) (factors NULL: theta),
+ * theta iterated as above. With no factors and freq_scale 1 the same floats as bn_ref_rope_angles. */
+void bn_ref_rope_angles_scaled(float *cos_out, float *sin_out, int count, int rope_dim, int32_t pos,
+                               float freq_base, const float *freq_factors, float freq_scale);
+/* NORM rotation (llama) of pairs (2j, 2j + 1) with the angles of a table (count = rope_dim / 2 after
+ * the clamp), each pair rounded as the NEOX rotation below. */
+void bn_ref_rope_norm_table(float *x, int n_heads, int head_dim, int rope_dim, const float *cos_table,
+                            const float *sin_table);
 /* NEOX rotation of pairs (i, i + rope_dim / 2): x0' = fmaf(x0, c, -(x1 * s)),
  * x1' = fmaf(x0, s, x1 * c) with x1 * s and x1 * c rounded first. rope_dim is clamped to
  * head_dim and rounded down to even; dims >= rope_dim are untouched. freq_base > 0. */
