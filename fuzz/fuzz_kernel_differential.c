@@ -103,10 +103,17 @@ static void op_ternary(bn_fuzz_input *in) {
     float *x = xcalloc(nx, sizeof *x);
     fill(x, nx, in, true);
     int8_t *q = xcalloc(nx, 1);
-    float sc[4];
-    int32_t sums[4];
+    /* I2_S: a scale and a sum per token; TQ formats: Q8_K, a scale per token and 256-block and
+     * 8 lane sums per block (kernels/ops.h) */
+    const bool q8k = bn_ternary_type_uses_q8k(type);
+    const size_t per_token = q8k ? (size_t)cols / BN_TQ_BLOCK : 1;
+    float *sc = xcalloc((size_t)n_tokens * per_token, sizeof(float));
+    int32_t *sums = xcalloc((size_t)n_tokens * per_token * 8, sizeof(int32_t));
     bn_isa_set_active(BN_ISA_SCALAR);
-    bn_quantize_activations(q, sc, sums, x, n_tokens, cols);
+    if (q8k)
+        bn_quantize_activations_q8k(q, sc, sums, x, n_tokens, cols);
+    else
+        bn_quantize_activations(q, sc, sums, x, n_tokens, cols);
     size_t ny = (size_t)n_tokens * rows;
     float *y0 = xcalloc(ny, sizeof(float)), *y1 = xcalloc(ny, sizeof(float));
     bn_ternary_matmul(NULL, y0, &m, q, sc, sums, n_tokens);
@@ -121,12 +128,13 @@ static void op_ternary(bn_fuzz_input *in) {
             compare(y0, y1, ny, 0, "ternary matmul, 2 threads", isas[k]);
         }
         for (int t = 0; t < n_tokens; t++) {
-            bn_ternary_matmul(NULL, y1, &m, q + (size_t)t * cols, sc + t, sums + t, 1);
+            bn_ternary_matmul(NULL, y1, &m, q + (size_t)t * cols, sc + (size_t)t * per_token,
+                              sums + (size_t)t * per_token * (q8k ? 8 : 1), 1);
             compare(y0 + (size_t)t * rows, y1, (size_t)rows, 0, "ternary matmul, token alone", isas[k]);
         }
     }
     bn_ternary_matrix_release(&m);
-    free(x), free(q), free(y0), free(y1);
+    free(x), free(q), free(y0), free(y1), free(sc), free(sums);
 out:
     free(w), free(block_scales), free(packed);
 }

@@ -647,8 +647,8 @@ static void test_registry(void) {
     ternary_case tc;
     make_case(&tc, 4, 256, 0, 1.0f);
     int8_t q[2 * 256] = {0};
-    float scales[2] = {1, 1};
-    int32_t sums[2] = {0, 0};
+    float scales[2] = {1, 1};      /* I2_S: per token; TQ2_0: per token and 256-block (1 here) */
+    int32_t sums[2 * 8] = {0};     /* TQ2_0: 8 lane sums per token and block */
     float y[8];
     for (int isa = 0; isa < BN_ISA_COUNT; isa++) {
         if (!bn_isa_supported((bn_isa)isa)) continue;
