@@ -9,7 +9,8 @@
  * - nesting: 64 levels read, 65 and a 100,000-deep array fail with the depth error (no stack
  *   overflow); the writer refuses what the reader would refuse;
  * - every truncation of a valid file fails cleanly, and random byte flips never crash;
- * - the typed getters and their error messages.
+ * - the typed getters and their error messages;
+ * - bn_gguf_string_quote: escapes, UTF-8 kept, cuts with "..." at every buffer size.
  */
 #include "gguf/gguf.h"
 #include "gguf/gguf_example.h"
@@ -485,7 +486,33 @@ static void test_truncation_and_flips(const char *dir) {
     free(path);
 }
 
+static void test_quote(void) {
+    char buf[BN_GGUF_QUOTE_MAX];
+    const char raw[] = "a\x1b[2Jb\n\\c\x7f\xc3\xa9\0z";
+    bn_gguf_string s = {sizeof raw - 1, raw};
+    CHECK(!strcmp(bn_gguf_string_quote(s, buf, sizeof buf), "a\\x1b[2Jb\\n\\\\c\\x7f\xc3\xa9\\x00z"));
+    /* every cap: NUL-terminated, within cap, a prefix of the full text or a prefix + "..." */
+    char full[64];
+    bn_gguf_string_quote(s, full, sizeof full);
+    for (size_t cap = 1; cap <= strlen(full) + 1; cap++) {
+        char small[64];
+        memset(small, '#', sizeof small);
+        const char *q = bn_gguf_string_quote(s, small, cap);
+        const size_t n = strlen(q);
+        CHECKF(n < cap && small[cap] == '#', "cap %zu wrote past the buffer", cap);
+        if (n == strlen(full)) {
+            CHECK(!strcmp(q, full));
+        } else if (cap >= 4) {
+            CHECKF(n >= 3 && !strcmp(q + n - 3, "...") && !strncmp(q, full, n - 3),
+                   "cap %zu gave '%s'", cap, q);
+        }
+    }
+    CHECK(!strcmp(bn_gguf_string_quote((bn_gguf_string){0, NULL}, buf, sizeof buf), ""));
+    CHECK(!strcmp(bn_gguf_string_quote(s, buf, 0), ""));
+}
+
 int main(void) {
+    test_quote();
     char *dir = bn_test_tmpdir("gguf_roundtrip");
     test_roundtrip(dir, 3, 32);
     test_roundtrip(dir, 2, 64);

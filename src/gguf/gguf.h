@@ -132,6 +132,12 @@ double bn_gguf_array_f64(const bn_gguf_array *arr, uint64_t index);
 
 /* Compares a GGUF string with a C string. */
 bool bn_gguf_string_eq(bn_gguf_string s, const char *cstr);
+/* s made safe to show in a message: control bytes, DEL and backslash as C escapes (\n, \t, \r,
+ * \\, \xNN), everything else as is, cut with "..." to fit cap bytes with the NUL. Writes buf
+ * and returns it (for use as a %s argument). Every message that prints a string read from a
+ * file prints it through this. */
+#define BN_GGUF_QUOTE_MAX 96 /* a buffer size that suits a message */
+const char *bn_gguf_string_quote(bn_gguf_string s, char *buf, size_t cap);
 /* Size in bytes of one scalar element of a type (0 for STRING/ARRAY). */
 size_t bn_gguf_type_size(bn_gguf_type type);
 const char *bn_gguf_type_name(bn_gguf_type type);
