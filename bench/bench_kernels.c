@@ -8,14 +8,19 @@
  *      count: time per call, weight GB/s, % of the measured bandwidth, speedup over scalar, and
  *      the bandwidth probed right before and after that row (a shared machine's bandwidth moves
  *      from one second to the next) with the row's % of it;
- *   3. times GEMM over 64 tokens against 64 separate GEMVs (tokens/s of each).
+ *   3. times the LM head in every other type a file may store it in (F32, BF16, Q8_0, Q6_K, Q4_K;
+ *      kernels/head.h) at the Falcon3-1B shape 131072x2048, per path and thread count, one copy
+ *      (0.2-1 GB, far larger than any cache), quantization of the activations included;
+ *   4. times GEMM over 64 tokens against 64 separate GEMVs (tokens/s of each).
  * Every figure is the best of several rounds. On a machine shared with other work, --cpu-time
  * times with the calling thread's CPU clock instead of the wall clock (time spent descheduled is
  * then not counted; memory stalls still are).
- * Usage: bench_kernels [--quick] [--cpu-time]   (--quick: smaller buffers, shorter windows)
+ * Usage: bench_kernels [--quick] [--cpu-time] [--heads]   (--quick: smaller buffers, shorter
+ * windows; --heads: the bandwidth and section 3 only)
  */
 #include "core/fp16.h"
 #include "kernels/cpu_features.h"
+#include "kernels/head.h"
 #include "kernels/ops.h"
 #include "kernels/threadpool.h"
 #include "kernels/variants.h"
@@ -27,7 +32,7 @@
 #include <string.h>
 #include <time.h>
 
-static bool quick, cpu_time;
+static bool quick, cpu_time, heads_only;
 static bn_threadpool *pools[3]; /* [1] = NULL (caller thread), [2] = two threads */
 static double bandwidth[3];     /* GB/s at 1 and 2 threads */
 static bn_bandwidth_probe *probe; /* kept buffer for the probes beside each GEMV row */
@@ -226,6 +231,97 @@ static void head_call(void *context, int copy, bn_threadpool *pool) {
         bn_f16_matmul(pool, h->y, h->w, h->x, 128256, 2560, 1);
 }
 
+/* ---- 3. the LM head in every type ---- */
+
+typedef struct typed_head_bench {
+    bn_head_matrix m;
+    float x[2048], *y;
+} typed_head_bench;
+
+static void typed_head_call(void *context, int copy, bn_threadpool *pool) {
+    (void)copy;
+    typed_head_bench *h = context;
+    bn_head_matmul(pool, h->y, &h->m, h->x, 1);
+}
+
+/* Random bytes with every fp16 block scale (d, dmin) set to a small normal value, so the bytes
+ * are a valid file's: the kernels' speed does not depend on the values. */
+static void fill_head_bytes(uint8_t *data, uint32_t type, int rows, int cols) {
+    const size_t row_bytes = bn_head_row_bytes(type, cols), n = row_bytes * (size_t)rows;
+    for (size_t i = 0; i < n; i += 8) {
+        uint64_t r = rng_next();
+        memcpy(data + i, &r, n - i < 8 ? n - i : 8);
+    }
+    const uint16_t d = bn_fp32_to_fp16(0.0013f);
+    if (type == BN_TYPE_F32) {
+        float *f = (float *)data;
+        for (size_t i = 0; i < n / 4; i++)
+            f[i] = (float)((int64_t)(rng_next() % 2001) - 1000) / 20000.0f;
+    } else if (type == BN_TYPE_BF16) {
+        uint16_t *b = (uint16_t *)data;
+        for (size_t i = 0; i < n / 2; i++) b[i] = (uint16_t)(0x3a00 | (b[i] & 0x81ff));
+    } else if (type == BN_TYPE_Q8_0) {
+        for (size_t i = 0; i < n; i += 34) memcpy(data + i, &d, 2);
+    } else if (type == BN_TYPE_Q4_K) {
+        for (size_t i = 0; i < n; i += 144) memcpy(data + i, &d, 2), memcpy(data + i + 2, &d, 2);
+    } else if (type == BN_TYPE_Q6_K) {
+        for (size_t i = 0; i < n; i += 210) memcpy(data + i + 208, &d, 2);
+    }
+}
+
+static int bench_typed_heads(double window) {
+    static const struct {
+        uint32_t type;
+        const char *name;
+    } types[] = {{BN_TYPE_F32, "f32"},
+                 {BN_TYPE_BF16, "bf16"},
+                 {BN_TYPE_Q8_0, "q8_0"},
+                 {BN_TYPE_Q6_K, "q6_k"},
+                 {BN_TYPE_Q4_K, "q4_k"}};
+    const int rows = 131072, cols = 2048;
+    typed_head_bench h;
+    h.y = malloc((size_t)rows * sizeof *h.y);
+    if (!h.y) return 1;
+    for (int i = 0; i < cols; i++) h.x[i] = (float)((int64_t)(rng_next() % 2001) - 1000) / 500.0f;
+    printf("\nLM head per type, one token, Falcon3-1B shape (one copy; activation quantization "
+           "included)\n");
+    print_header();
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+        const size_t bytes = bn_head_row_bytes(types[k].type, cols) * (size_t)rows;
+        uint8_t *data = aligned_alloc(64, (bytes + 63) / 64 * 64);
+        bn_error err;
+        if (!data) {
+            fprintf(stderr, "out of memory for the %s head\n", types[k].name);
+            free(h.y);
+            return 1;
+        }
+        fill_head_bytes(data, types[k].type, rows, cols);
+        if (bn_head_matrix_init(&h.m, "bench", types[k].type, rows, cols, data, &err) != BN_OK ||
+            bn_head_reserve(&h.m, 1, &err) != BN_OK) {
+            fprintf(stderr, "%s head: %s\n", types[k].name, err.message);
+            free(data), free(h.y);
+            return 1;
+        }
+        double scalar[3] = {0, 0, 0};
+        for (int isa = 0; isa < BN_ISA_COUNT; isa++) {
+            if (!bn_isa_supported((bn_isa)isa) || (quick && isa == BN_ISA_SCALAR)) continue;
+            bn_isa_set_active((bn_isa)isa);
+            for (int threads = 1; threads <= 2; threads++) {
+                double before = probe_gbs(threads);
+                double t =
+                    time_calls(typed_head_call, &h, 1, threads, isa ? window : 0.0, isa ? 3 : 1);
+                double beside = 0.5 * (before + probe_gbs(threads));
+                if (isa == BN_ISA_SCALAR) scalar[threads] = t;
+                print_row("131072 x 2048", types[k].name, path_names[isa], threads, t,
+                          (double)bytes, scalar[threads], beside);
+            }
+        }
+        free(data);
+    }
+    free(h.y);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     bn_error err;
     for (int i = 1; i < argc; i++) {
@@ -233,8 +329,10 @@ int main(int argc, char **argv) {
             quick = true;
         } else if (strcmp(argv[i], "--cpu-time") == 0) {
             cpu_time = true;
+        } else if (strcmp(argv[i], "--heads") == 0) {
+            heads_only = true;
         } else {
-            fprintf(stderr, "usage: %s [--quick] [--cpu-time]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--cpu-time] [--heads]\n", argv[0]);
             return 2;
         }
     }
@@ -252,6 +350,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bandwidth probe: %s (the beside columns stay 0)\n", err.message);
 
     const double window = quick ? 0.15 : 0.5;
+    if (heads_only) {
+        const int rc = bench_typed_heads(window);
+        bn_bandwidth_probe_free(probe);
+        bn_threadpool_free(pools[2]);
+        return rc;
+    }
     const int shapes[4][2] = {{2560, 2560}, {640, 2560}, {6912, 2560}, {2560, 6912}};
     double gemv_seconds[4][BN_ISA_COUNT][3] = {{{0}}}; /* per path: its fastest variant */
     printf("\nGEMV, one token (weights rotate through >= %d MiB of copies)\n", quick ? 256 : 512);
@@ -330,6 +434,7 @@ int main(int argc, char **argv) {
     }
     bn_int8_matrix_release(&h.int8);
     free(h.w), free(h.x), free(h.y);
+    if (bench_typed_heads(window) != 0) return 1;
 
     printf("\nGEMM over 64 tokens vs 64 separate GEMVs (i2_s)\n");
     printf("%-22s %-7s %3s %12s %12s %12s %8s\n", "shape (rows x cols)", "path", "thr", "gemm64",
