@@ -4,7 +4,7 @@
  * - Embedding rows: hand-packed Q8_0, Q4_K and Q6_K blocks (packed here the way ggml's
  *   quantizers pack them, with 6-bit scales whose high bits are set) dequantize to the values
  *   computed by hand; F32, F16 and BF16 rows convert exactly.
- * - Head products, every type: random rows, 1, 3 and 17 tokens, 1..3 threads and every ISA path
+ * - Head products, every type: random rows, 1, 2, 3 and 17 tokens (every batch size of the kernels: 4, 4, 4, 4, 1), 1..3 threads and every ISA path
  *   this CPU has give the scalar path's bits; a token's result does not depend on the batch; the
  *   fallback that quantizes in place gives the same bits; and the result is close to a
  *   double-precision dot of the dequantized weights with the dequantized activations.
@@ -229,7 +229,7 @@ static void test_type(uint32_t type, int rows, int cols) {
     const char *name = bn_quant_format_get(type)->name;
     void *w = random_weights(type, rows, cols);
     bn_head_matrix m = make_matrix(type, rows, cols, w);
-    const int token_list[] = {1, 3, 17};
+    const int token_list[] = {1, 2, 3, 17};
     float *wrow = malloc((size_t)cols * sizeof *wrow);
     double *xd = malloc((size_t)cols * sizeof *xd);
     for (size_t k = 0; k < sizeof token_list / sizeof *token_list; k++) {
