@@ -4,7 +4,8 @@
  * - Embedding rows: hand-packed Q8_0, Q4_K and Q6_K blocks (packed here the way ggml's
  *   quantizers pack them, with 6-bit scales whose high bits are set) dequantize to the values
  *   computed by hand; F32, F16 and BF16 rows convert exactly.
- * - Head products, every type: random rows, 1, 2, 3 and 17 tokens (every batch size of the kernels: 4, 4, 4, 4, 1), 1..3 threads and every ISA path
+ * - Head products, every type: random rows, 1, 2, 3 and 17 tokens (so the kernels' passes of
+ *   1, 2, 3 and 4 tokens all run), 1..3 threads and every ISA path
  *   this CPU has give the scalar path's bits; a token's result does not depend on the batch; the
  *   fallback that quantizes in place gives the same bits; and the result is close to a
  *   double-precision dot of the dequantized weights with the dequantized activations.
