@@ -1,15 +1,17 @@
 /*
  * fuzz_chat_render.c: rendering fuzz-chosen conversations (chat/chat.h) in every built-in format:
  * known and unknown roles (random bytes, wrong case, NULL), contents with any non-NUL bytes
- * (special-token text, whitespace to trim, invalid UTF-8) or NULL; plus format lookup by name
- * and detection from a fuzz template.
+ * (special-token text, whitespace to trim, invalid UTF-8) or NULL; plus format lookup by name,
+ * detection from a fuzz template and the choice for fuzz metadata.
  *
  * Properties: an unknown role fails with BN_ERR_INVALID naming the message index and leaves the
  * output zeroed; otherwise the text is exactly the format's BOS text, then per message its
  * role prefix, content (trimmed when the format trims) and suffix, then the generation prompt
  * when asked; len is its length (NUL-terminated); content spans are in order, inside the text
  * and hold each message's content byte for byte. Lookup of a random name returns a format whose
- * name or alias it is, or NULL with BN_ERR_INVALID; detection never returns NULL.
+ * name or alias it is, or NULL with BN_ERR_INVALID; detection returns a listed format or NULL; the
+ * choice always has a format, takes the template's when there is one, and has a note exactly when
+ * the template did not decide.
  */
 #include "bitnet.h"
 #include "chat/chat.h"
@@ -115,12 +117,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         bool listed = false;
         for (size_t i = 0; i < n_formats; i++) listed |= bn_chat_format_at(i) == found;
         BN_FUZZ_CHECK(listed, "find returned an unlisted format");
-        BN_FUZZ_CHECK(!strcmp(found->name, name) || !strncmp(name, "llama-3", 7), "find(\"%s\") gave %s", name,
-                      found->name);
+        BN_FUZZ_CHECK(!strcmp(found->name, name) || !strncmp(name, "llama-3", 7) || !strcmp(name, "falcon-3"),
+                      "find(\"%s\") gave %s", name, found->name);
     } else {
         BN_FUZZ_CHECK(err.code == BN_ERR_INVALID, "find failed with %d", (int)err.code);
     }
-    bool recognized;
-    BN_FUZZ_CHECK(bn_chat_format_detect(name, (flags & 0x40) ? name : NULL, &recognized) != NULL, "detect");
+    const bn_chat_format *detected = bn_chat_format_from_template(name);
+    bool listed = detected == NULL;
+    for (size_t i = 0; i < n_formats && detected; i++) listed |= bn_chat_format_at(i) == detected;
+    BN_FUZZ_CHECK(listed, "detection returned an unlisted format");
+    const bn_chat_model_info info = {.chat_template = (flags & 0x40) ? name : NULL,
+                                     .architecture = (flags & 0x20) ? name : "llama",
+                                     .name = (flags & 0x10) ? name : NULL,
+                                     .pre_tokenizer = (flags & 0x08) ? name : NULL};
+    bn_chat_choice choice = bn_chat_format_choose(&info);
+    BN_FUZZ_CHECK(choice.format != NULL, "choice without a format");
+    BN_FUZZ_CHECK((choice.source == BN_CHAT_FROM_TEMPLATE) == (choice.note == NULL), "note %s for source %d",
+                  choice.note ? choice.note : "NULL", (int)choice.source);
+    if (info.chat_template && detected)
+        BN_FUZZ_CHECK(choice.format == detected && choice.source == BN_CHAT_FROM_TEMPLATE, "template ignored");
     return 0;
 }

@@ -224,12 +224,12 @@ static void check_model(const bn_gguf *g) {
         BN_FUZZ_CHECK(err.code == st && err.message[0], "tokenizer error without a message");
     }
 
-    bn_gguf_string tmpl;
-    if (bn_gguf_get_string(g, "tokenizer.chat_template", &tmpl, NULL) == BN_OK) {
-        char *c = cstring(tmpl);
-        BN_FUZZ_CHECK(bn_chat_format_detect(c, NULL, NULL) != NULL, "no chat format");
-        free(c);
-    }
+    bn_chat_choice choice;
+    if (bn_chat_format_for_gguf(&choice, g, &err) == BN_OK)
+        BN_FUZZ_CHECK(choice.format != NULL && (choice.source == BN_CHAT_FROM_TEMPLATE) == (choice.note == NULL),
+                      "chat format choice");
+    else
+        BN_FUZZ_CHECK(err.code == BN_ERR_NOMEM, "chat format choice failed with %d", (int)err.code);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

@@ -9,8 +9,9 @@
 #   --seeds   regenerate fuzz/corpus/<target>/seed-* with the seed generator first
 #   --no-build  use the binaries already in the build folder
 #   --work-dir DIR  where new inputs, reproducers and logs go (default: the build folder)
-# Seeds come from fuzz/corpus/<target>/ (plus tests/data/gguf-malformed for gguf_open and
-# tests/data/receipts for receipt_verify); new inputs go to WORK/fuzz-corpus/<target>/ (kept
+# Seeds come from fuzz/corpus/<target>/ (plus tests/data/gguf-malformed for gguf_open,
+# tests/data/safetensors-malformed for safetensors_header and tests/data/receipts for
+# receipt_verify); new inputs go to WORK/fuzz-corpus/<target>/ (kept
 # between runs), crash reproducers to WORK/fuzz-artifacts/<target>/ and libFuzzer's output to
 # WORK/fuzz-logs/<target>.log. Exit status: 0 when no target crashed.
 set -euo pipefail
@@ -28,7 +29,7 @@ while [ $# -gt 0 ]; do
         --seeds) DO_SEEDS=1 ;;
         --build-dir) BUILD="$(cd "$2" 2>/dev/null && pwd || echo "$2")"; shift ;;
         --work-dir) WORK="$2"; shift ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
         [0-9]*) SECONDS_PER_TARGET="$1" ;;
         *) TARGETS+=("$1") ;;
     esac
@@ -60,6 +61,7 @@ fi
 extra_seeds() {
     case "$1" in
         gguf_open) echo "$ROOT/tests/data/gguf-malformed" ;;
+        safetensors_header) echo "$ROOT/tests/data/safetensors-malformed" ;;
         receipt_verify) echo "$ROOT/tests/data/receipts" ;;
         tokenizer) echo "$ROOT/fuzz/corpus/fuzz_tokenizer" ;;
     esac

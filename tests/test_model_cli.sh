@@ -4,7 +4,10 @@
 #     imports a Hugging Face tokenizer.json;
 #   - eval writes n_tokens x n_vocab float32, identical for 1 and 4 threads, one decode call per
 #     token (--step 1) and a small ubatch, on every kernel path the CPU has;
-#   - a file missing a tensor, a full context, a bad token id and bad arguments are clear errors.
+#   - a file missing a tensor, a full context, a bad token id and bad arguments are clear errors;
+#   - a file whose context_length is over 2^20 is refused with a message naming the value and the
+#     limit and saying to pass -c, and runs (run, serve) once -c asks for at most 2^20 tokens;
+#   - synth --name and --chat-template write general.name and tokenizer.chat_template.
 source "$(dirname "${BASH_SOURCE[0]}")/support/common.sh"
 bn_make_tmp model_cli
 
@@ -67,6 +70,33 @@ check "token outside the vocabulary is reported" grep -q "token id 262" "$tmp/er
 check "missing --tokens is a usage error" test $? -eq 2
 "$bin" eval -m "$tmp/a.gguf" --tokens 1,x --logits-out "$tmp/x.f32" 2> /dev/null
 check "bad token list exits 1" test $? -eq 1
+"$bin" synth "$tmp/bigctx.gguf" --preset tiny --ctx 2000000
+"$bin" run -m "$tmp/bigctx.gguf" -p hi -n 2 -t 1 > /dev/null 2> "$tmp/err.txt"
+check "context_length 2000000 without -c exits 1" test $? -eq 1
+check "the message names the value and the limit and says -c" \
+    grep -q "context_length 2000000 is over the limit of 1048576 tokens (2^20); pass -c N" "$tmp/err.txt"
+"$bin" run -m "$tmp/bigctx.gguf" -p hi -n 2 -t 1 -c 1048577 > /dev/null 2> "$tmp/err.txt"
+check "-c over the limit is refused too" grep -q "context_length 2000000 is over the limit" "$tmp/err.txt"
+"$bin" run -m "$tmp/bigctx.gguf" -p hi -n 2 -t 1 -c 256 --temp 0 > /dev/null 2> "$tmp/err.txt"
+check "-c 256 loads and runs the big-context file" test $? -eq 0
+timeout 60 "$bin" serve -m "$tmp/bigctx.gguf" --port 0 -t 1 > "$tmp/serve.txt" 2>&1
+check "serve without -c exits 1 with the same message" grep -q "context_length 2000000 is over the limit" "$tmp/serve.txt"
+"$bin" serve -m "$tmp/bigctx.gguf" --port 0 -t 1 -c 512 > "$tmp/serve.txt" 2>&1 &
+serve_pid=$!
+for _ in $(seq 200); do grep -q "ready on" "$tmp/serve.txt" && break; sleep 0.05; done
+check "serve -c 512 loads it" grep -q "slots of 512 tokens" "$tmp/serve.txt"
+kill "$serve_pid" 2> /dev/null
+wait "$serve_pid" 2> /dev/null
+
+"$bin" synth "$tmp/named.gguf" --preset tiny --arch llama --name "Falcon3-Tiny-Instruct" --chat-template chatml
+"$bin" inspect "$tmp/named.gguf" > "$tmp/inspect.txt"
+check "--name writes general.name" grep -q "general.name: .*Falcon3-Tiny-Instruct" "$tmp/inspect.txt"
+check "--chat-template writes tokenizer.chat_template" grep -q "tokenizer.chat_template: .*<|im_start|>" "$tmp/inspect.txt"
+"$bin" inspect "$tmp/a.gguf" > "$tmp/inspect.txt"
+check "bitnet-b1.58 gets the BITNET-marked 2B-4T template by default" grep -q "tokenizer.chat_template: .*BITNET" "$tmp/inspect.txt"
+"$bin" synth "$tmp/bad.gguf" --chat-template vicuna 2> "$tmp/err.txt"
+check "an unknown --chat-template is a usage error" test $? -eq 2
+
 "$bin" synth "$tmp/bad.gguf" --dim 384 --format tq2_0 2> "$tmp/err.txt"
 check "tq2_0 needs widths in multiples of 256" test $? -eq 2
 check "the reason is given" grep -q "multiple of 256" "$tmp/err.txt"

@@ -322,12 +322,37 @@ static void test_bad_vocabularies(void) {
     v.pre = "mystery";
     CHECK(bn_tokenizer_from_vocab(&tok, &v, NULL, &err) == BN_ERR_UNSUPPORTED);
     CHECK_STR_CONTAINS(err.message, "mystery");
+    /* The pre-tokenizer names files use (llama.cpp's spellings included). */
+    const struct {
+        const char *name;
+        bn_pretokenizer pre;
+    } names[] = {{"gpt2", BN_PRE_GPT2},       {"gpt-2", BN_PRE_GPT2},     {"llama3", BN_PRE_LLAMA3},
+                 {"llama-bpe", BN_PRE_LLAMA3}, {"llama-v3", BN_PRE_LLAMA3}, {"falcon3", BN_PRE_LLAMA3},
+                 {"default", BN_PRE_LLAMACPP_DEFAULT}, {"llamacpp-default", BN_PRE_LLAMACPP_DEFAULT}};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        v = small_vocab();
+        v.pre = names[i].name;
+        CHECK_OK(bn_tokenizer_from_vocab(&tok, &v, NULL, &err), &err);
+        CHECKF(tok && bn_tokenizer_pre(tok) == names[i].pre, "pre %s", names[i].name);
+        CHECK(bn_tokenizer_pre_from_name(names[i].name, strlen(names[i].name)) == names[i].pre);
+        /* " world" is one vocabulary entry that merges cannot build: ignore_merges (falcon3 is
+         * llama.cpp's LLaMA-3 type) takes it whole, the GPT-2 split does not. */
+        if (tok && names[i].pre == BN_PRE_LLAMA3) CHECKF(ENC(tok, " world", false, false, T_GWORLD), "%s", names[i].name);
+        if (tok && names[i].pre == BN_PRE_GPT2) CHECKF(ENC(tok, " world", false, false, T_GWOR, 'l', 'd'), "%s", names[i].name);
+        bn_tokenizer_free(tok);
+        tok = NULL;
+    }
+    CHECK(bn_tokenizer_pre_from_name("gpt", 3) == BN_PRE_AUTO);
+    CHECK(bn_tokenizer_pre_from_name("falcon", 6) == BN_PRE_AUTO);
     v = small_vocab();
-    v.pre = "gpt2";
-    CHECK_OK(bn_tokenizer_from_vocab(&tok, &v, NULL, &err), &err);
-    CHECK(tok && bn_tokenizer_pre(tok) == BN_PRE_GPT2);
-    bn_tokenizer_free(tok);
-    tok = NULL;
+    v.pre = "qwen2\n";
+    CHECK(bn_tokenizer_from_vocab(&tok, &v, NULL, &err) == BN_ERR_UNSUPPORTED);
+    CHECK_STR_CONTAINS(err.message, "'qwen2\\n'");
+    CHECK_STR_CONTAINS(err.message, "falcon3");
+    /* 'none' is SentencePiece's and no option for byte-level BPE. */
+    v = small_vocab();
+    bn_tokenizer_options none = {.pre = BN_PRE_NONE};
+    CHECK(bn_tokenizer_from_vocab(&tok, &v, &none, &err) == BN_ERR_INVALID && tok == NULL);
     v = small_vocab();
     v.bos_id = T_COUNT;
     CHECK(bn_tokenizer_from_vocab(&tok, &v, NULL, &err) == BN_ERR_FORMAT);
@@ -391,7 +416,7 @@ static void keys_ok(bn_gguf_writer *w) {
     bn_gguf_writer_add_u32(w, "tokenizer.ggml.eot_token_id", T_TAG, NULL);
 }
 static void keys_wrong_model(bn_gguf_writer *w) {
-    bn_gguf_writer_add_string(w, "tokenizer.ggml.model", "llama", NULL);
+    bn_gguf_writer_add_string(w, "tokenizer.ggml.model", "bert\x1b[2J", NULL); /* llama.cpp's WordPiece */
     add_tokens(w);
 }
 static void keys_no_tokens(bn_gguf_writer *w) { bn_gguf_writer_add_string(w, "tokenizer.ggml.model", "gpt2", NULL); }
@@ -415,6 +440,7 @@ static void test_gguf_metadata(void) {
     CHECK_OK(from_gguf_keys(keys_ok, &err), &err);
     CHECK(from_gguf_keys(keys_wrong_model, &err) == BN_ERR_UNSUPPORTED);
     CHECK_STR_CONTAINS(err.message, "tokenizer.ggml.model");
+    CHECK_STR_CONTAINS(err.message, "'bert\\x1b[2J'"); /* the file's string, quoted */
     CHECK(from_gguf_keys(keys_no_tokens, &err) == BN_ERR_FORMAT);
     CHECK_STR_CONTAINS(err.message, "tokenizer.ggml.tokens");
     CHECK(from_gguf_keys(keys_short_types, &err) == BN_ERR_FORMAT);

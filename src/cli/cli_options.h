@@ -27,6 +27,8 @@
 
 /* The model the repository ships in models/ (used when -m is absent). */
 #define BN_CLI_DEFAULT_MODEL "models/kjv-bitnet.gguf"
+/* The names --chat-format takes (chat/chat.h's table), for the option tables' value lists. */
+#define BN_CLI_CHAT_FORMATS "bitnet|llama3|chatml|falcon3|plain|none"
 
 /* Which common options a command takes (bn_cli_option.group of the common table). */
 enum {
@@ -138,7 +140,8 @@ bn_status bn_cli_load_model(bn_model **model, bn_tokenizer **tok, char **path,
 bn_status bn_cli_load_with(bn_model **model, const char *path, bn_model_options *options, bn_cli_common *c,
                            bn_error *err);
 /* The model options of the common options: threads (capped at the online CPUs with a note),
- * batch, KV type, tuning, device (-ngl N > 0 means cuda unless --device was given). */
+ * batch, context size (-c: a file whose context_length is over 2^20 loads only with it), KV
+ * type, tuning, device (-ngl N > 0 means cuda unless --device was given). */
 void bn_cli_model_options(bn_model_options *options, bn_cli_common *c);
 /* Online CPUs (1..1024). */
 int bn_cli_online_cpus(void);
@@ -146,9 +149,10 @@ int bn_cli_online_cpus(void);
 int bn_cli_thread_count(const bn_cli_common *c);
 
 /* The chat format: `name` when given (BN_ERR_INVALID listing the valid names when unknown), else
- * the one the model's tokenizer.chat_template and architecture select. */
+ * the one the model's file selects (bn_chat_format_for_gguf), whose note, when it has one, is
+ * printed on stderr as "bitnet COMMAND: note: ...". */
 bn_status bn_cli_chat_format(const bn_chat_format **out, const bn_model *model, const char *name,
-                             bn_error *err);
+                             const char *command, bn_error *err);
 
 /* Reads the whole file at `path` into *out, NUL-terminated (*len bytes before the NUL). A file of
  * more than max_bytes is BN_ERR_RANGE; BN_ERR_IO names the path when it cannot be opened or read.

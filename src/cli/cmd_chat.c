@@ -10,7 +10,9 @@
  * content spans say where the previous answer ended), the user's message and the generation
  * prompt. The answer's own ids are kept as generated, never re-tokenized, so the cache is always a
  * prefix of the next turn's prompt and only the new tokens are prefilled. Per turn, stderr gets
- * the prompt size, how much of it came from the cache and how much was prefilled.
+ * the prompt size, how much of it came from the cache and how much was prefilled; with
+ * --verbose-prompt also the exact text the turn appended, so the rendering can be checked byte
+ * for byte.
  */
 #include "cli/cli_options.h"
 #include "cli/commands.h"
@@ -33,19 +35,24 @@
 /* The options of `chat` beyond the shared groups. */
 typedef struct chat_options {
     const char *system_text, *system_file, *format_name;
-    bool escape;
+    bool escape, verbose_prompt;
 } chat_options;
 
-enum { CHAT_SYSTEM = 1, CHAT_FILE, CHAT_FORMAT, CHAT_ESCAPE, CHAT_NO_ESCAPE, CHAT_RUN_FLAG };
+enum { CHAT_SYSTEM = 1, CHAT_FILE, CHAT_FORMAT, CHAT_ESCAPE, CHAT_NO_ESCAPE, CHAT_VERBOSE_PROMPT, CHAT_RUN_FLAG };
 
 static const bn_cli_option chat_table[] = {
     {CHAT_SYSTEM, "--system|-sys|--system-prompt|-p|--prompt", "TEXT",
      "system message (-p as llama.cpp's conversation mode uses it)", 0, 0, NULL},
     {CHAT_FILE, "-f|--file", "FILE", "system message from FILE", 0, 0, NULL},
-    {CHAT_FORMAT, "--chat-format|--chat-template", "NAME", "override the model's chat format (bitnet, llama3,\nchatml, plain)", 0, 0,
-     "bitnet|llama3|chatml|plain"},
+    {CHAT_FORMAT, "--chat-format|--chat-template", "NAME",
+     "override the model's chat format (bitnet, llama3,\nchatml, falcon3, plain, none); default: the one its chat\n"
+     "template selects, else its Instruct family's, else none\n(plain completion, with a note)",
+     0, 0, BN_CLI_CHAT_FORMATS},
     {CHAT_ESCAPE, "-e|--escape", NULL, "turn \\n, \\t, ... in the system message into what they stand for", 0, 0, NULL},
     {CHAT_NO_ESCAPE, "--no-escape", NULL, NULL, BN_OPT_HIDDEN, 0, NULL},
+    {CHAT_VERBOSE_PROMPT, "--verbose-prompt", NULL, "print on stderr, per turn, the text the chat format added to\n"
+                                                   "the conversation (\"chat: turn N: prompt text, B bytes:\",\n"
+                                                   "then the B bytes as they are, then a newline)", 0, 0, NULL},
     /* what `run -cnv` passes on: conversation mode is what chat is */
     {CHAT_RUN_FLAG, "-cnv|--conversation|-i|--interactive|-if|--interactive-first|-no-cnv|--no-conversation|"
                     "--no-display-prompt|--no-echo|--no-bos", NULL, NULL, BN_OPT_HIDDEN, 0, NULL},
@@ -87,6 +94,7 @@ static bn_cli_parse apply_chat(void *state, const bn_cli_option *opt, const char
     case CHAT_FORMAT: o->format_name = value; break;
     case CHAT_ESCAPE: o->escape = true; break;
     case CHAT_NO_ESCAPE: o->escape = false; break;
+    case CHAT_VERBOSE_PROMPT: o->verbose_prompt = true; break;
     case CHAT_RUN_FLAG: break;
     default: return BN_CLI_NOT_MINE;
     }
@@ -120,8 +128,9 @@ static void drop_messages_from(conversation *c, size_t first) {
 }
 
 /* Appends to c->ids the tokens of the rendered conversation that follow the ids already there:
- * everything when ids is empty, else the text after the last assistant message's content. */
-static bn_status extend_ids(conversation *c, const bn_tokenizer *tok, const bn_chat_format *format,
+ * everything when ids is empty, else the text after the last assistant message's content. With
+ * turn > 0 that text is also printed on stderr (--verbose-prompt). */
+static bn_status extend_ids(conversation *c, const bn_tokenizer *tok, const bn_chat_format *format, int turn,
                             bn_error *err) {
     bn_chat_text text;
     bn_status st = bn_chat_render(&text, format, c->messages, c->n, true, err);
@@ -131,6 +140,11 @@ static bn_status extend_ids(conversation *c, const bn_tokenizer *tok, const bn_c
         /* the last assistant message precedes the new user message */
         size_t last = c->n - 2;
         from = text.content[last].offset + text.content[last].len;
+    }
+    if (turn > 0) {
+        fprintf(stderr, "chat: turn %d: prompt text, %zu bytes:\n", turn, text.len - from);
+        fwrite(text.text + from, 1, text.len - from, stderr);
+        fputc('\n', stderr);
     }
     st = bn_chat_tokenize(&c->ids, tok, format, &text, from, c->ids.n == 0, err);
     bn_chat_text_free(&text);
@@ -333,7 +347,7 @@ int bn_cmd_chat(int argc, char **argv, bn_error *err) {
     }
     if (bn_cli_load_model(&model, &tok, &path, &common, err) != BN_OK) goto done;
     const bn_chat_format *format;
-    if (bn_cli_chat_format(&format, model, o.format_name, err) != BN_OK) goto done;
+    if (bn_cli_chat_format(&format, model, o.format_name, "chat", err) != BN_OK) goto done;
     const bn_model_config *cfg = bn_model_get_config(model);
     /* validates the sampling options before the first turn */
     if (bn_gen_create(&gen, tok, (size_t)cfg->n_vocab, &(bn_gen_config){.sampling = sampling.params}, err) !=
@@ -391,7 +405,8 @@ int bn_cmd_chat(int argc, char **argv, bn_error *err) {
             continue;
         }
         if (add_message(&conv, "user", line, strlen(line), err) != BN_OK) goto done;
-        if (extend_ids(&conv, tok, format, err) != BN_OK) goto done;
+        const int shown = o.verbose_prompt ? turn : 0;
+        if (extend_ids(&conv, tok, format, shown, err) != BN_OK) goto done;
         if (conv.ids.n >= (size_t)capacity) {
             /* Start over with the system message and this message only. */
             fprintf(stderr, "chat: the context (%d tokens) is full; earlier turns are dropped\n",
@@ -405,7 +420,7 @@ int bn_cmd_chat(int argc, char **argv, bn_error *err) {
             conv.ids.n = 0;
             bn_status st = add_message(&conv, "user", keep, strlen(keep), err);
             free(keep);
-            if (st != BN_OK || extend_ids(&conv, tok, format, err) != BN_OK) goto done;
+            if (st != BN_OK || extend_ids(&conv, tok, format, shown, err) != BN_OK) goto done;
             if (conv.ids.n >= (size_t)capacity) {
                 fprintf(stderr, "chat: this message does not fit the context of %d tokens\n",
                         capacity);

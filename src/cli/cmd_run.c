@@ -36,8 +36,8 @@ static const bn_cli_option run_table[] = {
     {RUN_FILE, "-f|--file", "FILE", "read the prompt from FILE; - reads stdin to its end", 0, 0, NULL},
     {RUN_ESCAPE, "-e|--escape", NULL, "turn \\n, \\r, \\t, \\\\, \\', \\\" and \\xNN in the prompt into what\nthey stand for", 0, 0, NULL},
     {RUN_NO_ESCAPE, "--no-escape", NULL, NULL, BN_OPT_HIDDEN, 0, NULL},
-    {RUN_FORMAT, "--chat-format|--chat-template", "NAME", "render the prompt as a user message in a chat format\n(bitnet, llama3, chatml, plain)", 0, 0,
-     "bitnet|llama3|chatml|plain"},
+    {RUN_FORMAT, "--chat-format|--chat-template", "NAME", "render the prompt as a user message in a chat format\n(bitnet, llama3, chatml, falcon3, plain, none)", 0, 0,
+     BN_CLI_CHAT_FORMATS},
     {RUN_NO_BOS, "--no-bos", NULL, "do not add the BOS token", 0, 0, NULL},
     {RUN_NO_ECHO, "--no-echo|--no-display-prompt", NULL, "do not print the prompt before the generated text", 0, 0, NULL},
     {RUN_CONVERSATION, "-cnv|--conversation|-i|--interactive|-if|--interactive-first", NULL,
@@ -169,7 +169,7 @@ int bn_cmd_run(int argc, char **argv, bn_error *err) {
 
     if (o.format_name) {
         const bn_chat_format *format;
-        if (bn_cli_chat_format(&format, model, o.format_name, err) != BN_OK) goto done;
+        if (bn_cli_chat_format(&format, model, o.format_name, "run", err) != BN_OK) goto done;
         bn_chat_message message = {"user", prompt};
         if (bn_chat_render(&chat, format, &message, 1, true, err) != BN_OK) goto done;
         if (bn_chat_tokenize(&ids, tok, format, &chat, 0, !o.no_bos, err) != BN_OK) goto done;

@@ -54,8 +54,8 @@ static const bn_cli_option serve_table[] = {
     {SERVE_TPM, "--rate-limit-tpm", "N", "prompt + max tokens per minute per key (default 0: unlimited)", 0, 0, NULL},
     {SERVE_MAX_BODY, "--max-body", "BYTES", "largest request body (default 1048576)", 0, 0, NULL},
     {SERVE_ALIAS, "--model-alias|-a|--alias", "NAME", "model id served (default: the file name without .gguf)", 0, 0, NULL},
-    {SERVE_FORMAT, "--chat-format|--chat-template", "NAME", "bitnet, llama3, chatml or plain (default: from the model)", 0, 0,
-     "bitnet|llama3|chatml|plain"},
+    {SERVE_FORMAT, "--chat-format|--chat-template", "NAME", "bitnet, llama3, chatml, falcon3, plain or none (default:\nthe model's chat template, else its Instruct family's\nformat, else none: plain completion)", 0, 0,
+     BN_CLI_CHAT_FORMATS},
     {SERVE_PREFILL_CHUNK, "--prefill-chunk", "N", "prompt tokens per batched step over all slots (default 256;\n-b sets it too)", 0, 0, NULL},
     {SERVE_CACHE_RAM, "--cache-ram", "MB", "host memory for saved prompt caches; a request reuses the\n"
                                           "longest cached prefix of its prompt from an idle slot or from\n"

@@ -2,8 +2,9 @@
  * cmd_synth.c: `bitnet synth OUT.gguf [--preset NAME] [dimensions] [--seed S]
  * [--arch llama|bitnet|bitnet-b1.58] [--format i2_s|tq2_0|tq1_0] [--embd-type T] [--head-type T]
  * [--head-dim N] [--activation relu2|silu] [--proj-scales] [--rope-freqs]
- * [--vocab-json tokenizer.json] [--byte-vocab]`: writes a synthetic ternary model with seeded random
- * weights in the layout of the files people run (model/synth.h).
+ * [--vocab-json tokenizer.json] [--byte-vocab] [--name TEXT] [--chat-template NAME|--chat-template-file
+ * FILE]`: writes a synthetic ternary model with seeded random weights in the layout of the files
+ * people run (model/synth.h).
  */
 #include "cli/cli_options.h"
 #include "cli/commands.h"
@@ -19,7 +20,10 @@
 
 enum { SYNTH_PRESET = 1, SYNTH_LAYERS, SYNTH_DIM, SYNTH_FFN, SYNTH_HEADS, SYNTH_KV_HEADS, SYNTH_HEAD_DIM, SYNTH_VOCAB,
        SYNTH_CTX, SYNTH_SEED, SYNTH_ARCH, SYNTH_FORMAT, SYNTH_EMBD_TYPE, SYNTH_HEAD_TYPE, SYNTH_ACTIVATION,
-       SYNTH_PROJ_SCALES, SYNTH_ROPE_FREQS, SYNTH_VOCAB_JSON, SYNTH_BYTE_VOCAB, SYNTH_OMIT, SYNTH_NO_PROGRESS };
+       SYNTH_PROJ_SCALES, SYNTH_ROPE_FREQS, SYNTH_VOCAB_JSON, SYNTH_BYTE_VOCAB, SYNTH_NAME, SYNTH_CHAT_TEMPLATE,
+       SYNTH_CHAT_TEMPLATE_FILE, SYNTH_OMIT, SYNTH_NO_PROGRESS };
+
+#define MAX_TEMPLATE_BYTES (1u << 20)
 
 #define FLOAT_TYPES "f32|f16|bf16|q8_0|q6_k|q4_k"
 
@@ -60,6 +64,17 @@ static const bn_cli_option synth_table[] = {
     {SYNTH_VOCAB_JSON, "--vocab-json", "FILE", "tokenizer metadata from a Hugging Face tokenizer.json", 0, 0, NULL},
     {SYNTH_BYTE_VOCAB, "--byte-vocab", NULL, "256 byte tokens + 3 merges + BOS/EOS/EOT (default), padded to\n"
                                             "--vocab with reserved special tokens", 0, 0, NULL},
+    {SYNTH_NAME, "--name", "TEXT", "general.name (default synthetic-bitnet, or synthetic-llama for\n"
+                                  "llama); a name containing Instruct makes a file without a chat\n"
+                                  "template chat in its family's format (docs/CHAT_FORMATS.md)", 0, 0, NULL},
+    {SYNTH_CHAT_TEMPLATE, "--chat-template", "NAME", "tokenizer.chat_template in a family's style, carrying the\n"
+                                                    "marker its format is detected by: bitnet, llama3, chatml,\n"
+                                                    "falcon3 (Falcon3-Instruct's lines, assistant turns closed by\n"
+                                                    "</s>), or none (no template); default bitnet for\n"
+                                                    "bitnet-b1.58 (as the official file), none otherwise", 0, 0,
+     "bitnet|llama3|chatml|falcon3|none"},
+    {SYNTH_CHAT_TEMPLATE_FILE, "--chat-template-file", "FILE", "tokenizer.chat_template: the text of FILE as it is", 0,
+     0, NULL},
     {SYNTH_OMIT, "--omit-tensor", "NAME", "leave one tensor out (to test loaders)", 0, 0, NULL},
     {SYNTH_NO_PROGRESS, "--no-progress", NULL, "no progress on stderr (see the common options of `bitnet run`)", 0, 0, NULL},
     {0},
@@ -80,7 +95,7 @@ const bn_cli_spec bn_synth_spec = {
 #define N_DIMENSIONS 8
 
 typedef struct synth_cli {
-    const char *path, *preset, *format, *vocab_json, *omit;
+    const char *path, *preset, *format, *vocab_json, *omit, *name, *chat_template, *chat_template_file;
     bool byte_vocab, seed_given, progress, arch_given, proj_scales, rope_freqs;
     bn_synth_arch arch;
     bn_synth_activation activation;
@@ -139,6 +154,13 @@ static bn_cli_parse apply_synth(void *state, const bn_cli_option *opt, const cha
     case SYNTH_ROPE_FREQS: o->rope_freqs = true; break;
     case SYNTH_VOCAB_JSON: o->vocab_json = v, o->byte_vocab = false; break;
     case SYNTH_BYTE_VOCAB: o->vocab_json = NULL, o->byte_vocab = true; break;
+    case SYNTH_NAME: o->name = v; break;
+    case SYNTH_CHAT_TEMPLATE:
+        if (strcmp(v, "none") && !bn_synth_chat_template(v))
+            return bn_cli_bad_value(a, v, "bitnet, llama3, chatml, falcon3 or none", err);
+        o->chat_template = v, o->chat_template_file = NULL;
+        break;
+    case SYNTH_CHAT_TEMPLATE_FILE: o->chat_template_file = v, o->chat_template = NULL; break;
     case SYNTH_OMIT: o->omit = v; break;
     case SYNTH_NO_PROGRESS: o->progress = false; break;
     default: return BN_CLI_NOT_MINE;
@@ -172,7 +194,26 @@ int bn_cmd_synth(int argc, char **argv, bn_error *err) {
     o.rope_freqs = c.rope_freqs;
     if (c.vocab_json || c.byte_vocab) o.vocab_json = c.vocab_json;
     o.omit_tensor = c.omit;
-    if (bn_synth_validate(&o, err) != BN_OK) return BN_EXIT_USAGE;
+    o.name = c.name;
+    if (c.chat_template)
+        o.chat_template = strcmp(c.chat_template, "none") ? bn_synth_chat_template(c.chat_template) : "";
+    char *template_text = NULL;
+    if (c.chat_template_file) {
+        size_t len = 0;
+        if (bn_cli_read_file(&template_text, &len, c.chat_template_file, MAX_TEMPLATE_BYTES, err) != BN_OK)
+            return BN_EXIT_ERROR;
+        if (len == 0 || strlen(template_text) != len) {
+            free(template_text);
+            bn_error_set(err, BN_ERR_INVALID, "%s: a chat template must be non-empty text without NUL bytes",
+                         c.chat_template_file);
+            return BN_EXIT_USAGE;
+        }
+        o.chat_template = template_text;
+    }
+    if (bn_synth_validate(&o, err) != BN_OK) {
+        free(template_text);
+        return BN_EXIT_USAGE;
+    }
     bn_progress progress;
     bn_progress_init(&progress, "synth", c.progress);
     bn_progress_begin(&progress, "writing", "tensors");
@@ -180,5 +221,6 @@ int bn_cmd_synth(int argc, char **argv, bn_error *err) {
     o.progress_user = &progress;
     bn_status st = bn_synth_write(c.path, &o, err);
     bn_progress_end(&progress);
+    free(template_text);
     return st == BN_OK ? BN_EXIT_OK : BN_EXIT_ERROR;
 }

@@ -25,9 +25,11 @@ static const bn_cli_option tokenize_table[] = {
     {TOK_JSON, "--json", NULL, "print a JSON array of ids instead", 0, 0, NULL},
     {TOK_PROMPT, "-p|--prompt", "TEXT", "the text (llama-tokenize's spelling; or give TEXT as the argument)", 0, 0, NULL},
     {TOK_IDS, "--ids|--log-disable", NULL, NULL, BN_OPT_HIDDEN, 0, NULL}, /* llama-tokenize: ids are what it prints */
-    {TOK_PRE, "--pre", "NAME", "override the pre-tokenizer: llama3, gpt2, or llamacpp-default\n"
-                              "(llama.cpp's and so bitnet.cpp's fallback split, for comparisons)", 0, 0,
-     "llama3|gpt2|llamacpp-default"},
+    {TOK_PRE, "--pre", "NAME", "override the pre-tokenizer of a byte-level BPE vocabulary, with the\n"
+                              "names GGUF files use: llama3 (also llama-bpe, llama-v3, falcon3),\n"
+                              "gpt2 (also gpt-2), or default / llamacpp-default (llama.cpp's and so\n"
+                              "bitnet.cpp's fallback split, for comparisons); not for SentencePiece", 0, 0,
+     "llama3|llama-bpe|llama-v3|falcon3|gpt2|gpt-2|default|llamacpp-default"},
     {0},
 };
 
@@ -35,7 +37,8 @@ const bn_cli_spec bn_tokenize_spec = {
     .name = "tokenize",
     .synopsis = "[-m MODEL] [--no-bos] [--specials] [--json] [--pre NAME] [--] TEXT",
     .about = "Prints the token ids of TEXT (space-separated, one line) using the tokenizer in the\n"
-             "GGUF file MODEL. Any bytes are accepted: invalid UTF-8 is encoded byte by byte.\n"
+             "GGUF file MODEL (byte-level BPE or SentencePiece). Any bytes are accepted: invalid\n"
+             "UTF-8 is encoded byte by byte.\n"
              "`--` ends the options (TEXT may start with '-').\n",
     .notes = "exit status: 0 success, 1 error (unreadable model, unsupported tokenizer), 2 usage error\n",
     .arguments = true,
@@ -52,7 +55,8 @@ const bn_cli_spec bn_detokenize_spec = {
     .name = "detokenize",
     .synopsis = "[-m MODEL] [--skip-special] [--] ID...",
     .about = "Prints the text of the token ids (decimal) using the tokenizer in the GGUF file MODEL,\n"
-             "byte for byte, followed by a newline. Special tokens are printed as their text.\n",
+             "byte for byte, followed by a newline. Special tokens are printed as their text.\n"
+             "SentencePiece: the one space the tokenizer put before the text is left out.\n",
     .notes = "exit status: 0 success, 1 error (unreadable model, id outside the vocabulary), 2 usage error\n",
     .arguments = true,
     .options = detokenize_table,
@@ -96,10 +100,8 @@ static bn_cli_parse apply_tokenize(void *state, const bn_cli_option *opt, const 
         break;
     case TOK_SKIP_SPECIAL: o->skip_special = true; break;
     case TOK_PRE:
-        if (!strcmp(v, "llama3")) o->pre = BN_PRE_LLAMA3;
-        else if (!strcmp(v, "gpt2")) o->pre = BN_PRE_GPT2;
-        else if (!strcmp(v, "llamacpp-default")) o->pre = BN_PRE_LLAMACPP_DEFAULT;
-        else return bn_cli_bad_value(a, v, "llama3, gpt2 or llamacpp-default", err);
+        o->pre = bn_tokenizer_pre_from_name(v, strlen(v));
+        if (o->pre == BN_PRE_AUTO) return bn_cli_bad_value(a, v, BN_TOKENIZER_PRE_NAMES, err);
         break;
     default: return BN_CLI_NOT_MINE;
     }

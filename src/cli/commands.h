@@ -29,6 +29,7 @@ int bn_cmd_tokenize(int argc, char **argv, bn_error *err);
 int bn_cmd_detokenize(int argc, char **argv, bn_error *err);
 int bn_cmd_eval(int argc, char **argv, bn_error *err);
 int bn_cmd_synth(int argc, char **argv, bn_error *err);
+int bn_cmd_convert(int argc, char **argv, bn_error *err);
 int bn_cmd_gguf_example(int argc, char **argv, bn_error *err);
 int bn_cmd_bench(int argc, char **argv, bn_error *err);
 int bn_cmd_verify_receipt(int argc, char **argv, bn_error *err);
@@ -41,7 +42,7 @@ int bn_cmd_completion(int argc, char **argv, bn_error *err);
 
 /* Each command's options (option_parser.h), for --help, completion scripts and the tests. */
 extern const struct bn_cli_spec bn_run_spec, bn_chat_spec, bn_perplexity_spec, bn_crossval_spec, bn_serve_spec,
-    bn_inspect_spec, bn_tokenize_spec, bn_detokenize_spec, bn_eval_spec, bn_synth_spec, bn_gguf_example_spec,
-    bn_bench_spec, bn_verify_spec;
+    bn_inspect_spec, bn_tokenize_spec, bn_detokenize_spec, bn_eval_spec, bn_synth_spec, bn_convert_spec,
+    bn_gguf_example_spec, bn_bench_spec, bn_verify_spec;
 
 #endif

@@ -27,6 +27,8 @@ const bn_command bn_commands[] = {
     {"detokenize", "print the text of token ids", bn_cmd_detokenize, &bn_detokenize_spec},
     {"eval", "logits of a token sequence as float32 (for comparisons)", bn_cmd_eval, &bn_eval_spec},
     {"synth", "write a synthetic BitNet b1.58 model with seeded random weights", bn_cmd_synth, &bn_synth_spec},
+    {"convert", "convert a Hugging Face BitNet b1.58 checkpoint (safetensors) to GGUF", bn_cmd_convert,
+     &bn_convert_spec},
     {"gguf-example", "write an example GGUF file (small, or the 2B-4T tensor table)", bn_cmd_gguf_example,
      &bn_gguf_example_spec},
     {"bench", "pp/tg throughput table (llama-bench style) and a JSON receipt", bn_cmd_bench, &bn_bench_spec},

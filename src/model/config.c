@@ -5,6 +5,7 @@
  */
 #include "model/model_internal.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -58,11 +59,13 @@ bn_status bn_model_config_read(bn_model_config *config, const bn_gguf *gguf, bn_
         config->arch = BN_ARCH_BITNET;
     else if (bn_gguf_string_eq(arch, "llama"))
         config->arch = BN_ARCH_LLAMA;
-    else
+    else {
+        char quoted[BN_GGUF_QUOTE_MAX];
         return bn_error_set(err, BN_ERR_UNSUPPORTED,
-                            "general.architecture '%.*s' is not a BitNet b1.58 model (expected "
+                            "general.architecture '%s' is not a BitNet b1.58 model (expected "
                             "bitnet-b1.58, bitnet-25, bitnet or llama)",
-                            (int)(arch.len > 64 ? 64 : arch.len), arch.data);
+                            bn_gguf_string_quote(arch, quoted, sizeof quoted));
+    }
     snprintf(config->arch_name, sizeof config->arch_name, "%.*s", (int)arch.len, arch.data);
     const char *a = config->arch_name;
 
@@ -73,7 +76,7 @@ bn_status bn_model_config_read(bn_model_config *config, const bn_gguf *gguf, bn_
         (st = read_int(gguf, a, "attention.head_count", true, 0, 1, 4096, &config->n_heads, err)) ||
         (st = read_int(gguf, a, "attention.head_count_kv", false, config->n_heads, 1, 4096,
                        &config->n_kv_heads, err)) ||
-        (st = read_int(gguf, a, "context_length", true, 0, 1, 1 << 24, &config->n_ctx_train, err)) ||
+        (st = read_int(gguf, a, "context_length", true, 0, 1, INT_MAX, &config->n_ctx_train, err)) ||
         (st = read_float(gguf, a, "attention.layer_norm_rms_epsilon", true, 0.0f, &config->rms_eps,
                          err)) ||
         (st = read_float(gguf, a, "rope.freq_base", false, 10000.0f, &config->rope_base, err)))
@@ -127,8 +130,9 @@ bn_status bn_model_config_read(bn_model_config *config, const bn_gguf *gguf, bn_
             if ((st = read_float(gguf, a, "rope.scaling.factor", false, 1.0f, &factor, err))) return st;
             config->rope_freq_scale = 1.0f / factor;
         } else if (!bn_gguf_string_eq(type, "none")) {
-            return bn_error_set(err, BN_ERR_UNSUPPORTED, "metadata %s: rope scaling '%.*s' is not none or linear",
-                                scaling_key, (int)(type.len > 32 ? 32 : type.len), type.data);
+            char quoted[BN_GGUF_QUOTE_MAX];
+            return bn_error_set(err, BN_ERR_UNSUPPORTED, "metadata %s: rope scaling '%s' is not none or linear",
+                                scaling_key, bn_gguf_string_quote(type, quoted, sizeof quoted));
         }
     }
 
@@ -147,10 +151,11 @@ bn_status bn_model_config_read(bn_model_config *config, const bn_gguf *gguf, bn_
             if ((st = bn_gguf_get_string(gguf, key, &act, err))) return st;
             if (bn_gguf_string_eq(act, "relu2"))
                 config->ffn_activation = BN_FFN_RELU2;
-            else if (!bn_gguf_string_eq(act, "silu"))
-                return bn_error_set(err, BN_ERR_UNSUPPORTED,
-                                    "metadata %s: activation '%.*s' is not relu2 or silu", key,
-                                    (int)(act.len > 32 ? 32 : act.len), act.data);
+            else if (!bn_gguf_string_eq(act, "silu")) {
+                char quoted[BN_GGUF_QUOTE_MAX];
+                return bn_error_set(err, BN_ERR_UNSUPPORTED, "metadata %s: activation '%s' is not relu2 or silu",
+                                    key, bn_gguf_string_quote(act, quoted, sizeof quoted));
+            }
         }
     }
     return BN_OK;

@@ -1,6 +1,10 @@
 /*
  * loader.c: binds the file's tensors to the model's weights. Every required tensor is checked for
- * presence, type and shape, and an error names it ("blk.3.ffn_sub_norm.weight: missing").
+ * presence, type and shape, and an error names it ("blk.3.ffn_sub_norm.weight: missing"). Before
+ * that, the file is checked against itself: the tokenizer's vocabulary against token_embd's rows,
+ * and block_count against the blocks its tensors name (a hostile file was otherwise accepted
+ * with tokens the model has no row for, or with layers it silently ignored); norm weights must be
+ * finite and not all zero (either makes every output NaN or zero).
  *
  * Design: weights stay in the read-only file mapping wherever the kernels use the file layout as
  * is (F32 norms, the embedding and head in any of their types: kernels/head.h); F16 norms get F32
@@ -18,6 +22,7 @@
 #include "quant/quant_format.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,6 +72,20 @@ static bn_status check_type(const bn_gguf_tensor *t, const char *name, uint32_t 
     if (t->type != type)
         return bn_error_set(err, BN_ERR_UNSUPPORTED, "%s: type %s (%u), expected %s", name,
                             type_name(t->type), t->type, type_name(type));
+    return BN_OK;
+}
+
+/* A norm weight must be finite (one NaN or infinity spreads to every later activation) and not
+ * all zero (the normed vector would be all zero). */
+static bn_status check_norm(const char *name, const float *v, uint64_t n, bn_error *err) {
+    bool any_nonzero = false;
+    for (uint64_t i = 0; i < n; i++) {
+        if (!isfinite(v[i]))
+            return bn_error_set(err, BN_ERR_FORMAT, "%s: value %" PRIu64 " is %s (a norm weight must be finite)", name,
+                                i, isnan(v[i]) ? "nan" : v[i] > 0 ? "inf" : "-inf");
+        any_nonzero |= v[i] != 0.0f;
+    }
+    if (!any_nonzero) return bn_error_set(err, BN_ERR_FORMAT, "%s: all %" PRIu64 " values are zero", name, n);
     return BN_OK;
 }
 
@@ -235,13 +254,20 @@ static size_t repack_bytes(const bn_gguf *gguf, const bn_model_config *c) {
     return total;
 }
 
+/* A norm weight: bound (bind_vector), then checked (check_norm). */
+static bn_status bind_norm(bn_model_weights *w, const bn_gguf *gguf, const char *name, uint64_t n, const float **out,
+                           bn_error *err) {
+    bn_status st = bind_vector(w, gguf, name, n, false, out, err);
+    return st != BN_OK ? st : check_norm(name, *out, n, err);
+}
+
 static bn_status load_layer(bn_model_weights *weights, const bn_gguf *gguf, const bn_model_config *c,
                             int l, bn_layer_weights *w, bn_large_arena *arena, bn_error *err) {
     char name[96];
     bn_status st;
 #define NORM(field, part, n)                                                                      \
     snprintf(name, sizeof name, "blk.%d.%s.weight", l, part);                                     \
-    if ((st = bind_vector(weights, gguf, name, (uint64_t)(n), false, &w->field, err))) goto fail;
+    if ((st = bind_norm(weights, gguf, name, (uint64_t)(n), &w->field, err))) goto fail;
     NORM(attn_norm, "attn_norm", c->dim)
     NORM(ffn_norm, "ffn_norm", c->dim)
     if (c->sub_norms) { /* bitnet-b1.58 and bitnet; llama has none */
@@ -263,6 +289,70 @@ fail:
     return st;
 }
 
+/* The block number of a tensor named "blk.N. ...", saturated at BLOCK_CAP; false for other names. */
+#define BLOCK_CAP 1000000000ull
+static bool block_of(bn_gguf_string name, uint64_t *block) {
+    if (name.len < 6 || memcmp(name.data, "blk.", 4) != 0) return false;
+    uint64_t i = 4, n = 0;
+    while (i < name.len && name.data[i] >= '0' && name.data[i] <= '9') {
+        n = n * 10 + (uint64_t)(name.data[i++] - '0');
+        if (n > BLOCK_CAP) n = BLOCK_CAP;
+    }
+    if (i == 4 || i >= name.len || name.data[i] != '.') return false;
+    *block = n;
+    return true;
+}
+
+/* ARCH.block_count against the blocks the tensors name: a tensor of a block past the count (which
+ * the model would silently ignore) or a block below it with no tensor at all. */
+static bn_status check_block_count(const bn_gguf *gguf, const bn_model_config *c, bn_error *err) {
+    bool *seen = calloc((size_t)c->n_layers, sizeof *seen);
+    if (!seen) return bn_error_set(err, BN_ERR_NOMEM, "out of memory for %d layers", c->n_layers);
+    const bn_gguf_tensor *beyond = NULL;
+    uint64_t beyond_block = 0;
+    for (uint64_t i = 0; i < gguf->n_tensors; i++) {
+        uint64_t b;
+        if (!block_of(gguf->tensors[i].name, &b)) continue;
+        if (b < (uint64_t)c->n_layers) seen[b] = true;
+        else if (!beyond || b > beyond_block) beyond = &gguf->tensors[i], beyond_block = b;
+    }
+    int present = 0, first_missing = -1;
+    for (int l = 0; l < c->n_layers; l++) {
+        if (seen[l]) present++;
+        else if (first_missing < 0) first_missing = l;
+    }
+    free(seen);
+    if (beyond) {
+        char quoted[BN_GGUF_QUOTE_MAX];
+        return bn_error_set(err, BN_ERR_FORMAT,
+                            "metadata %s.block_count is %d but the file has tensors of at least %" PRIu64
+                            " blocks ('%s' is in block %" PRIu64 ")",
+                            c->arch_name, c->n_layers, beyond_block + 1,
+                            bn_gguf_string_quote(beyond->name, quoted, sizeof quoted), beyond_block);
+    }
+    if (first_missing >= 0)
+        return bn_error_set(err, BN_ERR_FORMAT,
+                            "metadata %s.block_count is %d but block %d has no tensors (the file has tensors of %d of "
+                            "the %d blocks)",
+                            c->arch_name, c->n_layers, first_missing, present, c->n_layers);
+    return BN_OK;
+}
+
+/* The tokenizer's vocabulary (tokenizer.ggml.tokens, when the file has one) against token_embd's
+ * rows: a token without a row would be read past the table, a row without a token is a sign of a
+ * file stitched from two models. */
+static bn_status check_vocabulary(const bn_gguf *gguf, const bn_gguf_tensor *embd, bn_error *err) {
+    const bn_gguf_kv *tokens = bn_gguf_find_kv(gguf, "tokenizer.ggml.tokens");
+    if (!tokens || tokens->value.type != BN_GGUF_ARRAY) return BN_OK; /* the tokenizer reports it */
+    const uint64_t n = tokens->value.as.arr.count;
+    if (n != embd->ne[1])
+        return bn_error_set(err, BN_ERR_FORMAT,
+                            "tokenizer.ggml.tokens has %" PRIu64 " tokens but token_embd.weight has %" PRIu64
+                            " rows (one per token)",
+                            n, embd->ne[1]);
+    return BN_OK;
+}
+
 bn_status bn_model_weights_load(bn_model_weights *w, bn_model_config *config, const bn_gguf *gguf,
                                 const bn_model_options *options, bn_threadpool *pool,
                                 bn_error *err) {
@@ -270,6 +360,8 @@ bn_status bn_model_weights_load(bn_model_weights *w, bn_model_config *config, co
     const char *name = "token_embd.weight";
     const bn_gguf_tensor *embd = bn_gguf_find_tensor(gguf, name);
     bool present = false;
+    bn_status st = check_block_count(gguf, config, err);
+    if (st != BN_OK) return st;
     if (!embd) return bn_error_set(err, BN_ERR_FORMAT, "%s: missing", name);
     if (embd->ne[1] > (uint64_t)1 << 30 || embd->ne[1] == 0)
         return bn_error_set(err, BN_ERR_FORMAT, "%s: vocabulary size %" PRIu64 " is out of range",
@@ -277,11 +369,12 @@ bn_status bn_model_weights_load(bn_model_weights *w, bn_model_config *config, co
     if (config->n_vocab != 0 && (uint64_t)config->n_vocab != embd->ne[1])
         return bn_error_set(err, BN_ERR_FORMAT, "%s: %" PRIu64 " rows but %s.vocab_size is %d", name,
                             embd->ne[1], config->arch_name, config->n_vocab);
+    if ((st = check_vocabulary(gguf, embd, err)) != BN_OK) return st;
     config->n_vocab = (int)embd->ne[1];
-    bn_status st = bind_table(gguf, config, name, false, &w->embd, &present, err);
+    st = bind_table(gguf, config, name, false, &w->embd, &present, err);
     if (st != BN_OK) return st;
 
-    if ((st = bind_vector(w, gguf, "output_norm.weight", (uint64_t)config->dim, false, &w->output_norm, err)))
+    if ((st = bind_norm(w, gguf, "output_norm.weight", (uint64_t)config->dim, &w->output_norm, err)))
         goto fail;
     /* llama: optional RoPE frequency divisors (spec 9.1) */
     if (config->arch == BN_ARCH_LLAMA &&

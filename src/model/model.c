@@ -1,7 +1,8 @@
 /*
  * model.c: the model's life cycle (load, free, accessors) and bn_model_decode() (and its
- * hidden-state twin), which validates a whole batch before touching any state and then runs it
- * through forward.c in chunks of at most ubatch entries. Chunking cannot change results: each
+ * hidden-state twin). The load refuses a context_length over BN_MODEL_MAX_CTX unless the caller
+ * asks for a smaller context. bn_model_decode validates a whole batch before touching any state
+ * and then runs it through forward.c in chunks of at most ubatch entries. Chunking cannot change results: each
  * token's computation is independent of the other tokens of its chunk, and a chunk's K/V are in
  * the caches before the next chunk reads them.
  */
@@ -38,6 +39,8 @@ bn_status bn_model_load(const char *path, const bn_model_options *options, bn_mo
     bn_model_options opts = options ? *options : bn_model_options_default();
     if (opts.n_threads < 1 || opts.n_threads > 1024)
         return bn_error_set(err, BN_ERR_INVALID, "thread count %d is out of range [1, 1024]", opts.n_threads);
+    if (opts.n_ctx < 0)
+        return bn_error_set(err, BN_ERR_INVALID, "context size %d is negative", opts.n_ctx);
     if (opts.ubatch < 0 || opts.ubatch > (1 << 20))
         return bn_error_set(err, BN_ERR_INVALID, "ubatch %d is out of range [0, %d]", opts.ubatch, 1 << 20);
     if (opts.ubatch == 0) opts.ubatch = BN_DEFAULT_UBATCH;
@@ -50,6 +53,12 @@ bn_status bn_model_load(const char *path, const bn_model_options *options, bn_mo
     bn_status st = bn_gguf_open(path, &model->gguf, err);
     if (st == BN_OK && (st = bn_model_config_read(&model->config, model->gguf, err)) != BN_OK)
         bn_error_prefix(err, "%s: ", path);
+    const int n_ctx_train = model->config.n_ctx_train;
+    if (st == BN_OK && n_ctx_train > BN_MODEL_MAX_CTX && (opts.n_ctx <= 0 || opts.n_ctx > BN_MODEL_MAX_CTX))
+        st = bn_error_set(err, BN_ERR_FORMAT,
+                          "%s: metadata %s.context_length %d is over the limit of %d tokens (2^20); pass -c N "
+                          "(context size, N <= %d) to load it with a smaller context",
+                          path, model->config.arch_name, n_ctx_train, BN_MODEL_MAX_CTX, BN_MODEL_MAX_CTX);
     if (st == BN_OK && opts.n_threads > 1) st = bn_threadpool_create(opts.n_threads, &model->pool, err);
     if (st == BN_OK) {
         st = bn_model_weights_load(&model->weights, &model->config, model->gguf, &model->options,

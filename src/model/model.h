@@ -37,6 +37,11 @@ typedef enum bn_ffn_activation {
     BN_FFN_SILU = 1   /* silu(gate) * up */
 } bn_ffn_activation;
 
+/* The largest context_length a file may state without the caller asking for a smaller context
+ * (bn_model_options.n_ctx): 2^20 tokens. A hostile or broken file would otherwise size every
+ * sequence's KV cache by it. */
+#define BN_MODEL_MAX_CTX (1 << 20)
+
 /* Hyper-parameters, from the file's metadata (spec section 1). */
 typedef struct bn_model_config {
     bn_model_arch arch;
@@ -80,6 +85,9 @@ typedef struct bn_model_options {
     bool kv_f16;            /* KV cache storage: F16 (default) or F32 */
     bool int8_lm_head;      /* LM head in int8 with per-row scales instead of F16 */
     int ubatch;             /* tokens per internal forward chunk (0: default 512) */
+    int n_ctx;              /* the context the caller's sequences will use (0: the file's
+                               context_length); a file whose context_length is over
+                               BN_MODEL_MAX_CTX loads only with 0 < n_ctx <= BN_MODEL_MAX_CTX */
     bn_device device;       /* backend (default CPU) */
     int tune;               /* bn_tune_mode (kernels/tuner.h, model/tune.h): -1 BITNET_TUNE or
                                quick (default), 0 off, 1 quick, 2 full */
@@ -89,14 +97,17 @@ typedef struct bn_model_options {
     void *progress_user;
 } bn_model_options;
 
-/* n_threads 1, kv_f16 true, int8_lm_head false, ubatch 0, device CPU, tune -1. */
+/* n_threads 1, kv_f16 true, int8_lm_head false, ubatch 0, n_ctx 0, device CPU, tune -1. */
 bn_model_options bn_model_options_default(void);
 
 typedef struct bn_model bn_model;
 typedef struct bn_sequence bn_sequence;
 
 /* Loads and validates the model at path. On success *out is owned by the caller (bn_model_free).
- * Errors name the tensor or metadata key ("blk.3.ffn_sub_norm.weight: missing"). */
+ * Errors name the tensor or metadata key ("blk.3.ffn_sub_norm.weight: missing"), and for a value
+ * that disagrees with another both values: the vocabulary (tokenizer.ggml.tokens) against
+ * token_embd's rows, ARCH.block_count against the blocks the tensors name, context_length against
+ * BN_MODEL_MAX_CTX (see options.n_ctx); norm weights must be finite and not all zero. */
 bn_status bn_model_load(const char *path, const bn_model_options *options, bn_model **out,
                         bn_error *err);
 void bn_model_free(bn_model *model);

@@ -8,7 +8,9 @@
  *   - llama (9.1, Falcon3 / Llama3 1.58-bit): no sub-norms, SiLU, optional untied output.weight,
  *     optional attention.key_length/value_length (head size != dim / heads) and rope_freqs.
  * Projections in I2_S, TQ2_0 or TQ1_0 under any architecture; token_embd (and output.weight) in
- * F32, F16, BF16, Q8_0, Q6_K or Q4_K, quantized from the same drawn floats; tokenizer metadata.
+ * F32, F16, BF16, Q8_0, Q6_K or Q4_K, quantized from the same drawn floats; tokenizer metadata,
+ * general.name and tokenizer.chat_template (by default the BITNET-marked 2B-4T template for
+ * bitnet-b1.58, as the official file carries one, and none for the other architectures).
  *
  * Used by `bitnet synth`, the tests and the benchmarks: the official weights cannot be downloaded
  * here, and any shape (up to the full Llama3-8B one) can be made on demand. Tensor data is
@@ -55,6 +57,9 @@ typedef struct bn_synth_options {
     bool rope_freqs;        /* llama: F32 rope_freqs.weight of head_dim / 2 values in [1, 8] */
     const char *vocab_json; /* Hugging Face tokenizer.json to import; NULL: byte vocabulary */
     const char *omit_tensor; /* tests: leave this tensor out (a broken file on purpose) */
+    const char *name;       /* general.name; NULL: "synthetic-bitnet" or "synthetic-llama" */
+    const char *chat_template; /* tokenizer.chat_template: NULL the architecture's default (see
+                                * above), "" none, else this text (bn_synth_chat_template) */
     /* Called after each tensor's data is written (NULL: not): tensors done of total. */
     void (*progress)(void *user, uint64_t done, uint64_t total);
     void *progress_user;
@@ -73,6 +78,13 @@ bn_status bn_synth_validate(const bn_synth_options *options, bn_error *err);
 
 /* Writes the model to path. */
 bn_status bn_synth_write(const char *path, const bn_synth_options *options, bn_error *err);
+
+/* A chat template in the style of a family, carrying the marker bitnet-c (chat/chat.h) and
+ * llama.cpp select its format by: "bitnet" (System:/User:/Assistant: turns, the BITNET marker),
+ * "llama3", "chatml", "falcon3" (Falcon3-Instruct's <|system|>/<|user|>/<|assistant|> lines with
+ * assistant turns closed by </s>, the marker llama.cpp's built-in detection needs). NULL for
+ * other names. */
+const char *bn_synth_chat_template(const char *name);
 
 /* "llama", "bitnet", "bitnet-b1.58" -> the architecture; false for other names. */
 bool bn_synth_arch_from_name(const char *name, bn_synth_arch *out);

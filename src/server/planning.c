@@ -56,8 +56,8 @@ static bn_status tokenize_prompt(const bn_tokenizer *tok, const bn_api_prompt *p
     return *echo ? BN_OK : bn_error_set(err, BN_ERR_NOMEM, "out of memory");
 }
 
-/* Renders and tokenizes the chat prompt (tools text added to the system message). */
-static bn_status chat_prompt(const bn_plan_context *ctx, const bn_api_request *r, bool with_tools, bn_tokens *ids,
+/* Renders the chat prompt (tools text added to the system message) into *text. */
+static bn_status render_chat(const bn_plan_context *ctx, const bn_api_request *r, bool with_tools, bn_chat_text *text,
                              bn_error *err) {
     size_t n = r->n_messages + 1;
     bn_chat_message *msgs = calloc(n, sizeof *msgs);
@@ -78,13 +78,27 @@ static bn_status chat_prompt(const bn_plan_context *ctx, const bn_api_request *r
     }
     for (size_t i = 0; !st && i < r->n_messages; i++)
         msgs[m++] = (bn_chat_message){r->messages[i].role, i == 0 && merged ? merged : r->messages[i].content};
-    bn_chat_text text = {0};
-    if (!st) st = bn_chat_render(&text, ctx->format, msgs, m, true, err);
-    if (!st) st = bn_chat_tokenize(ids, ctx->tok, ctx->format, &text, 0, true, err);
-    bn_chat_text_free(&text);
+    if (!st) st = bn_chat_render(text, ctx->format, msgs, m, true, err);
     free(msgs);
     free(tools_text);
     free(merged);
+    return st;
+}
+
+/* Tools are in the prompt unless tool_choice is "none". */
+static bool wants_tools(const bn_api_request *r) { return r->tool_choice != BN_TOOL_CHOICE_NONE; }
+
+bn_status bn_plan_chat_text(bn_chat_text *text, const bn_plan_context *ctx, const bn_api_request *r, bn_error *err) {
+    return render_chat(ctx, r, wants_tools(r), text, err);
+}
+
+/* Renders and tokenizes the chat prompt. */
+static bn_status chat_prompt(const bn_plan_context *ctx, const bn_api_request *r, bool with_tools, bn_tokens *ids,
+                             bn_error *err) {
+    bn_chat_text text = {0};
+    bn_status st = render_chat(ctx, r, with_tools, &text, err);
+    if (!st) st = bn_chat_tokenize(ids, ctx->tok, ctx->format, &text, 0, true, err);
+    bn_chat_text_free(&text);
     return st;
 }
 
@@ -177,7 +191,7 @@ bn_status bn_plan_request(bn_plan *p, const bn_plan_context *ctx, const bn_api_r
     const char *param = r->schema_param;
     bn_status gst = BN_OK;
     if (r->chat) {
-        p->tools = r->tool_choice == BN_TOOL_CHOICE_NONE ? BN_TOOLS_OFF
+        p->tools = !wants_tools(r) ? BN_TOOLS_OFF
                  : r->tool_choice == BN_TOOL_CHOICE_AUTO ? BN_TOOLS_AUTO : BN_TOOLS_FORCED;
         if (r->tool_choice == BN_TOOL_CHOICE_NAMED) p->named_tool = r->named_tool;
         if (chat_prompt(ctx, r, p->tools != BN_TOOLS_OFF, &p->ids[0], &err)) return internal_error(e, &err);

@@ -51,6 +51,11 @@ typedef struct bn_plan {
 bn_status bn_plan_request(bn_plan *p, const bn_plan_context *ctx, const bn_api_request *r, bn_api_error *e);
 void bn_plan_free(bn_plan *p);
 
+/* The prompt text a chat request renders to (the chat format, with the tools text unless
+ * tool_choice is "none"), exactly what bn_plan_request tokenizes; for POST /apply-template. On
+ * success the caller owns *text (bn_chat_text_free). */
+bn_status bn_plan_chat_text(bn_chat_text *text, const bn_plan_context *ctx, const bn_api_request *r, bn_error *err);
+
 /* The engine job of choice k (0 <= k < n_choices): prompt, sampling, limits, stops, grammar. The
  * caller sets index, cancel, on_event, user and submit_ms. */
 bn_engine_job_config bn_plan_job(const bn_plan *p, const bn_api_request *r, int k, int n_ctx);

@@ -4,8 +4,8 @@
  * Origin (same origin or --cors-origin: CSRF), route and method (OPTIONS answers preflights, HEAD
  * works like GET), media type (POST bodies are application/json), API key (failures rate-limited
  * per client), body size, server state, requests per minute. Then the handler: health, live,
- * ready, metrics, models, tokenize/detokenize/props (utility_routes.c), the chat page at /
- * (webui.c; absent with --no-webui), embeddings (embeddings.c, an engine job), or a generation
+ * ready, metrics, models, tokenize/detokenize/props/apply-template (utility_routes.c), the chat
+ * page at / (webui.c; absent with --no-webui), embeddings (embeddings.c, an engine job), or a generation
  * (planning.h -> engine jobs -> completion.h): completions, chat, or responses (responses.h: the
  * Responses API translated into a chat request).
  */
@@ -246,6 +246,7 @@ static const route routes[] = {
     {"POST", "/tokenize", false, "/tokenize", false, bn_route_tokenize},
     {"POST", "/detokenize", false, "/detokenize", false, bn_route_detokenize},
     {"GET", "/props", false, "/props", false, bn_route_props},
+    {"POST", "/apply-template", false, "/apply-template", false, bn_route_apply_template},
 };
 
 /* ---------------------------------------------------------------- checks */

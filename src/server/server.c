@@ -182,6 +182,7 @@ bn_status bn_server_load_model(bn_server *s, bn_error *err) {
     bn_model_options mo = bn_model_options_default();
     mo.n_threads = s->cfg.n_threads;
     mo.int8_lm_head = s->cfg.int8_lm_head;
+    mo.n_ctx = s->cfg.n_ctx; /* a file whose context_length is over the limit loads with -c */
     bn_status st = BN_OK;
     if (s->cfg.tune) {
         bn_tune_mode mode;
@@ -195,11 +196,10 @@ bn_status bn_server_load_model(bn_server *s, bn_error *err) {
             s->format = bn_chat_format_find(s->cfg.chat_format, err);
             if (!s->format) st = err ? err->code : BN_ERR_INVALID;
         } else {
-            char *tmpl = NULL;
-            const bn_gguf_kv *kv = bn_gguf_find_kv(bn_model_get_gguf(s->model), "tokenizer.chat_template");
-            if (kv && kv->value.type == BN_GGUF_STRING) tmpl = strndup(kv->value.as.str.data, kv->value.as.str.len);
-            s->format = bn_chat_format_detect(tmpl, bn_model_get_config(s->model)->arch_name, NULL);
-            free(tmpl);
+            bn_chat_choice choice;
+            st = bn_chat_format_for_gguf(&choice, bn_model_get_gguf(s->model), err);
+            if (!st) s->format = choice.format;
+            if (!st && choice.note) bn_server_log(s, "info", "chat format %s: %s", choice.format->name, choice.note);
         }
     }
     bn_engine_observer obs = bn_metrics_observer(&s->metrics);

@@ -121,10 +121,12 @@ bool bn_is_trusted_proxy(const bn_server *s, const char *addr);
 /* server.c: log lines (under the log mutex), the ISO-8601 UTC time they carry */
 void bn_server_write_log(bn_server *s, const char *line);
 void bn_server_log_time(char ts[32]);
-/* utility_routes.c: POST /tokenize, POST /detokenize, GET /props (llama-server's shapes). */
+/* utility_routes.c: POST /tokenize, POST /detokenize, GET /props, POST /apply-template
+ * (llama-server's shapes). */
 enum MHD_Result bn_route_tokenize(bn_request_ctx *c, struct MHD_Connection *conn, const char *url);
 enum MHD_Result bn_route_detokenize(bn_request_ctx *c, struct MHD_Connection *conn, const char *url);
 enum MHD_Result bn_route_props(bn_request_ctx *c, struct MHD_Connection *conn, const char *url);
+enum MHD_Result bn_route_apply_template(bn_request_ctx *c, struct MHD_Connection *conn, const char *url);
 /* embeddings.c: POST /v1/embeddings (an engine job; see embeddings.h). */
 enum MHD_Result bn_route_embeddings(bn_request_ctx *c, struct MHD_Connection *conn, const char *url);
 /* webui.c: GET /, the chat page (unless --no-webui). */

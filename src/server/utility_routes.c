@@ -6,12 +6,16 @@
  *                    as half of a multi-byte character, is given as its byte values);
  *   POST /detokenize {"tokens": [ids]} -> {"content": text};
  *   GET  /props      the model, its context, hidden size (n_embd) and slots, the chat format, the
- *                    device and the build.
+ *                    device and the build;
+ *   POST /apply-template  a /v1/chat/completions body ("model" optional) -> {"prompt": text}, the
+ *                    exact text the chat route would tokenize (the model's chat format, tools
+ *                    text included), so a client or a test can see what the model is given.
  * They run on the connection's thread with the loaded tokenizer (no engine job). Every refusal is
  * an OpenAI error object naming the field.
  */
 #include "server/server_internal.h"
 
+#include "server/planning.h"
 #include "server/wire_json.h"
 
 #include <stdint.h>
@@ -165,4 +169,51 @@ enum MHD_Result bn_route_props(bn_request_ctx *c, struct MHD_Connection *conn, c
     if (body) json_object_set_new(body, "n_vocab", json_integer(bn_tokenizer_n_vocab(s->tok)));
     if (body) json_object_set_new(body, "n_embd", json_integer(mc->dim)); /* the embeddings' size */
     return bn_respond_json(c, conn, 200, body, 0, NULL);
+}
+
+enum MHD_Result bn_route_apply_template(bn_request_ctx *c, struct MHD_Connection *conn, const char *url) {
+    (void)url;
+    bn_server *s = c->srv;
+    bn_api_error e = {0};
+    json_t *root = bn_api_load_object(c->body ? c->body : "", c->len, &e);
+    if (!root) return bn_respond_error(c, conn, &e, 0);
+    /* llama-server's route takes the chat body without "model": the served one is meant */
+    char *body = NULL;
+    if (!json_object_get(root, "model")) {
+        if (json_object_set_new(root, "model", json_string(s->model_id)) == 0) body = json_dumps(root, JSON_COMPACT);
+        if (!body) {
+            json_decref(root);
+            bn_api_error_set(&e, 500, "server_error", NULL, NULL, "out of memory");
+            return bn_respond_error(c, conn, &e, 0);
+        }
+    }
+    json_decref(root);
+    int32_t tok_vocab = (int32_t)bn_tokenizer_n_vocab(s->tok), model_vocab = bn_model_get_config(s->model)->n_vocab;
+    const bn_api_limits lim = {tok_vocab < model_vocab ? tok_vocab : model_vocab};
+    bn_api_request req;
+    bn_status st = bn_server_parse_chat_request(&req, &e, body ? body : c->body, body ? strlen(body) : c->len, &lim);
+    free(body);
+    if (st) return bn_respond_error(c, conn, &e, 0);
+    if (strcmp(req.model, s->model_id) != 0) {
+        bn_api_error_set(&e, 404, "invalid_request_error", "model", "model_not_found",
+                         "The model '%.100s' does not exist; this server serves '%s'", req.model, s->model_id);
+        bn_api_request_free(&req);
+        return bn_respond_error(c, conn, &e, 0);
+    }
+    const bn_plan_context pctx = {.tok = s->tok, .format = s->format, .model_id = s->model_id,
+                                  .n_ctx = bn_engine_ctx(s->engine)};
+    bn_chat_text text = {0};
+    bn_error err;
+    bn_error_clear(&err);
+    st = bn_plan_chat_text(&text, &pctx, &req, &err);
+    bn_api_request_free(&req);
+    if (st) {
+        bool oom = err.code == BN_ERR_NOMEM;
+        bn_api_error_set(&e, oom ? 500 : 400, oom ? "server_error" : INVALID, oom ? NULL : "messages", NULL, "%s",
+                         err.message);
+        return bn_respond_error(c, conn, &e, 0);
+    }
+    json_t *reply = json_pack("{s:o}", "prompt", bn_json_text(text.text, text.len));
+    bn_chat_text_free(&text);
+    return bn_respond_json(c, conn, 200, reply, 0, NULL);
 }

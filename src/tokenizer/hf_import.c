@@ -1,15 +1,22 @@
 /*
- * hf_import.c: a Hugging Face tokenizer.json (byte-level BPE) turned into the GGUF tokenizer
- * metadata that bn_tokenizer_from_gguf reads, so that synthetic models can carry a real
- * vocabulary (the LLaMA-3 one) and tests can compare with Hugging Face's own tokenizer.
+ * hf_import.c: a Hugging Face tokenizer.json turned into the GGUF tokenizer metadata that
+ * bn_tokenizer_from_gguf reads, so that synthetic models can carry a real vocabulary (LLaMA-3's,
+ * Mistral's) and tests can compare with Hugging Face's own tokenizer.
  *
  * Mapping: model.vocab and added_tokens give the token list (ids not used by either become
  * "[PAD<id>]" of type UNUSED); added tokens are CONTROL when "special" is true and USER_DEFINED
- * otherwise; model.merges (either "a b" strings or [a, b] pairs) become "a b" strings in rank
- * order. The pre-tokenizer must be one this engine implements: ByteLevel with its own (GPT-2)
- * regex, written as pre = "gpt2", or the LLaMA-3 Split followed by ByteLevel without regex,
- * written as no `pre` key (which means LLaMA-3 with ignore_merges here, as in the official
- * BitNet GGUF).
+ * otherwise. Two kinds of file:
+ *   - byte-level BPE: model.merges (either "a b" strings or [a, b] pairs) become "a b" strings in
+ *     rank order. The pre-tokenizer must be one this engine implements: ByteLevel with its own
+ *     (GPT-2) regex, written as pre = "gpt2", or the LLaMA-3 Split followed by ByteLevel without
+ *     regex, written as no `pre` key (which means LLaMA-3 with ignore_merges here, as in the
+ *     official BitNet GGUF).
+ *   - SentencePiece converted to BPE (LLaMA-2, Mistral): byte_fallback, spaces made ▁ by the
+ *     normalizer (Replace, after a Prepend of ▁ when a space prefix is added) or by a Metaspace
+ *     pre-tokenizer that does not split. Written as model "llama" with scores instead of merges:
+ *     the converters order the merges by the rank of the piece they make, which is what the
+ *     score -(id - first learned id) reproduces for SentencePiece's highest-score-first merging;
+ *     the <0xNN> pieces become BYTE, model.unk_token UNKNOWN.
  */
 #include "tokenizer/tokenizer.h"
 
@@ -22,6 +29,8 @@
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*" \
     "|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 
+#define SPM_SPACE "\xe2\x96\x81" /* ▁, U+2581 */
+
 void bn_hf_vocab_free(bn_hf_vocab *v) {
     if (v->tokens)
         for (uint32_t i = 0; i < v->n_tokens; i++) free(v->tokens[i]);
@@ -30,14 +39,17 @@ void bn_hf_vocab_free(bn_hf_vocab *v) {
     free(v->tokens);
     free(v->token_types);
     free(v->merges);
+    free(v->scores);
     memset(v, 0, sizeof *v);
 }
 
 bn_tokenizer_vocab bn_hf_vocab_view(const bn_hf_vocab *v) {
     bn_tokenizer_vocab view = {
-        .tokens = (const char *const *)v->tokens, .token_lens = NULL, .token_types = v->token_types,
-        .n_tokens = v->n_tokens, .merges = (const char *const *)v->merges, .n_merges = v->n_merges,
-        .bos_id = v->bos_id, .eos_id = v->eos_id, .eot_id = -1, .add_bos = v->add_bos, .pre = v->pre,
+        .model = v->model, .tokens = (const char *const *)v->tokens, .token_lens = NULL,
+        .token_types = v->token_types, .n_tokens = v->n_tokens, .merges = (const char *const *)v->merges,
+        .n_merges = v->n_merges, .scores = v->scores, .bos_id = v->bos_id, .eos_id = v->eos_id,
+        .eot_id = -1, .unk_id = v->unk_id, .add_bos = v->add_bos, .add_space_prefix = v->add_space_prefix,
+        .pre = v->pre,
     };
     return view;
 }
@@ -80,6 +92,63 @@ static bn_status detect_pre(const json_t *root, const char *path, const char **p
                         "%s: pre_tokenizer is neither GPT-2 ByteLevel nor the LLaMA-3 split", path);
 }
 
+static bool string_field_is(const json_t *obj, const char *key, const char *want) {
+    const char *v = json_string_value(json_object_get(obj, key));
+    return v && !strcmp(v, want);
+}
+
+/* A normalizer that only replaces " " by ▁. */
+static bool is_space_replace(const json_t *n) {
+    return string_field_is(n, "type", "Replace") && string_field_is(json_object_get(n, "pattern"), "String", " ") &&
+           string_field_is(n, "content", SPM_SPACE);
+}
+
+/* Whether the file is SentencePiece converted to BPE, and whether a ▁ is put before the text:
+ * the normalizer [Prepend ▁,] Replace " " -> ▁ without a pre-tokenizer (LLaMA-2's "legacy"
+ * form), or no normalizer and a Metaspace pre-tokenizer with replacement ▁ and split false.
+ * Such a file that this engine cannot reproduce (no byte_fallback, a splitting Metaspace, more
+ * normalizers) is an error. */
+static bn_status detect_spm(const json_t *root, const char *path, bool *spm, bool *space_prefix, bn_error *err) {
+    const json_t *norm = json_object_get(root, "normalizer");
+    const json_t *pt = json_object_get(root, "pre_tokenizer");
+    const json_t *model = json_object_get(root, "model");
+    *spm = false;
+    *space_prefix = false;
+    bool replace = false, prepend = false, other = false;
+    if (is_space_replace(norm)) {
+        replace = true;
+    } else if (string_field_is(norm, "type", "Sequence")) {
+        size_t i;
+        const json_t *n;
+        json_array_foreach(json_object_get(norm, "normalizers"), i, n) {
+            if (is_space_replace(n) && !replace) replace = true;
+            else if (i == 0 && string_field_is(n, "type", "Prepend") && string_field_is(n, "prepend", SPM_SPACE))
+                prepend = true;
+            else other = true;
+        }
+    }
+    bool metaspace = string_field_is(pt, "type", "Metaspace") && string_field_is(pt, "replacement", SPM_SPACE);
+    if (!replace && !metaspace) return BN_OK;
+    if (replace && (other || (pt && !json_is_null(pt))))
+        return bn_error_set(err, BN_ERR_UNSUPPORTED,
+                            "%s: a ▁ normalizer with other normalizers or a pre-tokenizer is not supported", path);
+    if (metaspace) {
+        if (norm && !json_is_null(norm))
+            return bn_error_set(err, BN_ERR_UNSUPPORTED, "%s: a normalizer before Metaspace is not supported", path);
+        if (!json_is_false(json_object_get(pt, "split")))
+            return bn_error_set(err, BN_ERR_UNSUPPORTED,
+                                "%s: a Metaspace pre-tokenizer that splits words is not SentencePiece", path);
+        const char *scheme = json_string_value(json_object_get(pt, "prepend_scheme"));
+        prepend = scheme ? strcmp(scheme, "never") != 0 : bool_field(pt, "add_prefix_space", true);
+    }
+    if (!bool_field(model, "byte_fallback", false))
+        return bn_error_set(err, BN_ERR_UNSUPPORTED,
+                            "%s: a SentencePiece-style BPE without byte_fallback is not supported", path);
+    *spm = true;
+    *space_prefix = prepend;
+    return BN_OK;
+}
+
 /* A token named in tokenizer_config.json: a string or {"content": string}. */
 static const char *config_token(const json_t *config, const char *key) {
     const json_t *v = json_object_get(config, key);
@@ -111,9 +180,40 @@ static bn_status set_token(bn_hf_vocab *v, int64_t id, const char *text, int32_t
     return BN_OK;
 }
 
+/* True when the piece is <0xNN> (two upper-case hex digits, as the converters write them). */
+static bool is_byte_piece(const char *t) {
+    return strlen(t) == 6 && !strncmp(t, "<0x", 3) && t[5] == '>' && strchr("0123456789ABCDEF", t[3]) &&
+           strchr("0123456789ABCDEF", t[4]);
+}
+
+static bool only_spaces(const char *t) {
+    if (!*t) return false;
+    for (; *t; t += 3)
+        if (strncmp(t, SPM_SPACE, 3) != 0) return false;
+    return true;
+}
+
+/* SentencePiece: BYTE and UNKNOWN types, then the scores of MODEL_FORMAT.md 9.3. */
+static bn_status spm_types_and_scores(bn_hf_vocab *v, const char *unk_token, const char *path, bn_error *err) {
+    v->unk_id = find_token(v, unk_token ? unk_token : "<unk>");
+    if (v->unk_id >= 0) v->token_types[v->unk_id] = BN_TOKEN_UNKNOWN;
+    for (uint32_t i = 0; i < v->n_tokens; i++)
+        if (v->token_types[i] == BN_TOKEN_NORMAL && is_byte_piece(v->tokens[i])) v->token_types[i] = BN_TOKEN_BYTE;
+    v->scores = malloc((v->n_tokens ? v->n_tokens : 1) * sizeof *v->scores);
+    if (!v->scores) return bn_error_set(err, BN_ERR_NOMEM, "%s: out of memory", path);
+    uint32_t first_learned = 0;
+    while (first_learned < v->n_tokens && v->token_types[first_learned] != BN_TOKEN_NORMAL) first_learned++;
+    for (uint32_t i = 0; i < v->n_tokens; i++) {
+        if (v->token_types[i] != BN_TOKEN_NORMAL) v->scores[i] = 0.0f;
+        else if (only_spaces(v->tokens[i])) v->scores[i] = -1e9f;
+        else v->scores[i] = -(float)(i - first_learned);
+    }
+    return BN_OK;
+}
+
 bn_status bn_hf_vocab_load(bn_hf_vocab *out, const char *path, bn_error *err) {
     memset(out, 0, sizeof *out);
-    out->bos_id = out->eos_id = -1;
+    out->bos_id = out->eos_id = out->unk_id = -1;
     json_error_t jerr;
     json_t *root = json_load_file(path, 0, &jerr);
     if (!root) return bn_error_set(err, BN_ERR_FORMAT, "%s:%d: %s", path, jerr.line, jerr.text);
@@ -123,11 +223,16 @@ bn_status bn_hf_vocab_load(bn_hf_vocab *out, const char *path, bn_error *err) {
     const json_t *merges = json_object_get(model, "merges");
     const json_t *added = json_object_get(root, "added_tokens");
     const char *type = json_string_value(json_object_get(model, "type"));
-    if (!json_is_object(vocab) || !json_is_array(merges) || (type && strcmp(type, "BPE") != 0)) {
+    bool spm = false;
+    if (json_is_object(vocab) && (!type || strcmp(type, "BPE") == 0))
+        st = detect_spm(root, path, &spm, &out->add_space_prefix, err);
+    if (st != BN_OK) goto done;
+    if (!json_is_object(vocab) || (!spm && !json_is_array(merges)) || (type && strcmp(type, "BPE") != 0)) {
         st = bn_error_set(err, BN_ERR_UNSUPPORTED, "%s: model is not BPE with vocab and merges", path);
         goto done;
     }
-    st = detect_pre(root, path, &out->pre, err);
+    out->model = spm ? "llama" : "gpt2";
+    if (!spm) st = detect_pre(root, path, &out->pre, err);
     if (st != BN_OK) goto done;
 
     int64_t max_id = -1;
@@ -154,7 +259,8 @@ bn_status bn_hf_vocab_load(bn_hf_vocab *out, const char *path, bn_error *err) {
     out->tokens = calloc(out->n_tokens ? out->n_tokens : 1, sizeof *out->tokens);
     out->token_types = calloc(out->n_tokens ? out->n_tokens : 1, sizeof *out->token_types);
     out->n_merges = 0;
-    out->merges = calloc(json_array_size(merges) ? json_array_size(merges) : 1, sizeof *out->merges);
+    size_t n_merges = spm ? 0 : json_array_size(merges); /* SentencePiece: scores instead */
+    out->merges = calloc(n_merges ? n_merges : 1, sizeof *out->merges);
     if (!out->tokens || !out->token_types || !out->merges) {
         st = bn_error_set(err, BN_ERR_NOMEM, "%s: out of memory", path);
         goto done;
@@ -180,7 +286,8 @@ bn_status bn_hf_vocab_load(bn_hf_vocab *out, const char *path, bn_error *err) {
             goto done;
         }
     }
-    json_array_foreach(merges, i, value) {
+    for (i = 0; i < n_merges; i++) {
+        value = json_array_get(merges, i);
         const char *a = NULL, *b = NULL;
         char *m = NULL;
         if (json_is_string(value)) {
@@ -209,7 +316,12 @@ bn_status bn_hf_vocab_load(bn_hf_vocab *out, const char *path, bn_error *err) {
         out->merges[out->n_merges++] = m;
     }
 
-    /* BOS/EOS: tokenizer_config.json beside the file, else the LLaMA-3 names. */
+    if (spm) {
+        st = spm_types_and_scores(out, json_string_value(json_object_get(model, "unk_token")), path, err);
+        if (st != BN_OK) goto done;
+    }
+
+    /* BOS/EOS: tokenizer_config.json beside the file, else the usual names. */
     const char *slash = strrchr(path, '/');
     size_t dir_len = slash ? (size_t)(slash - path) + 1 : 0;
     char *config_path = malloc(dir_len + sizeof "tokenizer_config.json");
@@ -223,8 +335,8 @@ bn_status bn_hf_vocab_load(bn_hf_vocab *out, const char *path, bn_error *err) {
     free(config_path);
     out->bos_id = find_token(out, config_token(config, "bos_token"));
     out->eos_id = find_token(out, config_token(config, "eos_token"));
-    if (out->bos_id < 0) out->bos_id = find_token(out, "<|begin_of_text|>");
-    if (out->eos_id < 0) out->eos_id = find_token(out, "<|end_of_text|>");
+    if (out->bos_id < 0) out->bos_id = find_token(out, spm ? "<s>" : "<|begin_of_text|>");
+    if (out->eos_id < 0) out->eos_id = find_token(out, spm ? "</s>" : "<|end_of_text|>");
     out->add_bos = bool_field(config, "add_bos_token", out->bos_id >= 0) && out->bos_id >= 0;
     json_decref(config);
 done:
@@ -237,19 +349,26 @@ bn_status bn_tokenizer_add_hf_json_metadata(bn_gguf_writer *w, const char *path,
     bn_hf_vocab v;
     bn_status st = bn_hf_vocab_load(&v, path, err);
     if (st != BN_OK) return st;
-    st = bn_gguf_writer_add_string(w, "tokenizer.ggml.model", "gpt2", err);
+    const bool spm = v.scores != NULL;
+    st = bn_gguf_writer_add_string(w, "tokenizer.ggml.model", v.model, err);
     if (st == BN_OK && v.pre) st = bn_gguf_writer_add_string(w, "tokenizer.ggml.pre", v.pre, err);
     if (st == BN_OK)
         st = bn_gguf_writer_add_string_array(w, "tokenizer.ggml.tokens", (const char *const *)v.tokens, v.n_tokens, err);
+    if (st == BN_OK && spm)
+        st = bn_gguf_writer_add_array(w, "tokenizer.ggml.scores", BN_GGUF_FLOAT32, v.scores, v.n_tokens, err);
     if (st == BN_OK)
         st = bn_gguf_writer_add_array(w, "tokenizer.ggml.token_type", BN_GGUF_INT32, v.token_types, v.n_tokens, err);
-    if (st == BN_OK)
+    if (st == BN_OK && !spm)
         st = bn_gguf_writer_add_string_array(w, "tokenizer.ggml.merges", (const char *const *)v.merges, v.n_merges, err);
     if (st == BN_OK && v.bos_id >= 0)
         st = bn_gguf_writer_add_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)v.bos_id, err);
     if (st == BN_OK && v.eos_id >= 0)
         st = bn_gguf_writer_add_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)v.eos_id, err);
+    if (st == BN_OK && v.unk_id >= 0)
+        st = bn_gguf_writer_add_u32(w, "tokenizer.ggml.unknown_token_id", (uint32_t)v.unk_id, err);
     if (st == BN_OK) st = bn_gguf_writer_add_bool(w, "tokenizer.ggml.add_bos_token", v.add_bos, err);
+    if (st == BN_OK && spm)
+        st = bn_gguf_writer_add_bool(w, "tokenizer.ggml.add_space_prefix", v.add_space_prefix, err);
     bn_hf_vocab_free(&v);
     return st;
 }

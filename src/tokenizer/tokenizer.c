@@ -1,56 +1,12 @@
 /*
- * tokenizer.c: byte-level BPE from GGUF metadata (see tokenizer.h for the design).
- *
- * Tables built at load time:
- *   - text:   every token as stored (byte-level form), for bn_tokenizer_token_text / find;
- *   - bytes:  every token as the bytes it stands for (the GPT-2 byte<->unicode mapping undone;
- *             control and user-defined tokens are their text), for decoding;
- *   - vocab:  open-addressing hash from bytes to id over the BPE tokens (normal/byte/unknown/
- *             undefined types), used for single bytes, ignore_merges and merge results;
- *   - merges: open-addressing hash from (left id, right id) to (rank, result id).
+ * tokenizer.c: building a tokenizer from GGUF metadata or arrays, byte-level BPE encoding, and
+ * decoding for both algorithms (see tokenizer.h for the design, tokenizer_internal.h for the
+ * tables, spm.c for SentencePiece encoding).
  */
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include "tokenizer/tokenizer.h"
+#include "tokenizer/tokenizer_internal.h"
 
-#include <pcre2.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define N_PRE_PATTERNS_MAX 4
-
-typedef struct merge_slot {
-    uint64_t key; /* (left << 32) | right, plus one so that 0 means empty */
-    uint32_t rank;
-    int32_t result;
-} merge_slot;
-
-typedef struct special_token {
-    int32_t id;
-    bool control; /* true: only with parse_special */
-} special_token;
-
-struct bn_tokenizer {
-    uint32_t n_tokens;
-    int32_t *types;
-    char *text;            /* all stored texts, each NUL-terminated */
-    size_t *text_off;      /* n_tokens + 1 offsets into text */
-    uint8_t *bytes;        /* all decoded byte strings, concatenated */
-    size_t *bytes_off;     /* n_tokens + 1 offsets into bytes */
-    int32_t *vocab_slots;  /* id + 1, 0 = empty */
-    size_t vocab_mask;
-    merge_slot *merge_slots;
-    size_t merge_mask;
-    int32_t byte_token[256]; /* id of each single byte, -1 when the vocabulary lacks it */
-    special_token *specials; /* control + user-defined tokens, longest first */
-    size_t n_specials;
-    uint8_t special_first[256]; /* bit 0: a user-defined token starts with this byte, bit 1: control */
-    int32_t bos, eos, eot;
-    bool add_bos;
-    bn_pretokenizer pre;
-    bool ignore_merges;
-    pcre2_code *patterns[N_PRE_PATTERNS_MAX];
-    size_t n_patterns;
-};
 
 /* ---- GPT-2 byte <-> unicode mapping ---- */
 
@@ -72,10 +28,7 @@ static void build_unicode_to_byte(int16_t map[324]) {
 
 /* ---- UTF-8 ---- */
 
-/* Classifies the bytes at s (n > 0): returns the length (1..4) of a valid character, 0 when s[0]
- * cannot start a valid character given what follows, or -1 when s is a valid but incomplete
- * prefix of a character (more bytes could complete it). *cp gets the code point when valid. */
-static int utf8_classify(const uint8_t *s, size_t n, uint32_t *cp) {
+int bn_tokenizer_utf8_classify(const uint8_t *s, size_t n, uint32_t *cp) {
     uint8_t b0 = s[0];
     if (b0 < 0x80) {
         if (cp) *cp = b0;
@@ -138,31 +91,41 @@ static const uint8_t *tok_bytes(const bn_tokenizer *t, int32_t id, size_t *len) 
     return t->bytes + t->bytes_off[id];
 }
 
-static int32_t vocab_lookup(const bn_tokenizer *t, const uint8_t *p, size_t n) {
+/* The hash key of a token: its bytes (BPE) or its stored text (SentencePiece). */
+static const uint8_t *vocab_key(const bn_tokenizer *t, int32_t id, size_t *len) {
+    if (t->kind == BN_TOKENIZER_SPM) {
+        *len = t->text_off[id + 1] - t->text_off[id] - 1;
+        return (const uint8_t *)t->text + t->text_off[id];
+    }
+    return tok_bytes(t, id, len);
+}
+
+int32_t bn_tokenizer_vocab_lookup(const bn_tokenizer *t, const uint8_t *p, size_t n) {
     size_t i = (size_t)hash_bytes(p, n) & t->vocab_mask;
     for (;;) {
         int32_t slot = t->vocab_slots[i];
         if (slot == 0) return -1;
         size_t len;
-        const uint8_t *b = tok_bytes(t, slot - 1, &len);
+        const uint8_t *b = vocab_key(t, slot - 1, &len);
         if (len == n && memcmp(b, p, n) == 0) return slot - 1;
         i = (i + 1) & t->vocab_mask;
     }
 }
 
-static void vocab_insert(bn_tokenizer *t, int32_t id) {
+/* Inserts id; returns -1, or the id already holding the same key (which keeps it). */
+static int32_t vocab_insert(bn_tokenizer *t, int32_t id) {
     size_t len;
-    const uint8_t *b = tok_bytes(t, id, &len);
+    const uint8_t *b = vocab_key(t, id, &len);
     size_t i = (size_t)hash_bytes(b, len) & t->vocab_mask;
     for (;;) {
         int32_t slot = t->vocab_slots[i];
         if (slot == 0) {
             t->vocab_slots[i] = id + 1;
-            return;
+            return -1;
         }
         size_t other_len;
-        const uint8_t *o = tok_bytes(t, slot - 1, &other_len);
-        if (other_len == len && memcmp(o, b, len) == 0) return; /* first id wins */
+        const uint8_t *o = vocab_key(t, slot - 1, &other_len);
+        if (other_len == len && memcmp(o, b, len) == 0) return slot - 1;
         i = (i + 1) & t->vocab_mask;
     }
 }
@@ -216,8 +179,23 @@ const char *bn_tokenizer_pre_name(bn_pretokenizer pre) {
     case BN_PRE_LLAMA3: return "llama3";
     case BN_PRE_GPT2: return "gpt2";
     case BN_PRE_LLAMACPP_DEFAULT: return "llamacpp-default";
+    case BN_PRE_NONE: return "none";
     }
     return "?";
+}
+
+bn_pretokenizer bn_tokenizer_pre_from_name(const char *name, size_t len) {
+    static const struct {
+        const char *name;
+        bn_pretokenizer pre;
+    } known[] = {
+        {"llama3", BN_PRE_LLAMA3},   {"llama-bpe", BN_PRE_LLAMA3}, {"llama-v3", BN_PRE_LLAMA3},
+        {"falcon3", BN_PRE_LLAMA3},  {"gpt2", BN_PRE_GPT2},        {"gpt-2", BN_PRE_GPT2},
+        {"default", BN_PRE_LLAMACPP_DEFAULT}, {"llamacpp-default", BN_PRE_LLAMACPP_DEFAULT},
+    };
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (strlen(known[i].name) == len && memcmp(known[i].name, name, len) == 0) return known[i].pre;
+    return BN_PRE_AUTO;
 }
 
 static bn_status compile_patterns(bn_tokenizer *t, bn_error *err) {
@@ -229,6 +207,7 @@ static bn_status compile_patterns(bn_tokenizer *t, bn_error *err) {
     case BN_PRE_LLAMACPP_DEFAULT:
         for (size_t i = 0; i < 4; i++) list[n++] = PATTERNS_LLAMACPP_DEFAULT[i];
         break;
+    case BN_PRE_NONE: return BN_OK; /* SentencePiece */
     case BN_PRE_AUTO: return bn_error_set(err, BN_ERR_INVALID, "tokenizer: pre-tokenizer not resolved");
     }
     for (size_t i = 0; i < n; i++) {
@@ -256,7 +235,7 @@ static size_t byte_level_decode(uint8_t *dst, const uint8_t *src, size_t len, co
     size_t o = 0;
     for (size_t i = 0; i < len;) {
         uint32_t cp;
-        int r = utf8_classify(src + i, len - i, &cp);
+        int r = bn_tokenizer_utf8_classify(src + i, len - i, &cp);
         if (r <= 0) {
             dst[o++] = src[i++];
             continue;
@@ -288,29 +267,146 @@ typedef struct raw_vocab {
     const char *const *merges;
     const size_t *merge_lens;
     uint32_t n_merges;
-    int32_t bos, eos, eot;
+    const float *scores; /* SentencePiece */
+    int32_t bos, eos, eot, unk;
     int add_bos;
-    const char *pre; /* NUL-terminated or NULL */
+    int add_space_prefix; /* SentencePiece: -1 default (true) */
+    const char *pre;      /* not NUL-terminated, or NULL */
     size_t pre_len;
+    bn_tokenizer_model_kind kind;
 } raw_vocab;
 
 static bn_pretokenizer resolve_pre(const raw_vocab *rv, const bn_tokenizer_options *opts,
                                    bn_error *err, bn_status *status) {
     *status = BN_OK;
+    if (rv->kind == BN_TOKENIZER_SPM) {
+        /* llama.cpp ignores tokenizer.ggml.pre for SentencePiece; an override is a mistake. */
+        if (opts && opts->pre != BN_PRE_AUTO && opts->pre != BN_PRE_NONE)
+            *status = bn_error_set(err, BN_ERR_INVALID,
+                                   "tokenizer: pre-tokenizer '%s' does not apply to a SentencePiece vocabulary",
+                                   bn_tokenizer_pre_name(opts->pre));
+        return BN_PRE_NONE;
+    }
+    if (opts && opts->pre == BN_PRE_NONE) {
+        *status = bn_error_set(err, BN_ERR_INVALID,
+                               "tokenizer: pre-tokenizer 'none' applies to SentencePiece vocabularies only");
+        return BN_PRE_AUTO;
+    }
     if (opts && opts->pre != BN_PRE_AUTO) return opts->pre;
     if (!rv->pre) return BN_PRE_LLAMA3;
-    static const struct { const char *name; bn_pretokenizer pre; } known[] = {
-        {"llama3", BN_PRE_LLAMA3}, {"llama-bpe", BN_PRE_LLAMA3}, {"llama-v3", BN_PRE_LLAMA3},
-        {"gpt2", BN_PRE_GPT2},     {"default", BN_PRE_LLAMACPP_DEFAULT},
-    };
-    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
-        if (strlen(known[i].name) == rv->pre_len && memcmp(known[i].name, rv->pre, rv->pre_len) == 0)
-            return known[i].pre;
-    *status = bn_error_set(err, BN_ERR_UNSUPPORTED,
-                           "tokenizer.ggml.pre: unsupported pre-tokenizer '%.*s' (known: llama3, "
-                           "llama-bpe, llama-v3, gpt2, default)",
-                           (int)(rv->pre_len > 64 ? 64 : rv->pre_len), rv->pre);
-    return BN_PRE_AUTO;
+    bn_pretokenizer pre = bn_tokenizer_pre_from_name(rv->pre, rv->pre_len);
+    if (pre == BN_PRE_AUTO) {
+        char quoted[BN_GGUF_QUOTE_MAX];
+        *status = bn_error_set(err, BN_ERR_UNSUPPORTED, "tokenizer.ggml.pre: unsupported pre-tokenizer '%s' (known: %s)",
+                               bn_gguf_string_quote((bn_gguf_string){rv->pre_len, rv->pre}, quoted, sizeof quoted),
+                               BN_TOKENIZER_PRE_NAMES);
+    }
+    return pre;
+}
+
+/* Byte-level BPE: the merges as (left id, right id) -> (rank, result id). */
+static bn_status build_merges(bn_tokenizer *t, const raw_vocab *rv, const int16_t map[324], bn_error *err) {
+    uint8_t *scratch = NULL;
+    size_t scratch_cap = 0;
+    bn_status st = BN_OK;
+    /* "left right" in byte-level form, split at the first space after the first byte. */
+    for (uint32_t r = 0; r < rv->n_merges && st == BN_OK; r++) {
+        const char *m = rv->merges[r];
+        size_t len = rv->merge_lens[r];
+        const char *space = len > 1 ? memchr(m + 1, ' ', len - 1) : NULL;
+        char quoted[BN_GGUF_QUOTE_MAX];
+        if (!space || space + 1 == m + len) {
+            st = bn_error_set(err, BN_ERR_FORMAT, "tokenizer.ggml.merges[%u]: not \"left right\": '%s'", r,
+                              bn_gguf_string_quote((bn_gguf_string){len, m}, quoted, sizeof quoted));
+            break;
+        }
+        if (len > scratch_cap) {
+            uint8_t *grown = realloc(scratch, len);
+            if (!grown) {
+                st = bn_error_set(err, BN_ERR_NOMEM, "tokenizer: out of memory");
+                break;
+            }
+            scratch = grown;
+            scratch_cap = len;
+        }
+        size_t left_len = (size_t)(space - m);
+        size_t lb = byte_level_decode(scratch, (const uint8_t *)m, left_len, map);
+        size_t rb = byte_level_decode(scratch + lb, (const uint8_t *)space + 1, len - left_len - 1, map);
+        int32_t left = bn_tokenizer_vocab_lookup(t, scratch, lb);
+        int32_t right = bn_tokenizer_vocab_lookup(t, scratch + lb, rb);
+        int32_t result = bn_tokenizer_vocab_lookup(t, scratch, lb + rb);
+        if (left < 0 || right < 0 || result < 0) {
+            st = bn_error_set(err, BN_ERR_FORMAT, "tokenizer.ggml.merges[%u]: '%s' uses a token missing from the vocabulary",
+                              r, bn_gguf_string_quote((bn_gguf_string){len, m}, quoted, sizeof quoted));
+            break;
+        }
+        merge_insert(t, left, right, r, result);
+    }
+    free(scratch);
+    return st;
+}
+
+/* The lookup hash: BPE over the pieces merges may produce (first id wins); SentencePiece over
+ * every piece, which must be non-empty and unique. */
+static bn_status build_vocab_hash(bn_tokenizer *t, bn_error *err) {
+    for (int b = 0; b < 256; b++) t->byte_token[b] = -1;
+    for (uint32_t i = 0; i < t->n_tokens; i++) {
+        size_t len;
+        if (t->kind == BN_TOKENIZER_BPE) {
+            if (!type_is_bpe(t->types[i])) continue;
+            const uint8_t *b = tok_bytes(t, (int32_t)i, &len);
+            if (len == 0) continue;
+            vocab_insert(t, (int32_t)i);
+            if (len == 1 && t->byte_token[b[0]] < 0) t->byte_token[b[0]] = (int32_t)i;
+            continue;
+        }
+        const uint8_t *text = vocab_key(t, (int32_t)i, &len);
+        if (len == 0) return bn_error_set(err, BN_ERR_FORMAT, "tokenizer.ggml.tokens[%u]: empty piece", i);
+        int32_t first = vocab_insert(t, (int32_t)i);
+        if (first >= 0) {
+            char quoted[BN_GGUF_QUOTE_MAX];
+            return bn_error_set(err, BN_ERR_FORMAT, "tokenizer.ggml.tokens[%u]: piece '%s' is also id %d", i,
+                                bn_gguf_string_quote((bn_gguf_string){len, (const char *)text}, quoted, sizeof quoted),
+                                first);
+        }
+    }
+    return BN_OK;
+}
+
+/* Special tokens, longest first so that matching takes the longest at each position: control
+ * and user-defined tokens, and SentencePiece's unknown piece (matched like a control token, as
+ * llama.cpp does). */
+static bool is_special(const bn_tokenizer *t, uint32_t id) {
+    int32_t type = t->types[id];
+    bool special = type == BN_TOKEN_CONTROL || type == BN_TOKEN_USER_DEFINED ||
+                   (t->kind == BN_TOKENIZER_SPM && type == BN_TOKEN_UNKNOWN);
+    return special && t->text_off[id + 1] - t->text_off[id] > 1;
+}
+
+static bn_status build_specials(bn_tokenizer *t, bn_error *err) {
+    size_t n = 0;
+    for (uint32_t i = 0; i < t->n_tokens; i++) n += is_special(t, i);
+    t->specials = malloc((n ? n : 1) * sizeof *t->specials);
+    if (!t->specials) return bn_error_set(err, BN_ERR_NOMEM, "tokenizer: out of memory");
+    for (uint32_t i = 0; i < t->n_tokens; i++) {
+        if (!is_special(t, i)) continue;
+        bool control = t->types[i] != BN_TOKEN_USER_DEFINED;
+        t->specials[t->n_specials].id = (int32_t)i;
+        t->specials[t->n_specials].control = control;
+        t->n_specials++;
+        t->special_first[t->bytes[t->bytes_off[i]]] |= control ? 2 : 1;
+    }
+    qsort_r(t->specials, t->n_specials, sizeof *t->specials, compare_specials, t);
+    return BN_OK;
+}
+
+/* An optional special id: -1 stays none, anything else must be a token. */
+static bn_status check_id(int32_t id, uint32_t n, const char *key, int32_t *out, bn_error *err) {
+    *out = -1;
+    if (id < 0) return BN_OK;
+    if ((uint32_t)id >= n) return bn_error_set(err, BN_ERR_FORMAT, "%s: %d is outside the vocabulary (%u)", key, id, n);
+    *out = id;
+    return BN_OK;
 }
 
 static bn_status build(bn_tokenizer **out, const raw_vocab *rv, const bn_tokenizer_options *opts,
@@ -325,10 +421,12 @@ static bn_status build(bn_tokenizer **out, const raw_vocab *rv, const bn_tokeniz
 
     bn_tokenizer *t = calloc(1, sizeof *t);
     if (!t) return bn_error_set(err, BN_ERR_NOMEM, "tokenizer: out of memory");
+    t->kind = rv->kind;
     t->n_tokens = rv->n_tokens;
     t->pre = pre;
     t->ignore_merges = pre == BN_PRE_LLAMA3;
     uint32_t n = rv->n_tokens;
+    uint32_t n_merges = t->kind == BN_TOKENIZER_BPE ? rv->n_merges : 0;
     size_t total = 0;
     for (uint32_t i = 0; i < n; i++) {
         size_t len = rv->token_lens[i];
@@ -346,7 +444,7 @@ static bn_status build(bn_tokenizer **out, const raw_vocab *rv, const bn_tokeniz
     size_t vocab_size = table_size_for(n);
     t->vocab_slots = calloc(vocab_size, sizeof *t->vocab_slots);
     t->vocab_mask = vocab_size - 1;
-    size_t merge_size = table_size_for(rv->n_merges);
+    size_t merge_size = table_size_for(n_merges);
     t->merge_slots = calloc(merge_size, sizeof *t->merge_slots);
     t->merge_mask = merge_size - 1;
     if (!t->types || !t->text || !t->text_off || !t->bytes || !t->bytes_off || !t->vocab_slots ||
@@ -357,7 +455,7 @@ static bn_status build(bn_tokenizer **out, const raw_vocab *rv, const bn_tokeniz
 
     int16_t map[324];
     build_unicode_to_byte(map);
-    size_t text_pos = 0, bytes_pos = 0, n_specials = 0;
+    size_t text_pos = 0, bytes_pos = 0;
     for (uint32_t i = 0; i < n; i++) {
         int32_t type = rv->types ? rv->types[i] : BN_TOKEN_NORMAL;
         if (type < BN_TOKEN_UNDEFINED || type > BN_TOKEN_BYTE) {
@@ -366,109 +464,37 @@ static bn_status build(bn_tokenizer **out, const raw_vocab *rv, const bn_tokeniz
         }
         t->types[i] = type;
         size_t len = rv->token_lens[i];
+        const uint8_t *src = (const uint8_t *)rv->tokens[i];
         t->text_off[i] = text_pos;
-        memcpy(t->text + text_pos, rv->tokens[i], len);
+        memcpy(t->text + text_pos, src, len);
         t->text[text_pos + len] = '\0';
         text_pos += len + 1;
         t->bytes_off[i] = bytes_pos;
-        if (type == BN_TOKEN_CONTROL || type == BN_TOKEN_USER_DEFINED) {
-            memcpy(t->bytes + bytes_pos, rv->tokens[i], len);
+        if (t->kind == BN_TOKENIZER_SPM) {
+            bytes_pos += bn_spm_piece_bytes(t->bytes + bytes_pos, src, len, type);
+        } else if (type == BN_TOKEN_CONTROL || type == BN_TOKEN_USER_DEFINED) {
+            memcpy(t->bytes + bytes_pos, src, len);
             bytes_pos += len;
-            if (len > 0) n_specials++;
         } else {
-            bytes_pos += byte_level_decode(t->bytes + bytes_pos, (const uint8_t *)rv->tokens[i], len, map);
+            bytes_pos += byte_level_decode(t->bytes + bytes_pos, src, len, map);
         }
     }
     t->text_off[n] = text_pos;
     t->bytes_off[n] = bytes_pos;
 
-    for (int b = 0; b < 256; b++) t->byte_token[b] = -1;
-    for (uint32_t i = 0; i < n; i++) {
-        if (!type_is_bpe(t->types[i])) continue;
-        size_t len;
-        const uint8_t *b = tok_bytes(t, (int32_t)i, &len);
-        if (len == 0) continue;
-        vocab_insert(t, (int32_t)i);
-        if (len == 1 && t->byte_token[b[0]] < 0) t->byte_token[b[0]] = (int32_t)i;
-    }
-
-    /* Merges: "left right" in byte-level form, split at the first space after the first byte. */
-    uint8_t *scratch = malloc(1);
-    size_t scratch_cap = 1;
-    for (uint32_t r = 0; r < rv->n_merges; r++) {
-        const char *m = rv->merges[r];
-        size_t len = rv->merge_lens[r];
-        const char *space = len > 1 ? memchr(m + 1, ' ', len - 1) : NULL;
-        if (!space || space + 1 == m + len) {
-            free(scratch);
-            st = bn_error_set(err, BN_ERR_FORMAT, "tokenizer.ggml.merges[%u]: not \"left right\": '%.*s'",
-                              r, (int)(len > 64 ? 64 : len), m);
-            goto fail;
-        }
-        if (len > scratch_cap) {
-            uint8_t *grown = realloc(scratch, len);
-            if (!grown) {
-                free(scratch);
-                st = bn_error_set(err, BN_ERR_NOMEM, "tokenizer: out of memory");
-                goto fail;
-            }
-            scratch = grown;
-            scratch_cap = len;
-        }
-        size_t left_len = (size_t)(space - m);
-        size_t lb = byte_level_decode(scratch, (const uint8_t *)m, left_len, map);
-        size_t rb = byte_level_decode(scratch + lb, (const uint8_t *)space + 1, len - left_len - 1, map);
-        int32_t left = vocab_lookup(t, scratch, lb);
-        int32_t right = vocab_lookup(t, scratch + lb, rb);
-        int32_t result = vocab_lookup(t, scratch, lb + rb);
-        if (left < 0 || right < 0 || result < 0) {
-            free(scratch);
-            st = bn_error_set(err, BN_ERR_FORMAT,
-                              "tokenizer.ggml.merges[%u]: '%.*s' uses a token missing from the vocabulary",
-                              r, (int)(len > 64 ? 64 : len), m);
-            goto fail;
-        }
-        merge_insert(t, left, right, r, result);
-    }
-    free(scratch);
-
-    /* Special tokens, longest first so that matching takes the longest at each position. */
-    t->specials = malloc((n_specials ? n_specials : 1) * sizeof *t->specials);
-    if (!t->specials) {
-        st = bn_error_set(err, BN_ERR_NOMEM, "tokenizer: out of memory");
-        goto fail;
-    }
-    for (uint32_t i = 0; i < n; i++) {
-        int32_t type = t->types[i];
-        if ((type != BN_TOKEN_CONTROL && type != BN_TOKEN_USER_DEFINED) || t->text_off[i + 1] - t->text_off[i] <= 1)
-            continue;
-        t->specials[t->n_specials].id = (int32_t)i;
-        t->specials[t->n_specials].control = type == BN_TOKEN_CONTROL;
-        t->n_specials++;
-        t->special_first[t->bytes[t->bytes_off[i]]] |= type == BN_TOKEN_CONTROL ? 2 : 1;
-    }
-    qsort_r(t->specials, t->n_specials, sizeof *t->specials, compare_specials, t);
-
-    t->bos = rv->bos >= 0 && (uint32_t)rv->bos < n ? rv->bos : -1;
-    t->eos = rv->eos >= 0 && (uint32_t)rv->eos < n ? rv->eos : -1;
-    if (rv->bos >= 0 && t->bos < 0) {
-        st = bn_error_set(err, BN_ERR_FORMAT, "tokenizer.ggml.bos_token_id: %d is outside the vocabulary (%u)", rv->bos, n);
-        goto fail;
-    }
-    if (rv->eos >= 0 && t->eos < 0) {
-        st = bn_error_set(err, BN_ERR_FORMAT, "tokenizer.ggml.eos_token_id: %d is outside the vocabulary (%u)", rv->eos, n);
-        goto fail;
-    }
-    if (rv->eot >= 0) {
-        if ((uint32_t)rv->eot >= n) {
-            st = bn_error_set(err, BN_ERR_FORMAT, "tokenizer.ggml.eot_token_id: %d is outside the vocabulary (%u)", rv->eot, n);
-            goto fail;
-        }
-        t->eot = rv->eot;
-    } else {
-        t->eot = bn_tokenizer_find(t, "<|eot_id|>");
-    }
+    st = build_vocab_hash(t, err);
+    if (st == BN_OK && t->kind == BN_TOKENIZER_BPE) st = build_merges(t, rv, map, err);
+    if (st == BN_OK && t->kind == BN_TOKENIZER_SPM) st = bn_spm_prepare(t, rv->scores, err);
+    if (st == BN_OK) st = build_specials(t, err);
+    if (st == BN_OK) st = check_id(rv->bos, n, "tokenizer.ggml.bos_token_id", &t->bos, err);
+    if (st == BN_OK) st = check_id(rv->eos, n, "tokenizer.ggml.eos_token_id", &t->eos, err);
+    if (st == BN_OK) st = check_id(rv->unk, n, "tokenizer.ggml.unknown_token_id", &t->unk, err);
+    if (st == BN_OK) st = check_id(rv->eot, n, "tokenizer.ggml.eot_token_id", &t->eot, err);
+    if (st != BN_OK) goto fail;
+    if (t->kind == BN_TOKENIZER_BPE) t->unk = -1; /* byte-level BPE spells every byte */
+    if (rv->eot < 0) t->eot = bn_tokenizer_find(t, "<|eot_id|>");
     t->add_bos = rv->add_bos < 0 ? t->bos >= 0 : (rv->add_bos && t->bos >= 0);
+    t->add_space_prefix = t->kind == BN_TOKENIZER_SPM && rv->add_space_prefix != 0;
 
     st = compile_patterns(t, err);
     if (st != BN_OK) goto fail;
@@ -498,13 +524,25 @@ void bn_tokenizer_free(bn_tokenizer *t) {
     free(t->bytes_off);
     free(t->vocab_slots);
     free(t->merge_slots);
+    free(t->scores);
     free(t->specials);
     free(t);
+}
+
+/* The algorithm of a tokenizer.ggml.model value; false when unknown. */
+static bool model_kind(const char *name, size_t len, bn_tokenizer_model_kind *kind) {
+    if (len == 4 && memcmp(name, "gpt2", 4) == 0) *kind = BN_TOKENIZER_BPE;
+    else if (len == 5 && memcmp(name, "llama", 5) == 0) *kind = BN_TOKENIZER_SPM;
+    else return false;
+    return true;
 }
 
 bn_status bn_tokenizer_from_vocab(bn_tokenizer **out, const bn_tokenizer_vocab *v,
                                   const bn_tokenizer_options *opts, bn_error *err) {
     *out = NULL;
+    bn_tokenizer_model_kind kind = BN_TOKENIZER_BPE;
+    if (v->model && !model_kind(v->model, strlen(v->model), &kind))
+        return bn_error_set(err, BN_ERR_UNSUPPORTED, "tokenizer: model '%s' is not supported (gpt2, llama)", v->model);
     size_t *token_lens = malloc((v->n_tokens ? v->n_tokens : 1) * sizeof *token_lens);
     size_t *merge_lens = malloc((v->n_merges ? v->n_merges : 1) * sizeof *merge_lens);
     if (!token_lens || !merge_lens) {
@@ -517,9 +555,10 @@ bn_status bn_tokenizer_from_vocab(bn_tokenizer **out, const bn_tokenizer_vocab *
     for (uint32_t i = 0; i < v->n_merges; i++) merge_lens[i] = strlen(v->merges[i]);
     raw_vocab rv = {
         .tokens = v->tokens, .token_lens = token_lens, .types = v->token_types, .n_tokens = v->n_tokens,
-        .merges = v->merges, .merge_lens = merge_lens, .n_merges = v->n_merges,
-        .bos = v->bos_id, .eos = v->eos_id, .eot = v->eot_id, .add_bos = v->add_bos,
-        .pre = v->pre, .pre_len = v->pre ? strlen(v->pre) : 0,
+        .merges = v->merges, .merge_lens = merge_lens, .n_merges = v->n_merges, .scores = v->scores,
+        .bos = v->bos_id, .eos = v->eos_id, .eot = v->eot_id, .unk = v->unk_id, .add_bos = v->add_bos,
+        .add_space_prefix = v->add_space_prefix, .pre = v->pre, .pre_len = v->pre ? strlen(v->pre) : 0,
+        .kind = kind,
     };
     bn_status st = build(out, &rv, opts, err);
     free(token_lens);
@@ -527,9 +566,11 @@ bn_status bn_tokenizer_from_vocab(bn_tokenizer **out, const bn_tokenizer_vocab *
     return st;
 }
 
-/* Optional integer id key: -1 when absent. */
-static bn_status gguf_optional_id(const bn_gguf *g, const char *key, int32_t *out, bn_error *err) {
-    *out = -1;
+/* Optional integer id key. Absent: dflt when that is a token (llama.cpp's SentencePiece
+ * defaults), else -1. */
+static bn_status gguf_optional_id(const bn_gguf *g, const char *key, int32_t dflt, uint32_t n, int32_t *out,
+                                  bn_error *err) {
+    *out = dflt >= 0 && (uint32_t)dflt < n ? dflt : -1;
     if (!bn_gguf_find_kv(g, key)) return BN_OK;
     uint32_t v;
     bn_status st = bn_gguf_get_u32(g, key, &v, err);
@@ -539,16 +580,50 @@ static bn_status gguf_optional_id(const bn_gguf *g, const char *key, int32_t *ou
     return BN_OK;
 }
 
+/* Optional boolean key: -1 when absent. */
+static bn_status gguf_optional_bool(const bn_gguf *g, const char *key, int *out, bn_error *err) {
+    *out = -1;
+    if (!bn_gguf_find_kv(g, key)) return BN_OK;
+    bool v;
+    bn_status st = bn_gguf_get_bool(g, key, &v, err);
+    if (st == BN_OK) *out = v;
+    return st;
+}
+
+/* tokenizer.ggml.scores as floats (float32 or int32 elements, as llama.cpp reads them), one per
+ * token; *out (caller frees) stays NULL when the key is absent. */
+static bn_status gguf_scores(const bn_gguf *g, uint32_t n, float **out, bn_error *err) {
+    *out = NULL;
+    if (!bn_gguf_find_kv(g, "tokenizer.ggml.scores")) return BN_OK;
+    const bn_gguf_array *scores;
+    bn_status st = bn_gguf_get_array(g, "tokenizer.ggml.scores", BN_GGUF_TYPE_COUNT, &scores, err);
+    if (st != BN_OK) return st;
+    if (scores->elem_type != BN_GGUF_FLOAT32 && scores->elem_type != BN_GGUF_INT32)
+        return bn_error_set(err, BN_ERR_FORMAT, "tokenizer.ggml.scores: elements are %s, not float32",
+                            bn_gguf_type_name(scores->elem_type));
+    if (scores->count != n)
+        return bn_error_set(err, BN_ERR_FORMAT, "tokenizer.ggml.scores: %llu scores for %u tokens",
+                            (unsigned long long)scores->count, n);
+    *out = malloc((n ? n : 1) * sizeof **out);
+    if (!*out) return bn_error_set(err, BN_ERR_NOMEM, "tokenizer: out of memory for %u scores", n);
+    for (uint32_t i = 0; i < n; i++) (*out)[i] = (float)bn_gguf_array_f64(scores, i);
+    return BN_OK;
+}
+
 bn_status bn_tokenizer_from_gguf(bn_tokenizer **out, const bn_gguf *g, const bn_tokenizer_options *opts,
                                  bn_error *err) {
     *out = NULL;
     bn_gguf_string model;
     bn_status st = bn_gguf_get_string(g, "tokenizer.ggml.model", &model, err);
     if (st != BN_OK) return st;
-    if (!bn_gguf_string_eq(model, "gpt2"))
+    raw_vocab rv = {.add_bos = -1, .add_space_prefix = -1};
+    if (!model_kind(model.data, (size_t)model.len, &rv.kind)) {
+        char quoted[BN_GGUF_QUOTE_MAX];
         return bn_error_set(err, BN_ERR_UNSUPPORTED,
-                            "tokenizer.ggml.model: '%.*s' is not supported (only byte-level BPE, 'gpt2')",
-                            (int)(model.len > 64 ? 64 : model.len), model.data);
+                            "tokenizer.ggml.model: '%s' is not supported (gpt2: byte-level BPE, llama: SentencePiece)",
+                            bn_gguf_string_quote(model, quoted, sizeof quoted));
+    }
+    const bool spm = rv.kind == BN_TOKENIZER_SPM;
     const bn_gguf_array *tokens;
     st = bn_gguf_get_array(g, "tokenizer.ggml.tokens", BN_GGUF_STRING, &tokens, err);
     if (st != BN_OK) return st;
@@ -556,12 +631,14 @@ bn_status bn_tokenizer_from_gguf(bn_tokenizer **out, const bn_gguf *g, const bn_
         return bn_error_set(err, BN_ERR_FORMAT, "tokenizer.ggml.tokens: %llu tokens is too many",
                             (unsigned long long)tokens->count);
     uint32_t n = (uint32_t)tokens->count;
+    rv.n_tokens = n;
     const bn_gguf_array *merges = NULL;
-    if (bn_gguf_find_kv(g, "tokenizer.ggml.merges")) {
+    if (!spm && bn_gguf_find_kv(g, "tokenizer.ggml.merges")) { /* SentencePiece has no merges */
         st = bn_gguf_get_array(g, "tokenizer.ggml.merges", BN_GGUF_STRING, &merges, err);
         if (st != BN_OK) return st;
         if (merges->count > UINT32_MAX)
             return bn_error_set(err, BN_ERR_FORMAT, "tokenizer.ggml.merges: too many merges");
+        rv.n_merges = (uint32_t)merges->count;
     }
     const bn_gguf_array *types = NULL;
     if (bn_gguf_find_kv(g, "tokenizer.ggml.token_type")) {
@@ -576,18 +653,14 @@ bn_status bn_tokenizer_from_gguf(bn_tokenizer **out, const bn_gguf *g, const bn_
             return bn_error_set(err, BN_ERR_FORMAT, "tokenizer.ggml.token_type: %llu entries for %u tokens",
                                 (unsigned long long)types->count, n);
     }
-    raw_vocab rv = {.n_tokens = n, .n_merges = merges ? (uint32_t)merges->count : 0, .add_bos = -1};
-    st = gguf_optional_id(g, "tokenizer.ggml.bos_token_id", &rv.bos, err);
-    if (st == BN_OK) st = gguf_optional_id(g, "tokenizer.ggml.eos_token_id", &rv.eos, err);
-    if (st == BN_OK) st = gguf_optional_id(g, "tokenizer.ggml.eot_token_id", &rv.eot, err);
+    st = gguf_optional_id(g, "tokenizer.ggml.bos_token_id", spm ? 1 : -1, n, &rv.bos, err);
+    if (st == BN_OK) st = gguf_optional_id(g, "tokenizer.ggml.eos_token_id", spm ? 2 : -1, n, &rv.eos, err);
+    if (st == BN_OK) st = gguf_optional_id(g, "tokenizer.ggml.eot_token_id", -1, n, &rv.eot, err);
+    if (st == BN_OK && spm) st = gguf_optional_id(g, "tokenizer.ggml.unknown_token_id", 0, n, &rv.unk, err);
+    if (st == BN_OK) st = gguf_optional_bool(g, "tokenizer.ggml.add_bos_token", &rv.add_bos, err);
+    if (st == BN_OK && spm) st = gguf_optional_bool(g, "tokenizer.ggml.add_space_prefix", &rv.add_space_prefix, err);
     if (st != BN_OK) return st;
-    if (bn_gguf_find_kv(g, "tokenizer.ggml.add_bos_token")) {
-        bool add_bos;
-        st = bn_gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &add_bos, err);
-        if (st != BN_OK) return st;
-        rv.add_bos = add_bos;
-    }
-    if (bn_gguf_find_kv(g, "tokenizer.ggml.pre")) {
+    if (!spm && bn_gguf_find_kv(g, "tokenizer.ggml.pre")) { /* llama.cpp ignores it for SentencePiece */
         bn_gguf_string pre;
         st = bn_gguf_get_string(g, "tokenizer.ggml.pre", &pre, err);
         if (st != BN_OK) return st;
@@ -595,6 +668,11 @@ bn_status bn_tokenizer_from_gguf(bn_tokenizer **out, const bn_gguf *g, const bn_
         rv.pre_len = (size_t)pre.len;
     }
 
+    float *scores = NULL;
+    if (spm) {
+        st = gguf_scores(g, n, &scores, err);
+        if (st != BN_OK) return st;
+    }
     const char **tok_ptrs = malloc((n ? n : 1) * sizeof *tok_ptrs);
     size_t *tok_lens = malloc((n ? n : 1) * sizeof *tok_lens);
     int32_t *tok_types = types ? malloc((n ? n : 1) * sizeof *tok_types) : NULL;
@@ -609,7 +687,12 @@ bn_status bn_tokenizer_from_gguf(bn_tokenizer **out, const bn_gguf *g, const bn_
         tok_lens[i] = (size_t)tokens->strings[i].len;
         if (types) {
             int64_t v = bn_gguf_array_i64(types, i);
-            tok_types[i] = v < 0 || v > 1000 ? -1 : (int32_t)v;
+            if (v < BN_TOKEN_UNDEFINED || v > BN_TOKEN_BYTE) {
+                st = bn_error_set(err, BN_ERR_FORMAT, "tokenizer.ggml.token_type[%u]: invalid type %lld (0..6)", i,
+                                  (long long)v);
+                goto done;
+            }
+            tok_types[i] = (int32_t)v;
         }
     }
     for (uint32_t i = 0; i < rv.n_merges; i++) {
@@ -621,8 +704,10 @@ bn_status bn_tokenizer_from_gguf(bn_tokenizer **out, const bn_gguf *g, const bn_
     rv.types = tok_types;
     rv.merges = merge_ptrs;
     rv.merge_lens = merge_lens;
+    rv.scores = scores;
     st = build(out, &rv, opts, err);
 done:
+    free(scores);
     free(tok_ptrs);
     free(tok_lens);
     free(tok_types);
@@ -634,13 +719,20 @@ done:
 /* ---- accessors ---- */
 
 uint32_t bn_tokenizer_n_vocab(const bn_tokenizer *t) { return t->n_tokens; }
+bn_tokenizer_model_kind bn_tokenizer_model(const bn_tokenizer *t) { return t->kind; }
 int32_t bn_tokenizer_bos(const bn_tokenizer *t) { return t->bos; }
 int32_t bn_tokenizer_eos(const bn_tokenizer *t) { return t->eos; }
 int32_t bn_tokenizer_eot(const bn_tokenizer *t) { return t->eot; }
+int32_t bn_tokenizer_unk(const bn_tokenizer *t) { return t->unk; }
 bool bn_tokenizer_add_bos(const bn_tokenizer *t) { return t->add_bos; }
+bool bn_tokenizer_add_space_prefix(const bn_tokenizer *t) { return t->add_space_prefix; }
 bn_pretokenizer bn_tokenizer_pre(const bn_tokenizer *t) { return t->pre; }
 
 static bool id_valid(const bn_tokenizer *t, int32_t id) { return id >= 0 && (uint32_t)id < t->n_tokens; }
+
+float bn_tokenizer_score(const bn_tokenizer *t, int32_t id) {
+    return t->scores && id_valid(t, id) ? t->scores[id] : 0.0f;
+}
 
 bool bn_tokenizer_is_eog(const bn_tokenizer *t, int32_t id) {
     return id >= 0 && (id == t->eos || id == t->eot);
@@ -730,6 +822,7 @@ typedef struct encoder {
     range *ranges[2];
     size_t ranges_cap[2];
     pcre2_match_data *match;
+    bn_spm_scratch spm;
 } encoder;
 
 static bool pair_less(const bpe_pair *a, const bpe_pair *b) {
@@ -783,7 +876,7 @@ static bn_status try_pair(encoder *e, int32_t left, int32_t right) {
 static bn_status encode_word(encoder *e, const uint8_t *p, size_t n) {
     const bn_tokenizer *t = e->tok;
     if (n == 1 || t->ignore_merges) {
-        int32_t id = vocab_lookup(t, p, n);
+        int32_t id = bn_tokenizer_vocab_lookup(t, p, n);
         if (id >= 0) return bn_tokens_push(e->out, id, e->err);
     }
     if (n > UINT32_MAX / 2) return bn_error_set(e->err, BN_ERR_RANGE, "tokenizer: pre-token of %zu bytes", n);
@@ -857,7 +950,7 @@ static bn_status split_with(encoder *e, pcre2_code *re, const uint8_t *s, range 
             e->ranges[which][n++] = (range){pos, ms};
         }
         if (me == ms) { /* empty match: step over one character (keeps it with the next gap) */
-            int len = utf8_classify(s + me, in.end - me, NULL);
+            int len = bn_tokenizer_utf8_classify(s + me, in.end - me, NULL);
             pos = me;
             if (me >= in.end) break;
             size_t step = len > 0 ? (size_t)len : 1;
@@ -911,7 +1004,7 @@ static bn_status encode_valid_run(encoder *e, const uint8_t *s, size_t start, si
 static bn_status encode_plain(encoder *e, const uint8_t *s, size_t start, size_t end) {
     size_t run = start, i = start;
     while (i < end) {
-        int r = utf8_classify(s + i, end - i, NULL);
+        int r = bn_tokenizer_utf8_classify(s + i, end - i, NULL);
         if (r > 0) {
             i += (size_t)r;
             continue;
@@ -947,6 +1040,15 @@ static int32_t match_special(const bn_tokenizer *t, const uint8_t *s, size_t n, 
     return -1;
 }
 
+/* Encodes text between special tokens: BPE through the pre-tokenizer; SentencePiece with a ▁
+ * in front at the start and after a special token (llama.cpp's rule, and Hugging Face's
+ * Prepend normalizer applied to each stretch between added tokens). */
+static bn_status encode_text(encoder *e, const uint8_t *s, size_t start, size_t end, bool after_special) {
+    const bn_tokenizer *t = e->tok;
+    if (t->kind == BN_TOKENIZER_BPE) return encode_plain(e, s, start, end);
+    return bn_spm_encode(t, &e->spm, s + start, end - start, t->add_space_prefix && after_special, e->out, e->err);
+}
+
 bn_status bn_tokenizer_encode(const bn_tokenizer *t, const char *text, size_t len, bool add_bos,
                               bool parse_special, bn_tokens *out, bn_error *err) {
     if (!text && len > 0) return bn_error_set(err, BN_ERR_INVALID, "tokenizer: NULL text");
@@ -954,10 +1056,13 @@ bn_status bn_tokenizer_encode(const bn_tokenizer *t, const char *text, size_t le
     bn_status st = BN_OK;
     if (add_bos && t->add_bos) st = bn_tokens_push(out, t->bos, err);
     if (st != BN_OK) return st;
-    e.match = pcre2_match_data_create(1, NULL);
-    if (!e.match) return bn_error_set(err, BN_ERR_NOMEM, "tokenizer: out of memory");
+    if (t->n_patterns > 0) {
+        e.match = pcre2_match_data_create(1, NULL);
+        if (!e.match) return bn_error_set(err, BN_ERR_NOMEM, "tokenizer: out of memory");
+    }
     const uint8_t *s = (const uint8_t *)text;
     size_t seg = 0;
+    bool after_special = true; /* the start counts as one */
     for (size_t i = 0; i < len && st == BN_OK;) {
         size_t sl;
         int32_t id = t->n_specials ? match_special(t, s + i, len - i, parse_special, &sl) : -1;
@@ -965,17 +1070,19 @@ bn_status bn_tokenizer_encode(const bn_tokenizer *t, const char *text, size_t le
             i++;
             continue;
         }
-        if (i > seg) st = encode_plain(&e, s, seg, i);
+        if (i > seg) st = encode_text(&e, s, seg, i, after_special);
         if (st == BN_OK) st = bn_tokens_push(out, id, err);
+        after_special = true;
         i += sl;
         seg = i;
     }
-    if (st == BN_OK && len > seg) st = encode_plain(&e, s, seg, len);
+    if (st == BN_OK && len > seg) st = encode_text(&e, s, seg, len, after_special);
     pcre2_match_data_free(e.match);
     free(e.symbols);
     free(e.heap);
     free(e.ranges[0]);
     free(e.ranges[1]);
+    bn_spm_scratch_free(&e.spm);
     return st;
 }
 
@@ -995,6 +1102,11 @@ static bn_status buf_reserve(char **buf, size_t *cap, size_t need, bn_error *err
     return BN_OK;
 }
 
+/* Left out by skip_special: control tokens, and SentencePiece's unknown piece. */
+static bool skipped_special(const bn_tokenizer *t, int32_t id) {
+    return t->types[id] == BN_TOKEN_CONTROL || (t->kind == BN_TOKENIZER_SPM && t->types[id] == BN_TOKEN_UNKNOWN);
+}
+
 bn_status bn_tokenizer_decode(const bn_tokenizer *t, const int32_t *ids, size_t n, bool skip_special,
                               char **out, size_t *out_len, bn_error *err) {
     *out = NULL;
@@ -1008,7 +1120,7 @@ bn_status bn_tokenizer_decode(const bn_tokenizer *t, const int32_t *ids, size_t 
                               ids[i], i, t->n_tokens - 1);
             break;
         }
-        if (skip_special && t->types[ids[i]] == BN_TOKEN_CONTROL) continue;
+        if (skip_special && skipped_special(t, ids[i])) continue;
         size_t l;
         const uint8_t *b = tok_bytes(t, ids[i], &l);
         st = buf_reserve(&buf, &cap, len + l + 1, err);
@@ -1019,6 +1131,10 @@ bn_status bn_tokenizer_decode(const bn_tokenizer *t, const int32_t *ids, size_t 
     if (st != BN_OK) {
         free(buf);
         return st;
+    }
+    if (t->add_space_prefix && len > 0 && buf[0] == ' ') { /* the ▁ the encoder put in front */
+        memmove(buf, buf + 1, len - 1);
+        len--;
     }
     buf[len] = '\0';
     *out = buf;
@@ -1056,7 +1172,7 @@ static bn_status detok_emit(bn_detokenizer *d, const uint8_t *b, size_t n, bool 
     size_t o = 0, i = 0;
     d->n_pending = 0;
     while (i < total) {
-        int r = utf8_classify(in + i, total - i, NULL);
+        int r = bn_tokenizer_utf8_classify(in + i, total - i, NULL);
         if (r > 0) {
             memcpy(d->buf + o, in + i, (size_t)r);
             o += (size_t)r;
@@ -1091,7 +1207,7 @@ bn_status bn_detokenizer_push(bn_detokenizer *d, int32_t id, const char **text, 
                             d->tok->n_tokens - 1);
     size_t n = 0;
     const uint8_t *b = NULL;
-    if (!((d->flags & BN_DETOK_SKIP_SPECIAL) && d->tok->types[id] == BN_TOKEN_CONTROL)) b = tok_bytes(d->tok, id, &n);
+    if (!((d->flags & BN_DETOK_SKIP_SPECIAL) && skipped_special(d->tok, id))) b = tok_bytes(d->tok, id, &n);
     bn_status st = detok_emit(d, b, n, false, len, err);
     if (st != BN_OK) return st;
     *text = d->buf;

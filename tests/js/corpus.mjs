@@ -1,6 +1,10 @@
 // corpus.mjs: the tokenizer test corpus (valid UTF-8 text only; invalid UTF-8 has its own C tests).
 // Hand-written strings plus systematic families (numbers of every length, whitespace mixes,
 // contractions in both cases). gen-expected.mjs encodes each string with Hugging Face's tokenizer.
+// `corpus` is what the byte-level BPE vocabularies are checked on; `spmCorpus` adds, for the
+// SentencePiece vocabulary, what that algorithm treats specially: the space rule (runs of spaces,
+// tabs and newlines, leading and trailing), U+2581 written in the text, characters only byte
+// fallback can spell, the empty string, single characters, and LLaMA-2's special-token texts.
 
 const english = [
   "Hello world",
@@ -145,3 +149,34 @@ export const corpus = [
   ...english, ...code, ...numbers, ...punctuation, ...whitespace, ...scripts, ...emoji,
   ...contractions, ...specials, ...mixed,
 ];
+
+const spmSpecials = [
+  "<s>", "</s>", "<unk>", "<s>Hello", "Hello</s>", "a<s>b", "Hello</s>world", " <s> ", "<s> Hello",
+  "<s><s>", "</s></s>", "<s>\n", "<<s>>", "<s", "s>", "</s", "<S>", "< s>", "<unk>x<unk>", "</s> <s>",
+  "[INST] hi [/INST]", "<s>[INST] What is 2+2? [/INST] 4</s><s>[INST] and 3+3? [/INST]",
+  "<s>\n\nsystem</s>", "x</s>  y", "<0x41>", "<0x0A>\n",
+];
+
+const spmWhitespace = [];
+for (const n of [1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 15, 16, 17, 20, 31, 32, 33, 40]) {
+  spmWhitespace.push(" ".repeat(n), "a" + " ".repeat(n) + "b", " ".repeat(n) + "x", "y" + " ".repeat(n));
+}
+for (const n of [1, 2, 3, 5, 8]) spmWhitespace.push("\t".repeat(n), "\n".repeat(n), "a" + "\n".repeat(n) + " b");
+spmWhitespace.push("  x  ", "\n x \n", " \t \n ", "\t indented\n\t\tmore", " \u00a0 \u3000 ", "\r\n \r\n");
+
+const spmSingles = [
+  "", "a", "A", "z", "0", "9", ".", ",", "<", ">", "_", "-", "~", "é", "ß", "中", "あ", "한", "😀", "▁", "\u0001", "\u007f",
+];
+
+const spmText = [
+  "▁", "▁▁", "a▁b", "▁▁x ▁ y", "Hello ▁ world",
+  "𠀀", "𪚥", "龘", "鿿", "🦜", "🫠", "🧬 DNA", "\u{10FFFF}", "\uFFFF", "\uE000 private", "ᚠᛇᚻ runes",
+  "ꙮ", "𓀀 hieroglyph", "Z̤͔ͧ̑̓ä͖̭̈̇lͮ̒ͫǫ̟̦͛", "עִבְרִית", "ﷺ", "ελληνικά", "Ünïcödé", "Ceci n'est pas une pipe.",
+  "0", "00", "123456789", "3.14159", "1e10", "-42", "12,345.67",
+  "def f(x):\n\treturn x  # comment", "    if (a) {\n        b();\n    }", "<html>\n  <body></body>\n</html>",
+  "snake_case and camelCase and kebab-case", "https://example.com/a?b=c&d=e", "user@example.org",
+  "The quick brown fox.", " The quick brown fox.", "The quick brown fox. ", "the the the the the",
+  "Once upon a time, there was a little girl named Lily.", "She liked to play with her toys.",
+];
+
+export const spmCorpus = [...corpus, ...spmSpecials, ...spmWhitespace, ...spmSingles, ...spmText];
