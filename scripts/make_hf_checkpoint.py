@@ -22,6 +22,10 @@ Sizes: --preset tiny (2 layers, hidden 256) or 2b4t (the full 2B-4T shape, LLaMA
 model.safetensors.index.json. Tokenizers: a byte-level toy (256 bytes + 3 merges + 3 specials,
 LLaMA-3 split) for the bitnet/falcon3 flavours, LLaMA-3's and LLaMA-2's tokenizer.json from
 tests/js/node_modules/@lenml when present (--tokenizer byte|llama3|llama2|PATH overrides).
+--tokenizer-files model|both writes the SentencePiece tokenizer.json's vocabulary as a
+tokenizer.model (a sentencepiece ModelProto, encoded here without the protobuf package: pieces
+with their types and the scores SentencePiece's BPE trainer stores, trainer_spec, normalizer_spec),
+instead of or beside tokenizer.json, as the 1bitLLM repositories ship it.
 
 Tensors are generated one at a time, in slices of rows, and written straight to disk, so the
 2B-4T shape (1.2 GB packed) needs little memory. The same arguments give the same bytes.
@@ -39,6 +43,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import struct
 import sys
 
@@ -251,6 +256,76 @@ def load_tokenizer(kind, flavour):
     return doc, config, n
 
 
+# ---------------- SentencePiece tokenizer.model ----------------
+def pb_varint(v):
+    v &= (1 << 64) - 1  # negative int32 values are sign-extended to 64 bits
+    out = bytearray()
+    while True:
+        b = v & 0x7F
+        v >>= 7
+        if v:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def pb_key(field, wire):
+    return pb_varint(field << 3 | wire)
+
+
+def pb_bytes(field, payload):
+    return pb_key(field, 2) + pb_varint(len(payload)) + payload
+
+
+def pb_int(field, v):
+    return pb_key(field, 0) + pb_varint(v)
+
+
+def pb_float(field, x):
+    return pb_key(field, 5) + struct.pack("<f", x)
+
+
+def spm_model_proto(doc):
+    """tokenizer.model bytes for a SentencePiece-style tokenizer.json: one piece per id (model.vocab
+    and added_tokens; specials CONTROL, the unk token UNKNOWN, <0xNN> BYTE, other added tokens
+    USER_DEFINED), with the scores SentencePiece's BPE trainer stores (0 for non-NORMAL pieces,
+    -1e9 for pieces of spaces only, else minus the rank among learned pieces)"""
+    model = doc["model"]
+    if not model.get("byte_fallback"):
+        raise SystemExit("make_hf_checkpoint: tokenizer.model needs a SentencePiece tokenizer.json (byte_fallback)")
+    texts = {i: t for t, i in model["vocab"].items()}
+    types = {i: 6 if re.fullmatch("<0x[0-9A-F]{2}>", t) else 1 for i, t in texts.items()}
+    for a in doc.get("added_tokens", []):
+        texts[a["id"]] = a["content"]
+        types[a["id"]] = 3 if a.get("special") else 4
+    n = max(texts) + 1
+    if len(texts) != n:
+        raise SystemExit("make_hf_checkpoint: tokenizer.model cannot have unused ids")
+    ids = {t: i for i, t in texts.items()}
+    unk = ids.get(model.get("unk_token") or "<unk>", 0)
+    types[unk] = 2
+    first_learned = next((i for i in range(n) if types[i] == 1), n)
+    pieces = b""
+    for i in range(n):
+        t = texts[i]
+        score = 0.0 if types[i] != 1 else -1e9 if t and t == "▁" * len(t) else -float(i - first_learned)
+        fields = pb_bytes(1, t.encode("utf-8")) + pb_float(2, score)
+        if types[i] != 1:
+            fields += pb_int(3, types[i])  # NORMAL is the default, not written (as SentencePiece does)
+        pieces += pb_bytes(1, fields)
+    norm = doc.get("normalizer") or {}
+    prepend = any(m.get("type") == "Prepend" for m in norm.get("normalizers", []))
+    pt = doc.get("pre_tokenizer") or {}
+    if pt.get("type") == "Metaspace":
+        prepend = pt.get("prepend_scheme", "always") != "never"
+    trainer = (pb_bytes(2, b"tokenizer") + pb_int(3, 2) + pb_int(4, n) + pb_float(10, 0.99995) + pb_int(35, 1) +
+               pb_int(40, unk) + pb_int(41, ids.get("<s>", -1)) + pb_int(42, ids.get("</s>", -1)) + pb_int(43, -1) +
+               pb_key(1000, 1) + struct.pack("<d", 1.0))  # an unknown 64-bit field, which readers skip
+    normalizer = pb_bytes(1, b"identity") + pb_int(3, int(prepend)) + pb_int(4, 0)
+    return pieces + pb_bytes(2, trainer) + pb_bytes(3, normalizer)
+
+
 # ---------------- random checkpoints ----------------
 def make_random(args):
     p = dict(PRESETS[args.preset])
@@ -339,12 +414,16 @@ def make_random(args):
         with open(os.path.join(args.out, "generation_config.json"), "w") as f:
             json.dump({"bos_token_id": bos, "eos_token_id": [eos, specials.get("<|eot_id|>")]}, f, indent=2)
     template = {"bitnet-packed": BITNET_TEMPLATE, "bitnet-bf16": BITNET_TEMPLATE, "llama3-packed": LLAMA3_TEMPLATE}.get(fl)
-    write_tokenizer(args.out, doc, tok_config, template)
+    write_tokenizer(args.out, doc, tok_config, template, args.tokenizer_files)
 
 
-def write_tokenizer(out, doc, tok_config, template):
-    with open(os.path.join(out, "tokenizer.json"), "w", encoding="utf-8") as f:
-        json.dump(doc, f, ensure_ascii=False)
+def write_tokenizer(out, doc, tok_config, template, files="json"):
+    if files in ("json", "both"):
+        with open(os.path.join(out, "tokenizer.json"), "w", encoding="utf-8") as f:
+            json.dump(doc, f, ensure_ascii=False)
+    if files in ("model", "both"):
+        with open(os.path.join(out, "tokenizer.model"), "wb") as f:
+            f.write(spm_model_proto(doc))
     tc = dict(tok_config)
     if template:
         tc["chat_template"] = template
@@ -437,6 +516,8 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--shards", type=int, default=1)
     ap.add_argument("--tokenizer", help="byte, llama3, llama2 or a tokenizer.json path (default: by flavour)")
+    ap.add_argument("--tokenizer-files", choices=("json", "model", "both"), default="json",
+                    help="tokenizer.json, a SentencePiece tokenizer.model, or both (default json)")
     ap.add_argument("--from-gguf", help="export this bitnet-b1.58 GGUF instead of random weights")
     args = ap.parse_args()
     if args.from_gguf:

@@ -258,6 +258,15 @@ static void test_detect(void) {
     CHECK(!strcmp(from_template(""), "") && bn_chat_format_from_template(NULL) == NULL);
     /* a template that names BITNET and also uses LLaMA-3 headers is still bitnet */
     CHECK(!strcmp(from_template("<|start_header_id|> BITNET"), "bitnet"));
+    /* the template of the 2B-4T checkpoint's tokenizer_config.json (HF_CHECKPOINTS.md 3.5): no
+     * BITNET marker, but "Assistant: " with <|eot_id|>; LLaMA-3's <|eot_id|> alone stays llama3 */
+    const char *hf_2b4t_tpl =
+        "{% for message in messages %}{{ message['role'] | capitalize + ': ' + message['content'] | trim + "
+        "'<|eot_id|>' }}{% endfor %}{% if add_generation_prompt %}{{ 'Assistant: ' }}{% endif %}";
+    CHECK(!strcmp(from_template(hf_2b4t_tpl), "bitnet"));
+    CHECK(!strcmp(from_template(llama3_tpl), "llama3"));
+    CHECK(!strcmp(from_template("{{ m['content'] + '<|eot_id|>' }}"), ""));
+    CHECK(!strcmp(from_template("{{ 'Assistant: ' + m['content'] }}"), ""));
     /* llama.cpp's falcon3 rule: <|user|>, <|assistant|> and </s>; without </s> it is GLMEdge's,
      * with Phi-3's <|end|>, [INST] or ChatGLM-4's [gMASK]<sop> another family's */
     CHECK(!strcmp(from_template(FALCON3_BODY("eos_token")), ""));

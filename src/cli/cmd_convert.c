@@ -34,8 +34,9 @@ static const bn_cli_option convert_table[] = {
     {CONVERT_HEAD_TYPE, "--head-type", "T", "output.weight of an untied model (llama: Falcon3, Llama3-8B-1.58):\n"
                                            "the same types, default f16", 0, 0, FLOAT_TYPES},
     {CONVERT_PRE, "--pre", "NAME", "tokenizer.ggml.pre to write (byte-level BPE only): llama-bpe,\n"
-                                  "llama3, falcon3, gpt2, ... (default: from tokenizer.json's\n"
-                                  "pre_tokenizer: llama-bpe for the LLaMA-3 split, gpt2 for GPT-2's)", 0, 0, NULL},
+                                  "llama3, falcon3, gpt2, ... without looking at tokenizer.json's\n"
+                                  "pre_tokenizer (default: from it: llama-bpe for the LLaMA-3\n"
+                                  "split, gpt2 for GPT-2's, any other refused)", 0, 0, NULL},
     {CONVERT_NAME, "--name", "TEXT", "general.name (default: the checkpoint folder's name)", 0, 0, NULL},
     {CONVERT_NO_PROGRESS, "--no-progress", NULL, "no progress lines on stderr", 0, 0, NULL},
     {0},
@@ -46,8 +47,9 @@ const bn_cli_spec bn_convert_spec = {
     .synopsis = "HF_DIR OUT.gguf [options]",
     .about =
         "Converts a Hugging Face BitNet b1.58 checkpoint folder (config.json, model.safetensors or\n"
-        "shards with model.safetensors.index.json, tokenizer.json; tokenizer_config.json and\n"
-        "generation_config.json when present) into one GGUF file for run, chat and serve.\n"
+        "shards with model.safetensors.index.json, tokenizer.json or else a SentencePiece\n"
+        "tokenizer.model; tokenizer_config.json and generation_config.json when present) into one\n"
+        "GGUF file for run, chat and serve.\n"
         "\n"
         "Classes: BitNetForCausalLM (microsoft/bitnet-b1.58-2B-4T, -bf16) -> bitnet-b1.58;\n"
         "BitnetForCausalLM (1bitLLM bitnet_b1_58-*) -> bitnet; LlamaForCausalLM with a bitnet\n"
@@ -166,8 +168,9 @@ static void print_plan(const char *dir, const char *out, const bn_convert_info *
            info->permuted ? " (q/k rows permuted for NORM RoPE)" : "");
     printf("  weights      %s\n", info->flavour);
     printf("  head         %s\n", info->tied ? "tied to token_embd" : "output.weight (untied)");
-    printf("  tokenizer    %s, %u tokens%s%s", !strcmp(info->tokenizer, "llama") ? "SentencePiece" : "byte-level BPE",
-           info->n_tokens, info->pre ? ", pre " : "", info->pre ? info->pre : "");
+    printf("  tokenizer    %s (%s), %u tokens%s%s",
+           !strcmp(info->tokenizer, "llama") ? "SentencePiece" : "byte-level BPE", info->vocab_file, info->n_tokens,
+           info->pre ? ", pre " : "", info->pre ? info->pre : "");
     if (info->n_vocab > info->n_tokens) printf(" (padded to %u)", info->n_vocab);
     printf(", bos %d, eos %d, eot %d, chat template %s\n", info->bos, info->eos, info->eot,
            info->chat_template ? "yes" : "no");

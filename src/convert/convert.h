@@ -4,7 +4,7 @@
  * sections 1-4 and 9).
  *
  * Input: config.json, model.safetensors (or shards named by model.safetensors.index.json) and
- * tokenizer.json; tokenizer_config.json (chat template, special tokens, add_bos_token),
+ * tokenizer.json, or without it a SentencePiece tokenizer.model (spm_model.h); tokenizer_config.json (chat template, special tokens, add_bos_token),
  * generation_config.json and chat_template.jinja when present.
  *
  * The class in config.json picks the GGUF architecture:
@@ -74,8 +74,10 @@ typedef struct bn_convert_options {
     uint32_t type;      /* projections: BN_TYPE_I2_S (default), BN_TYPE_TQ2_0, BN_TYPE_TQ1_0 */
     uint32_t embd_type; /* token_embd: BN_TYPE_F16 (default), F32, BF16, Q8_0, Q6_K, Q4_K */
     uint32_t head_type; /* output.weight of an untied model: as embd_type (default F16) */
-    const char *pre;    /* tokenizer.ggml.pre (BN_TOKENIZER_PRE_NAMES); NULL: from tokenizer.json
-                           ("gpt2" for the GPT-2 split, "llama-bpe" for the LLaMA-3 one) */
+    const char *pre;    /* tokenizer.ggml.pre (BN_TOKENIZER_PRE_NAMES), written without looking at
+                           tokenizer.json's pre_tokenizer (which then need not be one the engine
+                           recognises); NULL: from the pre_tokenizer ("gpt2" for the GPT-2 split,
+                           "llama-bpe" for the LLaMA-3 one, anything else an error naming it) */
     const char *name;   /* general.name; NULL: the directory's name */
     bn_convert_progress_fn progress;
     void *progress_user;
@@ -95,6 +97,7 @@ typedef struct bn_convert_info {
     uint32_t n_layers, n_vocab;
     uint32_t n_tokens;         /* tokens in tokenizer.json (n_vocab after padding) */
     const char *tokenizer;     /* "gpt2" (byte-level BPE) or "llama" (SentencePiece) */
+    const char *vocab_file;    /* "tokenizer.json", or "tokenizer.model" when there is no tokenizer.json */
     const char *pre;           /* tokenizer.ggml.pre written; NULL: none */
     int32_t bos, eos, eot;     /* -1: none */
     bool chat_template;

@@ -2,7 +2,8 @@
  * convert_vocab.c: the tokenizer part of a converted GGUF (see convert.h).
  *
  * Design: tokenizer.json is read by the tokenizer's own importer (bn_hf_vocab_load, the same
- * mapping `bitnet synth --vocab-json` uses), and the keys are written here because a conversion
+ * mapping `bitnet synth --vocab-json` uses), or, when a checkpoint has none, its SentencePiece
+ * tokenizer.model by spm_model.c into the same bn_hf_vocab; and the keys are written here because a conversion
  * decides more than the importer does: the vocabulary is padded to the model's vocab_size (the
  * loader wants one token per embedding row; llama.cpp's converters pad with "[PAD<id>]" tokens of
  * type UNUSED too), BOS/EOS may come from generation_config.json or config.json, `pre` may be
@@ -10,6 +11,7 @@
  */
 #include "convert/convert_internal.h"
 #include "convert/convert_json.h"
+#include "convert/spm_model.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,17 +89,48 @@ static bn_status load_chat_template(bn_convert *c, bn_error *err) {
     return st;
 }
 
-bn_status bn_convert_vocab_load(bn_convert *c, bn_error *err) {
-    char *path = bn_convert_path(c->dir, "tokenizer.json");
-    if (!path) return bn_error_set(err, BN_ERR_NOMEM, "out of memory");
+/* The token tokenizer_config.json names for BOS or EOS, when tokenizer.model's pieces have it
+ * (hf_import does the same for tokenizer.json); else the trainer_spec's id stays. */
+static void spm_named_special(const bn_hf_vocab *v, const char *text, int32_t *id) {
+    const int32_t named = text ? find_text(v, text) : -1;
+    if (named >= 0) *id = named;
+}
+
+/* tokenizer.json through the importer; without it, a SentencePiece tokenizer.model. */
+static bn_status load_vocab_file(bn_convert *c, bn_error *err) {
+    char *json_path = bn_convert_path(c->dir, "tokenizer.json");
+    char *model_path = json_path ? bn_convert_path(c->dir, "tokenizer.model") : NULL;
     bn_status st = BN_OK;
-    if (!file_exists(path))
+    const char *pre = c->options.pre;
+    if (pre && bn_tokenizer_pre_from_name(pre, strlen(pre)) == BN_PRE_AUTO) {
+        st = bn_error_set(err, BN_ERR_INVALID, "--pre '%s' is not a known pre-tokenizer (%s)", pre,
+                          BN_TOKENIZER_PRE_NAMES);
+    } else if (!json_path || !model_path) {
+        st = bn_error_set(err, BN_ERR_NOMEM, "out of memory");
+    } else if (file_exists(json_path)) {
+        const bn_hf_vocab_options options = {.pre = c->options.pre};
+        c->info.vocab_file = "tokenizer.json";
+        st = bn_hf_vocab_load_with(&c->vocab, json_path, &options, err);
+    } else if (file_exists(model_path)) {
+        c->info.vocab_file = "tokenizer.model";
+        st = bn_spm_model_load(&c->vocab, model_path, err);
+        if (st == BN_OK) {
+            spm_named_special(&c->vocab, c->tokenizer_config.bos_token, &c->vocab.bos_id);
+            spm_named_special(&c->vocab, c->tokenizer_config.eos_token, &c->vocab.eos_id);
+        }
+    } else {
         st = bn_error_set(err, BN_ERR_IO,
-                          "%s: missing (the converter reads the vocabulary from tokenizer.json; a SentencePiece "
-                          "tokenizer.model alone is not read)",
-                          path);
-    if (st == BN_OK) st = bn_hf_vocab_load(&c->vocab, path, err);
-    free(path);
+                          "%s: missing (the converter reads the vocabulary from tokenizer.json, or from a "
+                          "SentencePiece tokenizer.model when there is no tokenizer.json; neither is there)",
+                          json_path);
+    }
+    free(json_path);
+    free(model_path);
+    return st;
+}
+
+bn_status bn_convert_vocab_load(bn_convert *c, bn_error *err) {
+    bn_status st = load_vocab_file(c, err);
     if (st != BN_OK) return st;
 
     bn_convert_info *info = &c->info;
@@ -105,9 +138,9 @@ bn_status bn_convert_vocab_load(bn_convert *c, bn_error *err) {
     info->n_tokens = v->n_tokens;
     if (v->n_tokens > info->n_vocab)
         return bn_error_set(err, BN_ERR_FORMAT,
-                            "tokenizer.json has %u tokens but the model has %u (config.json vocab_size, the rows of "
+                            "%s has %u tokens but the model has %u (config.json vocab_size, the rows of "
                             "embed_tokens)",
-                            v->n_tokens, info->n_vocab);
+                            info->vocab_file, v->n_tokens, info->n_vocab);
     if ((st = pad_vocab(&c->vocab, info->n_vocab, err))) return st;
     info->tokenizer = v->model;
 
@@ -123,11 +156,8 @@ bn_status bn_convert_vocab_load(bn_convert *c, bn_error *err) {
     if (c->options.pre) {
         if (spm)
             return bn_error_set(err, BN_ERR_INVALID,
-                                "--pre '%s': tokenizer.json is a SentencePiece vocabulary, which has no pre-tokenizer",
-                                c->options.pre);
-        if (bn_tokenizer_pre_from_name(c->options.pre, strlen(c->options.pre)) == BN_PRE_AUTO)
-            return bn_error_set(err, BN_ERR_INVALID, "--pre '%s' is not a known pre-tokenizer (%s)", c->options.pre,
-                                BN_TOKENIZER_PRE_NAMES);
+                                "--pre '%s': %s is a SentencePiece vocabulary, which has no pre-tokenizer",
+                                c->options.pre, info->vocab_file);
         c->pre = c->options.pre;
     } else if (!spm) {
         c->pre = v->pre ? v->pre : "llama-bpe"; /* the importer's NULL is the LLaMA-3 split */

@@ -10,7 +10,8 @@
  *     rank order. The pre-tokenizer must be one this engine implements: ByteLevel with its own
  *     (GPT-2) regex, written as pre = "gpt2", or the LLaMA-3 Split followed by ByteLevel without
  *     regex, written as no `pre` key (which means LLaMA-3 with ignore_merges here, as in the
- *     official BitNet GGUF).
+ *     official BitNet GGUF). A caller that names the pre-tokenizer (bn_hf_vocab_options.pre,
+ *     `bitnet convert --pre`) skips the recognition, and any pre_tokenizer is then accepted.
  *   - SentencePiece converted to BPE (LLaMA-2, Mistral): byte_fallback, spaces made ▁ by the
  *     normalizer (Replace, after a Prepend of ▁ when a space prefix is added) or by a Metaspace
  *     pre-tokenizer that does not split. Written as model "llama" with scores instead of merges:
@@ -59,6 +60,22 @@ static bool bool_field(const json_t *obj, const char *key, bool dflt) {
     return json_is_boolean(v) ? json_is_true(v) : dflt;
 }
 
+/* A pre_tokenizer for messages: its type, with a Sequence's member types ("Sequence[Split,
+ * ByteLevel]"), "null" when absent; cut to size. */
+static void describe_pre(const json_t *pt, char *out, size_t size) {
+    const char *type = json_string_value(json_object_get(pt, "type"));
+    size_t n = (size_t)snprintf(out, size, "%s", !pt || json_is_null(pt) ? "null" : type ? type : "(no type)");
+    if (!type || strcmp(type, "Sequence") != 0) return;
+    size_t i;
+    const json_t *member;
+    json_array_foreach(json_object_get(pt, "pretokenizers"), i, member) {
+        const char *t = json_string_value(json_object_get(member, "type"));
+        if (n >= size) return;
+        n += (size_t)snprintf(out + n, size - n, "%s%s", i ? ", " : "[", t ? t : "?");
+    }
+    if (n < size) snprintf(out + n, size - n, "]");
+}
+
 /* The `pre` value equivalent to the file's pre_tokenizer (NULL: LLaMA-3, written as absent). */
 static bn_status detect_pre(const json_t *root, const char *path, const char **pre, bn_error *err) {
     const json_t *pt = json_object_get(root, "pre_tokenizer");
@@ -88,8 +105,12 @@ static bn_status detect_pre(const json_t *root, const char *path, const char **p
             return BN_OK;
         }
     }
+    char what[160];
+    describe_pre(pt, what, sizeof what);
     return bn_error_set(err, BN_ERR_UNSUPPORTED,
-                        "%s: pre_tokenizer is neither GPT-2 ByteLevel nor the LLaMA-3 split", path);
+                        "%s: pre_tokenizer %s is neither GPT-2 ByteLevel nor the LLaMA-3 split (`bitnet convert "
+                        "--pre NAME` names the split to use instead)",
+                        path, what);
 }
 
 static bool string_field_is(const json_t *obj, const char *key, const char *want) {
@@ -212,7 +233,16 @@ static bn_status spm_types_and_scores(bn_hf_vocab *v, const char *unk_token, con
 }
 
 bn_status bn_hf_vocab_load(bn_hf_vocab *out, const char *path, bn_error *err) {
+    return bn_hf_vocab_load_with(out, path, NULL, err);
+}
+
+bn_status bn_hf_vocab_load_with(bn_hf_vocab *out, const char *path, const bn_hf_vocab_options *options,
+                                bn_error *err) {
     memset(out, 0, sizeof *out);
+    const char *pre_override = options ? options->pre : NULL;
+    if (pre_override && bn_tokenizer_pre_from_name(pre_override, strlen(pre_override)) == BN_PRE_AUTO)
+        return bn_error_set(err, BN_ERR_INVALID, "pre-tokenizer '%s' is not a known name (%s)", pre_override,
+                            BN_TOKENIZER_PRE_NAMES);
     out->bos_id = out->eos_id = out->unk_id = -1;
     json_error_t jerr;
     json_t *root = json_load_file(path, 0, &jerr);
@@ -232,7 +262,8 @@ bn_status bn_hf_vocab_load(bn_hf_vocab *out, const char *path, bn_error *err) {
         goto done;
     }
     out->model = spm ? "llama" : "gpt2";
-    if (!spm) st = detect_pre(root, path, &out->pre, err);
+    if (!spm && pre_override) out->pre = pre_override;
+    else if (!spm) st = detect_pre(root, path, &out->pre, err);
     if (st != BN_OK) goto done;
 
     int64_t max_id = -1;

@@ -221,10 +221,21 @@ typedef struct bn_hf_vocab {
     int32_t bos_id, eos_id, unk_id;
     bool add_bos;
     bool add_space_prefix; /* SentencePiece */
-    const char *pre; /* static string or NULL */
+    const char *pre; /* static string, bn_hf_vocab_options.pre, or NULL */
 } bn_hf_vocab;
 
-/* Fills *out (owned by the caller: bn_hf_vocab_free). */
+typedef struct bn_hf_vocab_options {
+    /* A BN_TOKENIZER_PRE_NAMES name to use as `pre` of a byte-level BPE instead of the one
+     * recognised from pre_tokenizer, which is then not looked at (so one the engine does not
+     * recognise is accepted). Kept by pointer: must outlive the vocabulary. Unused for
+     * SentencePiece files. NULL: recognise it, and refuse one not recognised, naming it. */
+    const char *pre;
+} bn_hf_vocab_options;
+
+/* Fills *out (owned by the caller: bn_hf_vocab_free). options may be NULL (all defaults). */
+bn_status bn_hf_vocab_load_with(bn_hf_vocab *out, const char *tokenizer_json_path, const bn_hf_vocab_options *options,
+                                bn_error *err);
+/* bn_hf_vocab_load_with without options. */
 bn_status bn_hf_vocab_load(bn_hf_vocab *out, const char *tokenizer_json_path, bn_error *err);
 void bn_hf_vocab_free(bn_hf_vocab *vocab);
 /* A bn_tokenizer_vocab view of v (valid while v lives). */

@@ -16,6 +16,11 @@ Kinds:
   extra-tensor      a tensor model.layers.0.mlp.extra.weight is added
   class             config.json says MistralForCausalLM
   no-tokenizer      tokenizer.json is removed
+  odd-pre           tokenizer.json's pre_tokenizer becomes {"type": "Whitespace"}
+  spm-truncated-varint   tokenizer.model ends inside a varint (a tag, then a length's first byte)
+  spm-length-past-end    tokenizer.model ends with a field whose length runs past the end
+  spm-no-pieces          tokenizer.model loses every piece (ModelProto field 1)
+  spm-score-wire-type    the first piece's score is a varint (wire type 0), not a float
 Usage: hf_corrupt.py DIR KIND
 """
 import json
@@ -72,6 +77,51 @@ def edit(d, name, change):
     raise SystemExit("hf_corrupt: %s not found" % name)
 
 
+def pb_varint(b, at):
+    """(value, next offset) of the varint at b[at]"""
+    v, shift = 0, 0
+    while True:
+        v |= (b[at] & 0x7F) << shift
+        shift += 7
+        at += 1
+        if not b[at - 1] & 0x80:
+            return v, at
+
+
+def pb_fields(b):
+    """[(field, wire, raw bytes of the whole field, value bytes or None)] of a well-formed message"""
+    out, at = [], 0
+    while at < len(b):
+        start = at
+        tag, at = pb_varint(b, at)
+        wire, value = tag & 7, None
+        if wire == 0:
+            _, at = pb_varint(b, at)
+        elif wire == 1 or wire == 5:
+            at += 8 if wire == 1 else 4
+        elif wire == 2:
+            n, at = pb_varint(b, at)
+            value, at = b[at:at + n], at + n
+        out.append((tag >> 3, wire, b[start:at], value))
+    return out
+
+
+def edit_spm(d, change):
+    path = os.path.join(d, "tokenizer.model")
+    with open(path, "rb") as f:
+        data = f.read()
+    with open(path, "wb") as f:
+        f.write(change(data))
+
+
+def score_as_varint(data):
+    fields = pb_fields(data)
+    first = next(i for i, f in enumerate(fields) if f[0] == 1)
+    piece = b"".join(raw if (n, w) != (2, 5) else b"\x10\x01" for n, w, raw, _ in pb_fields(fields[first][3]))
+    head = b"\x0a" + bytes([len(piece)]) if len(piece) < 128 else None
+    return b"".join(raw if i != first else head + piece for i, (_, _, raw, _) in enumerate(fields))
+
+
 def main():
     d, kind = sys.argv[1], sys.argv[2]
     if kind == "truncated-shard":
@@ -97,6 +147,21 @@ def main():
         edit(d, "model.layers.0.self_attn.q_proj.weight_scale", lambda t, n: t[n].__setitem__(2, bytes(len(t[n][2]))))
     elif kind == "no-tokenizer":
         os.remove(os.path.join(d, "tokenizer.json"))
+    elif kind == "odd-pre":
+        path = os.path.join(d, "tokenizer.json")
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+        doc["pre_tokenizer"] = {"type": "Whitespace"}
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(doc, f, ensure_ascii=False)
+    elif kind == "spm-truncated-varint":
+        edit_spm(d, lambda b: b + b"\x1a\x80")
+    elif kind == "spm-length-past-end":
+        edit_spm(d, lambda b: b + b"\x1a\x05\x18")
+    elif kind == "spm-no-pieces":
+        edit_spm(d, lambda b: b"".join(raw for n, _, raw, _ in pb_fields(b) if n != 1))
+    elif kind == "spm-score-wire-type":
+        edit_spm(d, score_as_varint)
     elif kind == "code3":
         def code3(t, n):
             cols = t[n][1][1]
