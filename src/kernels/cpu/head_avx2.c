@@ -153,10 +153,6 @@ void bn_avx2_head_bf16(float *y, const bn_head_matrix *m, const bn_head_act *act
 
 /* ---- quantized types: a row against tokens [t0, t0 + n), n a constant after inlining ---- */
 
-static inline const void *act_row(const bn_head_act *act, int t) {
-    return (const uint8_t *)act->blocks + (size_t)t * act->token_bytes;
-}
-
 INLINE __m256i load256(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
 
 INLINE void q8_0_row(float *y, int rows, const bn_q8_0_block *w, int nb, const bn_head_act *act,
@@ -165,7 +161,7 @@ INLINE void q8_0_row(float *y, int rows, const bn_q8_0_block *w, int nb, const b
     const bn_q8_0_block *a[TOKENS];
     __m256 acc[TOKENS];
     for (int t = 0; t < n; t++) {
-        a[t] = act_row(act, t0 + t);
+        a[t] = bn_head_act_row(act, t0 + t);
         acc[t] = _mm256_setzero_ps();
     }
     for (int b = 0; b < nb; b++) {
@@ -194,7 +190,7 @@ INLINE void q6_k_row(float *y, int rows, const bn_block_q6_k *w, int nb, const b
     const bn_q8k_block *a[TOKENS];
     __m256 acc[TOKENS];
     for (int t = 0; t < n; t++) {
-        a[t] = act_row(act, t0 + t);
+        a[t] = bn_head_act_row(act, t0 + t);
         acc[t] = _mm256_setzero_ps();
     }
     for (int b = 0; b < nb; b++) {
@@ -261,7 +257,7 @@ INLINE void q4_k_row(float *y, int rows, const bn_block_q4_k *w, int nb, const b
     __m256 acc[TOKENS];
     __m128 acc_min[TOKENS];
     for (int t = 0; t < n; t++) {
-        a[t] = act_row(act, t0 + t);
+        a[t] = bn_head_act_row(act, t0 + t);
         acc[t] = _mm256_setzero_ps();
         acc_min[t] = _mm_setzero_ps();
     }

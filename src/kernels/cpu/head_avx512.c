@@ -151,10 +151,6 @@ void bn_avx512_head_bf16(float *y, const bn_head_matrix *m, const bn_head_act *a
 
 /* ---- quantized types: a row against tokens [t0, t0 + n) ---- */
 
-static inline const void *act_row(const bn_head_act *act, int t) {
-    return (const uint8_t *)act->blocks + (size_t)t * act->token_bytes;
-}
-
 /* Q8_0, one row against tokens [t0, t0 + n) (the last row of an odd range). */
 static inline __attribute__((always_inline)) void q8_0_row_n(float *y, int rows,
                                                              const bn_q8_0_block *w, int nb,
@@ -169,7 +165,7 @@ static inline __attribute__((always_inline)) void q8_0_row_n(float *y, int rows,
         const float dw = _cvtsh_ss(w[b].d);
 #pragma GCC unroll 4
         for (int t = 0; t < n; t++) {
-            const bn_q8_0_block *a = (const bn_q8_0_block *)act_row(act, t0 + t) + b;
+            const bn_q8_0_block *a = (const bn_q8_0_block *)bn_head_act_row(act, t0 + t) + b;
             const __m256i sy = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)a->qs), qw);
             const __m256 q = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(zero, ax, sy));
             acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * _cvtsh_ss(a->d)), q, acc[t]);
@@ -200,7 +196,7 @@ static inline __attribute__((always_inline)) void q8_0_pair_n(float *y, int rows
         const float dw0 = _cvtsh_ss(w[b].d), dw1 = _cvtsh_ss(w1[b].d);
 #pragma GCC unroll 4
         for (int t = 0; t < n; t++) {
-            const bn_q8_0_block *a = (const bn_q8_0_block *)act_row(act, t0 + t) + b;
+            const bn_q8_0_block *a = (const bn_q8_0_block *)bn_head_act_row(act, t0 + t) + b;
             const __m512i qa = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)a->qs));
             const __m512i sy = _mm512_mask_sub_epi8(qa, negative, _mm512_setzero_si512(), qa);
             const __m512 q =
@@ -267,7 +263,7 @@ static inline __attribute__((always_inline)) void q6_k_row_n(float *y, int rows,
         const float dw = _cvtsh_ss(x->d);
 #pragma GCC unroll 4
         for (int t = 0; t < n; t++) {
-            const bn_q8k_block *a = (const bn_q8k_block *)act_row(act, t0 + t) + b;
+            const bn_q8k_block *a = (const bn_q8k_block *)bn_head_act_row(act, t0 + t) + b;
             __m512i sumi = _mm512_setzero_si512();
 #pragma GCC unroll 4
             for (int v = 0; v < 4; v++) {
@@ -342,7 +338,7 @@ static inline __attribute__((always_inline)) void q4_k_row_n(float *y, int rows,
         const float dw = _cvtsh_ss(x->d), dminw = _cvtsh_ss(x->dmin);
 #pragma GCC unroll 4
         for (int t = 0; t < n; t++) {
-            const bn_q8k_block *a = (const bn_q8k_block *)act_row(act, t0 + t) + b;
+            const bn_q8k_block *a = (const bn_q8k_block *)bn_head_act_row(act, t0 + t) + b;
             const __m128i q8s = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)a->bsums),
                                                _mm_loadu_si128((const __m128i *)(a->bsums + 8)));
             const __m128i prod = _mm_madd_epi16(mins, q8s);

@@ -85,10 +85,6 @@ static const void *weight_row(const bn_head_matrix *m, int r, size_t row_bytes) 
     return (const uint8_t *)m->data + (size_t)r * row_bytes;
 }
 
-static const void *act_row(const bn_head_act *act, int t) {
-    return (const uint8_t *)act->blocks + (size_t)t * act->token_bytes;
-}
-
 void bn_ref_head_f32(float *y, const bn_head_matrix *m, const bn_head_act *act, int row_begin,
                      int row_end) {
     for (int r = row_begin; r < row_end; r++) {
@@ -123,7 +119,7 @@ void bn_ref_head_q8_0(float *y, const bn_head_matrix *m, const bn_head_act *act,
     for (int r = row_begin; r < row_end; r++) {
         const bn_q8_0_block *w = weight_row(m, r, (size_t)nb * sizeof *w);
         for (int t = 0; t < act->n_tokens; t++) {
-            const bn_q8_0_block *a = act_row(act, t);
+            const bn_q8_0_block *a = bn_head_act_row(act, t);
             float acc[BN_HEAD_LANES] = {0};
             for (int b = 0; b < nb; b++) q8_0_step(acc, &w[b], &a[b]);
             y[(size_t)t * m->rows + r] = bn_head_hsum8(acc);
@@ -137,7 +133,7 @@ void bn_ref_head_q6_k(float *y, const bn_head_matrix *m, const bn_head_act *act,
     for (int r = row_begin; r < row_end; r++) {
         const bn_block_q6_k *w = weight_row(m, r, (size_t)nb * sizeof *w);
         for (int t = 0; t < act->n_tokens; t++) {
-            const bn_q8k_block *a = act_row(act, t);
+            const bn_q8k_block *a = bn_head_act_row(act, t);
             float acc[BN_HEAD_LANES] = {0};
             for (int b = 0; b < nb; b++) q6_k_step(acc, &w[b], &a[b]);
             y[(size_t)t * m->rows + r] = bn_head_hsum8(acc);
@@ -151,7 +147,7 @@ void bn_ref_head_q4_k(float *y, const bn_head_matrix *m, const bn_head_act *act,
     for (int r = row_begin; r < row_end; r++) {
         const bn_block_q4_k *w = weight_row(m, r, (size_t)nb * sizeof *w);
         for (int t = 0; t < act->n_tokens; t++) {
-            const bn_q8k_block *a = act_row(act, t);
+            const bn_q8k_block *a = bn_head_act_row(act, t);
             float acc[BN_HEAD_LANES] = {0}, acc_min[4] = {0};
             for (int b = 0; b < nb; b++) q4_k_step(acc, acc_min, &w[b], &a[b]);
             y[(size_t)t * m->rows + r] = bn_head_hsum8(acc) + bn_head_hsum4(acc_min);

@@ -80,6 +80,11 @@ typedef struct bn_head_act {
     int n_tokens;
 } bn_head_act;
 
+/* Token t's activation blocks. */
+static inline const void *bn_head_act_row(const bn_head_act *act, int t) {
+    return (const uint8_t *)act->blocks + (size_t)t * act->token_bytes;
+}
+
 /* y[t * rows + r] for rows [row_begin, row_end) and every token of act. */
 typedef void (*bn_head_kernel_fn)(float *y, const bn_head_matrix *m, const bn_head_act *act,
                                   int row_begin, int row_end);
