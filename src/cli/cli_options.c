@@ -646,6 +646,7 @@ int bn_cli_spec_groups(bn_cli_group *groups, const bn_cli_spec *spec, bn_cli_app
     int n = 0;
     groups[n++] = (bn_cli_group){"options", spec->options, 0, apply, state};
     if (spec->more_options) groups[n++] = (bn_cli_group){spec->more_title, spec->more_options, 0, apply, state};
+    if (spec->extra_options) groups[n++] = (bn_cli_group){spec->extra_title, spec->extra_options, 0, apply, state};
     if (spec->common) groups[n++] = bn_cli_common_group(common, spec->common);
     if (spec->sampling) groups[n++] = bn_cli_sampling_group(sampling);
     return n;

@@ -6,6 +6,7 @@
  * the prompt as one user message; -cnv (llama.cpp's conversation mode) hands over to `chat`.
  */
 #include "cli/cli_options.h"
+#include "cli/cli_speculation.h"
 #include "cli/commands.h"
 #include "kernels/cpu_features.h"
 #include "runtime/session.h"
@@ -24,12 +25,13 @@
 
 /* The options of `run` beyond the shared groups. */
 typedef struct run_options {
-    const char *prompt, *file, *format_name;
+    const char *prompt, *file, *format_name, *ids_path;
     bool no_bos, echo, escape, conversation;
+    bn_cli_speculation spec;
 } run_options;
 
 enum { RUN_PROMPT = 1, RUN_FILE, RUN_ESCAPE, RUN_NO_ESCAPE, RUN_FORMAT, RUN_NO_BOS, RUN_NO_ECHO, RUN_CONVERSATION,
-       RUN_NO_CONVERSATION };
+       RUN_NO_CONVERSATION, RUN_OUTPUT_IDS };
 
 static const bn_cli_option run_table[] = {
     {RUN_PROMPT, "-p|--prompt", "TEXT", "the prompt (default: piped stdin, else \"" DEFAULT_PROMPT "\")", 0, 0, NULL},
@@ -43,13 +45,12 @@ static const bn_cli_option run_table[] = {
     {RUN_CONVERSATION, "-cnv|--conversation|-i|--interactive|-if|--interactive-first", NULL,
      "conversation mode, as llama.cpp's -cnv: the same as `bitnet chat`\nwith these options (-p is then the system message)", 0, 0, NULL},
     {RUN_NO_CONVERSATION, "-no-cnv|--no-conversation", NULL, "no conversation mode (what run always does)", 0, 0, NULL},
+    {RUN_OUTPUT_IDS, "--output-ids", "FILE", "write the generated token ids to FILE, one per line (what\n--spec-replay reads)", 0, 0, NULL},
     {0},
 };
 
 static bn_cli_parse apply_run(void *state, const bn_cli_option *opt, const char *name, const char *value,
                               bn_error *err) {
-    (void)name;
-    (void)err;
     run_options *o = state;
     switch (opt ? opt->id : 0) {
     case RUN_PROMPT: o->prompt = value; break;
@@ -61,7 +62,8 @@ static bn_cli_parse apply_run(void *state, const bn_cli_option *opt, const char 
     case RUN_NO_ECHO: o->echo = false; break;
     case RUN_CONVERSATION: o->conversation = true; break;
     case RUN_NO_CONVERSATION: break;
-    default: return BN_CLI_NOT_MINE;
+    case RUN_OUTPUT_IDS: o->ids_path = value; break;
+    default: return bn_cli_apply_speculation(&o->spec, opt, name, value, err);
     }
     return BN_CLI_CONSUMED;
 }
@@ -75,6 +77,8 @@ const bn_cli_spec bn_run_spec = {
              "else \"" DEFAULT_PROMPT "\".\n",
     .notes = "-n defaults to 128 here.\n",
     .options = run_table,
+    .more_options = bn_cli_speculation_options,
+    .more_title = "speculative decoding",
     .common = BN_COMMON_LOAD,
     .sampling = true,
 };
@@ -130,15 +134,32 @@ static bn_status prompt_text(const char **text, size_t *len, char **owned, const
     return BN_OK;
 }
 
+/* --output-ids: the generated ids (the output's, no end-of-generation token), one per line. */
+static bn_status write_ids(const char *path, const bn_gen *gen, bn_error *err) {
+    FILE *f = fopen(path, "w");
+    if (!f) return bn_error_set(err, BN_ERR_IO, "--output-ids %s: cannot write", path);
+    size_t n = 0;
+    const int32_t *out = bn_gen_ids(gen, &n);
+    for (size_t i = 0; i < n; i++) fprintf(f, "%d\n", (int)out[i]);
+    bool failed = ferror(f);
+    if (fclose(f) != 0 || failed) return bn_error_set(err, BN_ERR_IO, "--output-ids %s: write error", path);
+    return BN_OK;
+}
+
 int bn_cmd_run(int argc, char **argv, bn_error *err) {
     bn_cli_common common;
     bn_cli_common_init(&common, "run");
     bn_cli_sampling sampling;
     bn_cli_sampling_init(&sampling, DEFAULT_MAX_TOKENS);
     run_options o = {.echo = true};
+    bn_cli_speculation_init(&o.spec);
     int parsed = bn_cli_parse_command(&bn_run_spec, apply_run, &o, &common, &sampling, argc, argv, err);
     if (parsed >= 0 || o.conversation) bn_cli_sampling_free(&sampling);
     if (parsed >= 0) return parsed;
+    if (o.conversation && (o.spec.config.mode != BN_SPEC_NONE || o.ids_path)) {
+        bn_error_set(err, BN_ERR_INVALID, "conversation mode (-cnv) takes no --spec and no --output-ids");
+        return BN_EXIT_USAGE;
+    }
     if (o.conversation) return bn_cmd_chat(argc, argv, err); /* llama.cpp's -cnv */
 
     int rc = BN_EXIT_ERROR;
@@ -147,6 +168,7 @@ int bn_cmd_run(int argc, char **argv, bn_error *err) {
     char *path = NULL;
     bn_session session = {0};
     bn_gen *gen = NULL;
+    bn_spec *spec = NULL;
     bn_tokens ids = {0};
     bn_chat_text chat = {0};
     char *owned_prompt = NULL;
@@ -185,6 +207,11 @@ int bn_cmd_run(int argc, char **argv, bn_error *err) {
     if (bn_gen_create(&gen, tok, (size_t)cfg->n_vocab, &gen_config, err) != BN_OK) goto done;
     const bn_session_options session_options = bn_cli_session_options(&common, &sampling);
     if (bn_session_init(&session, model, &session_options, err) != BN_OK) goto done;
+    if (o.spec.config.mode != BN_SPEC_NONE || o.spec.draft_path || o.spec.replay_path) {
+        if (bn_cli_speculation_prepare(&o.spec, model, tok, &common, err) != BN_OK) goto done;
+        if (bn_spec_create(&spec, &o.spec.config, bn_session_capacity(&session), err) != BN_OK) goto done;
+        bn_session_set_spec(&session, spec);
+    }
 
     bn_cli_catch_sigint();
 
@@ -199,6 +226,9 @@ int bn_cmd_run(int argc, char **argv, bn_error *err) {
     fflush(stdout);
     print_speed("prompt", stats.n_prefilled, stats.prefill_ms);
     print_speed("generation", stats.n_generated, stats.generate_ms);
+    bn_cli_speculation_report("run", &o.spec.config, stats.n_steps, stats.n_drafted, stats.n_accepted,
+                              stats.n_generated - (stats.n_generated > 0));
+    if (o.ids_path && write_ids(o.ids_path, gen, err) != BN_OK) goto done;
     if (stats.n_shifts)
         fprintf(stderr, "context shifts: %d (%d tokens dropped)\n", stats.n_shifts, stats.n_dropped);
     fprintf(stderr, "stopped: %s, seed %llu\n", bn_finish_reason_name(stats.finish),
@@ -210,6 +240,8 @@ done:
     bn_tokens_free(&ids);
     bn_gen_free(gen);
     if (session.seq) bn_session_free(&session);
+    bn_spec_free(spec);
+    bn_cli_speculation_free(&o.spec);
     bn_tokenizer_free(tok);
     bn_model_free(model);
     free(path);

@@ -22,6 +22,7 @@ int bn_cmd_serve(int argc, char **argv, bn_error *err) {
 }
 #else
 #include "cli/cli_options.h"
+#include "cli/cli_speculation.h"
 #include "kernels/tuner.h"
 #include "server/server.h"
 
@@ -122,6 +123,8 @@ const bn_cli_spec bn_serve_spec = {
     .options = serve_table,
     .more_options = serve_security_table,
     .more_title = "security and limits",
+    .extra_options = bn_cli_speculation_options,
+    .extra_title = "speculative decoding (per slot; ngram or draft)",
     .common = BN_COMMON_LOAD & ~BN_COMMON_PROGRESS,
 };
 
@@ -194,6 +197,7 @@ typedef struct serve_options {
     bn_server_config cfg;
     double shutdown_timeout;
     key_list keys, hosts, origins, proxies;
+    bn_cli_speculation spec;
 } serve_options;
 
 static bn_cli_parse apply_serve(void *state, const bn_cli_option *opt, const char *a, const char *v, bn_error *err) {
@@ -245,7 +249,7 @@ static bn_cli_parse apply_serve(void *state, const bn_cli_option *opt, const cha
     case SERVE_IGNORED:
         fprintf(stderr, "bitnet serve: note: %s is accepted for llama-server command lines and changes nothing here\n", a);
         break;
-    default: return BN_CLI_NOT_MINE;
+    default: return bn_cli_apply_speculation(&o->spec, opt, a, v, err);
     }
     if (!ok) return bn_cli_bad_value(a, v, opt->metavar ? opt->metavar : "a value", err);
     return BN_CLI_CONSUMED;
@@ -258,6 +262,7 @@ int bn_cmd_serve(int argc, char **argv, bn_error *err) {
                                .cache_ram_mb = 512, .max_connections = 1024, .max_client_connections = 32,
                                .header_timeout = 10, .body_timeout = 60, .auth_fail_limit = 10},
                        .shutdown_timeout = 30};
+    bn_cli_speculation_init(&o.spec);
     const char *shift_env = getenv("BITNET_CONTEXT_SHIFT");
     o.cfg.context_shift = shift_env && *shift_env && strcmp(shift_env, "0") != 0;
     const char *int8_env = getenv("BITNET_INT8_LM_HEAD");
@@ -267,7 +272,18 @@ int bn_cmd_serve(int argc, char **argv, bn_error *err) {
     bn_server_config cfg = o.cfg;
     const double shutdown_timeout = o.shutdown_timeout;
     key_list keys = o.keys, hosts = o.hosts, origins = o.origins, proxies = o.proxies;
-    if (rc == BN_EXIT_OK && common.device == BN_DEVICE_CUDA && common.device_given) {
+    if (rc == BN_EXIT_OK && o.spec.config.mode == BN_SPEC_REPLAY) {
+        bn_error_set(err, BN_ERR_INVALID, "--spec replay: the server has no previous run to replay (ngram or draft)");
+        rc = BN_EXIT_USAGE;
+    } else if (rc == BN_EXIT_OK && (o.spec.draft_path != NULL) != (o.spec.config.mode == BN_SPEC_DRAFT)) {
+        bn_error_set(err, BN_ERR_INVALID, o.spec.draft_path ? "--model-draft is for --spec draft"
+                                                             : "--spec draft needs a draft model (--model-draft FILE)");
+        rc = BN_EXIT_USAGE;
+    } else if (rc == BN_EXIT_OK && o.spec.config.draft_min > o.spec.config.draft_max) {
+        bn_error_set(err, BN_ERR_INVALID, "--draft-min %d is above --draft-max %d", o.spec.config.draft_min,
+                     o.spec.config.draft_max);
+        rc = BN_EXIT_USAGE;
+    } else if (rc == BN_EXIT_OK && common.device == BN_DEVICE_CUDA && common.device_given) {
         bn_error_set(err, BN_ERR_UNSUPPORTED, "--device cuda: the server runs on the CPU for now");
         rc = BN_EXIT_ERROR;
     } else if (rc == BN_EXIT_OK && common.gpu_layers > 0) {
@@ -295,6 +311,8 @@ int bn_cmd_serve(int argc, char **argv, bn_error *err) {
         pthread_sigmask(SIG_BLOCK, &sigs, NULL);
         signal(SIGPIPE, SIG_IGN);
         cfg.model_path = model_path;
+        cfg.spec = o.spec.config;
+        cfg.draft_model_path = o.spec.draft_path;
         cfg.n_ctx = common.n_ctx;
         cfg.n_threads = common.n_threads;
         cfg.tune = common.tune >= 0 ? bn_tune_mode_name((bn_tune_mode)common.tune) : NULL;

@@ -62,7 +62,7 @@ typedef struct bn_cli_group {
     void *state;
 } bn_cli_group;
 
-#define BN_CLI_MAX_GROUPS 4
+#define BN_CLI_MAX_GROUPS 5
 
 /* What a command is, for the parser, --help and the completion scripts (cli_options.h's
  * bn_cli_parse_command turns it into groups). */
@@ -78,6 +78,8 @@ typedef struct bn_cli_spec {
     const bn_cli_option *options;      /* the command's own table */
     const bn_cli_option *more_options; /* a second own table with its own heading (NULL: none) */
     const char *more_title;
+    const bn_cli_option *extra_options; /* a third own table with its own heading (NULL: none) */
+    const char *extra_title;
     unsigned common;                   /* the common options it takes (cli_options.h BN_COMMON_*) */
     bool sampling;                     /* takes the sampling options */
 } bn_cli_spec;

@@ -303,6 +303,7 @@ void bn_gen_finish(bn_gen *g, bn_finish_reason reason, bn_gen_delta *out) {
 
 bn_finish_reason bn_gen_finish_reason(const bn_gen *g) { return g->finish; }
 int bn_gen_n_generated(const bn_gen *g) { return g->n_generated; }
+int32_t bn_gen_max_tokens(const bn_gen *g) { return g->cfg.max_tokens; }
 uint64_t bn_gen_seed(const bn_gen *g) { return bn_sampler_seed(g->sampler); }
 
 const char *bn_gen_text(const bn_gen *g, size_t *len) {

@@ -102,6 +102,7 @@ void bn_gen_finish(bn_gen *g, bn_finish_reason reason, bn_gen_delta *out);
 
 bn_finish_reason bn_gen_finish_reason(const bn_gen *g);
 int bn_gen_n_generated(const bn_gen *g);   /* tokens sampled, an EOG token included */
+int32_t bn_gen_max_tokens(const bn_gen *g); /* the config's max_tokens (< 0: no limit) */
 uint64_t bn_gen_seed(const bn_gen *g);
 /* The final text so far (stop string excluded once found), NUL-terminated. */
 const char *bn_gen_text(const bn_gen *g, size_t *len);

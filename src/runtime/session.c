@@ -4,6 +4,8 @@
  */
 #include "runtime/session.h"
 
+#include <stdint.h>
+
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -34,6 +36,7 @@ bn_status bn_session_init(bn_session *s, bn_model *model, const bn_session_optio
 }
 
 void bn_session_free(bn_session *s) {
+    free(s->rows);
     bn_sequence_free(s->seq);
     bn_tokens_free(&s->cached);
     free(s->logits);
@@ -46,6 +49,8 @@ void bn_session_clear(bn_session *s) {
     s->first_prompt = 0;
     s->shifted = false;
 }
+
+void bn_session_set_spec(bn_session *s, bn_spec *spec) { s->spec = spec; }
 
 int bn_session_capacity(const bn_session *s) { return bn_sequence_capacity(s->seq); }
 
@@ -99,6 +104,80 @@ static bn_status shift(bn_session *s, bn_session_stats *stats, bool *shifted, bn
     return BN_OK;
 }
 
+/* What a verification's deltas go to: the text callback, and a cancel from it. */
+typedef struct step_ctx {
+    bn_gen *g;
+    const bn_session_io *io;
+} step_ctx;
+
+/* Hands a delta's text out; a callback that refuses more ends the generation (as cancelled). */
+static bool deliver(void *user, const bn_gen_delta *delta) {
+    step_ctx *c = user;
+    const bn_session_io *io = c->io;
+    if (delta->text_len && io && io->on_text && !io->on_text(io->user, delta->text, delta->text_len) &&
+        delta->finish == BN_FINISH_NONE) {
+        bn_gen_delta rest;
+        bn_gen_finish(c->g, BN_FINISH_CANCELLED, &rest);
+        if (rest.text_len) io->on_text(io->user, rest.text, rest.text_len);
+        return false;
+    }
+    return !cancelled(io);
+}
+
+/* One generation step: the pending token and the drafts (none without speculation) in one
+ * forward pass, then the generation over their rows (speculative.h). Drafts the model did not
+ * confirm leave the cache; *pending becomes the last sampled token. */
+static bn_status spec_step(bn_session *s, bn_gen *g, int32_t *pending, size_t n_prompt,
+                           const bn_session_io *io, bn_session_stats *stats, bn_error *err) {
+    const int capacity = bn_sequence_capacity(s->seq);
+    const int length = bn_sequence_length(s->seq);
+    int32_t draft[BN_SPEC_DRAFT_LIMIT];
+    int n_draft = 0;
+    bn_status st;
+    if (s->spec) {
+        int limit = capacity - length - 1;
+        int32_t max_tokens = bn_gen_max_tokens(g);
+        if (max_tokens >= 0 && max_tokens - bn_gen_n_generated(g) - 1 < limit)
+            limit = max_tokens - bn_gen_n_generated(g) - 1;
+        int want = bn_spec_want(s->spec, &s->costs, limit);
+        if (want > 0) {
+            if ((st = bn_tokens_push(&s->cached, *pending, err)) != BN_OK) return st;
+            st = bn_spec_propose(s->spec, s->cached.ids, s->cached.n, n_prompt, want, draft, &n_draft, err);
+            s->cached.n--;
+            if (st != BN_OK) return st;
+        }
+    }
+    const size_t n_vocab = (size_t)bn_model_get_config(s->model)->n_vocab;
+    if (1 + n_draft > s->rows_cap) {
+        float *rows = realloc(s->rows, (size_t)(1 + n_draft) * n_vocab * sizeof *rows);
+        if (!rows) return bn_error_set(err, BN_ERR_NOMEM, "out of memory for %d rows of logits", 1 + n_draft);
+        s->rows = rows;
+        s->rows_cap = 1 + n_draft;
+    }
+    bn_batch_entry entries[1 + BN_SPEC_DRAFT_LIMIT];
+    entries[0] = (bn_batch_entry){s->seq, length, *pending, true};
+    for (int j = 0; j < n_draft; j++) entries[1 + j] = (bn_batch_entry){s->seq, length + 1 + j, draft[j], true};
+    double t0 = now_ms();
+    if ((st = bn_model_decode(s->model, entries, 1 + n_draft, s->rows, err)) != BN_OK) return st;
+    bn_spec_costs_record(&s->costs, 1 + n_draft, now_ms() - t0);
+    for (int j = 0; j <= n_draft; j++)
+        if ((st = bn_tokens_push(&s->cached, entries[j].token, err)) != BN_OK) return st;
+    int ctx_left = s->options.context_shift ? INT32_MAX : capacity - (length + 1);
+    int accepted = 0, sampled = 0;
+    step_ctx c = {g, io};
+    st = bn_spec_verify(g, s->rows, n_vocab, draft, n_draft, ctx_left,
+                        deliver, &c, &accepted, &sampled, pending, err);
+    /* the cache keeps the pending token and the confirmed drafts */
+    bn_sequence_truncate(s->seq, length + 1 + accepted);
+    s->cached.n = (size_t)length + 1 + (size_t)accepted;
+    stats->n_gen_cached += 1 + accepted;
+    stats->n_steps++;
+    stats->n_drafted += n_draft;
+    stats->n_accepted += accepted;
+    if (s->spec) bn_spec_record(s->spec, n_draft, accepted, sampled);
+    return st;
+}
+
 bn_status bn_session_generate(bn_session *s, bn_gen *g, const int32_t *prompt, size_t n_prompt,
                               const bn_session_io *io, bn_session_stats *stats, bn_error *err) {
     memset(stats, 0, sizeof *stats);
@@ -130,22 +209,21 @@ bn_status bn_session_generate(bn_session *s, bn_gen *g, const int32_t *prompt, s
     double t1 = now_ms();
     stats->prefill_ms = t1 - t0;
     bn_gen_delta delta;
+    int32_t pending = -1;
     if (st == BN_OK && was_cancelled) bn_gen_finish(g, BN_FINISH_CANCELLED, &delta);
-    while (st == BN_OK && bn_gen_finish_reason(g) == BN_FINISH_NONE) {
+    if (st == BN_OK && bn_gen_finish_reason(g) == BN_FINISH_NONE) {
+        /* the first token, from the prompt's logits */
         if (cancelled(io)) {
             bn_gen_finish(g, BN_FINISH_CANCELLED, &delta);
         } else {
-            int ctx_left = (int)capacity - bn_sequence_length(s->seq);
-            if (s->options.context_shift) ctx_left = INT32_MAX; /* a full sequence shifts below */
-            if ((st = bn_gen_step(g, s->logits, ctx_left, &delta, err)) != BN_OK) break;
+            int ctx_left = s->options.context_shift ? INT32_MAX : (int)capacity - bn_sequence_length(s->seq);
+            if ((st = bn_gen_step(g, s->logits, ctx_left, &delta, err)) == BN_OK) {
+                pending = delta.token;
+                deliver(&(step_ctx){g, io}, &delta);
+            }
         }
-        if (delta.text_len && io && io->on_text && !io->on_text(io->user, delta.text, delta.text_len) &&
-            delta.finish == BN_FINISH_NONE) {
-            bn_gen_delta rest;
-            bn_gen_finish(g, BN_FINISH_CANCELLED, &rest);
-            if (rest.text_len) io->on_text(io->user, rest.text, rest.text_len);
-        }
-        if (bn_gen_finish_reason(g) != BN_FINISH_NONE) break;
+    }
+    while (st == BN_OK && bn_gen_finish_reason(g) == BN_FINISH_NONE) {
         if ((size_t)bn_sequence_length(s->seq) >= capacity) {
             bool shifted = false;
             if (s->options.context_shift && (st = shift(s, stats, &shifted, err)) != BN_OK) break;
@@ -155,8 +233,14 @@ bn_status bn_session_generate(bn_session *s, bn_gen *g, const int32_t *prompt, s
                 break;
             }
         }
-        if ((st = feed(s, &delta.token, 1, io, &was_cancelled, err)) != BN_OK) break;
-        stats->n_gen_cached++;
+        if (cancelled(io)) {
+            /* as after every step, the last token is run: the cache holds the whole output */
+            bool ignored;
+            if (pending >= 0 && (st = feed(s, &pending, 1, NULL, &ignored, err)) == BN_OK) stats->n_gen_cached++;
+            bn_gen_finish(g, BN_FINISH_CANCELLED, &delta);
+            break;
+        }
+        if ((st = spec_step(s, g, &pending, n_prompt, io, stats, err)) != BN_OK) break;
     }
     stats->generate_ms = now_ms() - t1;
     stats->n_generated = bn_gen_n_generated(g);

@@ -20,6 +20,7 @@
 #include "bitnet.h"
 #include "model/model.h"
 #include "runtime/generation.h"
+#include "runtime/speculative.h"
 
 #include <signal.h>
 #include <stdbool.h>
@@ -40,6 +41,10 @@ typedef struct bn_session {
     bn_session_options options;
     int first_prompt;  /* tokens of the first prompt (what keep < 0 keeps) */
     bool shifted;      /* the cache went through a context shift */
+    bn_spec *spec;     /* speculative decoding (borrowed; NULL: plain decoding) */
+    bn_spec_costs costs; /* step time per batch size, for the draft length */
+    float *rows;       /* logits of a generation step, rows_cap rows (owned) */
+    int rows_cap;
 } bn_session;
 
 bn_status bn_session_init(bn_session *s, bn_model *model, const bn_session_options *options,
@@ -48,6 +53,10 @@ void bn_session_free(bn_session *s);
 int bn_session_capacity(const bn_session *s);
 /* Empties the KV cache: the next generation prefills its whole prompt (a chat's /clear). */
 void bn_session_clear(bn_session *s);
+
+/* Turns speculative decoding on (spec, which must outlive its use here) or off (NULL). The
+ * output does not change (speculative.h); only its speed does. */
+void bn_session_set_spec(bn_session *s, bn_spec *spec);
 
 /* Receives final text; returning false stops the generation (as cancelled). */
 typedef bool (*bn_session_text_fn)(void *user, const char *text, size_t len);
@@ -66,6 +75,9 @@ typedef struct bn_session_stats {
     int n_shifts;       /* context shifts during this call */
     int n_dropped;      /* tokens they dropped */
     int n_gen_cached;   /* generated tokens at the end of the cache afterwards */
+    int n_steps;        /* forward steps of the generation (the first token comes from the prefill) */
+    int n_drafted;      /* speculative drafts verified in them */
+    int n_accepted;     /* of them, confirmed */
     double prefill_ms;
     double generate_ms; /* from the end of the prefill to the end */
     bn_finish_reason finish;

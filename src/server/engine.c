@@ -43,6 +43,9 @@ typedef struct embed_job {
 typedef struct slot {
     bn_sequence *seq;
     job *job;
+    bn_spec *spec;         /* speculative decoding: the drafter state (NULL: off) */
+    int32_t draft[BN_SPEC_DRAFT_LIMIT];
+    int n_draft;           /* drafts after the pending token in this step's batch */
     bn_tokens cached;      /* ids at positions 0..length-1 of seq */
     bool shifted;          /* went through a context shift: never reused */
     uint64_t last_used;
@@ -69,6 +72,9 @@ struct bn_engine {
     atomic_llong lookups, hits, reused, store_hits, store_entries, store_bytes, shifts;
     bn_batch_entry *entries;
     int *entry_slot;
+    unsigned char *entry_role; /* ROLE_*: a prompt token, a slot's pending token, a draft */
+    bn_spec_costs costs;
+    atomic_llong spec_steps, spec_drafted, spec_accepted, spec_tokens;
     float *logits;
     int rr;                /* round-robin start for prefill */
     /* embeddings: the queue (under mu), the tokens of a step (prefill_chunk, at most the model's
@@ -192,34 +198,78 @@ static void end_job(bn_engine *e, slot *s, bn_finish_reason reason, const char *
     emit_finish(j, reason, message);
 }
 
-/* Handles one row of logits for the job in slot s. */
-static void handle_logits(bn_engine *e, slot *s, const float *row) {
-    job *j = s->job;
-    bn_error err;
-    bn_gen_delta d;
-    int ctx_left = bn_sequence_capacity(s->seq) - bn_sequence_length(s->seq);
-    if (e->opt.context_shift) ctx_left = INT32_MAX; /* a full slot shifts before its next step */
-    if (bn_gen_step(j->gen, row, ctx_left, &d, &err) != BN_OK) {
-        slot_release(e, s);
-        emit_finish(j, BN_FINISH_ERROR, err.message);
-        return;
-    }
-    double now = bn_engine_now_ms();
-    if (d.token >= 0) {
+enum { ROLE_PROMPT = 0, ROLE_PENDING, ROLE_DRAFT };
+
+/* A sampled token goes out with its latency (bn_spec_verify's callback). */
+static bool deliver(void *user, const bn_gen_delta *d) {
+    job *j = user;
+    bn_engine *e = j->engine;
+    if (d->token >= 0) {
+        double now = bn_engine_now_ms();
         int n_generated = bn_gen_n_generated(j->gen);
         if (e->observer.first_token && n_generated == 1)
             e->observer.first_token(e->observer.user, (now - j->cfg.submit_ms) / 1e3);
         else if (e->observer.inter_token && n_generated > 1)
             e->observer.inter_token(e->observer.user, (now - j->last_ms) / 1e3);
         j->last_ms = now;
-        emit_token(j, &d);
+        emit_token(j, d);
     }
-    if (d.finish != BN_FINISH_NONE) {
+    return true;
+}
+
+/* Handles the rows of logits of the job in slot s: one after its last prompt token, or one after
+ * its pending token and one after each of its n_draft drafts (the slot's cache holds them all
+ * now; the drafts the generation does not confirm leave it). */
+static void handle_rows(bn_engine *e, slot *s, const float *rows, int n_draft) {
+    job *j = s->job;
+    bn_error err;
+    const int before = bn_sequence_length(s->seq) - n_draft; /* without the drafts */
+    int ctx_left = bn_sequence_capacity(s->seq) - before;
+    if (e->opt.context_shift) ctx_left = INT32_MAX; /* a full slot shifts before its next step */
+    int accepted = 0, sampled = 0;
+    int32_t next = -1;
+    bn_status st = bn_spec_verify(j->gen, rows, (size_t)e->n_vocab, s->draft, n_draft, ctx_left, deliver, j,
+                                  &accepted, &sampled, &next, &err);
+    if (n_draft > accepted) {
+        bn_sequence_truncate(s->seq, before + accepted);
+        if (s->cached.n > (size_t)(before + accepted)) s->cached.n = (size_t)(before + accepted);
+    }
+    if (s->spec && j->pending >= 0) {
+        bn_spec_record(s->spec, n_draft, accepted, sampled);
+        atomic_fetch_add(&e->spec_steps, 1);
+        atomic_fetch_add(&e->spec_drafted, n_draft);
+        atomic_fetch_add(&e->spec_accepted, accepted);
+        atomic_fetch_add(&e->spec_tokens, sampled);
+    }
+    if (st != BN_OK) {
         slot_release(e, s);
-        emit_finish(j, d.finish, NULL);
+        emit_finish(j, BN_FINISH_ERROR, err.message);
         return;
     }
-    j->pending = d.token;
+    bn_finish_reason finish = bn_gen_finish_reason(j->gen);
+    if (finish != BN_FINISH_NONE) {
+        slot_release(e, s);
+        emit_finish(j, finish, NULL);
+        return;
+    }
+    j->pending = next;
+}
+
+/* The drafts of a decoding slot for this step (none when the controller wants none, or the
+ * drafter fails: drafts only ever save time). */
+static void draft_slot(bn_engine *e, slot *s) {
+    job *j = s->job;
+    s->n_draft = 0;
+    if (!s->spec) return;
+    int limit = bn_sequence_capacity(s->seq) - bn_sequence_length(s->seq) - 1;
+    int left = j->cfg.gen.max_tokens - bn_gen_n_generated(j->gen) - 1;
+    if (left < limit) limit = left;
+    int want = bn_spec_want(s->spec, &e->costs, limit);
+    bn_error err;
+    if (want <= 0 || bn_tokens_push(&s->cached, j->pending, &err) != BN_OK) return;
+    if (bn_spec_propose(s->spec, s->cached.ids, s->cached.n, j->cfg.n_prompt, want, s->draft, &s->n_draft, &err) != BN_OK)
+        s->n_draft = 0;
+    s->cached.n--;
 }
 
 /* Puts job j into the idle slot whose cache (or a stored one) holds the most of its prompt. */
@@ -274,6 +324,8 @@ static void admit(bn_engine *e, job *j) {
     }
     s->job = j;
     s->last_used = ++e->tick;
+    s->n_draft = 0;
+    if (s->spec) bn_spec_restart(s->spec);
 }
 
 /* Context shift of a full slot: keeps opt.keep tokens, drops the oldest half of the rest. */
@@ -496,9 +548,18 @@ static void *engine_main(void *arg) {
         for (int i = 0; i < e->opt.n_slots; i++) {
             slot *s = &e->slots[i];
             if (!s->job || s->job->pending < 0) continue;
-            e->entries[n] = (bn_batch_entry){s->seq, bn_sequence_length(s->seq), s->job->pending, true};
+            draft_slot(e, s);
+            int pos = bn_sequence_length(s->seq);
+            e->entries[n] = (bn_batch_entry){s->seq, pos, s->job->pending, true};
+            e->entry_role[n] = ROLE_PENDING;
             e->entry_slot[n++] = i;
+            for (int d = 0; d < s->n_draft; d++) {
+                e->entries[n] = (bn_batch_entry){s->seq, pos + 1 + d, s->draft[d], true};
+                e->entry_role[n] = ROLE_DRAFT;
+                e->entry_slot[n++] = i;
+            }
         }
+        const int n_decoding = n;
         int budget = e->opt.prefill_chunk;
         for (int k = 0; k < e->opt.n_slots && budget > 0; k++) {
             int i = (e->rr + k) % e->opt.n_slots;
@@ -511,6 +572,7 @@ static void *engine_main(void *arg) {
             for (size_t t = 0; t < take; t++) {
                 bool last = j->n_prefilled + t + 1 == j->cfg.n_prompt;
                 e->entries[n] = (bn_batch_entry){s->seq, pos + (int)t, j->prompt[j->n_prefilled + t], last};
+                e->entry_role[n] = ROLE_PROMPT;
                 e->entry_slot[n++] = i;
             }
             budget -= (int)take;
@@ -518,6 +580,7 @@ static void *engine_main(void *arg) {
         e->rr = (e->rr + 1) % e->opt.n_slots;
         if (n == 0) continue;
         bn_error err;
+        double t0 = bn_engine_now_ms();
         if (bn_model_decode(e->model, e->entries, n, e->logits, &err) != BN_OK) {
             for (int i = 0; i < e->opt.n_slots; i++) {
                 slot *s = &e->slots[i];
@@ -530,6 +593,7 @@ static void *engine_main(void *arg) {
             }
             continue;
         }
+        if (n == n_decoding) bn_spec_costs_record(&e->costs, n, bn_engine_now_ms() - t0);
         /* every decoded token is in its slot's cache now, whatever its job does next */
         for (int k = 0; k < n; k++) {
             slot *s = &e->slots[e->entry_slot[k]];
@@ -541,11 +605,13 @@ static void *engine_main(void *arg) {
         int row = 0;
         for (int k = 0; k < n; k++) {
             slot *s = &e->slots[e->entry_slot[k]];
+            if (e->entry_role[k] == ROLE_DRAFT) continue; /* its row goes with its pending token's */
+            const int rows = e->entry_role[k] == ROLE_PENDING ? 1 + s->n_draft : e->entries[k].want_logits;
+            const float *logits = e->logits + (size_t)row * (size_t)e->n_vocab;
+            row += rows;
             if (!s->job) continue;
-            if (s->job->pending < 0) s->job->n_prefilled++;
-            if (!e->entries[k].want_logits) continue;
-            const float *logits = e->logits + (size_t)row++ * (size_t)e->n_vocab;
-            handle_logits(e, s, logits);
+            if (e->entry_role[k] == ROLE_PROMPT) s->job->n_prefilled++;
+            if (rows) handle_rows(e, s, logits, e->entry_role[k] == ROLE_PENDING ? s->n_draft : 0);
         }
         atomic_store(&e->kv_used, kv_in_use(e));
     }
@@ -562,6 +628,13 @@ bn_status bn_engine_create(bn_engine **out, bn_model *model, const bn_tokenizer 
     if (o.max_queue < 0) return bn_error_set(err, BN_ERR_INVALID, "--queue %d: must be >= 0", o.max_queue);
     if (o.cache_ram_mb < 0) return bn_error_set(err, BN_ERR_INVALID, "--cache-ram %d: must be >= 0", o.cache_ram_mb);
     if (o.keep < 0) return bn_error_set(err, BN_ERR_INVALID, "--keep %d: must be >= 0", o.keep);
+    if (o.spec.mode == BN_SPEC_REPLAY)
+        return bn_error_set(err, BN_ERR_INVALID, "--spec replay: the server has no previous run to replay (ngram or draft)");
+    if (o.spec.mode != BN_SPEC_NONE) {
+        bn_status cst = bn_spec_config_check(&o.spec, err);
+        if (cst != BN_OK) return cst;
+    }
+    const int per_slot = 1 + (o.spec.mode != BN_SPEC_NONE ? o.spec.draft_max : 0);
     const bn_model_config *cfg = bn_model_get_config(model);
     if (o.n_ctx <= 0) o.n_ctx = cfg->n_ctx_train;
     if (o.prefill_chunk <= 0) o.prefill_chunk = 256;
@@ -575,22 +648,25 @@ bn_status bn_engine_create(bn_engine **out, bn_model *model, const bn_tokenizer 
     if (observer) e->observer = *observer;
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
-    size_t max_entries = (size_t)o.n_slots + (size_t)o.prefill_chunk;
+    size_t max_entries = (size_t)o.n_slots * (size_t)per_slot + (size_t)o.prefill_chunk;
     e->slots = calloc((size_t)o.n_slots, sizeof *e->slots);
     e->entries = calloc(max_entries, sizeof *e->entries);
     e->entry_slot = calloc(max_entries, sizeof *e->entry_slot);
-    /* rows: one per decoding slot plus one per prefilling slot that completes */
-    e->logits = malloc((size_t)2 * (size_t)o.n_slots * (size_t)e->n_vocab * sizeof *e->logits);
+    e->entry_role = calloc(max_entries, sizeof *e->entry_role);
+    /* rows: per decoding slot one plus its drafts, plus one per prefilling slot that completes */
+    e->logits = malloc((size_t)(per_slot + 1) * (size_t)o.n_slots * (size_t)e->n_vocab * sizeof *e->logits);
     int ubatch = bn_model_get_options(model)->ubatch;
     e->embed_chunk = o.prefill_chunk < ubatch ? o.prefill_chunk : ubatch;
     e->hidden = malloc((size_t)e->embed_chunk * (size_t)e->dim * sizeof *e->hidden);
     e->embed_seqs = calloc((size_t)e->embed_chunk, sizeof *e->embed_seqs);
     e->embed_take = calloc((size_t)e->embed_chunk, sizeof *e->embed_take);
     bn_status st = BN_OK;
-    if (!e->slots || !e->entries || !e->entry_slot || !e->logits || !e->hidden || !e->embed_seqs ||
+    if (!e->slots || !e->entries || !e->entry_slot || !e->entry_role || !e->logits || !e->hidden || !e->embed_seqs ||
         !e->embed_take)
         st = bn_error_set(err, BN_ERR_NOMEM, "out of memory for %d slots", o.n_slots);
     for (int i = 0; i < o.n_slots && !st; i++) st = bn_sequence_create(model, o.n_ctx, &e->slots[i].seq, err);
+    for (int i = 0; i < o.n_slots && !st && o.spec.mode != BN_SPEC_NONE; i++)
+        st = bn_spec_create(&e->slots[i].spec, &o.spec, o.n_ctx, err);
     if (!st && o.cache_ram_mb > 0 && !o.no_prompt_cache) st = bn_prompt_store_create(&e->store, (size_t)o.cache_ram_mb << 20, err);
     if (!st) {
         if (pthread_create(&e->thread, NULL, engine_main, e) != 0)
@@ -626,12 +702,14 @@ void bn_engine_free(bn_engine *e) {
             emit_finish(j, BN_FINISH_CANCELLED, NULL);
         }
         bn_sequence_free(e->slots[i].seq);
+        bn_spec_free(e->slots[i].spec);
         bn_tokens_free(&e->slots[i].cached);
     }
     bn_prompt_store_free(e->store);
     free(e->slots);
     free(e->entries);
     free(e->entry_slot);
+    free(e->entry_role);
     free(e->logits);
     free(e->hidden);
     free(e->embed_seqs);
@@ -657,6 +735,10 @@ void bn_engine_get_stats(bn_engine *e, bn_engine_stats *out) {
     out->store_bytes = atomic_load(&e->store_bytes);
     out->store_limit_bytes = (int64_t)e->opt.cache_ram_mb << 20;
     out->context_shifts = atomic_load(&e->shifts);
+    out->spec_steps = atomic_load(&e->spec_steps);
+    out->spec_drafted = atomic_load(&e->spec_drafted);
+    out->spec_accepted = atomic_load(&e->spec_accepted);
+    out->spec_tokens = atomic_load(&e->spec_tokens);
 }
 
 int bn_engine_ctx(const bn_engine *e) { return e->opt.n_ctx; }

@@ -21,6 +21,13 @@
  * sequence's tokens (batch invariance). A sequence that went through a context shift is never
  * offered.
  *
+ * Speculative decoding (options.spec, runtime/speculative.h): each decoding slot adds its drafts
+ * after its pending token in the step's batch, all with logits, and the generation core steps over
+ * those rows, keeping the drafts while each sampled token equals the draft; rejected drafts leave
+ * the slot's cache. Outputs are unchanged by batch invariance. Each slot has its own drafter
+ * state; the step times per batch size that choose the draft length are the engine's, measured
+ * on its steps without prompt tokens.
+ *
  * Embeddings (POST /v1/embeddings): an embedding job is a list of inputs (token ids) whose pooled
  * final hidden states are wanted. The engine thread runs it because it owns the model; it needs
  * no slot and no sampling, so it has its own FIFO queue. Each step, before building the
@@ -39,6 +46,7 @@
 #include "bitnet.h"
 #include "model/model.h"
 #include "runtime/generation.h"
+#include "runtime/speculative.h"
 #include "tokenizer/tokenizer.h"
 
 #include <stdatomic.h>
@@ -87,6 +95,9 @@ typedef struct bn_engine_stats {
     int64_t store_hits;           /* hits served from the host store */
     int64_t store_entries, store_bytes, store_limit_bytes; /* now */
     int64_t context_shifts;
+    /* speculative decoding (--spec), since start: decode steps of running jobs, tokens drafted,
+     * drafts confirmed, tokens sampled in those steps */
+    int64_t spec_steps, spec_drafted, spec_accepted, spec_tokens;
 } bn_engine_stats;
 
 typedef struct bn_engine_options {
@@ -98,6 +109,8 @@ typedef struct bn_engine_options {
     bool no_prompt_cache; /* every prompt is prefilled from position 0 (baselines, debugging) */
     bool context_shift;   /* a full slot drops the oldest half after `keep` instead of ending */
     int keep;             /* tokens a context shift keeps */
+    bn_spec_config spec;  /* speculative decoding per slot (mode NONE: off; no replay); a draft
+                           * model must outlive the engine and is used on its thread only */
 } bn_engine_options;
 
 /* Latency observer (metrics): called on the engine thread. */

@@ -234,6 +234,14 @@ char *bn_metrics_render(bn_metrics *m, const bn_engine_stats *stats, const bn_me
          stats->store_bytes},
         {"bitnet_context_shifts_total", "counter", "Context shifts of full slots (--context-shift).",
          stats->context_shifts},
+        {"bitnet_spec_steps_total", "counter", "Decode steps of running jobs under speculative decoding (--spec).",
+         stats->spec_steps},
+        {"bitnet_spec_drafted_tokens_total", "counter", "Tokens drafted for verification (--spec).",
+         stats->spec_drafted},
+        {"bitnet_spec_accepted_tokens_total", "counter", "Drafted tokens the model confirmed (--spec).",
+         stats->spec_accepted},
+        {"bitnet_spec_generated_tokens_total", "counter",
+         "Tokens sampled in those steps; divided by the steps: tokens per step (--spec).", stats->spec_tokens},
     };
     for (size_t i = 0; i < sizeof cache_series / sizeof *cache_series; i++)
         put(&b, "# HELP %s %s\n# TYPE %s %s\n%s %lld\n", cache_series[i].name, cache_series[i].help,

@@ -142,6 +142,9 @@ bn_status bn_server_start(bn_server **out, const bn_server_config *config, bn_er
     if (s->cfg.ready_queue_max <= 0) s->cfg.ready_queue_max = s->cfg.queue > 0 ? s->cfg.queue : 1;
     bool ok = true;
     s->model_path = config->model_path ? strdup(config->model_path) : NULL;
+    s->draft_model_path = config->draft_model_path ? strdup(config->draft_model_path) : NULL;
+    s->cfg.draft_model_path = s->draft_model_path;
+    if (config->draft_model_path && !s->draft_model_path) ok = false;
     s->host = strdup(s->cfg.host);
     s->chat_format_name = config->chat_format ? strdup(config->chat_format) : NULL;
     s->allowed_hosts = copy_list(config->allowed_hosts, config->n_allowed_hosts, &ok);
@@ -178,6 +181,24 @@ bn_status bn_server_start(bn_server **out, const bn_server_config *config, bn_er
     return BN_OK;
 }
 
+/* --spec draft: the draft model, loaded as the model is (no int8 head), with the same vocabulary. */
+static bn_status load_draft_model(bn_server *s, const bn_model_options *model_options, bn_error *err) {
+    if (!s->draft_model_path)
+        return bn_error_set(err, BN_ERR_INVALID, "--spec draft needs a draft model (--model-draft FILE)");
+    bn_model_options mo = *model_options;
+    mo.int8_lm_head = false;
+    mo.progress = NULL;
+    bn_tokenizer *draft_tok = NULL;
+    bn_status st = bn_model_load(s->draft_model_path, &mo, &s->draft_model, err);
+    if (!st) st = bn_tokenizer_from_gguf(&draft_tok, bn_model_get_gguf(s->draft_model), NULL, err);
+    if (!st)
+        st = bn_spec_check_vocab(s->tok, bn_model_get_config(s->model)->n_vocab, draft_tok,
+                                 bn_model_get_config(s->draft_model)->n_vocab, err);
+    bn_tokenizer_free(draft_tok);
+    if (!st) s->cfg.spec.draft_model = s->draft_model;
+    return st;
+}
+
 bn_status bn_server_load_model(bn_server *s, bn_error *err) {
     bn_model_options mo = bn_model_options_default();
     mo.n_threads = s->cfg.n_threads;
@@ -202,12 +223,13 @@ bn_status bn_server_load_model(bn_server *s, bn_error *err) {
             if (!st && choice.note) bn_server_log(s, "info", "chat format %s: %s", choice.format->name, choice.note);
         }
     }
+    if (!st && s->cfg.spec.mode == BN_SPEC_DRAFT) st = load_draft_model(s, &mo, err);
     bn_engine_observer obs = bn_metrics_observer(&s->metrics);
     const bn_engine_options engine_options = {
         .n_slots = s->cfg.parallel, .n_ctx = s->cfg.n_ctx, .max_queue = s->cfg.queue,
         .prefill_chunk = s->cfg.prefill_chunk, .cache_ram_mb = s->cfg.cache_ram_mb,
         .no_prompt_cache = s->cfg.no_prompt_cache,
-        .context_shift = s->cfg.context_shift, .keep = s->cfg.keep};
+        .context_shift = s->cfg.context_shift, .keep = s->cfg.keep, .spec = s->cfg.spec};
     if (!st) st = bn_engine_create(&s->engine, s->model, s->tok, &engine_options, &obs, err);
     if (st) return st;
     watch_model_file(s);
@@ -216,9 +238,10 @@ bn_status bn_server_load_model(bn_server *s, bn_error *err) {
     char variants[256];
     bn_model_tuning_summary(s->model, variants, sizeof variants);
     const bn_model_tuning *tuning = bn_model_get_tuning(s->model);
-    bn_server_log(s, "info", "model %s loaded: %d slots of %d tokens, prompt cache %s (store %d MB), context shift %s, chat format %s, LM head %s, kernels %s (tuning %s, %s)",
+    bn_server_log(s, "info", "model %s loaded: %d slots of %d tokens, prompt cache %s (store %d MB), context shift %s, speculation %s (up to %d drafts), chat format %s, LM head %s, kernels %s (tuning %s, %s)",
                   s->model_id, s->cfg.parallel, bn_engine_ctx(s->engine), s->cfg.no_prompt_cache ? "off" : "on", s->cfg.cache_ram_mb,
-                  s->cfg.context_shift ? "on" : "off", s->format->name,
+                  s->cfg.context_shift ? "on" : "off", bn_spec_mode_name(s->cfg.spec.mode),
+                  s->cfg.spec.mode != BN_SPEC_NONE ? s->cfg.spec.draft_max : 0, s->format->name,
                   s->cfg.int8_lm_head ? "int8" : "f16", variants, bn_tune_mode_name(tuning->mode), tuning->source);
     return BN_OK;
 }
@@ -257,12 +280,14 @@ void bn_server_free(bn_server *s) {
     bn_engine_free(s->engine);
     bn_tokenizer_free(s->tok);
     bn_model_free(s->model);
+    bn_model_free(s->draft_model);
     if (s->model_fd >= 0) close(s->model_fd);
     bn_auth_destroy(&s->auth);
     bn_metrics_destroy(&s->metrics);
     pthread_mutex_destroy(&s->log_mu);
     pthread_mutex_destroy(&s->conn_mu);
     free(s->model_path);
+    free(s->draft_model_path);
     free(s->host);
     free(s->chat_format_name);
     free(s->ssl_cert);

@@ -14,6 +14,7 @@
 #define BN_SERVER_SERVER_H
 
 #include "bitnet.h"
+#include "runtime/speculative.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -63,6 +64,8 @@ typedef struct bn_server_config {
     int ready_queue_max;         /* GET /ready answers 503 while this many jobs or more wait for a
                                     slot; <= 0: the queue's size (at least 1) */
     bool no_webui;               /* no chat page: GET / answers 404 (webui.c) */
+    bn_spec_config spec;         /* speculative decoding per slot (engine.h; mode NONE: off) */
+    const char *draft_model_path; /* --spec draft: loaded with the model, vocabulary checked */
 } bn_server_config;
 
 typedef struct bn_server bn_server;

@@ -66,7 +66,8 @@ typedef struct bn_request_ctx {
 struct bn_server {
     bn_server_config cfg;
     /* owned copies of the config's strings and lists */
-    char *model_path, *host, *chat_format_name, *ssl_cert, *ssl_key;
+    char *model_path, *host, *chat_format_name, *ssl_cert, *ssl_key, *draft_model_path;
+    bn_model *draft_model; /* --spec draft (NULL: none) */
     char **allowed_hosts, **cors_origins, **trusted_proxies;
     char url_host[300];
     bool loopback;          /* bound to a loopback address */
