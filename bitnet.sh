@@ -34,6 +34,11 @@ PACKAGES+=(python3 python3-numpy python3-torch python3-regex python3-yaml)
 # heavy test of the Release ctest stage, driven by tests/js's puppeteer-core, which downloads no
 # browser). `./bitnet.sh run` does not need it.
 TEST_PACKAGES=(chromium)
+# The ARM64 port's check (tests/test_arm64.sh, `make test-arm64`): Debian's aarch64 cross compiler
+# and qemu-user, and the arm64 -dev packages of the libraries (multiarch: ensure_packages adds
+# the arm64 architecture to dpkg first).
+TEST_PACKAGES+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user libpcre2-dev:arm64
+                libjansson-dev:arm64 libssl-dev:arm64 libmicrohttpd-dev:arm64)
 
 if [[ -z "${ASAN_SYMBOLIZER_PATH:-}" && -x /usr/bin/llvm-symbolizer-14 ]]; then
     export ASAN_SYMBOLIZER_PATH=/usr/bin/llvm-symbolizer-14
@@ -80,6 +85,9 @@ ensure_packages() {
         printf '  sudo apt-get update && sudo apt-get install -y --no-install-recommends %s\n\n' "${missing[*]}" >&2
         printf 'then run this command again.\n' >&2
         exit 1
+    fi
+    if [[ " ${missing[*]}" == *":arm64"* ]] && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+        dpkg --add-architecture arm64
     fi
     apt-get update -q </dev/null
     apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null

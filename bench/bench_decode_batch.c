@@ -70,7 +70,7 @@ int main(int argc, char **argv) {
         bn_error perr;
         if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && v)
             path = v, i++;
-        else if (!strcmp(a, "--device") && v && bn_device_parse(&options.device, v, &perr) == BN_OK)
+        else if (!strcmp(a, "--device") && v && bn_device_parse(&options.device, &options.device_index, v, &perr) == BN_OK)
             i++;
         else if (!strcmp(a, "--batch") && v && (batch = atoi(v)) >= 1)
             i++;

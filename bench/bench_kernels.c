@@ -416,9 +416,10 @@ int main(int argc, char **argv) {
         for (int v = 0; v < n_variants; v++) {
             const int isa = variants[v].isa;
             if (kind == 1 && variants[v].prefetch != BN_PREFETCH_T0) continue;
+            if (kind == 0 && variants[v].vnni) continue; /* AVX-VNNI: integer products only */
             char name[BN_KERNEL_VARIANT_NAME_MAX];
             bn_kernel_variant_name(variants[v], BN_KCLASS_HEAD, name, sizeof name);
-            if (kind == 1) snprintf(name, sizeof name, "%s", path_names[isa]);
+            if (kind == 1 && !variants[v].vnni) snprintf(name, sizeof name, "%s", path_names[isa]);
             bn_isa_set_active((bn_isa)isa);
             bn_kernel_bind(BN_KCLASS_HEAD, variants[v]);
             for (int threads = 1; threads <= 2; threads++) {
@@ -437,7 +438,7 @@ int main(int argc, char **argv) {
     if (bench_typed_heads(window) != 0) return 1;
 
     printf("\nGEMM over 64 tokens vs 64 separate GEMVs (i2_s)\n");
-    printf("%-22s %-7s %3s %12s %12s %12s %8s\n", "shape (rows x cols)", "path", "thr", "gemm64",
+    printf("%-22s %-10s %3s %12s %12s %12s %8s\n", "shape (rows x cols)", "variant", "thr", "gemm64",
            "gemm tok/s", "gemv tok/s", "ratio");
     for (int s = 0; s < 4; s += 2) {
         ternary_bench b;
@@ -445,18 +446,27 @@ int main(int argc, char **argv) {
         b.n_tokens = 64;
         char shape[32];
         snprintf(shape, sizeof shape, "%d x %d", b.rows, b.cols);
-        for (int isa = quick ? 1 : 0; isa < BN_ISA_COUNT; isa++) {
-            if (!bn_isa_supported((bn_isa)isa)) continue;
+        /* every variant of the gemm class: each path, AVX2 with and without AVX-VNNI, AVX-512
+         * with and without AMX tiles (where the CPU grants them) */
+        bn_kernel_variant variants[BN_KERNEL_VARIANTS_MAX];
+        const int n_variants = bn_kernel_variants(BN_KCLASS_GEMM, variants);
+        for (int v = 0; v < n_variants; v++) {
+            const int isa = variants[v].isa;
+            if (quick && isa == BN_ISA_SCALAR) continue;
+            char name[BN_KERNEL_VARIANT_NAME_MAX];
+            bn_kernel_variant_name(variants[v], BN_KCLASS_GEMM, name, sizeof name);
             bn_isa_set_active((bn_isa)isa);
+            bn_kernel_bind(BN_KCLASS_GEMM, variants[v]);
             for (int threads = 1; threads <= 2; threads++) {
                 /* compute-bound: 8 copies (>= 13 MiB) rotate, each weight load serves 8 tokens */
                 double t = time_calls(ternary_call, &b, b.copies < 8 ? b.copies : 8, threads,
                                       isa ? window : 0.0, 2);
                 double gemm_tps = 64.0 / t, gemv_tps = 1.0 / gemv_seconds[s][isa][threads];
-                printf("%-22s %-7s %3d %9.2f ms %12.0f %12.0f %7.1fx\n", shape, path_names[isa],
-                       threads, t * 1e3, gemm_tps, gemv_tps, gemm_tps / gemv_tps);
+                printf("%-22s %-10s %3d %9.2f ms %12.0f %12.0f %7.1fx\n", shape, name, threads,
+                       t * 1e3, gemm_tps, gemv_tps, gemm_tps / gemv_tps);
             }
         }
+        bn_kernel_unbind_all();
         ternary_free(&b);
     }
     bn_bandwidth_probe_free(probe);

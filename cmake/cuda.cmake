@@ -1,7 +1,9 @@
 # CUDA backend switch. AUTO builds it when nvcc exists (CUDA is not a Debian package: a fresh
 # machine without it builds CPU-only); ON requires it; OFF never builds it. The backend's kernels
 # live in src/kernels/cuda/*.cu; the C files there (the GPU weight layout) are plain C and always
-# part of libbitnet, so their tests run on every machine.
+# part of libbitnet, so their tests run on every machine. The backend itself
+# (src/backend/cuda/backend_cuda.c, in the top-level glob) is C built either way: without CUDA its
+# creation reports that the build has none.
 #
 # Three .cu files, each kernel instantiated at most twice (1 token, 8-token tiles), compiled for
 # sm_80 (A100) and sm_90 (H100/H200) machine code plus sm_90 PTX for newer cards. The runtime is

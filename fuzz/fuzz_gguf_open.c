@@ -195,13 +195,13 @@ static void check_model(const bn_gguf *g) {
         BN_FUZZ_CHECK(config.rope_dim >= 2 && config.rope_dim <= config.head_dim, "rope_dim %d", config.rope_dim);
         bn_model_options options = bn_model_options_default();
         bn_model_weights weights;
-        st = bn_model_weights_load(&weights, &config, g, &options, NULL, &err);
+        st = bn_model_weights_load(&weights, &config, g, &options, &err);
         if (st == BN_OK) {
             const bn_gguf_tensor *embd = bn_gguf_find_tensor(g, "token_embd.weight");
             BN_FUZZ_CHECK(embd && embd->type == BN_TYPE_F16 && (uint64_t)config.n_vocab == embd->ne[1] &&
                               (uint64_t)config.dim == embd->ne[0],
                           "accepted model without a matching token_embd");
-            bn_model_weights_release(&weights, config.n_layers);
+            bn_model_weights_release(&weights);
         }
     }
     if (st != BN_OK) BN_FUZZ_CHECK(err.code == st && err.message[0], "model error without a message");

@@ -49,7 +49,10 @@ Checked bit for bit against bitnet.cpp's logits on testdata/bitnetcpp-oracle-a (
 bitnetcpp-oracle-full (2B-4T shape, 16 positions). The other families and types are checked by
 tests/py/check_reference_formats.py (hand-packed blocks, scalar kernel emulations, float64 graphs).
 --kv-f32 keeps Q, K and V in float32 with the same lane orders (fmaf products in Q.K); bitnet.cpp
-has no such mode.
+has no such mode. --cache-type-k/-v q8_0 (before the subcommand) stores K / V as llama.cpp's q8_0
+cache does: each row of n_kv_heads * head_dim values in blocks of 32, d = fp16(amax / 127),
+q = round-half-even(x * (127 / amax)) (ggml's x86 quantize_row_q8_0), read back as q * d; Q stays
+float32 and Q.K takes the float32 path (fmaf products), as bitnet-c's q8_0 attention does.
 Perplexity follows llama.cpp's protocol (also `bitnet perplexity`): the text is tokenized with BOS,
 cut into non-overlapping windows of CTX tokens, the first token of each window is replaced by BOS,
 and the loss is taken over the second half of each window (positions CTX/2 .. CTX-2 predicting the
@@ -120,9 +123,25 @@ class Matrix:
         return ggml_arith.lanes16_matmul(self.w, h)
 
 
+def q8_0_round_trip(x):
+    """x (H_kv, T, hd) float32 -> the values a q8_0 cache row (all heads of a position, blocks of 32)
+    reads back: d = fp16(amax / 127), q = rint(x * (127 / amax)) clamped to int8, value q * d."""
+    h, t, hd = x.shape
+    rows = x.permute(1, 0, 2).reshape(t, h * hd).numpy().astype(np.float32)
+    blocks = rows.reshape(-1, 32)
+    amax = np.abs(blocks).max(axis=1)
+    d = (amax / np.float32(127.0)).astype(np.float16).astype(np.float32)
+    with np.errstate(divide="ignore"):
+        inv = np.where(amax != 0, np.float32(127.0) / amax, np.float32(0.0)).astype(np.float32)
+    q = np.clip(np.rint(blocks * inv[:, None]), -128, 127).astype(np.float32)
+    values = (q * d[:, None]).astype(np.float32).reshape(t, h, hd)
+    return torch.from_numpy(values).permute(1, 0, 2).contiguous()
+
+
 class RefModel:
-    def __init__(self, path, kv_f16=True):
+    def __init__(self, path, kv_f16=True, k_q8_0=False, v_q8_0=False):
         self.kv_f16 = kv_f16
+        self.k_q8_0, self.v_q8_0 = k_q8_0, v_q8_0
         g = gguf_reader.GGUFFile(path)
         self.gguf = g
         arch = g.kv.get("general.architecture")
@@ -279,6 +298,10 @@ class RefModel:
         T, hd, g = q.shape[1], self.head_dim, self.n_heads // self.n_kv
         if self.kv_f16:  # bitnet.cpp keeps K and V in an F16 cache and converts Q to F16 for the dot
             q, k, v = (t.half().float() for t in (q, k, v))
+        if self.k_q8_0:
+            k = q8_0_round_trip(k)
+        if self.v_q8_0:
+            v = q8_0_round_trip(v)
         q = q.reshape(self.n_kv, g, T, hd)
         scores = ggml_arith.dot_qk(q, k[:, None], exact_products=self.kv_f16)      # (H_kv, g, T, T)
         scale = np.float32(1.0) / np.sqrt(np.float32(hd))                         # 1.0f/sqrtf(hd) in float
@@ -364,6 +387,9 @@ def get_ids(model, args):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="bitnet_ref.py", description="BitNet b1.58 / bitnet / llama reference implementation")
+    for flag in ("--cache-type-k", "--cache-type-v"):
+        ap.add_argument(flag, choices=("f16", "f32", "q8_0"), default="f16",
+                        help="K / V cache type (q8_0 needs n_kv_heads * head_dim %% 32 == 0)")
     sub = ap.add_subparsers(dest="cmd", required=True)
     for name in ("logits", "tokenize", "generate"):
         p = sub.add_parser(name)
@@ -389,7 +415,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
     torch.set_num_threads(getattr(args, "threads", 2))
     try:
-        model = RefModel(args.model, kv_f16=not args.kv_f32)
+        kv_f32 = args.kv_f32 or (args.cache_type_k == "f32" and args.cache_type_v == "f32")
+        model = RefModel(args.model, kv_f16=not kv_f32 and args.cache_type_k == args.cache_type_v == "f16",
+                         k_q8_0=args.cache_type_k == "q8_0", v_q8_0=args.cache_type_v == "q8_0")
         if args.cmd == "perplexity":
             if model.tokenizer is None:
                 raise SystemExit("bitnet_ref: the model has no gpt2 tokenizer")

@@ -14,7 +14,10 @@
 #      `bitnet verify-receipt --require-gpu-kernels`; bench_decode_batch for decode tokens/s at
 #      batch 1 and 16 concurrent sequences;
 #   5. `bitnet crossval --backend cuda --against cpu` on both (and on models/*.gguf when present),
-#      when the command accepts it.
+#      when the command accepts it;
+#   6. when the server is built (libmicrohttpd found, or carried in .gpu-deps): `bitnet serve
+#      --device cuda -np 16` and `--device cpu` on the tiny model, 16 concurrent greedy streaming
+#      clients each (scripts/serve_compare.py); their texts must be equal (serve.log, serve-*.json).
 # Each step has a timeout and the whole run stops starting steps after GPU_CHECK_BUDGET seconds
 # (default 230): give the device tool a timeout_s of about 300.
 #
@@ -65,7 +68,7 @@ log "gpu-check on $(hostname), $JOBS cores"
 # ---- dependencies: carried Debian packages when the machine lacks them ----
 deps=/tmp/bitnet-gpu-deps
 missing=0
-for m in libpcre2-8 jansson libcrypto; do pkg-config --exists "$m" 2>/dev/null || missing=1; done
+for m in libpcre2-8 jansson libcrypto libmicrohttpd; do pkg-config --exists "$m" 2>/dev/null || missing=1; done
 if [ "$missing" = 1 ] || [ "${GPU_CHECK_FORCE_DEPS:-0}" = 1 ]; then
     if ! ls .gpu-deps/*.deb > /dev/null 2>&1; then
         log "FAIL: PCRE2/jansson/libcrypto not found and no .gpu-deps/ carried (run scripts/gpu-deps.sh here)"
@@ -99,10 +102,14 @@ PY
 fi
 
 # ---- 1. build ----
+# the server when libmicrohttpd is there (installed or carried): step 6 needs it
+server=${GPU_CHECK_SERVER:-OFF}
+[ -z "${GPU_CHECK_SERVER:-}" ] && pkg-config --exists libmicrohttpd 2>/dev/null && server=ON
+log "server: $server"
 generator=()
 command -v ninja > /dev/null && generator=(-G Ninja)
 step configure 60 "$OUT/build.log" cmake -S . -B "$BUILD" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
-    -DBITNET_SERVER="${GPU_CHECK_SERVER:-OFF}" -DBITNET_CUDA=ON || { log "FAIL: configure (see build.log)"; exit 1; }
+    -DBITNET_SERVER="$server" -DBITNET_CUDA=ON || { log "FAIL: configure (see build.log)"; exit 1; }
 # the GPU tests and the batch benchmark first: they need only the library, so a CLI that fails to
 # build (another part of the tree mid-change) still leaves the kernel and model checks to run
 step build 150 "$OUT/build.log" cmake --build "$BUILD" -j "$JOBS" --target test_cuda_kernels \
@@ -170,6 +177,26 @@ if "$bin" crossval --help 2>&1 | grep -q -- "--backend"; then
     grep -E "^summary|^greedy:|near-tie|PASS|FAIL" "$OUT/crossval.log" >> "$summary"
 else
     log "crossval: this build's bitnet has no --backend option"
+fi
+
+# ---- 6. the server on the GPU: 16 concurrent streaming clients, the same texts as the CPU's ----
+if [ "$server" = ON ] && [ -s "$TMP/tiny.gguf" ]; then
+    for dev in cpu cuda; do
+        "$bin" serve -m "$TMP/tiny.gguf" --device "$dev" -np 16 -c 2048 --port 0 -t "$JOBS" > "$OUT/serve-$dev.log" 2>&1 &
+        pid=$!
+        step "serve-$dev" 60 "$OUT/serve.log" python3 scripts/serve_compare.py "$OUT/serve-$dev.log" \
+            "$OUT/serve-$dev.json" --clients 16 --tokens 32
+        kill "$pid" 2> /dev/null
+        wait "$pid" 2> /dev/null
+    done
+    if [ -s "$OUT/serve-cpu.json" ] && [ -s "$OUT/serve-cuda.json" ] &&
+        python3 -c 'import json, sys; a, b = (json.load(open(f))["texts"] for f in sys.argv[1:]); sys.exit(a != b)' \
+            "$OUT/serve-cpu.json" "$OUT/serve-cuda.json"; then
+        log "serve --device cuda: 16 greedy streams equal the CPU server's"
+    else
+        log "FAIL: serve --device cuda: the streams differ from the CPU server's, or a server failed (serve*.log)"
+    fi
+    grep -h "loaded on" "$OUT"/serve-*.log >> "$summary" 2> /dev/null
 fi
 
 log "done"

@@ -32,7 +32,7 @@ check "without --, -x is an unknown option (exit 2)" test $? -eq 2
 check "detokenize: a negative id is an argument" bash -c "! \"$bin\" detokenize -m \"$m\" -5 2>&1 | grep -q 'unknown option'"
 
 # A llama-cli command line with options that mean nothing here: each gets a one-line note.
-gen -p "And God said" -n 6 -ngl 99 -fa -ctk q8_0 -ctv q8_0 --mlock --no-mmap -tb 1 -b 64 -ub 64 > "$tmp/llama.out"
+gen -p "And God said" -n 6 -ngl 99 -fa -ctk q4_0 -ctv q4_0 --mlock --no-mmap -tb 1 -b 64 -ub 64 > "$tmp/llama.out"
 check "llama.cpp command line: exit 0" test $? -eq 0
 check "llama.cpp command line: same text" eq "$(cat "$tmp/llama.out")" "$base"
 for o in -ngl -fa -ctk -ctv --mlock --no-mmap -tb; do
@@ -41,6 +41,10 @@ done
 gen -p "And God said" -n 6 -fa on > /dev/null
 check "-fa on (a value from the set) is taken" has "$tmp/gen.err" "note: -fa"
 check "-ctk f32: an f32 KV cache, same greedy text" eq "$(gen -p "And God said" -n 6 -ctk f32)" "$base"
+check "-ctk q8_0 -ctv q8_0: a q8_0 KV cache, same greedy text" eq "$(gen -p "And God said" -n 6 -ctk q8_0 -ctv q8_0)" "$base"
+check "-ctk q8_0: taken without a note" bash -c "! grep -q 'note: -ctk' \"$tmp/gen.err\""
+gen -p "And God said" -n 2 -ctk q9 > /dev/null
+check "-ctk q9: a usage error (2)" test $? -eq 2
 check "-s is --seed" eq "$("$bin" run -m "$m" -p x -n 4 -s 7 2>/dev/null)" "$("$bin" run -m "$m" -p x -n 4 --seed 7 2>/dev/null)"
 first=$("$bin" run -m "$m" -p "And God said" -n 1 --temp 0 --no-echo 2> /dev/null)
 first_id=$("$bin" tokenize -m "$m" --no-bos -- "$first" | awk '{print $1}')
@@ -213,7 +217,7 @@ complete_words() { bash -c "source '$tmp/c.bash'; COMP_WORDS=($1); COMP_CWORD=$2
 check "bash: commands" eq "$(complete_words 'bitnet be' 1)" "bench"
 check "bash: a run option" eq "$(complete_words 'bitnet run --n-pr' 2)" "--n-predict"
 check "bash: a multi-letter short option" eq "$(complete_words 'bitnet run -ng' 2)" "-ngl"
-check "bash: values of --isa" eq "$(complete_words 'bitnet run --isa ""' 3)" "scalar avx2 avx512"
+check "bash: values of --isa" eq "$(complete_words 'bitnet run --isa ""' 3)" "scalar avx2 avx512 neon neondot"
 check "bash: bench -o values" eq "$(complete_words 'bitnet bench -o ""' 3)" "md csv json jsonl"
 check "bash: serve's own option" eq "$(complete_words 'bitnet serve --max-cl' 2)" "--max-client-connections"
 "$bin" completion zsh > "$tmp/c.zsh"

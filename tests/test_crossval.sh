@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # test_crossval.sh: `bitnet crossval` between CPU kernel paths and between model files.
-#   - the engine on every SIMD path this CPU has (avx2, avx512) against the scalar path passes the
-#     trained-model tolerance (cosine >= 0.999 everywhere) and position 0 within 1e-4; --greedy
-#     runs both sides and reports identical steps; --json writes every number;
+#   - the engine on every SIMD path this CPU has (avx2, avx512; neon, neondot on aarch64) against
+#     the scalar path passes the trained-model tolerance (cosine >= 0.999 everywhere) and
+#     position 0 within 1e-4; --greedy runs both sides and reports identical steps; --json writes
+#     every number;
 #   - corrupted copies of the model fail against the original (--against-model), both with the
 #     default tolerance and with the calibrated random-weight rule of spec section 8 (--pos0-tol
 #     5e-3 --cos-tol 0.99 --mean-cos-tol 0.997), exit status 1 and "FAIL": one norm weight
@@ -18,7 +19,7 @@ bn_synth "$m" --seed 31 --layers 3
 ids=259,40,71,72,83,0,17,256,257,258,100,101,33,34,35,36,200,201,5,6
 
 n_paths=0
-for isa in avx2 avx512; do
+for isa in avx2 avx512 neon neondot; do
     "$bin" crossval -m "$m" --tokens $ids --isa $isa --against cpu --against-isa scalar \
         --pos0-tol 1e-4 --greedy 6 --json "$tmp/$isa.json" -t 1 > "$tmp/$isa.out" 2> "$tmp/$isa.err"
     rc=$?

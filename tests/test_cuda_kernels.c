@@ -8,12 +8,14 @@
  * values and scales), the ternary product in all three source formats at 1 token (GEMV) and
  * 2..19 tokens (GEMM, tiles of 8 plus a remainder), with and without an output scale, the int8
  * and F16 LM heads, RMSNorm (also rows that take the sequential fallback of the parallel sum),
- * RoPE (angles made on the host by bn_ref_rope_angles), attention (F16 and F32 caches, head_dim
- * 64, 128 and 100, the last with dims past the 64-wide accumulators), softmax (its special cases
+ * RoPE (angles made on the host by bn_ref_rope_angles), attention (F16, F32 and Q8_0 caches,
+ * head_dim 64, 128 and 100, the last with dims past the 64-wide accumulators; Q8_0 where the
+ * rows are whole blocks), softmax (its special cases
  * too; a NaN row only as NaNs), the FFN activations (squared ReLU; SiLU over rows whose width is
  * a multiple of 16, and over rows with a tail, whose tail elements use glibc's expf on the CPU
  * and may differ by one ulp: within 1e-6 relative there, bitwise elsewhere), residual add,
- * embedding and row gathers, the KV store (F32 exactly, F16 equal to bn_fp32_to_fp16),
+ * embedding and row gathers, the KV store (F32 exactly, F16 equal to bn_fp32_to_fp16, Q8_0
+ * blocks equal to bn_kv_encode_row's),
  * batch normalization, ReLU and squared ReLU. The auxiliary SiLU and GELU (double evaluation)
  * must be within 1e-4 relative: |gpu - cpu| <= 1e-4 * max(|cpu|, 1e-3). Every kernel must also
  * show up in the kernel registry with a "cuda." id, and an impossible allocation must fail with
@@ -37,6 +39,7 @@ int main(void) {
 #include "kernels/cpu/ref_ops.h"
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/cuda_layout.h"
+#include "kernels/ops.h"
 #include "kernels/registry.h"
 #include "quant/quant_format.h"
 #include "quant/ternary.h"
@@ -136,11 +139,12 @@ static void ternary_case(uint32_t type, int rows, int cols, int n, bool out_scal
     if (code3) data[5] |= 3u; /* TQ2_0 code 3 decodes as +2 */
     bn_ternary_matrix m;
     CHECK_OK(bn_ternary_matrix_prepare(&m, "w", type, rows, cols, data, &err), &err);
+    const bn_cuda_layout_source source = {type, rows, cols, data}; /* the GPU layout from the file */
     size_t n_words, n_scales;
-    CHECK_OK(bn_cuda_layout_sizes(&n_words, &n_scales, &m, &err), &err);
+    CHECK_OK(bn_cuda_layout_sizes(&n_words, &n_scales, &source, &err), &err);
     uint32_t *codes = malloc(n_words * 4);
     float *scales_gpu_layout = malloc((n_scales ? n_scales : 1) * sizeof(float));
-    bn_cuda_layout_repack(codes, scales_gpu_layout, &m, 0, rows);
+    bn_cuda_layout_repack(codes, scales_gpu_layout, &source, 0, rows);
 
     float *x = rand_floats((size_t)n * cols, -3.0f, 3.0f);
     int8_t *q = malloc((size_t)n * cols);
@@ -305,75 +309,68 @@ static void test_rope(void) {
 }
 
 /* kv_store then attention for entries with their own caches (contexts of 1 to 701 positions:
- * several score blocks, chains of the 16 P.V lanes of unequal length). */
-static void test_attention(bool f16, int head_dim) {
+ * several score blocks, chains of the 16 P.V lanes of unequal length), K and V in type (F32,
+ * F16, or Q8_0 blocks whose bytes the GPU must write exactly as bn_kv_encode_row does). */
+static void test_attention(uint32_t type, int head_dim) {
     const int n_heads = 8, n_kv_heads = 2, kv_dim = n_kv_heads * head_dim, layers = 2, layer = 1;
     const int n = 4;
     const int32_t pos[4] = {0, 5, 300, 700};
     const int32_t capacity[4] = {4, 64, 512, 800};
-    const size_t elt = f16 ? 2 : 4;
+    const char *type_name = bn_quant_format_get(type)->name;
+    const size_t row_bytes = bn_kv_type_bytes(type, (size_t)kv_dim);
     void *host_k[4], *host_v[4];
     bn_cuda_kv_entry entries[4];
     float *k_new = rand_floats((size_t)n * kv_dim, -1, 1), *v_new = rand_floats((size_t)n * kv_dim, -1, 1);
+    float *row_values = malloc((size_t)kv_dim * 4);
     for (int t = 0; t < n; t++) {
-        size_t count = (size_t)layers * capacity[t] * kv_dim;
-        host_k[t] = malloc(count * elt), host_v[t] = malloc(count * elt);
-        for (size_t i = 0; i < count; i++) {
-            float a = rand_float(-1, 1), b = rand_float(-1, 1);
-            if (f16) {
-                ((uint16_t *)host_k[t])[i] = bn_fp32_to_fp16(a),
-                           ((uint16_t *)host_v[t])[i] = bn_fp32_to_fp16(b);
-            } else {
-                ((float *)host_k[t])[i] = a, ((float *)host_v[t])[i] = b;
-            }
+        size_t rows = (size_t)layers * capacity[t];
+        host_k[t] = malloc(rows * row_bytes), host_v[t] = malloc(rows * row_bytes);
+        for (size_t r = 0; r < rows; r++) {
+            for (int i = 0; i < kv_dim; i++) row_values[i] = rand_float(-1, 1);
+            bn_kv_encode_row((uint8_t *)host_k[t] + r * row_bytes, type, row_values, kv_dim);
+            for (int i = 0; i < kv_dim; i++) row_values[i] = rand_float(-1, 1);
+            bn_kv_encode_row((uint8_t *)host_v[t] + r * row_bytes, type, row_values, kv_dim);
         }
-        entries[t] = (bn_cuda_kv_entry){to_device(host_k[t], count * elt), to_device(host_v[t], count * elt),
+        entries[t] = (bn_cuda_kv_entry){to_device(host_k[t], rows * row_bytes), to_device(host_v[t], rows * row_bytes),
                                         capacity[t], pos[t]};
     }
+    free(row_values);
     bn_cuda_kv_entry *dentries = to_device(entries, sizeof entries);
     float *dk = to_device(k_new, (size_t)n * kv_dim * 4), *dv = to_device(v_new, (size_t)n * kv_dim * 4);
-    bn_cuda_kv_store(ctx, dentries, n, layer, kv_dim, f16, dk, dv);
+    bn_cuda_kv_store(ctx, dentries, n, layer, kv_dim, type, type, dk, dv);
     /* the CPU caches get the same rows as the CPU backend writes them */
     int store_bad = 0;
     for (int t = 0; t < n; t++) {
-        size_t row = ((size_t)layer * capacity[t] + pos[t]) * kv_dim;
-        size_t count = (size_t)layers * capacity[t] * kv_dim;
-        void *gk = malloc(count * elt), *gv = malloc(count * elt);
-        from_device(gk, entries[t].k, count * elt);
-        from_device(gv, entries[t].v, count * elt);
-        for (int i = 0; i < kv_dim; i++) {
-            if (f16) {
-                ((uint16_t *)host_k[t])[row + i] = bn_fp32_to_fp16(k_new[(size_t)t * kv_dim + i]);
-                ((uint16_t *)host_v[t])[row + i] = bn_fp32_to_fp16(v_new[(size_t)t * kv_dim + i]);
-            } else {
-                ((float *)host_k[t])[row + i] = k_new[(size_t)t * kv_dim + i];
-                ((float *)host_v[t])[row + i] = v_new[(size_t)t * kv_dim + i];
-            }
-        }
-        store_bad += memcmp(gk, host_k[t], count * elt) != 0 || memcmp(gv, host_v[t], count * elt) != 0;
+        size_t row = (size_t)layer * capacity[t] + pos[t];
+        size_t bytes = (size_t)layers * capacity[t] * row_bytes;
+        void *gk = malloc(bytes), *gv = malloc(bytes);
+        from_device(gk, entries[t].k, bytes);
+        from_device(gv, entries[t].v, bytes);
+        bn_kv_encode_row((uint8_t *)host_k[t] + row * row_bytes, type, k_new + (size_t)t * kv_dim, kv_dim);
+        bn_kv_encode_row((uint8_t *)host_v[t] + row * row_bytes, type, v_new + (size_t)t * kv_dim, kv_dim);
+        store_bad += memcmp(gk, host_k[t], bytes) != 0 || memcmp(gv, host_v[t], bytes) != 0;
         free(gk), free(gv);
     }
-    CHECKF(store_bad == 0, "kv_store (%s): %d caches differ from the CPU's rows", f16 ? "f16" : "f32",
-           store_bad);
+    CHECKF(store_bad == 0, "kv_store (%s): %d caches differ from the CPU's rows", type_name, store_bad);
 
     float *q = rand_floats((size_t)n * n_heads * head_dim, -1, 1);
     float *ref = malloc((size_t)n * n_heads * head_dim * 4),
           *gpu = malloc((size_t)n * n_heads * head_dim * 4);
     float *scratch = malloc(1024 * 4);
     for (int t = 0; t < n; t++) {
-        size_t layer_offset = (size_t)layer * capacity[t] * kv_dim * elt;
+        size_t layer_offset = (size_t)layer * capacity[t] * row_bytes;
         bn_ref_attention(ref + (size_t)t * n_heads * head_dim, q + (size_t)t * n_heads * head_dim,
-                         (uint8_t *)host_k[t] + layer_offset, (uint8_t *)host_v[t] + layer_offset, f16,
+                         (uint8_t *)host_k[t] + layer_offset, (uint8_t *)host_v[t] + layer_offset, type, type,
                          n_heads, n_kv_heads, head_dim, pos[t], scratch, 0, n_heads);
     }
     float *dq = to_device(q, (size_t)n * n_heads * head_dim * 4),
           *dout = to_device(NULL, (size_t)n * n_heads * head_dim * 4);
     float *scores = to_device(NULL, bn_cuda_attention_scratch_floats(n, n_heads, 800) * 4);
-    bn_cuda_attention(ctx, dout, dq, dentries, n, layer, n_heads, n_kv_heads, head_dim, f16, 700, scores);
+    bn_cuda_attention(ctx, dout, dq, dentries, n, layer, n_heads, n_kv_heads, head_dim, type, type, 700, scores);
     from_device(gpu, dout, (size_t)n * n_heads * head_dim * 4);
     const size_t n_out = (size_t)n * n_heads * head_dim;
     char what[64];
-    snprintf(what, sizeof what, "attention (%s cache, head_dim %d)", f16 ? "f16" : "f32", head_dim);
+    snprintf(what, sizeof what, "attention (%s cache, head_dim %d)", type_name, head_dim);
     EXPECT_CLOSE(what, gpu, ref, n_out, 0, 0);
     for (int t = 0; t < n; t++) {
         bn_cuda_free(entries[t].k), bn_cuda_free(entries[t].v);
@@ -561,12 +558,12 @@ static void test_registry_and_errors(void) {
 int main(void) {
     char name[128];
     bn_error err;
-    if (bn_cuda_device_info(name, sizeof name, &err) != BN_OK) {
+    if (bn_cuda_device_info(0, name, sizeof name, &err) != BN_OK) {
         printf("SKIPPED: %s\n", err.message);
         return 77;
     }
     printf("device: %s\n", name);
-    if (bn_cuda_context_create(&ctx, &err) != BN_OK) {
+    if (bn_cuda_context_create(0, &ctx, &err) != BN_OK) {
         printf("FAIL: context: %s\n", err.message);
         return 1;
     }
@@ -579,8 +576,10 @@ int main(void) {
     test_rope();
     static const int head_dims[] = {64, 128, 100};
     for (int i = 0; i < 3; i++) {
-        test_attention(true, head_dims[i]);
-        test_attention(false, head_dims[i]);
+        test_attention(BN_TYPE_F16, head_dims[i]);
+        test_attention(BN_TYPE_F32, head_dims[i]);
+        /* q8_0 rows are whole blocks: kv_dim = 2 * head_dim must be a multiple of 32 */
+        if (2 * head_dims[i] % 32 == 0) test_attention(BN_TYPE_Q8_0, head_dims[i]);
     }
     test_softmax();
     test_elementwise();

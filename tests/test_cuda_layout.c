@@ -1,6 +1,7 @@
 /*
- * test_cuda_layout.c: the GPU layout of ternary matrices (kernels/cuda/cuda_layout.h), checked on
- * the CPU, so it runs on every machine, with or without CUDA.
+ * test_cuda_layout.c: the GPU layout of ternary matrices (kernels/cuda/cuda_layout.h), repacked
+ * from the file formats' bytes as the CUDA backend binds them, checked on the CPU, so it runs on
+ * every machine, with or without CUDA.
  *
  * - Bit positions: a matrix with a single +1 (or -1) per row lands in the word, byte and bit pair
  *   the layout documents, every other position holding code 1 (weight 0), for I2_S, TQ2_0, TQ1_0.
@@ -8,9 +9,8 @@
  *   random int8 activations, the integer sums computed from the repacked codes (per row for I2_S,
  *   per 256-column block for TQ formats) equal the CPU reference's bn_ref_ternary_sums, and the TQ
  *   block scales equal the blocks' fp16 d.
- * - I2_S prepared in the CPU's row-tile layout (the default) and in the file layout repack into
- *   the same words; a row range repacks into the same words as the whole matrix; an unknown
- *   layout and a shape that is not whole blocks are refused with an error.
+ * - A row range repacks into the same words as the whole matrix; a type that is not ternary and
+ *   a shape that is not whole blocks are refused with an error.
  */
 #include "kernels/cpu/ref_matmul.h"
 #include "kernels/cuda/cuda_layout.h"
@@ -48,9 +48,8 @@ static void test_bit_positions(uint32_t type) {
     int hot[5] = {0, 17, 130, 255, 509};
     for (int r = 0; r < rows; r++) values[(size_t)r * cols + hot[r]] = r % 2 ? -1 : 1;
     uint8_t *data = pack(type, values, rows, cols, NULL);
-    bn_ternary_matrix m;
+    const bn_cuda_layout_source m = {type, rows, cols, data};
     bn_error err;
-    CHECK_OK(bn_ternary_matrix_prepare(&m, "t", type, rows, cols, data, &err), &err);
     size_t n_words, n_scales;
     CHECK_OK(bn_cuda_layout_sizes(&n_words, &n_scales, &m, &err), &err);
     CHECK(n_words == (size_t)rows * cols / 16);
@@ -68,7 +67,6 @@ static void test_bit_positions(uint32_t type) {
     /* the documented position, spelled out once: column 17 = word 1, byte 1, bits 1:0 */
     CHECK(((codes[cols / 16 + 1] >> 8) & 3u) == 0u); /* row 1 holds -1 at column 17 */
     for (size_t i = 0; i < n_scales; i++) CHECK(scales[i] == bn_fp16_to_fp32(bn_fp32_to_fp16(0.5f)));
-    bn_ternary_matrix_release(&m);
     free(codes), free(scales), free(data), free(values);
 }
 
@@ -87,14 +85,16 @@ static void test_products(uint32_t type, int rows, int cols, bool code3, bn_test
             qs[bn_test_rng_range(rng, 0, 63)] |= 3u << (2 * bn_test_rng_range(rng, 0, 3));
         }
     }
+    /* the reference sums come from the CPU's prepared matrix; the GPU layout from the file */
     bn_ternary_matrix m;
     bn_error err;
     CHECK_OK(bn_ternary_matrix_prepare(&m, "t", type, rows, cols, data, &err), &err);
+    const bn_cuda_layout_source source = {type, rows, cols, data};
     size_t n_words, n_scales;
-    CHECK_OK(bn_cuda_layout_sizes(&n_words, &n_scales, &m, &err), &err);
+    CHECK_OK(bn_cuda_layout_sizes(&n_words, &n_scales, &source, &err), &err);
     uint32_t *codes = malloc(n_words * 4);
     float *scales = malloc((n_scales ? n_scales : 1) * sizeof(float));
-    bn_cuda_layout_repack(codes, scales, &m, 0, rows);
+    bn_cuda_layout_repack(codes, scales, &source, 0, rows);
 
     const int n_tokens = 3;
     int8_t *q = malloc((size_t)n_tokens * cols);
@@ -132,24 +132,11 @@ static void test_products(uint32_t type, int rows, int cols, bool code3, bn_test
             }
         CHECKF(bad_scale == 0, "%d block scales differ", bad_scale);
     }
-    /* I2_S: the CPU's row tiles and the file layout repack into the same words */
-    if (type == BN_TYPE_I2_S) {
-        bn_ternary_matrix file_layout;
-        CHECK_OK(
-            bn_ternary_matrix_prepare_layout(&file_layout, "t", type, rows, cols, data, BN_LAYOUT_FILE, &err),
-            &err);
-        uint32_t *from_file = malloc(n_words * 4);
-        bn_cuda_layout_repack(from_file, NULL, &file_layout, 0, rows);
-        CHECKF(!memcmp(from_file, codes, n_words * 4),
-               "i2_s %dx%d: file and tiled layouts repack differently", rows, cols);
-        bn_ternary_matrix_release(&file_layout);
-        free(from_file);
-    }
     /* a row range gives the same words */
     if (rows > 2) {
         uint32_t *part = malloc((size_t)(rows - 2) * cols / 16 * 4);
         float *part_scales = malloc((size_t)(rows - 2) * (n_blocks ? n_blocks : 1) * sizeof(float));
-        bn_cuda_layout_repack(part, part_scales, &m, 1, rows - 1);
+        bn_cuda_layout_repack(part, part_scales, &source, 1, rows - 1);
         CHECK(!memcmp(part, codes + (size_t)cols / 16, (size_t)(rows - 2) * cols / 16 * 4));
         free(part), free(part_scales);
     }
@@ -158,17 +145,10 @@ static void test_products(uint32_t type, int rows, int cols, bool code3, bn_test
 }
 
 static void test_refusals(void) {
-    bn_ternary_matrix m = {.file_type = BN_TYPE_TQ2_0, .rows = 2, .cols = 256, .layout = BN_LAYOUT_I2S_TILE8};
+    bn_cuda_layout_source m = {.file_type = BN_TYPE_TQ2_0, .rows = 2, .cols = 256};
     size_t a, b;
     bn_error err;
-    CHECK(bn_cuda_layout_sizes(&a, &b, &m, &err) == BN_ERR_INVALID);
-    CHECK_STR_CONTAINS(err.message, "layout");
-    m.file_type = BN_TYPE_I2_S;
-    m.layout = 99;
-    CHECK(bn_cuda_layout_sizes(&a, &b, &m, &err) == BN_ERR_INVALID);
-    m.file_type = BN_TYPE_TQ2_0;
-    m.layout = BN_LAYOUT_FILE;
-    m.file_type = BN_TYPE_TQ2_0;
+    CHECK_OK(bn_cuda_layout_sizes(&a, &b, &m, &err), &err);
     m.cols = 128; /* half a TQ block */
     CHECK(bn_cuda_layout_sizes(&a, &b, &m, &err) == BN_ERR_INVALID);
     CHECK_STR_CONTAINS(err.message, "blocks");

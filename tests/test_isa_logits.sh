@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # test_isa_logits.sh: every CPU kernel path gives the same logits, bit for bit, on the shipped
 # model, so a greedy text does not depend on the CPU it runs on.
-#   - `bitnet eval --isa scalar|avx2|avx512` (each path the CPU supports) over 150 tokens (past
-#     the 128-position point and with tails of every vector width) writes identical files;
+#   - `bitnet eval --isa scalar|avx2|avx512|neon|neondot` (each path the CPU supports) over 150
+#     tokens (past the 128-position point and with tails of every vector width) writes identical
+#     files;
 #   - `bitnet crossval --against cpu --greedy 64 --greedy-tie 1e-3` (best path vs scalar) holds the
 #     near-tie rule: 64 identical greedy steps;
 #   - the rule fails, exit 1 with the reason, when the two sides really differ (two synthetic
 #     models of different seeds).
 #   - the AVX-512 path without its GFNI decoding (BITNET_GFNI=0) gives the same logits, and so
 #     does its non-temporal prefetch (BITNET_PREFETCH=nta); an unknown BITNET_PREFETCH is an error;
+#   - the AVX2 path with AVX-VNNI (every class forced to avx2.vnni, where the CPU has it) and
+#     without (BITNET_AVXVNNI=0), and the AVX-512 path with AMX tiles for the prompt
+#     (gemm=avx512.amx, over the emulated tiles of BITNET_AMX_EMULATE=1) give the same logits;
 # Regression: softmax and attention once accumulated in float on the SIMD paths and in double in
 # the reference; the last-bit differences flipped an int8 rounding at position 19 of this prompt
 # and the AVX-512 greedy text parted from the scalar one at step 3.
@@ -25,7 +29,7 @@ for i in $(seq 1 150); do
     ids="$ids${ids:+,}$(( x % 4096 ))"
 done
 ran=()
-for isa in scalar avx2 avx512; do
+for isa in scalar avx2 avx512 neon neondot; do # the paths of x86-64 and of aarch64
     if "$bin" eval -m "$model" --tokens "$ids" --logits-out "$tmp/$isa.bin" --isa "$isa" -t 2 \
         > /dev/null 2> "$tmp/$isa.err"; then
         ran+=("$isa")
@@ -63,7 +67,9 @@ for isa in "${ran[@]}"; do
         > /dev/null 2> "$tmp/env-$isa.err"
     check "BITNET_ISA=$isa: bench exit 0" test $? -eq 0
     check "BITNET_ISA=$isa: the receipt's isa is $isa" grep -q "\"isa\": *\"$isa\"" "$tmp/env-$isa.json"
-    check "BITNET_ISA=$isa: cpu.i2s.gemv.$isa ran" grep -q "\"cpu.i2s.gemv.$isa\"" "$tmp/env-$isa.json"
+    id=$isa # with AVX-VNNI the AVX2 path runs avx2 or avx2.vnni, as the tuner measured
+    if [ "$isa" = avx2 ] && grep -qw avx_vnni /proc/cpuinfo; then id="avx2(vnni)?"; fi
+    check "BITNET_ISA=$isa: cpu.i2s.gemv.$id ran" grep -qE "\"cpu.i2s.gemv.$id\"" "$tmp/env-$isa.json"
 done
 # GFNI field decoding in the AVX-512 one-token GEMV (where the CPU has it) and BITNET_GFNI=0
 # without it: the same logits; the receipt lists gfni among the CPU features where it is used.
@@ -83,6 +89,45 @@ if [[ " ${ran[*]} " == *" avx512 "* ]]; then
         --isa avx512 -t 2 > /dev/null 2>&1
     check "BITNET_PREFETCH=nta: avx512 logits equal the scalar ones byte for byte" \
         cmp "$tmp/avx512-nta.bin" "$tmp/scalar.bin"
+fi
+# AVX-VNNI (vpdpbusd) in the AVX2 integer kernels, and BITNET_AVXVNNI=0 without it.
+if [[ " ${ran[*]} " == *" avx2 "* ]]; then
+    BITNET_AVXVNNI=0 "$bin" eval -m "$model" --tokens "$ids" --logits-out "$tmp/avx2-novnni.bin" \
+        --isa avx2 -t 2 > /dev/null 2>&1
+    check "BITNET_AVXVNNI=0: avx2 logits equal the scalar ones byte for byte" \
+        cmp "$tmp/avx2-novnni.bin" "$tmp/scalar.bin"
+    every=gemv=avx2.vnni,gemm_few=avx2.vnni,gemm=avx2.vnni,head=avx2.vnni
+    if grep -qw avx_vnni /proc/cpuinfo; then
+        BITNET_VARIANT=$every "$bin" eval -m "$model" --tokens "$ids" --logits-out "$tmp/avx2-vnni.bin" \
+            --isa avx2 -t 2 > /dev/null 2>&1
+        check "avx2.vnni: logits equal the scalar ones byte for byte" cmp "$tmp/avx2-vnni.bin" "$tmp/scalar.bin"
+        BITNET_VARIANT=$every "$bin" bench -m "$tmp/a.gguf" -p 16 -n 4 -r 1 -t 2 --json "$tmp/vnni.json" \
+            > /dev/null 2>&1
+        check "avx2.vnni: the receipt counts cpu.i2s.gemm.avx2vnni" grep -q '"cpu.i2s.gemm.avx2vnni"' "$tmp/vnni.json"
+    else
+        echo "note: this CPU has no AVX-VNNI: the avx2.vnni variants are not run"
+        BITNET_VARIANT=$every "$bin" eval -m "$model" --tokens 1,2 --logits-out "$tmp/novnni.bin" \
+            > /dev/null 2> "$tmp/novnni.err"
+        check "avx2.vnni without AVX-VNNI: an error" grep -q "cannot run it" "$tmp/novnni.err"
+    fi
+fi
+# AMX tiles for prompts, over the emulated tile instructions (no AMX needed; the real kernel is
+# the same body, kernels/cpu/amx_gemm_body.h): the same logits, and the receipt says emulated.
+if [[ " ${ran[*]} " == *" avx512 "* ]]; then
+    BITNET_AMX_EMULATE=1 BITNET_VARIANT=gemm=avx512.amx "$bin" eval -m "$model" --tokens "$ids" \
+        --logits-out "$tmp/avx512-amx.bin" --isa avx512 -t 2 > /dev/null 2>&1
+    check "gemm=avx512.amx (emulated): logits equal the scalar ones byte for byte" \
+        cmp "$tmp/avx512-amx.bin" "$tmp/scalar.bin"
+    BITNET_AMX_EMULATE=1 BITNET_VARIANT=gemm=avx512.amx "$bin" bench -m "$tmp/a.gguf" -p 16 -n 4 -r 1 \
+        -t 2 --json "$tmp/amx.json" > /dev/null 2>&1
+    check "gemm=avx512.amx (emulated): the receipt counts cpu.i2s.gemm.amx-emulated" \
+        grep -q '"cpu.i2s.gemm.amx-emulated"' "$tmp/amx.json"
+fi
+if ! grep -qw amx_int8 /proc/cpuinfo; then
+    BITNET_VARIANT=gemm=avx512.amx "$bin" eval -m "$tmp/a.gguf" --tokens 1,2 --logits-out "$tmp/noamx.bin" \
+        > /dev/null 2> "$tmp/noamx.err"
+    check "gemm=avx512.amx without AMX: exit non-zero" test $? -ne 0
+    check "gemm=avx512.amx without AMX: the error says so" grep -q "avx512.amx': this CPU cannot run it" "$tmp/noamx.err"
 fi
 BITNET_PREFETCH=l2 "$bin" eval -m "$model" --tokens 1,2 --logits-out "$tmp/badhint.bin" \
     > /dev/null 2> "$tmp/badhint.err"

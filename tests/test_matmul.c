@@ -126,6 +126,15 @@ static void free_case(ternary_case *tc) {
     free(tc->values);
 }
 
+/* The path part of the registry id of what class c runs now on the ternary format (kernels/
+ * matmul.c): the path, "avx2vnni" for AVX2 with AVX-VNNI, "amx" / "amx-emulated" for AMX tiles
+ * (I2_S only). */
+static const char *path_id(bn_kernel_class c, bool i2s) {
+    const bn_kernel_variant v = bn_kernel_variant_of(c);
+    if (v.amx && i2s) return bn_amx_emulated() ? "amx-emulated" : "amx";
+    return v.vnni ? "avx2vnni" : bn_isa_name(v.isa);
+}
+
 /* Forces variant v of class c (its path, then the binding) and names it in `name`; checks that
  * dispatch now runs it. */
 static void force_variant(bn_kernel_class c, bn_kernel_variant v, char name[BN_KERNEL_VARIANT_NAME_MAX]) {
@@ -510,7 +519,8 @@ static void test_ternary_parts(void) {
                     for (int threads = 1; threads <= 4; threads++) {
                         char id[64];
                         snprintf(id, sizeof id, "cpu.%s.%s.%s", k == 0 ? "i2s" : k == 1 ? "tq2" : "tq1",
-                                 n_tokens > 1 ? "gemm" : "gemv", bn_isa_name((bn_isa)isa));
+                                 n_tokens > 1 ? "gemm" : "gemv",
+                                 path_id(bn_kernel_class_of_tokens(n_tokens), k == 0));
                         bn_kernel_reset_counts();
                         for (int i = 0; i < 3; i++)
                             memset(got[i], 0xff, (size_t)n_tokens * tc[i].rows * sizeof(float));
@@ -625,17 +635,22 @@ static void test_int8(void) {
                 for (int c = 0; c < cols; c++) expect += -128 * m.q[c];
                 CHECK(ref_sums[0] == expect);
             }
-            for (int isa = 0; isa < BN_ISA_COUNT; isa++) {
-                if (!bn_isa_supported((bn_isa)isa)) continue;
-                bn_isa_set_active((bn_isa)isa);
+            /* every variant of the head class: each path, AVX2 with and without AVX-VNNI */
+            bn_kernel_variant variants[BN_KERNEL_VARIANTS_MAX];
+            const int n_variants = bn_kernel_variants(BN_KCLASS_HEAD, variants);
+            for (int v = 0; v < n_variants; v++) {
+                if (variants[v].prefetch != BN_PREFETCH_T0) continue; /* no knob of int8's */
+                char name[BN_KERNEL_VARIANT_NAME_MAX];
+                force_variant(BN_KCLASS_HEAD, variants[v], name);
                 for (int threads = 1; threads <= 4; threads += 1 + (int)(k % 2)) {
                     memset(y, 0xff, n_out * sizeof *y);
                     bn_int8_matmul(pools[threads], y, &m, q, scales, sums, n_tokens);
                     CHECKF(memcmp(y, ref, n_out * sizeof *y) == 0,
-                           "int8 %dx%d tokens %d isa %s threads %d differs", rows, cols, n_tokens,
-                           bn_isa_name((bn_isa)isa), threads);
+                           "int8 %dx%d tokens %d variant %s threads %d differs", rows, cols, n_tokens,
+                           name, threads);
                 }
             }
+            bn_kernel_unbind_all();
             free(q), free(scales), free(sums), free(ref_sums), free(ref), free(y);
         }
         bn_int8_matrix_release(&m);
@@ -657,11 +672,11 @@ static void test_registry(void) {
         bn_ternary_matmul(NULL, y, &tc.m[0], q, scales, sums, 1);
         bn_ternary_matmul(NULL, y, &tc.m[1], q, scales, sums, 2);
         char id[64];
-        snprintf(id, sizeof id, "cpu.i2s.gemv.%s", bn_isa_name((bn_isa)isa));
+        snprintf(id, sizeof id, "cpu.i2s.gemv.%s", path_id(BN_KCLASS_GEMV, true));
         CHECKF(has_kernel(id), "%s counted", id);
-        snprintf(id, sizeof id, "cpu.tq2.gemm.%s", bn_isa_name((bn_isa)isa));
+        snprintf(id, sizeof id, "cpu.tq2.gemm.%s", path_id(BN_KCLASS_GEMM_FEW, false));
         CHECKF(has_kernel(id), "%s counted", id);
-        snprintf(id, sizeof id, "cpu.i2s.gemm.%s", bn_isa_name((bn_isa)isa));
+        snprintf(id, sizeof id, "cpu.i2s.gemm.%s", path_id(BN_KCLASS_GEMM_FEW, true));
         CHECKF(!has_kernel(id), "%s not counted", id);
     }
     free_case(&tc);

@@ -14,6 +14,7 @@
 #include "kernels/cpu_features.h"
 #include "model/model.h"
 #include "kernels/cpu/ref_matmul.h"
+#include "backend/cpu/backend_cpu.h"
 #include "model/model_internal.h"
 #include "model/synth.h"
 #include "quant/quant_format.h"
@@ -30,10 +31,10 @@ enum { NA = 20, NB = 13, NC = 9, PREFIX_B = 5 };
 static int tok_a[NA], tok_b[PREFIX_B + NB], tok_c[NC];
 static int n_vocab;
 
-static bn_model *load(const char *path, int threads, bool kv_f16, int ubatch) {
+static bn_model *load(const char *path, int threads, uint32_t kv_type, int ubatch) {
     bn_model_options o = bn_model_options_default();
     o.n_threads = threads;
-    o.kv_f16 = kv_f16;
+    o.kv_type_k = o.kv_type_v = kv_type;
     o.ubatch = ubatch;
     bn_model *m = NULL;
     bn_error err;
@@ -109,9 +110,9 @@ static float *mixed(bn_model *m, const int order[3]) {
     return a;
 }
 
-static void invariance(const char *path, bool kv_f16) {
-    const char *kv = kv_f16 ? "F16 KV" : "F32 KV";
-    bn_model *m = load(path, 1, kv_f16, 0);
+static void invariance(const char *path, uint32_t kv_type) {
+    const char *kv = kv_type == BN_TYPE_F16 ? "F16 KV" : kv_type == BN_TYPE_F32 ? "F32 KV" : "Q8_0 KV";
+    bn_model *m = load(path, 1, kv_type, 0);
     if (!m) return;
     float *ref = alone(m);
 
@@ -136,7 +137,7 @@ static void invariance(const char *path, bool kv_f16) {
     bn_model_free(m);
 
     for (int threads = 1; threads <= 4; threads++) {
-        bn_model *mt = load(path, threads, kv_f16, threads == 2 ? 4 : 0); /* ubatch 4: chunked inside */
+        bn_model *mt = load(path, threads, kv_type, threads == 2 ? 4 : 0); /* ubatch 4: chunked inside */
         if (!mt) continue;
         float *a = alone(mt);
         CHECKF(!memcmp(a, ref, NA * row_bytes()), "%s: %d threads alone is bit-identical", kv, threads);
@@ -151,7 +152,7 @@ static void invariance(const char *path, bool kv_f16) {
 }
 
 static void step_rules(const char *path) {
-    bn_model *m = load(path, 2, true, 0);
+    bn_model *m = load(path, 2, BN_TYPE_F16, 0);
     if (!m) return;
     bn_error err;
     bn_sequence *a, *b;
@@ -238,7 +239,7 @@ static void long_prompt(const char *dir) {
     o.n_layers = 1, o.dim = 128, o.ffn_dim = 256, o.n_heads = 1, o.n_kv_heads = 1, o.seed = 3;
     char *path = bn_test_path(dir, "long.gguf");
     CHECK_OK(bn_synth_write(path, &o, &err), &err);
-    bn_model *m = load(path, 1, true, 0);
+    bn_model *m = load(path, 1, BN_TYPE_F16, 0);
     enum { N = 4096 };
     bn_batch_entry *e = malloc(N * sizeof *e);
     bn_sequence *seq = NULL;
@@ -344,7 +345,7 @@ static void wrong_tensors(const char *dir, const char *good) {
 static void bitnet25(const char *dir, const char *good) {
     char *path = bn_test_path(dir, "bitnet25.gguf");
     CHECK(broken_copy(good, path, NULL, 0, 0, NULL, "bitnet-25"));
-    bn_model *a = load(good, 1, true, 0), *b = load(path, 1, true, 0);
+    bn_model *a = load(good, 1, BN_TYPE_F16, 0), *b = load(path, 1, BN_TYPE_F16, 0);
     if (a && b) {
         CHECK(!strcmp(bn_model_get_config(b)->arch_name, "bitnet-25"));
         CHECK(bn_model_get_config(b)->arch == BN_ARCH_BITNET_B158);
@@ -359,7 +360,7 @@ static void bitnet25(const char *dir, const char *good) {
 /* Truncating a sequence back to a prefix and running other tokens gives the same logits as a
  * fresh sequence that ran prefix + those tokens (chat reuses cached prefixes this way). */
 static void truncate_reuse(const char *path) {
-    bn_model *m = load(path, 2, true, 0);
+    bn_model *m = load(path, 2, BN_TYPE_F16, 0);
     if (!m) return;
     bn_sequence *seq, *fresh;
     bn_error err;
@@ -388,27 +389,25 @@ static void truncate_reuse(const char *path) {
     bn_model_free(m);
 }
 
-/* The loader places every repacked projection of every layer in the weights' one arena (so the
+/* The CPU backend places every repacked projection of every layer in its one arena (so the
  * matrices share whole huge pages): each I2_S matrix reads from inside it and owns nothing, and
  * the arena holds exactly their 4 KiB-aligned sizes. No arena under AddressSanitizer: each matrix
  * then has its own allocation. */
 static void weights_arena(const char *path) {
-    bn_model *m = load(path, 1, true, 0);
+    bn_model *m = load(path, 1, BN_TYPE_F16, 0);
     if (!m) return;
-    const bn_large_arena *arena = &m->weights.arena;
+    const bn_large_arena *arena = bn_backend_cpu_arena(m->backend);
     size_t expected = 0;
-    int inside = 0, total = 0;
-    for (int l = 0; l < m->config.n_layers; l++) {
-        const bn_layer_weights *lw = &m->weights.layers[l];
-        const bn_linear *all[] = {&lw->wq, &lw->wk, &lw->wv, &lw->wo, &lw->w_gate, &lw->w_up, &lw->w_down};
-        for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
-            const bn_ternary_matrix *mx = &all[i]->matrix;
-            CHECK(mx->file_type == BN_TYPE_I2_S && mx->layout == BN_LAYOUT_I2S_TILE8);
-            expected += (bn_ternary_matrix_repack_bytes(mx->file_type, mx->rows, mx->cols) + 4095) & ~(size_t)4095;
-            inside += arena->base && mx->data >= arena->base && mx->data < arena->base + arena->size &&
-                      mx->owned == NULL;
-            total++;
-        }
+    int inside = 0;
+    const bn_ternary_matrix *all[7 * 64];
+    const int total = bn_backend_cpu_matrices(m->backend, all, 7 * 64);
+    CHECK(total == 7 * m->config.n_layers);
+    for (int i = 0; i < total; i++) {
+        const bn_ternary_matrix *mx = all[i];
+        CHECK(mx->file_type == BN_TYPE_I2_S && mx->layout == BN_LAYOUT_I2S_TILE8);
+        expected += (bn_ternary_matrix_repack_bytes(mx->file_type, mx->rows, mx->cols) + 4095) & ~(size_t)4095;
+        inside += arena->base && mx->data >= arena->base && mx->data < arena->base + arena->size &&
+                  mx->owned == NULL;
     }
     if (arena->base) {
         CHECKF(inside == total, "%d of %d projections in the arena", inside, total);
@@ -436,8 +435,9 @@ int main(void) {
     for (int i = 0; i < NC; i++) tok_c[i] = (int)bn_test_rng_range(&rng, 0, n_vocab - 1);
 
     weights_arena(path);
-    invariance(path, true);
-    invariance(path, false);
+    invariance(path, BN_TYPE_F16);
+    invariance(path, BN_TYPE_F32);
+    invariance(path, BN_TYPE_Q8_0);
     step_rules(path);
     truncate_reuse(path);
     long_prompt(dir);

@@ -38,7 +38,7 @@ check "ubatch 3 bit-identical" cmp -s "$tmp/t1.f32" "$tmp/u3.f32"
 check "F32 KV cache runs" test $? -eq 0
 "$bin" eval -m "$tmp/a.gguf" --tokens $ids --logits-out "$tmp/i8.f32" --int8-lm-head
 check "int8 LM head runs" test "$(stat -c %s "$tmp/i8.f32")" -eq $((n * vocab * 4))
-for isa in scalar avx2 avx512; do
+for isa in scalar avx2 avx512 neon neondot; do
     # every kernel path the CPU has: thread count and chunking never change the logits
     if "$bin" eval -m "$tmp/a.gguf" --tokens $ids --logits-out "$tmp/i1.f32" --isa $isa -t 1 2> /dev/null; then
         "$bin" eval -m "$tmp/a.gguf" --tokens $ids --logits-out "$tmp/i3.f32" --isa $isa -t 3 --step 5 --ubatch 2

@@ -12,6 +12,7 @@
 #include "kernels/cpu_features.h"
 #include "kernels/ops.h"
 #include "kernels/registry.h"
+#include "quant/quant_format.h"
 #include "testutil.h"
 
 #include <float.h>
@@ -303,17 +304,17 @@ static void test_attention(void) {
         k16[i] = bn_fp32_to_fp16(k[i]);
         v16[i] = bn_fp32_to_fp16(v[i]);
     }
-    bn_attention(out, q, k, v, false, H, KV, D, 0, scratch);
+    bn_attention(out, q, k, v, BN_TYPE_F32, BN_TYPE_F32, H, KV, D, 0, scratch);
     for (int h = 0; h < H; h++)
         for (int i = 0; i < D; i++) CHECK(out[h * D + i] == v[(h / 2) * D + i]);
-    bn_attention(out, q, k16, v16, true, H, KV, D, 0, scratch);
+    bn_attention(out, q, k16, v16, BN_TYPE_F16, BN_TYPE_F16, H, KV, D, 0, scratch);
     for (int h = 0; h < H; h++)
         for (int i = 0; i < D; i++) CHECK(out[h * D + i] == v[(h / 2) * D + i]);
 
     /* two positions, one head, head_dim 2: scores (q.k0, q.k1)/sqrt(2) = (2/sqrt2, 0) */
     float q2[2] = {2.0f, 0.0f}, k2[4] = {1.0f, 0.0f, 0.0f, 5.0f}, v2[4] = {1.0f, 3.0f, -1.0f, 7.0f};
     float o2[2], s2[2];
-    bn_attention(o2, q2, k2, v2, false, 1, 1, 2, 1, s2);
+    bn_attention(o2, q2, k2, v2, BN_TYPE_F32, BN_TYPE_F32, 1, 1, 2, 1, s2);
     double p0 = 1.0 / (1.0 + exp(-sqrt(2.0)));
     CHECK(close_rel(o2[0], p0 * 1.0 + (1 - p0) * -1.0, 1e-6));
     CHECK(close_rel(o2[1], p0 * 3.0 + (1 - p0) * 7.0, 1e-6));
@@ -332,7 +333,7 @@ static void test_attention(void) {
         vv[i] = bn_test_rng_float(&rng) * 2 - 1;
     }
     naive_attention(want, qq, kk, vv, H2, KV2, D2, POS);
-    bn_attention(oo, qq, kk, vv, false, H2, KV2, D2, POS, sc);
+    bn_attention(oo, qq, kk, vv, BN_TYPE_F32, BN_TYPE_F32, H2, KV2, D2, POS, sc);
     bool ok = true;
     for (int i = 0; i < H2 * D2; i++) ok &= fabs(oo[i] - want[i]) <= 1e-6;
     CHECK(ok);

@@ -1,9 +1,11 @@
 /*
- * test_ops_simd.c: every SIMD path of the non-matmul ops (AVX2, AVX-512; forced with
+ * test_ops_simd.c: every SIMD path of the non-matmul ops (AVX2, AVX-512, NEON, NEON + dotprod; forced with
  * bn_isa_set_active when the CPU supports it) against the scalar reference (ref_ops.h) on
  * randomized shapes that are not multiples of 8/16 and on extreme values (huge, tiny, denormal,
  * +-inf, NaN). Bit-identical where the reference is a plain float formula (add, relu2_mul,
- * ReLU/ReLU^2, embedding, RoPE, batchnorm, pooling, conv1d), and for softmax and attention, which
+ * ReLU/ReLU^2, embedding, RoPE, batchnorm, pooling, conv1d), and for softmax and attention (F32,
+ * F16 and Q8_0 caches, mixed K/V types; a Q8_0 cache also against F32 attention over its
+ * dequantized rows), which
  * follow the reference formula by formula with sums and exp in double (they could differ only
  * where a double result lies within a few double ulps of a float rounding boundary, about 1e-8
  * of the values: none does in these fixed-seed inputs). Otherwise within 1e-5 relative:
@@ -14,13 +16,14 @@
  *     x < -5, where results are below 1e-24 |x|), so its tolerance adds 1e-20 * |x|. Measured
  *     elsewhere: SiLU 5.5e-6 (at x < -87, where exp(x) is subnormal), GELU 1.7e-6, exp 2.4e-7;
  * Also checks batch invariance and determinism on each path and that the registry counts the
- * kernel that ran. Skips (77) on a CPU without AVX2.
+ * kernel that ran. Skips (77) on a CPU without any of them.
  */
 #include "core/fp16.h"
 #include "kernels/cpu/ref_ops.h"
 #include "kernels/cpu_features.h"
 #include "kernels/ops.h"
 #include "kernels/registry.h"
+#include "quant/quant_format.h"
 #include "testutil.h"
 
 #include <float.h>
@@ -41,9 +44,21 @@ static uint64_t calls_of(const char *id) {
 }
 
 /* The id of the kernel that runs for op on the current path. */
+/* Whether op has a NEON kernel (the neondot path runs it; ops without one run scalar there). */
+static bool has_neon(const char *op) {
+    static const char *const ops[] = {"rmsnorm", "rope_neox", "relu2_mul",      "add",
+                                      "embedding_f16", "softmax", "attention", "attention_q8_0",
+                                      "silu_mul"};
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+        if (!strcmp(ops[i], op)) return true;
+    return false;
+}
+
 static const char *kernel_id(const char *op, bool has_avx512) {
     static char id[64];
     bn_isa path = isa == BN_ISA_AVX512 && !has_avx512 ? BN_ISA_AVX2 : isa;
+    if (path == BN_ISA_NEONDOT) path = BN_ISA_NEON;
+    if (path == BN_ISA_NEON && !has_neon(op)) path = BN_ISA_SCALAR;
     snprintf(id, sizeof id, "cpu.%s.%s", op, bn_isa_name(path));
     return id;
 }
@@ -218,6 +233,7 @@ static void test_softmax(void) {
 static void test_elementwise(void) {
     uint64_t relu2_before = calls_of(kernel_id("relu2_mul", false));
     uint64_t embedding_before = calls_of(kernel_id("embedding_f16", false));
+    uint64_t silu_mul_before = calls_of(kernel_id("silu_mul", false));
     for (int si = 0; si < N_SIZES; si++) {
         int n = sizes[si];
         float *g = malloc((size_t)n * 4), *u = malloc((size_t)n * 4), *a = malloc((size_t)n * 4),
@@ -271,6 +287,7 @@ static void test_elementwise(void) {
     }
     CHECK(calls_of(kernel_id("relu2_mul", false)) == relu2_before + N_SIZES);
     CHECK(calls_of(kernel_id("embedding_f16", false)) == embedding_before + N_SIZES);
+    CHECK(calls_of(kernel_id("silu_mul", false)) == silu_mul_before + N_SIZES);
 }
 
 /* SiLU and GELU over a dense sweep through the ranges where exp under/overflows. */
@@ -291,62 +308,94 @@ static void test_activation_sweep(void) {
     free(x), free(a), free(b);
 }
 
+/* A cache of rows of row_len values in type from the float values x (n_rows rows), with one
+ * more row whose values are all NaN (positions after pos must not be read). */
+static void *make_cache(uint32_t type, const float *x, size_t n_rows, int row_len) {
+    const size_t row_bytes = bn_kv_type_bytes(type, (size_t)row_len);
+    uint8_t *cache = malloc((n_rows + 1) * row_bytes);
+    for (size_t r = 0; r < n_rows; r++) bn_kv_encode_row(cache + r * row_bytes, type, x + r * row_len, row_len);
+    uint8_t *last = cache + n_rows * row_bytes;
+    if (type == BN_TYPE_Q8_0) {
+        for (size_t i = 0; i < row_bytes; i++) last[i] = i % 34 == 1 ? 0x7e : 1; /* d = NaN, q = 1 */
+    } else if (type == BN_TYPE_F16) {
+        for (int i = 0; i < row_len; i++) ((uint16_t *)last)[i] = 0x7e00;
+    } else {
+        for (int i = 0; i < row_len; i++) ((float *)last)[i] = NAN;
+    }
+    return cache;
+}
+
 static void test_attention(void) {
     const int dims[] = {1, 5, 8, 16, 17, 33, 64, 100, 128, 130};
     const int32_t positions[] = {0, 1, 7, 16, 100, 300};
     const int groups[][2] = {{1, 1}, {4, 2}, {8, 2}, {5, 5}, {20, 5}};
+    /* K/V types: as before, q8_0 (llama.cpp's -ctk/-ctv q8_0) and the mixed pairs */
+    const uint32_t types[][2] = {{BN_TYPE_F32, BN_TYPE_F32},
+                                 {BN_TYPE_F16, BN_TYPE_F16},
+                                 {BN_TYPE_Q8_0, BN_TYPE_Q8_0},
+                                 {BN_TYPE_Q8_0, BN_TYPE_F16},
+                                 {BN_TYPE_F16, BN_TYPE_Q8_0}};
     uint64_t before = calls_of(kernel_id("attention", true));
+    uint64_t before_q8_0 = calls_of(kernel_id("attention_q8_0", true));
     uint64_t before_scalar = calls_of("cpu.attention.scalar");
-    int runs = 0, scalar_runs = 0; /* head sizes the SIMD kernels do not take run the reference */
+    uint64_t before_q8_0_scalar = calls_of("cpu.attention_q8_0.scalar");
+    /* head sizes the SIMD kernels do not take run the reference */
+    int runs = 0, scalar_runs = 0, q8_0_runs = 0, q8_0_scalar_runs = 0;
     for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++)
         for (size_t pi = 0; pi < sizeof positions / sizeof positions[0]; pi++) {
             int hd = dims[di];
             int32_t pos = positions[pi];
             int n_heads = groups[(di + pi) % 5][0], n_kv = groups[(di + pi) % 5][1];
+            const int row_len = n_kv * hd;
             float qscale = (di + pi) % 3 == 0 ? 8.0f : 1.0f; /* peaky softmax sometimes */
-            size_t nq = (size_t)n_heads * hd, nkv = (size_t)(pos + 1) * n_kv * hd;
-            /* one more cache row of NaN: positions after pos must not be read */
-            size_t n_alloc = nkv + (size_t)n_kv * hd;
-            float *q = malloc(nq * 4), *k = malloc(n_alloc * 4), *v = malloc(n_alloc * 4);
-            uint16_t *k16 = malloc(n_alloc * 2), *v16 = malloc(n_alloc * 2);
-            for (size_t i = nkv; i < n_alloc; i++) {
-                k[i] = v[i] = NAN;
-                k16[i] = v16[i] = 0x7e00;
-            }
+            size_t nq = (size_t)n_heads * hd, nkv = (size_t)(pos + 1) * row_len;
+            float *q = malloc(nq * 4), *k = malloc(nkv * 4), *v = malloc(nkv * 4);
             float *a = malloc(nq * 4), *b = malloc(nq * 4), *b2 = malloc(nq * 4);
             float *scratch = malloc((size_t)(pos + 1) * 4);
             for (size_t i = 0; i < nq; i++) q[i] = uniform(-1, 1) * qscale;
-            for (size_t i = 0; i < nkv; i++) {
-                k16[i] = bn_fp32_to_fp16(uniform(-2, 2));
-                v16[i] = bn_fp32_to_fp16(uniform(-3, 3));
-                k[i] = bn_fp16_to_fp32(k16[i]);
-                v[i] = bn_fp16_to_fp32(v16[i]);
-            }
-            for (int f16 = 0; f16 < 2; f16++) {
-                const void *kc = f16 ? (const void *)k16 : (const void *)k;
-                const void *vc = f16 ? (const void *)v16 : (const void *)v;
-                bn_ref_attention(a, q, kc, vc, f16, n_heads, n_kv, hd, pos, scratch, 0, n_heads);
-                bn_attention(b, q, kc, vc, f16, n_heads, n_kv, hd, pos, scratch);
-                bn_attention(b2, q, kc, vc, f16, n_heads, n_kv, hd, pos, scratch);
-                if (hd % 16 == 0 && hd <= 256)
-                    runs += 2;
-                else
-                    scalar_runs += 2;
+            for (size_t i = 0; i < nkv; i++) k[i] = uniform(-2, 2), v[i] = uniform(-3, 3);
+            for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+                const uint32_t kt = types[ti][0], vt = types[ti][1];
+                const bool q8_0 = kt == BN_TYPE_Q8_0 || vt == BN_TYPE_Q8_0;
+                if (row_len % bn_kv_type_block(kt) || row_len % bn_kv_type_block(vt)) continue;
+                void *kc = make_cache(kt, k, (size_t)pos + 1, row_len);
+                void *vc = make_cache(vt, v, (size_t)pos + 1, row_len);
+                bn_ref_attention(a, q, kc, vc, kt, vt, n_heads, n_kv, hd, pos, scratch, 0, n_heads);
+                bn_attention(b, q, kc, vc, kt, vt, n_heads, n_kv, hd, pos, scratch);
+                bn_attention(b2, q, kc, vc, kt, vt, n_heads, n_kv, hd, pos, scratch);
+                const bool simd = hd % 16 == 0 && hd <= 256;
+                *(q8_0 ? (simd ? &q8_0_runs : &q8_0_scalar_runs) : (simd ? &runs : &scalar_runs)) += 2;
                 size_t where = 0;
                 CHECKF(all_same(b, a, nq, &where),
-                       "%s attention f16=%d hd=%d pos=%d heads=%d/%d: differs from the reference "
+                       "%s attention k %u v %u hd=%d pos=%d heads=%d/%d: differs from the reference "
                        "at %zu (%.9g, reference %.9g)",
-                       bn_isa_name(isa), f16, hd, pos, n_heads, n_kv, where, b[where], a[where]);
+                       bn_isa_name(isa), (unsigned)kt, (unsigned)vt, hd, pos, n_heads, n_kv, where, b[where],
+                       a[where]);
                 CHECK(memcmp(b, b2, nq * 4) == 0); /* deterministic */
+                if (kt == BN_TYPE_Q8_0 && vt == BN_TYPE_Q8_0) {
+                    /* q8_0 attention is the F32 attention of the dequantized rows, bit for bit */
+                    float *kd = malloc(nkv * 4), *vd = malloc(nkv * 4);
+                    bn_kv_decode_row(kd, kt, kc, (int)nkv);
+                    bn_kv_decode_row(vd, vt, vc, (int)nkv);
+                    bn_attention(b2, q, kd, vd, BN_TYPE_F32, BN_TYPE_F32, n_heads, n_kv, hd, pos, scratch);
+                    *(simd ? &runs : &scalar_runs) += 1;
+                    CHECKF(all_same(b, b2, nq, &where),
+                           "%s q8_0 attention hd=%d pos=%d: not the F32 attention of its values at %zu",
+                           bn_isa_name(isa), hd, pos, where);
+                    free(kd), free(vd);
+                }
+                free(kc), free(vc);
             }
-            free(q), free(k), free(v), free(k16), free(v16), free(a), free(b), free(b2),
-                free(scratch);
+            free(q), free(k), free(v), free(a), free(b), free(b2), free(scratch);
         }
-    if (isa == BN_ISA_SCALAR) {
+    CHECK(q8_0_runs + q8_0_scalar_runs > 0);
+    if (!strcmp(kernel_id("attention", true), "cpu.attention.scalar")) { /* scalar, NEON */
         CHECK(calls_of("cpu.attention.scalar") == before_scalar + (uint64_t)(runs + scalar_runs));
     } else {
         CHECK(calls_of(kernel_id("attention", true)) == before + (uint64_t)runs);
+        CHECK(calls_of(kernel_id("attention_q8_0", true)) == before_q8_0 + (uint64_t)q8_0_runs);
         CHECK(calls_of("cpu.attention.scalar") == before_scalar + (uint64_t)scalar_runs);
+        CHECK(calls_of("cpu.attention_q8_0.scalar") == before_q8_0_scalar + (uint64_t)q8_0_scalar_runs);
     }
 }
 
@@ -448,7 +497,7 @@ static void test_batchnorm(void) {
 int main(void) {
     bn_test_rng_seed(&rng, 20261126);
     int tested = 0;
-    for (int i = BN_ISA_AVX2; i < BN_ISA_COUNT; i++) {
+    for (int i = BN_ISA_AVX2; i < BN_ISA_COUNT; i++) { /* every SIMD path, x86 and NEON */
         isa = (bn_isa)i;
         if (!bn_isa_supported(isa)) {
             printf("%s not supported on this CPU: skipped\n", bn_isa_name(isa));

@@ -93,7 +93,12 @@ static void test_bandwidth(void) {
         expected += data[i];
     }
     CHECK(bn_bandwidth_sum_scalar(data, bytes) == expected);
+#ifdef BN_ARCH_X86
     if (bn_isa_supported(BN_ISA_AVX2)) CHECK(bn_bandwidth_sum_avx2(data, bytes) == expected);
+#endif
+#ifdef BN_ARCH_ARM64
+    CHECK(bn_bandwidth_sum_neon(data, bytes) == expected);
+#endif
     free(data);
 
     bn_error err;

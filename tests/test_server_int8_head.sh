@@ -18,20 +18,12 @@ serve_logprob() {
     local mode=$1 assignment=$2; shift 2
     env "$assignment" "$bin" serve -m "$m" --port 0 -t 1 "$@" > "$tmp/$mode.log" 2>&1 &
     local pid=$!
-    "$py" - "$tmp/$mode.log" > "$tmp/$mode.out" 2>&1 <<'PY'
+    "$py" - "$tmp/$mode.log" "$src/tests/support" > "$tmp/$mode.out" 2>&1 <<'PY'
 import json, re, sys, time, urllib.error, urllib.request
 log = sys.argv[1]
-port = None
-for _ in range(600):
-    m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", open(log).read())
-    if m:
-        port = int(m.group(1))
-        try:
-            if urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).status == 200:
-                break
-        except Exception:
-            pass
-    time.sleep(0.05)
+sys.path.insert(0, sys.argv[-1])
+from server_wait import wait_ready
+port = wait_ready(log)
 body = json.dumps({"model": "tiny", "prompt": [5, 6, 7, 8], "max_tokens": 1, "temperature": 0, "logprobs": 1}).encode()
 req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/completions", body, {"Content-Type": "application/json"})
 try:

@@ -6,7 +6,9 @@
 #   - bad combinations fail with a clear message: draft without a model, a draft model with
 #     another vocabulary, replay without ids, a malformed ids file, a draft option without its mode;
 #   - `bitnet serve --spec ngram` (and `--spec draft`) with 4 slots answers 8 concurrent greedy
-#     requests exactly as the plain server does, and /metrics counts drafted and accepted tokens.
+#     requests exactly as the plain server does, and /metrics counts drafted and accepted tokens;
+#     so does `--spec ngram` on llama.cpp's bitnet architecture (TQ2_0, scalar path, 1 thread) and on
+#     llama (TQ1_0, AVX2 where the CPU has it, 2 threads).
 source "$(dirname "${BASH_SOURCE[0]}")/support/common.sh"
 bn_make_tmp spec
 m=$src/models/kjv-bitnet.gguf
@@ -47,26 +49,19 @@ check "--draft-max out of range" fails_with "1..16" run --spec ngram --draft-max
 
 "$bin" serve --help > /dev/null 2>&1 || { echo "bitnet was built without the server: server part skipped"; echo "test_spec: $passed passed, $failed failed"; exit $fail; }
 check "serve --spec replay is refused" fails_with "no previous run to replay" "$bin" serve -m "$m" --port 0 --spec replay
-# serve_outputs NAME [SERVE OPTION...]: 8 concurrent greedy completions on 4 slots, their texts in
-# $tmp/NAME.json, and /metrics in $tmp/NAME.metrics
+# serve_outputs NAME [SERVE OPTION...]: 8 concurrent greedy completions on 4 slots of the model
+# $model (default: the shipped one), their texts in $tmp/NAME.json, and /metrics in $tmp/NAME.metrics
 serve_outputs() {
     local name=$1; shift
-    "$bin" serve -m "$m" --port 0 -t 1 -np 4 "$@" > "$tmp/$name.log" 2>&1 &
+    local model=${model:-$m}
+    "$bin" serve -m "$model" --port 0 -t "${threads:-1}" -np 4 "$@" > "$tmp/$name.log" 2>&1 &
     local pid=$!
-    "$py" - "$tmp/$name.log" "$tmp/$name.json" "$tmp/$name.metrics" <<'PY'
+    "$py" - "$tmp/$name.log" "$tmp/$name.json" "$tmp/$name.metrics" "$(basename "$model" .gguf)" "$src/tests/support" <<'PY'
 import concurrent.futures, json, re, sys, time, urllib.request
-log, out, metrics = sys.argv[1:4]
-port = None
-for _ in range(600):
-    m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", open(log).read())
-    if m:
-        port = int(m.group(1))
-        try:
-            if urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).status == 200:
-                break
-        except Exception:
-            pass
-    time.sleep(0.05)
+log, out, metrics, model_id = sys.argv[1:5]
+sys.path.insert(0, sys.argv[-1])
+from server_wait import wait_ready
+port = wait_ready(log)
 prompts = ["In the beginning God created the heaven and the earth. And the earth was without form",
            "And God said, Let there be light: and there was light. And God said, Let there be",
            "The LORD is my shepherd; I shall not want. He maketh me to lie down",
@@ -76,7 +71,7 @@ prompts = ["In the beginning God created the heaven and the earth. And the earth
            "For God so loved the world, that he gave his only begotten Son, that whosoever",
            "Now the serpent was more subtil than any beast of the field which the LORD God had"]
 def ask(p):
-    body = json.dumps({"model": "kjv-bitnet", "prompt": p, "max_tokens": 48, "temperature": 0, "stream": True}).encode()
+    body = json.dumps({"model": model_id, "prompt": p, "max_tokens": 48, "temperature": 0, "stream": True}).encode()
     req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/completions", body, {"Content-Type": "application/json"})
     text = ""
     for line in urllib.request.urlopen(req, timeout=300):
@@ -110,5 +105,19 @@ for name in ngram draft; do
     check "serve --spec $name: the load log names the mode" grep -q "speculation $name" "$tmp/$name.log"
 done
 check "the plain server reports no drafts" test "$(metric bitnet_spec_drafted_tokens_total "$tmp/plain.metrics")" = 0
+
+# other model families, kernel paths and thread counts: llama.cpp's bitnet (TQ2_0) on the scalar
+# path, llama (TQ1_0) on AVX2 with 2 threads (where the CPU has it), b1.58 with a q8_0 KV cache
+bn_synth "$tmp/bitnet.gguf" --arch bitnet --format tq2_0 --kv-heads 4 --seed 5
+bn_synth "$tmp/llama.gguf" --arch llama --format tq1_0 --kv-heads 4 --seed 6
+isa2=avx2; "$bin" run -m "$tmp/llama.gguf" -p x -n 1 --isa avx2 > /dev/null 2>&1 || isa2=scalar
+for setup in "bitnet.gguf scalar 1" "llama.gguf $isa2 2"; do
+    read -r file isa n_threads <<< "$setup"
+    BITNET_ISA=$isa threads=$n_threads model=$tmp/$file serve_outputs "$file-plain"
+    BITNET_ISA=$isa threads=$n_threads model=$tmp/$file serve_outputs "$file-ngram" --spec ngram --draft-fixed \
+        --draft-max 6 --draft-min 1
+    check "$file ($isa, $n_threads threads): serve --spec ngram equals the plain server" cmp "$tmp/$file-plain.json" "$tmp/$file-ngram.json"
+    check "$file: drafts were verified" test "$(metric bitnet_spec_drafted_tokens_total "$tmp/$file-ngram.metrics")" -gt 0
+done
 echo "test_spec: $passed passed, $failed failed"
 exit $fail

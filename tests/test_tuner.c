@@ -78,7 +78,7 @@ static void test_binding(void) {
     bn_kernel_unbind(BN_KCLASS_GEMV);
     CHECK(bn_kernel_variant_equal(bn_kernel_variant_of(BN_KCLASS_GEMV), before));
     /* knobs a class does not have are normalized away */
-    bn_kernel_bind(BN_KCLASS_ATTENTION, (bn_kernel_variant){bn_isa_best_supported(), BN_PREFETCH_NTA, true});
+    bn_kernel_bind(BN_KCLASS_ATTENTION, (bn_kernel_variant){.isa = bn_isa_best_supported(), .prefetch = BN_PREFETCH_NTA, .gfni = true});
     const bn_kernel_variant att = bn_kernel_variant_of(BN_KCLASS_ATTENTION);
     CHECK(att.prefetch == BN_PREFETCH_T0 && !att.gfni);
     bn_kernel_unbind_all();
@@ -115,9 +115,10 @@ static void test_tuner_runs(void) {
     CHECK_OK(bn_threadpool_create(2, &pool, &err), &err);
     bn_tune_workload w = {.pool = pool, .matrices = list, .n_matrices = N, .head = head,
                           .head_rows = head_rows, .head_cols = head_cols, .n_heads = 4,
-                          .n_kv_heads = 2, .head_dim = 64, .kv_f16 = true, .prompt_tokens = 16};
+                          .n_kv_heads = 2, .head_dim = 64, .kv_type_k = BN_TYPE_F16,
+                          .kv_type_v = BN_TYPE_F16, .prompt_tokens = 16};
     bn_kernel_unbind_all();
-    bn_kernel_bind(BN_KCLASS_GEMM, (bn_kernel_variant){BN_ISA_SCALAR, BN_PREFETCH_T0, false});
+    bn_kernel_bind(BN_KCLASS_GEMM, (bn_kernel_variant){.isa = BN_ISA_SCALAR});
     bn_tune_result r;
     CHECK_OK(bn_tune_run(&w, BN_TUNE_QUICK, &r, &err), &err);
     printf("tuner: %.1f ms\n", r.elapsed_ms);

@@ -8,8 +8,10 @@
 #include "cli/commands.h"
 #include "cli/progress.h"
 #include "kernels/cpu_features.h"
+#include "kernels/ops.h"
 #include "kernels/variants.h"
 #include "model/tune.h"
+#include "quant/quant_format.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -60,7 +62,7 @@ static void note(const bn_cli_common *c, const char *fmt, const char *name, cons
 
 enum {
     OPT_MODEL = 1, OPT_THREADS, OPT_THREADS_BATCH, OPT_CTX, OPT_BATCH, OPT_DEVICE, OPT_GPU_LAYERS,
-    OPT_FLASH_ATTN, OPT_CACHE_TYPE, OPT_MLOCK, OPT_ISA, OPT_TUNE, OPT_VERBOSE, OPT_NO_PROGRESS, OPT_IGNORED_FLAG
+    OPT_FLASH_ATTN, OPT_CACHE_TYPE_K, OPT_CACHE_TYPE_V, OPT_MLOCK, OPT_ISA, OPT_TUNE, OPT_VERBOSE, OPT_NO_PROGRESS, OPT_IGNORED_FLAG
 };
 
 const bn_cli_option bn_cli_common_options[] = {
@@ -74,21 +76,24 @@ const bn_cli_option bn_cli_common_options[] = {
      BN_COMMON_CTX, NULL},
     {OPT_BATCH, "-b|--batch-size|-ub|--ubatch-size", "N", "prompt tokens per forward pass (default 512)", 0,
      BN_COMMON_BATCH, NULL},
-    {OPT_DEVICE, "--device|-dev", "NAME", "cpu (default) or cuda (GPU 0)", 0, BN_COMMON_DEVICE, "cpu|cuda"},
+    {OPT_DEVICE, "--device|-dev", "NAME", "cpu (default), cuda (GPU 0) or cuda:N (GPU N); BITNET_DEVICE\nsets it too", 0, BN_COMMON_DEVICE, "cpu|cuda|cuda:0|cuda:1"},
     {OPT_GPU_LAYERS, "-ngl|--gpu-layers|--n-gpu-layers", "N", "llama.cpp's GPU offload: N > 0 means --device cuda (the whole\nmodel; on a build or machine without a GPU: the CPU, with a note)", 0,
      BN_COMMON_DEVICE, NULL},
     {OPT_FLASH_ATTN, "-fa|--flash-attn", "on|off|auto", "accepted with a note (attention is always fused here)",
      BN_OPT_OPTIONAL, BN_COMMON_DEVICE, "on|off|auto|0|1|0,1|1,0"},
-    {OPT_CACHE_TYPE, "-ctk|--cache-type-k|-ctv|--cache-type-v", "TYPE", "KV cache type: f16 (default) or f32; other llama.cpp types\n(q8_0, q4_0, ...) keep f16, with a note", 0,
+    {OPT_CACHE_TYPE_K, "-ctk|--cache-type-k", "TYPE", "K cache type: f16 (default), f32 or q8_0 (llama.cpp's int8\nblocks: about half the bytes of f16, logits change slightly);\nother llama.cpp types (q4_0, ...) keep f16, with a note", 0,
+     BN_COMMON_DEVICE, "f16|f32|q8_0|q4_0"},
+    {OPT_CACHE_TYPE_V, "-ctv|--cache-type-v", "TYPE", "V cache type: f16 (default), f32 or q8_0, as -ctk", 0,
      BN_COMMON_DEVICE, "f16|f32|q8_0|q4_0"},
     {OPT_MLOCK, "--mlock|--no-mmap|--no-warmup|--log-disable|--color|--simple-io", NULL,
      "llama.cpp options with no meaning here: accepted with a note", 0, BN_COMMON_DEVICE, NULL},
-    {OPT_ISA, "--isa", "NAME", "CPU kernel path of every kernel: scalar, avx2, avx512 (default:\n"
+    {OPT_ISA, "--isa", "NAME", "CPU kernel path of every kernel: scalar, avx2, avx512 (x86-64),\n"
+                               "neon, neondot (aarch64) (default:\n"
                                "BITNET_ISA, else what the tuner chose per kernel class; see --tune;\n"
                                "BITNET_VARIANT=gemv=avx512.nta,head=avx2 forces variants,\n"
                                "BITNET_PREFETCH=t0|nta|none the one-token prefetch hint and\n"
                                "BITNET_GFNI=0 turns off avx512's GFNI decoding)", 0,
-     BN_COMMON_KERNELS, "scalar|avx2|avx512"},
+     BN_COMMON_KERNELS, "scalar|avx2|avx512|neon|neondot"},
     {OPT_TUNE, "--tune", "off|quick|full", "kernel tuning at load: time each kernel's variants on this model\n"
                                           "and bind the fastest (default: BITNET_TUNE, else quick: about\n"
                                           "300 ms, then cached in $XDG_CACHE_HOME/bitnet/tune.json; full:\n"
@@ -107,6 +112,7 @@ void bn_cli_common_init(bn_cli_common *c, const char *command) {
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     c->n_threads = cpus < 1 ? 1 : cpus > 8 ? 8 : (int)cpus;
     c->gpu_layers = -1;
+    c->kv_type_k = c->kv_type_v = BN_TYPE_F16;
     c->progress = true;
     c->command = command;
 }
@@ -139,7 +145,8 @@ bn_cli_parse bn_cli_apply_common(void *state, const bn_cli_option *opt, const ch
         if (!bn_cli_parse_int(v, 1, 1 << 20, &c->n_batch)) return bn_cli_bad_value(name, v, "an integer in 1..1048576", err);
         break;
     case OPT_DEVICE:
-        if (bn_device_parse(&c->device, v, NULL) != BN_OK) return bn_cli_bad_value(name, v, "cpu or cuda", err);
+        if (bn_device_parse(&c->device, &c->device_index, v, NULL) != BN_OK)
+            return bn_cli_bad_value(name, v, "cpu, cuda or cuda:N", err);
         c->device_given = true;
         break;
     case OPT_GPU_LAYERS:
@@ -149,24 +156,26 @@ bn_cli_parse bn_cli_apply_common(void *state, const bn_cli_option *opt, const ch
         if (v && strspn(v, "onfauti01,") != strlen(v)) return bn_cli_bad_value(name, v, "on, off or auto (or llama-bench's 0,1)", err);
         note(c, "%s%s is accepted for llama.cpp command lines; attention is always fused here", name, v ? " VALUE" : "");
         break;
-    case OPT_CACHE_TYPE:
-        if (!strcmp(v, "f32")) {
-            c->kv_f32 = true;
-        } else if (!strcmp(v, "f16")) {
-            c->kv_f32 = false;
-        } else if (!strcmp(v, "q8_0") || !strcmp(v, "q4_0") || !strcmp(v, "q4_1") || !strcmp(v, "q5_0") ||
-                   !strcmp(v, "q5_1") || !strcmp(v, "iq4_nl") || !strcmp(v, "bf16")) {
-            note(c, "%s %s: this engine's KV cache is f16 or f32; it stays f16", name, v);
-        } else {
-            return bn_cli_bad_value(name, v, "f16, f32 or a llama.cpp cache type such as q8_0", err);
+    case OPT_CACHE_TYPE_K:
+    case OPT_CACHE_TYPE_V: {
+        uint32_t type = BN_TYPE_F16;
+        if (bn_kv_type_parse(&type, v, NULL) != BN_OK) {
+            if (strcmp(v, "q4_0") && strcmp(v, "q4_1") && strcmp(v, "q5_0") && strcmp(v, "q5_1") &&
+                strcmp(v, "iq4_nl") && strcmp(v, "bf16"))
+                return bn_cli_bad_value(name, v, "f16, f32, q8_0 or another llama.cpp cache type", err);
+            note(c, "%s %s: this engine's KV cache is f16, f32 or q8_0; it stays f16", name, v);
         }
+        if (opt->id == OPT_CACHE_TYPE_K) c->kv_type_k = type;
+        else c->kv_type_v = type;
         break;
+    }
     case OPT_MLOCK:
         note(c, "%s is accepted for llama.cpp command lines and has no effect here%s", name, "");
         break;
     case OPT_ISA:
-        if (strcmp(v, "scalar") && strcmp(v, "avx2") && strcmp(v, "avx512"))
-            return bn_cli_bad_value(name, v, "scalar, avx2 or avx512", err);
+        if (strcmp(v, "scalar") && strcmp(v, "avx2") && strcmp(v, "avx512") && strcmp(v, "neon") &&
+            strcmp(v, "neondot"))
+            return bn_cli_bad_value(name, v, "scalar, avx2, avx512, neon or neondot", err);
         c->isa = v;
         break;
     case OPT_TUNE: {
@@ -464,12 +473,14 @@ void bn_cli_model_options(bn_model_options *options, bn_cli_common *c) {
     *options = bn_model_options_default();
     c->n_threads = bn_cli_thread_count(c);
     options->n_threads = c->n_threads;
-    options->kv_f16 = !c->kv_f32;
+    options->kv_type_k = c->kv_type_k;
+    options->kv_type_v = c->kv_type_v;
     options->int8_lm_head = c->int8_lm_head;
     options->ubatch = c->n_batch;
     options->n_ctx = c->n_ctx;
     options->tune = c->tune;
     options->device = c->device;
+    options->device_index = c->device_index;
     if (!c->device_given && c->gpu_layers > 0) {
 #ifdef BITNET_HAVE_CUDA
         options->device = BN_DEVICE_CUDA;
@@ -656,7 +667,17 @@ int bn_cli_parse_command(const bn_cli_spec *spec, bn_cli_apply_fn apply, void *s
                          bn_cli_sampling *sampling, int argc, char **argv, bn_error *err) {
     bn_cli_group groups[BN_CLI_MAX_GROUPS];
     int n = bn_cli_spec_groups(groups, spec, apply, state, common, sampling);
-    return bn_cli_parse_options(spec, groups, n, argc, argv, err);
+    int rc = bn_cli_parse_options(spec, groups, n, argc, argv, err);
+    /* BITNET_DEVICE: the device of every command that takes --device, unless --device is given */
+    const char *env = getenv("BITNET_DEVICE");
+    if (rc < 0 && common && (spec->common & BN_COMMON_DEVICE) && !common->device_given && env && *env) {
+        if (bn_device_parse(&common->device, &common->device_index, env, NULL) != BN_OK) {
+            bn_error_set(err, BN_ERR_INVALID, "invalid value '%s' for BITNET_DEVICE (expected cpu, cuda or cuda:N)", env);
+            return bn_cli_usage_error(spec->name, spec->synopsis, err);
+        }
+        common->device_given = true;
+    }
+    return rc;
 }
 
 /* ---- what the interactive commands share ---- */

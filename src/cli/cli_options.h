@@ -51,10 +51,12 @@ typedef struct bn_cli_common {
     int n_ctx;              /* 0: the model's training context */
     int n_batch;            /* -b: prompt tokens per forward pass (0: the engine's 512) */
     const char *isa;        /* NULL: best supported */
-    bn_device device;       /* backend the model runs on (default CPU) */
+    bn_device device;       /* backend the model runs on (default CPU; BITNET_DEVICE) */
+    int device_index;       /* GPU of --device cuda:N (default 0) */
     bool device_given;      /* --device was given (else -ngl may choose) */
     int gpu_layers;         /* -ngl; -1: not given */
-    bool kv_f32;            /* -ctk/-ctv f32 */
+    uint32_t kv_type_k;     /* -ctk, -ctv: ggml type ids (kernels/ops.h); bn_cli_common_init */
+    uint32_t kv_type_v;     /* sets both to BN_TYPE_F16 */
     bool int8_lm_head;      /* set by the commands that have --int8-lm-head */
     int tune;               /* --tune: bn_tune_mode; -1 (default): BITNET_TUNE, else quick */
     bool verbose;           /* --verbose: the kernel tuning's choice on stderr after the load */

@@ -19,6 +19,7 @@
 #include "core/rss.h"
 #include "core/sha256.h"
 #include "kernels/cpu_features.h"
+#include "kernels/ops.h"
 #include "kernels/registry.h"
 #include "kernels/threadpool.h"
 #include "model/model.h"
@@ -62,9 +63,11 @@ typedef struct bench_options {
     bool bandwidth;
     size_t bandwidth_bytes;
     bool int8_lm_head;
-    bool kv_f32;
     bool compare_variants;
     bool batch_given;       /* -b given: the table shows n_batch */
+    int depth;              /* -d: the tg tests decode at positions depth.. (llama-bench's n_depth) */
+    double kv_position_bytes; /* K and V of every layer, one position, in the cache types */
+    double tg_tps;          /* the single configuration's tg mean t/s */
     char *model_path;       /* resolved (owned) */
     char variants_line[400]; /* the kernel variants of the CPU run, for the md footer */
     /* the configuration running now */
@@ -84,7 +87,8 @@ typedef struct bench_stats {
 } bench_stats;
 
 enum { BENCH_PROMPT = 1, BENCH_GEN, BENCH_THREADS, BENCH_BATCH, BENCH_REPS, BENCH_OUTPUT, BENCH_JSON, BENCH_SEED,
-       BENCH_INT8_HEAD, BENCH_COMPARE, BENCH_KV_F32, BENCH_NO_BANDWIDTH, BENCH_BANDWIDTH_MB, BENCH_IGNORED };
+       BENCH_INT8_HEAD, BENCH_COMPARE, BENCH_KV_F32, BENCH_DEPTH, BENCH_NO_BANDWIDTH, BENCH_BANDWIDTH_MB,
+       BENCH_IGNORED };
 
 static const bn_cli_option bench_table[] = {
     {BENCH_PROMPT, "-p|--n-prompt", "LIST", "prompt-processing tests pp<N>: N tokens in one batch (default\n"
@@ -103,7 +107,12 @@ static const bn_cli_option bench_table[] = {
                                                 "the load chose (default) and with each whole-path variant\n"
                                                 "forced, interleaved, -r rounds; prints median t/s, each as %\n"
                                                 "of the best, and the default's tg over the stream beside it", 0, 0, NULL},
-    {BENCH_KV_F32, "--kv-f32", NULL, "KV cache in F32 instead of F16 (-ctk f32 too)", 0, 0, NULL},
+    {BENCH_KV_F32, "--kv-f32", NULL, "KV cache in F32 instead of F16 (-ctk f32 -ctv f32 too)", 0, 0, NULL},
+    {BENCH_DEPTH, "-d|--n-depth", "N", "the tg tests decode after N prompt tokens (written once per tg\n"
+                                      "test, untimed; default 0). With -ctk/-ctv other than f16 and\n"
+                                      "one value per list, the tg test runs again with an f16 cache\n"
+                                      "and both KV sizes and speeds are printed (-p N -n M -d N: tg at\n"
+                                      "a context of N)", 0, 0, NULL},
     {BENCH_NO_BANDWIDTH, "--no-bandwidth", NULL, "skip the streaming read bandwidth measurement", 0, 0, NULL},
     {BENCH_BANDWIDTH_MB, "--bandwidth-mb", "N", "buffer of the bandwidth measurement in MiB (default 512)", 0, 0, NULL},
     /* llama-bench options with no meaning here: accepted with a note */
@@ -203,7 +212,10 @@ static bn_cli_parse apply_bench(void *state, const bn_cli_option *opt, const cha
         break;
     case BENCH_INT8_HEAD: o->int8_lm_head = true; break;
     case BENCH_COMPARE: o->compare_variants = true; break;
-    case BENCH_KV_F32: o->kv_f32 = true; break;
+    case BENCH_KV_F32: o->common.kv_type_k = o->common.kv_type_v = BN_TYPE_F32; break;
+    case BENCH_DEPTH:
+        if (!bn_cli_parse_int(v, 0, 1 << 20, &o->depth)) return bn_cli_bad_value(a, v, "an integer in 0..1048576", err);
+        break;
     case BENCH_NO_BANDWIDTH: o->bandwidth = false; break;
     case BENCH_BANDWIDTH_MB:
         if (!bn_cli_parse_int(v, 1, 1 << 20, &x)) return bn_cli_bad_value(a, v, "an integer in 1..1048576", err);
@@ -231,7 +243,6 @@ static int parse_options(bench_options *o, int argc, char **argv, bn_error *err)
     o->bandwidth_bytes = BN_BANDWIDTH_DEFAULT_BYTES;
     int parsed = bn_cli_parse_command(&bn_bench_spec, apply_bench, o, &o->common, NULL, argc, argv, err);
     if (parsed >= 0) return parsed;
-    if (o->common.kv_f32) o->kv_f32 = true;
     bool any = false;
     for (int i = 0; i < o->prompts.n; i++) any = any || o->prompts.values[i] > 0;
     for (int i = 0; i < o->gens.n; i++) any = any || o->gens.values[i] > 0;
@@ -288,12 +299,14 @@ static bn_status run_prompt(double *seconds, bench_run *run, int n_prompt, int n
 }
 
 /* One tg pass: n_gen single-token steps from an empty context. */
-static bn_status run_generation(double *seconds, bench_run *run, int n_gen, int n_vocab,
+/* n_gen tokens one at a time from position depth (the sequence holds at least depth positions). */
+static bn_status run_generation(double *seconds, bench_run *run, int depth, int n_gen, int n_vocab,
                                 uint64_t *rng, bn_error *err) {
-    bn_sequence_clear(run->seq);
+    bn_sequence_truncate(run->seq, depth);
+    if (depth == 0) bn_sequence_clear(run->seq);
     double t0 = now_seconds();
     for (int i = 0; i < n_gen; i++) {
-        bn_batch_entry entry = {run->seq, i, random_token(rng, n_vocab), true};
+        bn_batch_entry entry = {run->seq, depth + i, random_token(rng, n_vocab), true};
         bn_status status = bn_model_decode(run->model, &entry, 1, run->logits, err);
         if (status != BN_OK) return status;
     }
@@ -384,12 +397,26 @@ typedef struct bench_bandwidth {
     double ratio_beside;
 } bench_bandwidth;
 
+/* Bytes of K and V of every layer for one position in the cache types. */
+static double kv_position_bytes(const bn_model_config *config, uint32_t k_type, uint32_t v_type) {
+    return (double)config->n_layers * (double)(bn_kv_type_bytes(k_type, (size_t)config->kv_dim) +
+                                               bn_kv_type_bytes(v_type, (size_t)config->kv_dim));
+}
+
+/* "f16", or "q8_0/f16" when K and V differ. */
+static const char *kv_label(const bench_options *o) {
+    static char label[32];
+    const char *k = bn_quant_format_get(o->common.kv_type_k)->name, *v = bn_quant_format_get(o->common.kv_type_v)->name;
+    if (o->common.kv_type_k == o->common.kv_type_v) snprintf(label, sizeof label, "%s", k);
+    else snprintf(label, sizeof label, "%s/%s", k, v);
+    return label;
+}
+
 static void print_bandwidth(FILE *out, const bench_bandwidth *b, const bench_stats *tg, const bench_options *o) {
     fprintf(out, "\n");
     fprintf(out, "decode bytes/token : %.2f MB = weights %.2f MB (ternary projections + LM head) + KV cache %.2f MB "
            "(%s, mean context %.1f)\n",
-           b->bytes_per_token / 1e6, b->weight_bytes / 1e6, b->kv_bytes / 1e6, o->kv_f32 ? "f32" : "f16",
-           b->mean_context);
+           b->bytes_per_token / 1e6, b->weight_bytes / 1e6, b->kv_bytes / 1e6, kv_label(o), b->mean_context);
     fprintf(out, "tg%d effective     : %.2f GB/s = %.2f t/s x %.2f MB/token\n", tg->n_tokens, b->effective_gbps,
            tg->mean_tps, b->bytes_per_token / 1e6);
     if (!b->measured) return;
@@ -540,7 +567,7 @@ static int compare_variants(const bench_options *o, bench_run *run, const bn_mod
     for (int i = 0; i < n_gemv && n < COMPARE_MAX_PROFILES; i++, n++) {
         variant_profile *p = &profiles[n];
         bn_kernel_variant_name(gemv[i], BN_KCLASS_GEMV, p->name, sizeof p->name);
-        for (int c = 0; c < BN_KCLASS_COUNT; c++) p->v[c] = (bn_kernel_variant){gemv[i].isa, gemv[i].prefetch, false};
+        for (int c = 0; c < BN_KCLASS_COUNT; c++) p->v[c] = (bn_kernel_variant){.isa = gemv[i].isa, .prefetch = gemv[i].prefetch, .vnni = gemv[i].vnni};
         p->v[BN_KCLASS_GEMV] = gemv[i];
     }
     /* A forced profile that binds every class as an earlier one does (the default, when the load
@@ -589,7 +616,7 @@ static int compare_variants(const bench_options *o, bench_run *run, const bn_mod
                  * fits them would otherwise favour the unprobed profiles) */
                 if (probe && bn_bandwidth_probe_run(probe, probe_pool, BENCH_PROBE_PASSES, &before, err) != BN_OK)
                     goto done;
-                if (run_generation(&seconds, run, o->n_gen, config->n_vocab, rng, err) != BN_OK) goto done;
+                if (run_generation(&seconds, run, 0, o->n_gen, config->n_vocab, rng, err) != BN_OK) goto done;
                 tg[i * rounds + r] = o->n_gen / seconds;
                 if (probe) {
                     if (bn_bandwidth_probe_run(probe, probe_pool, BENCH_PROBE_PASSES, &after, err) != BN_OK) goto done;
@@ -622,7 +649,7 @@ static int compare_variants(const bench_options *o, bench_run *run, const bn_mod
     printf("%s, %d threads, %d rounds (profiles interleaved, median t/s)\n", cpu, o->threads, rounds);
     /* decode bytes per token: the weights once, K and V of every layer over the mean context */
     const uint64_t bytes = bn_model_bytes_per_token(run->model) +
-                           (uint64_t)llround(2.0 * config->n_layers * config->kv_dim * (o->kv_f32 ? 4 : 2) * (o->n_gen + 1) / 2.0);
+                           (uint64_t)llround(o->kv_position_bytes * (o->n_gen + 1) / 2.0);
     double beside_ratio[COMPARE_MAX_PROFILES] = {0};
     for (int i = 0; probe && o->n_gen > 0 && i < n; i++) {
         double ratios[BN_BENCH_MAX_REPETITIONS];
@@ -677,7 +704,7 @@ static bn_status check_receipt_path(const char *path, bn_error *err) {
 typedef struct bench_row {
     const char *model_type, *model_size, *model_params, *backend;
     uint64_t size_bytes, n_params;
-    int threads, n_batch, n_prompt, n_gen;
+    int threads, n_batch, n_prompt, n_gen, depth;
     const bench_stats *s;
 } bench_row;
 
@@ -698,7 +725,8 @@ static const char *csv_fields =
 static void emit_row(const bench_options *o, const bench_row *r, int *n_emitted) {
     const bench_stats *s = r->s;
     char test[32], when[32];
-    snprintf(test, sizeof test, "%s%d", r->n_gen ? "tg" : "pp", s->n_tokens);
+    if (r->n_gen && r->depth) snprintf(test, sizeof test, "tg%d @ d%d", s->n_tokens, r->depth);
+    else snprintf(test, sizeof test, "%s%d", r->n_gen ? "tg" : "pp", s->n_tokens);
     time_t now = time(NULL);
     struct tm tm;
     gmtime_r(&now, &tm);
@@ -734,6 +762,11 @@ static void emit_row(const bench_options *o, const bench_row *r, int *n_emitted)
                                 r->n_prompt, "n_gen", r->n_gen, "test_time", when, "repetitions", s->repetitions,
                                 "avg_ns", s->mean_seconds * 1e9, "stddev_ns", s->stdev_seconds * 1e9, "avg_ts",
                                 s->mean_tps, "stddev_ts", s->stdev_tps, "samples_ts", samples);
+        if (row) { /* llama-bench's fields for the cache types and the depth */
+            json_object_set_new(row, "type_k", json_string(bn_quant_format_get(o->common.kv_type_k)->name));
+            json_object_set_new(row, "type_v", json_string(bn_quant_format_get(o->common.kv_type_v)->name));
+            json_object_set_new(row, "n_depth", json_integer(r->n_gen ? r->depth : 0));
+        }
         char *text = row ? json_dumps(row, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
         if (o->output == OUT_JSON) printf("%s\n  %s", *n_emitted ? "," : "", text ? text : "{}");
         else printf("%s\n", text ? text : "{}");
@@ -768,7 +801,6 @@ static bn_status load_config(bench_run *run, bench_options *o, double *seconds, 
     mo.n_threads = o->threads; /* not capped: oversubscription is a measurement too */
     mo.ubatch = o->n_batch;
     mo.int8_lm_head = o->int8_lm_head;
-    mo.kv_f16 = !o->kv_f32;
     double t0 = now_seconds();
     bn_status st = bn_cli_load_with(&run->model, o->model_path, &mo, &o->common, err);
     *seconds = now_seconds() - t0;
@@ -783,6 +815,7 @@ static int bench_config(bench_options *o, bool single, int *n_emitted, uint64_t 
     double t_load;
     if (load_config(&run, o, &t_load, err) != BN_OK) return BN_EXIT_ERROR;
     const bn_model_config *config = bn_model_get_config(run.model);
+    o->kv_position_bytes = kv_position_bytes(config, o->common.kv_type_k, o->common.kv_type_v);
     fprintf(stderr, "bench: loaded %s (%s, %d layers, dim %d, vocab %d, context %d) in %.2f s, %d threads\n",
             o->model_path, config->arch_name, config->n_layers, config->dim, config->n_vocab, config->n_ctx_train,
             t_load, o->threads);
@@ -792,14 +825,19 @@ static int bench_config(bench_options *o, bool single, int *n_emitted, uint64_t 
     for (int i = 0; i < o->gens.n; i++) max_gen = o->gens.values[i] > max_gen ? o->gens.values[i] : max_gen;
     o->n_prompt = max_prompt; /* what compare_variants and the single-run arithmetic use */
     o->n_gen = max_gen;
-    int capacity = max_prompt > max_gen ? max_prompt : max_gen;
+    int capacity = max_prompt > o->depth + max_gen ? max_prompt : o->depth + max_gen;
     if (capacity > config->n_ctx_train) {
-        bn_error_set(err, BN_ERR_RANGE, "%s%d needs %d positions but the model's context is %d",
-                     max_prompt > max_gen ? "pp" : "tg", capacity, capacity, config->n_ctx_train);
+        if (max_prompt >= o->depth + max_gen)
+            bn_error_set(err, BN_ERR_RANGE, "pp%d needs %d positions but the model's context is %d", capacity,
+                         capacity, config->n_ctx_train);
+        else
+            bn_error_set(err, BN_ERR_RANGE, "tg%d @ d%d needs %d positions but the model's context is %d", max_gen,
+                         o->depth, capacity, config->n_ctx_train);
         release_run(&run);
         return BN_EXIT_ERROR;
     }
-    run.entries = malloc((size_t)(max_prompt > 0 ? max_prompt : 1) * sizeof *run.entries);
+    const int max_batch = max_prompt > o->depth ? max_prompt : o->depth;
+    run.entries = malloc((size_t)(max_batch > 0 ? max_batch : 1) * sizeof *run.entries);
     run.logits = malloc((size_t)config->n_vocab * sizeof *run.logits);
     run.seconds = malloc((size_t)o->repetitions * sizeof *run.seconds);
     if (!run.entries || !run.logits || !run.seconds) {
@@ -828,7 +866,7 @@ static int bench_config(bench_options *o, bool single, int *n_emitted, uint64_t 
     snprintf(backend, sizeof backend, "%s", bn_model_backend_name(run.model));
     for (char *c = backend; *c; c++) *c = (char)toupper((unsigned char)*c);
     bench_row row = {model_name, size, params, backend, tensor_bytes(gguf), config->n_params, o->threads, o->n_batch,
-                     0, 0, NULL};
+                     0, 0, o->depth, NULL};
 
     uint64_t rng = o->seed;
     double warm;
@@ -836,7 +874,7 @@ static int bench_config(bench_options *o, bool single, int *n_emitted, uint64_t 
     /* Warm-ups first (the longest prompt and one generated token), then counts start from zero, so
      * the receipt's kernel list covers exactly the timed repetitions. */
     if (max_prompt > 0 && run_prompt(&warm, &run, max_prompt, config->n_vocab, &rng, err) != BN_OK) goto fail;
-    if (max_gen > 0 && run_generation(&warm, &run, 1, config->n_vocab, &rng, err) != BN_OK) goto fail;
+    if (max_gen > 0 && run_generation(&warm, &run, 0, 1, config->n_vocab, &rng, err) != BN_OK) goto fail;
     if (o->compare_variants) {
         int rc = compare_variants(o, &run, config, &rng, err);
         release_run(&run);
@@ -868,6 +906,9 @@ static int bench_config(bench_options *o, bool single, int *n_emitted, uint64_t 
     if (peak_rss > *peak_rss_out) *peak_rss_out = peak_rss;
     bench_bandwidth bw;
     memset(&bw, 0, sizeof bw);
+    /* the context the tg tests decode after (each repetition truncates back to it) */
+    if (max_gen > 0 && o->depth > 0 && run_prompt(&warm, &run, o->depth, config->n_vocab, &rng, err) != BN_OK)
+        goto fail;
     for (int k = 0; k < o->gens.n; k++) {
         const int n_gen = o->gens.values[k];
         if (n_gen <= 0) continue;
@@ -896,7 +937,7 @@ static int bench_config(bench_options *o, bool single, int *n_emitted, uint64_t 
         bn_progress_begin(&progress, stage, "repetitions");
         bn_status st = BN_OK;
         for (int r = 0; r < o->repetitions && st == BN_OK; r++) {
-            st = run_generation(&run.seconds[r], &run, n_gen, config->n_vocab, &rng, err);
+            st = run_generation(&run.seconds[r], &run, o->depth, n_gen, config->n_vocab, &rng, err);
             if (st == BN_OK && probe)
                 st = bn_bandwidth_probe_run(probe, probe_pool, BENCH_PROBE_PASSES, &bw.probe_bps[r + 1], err);
             bn_progress_update(&progress, (uint64_t)r + 1, (uint64_t)o->repetitions);
@@ -907,6 +948,7 @@ static int bench_config(bench_options *o, bool single, int *n_emitted, uint64_t 
         bn_threadpool_free(probe_pool);
         if (st != BN_OK) goto fail;
         compute_stats(&tg, run.seconds, o->repetitions, n_gen);
+        o->tg_tps = tg.mean_tps;
         row.n_prompt = 0, row.n_gen = n_gen, row.s = &tg;
         emit_row(o, &row, n_emitted);
     }
@@ -920,9 +962,8 @@ static int bench_config(bench_options *o, bool single, int *n_emitted, uint64_t 
 
     /* Decode bytes per token: the weights once, plus K and V of every layer over the context. */
     bw.weight_bytes = bn_model_bytes_per_token(run.model);
-    bw.mean_context = (o->n_gen + 1) / 2.0;
-    double kv_row = 2.0 * config->n_layers * config->kv_dim * (o->kv_f32 ? 4 : 2);
-    bw.kv_bytes = (uint64_t)llround(kv_row * bw.mean_context);
+    bw.mean_context = o->depth + (o->n_gen + 1) / 2.0;
+    bw.kv_bytes = (uint64_t)llround(o->kv_position_bytes * bw.mean_context);
     bw.bytes_per_token = bw.weight_bytes + bw.kv_bytes;
     bw.effective_gbps = tg.present ? tg.mean_tps * (double)bw.bytes_per_token / 1e9 : 0;
     if (tg.present && bw.n_probes == o->repetitions + 1) {
@@ -974,6 +1015,54 @@ fail:
     return BN_EXIT_ERROR;
 }
 
+/* The tg test of the single configuration again with an f16 cache, beside a run with another
+ * cache type: the model loaded with f16 K and V, the depth written, one warm-up token, then the
+ * timed repetitions. *tps gets their mean t/s. */
+static int bench_tg_f16(bench_options *o, double *tps, bn_error *err) {
+    const uint32_t k_type = o->common.kv_type_k, v_type = o->common.kv_type_v;
+    o->common.kv_type_k = o->common.kv_type_v = BN_TYPE_F16;
+    bench_run run;
+    memset(&run, 0, sizeof run);
+    double t_load, warm;
+    bn_status st = load_config(&run, o, &t_load, err);
+    o->common.kv_type_k = k_type, o->common.kv_type_v = v_type;
+    if (st != BN_OK) return BN_EXIT_ERROR;
+    const int n_vocab = bn_model_get_config(run.model)->n_vocab;
+    uint64_t rng = o->seed;
+    run.entries = malloc((size_t)(o->depth > 0 ? o->depth : 1) * sizeof *run.entries);
+    run.logits = malloc((size_t)n_vocab * sizeof *run.logits);
+    run.seconds = malloc((size_t)o->repetitions * sizeof *run.seconds);
+    if (!run.entries || !run.logits || !run.seconds) st = bn_error_set(err, BN_ERR_NOMEM, "bench: out of memory");
+    if (st == BN_OK) st = bn_sequence_create(run.model, o->depth + o->n_gen, &run.seq, err);
+    if (st == BN_OK && o->depth > 0) st = run_prompt(&warm, &run, o->depth, n_vocab, &rng, err);
+    if (st == BN_OK) st = run_generation(&warm, &run, o->depth, 1, n_vocab, &rng, err);
+    fprintf(stderr, "bench: tg%d with an f16 cache for comparison\n", o->n_gen);
+    for (int r = 0; r < o->repetitions && st == BN_OK; r++)
+        st = run_generation(&run.seconds[r], &run, o->depth, o->n_gen, n_vocab, &rng, err);
+    if (st == BN_OK) {
+        bench_stats tg = {0};
+        compute_stats(&tg, run.seconds, o->repetitions, o->n_gen);
+        *tps = tg.mean_tps;
+    }
+    release_run(&run);
+    return st == BN_OK ? BN_EXIT_OK : BN_EXIT_ERROR;
+}
+
+/* The KV cache's size and the tg speed of the run against an f16 cache. */
+static void print_kv_comparison(FILE *out, const bench_options *o, double f16_tps, double f16_position_bytes) {
+    const int positions = o->depth + o->n_gen;
+    char test[32];
+    if (o->depth) snprintf(test, sizeof test, "tg%d @ d%d", o->n_gen, o->depth);
+    else snprintf(test, sizeof test, "tg%d", o->n_gen);
+    fprintf(out, "\nkv cache %-10s: %.1f KB per position, %.1f MB at the %d positions of %s (f16: %.1f KB, %.1f MB; "
+            "%.1f%%)\n",
+            kv_label(o), o->kv_position_bytes / 1e3, o->kv_position_bytes * positions / 1e6, positions, test,
+            f16_position_bytes / 1e3, f16_position_bytes * positions / 1e6,
+            100.0 * o->kv_position_bytes / f16_position_bytes);
+    fprintf(out, "%-19s: %.2f t/s with a %s cache, %.2f t/s with f16 (%.3fx)\n", test, o->tg_tps, kv_label(o), f16_tps,
+            f16_tps > 0 ? o->tg_tps / f16_tps : 0.0);
+}
+
 static int bench(bench_options *o, bn_error *err) {
     if (bn_cli_apply_isa(&o->common, err) != BN_OK) return BN_EXIT_ERROR;
     if (bn_cli_resolve_model(&o->model_path, o->common.model_path, err) != BN_OK) return BN_EXIT_ERROR;
@@ -989,7 +1078,17 @@ static int bench(bench_options *o, bn_error *err) {
             rc = bench_config(o, single, &n_emitted, &peak_rss, err);
         }
     if (o->compare_variants) return rc;
+    const bool other_cache = o->common.kv_type_k != BN_TYPE_F16 || o->common.kv_type_v != BN_TYPE_F16;
+    double f16_tps = 0;
+    if (rc == BN_EXIT_OK && single && other_cache && o->n_gen > 0) rc = bench_tg_f16(o, &f16_tps, err);
     if (o->output == OUT_JSON) printf("\n]\n");
+    if (rc == BN_EXIT_OK && single && other_cache && o->n_gen > 0) {
+        bn_model_options defaults = bn_model_options_default();
+        const double f16_bytes = o->kv_position_bytes *
+                                 (double)(bn_kv_type_bytes(defaults.kv_type_k, 32) + bn_kv_type_bytes(defaults.kv_type_v, 32)) /
+                                 (double)(bn_kv_type_bytes(o->common.kv_type_k, 32) + bn_kv_type_bytes(o->common.kv_type_v, 32));
+        print_kv_comparison(o->output == OUT_MD ? stdout : stderr, o, f16_tps, f16_bytes);
+    }
     if (rc == BN_EXIT_OK && o->output == OUT_MD) {
         printf("\nisa %s, peak RSS %.1f MB, seed %llu, build %s (bitnet-c %s)\n", bn_isa_name(bn_isa_active()),
                peak_rss / 1e6, (unsigned long long)o->seed, bn_git_commit(), bn_version());

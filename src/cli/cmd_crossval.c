@@ -7,6 +7,7 @@
 #include "cli/cli_options.h"
 #include "cli/commands.h"
 #include "kernels/cpu_features.h"
+#include "quant/quant_format.h"
 #include "tools/crossval.h"
 
 #include <jansson.h>
@@ -29,7 +30,7 @@ static const bn_cli_option crossval_table[] = {
     {CV_AGAINST, "--against", "NAME", "reference (default): the Python reference implementation;\n"
                                      "cpu: the CPU backend on --against-isa", 0, 0, "reference|cpu"},
     {CV_AGAINST_ISA, "--against-isa", "NAME", "kernel path of the other side with --against cpu\n(default scalar)", 0, 0,
-     "scalar|avx2|avx512"},
+     "scalar|avx2|avx512|neon|neondot"},
     {CV_AGAINST_MODEL, "--against-model", "FILE", "the other side runs this model file (alone: --against cpu)", 0, 0, NULL},
     {CV_REFERENCE, "--reference-cmd", "CMD", "reference program (default: /usr/bin/python3 " REFERENCE_SCRIPT ");\n"
                                             "called as `CMD logits -m MODEL --tokens IDS --out FILE`,\n"
@@ -92,7 +93,8 @@ static bn_cli_parse apply_crossval(void *state, const bn_cli_option *opt, const 
     case CV_TOKENS: o->tokens = v; break;
     case CV_NO_BOS: o->no_bos = true; break;
     case CV_BACKEND:
-        if (bn_device_parse(&o->common.device, v, NULL) != BN_OK) return bn_cli_bad_value(a, v, "cpu or cuda", err);
+        if (bn_device_parse(&o->common.device, &o->common.device_index, v, NULL) != BN_OK)
+            return bn_cli_bad_value(a, v, "cpu, cuda or cuda:N", err);
         o->common.device_given = true;
         break;
     case CV_AGAINST: o->against = v; break;
@@ -127,9 +129,11 @@ static bool validate(crossval_options *o, bn_error *err) {
         return false;
     }
     if (o->against_isa && strcmp(o->against_isa, "scalar") && strcmp(o->against_isa, "avx2") &&
-        strcmp(o->against_isa, "avx512")) {
+        strcmp(o->against_isa, "avx512") && strcmp(o->against_isa, "neon") &&
+        strcmp(o->against_isa, "neondot")) {
         bn_error_set(err, BN_ERR_INVALID,
-                     "invalid value '%s' for --against-isa (expected scalar, avx2 or avx512)",
+                     "invalid value '%s' for --against-isa (expected scalar, avx2, avx512, neon or "
+                     "neondot)",
                      o->against_isa);
         return false;
     }
@@ -312,6 +316,20 @@ int bn_cmd_crossval(int argc, char **argv, bn_error *err) {
             }
         } else if (default_reference_cmd(&ref_cmd, err) != BN_OK) {
             goto done;
+        }
+        if (o.common.kv_type_k != BN_TYPE_F16 || o.common.kv_type_v != BN_TYPE_F16) {
+            /* the reference keeps K and V in the engine's cache types (reference/bitnet_ref.py) */
+            const char *k_name = bn_quant_format_get(o.common.kv_type_k)->name;
+            const char *v_name = bn_quant_format_get(o.common.kv_type_v)->name;
+            const size_t len = strlen(ref_cmd) + 64;
+            char *with_types = malloc(len);
+            if (!with_types) {
+                bn_error_set(err, BN_ERR_NOMEM, "out of memory");
+                goto done;
+            }
+            snprintf(with_types, len, "%s --cache-type-k %s --cache-type-v %s", ref_cmd, k_name, v_name);
+            free(ref_cmd);
+            ref_cmd = with_types;
         }
         snprintf(other_name, sizeof other_name, "reference (%.3000s)%s%.1000s", ref_cmd,
                  o.against_model ? " on " : "", o.against_model ? o.against_model : "");

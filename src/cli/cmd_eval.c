@@ -15,6 +15,7 @@
 #include "cli/commands.h"
 #include "kernels/cpu_features.h"
 #include "model/model.h"
+#include "quant/quant_format.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -96,7 +97,7 @@ static bn_cli_parse apply_eval(void *state, const bn_cli_option *opt, const char
     switch (opt ? opt->id : 0) {
     case EVAL_TOKENS: o->tokens = v; break;
     case EVAL_OUT: o->out_path = v; break;
-    case EVAL_KV_F32: o->common.kv_f32 = true; break;
+    case EVAL_KV_F32: o->common.kv_type_k = o->common.kv_type_v = BN_TYPE_F32; break;
     case EVAL_INT8_HEAD: o->common.int8_lm_head = true; break;
     case EVAL_UBATCH:
         if (!bn_cli_parse_int(v, 1, 1 << 20, &o->common.n_batch)) return bn_cli_bad_value(a, v, "an integer in 1..1048576", err);

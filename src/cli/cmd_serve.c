@@ -283,11 +283,6 @@ int bn_cmd_serve(int argc, char **argv, bn_error *err) {
         bn_error_set(err, BN_ERR_INVALID, "--draft-min %d is above --draft-max %d", o.spec.config.draft_min,
                      o.spec.config.draft_max);
         rc = BN_EXIT_USAGE;
-    } else if (rc == BN_EXIT_OK && common.device == BN_DEVICE_CUDA && common.device_given) {
-        bn_error_set(err, BN_ERR_UNSUPPORTED, "--device cuda: the server runs on the CPU for now");
-        rc = BN_EXIT_ERROR;
-    } else if (rc == BN_EXIT_OK && common.gpu_layers > 0) {
-        fprintf(stderr, "bitnet serve: note: -ngl %d: the server runs on the CPU for now\n", common.gpu_layers);
     }
     if (rc == BN_EXIT_OK) {
         common.n_threads = bn_cli_thread_count(&common);
@@ -312,6 +307,13 @@ int bn_cmd_serve(int argc, char **argv, bn_error *err) {
         signal(SIGPIPE, SIG_IGN);
         cfg.model_path = model_path;
         cfg.spec = o.spec.config;
+        /* -ngl N > 0 without --device means the GPU, falling back to the CPU with a note */
+        cfg.device = common.device_given || common.gpu_layers <= 0 ? (int)common.device : (int)BN_DEVICE_CUDA;
+        cfg.device_index = common.device_index;
+        cfg.kv_types_set = true; /* -ctk / -ctv (f16 unless given) */
+        cfg.kv_type_k = common.kv_type_k;
+        cfg.kv_type_v = common.kv_type_v;
+        cfg.device_fallback = !common.device_given && common.gpu_layers > 0;
         cfg.draft_model_path = o.spec.draft_path;
         cfg.n_ctx = common.n_ctx;
         cfg.n_threads = common.n_threads;

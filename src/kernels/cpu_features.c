@@ -1,6 +1,7 @@
 /*
- * cpu_features.c: run-time ISA selection. CPUID tells what the CPU implements and XGETBV what
- * register state the OS saves; a path is usable only when both agree. The choice is made once
+ * cpu_features.c: run-time ISA selection. On x86-64 CPUID tells what the CPU implements and
+ * XGETBV what register state the OS saves; a path is usable only when both agree. On aarch64 the
+ * kernel's AT_HWCAP bits say it (ASIMD on every ARMv8-A Linux, ASIMDDP for sdot/udot). The choice is made once
  * (BITNET_ISA or the best supported) and can be forced by tests through bn_isa_set_active().
  */
 #include "kernels/cpu_features.h"
@@ -11,15 +12,37 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #define BN_X86 1
+#endif
+#if defined(__aarch64__)
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMD
+#define HWCAP_ASIMD (1UL << 1)
+#endif
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1UL << 20)
+#endif
+#ifndef HWCAP_FPHP
+#define HWCAP_FPHP (1UL << 9)
+#endif
+#ifndef HWCAP_ASIMDHP
+#define HWCAP_ASIMDHP (1UL << 10)
+#endif
 #endif
 
 typedef struct cpu_flags {
     bool sse42, avx, avx2, fma, f16c, bmi2;
     bool avx512f, avx512bw, avx512vl, avx512dq, avx512vnni, avx512bf16, avx512fp16, amx_tile, gfni;
+    bool avxvnni, amx_int8;
+    bool os_amx; /* XCR0 bits 17-18: the OS saves the tile configuration and data */
     bool os_ymm, os_zmm;
+    bool asimd, asimddp, fphp, asimdhp; /* aarch64 */
 } cpu_flags;
 
 static cpu_flags read_flags(void) {
@@ -38,6 +61,7 @@ static cpu_flags read_flags(void) {
         __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
         f.os_ymm = (lo & 0x6u) == 0x6u;
         f.os_zmm = (lo & 0xe6u) == 0xe6u;
+        f.os_amx = (lo & 0x60000u) == 0x60000u;
     }
     if (__get_cpuid_max(0, NULL) >= 7) {
         __cpuid_count(7, 0, a, b, c, d);
@@ -51,9 +75,18 @@ static cpu_flags read_flags(void) {
         f.gfni = c & (1u << 8);
         f.avx512fp16 = d & (1u << 23);
         f.amx_tile = d & (1u << 24);
+        f.amx_int8 = d & (1u << 25);
         __cpuid_count(7, 1, a, b, c, d);
         f.avx512bf16 = a & (1u << 5);
+        f.avxvnni = a & (1u << 4);
     }
+#endif
+#if defined(__aarch64__)
+    const unsigned long hwcap = getauxval(AT_HWCAP);
+    f.asimd = hwcap & HWCAP_ASIMD;
+    f.asimddp = hwcap & HWCAP_ASIMDDP;
+    f.fphp = hwcap & HWCAP_FPHP;
+    f.asimdhp = hwcap & HWCAP_ASIMDHP;
 #endif
     return f;
 }
@@ -76,12 +109,21 @@ bool bn_isa_supported(bn_isa isa) {
     case BN_ISA_AVX512:
         return bn_isa_supported(BN_ISA_AVX2) && f->avx512f && f->avx512bw && f->avx512vl &&
                f->avx512dq && f->avx512vnni && f->os_zmm;
+#if defined(__aarch64__)
+    case BN_ISA_NEON: return f->asimd;
+    case BN_ISA_NEONDOT: return f->asimd && f->asimddp;
+#else
+    case BN_ISA_NEON:
+    case BN_ISA_NEONDOT: return false;
+#endif
     case BN_ISA_COUNT: break;
     }
     return false;
 }
 
 bn_isa bn_isa_best_supported(void) {
+    if (bn_isa_supported(BN_ISA_NEONDOT)) return BN_ISA_NEONDOT;
+    if (bn_isa_supported(BN_ISA_NEON)) return BN_ISA_NEON;
     if (bn_isa_supported(BN_ISA_AVX512)) return BN_ISA_AVX512;
     if (bn_isa_supported(BN_ISA_AVX2)) return BN_ISA_AVX2;
     return BN_ISA_SCALAR;
@@ -92,9 +134,19 @@ const char *bn_isa_name(bn_isa isa) {
     case BN_ISA_SCALAR: return "scalar";
     case BN_ISA_AVX2: return "avx2";
     case BN_ISA_AVX512: return "avx512";
+    case BN_ISA_NEON: return "neon";
+    case BN_ISA_NEONDOT: return "neondot";
     case BN_ISA_COUNT: break;
     }
     return "unknown";
+}
+
+bn_isa bn_isa_narrower(bn_isa isa) {
+    switch (isa) {
+    case BN_ISA_AVX512: return BN_ISA_AVX2;
+    case BN_ISA_NEONDOT: return BN_ISA_NEON;
+    default: return BN_ISA_SCALAR;
+    }
 }
 
 static bn_isa parse_isa(const char *name) {
@@ -128,6 +180,56 @@ bn_isa bn_isa_active(void) {
 
 bool bn_i2s_gfni_supported(void) { return bn_isa_supported(BN_ISA_AVX512) && flags()->gfni; }
 
+bool bn_avxvnni_supported(void) {
+#ifdef BITNET_HAVE_AVXVNNI
+    return bn_isa_supported(BN_ISA_AVX2) && flags()->avxvnni;
+#else
+    return false; /* the compiler cannot build cpu/matmul_avxvnni.c */
+#endif
+}
+
+/* Linux hands out the 8 KiB tile data state only on request (arch_prctl ARCH_REQ_XCOMP_PERM for
+ * XFEATURE_XTILEDATA, once per process, before any thread touches a tile); without the grant the
+ * first tile instruction faults. */
+static bool request_amx_permission(void) {
+#if defined(__linux__) && defined(__x86_64__)
+    return syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) == 0;
+#else
+    return false;
+#endif
+}
+
+bool bn_amx_emulated(void) {
+    static atomic_int state; /* 0: not read yet, 1: on, 2: off */
+    int s = atomic_load_explicit(&state, memory_order_acquire);
+    if (s == 0) {
+        const char *value = getenv("BITNET_AMX_EMULATE");
+        s = value && !strcmp(value, "1") && bn_isa_supported(BN_ISA_AVX512) ? 1 : 2;
+        atomic_store_explicit(&state, s, memory_order_release);
+    }
+    return s == 1;
+}
+
+bool bn_amx_supported(void) {
+    static atomic_int state; /* 0: not asked yet, 1: granted, 2: not available */
+    int s = atomic_load_explicit(&state, memory_order_acquire);
+    if (s == 0 && bn_amx_emulated()) s = 1;
+    if (s == 0) {
+        const cpu_flags *f = flags();
+#ifdef BITNET_HAVE_AMX
+        const bool usable = bn_isa_supported(BN_ISA_AVX512) && f->amx_tile && f->amx_int8 &&
+                            f->os_amx && request_amx_permission();
+#else
+        const bool usable = false; /* the compiler cannot build cpu/matmul_amx.c */
+        (void)f;
+        (void)request_amx_permission;
+#endif
+        s = usable ? 1 : 2;
+        atomic_store_explicit(&state, s, memory_order_release);
+    }
+    return s == 1;
+}
+
 void bn_isa_set_active(bn_isa isa) {
     atomic_store_explicit(&isa_forced, true, memory_order_relaxed);
     atomic_store_explicit(&active_isa, (int)isa, memory_order_relaxed);
@@ -141,7 +243,8 @@ bool bn_isa_forced(void) {
 bn_status bn_isa_set_active_by_name(const char *name, bn_error *err) {
     bn_isa isa = parse_isa(name);
     if (isa == BN_ISA_COUNT)
-        return bn_error_set(err, BN_ERR_INVALID, "unknown ISA path '%s' (expected scalar, avx2 or avx512)",
+        return bn_error_set(err, BN_ERR_INVALID,
+                            "unknown ISA path '%s' (expected scalar, avx2, avx512, neon or neondot)",
                             name);
     if (!bn_isa_supported(isa))
         return bn_error_set(err, BN_ERR_UNSUPPORTED, "this CPU does not support the %s path", name);
@@ -164,7 +267,8 @@ void bn_cpu_features_describe(char *buf, size_t size) {
         {f->f16c, "f16c"}, {f->bmi2, "bmi2"}, {f->avx512f, "avx512f"}, {f->avx512bw, "avx512bw"},
         {f->avx512vl, "avx512vl"}, {f->avx512dq, "avx512dq"}, {f->avx512vnni, "avx512vnni"},
         {f->avx512bf16, "avx512bf16"}, {f->avx512fp16, "avx512fp16"}, {f->amx_tile, "amx-tile"},
-        {f->gfni, "gfni"},
+        {f->gfni, "gfni"}, {f->avxvnni, "avxvnni"}, {f->amx_int8, "amx-int8"}, {f->asimd, "asimd"}, {f->asimddp, "asimddp"}, {f->fphp, "fphp"},
+        {f->asimdhp, "asimdhp"},
     };
     size_t used = 0;
     if (size) buf[0] = '\0';
@@ -180,15 +284,24 @@ void bn_cpu_model_name(char *buf, size_t size) {
     snprintf(buf, size, "unknown cpu");
     FILE *f = fopen("/proc/cpuinfo", "r");
     if (!f) return;
-    char line[512];
+    char line[512], implementer[32] = "", part[32] = "";
     while (fgets(line, sizeof line, f)) {
         const char *colon = strchr(line, ':');
-        if (strncmp(line, "model name", 10) != 0 || !colon) continue;
+        if (!colon) continue;
         colon++;
         while (*colon == ' ' || *colon == '\t') colon++;
+        /* ARM kernels name no model: the first core's implementer and part ids stand for it */
+        if (!strncmp(line, "CPU implementer", 15) && !implementer[0])
+            snprintf(implementer, sizeof implementer, "%.*s", (int)strcspn(colon, "\n"), colon);
+        if (!strncmp(line, "CPU part", 8) && !part[0])
+            snprintf(part, sizeof part, "%.*s", (int)strcspn(colon, "\n"), colon);
+        if (strncmp(line, "model name", 10) != 0) continue;
         snprintf(buf, size, "%s", colon);
         buf[strcspn(buf, "\n")] = '\0';
+        implementer[0] = '\0';
         break;
     }
+    if (implementer[0] && part[0])
+        snprintf(buf, size, "ARM CPU implementer %s part %s", implementer, part);
     fclose(f);
 }

@@ -15,6 +15,7 @@
 #include "core/fp16.h"
 #include "kernels/cpu/act_blocks.h"
 #include "kernels/cpu/head_ref.h"
+#include "kernels/cpu/neon_isa.h"
 #include "kernels/ops.h"
 #include "kernels/registry.h"
 #include "kernels/scratch.h"
@@ -37,28 +38,33 @@ static struct head_kernel {
 } head_kernels[HEAD_FORMATS][BN_ISA_COUNT] = {
     [HEAD_F32] = {
         {{"cpu.head.f32.gemv.scalar", "cpu.head.f32.gemm.scalar"}, bn_ref_head_f32, {{0}}},
-        {{"cpu.head.f32.gemv.avx2", "cpu.head.f32.gemm.avx2"}, bn_avx2_head_f32, {{0}}},
-        {{"cpu.head.f32.gemv.avx512", "cpu.head.f32.gemm.avx512"}, bn_avx512_head_f32, {{0}}},
+        {{"cpu.head.f32.gemv.avx2", "cpu.head.f32.gemm.avx2"}, BN_X86_KERNEL(bn_avx2_head_f32), {{0}}},
+        {{"cpu.head.f32.gemv.avx512", "cpu.head.f32.gemm.avx512"}, BN_X86_KERNEL(bn_avx512_head_f32), {{0}}},
+        {{"cpu.head.f32.gemv.neon", "cpu.head.f32.gemm.neon"}, BN_ARM_KERNEL(bn_neon_head_f32), {{0}}},
     },
     [HEAD_BF16] = {
         {{"cpu.head.bf16.gemv.scalar", "cpu.head.bf16.gemm.scalar"}, bn_ref_head_bf16, {{0}}},
-        {{"cpu.head.bf16.gemv.avx2", "cpu.head.bf16.gemm.avx2"}, bn_avx2_head_bf16, {{0}}},
-        {{"cpu.head.bf16.gemv.avx512", "cpu.head.bf16.gemm.avx512"}, bn_avx512_head_bf16, {{0}}},
+        {{"cpu.head.bf16.gemv.avx2", "cpu.head.bf16.gemm.avx2"}, BN_X86_KERNEL(bn_avx2_head_bf16), {{0}}},
+        {{"cpu.head.bf16.gemv.avx512", "cpu.head.bf16.gemm.avx512"}, BN_X86_KERNEL(bn_avx512_head_bf16), {{0}}},
+        {{"cpu.head.bf16.gemv.neon", "cpu.head.bf16.gemm.neon"}, BN_ARM_KERNEL(bn_neon_head_bf16), {{0}}},
     },
     [HEAD_Q8_0] = {
         {{"cpu.head.q8_0.gemv.scalar", "cpu.head.q8_0.gemm.scalar"}, bn_ref_head_q8_0, {{0}}},
-        {{"cpu.head.q8_0.gemv.avx2", "cpu.head.q8_0.gemm.avx2"}, bn_avx2_head_q8_0, {{0}}},
-        {{"cpu.head.q8_0.gemv.avx512", "cpu.head.q8_0.gemm.avx512"}, bn_avx512_head_q8_0, {{0}}},
+        {{"cpu.head.q8_0.gemv.avx2", "cpu.head.q8_0.gemm.avx2"}, BN_X86_KERNEL(bn_avx2_head_q8_0), {{0}}},
+        {{"cpu.head.q8_0.gemv.avx512", "cpu.head.q8_0.gemm.avx512"}, BN_X86_KERNEL(bn_avx512_head_q8_0), {{0}}},
+        {{"cpu.head.q8_0.gemv.neon", "cpu.head.q8_0.gemm.neon"}, BN_ARM_KERNEL(bn_neon_head_q8_0), {{0}}},
     },
     [HEAD_Q4_K] = {
         {{"cpu.head.q4_k.gemv.scalar", "cpu.head.q4_k.gemm.scalar"}, bn_ref_head_q4_k, {{0}}},
-        {{"cpu.head.q4_k.gemv.avx2", "cpu.head.q4_k.gemm.avx2"}, bn_avx2_head_q4_k, {{0}}},
-        {{"cpu.head.q4_k.gemv.avx512", "cpu.head.q4_k.gemm.avx512"}, bn_avx512_head_q4_k, {{0}}},
+        {{"cpu.head.q4_k.gemv.avx2", "cpu.head.q4_k.gemm.avx2"}, BN_X86_KERNEL(bn_avx2_head_q4_k), {{0}}},
+        {{"cpu.head.q4_k.gemv.avx512", "cpu.head.q4_k.gemm.avx512"}, BN_X86_KERNEL(bn_avx512_head_q4_k), {{0}}},
+        {{"cpu.head.q4_k.gemv.neon", "cpu.head.q4_k.gemm.neon"}, BN_ARM_KERNEL(bn_neon_head_q4_k), {{0}}},
     },
     [HEAD_Q6_K] = {
         {{"cpu.head.q6_k.gemv.scalar", "cpu.head.q6_k.gemm.scalar"}, bn_ref_head_q6_k, {{0}}},
-        {{"cpu.head.q6_k.gemv.avx2", "cpu.head.q6_k.gemm.avx2"}, bn_avx2_head_q6_k, {{0}}},
-        {{"cpu.head.q6_k.gemv.avx512", "cpu.head.q6_k.gemm.avx512"}, bn_avx512_head_q6_k, {{0}}},
+        {{"cpu.head.q6_k.gemv.avx2", "cpu.head.q6_k.gemm.avx2"}, BN_X86_KERNEL(bn_avx2_head_q6_k), {{0}}},
+        {{"cpu.head.q6_k.gemv.avx512", "cpu.head.q6_k.gemm.avx512"}, BN_X86_KERNEL(bn_avx512_head_q6_k), {{0}}},
+        {{"cpu.head.q6_k.gemv.neon", "cpu.head.q6_k.gemm.neon"}, BN_ARM_KERNEL(bn_neon_head_q6_k), {{0}}},
     },
 };
 
@@ -175,7 +181,9 @@ void bn_head_matmul(bn_threadpool *pool, float *y, const bn_head_matrix *m, cons
     }
     const int format = format_of(m->type);
     if (format < 0) return; /* bn_head_matrix_init admits no other type */
-    struct head_kernel *k = &head_kernels[format][bn_kernel_variant_of(BN_KCLASS_HEAD).isa];
+    bn_isa isa = bn_kernel_variant_of(BN_KCLASS_HEAD).isa;
+    while (!head_kernels[format][isa].run) isa = bn_isa_narrower(isa); /* no kernel on the path */
+    struct head_kernel *k = &head_kernels[format][isa];
     uint64_t t0 = bn_kernel_begin();
     bn_head_act act = {.x = x, .n_tokens = n_tokens};
     head_job job = {.y = y, .m = m, .act = &act, .run = k->run};

@@ -22,7 +22,9 @@
 #include "core/fp16.h"
 #include "core/large_alloc.h"
 #include "kernels/cpu/act_blocks.h"
+#include "kernels/cpu/amx_tiles.h"
 #include "kernels/cpu/matmul_isa.h"
+#include "kernels/cpu/neon_isa.h"
 #include "kernels/cpu/ref_matmul.h"
 #include "kernels/cpu_features.h"
 #include "kernels/registry.h"
@@ -58,13 +60,16 @@ static struct quantize_kernel {
     bn_kernel_slot slot;
 } quantize_kernels[BN_ISA_COUNT] = {
     {"cpu.quantize_act.scalar", bn_ref_quantize_activations, {0}},
-    {"cpu.quantize_act.avx2", bn_avx2_quantize_activations, {0}},
-    {"cpu.quantize_act.avx512", bn_avx512_quantize_activations, {0}},
+    {"cpu.quantize_act.avx2", BN_X86_KERNEL(bn_avx2_quantize_activations), {0}},
+    {"cpu.quantize_act.avx512", BN_X86_KERNEL(bn_avx512_quantize_activations), {0}},
+    {"cpu.quantize_act.neon", BN_ARM_KERNEL(bn_neon_quantize_activations), {0}},
 };
 
 void bn_quantize_activations(int8_t *q, float *scales, int32_t *sums, const float *x, int n_tokens,
                              int cols) {
-    struct quantize_kernel *k = &quantize_kernels[bn_isa_active()];
+    bn_isa isa = bn_isa_active();
+    while (!quantize_kernels[isa].run) isa = bn_isa_narrower(isa); /* neondot runs neon's */
+    struct quantize_kernel *k = &quantize_kernels[isa];
     uint64_t t0 = bn_kernel_begin();
     k->run(q, scales, sums, x, n_tokens, cols);
     bn_kernel_end(&k->slot, k->id, t0);
@@ -210,6 +215,7 @@ typedef struct ternary_kernel {
     ternary_finish_i2s_fn finish_i2s;
     bool pairs;      /* reads q_pairs */
     bn_kernel_slot slots[2];
+    bool tiles;      /* reads q_tiles (AMX) */
 } ternary_kernel;
 
 enum { FORMAT_I2S, FORMAT_TQ2, FORMAT_TQ1, FORMAT_COUNT };
@@ -217,21 +223,51 @@ enum { FORMAT_I2S, FORMAT_TQ2, FORMAT_TQ1, FORMAT_COUNT };
 static ternary_kernel ternary_kernels[FORMAT_COUNT][BN_ISA_COUNT] = {
     [FORMAT_I2S] = {
         {{"cpu.i2s.gemv.scalar", "cpu.i2s.gemm.scalar"}, BN_ISA_SCALAR, bn_ref_ternary_sums, NULL, false, {{0}}},
-        {{"cpu.i2s.gemv.avx2", "cpu.i2s.gemm.avx2"}, BN_ISA_AVX2, bn_avx2_ternary_sums,
-         bn_avx2_ternary_finish_i2s, false, {{0}}},
-        {{"cpu.i2s.gemv.avx512", "cpu.i2s.gemm.avx512"}, BN_ISA_AVX512, bn_avx512_ternary_sums,
-         bn_avx512_ternary_finish_i2s, true, {{0}}},
+        {{"cpu.i2s.gemv.avx2", "cpu.i2s.gemm.avx2"}, BN_ISA_AVX2, BN_X86_KERNEL(bn_avx2_ternary_sums),
+         BN_X86_KERNEL(bn_avx2_ternary_finish_i2s), false, {{0}}},
+        {{"cpu.i2s.gemv.avx512", "cpu.i2s.gemm.avx512"}, BN_ISA_AVX512, BN_X86_KERNEL(bn_avx512_ternary_sums),
+         BN_X86_KERNEL(bn_avx512_ternary_finish_i2s), true, {{0}}},
+        {{"cpu.i2s.gemv.neon", "cpu.i2s.gemm.neon"}, BN_ISA_NEON, BN_ARM_KERNEL(bn_neon_ternary_sums),
+         NULL, false, {{0}}},
+        {{"cpu.i2s.gemv.neondot", "cpu.i2s.gemm.neondot"}, BN_ISA_NEONDOT,
+         BN_ARM_KERNEL(bn_neondot_ternary_sums), NULL, false, {{0}}},
     },
     [FORMAT_TQ2] = {
         {{"cpu.tq2.gemv.scalar", "cpu.tq2.gemm.scalar"}, BN_ISA_SCALAR, bn_ref_ternary_sums, NULL, false, {{0}}},
-        {{"cpu.tq2.gemv.avx2", "cpu.tq2.gemm.avx2"}, BN_ISA_AVX2, bn_avx2_ternary_sums, NULL, false, {{0}}},
-        {{"cpu.tq2.gemv.avx512", "cpu.tq2.gemm.avx512"}, BN_ISA_AVX512, bn_avx512_ternary_sums, NULL, true, {{0}}},
+        {{"cpu.tq2.gemv.avx2", "cpu.tq2.gemm.avx2"}, BN_ISA_AVX2, BN_X86_KERNEL(bn_avx2_ternary_sums), NULL, false, {{0}}},
+        {{"cpu.tq2.gemv.avx512", "cpu.tq2.gemm.avx512"}, BN_ISA_AVX512, BN_X86_KERNEL(bn_avx512_ternary_sums), NULL, true, {{0}}},
+        {{"cpu.tq2.gemv.neon", "cpu.tq2.gemm.neon"}, BN_ISA_NEON, BN_ARM_KERNEL(bn_neon_ternary_sums), NULL, false, {{0}}},
+        {{"cpu.tq2.gemv.neondot", "cpu.tq2.gemm.neondot"}, BN_ISA_NEONDOT,
+         BN_ARM_KERNEL(bn_neondot_ternary_sums), NULL, false, {{0}}},
     },
     [FORMAT_TQ1] = {
         {{"cpu.tq1.gemv.scalar", "cpu.tq1.gemm.scalar"}, BN_ISA_SCALAR, bn_ref_ternary_sums, NULL, false, {{0}}},
-        {{"cpu.tq1.gemv.avx2", "cpu.tq1.gemm.avx2"}, BN_ISA_AVX2, bn_avx2_ternary_sums, NULL, false, {{0}}},
-        {{"cpu.tq1.gemv.avx512", "cpu.tq1.gemm.avx512"}, BN_ISA_AVX512, bn_avx512_ternary_sums, NULL, true, {{0}}},
+        {{"cpu.tq1.gemv.avx2", "cpu.tq1.gemm.avx2"}, BN_ISA_AVX2, BN_X86_KERNEL(bn_avx2_ternary_sums), NULL, false, {{0}}},
+        {{"cpu.tq1.gemv.avx512", "cpu.tq1.gemm.avx512"}, BN_ISA_AVX512, BN_X86_KERNEL(bn_avx512_ternary_sums), NULL, true, {{0}}},
+        {{"cpu.tq1.gemv.neon", "cpu.tq1.gemm.neon"}, BN_ISA_NEON, BN_ARM_KERNEL(bn_neon_ternary_sums), NULL, false, {{0}}},
+        {{"cpu.tq1.gemv.neondot", "cpu.tq1.gemm.neondot"}, BN_ISA_NEONDOT,
+         BN_ARM_KERNEL(bn_neondot_ternary_sums), NULL, false, {{0}}},
     },
+};
+
+/* The kernels of the knobs of kernels/variants.h: AVX-VNNI on the AVX2 path (every format),
+ * AMX tiles on the AVX-512 path (I2_S prompts; TQ formats need eight sums per 256 columns, which
+ * tiles do not give), real or, under BITNET_AMX_EMULATE, emulated (cpu/amx_tiles.h). */
+static ternary_kernel ternary_vnni_kernels[FORMAT_COUNT] = {
+    [FORMAT_I2S] = {{"cpu.i2s.gemv.avx2vnni", "cpu.i2s.gemm.avx2vnni"}, BN_ISA_AVX2,
+                    BN_AVXVNNI_KERNEL(bn_avxvnni_ternary_sums), BN_X86_KERNEL(bn_avx2_ternary_finish_i2s),
+                    false, {{0}}, false},
+    [FORMAT_TQ2] = {{"cpu.tq2.gemv.avx2vnni", "cpu.tq2.gemm.avx2vnni"}, BN_ISA_AVX2,
+                    BN_AVXVNNI_KERNEL(bn_avxvnni_ternary_sums), NULL, false, {{0}}, false},
+    [FORMAT_TQ1] = {{"cpu.tq1.gemv.avx2vnni", "cpu.tq1.gemm.avx2vnni"}, BN_ISA_AVX2,
+                    BN_AVXVNNI_KERNEL(bn_avxvnni_ternary_sums), NULL, false, {{0}}, false},
+};
+static ternary_kernel ternary_amx_kernels[2] = { /* real, emulated */
+    {{"cpu.i2s.gemv.amx", "cpu.i2s.gemm.amx"}, BN_ISA_AVX512, BN_AMX_KERNEL(bn_amx_ternary_sums),
+     BN_X86_KERNEL(bn_avx512_ternary_finish_i2s), false, {{0}}, true},
+    {{"cpu.i2s.gemv.amx-emulated", "cpu.i2s.gemm.amx-emulated"}, BN_ISA_AVX512,
+     BN_X86_KERNEL(bn_amx_emulated_ternary_sums), BN_X86_KERNEL(bn_avx512_ternary_finish_i2s), false,
+     {{0}}, true},
 };
 
 typedef struct ternary_job {
@@ -253,6 +289,7 @@ static bn_act_view act_slice(const bn_act_view *act, int t0, int n) {
     slice.sums += t0;
     if (slice.q_pairs) slice.q_pairs += bytes;
     if (slice.q_unsigned) slice.q_unsigned += bytes;
+    if (slice.q_tiles) slice.q_tiles += bytes; /* t0 a multiple of 16 (ternary_chunk) */
     if (slice.lane_sums) slice.lane_sums += (size_t)t0 * (size_t)(act->cols / BN_TQ_BLOCK) * BN_TQ_LANES;
     return slice;
 }
@@ -264,7 +301,8 @@ static void ternary_chunk(const ternary_job *job, const bn_ternary_matrix *m, fl
     const ternary_kernel *k = job->kernel;
     const int n_tokens = job->act->n_tokens;
     const long per_token = (long)(r1 - r0) * bn_ternary_groups(m);
-    const int pass = WORKER_SUMS / per_token < n_tokens ? (int)(WORKER_SUMS / per_token) : n_tokens;
+    int pass = WORKER_SUMS / per_token < n_tokens ? (int)(WORKER_SUMS / per_token) : n_tokens;
+    if (pass < n_tokens && pass > BN_AMX_TILE_TOKENS) pass -= pass % BN_AMX_TILE_TOKENS; /* AMX groups */
     /* scales per token: one (I2_S) or one per 256-block (Q8_K of the TQ formats) */
     const size_t scales_per_token = m->file_type == BN_TYPE_I2_S ? 1 : (size_t)(m->cols / BN_TQ_BLOCK);
     for (int t0 = 0; t0 < n_tokens; t0 += pass) {
@@ -313,7 +351,12 @@ static void ternary_run(bn_threadpool *pool, float *const *ys, const bn_ternary_
     const bn_ternary_matrix *matrix = matrices[0];
     const int cols = matrix->cols, format = format_index(matrix->file_type);
     const bn_kernel_variant variant = bn_kernel_variant_of(bn_kernel_class_of_tokens(n_tokens));
-    const ternary_kernel *k = &ternary_kernels[format][variant.isa];
+    bn_isa isa = variant.isa;
+    while (!ternary_kernels[format][isa].sums) isa = bn_isa_narrower(isa); /* no kernel on the path */
+    ternary_kernel *k = &ternary_kernels[format][isa];
+    if (variant.vnni && ternary_vnni_kernels[format].sums) k = &ternary_vnni_kernels[format];
+    if (variant.amx && format == FORMAT_I2S && ternary_amx_kernels[bn_amx_emulated()].sums)
+        k = &ternary_amx_kernels[bn_amx_emulated()];
     uint64_t t0 = bn_kernel_begin();
     bn_act_view act = {.q = q, .sums = sums, .n_tokens = n_tokens, .cols = cols,
                        .prefetch = variant.prefetch, .gfni = variant.gfni};
@@ -321,17 +364,29 @@ static void ternary_run(bn_threadpool *pool, float *const *ys, const bn_ternary_
     /* Per-path activation copies in this thread's scratch: small next to the weights. */
     if (k->pairs) {
         int8_t *pairs = bn_thread_scratch(BN_SCRATCH_ACTIVATIONS, (size_t)n_tokens * (size_t)cols);
+#ifdef BN_ARCH_X86
         if (pairs) bn_avx512_pair_activations(pairs, q, n_tokens, cols);
+#endif
         act.q_pairs = pairs;
         if (!pairs) k = &ternary_kernels[format][BN_ISA_SCALAR];
     }
+#ifdef BN_ARCH_X86
+    if (k->tiles) { /* the B tiles of the AMX GEMM, once per call */
+        int8_t *tiles = bn_thread_scratch(BN_SCRATCH_ACTIVATIONS, bn_amx_act_tiles_bytes(n_tokens, cols));
+        if (tiles && bn_amx_emulated()) bn_amx_emulated_tile_activations(tiles, q, n_tokens, cols);
+#ifdef BITNET_HAVE_AMX
+        else if (tiles) bn_amx_tile_activations(tiles, q, n_tokens, cols);
+#endif
+        act.q_tiles = tiles;
+        if (!tiles) k = &ternary_kernels[format][BN_ISA_SCALAR];
+    }
+#endif
     long total_rows = 0;
     for (int p = 0; p < n_parts; p++) total_rows += matrices[p]->rows;
     ternary_job job = {.ys = ys, .matrices = matrices, .n_parts = n_parts, .total_rows = total_rows,
                        .act = &act, .scales = scales, .kernel = k};
     bn_threadpool_run(pool, ternary_worker, &job);
-    ternary_kernel *counted = &ternary_kernels[format][k->needs];
-    bn_kernel_end_n(&counted->slots[n_tokens > 1], counted->ids[n_tokens > 1], t0, (uint64_t)n_parts);
+    bn_kernel_end_n(&k->slots[n_tokens > 1], k->ids[n_tokens > 1], t0, (uint64_t)n_parts);
 }
 
 void bn_ternary_matmul(bn_threadpool *pool, float *y, const bn_ternary_matrix *matrix,
@@ -367,8 +422,9 @@ static struct f16_kernel {
     bn_kernel_slot slots[2];
 } f16_kernels[BN_ISA_COUNT] = {
     {{"cpu.f16.gemv.scalar", "cpu.f16.gemm.scalar"}, bn_ref_f16_matmul, {{0}}},
-    {{"cpu.f16.gemv.avx2", "cpu.f16.gemm.avx2"}, bn_avx2_f16_matmul, {{0}}},
-    {{"cpu.f16.gemv.avx512", "cpu.f16.gemm.avx512"}, bn_avx512_f16_matmul, {{0}}},
+    {{"cpu.f16.gemv.avx2", "cpu.f16.gemm.avx2"}, BN_X86_KERNEL(bn_avx2_f16_matmul), {{0}}},
+    {{"cpu.f16.gemv.avx512", "cpu.f16.gemm.avx512"}, BN_X86_KERNEL(bn_avx512_f16_matmul), {{0}}},
+    {{"cpu.f16.gemv.neon", "cpu.f16.gemm.neon"}, BN_ARM_KERNEL(bn_neon_f16_matmul), {{0}}},
 };
 
 typedef struct f16_job {
@@ -392,7 +448,9 @@ void bn_f16_matmul(bn_threadpool *pool, float *y, const uint16_t *w, const float
                    int cols, int n_tokens) {
     if (n_tokens <= 0 || rows <= 0 || cols <= 0) return;
     const bn_kernel_variant variant = bn_kernel_variant_of(BN_KCLASS_HEAD);
-    struct f16_kernel *k = &f16_kernels[variant.isa];
+    bn_isa isa = variant.isa;
+    while (!f16_kernels[isa].run) isa = bn_isa_narrower(isa); /* neondot runs neon's */
+    struct f16_kernel *k = &f16_kernels[isa];
     uint64_t t0 = bn_kernel_begin();
     f16_job job = {y, w, x, rows, cols, n_tokens, k->run, variant.prefetch};
     bn_threadpool_run(pool, f16_worker, &job);
@@ -454,9 +512,15 @@ static struct int8_kernel {
     bn_kernel_slot slots[2];
 } int8_kernels[BN_ISA_COUNT] = {
     {{"cpu.int8.gemv.scalar", "cpu.int8.gemm.scalar"}, bn_ref_int8_sums, HELPER_NONE, {{0}}},
-    {{"cpu.int8.gemv.avx2", "cpu.int8.gemm.avx2"}, bn_avx2_int8_sums, HELPER_ABS, {{0}}},
-    {{"cpu.int8.gemv.avx512", "cpu.int8.gemm.avx512"}, bn_avx512_int8_sums, HELPER_PLUS_128, {{0}}},
+    {{"cpu.int8.gemv.avx2", "cpu.int8.gemm.avx2"}, BN_X86_KERNEL(bn_avx2_int8_sums), HELPER_ABS, {{0}}},
+    {{"cpu.int8.gemv.avx512", "cpu.int8.gemm.avx512"}, BN_X86_KERNEL(bn_avx512_int8_sums), HELPER_PLUS_128, {{0}}},
+    {{"cpu.int8.gemv.neon", "cpu.int8.gemm.neon"}, BN_ARM_KERNEL(bn_neon_int8_sums), HELPER_NONE, {{0}}},
+    {{"cpu.int8.gemv.neondot", "cpu.int8.gemm.neondot"}, BN_ARM_KERNEL(bn_neondot_int8_sums), HELPER_NONE, {{0}}},
 };
+
+/* The AVX2 path with AVX-VNNI (the "avx2.vnni" head variant): AVX2's helper copy. */
+static struct int8_kernel int8_vnni_kernel = {{"cpu.int8.gemv.avx2vnni", "cpu.int8.gemm.avx2vnni"},
+                                              BN_AVXVNNI_KERNEL(bn_avxvnni_int8_sums), HELPER_ABS, {{0}}};
 
 typedef struct int8_job {
     float *y;
@@ -488,7 +552,11 @@ static void int8_worker(void *context, int thread_index, int n_threads) {
 void bn_int8_matmul(bn_threadpool *pool, float *y, const bn_int8_matrix *matrix, const int8_t *q,
                     const float *scales, const int32_t *sums, int n_tokens) {
     if (n_tokens <= 0) return;
-    struct int8_kernel *k = &int8_kernels[bn_kernel_variant_of(BN_KCLASS_HEAD).isa];
+    const bn_kernel_variant variant = bn_kernel_variant_of(BN_KCLASS_HEAD);
+    bn_isa isa = variant.isa;
+    while (!int8_kernels[isa].sums) isa = bn_isa_narrower(isa); /* no kernel on the path */
+    struct int8_kernel *k = &int8_kernels[isa];
+    if (variant.vnni && int8_vnni_kernel.sums) k = &int8_vnni_kernel;
     uint64_t t0 = bn_kernel_begin();
     const int cols = matrix->cols;
     bn_act_view act = {.q = q, .sums = sums, .n_tokens = n_tokens, .cols = cols};

@@ -9,11 +9,13 @@
  */
 #include "kernels/ops.h"
 
+#include "kernels/cpu/neon_isa.h"
 #include "kernels/cpu/ops_isa.h"
 #include "kernels/cpu/ref_ops.h"
 #include "kernels/cpu_features.h"
 #include "kernels/registry.h"
 #include "kernels/variants.h"
+#include "quant/quant_format.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -26,12 +28,16 @@
         bn_kernel_slot slot;               \
     } name[BN_ISA_COUNT]
 
-/* The path an op runs from `from` down: the first with a kernel (scalar always has one). */
-#define OP_PATH(table, from) op_path_down((from), (table)[1].fn != NULL, (table)[2].fn != NULL)
+/* The path an op runs from `from` down (bn_isa_narrower): the first with a kernel (scalar always
+ * has one). The mask has bit i set when path i has a kernel. */
+#define OP_PATH(table, from)                                                                    \
+    op_path_down((from), ((table)[BN_ISA_AVX2].fn != NULL) << BN_ISA_AVX2 |                     \
+                             ((table)[BN_ISA_AVX512].fn != NULL) << BN_ISA_AVX512 |             \
+                             ((table)[BN_ISA_NEON].fn != NULL) << BN_ISA_NEON |                 \
+                             ((table)[BN_ISA_NEONDOT].fn != NULL) << BN_ISA_NEONDOT)
 
-static bn_isa op_path_down(bn_isa isa, bool has_avx2, bool has_avx512) {
-    if (isa == BN_ISA_AVX512 && !has_avx512) isa = BN_ISA_AVX2;
-    if (isa == BN_ISA_AVX2 && !has_avx2) isa = BN_ISA_SCALAR;
+static bn_isa op_path_down(bn_isa isa, unsigned has) {
+    while (isa != BN_ISA_SCALAR && !(has >> isa & 1u)) isa = bn_isa_narrower(isa);
     return isa;
 }
 
@@ -46,17 +52,20 @@ static bn_isa op_path_down(bn_isa isa, bool has_avx2, bool has_avx512) {
 
 typedef void (*rmsnorm_fn)(float *, const float *, const float *, int, int, float);
 OP_TABLE(rmsnorm_kernels, rmsnorm_fn) = {{"cpu.rmsnorm.scalar", bn_ref_rmsnorm, {0}},
-                                         {"cpu.rmsnorm.avx2", bn_avx2_rmsnorm, {0}},
-                                         {"cpu.rmsnorm.avx512", bn_avx512_rmsnorm, {0}}};
+                                         {"cpu.rmsnorm.avx2", BN_X86_KERNEL(bn_avx2_rmsnorm), {0}},
+                                         {"cpu.rmsnorm.avx512", BN_X86_KERNEL(bn_avx512_rmsnorm), {0}},
+                                         {"cpu.rmsnorm.neon", BN_ARM_KERNEL(bn_neon_rmsnorm), {0}}};
 typedef void (*rope_fn)(float *, int, int, int, int32_t, float);
 OP_TABLE(rope_neox_kernels, rope_fn) = {{"cpu.rope_neox.scalar", bn_ref_rope_neox, {0}},
-                                        {"cpu.rope_neox.avx2", bn_avx2_rope_neox, {0}},
-                                        {NULL, NULL, {0}}};
+                                        {"cpu.rope_neox.avx2", BN_X86_KERNEL(bn_avx2_rope_neox), {0}},
+                                        {NULL, NULL, {0}},
+                                        {"cpu.rope_neox.neon", BN_ARM_KERNEL(bn_neon_rope_neox), {0}}};
 typedef void (*rope_table_fn)(float *, int, int, int, const float *, const float *);
 OP_TABLE(rope_neox_table_kernels, rope_table_fn) = {
     {"cpu.rope_neox.scalar", bn_ref_rope_neox_table, {0}},
-    {"cpu.rope_neox.avx2", bn_avx2_rope_neox_table, {0}},
-    {NULL, NULL, {0}}};
+    {"cpu.rope_neox.avx2", BN_X86_KERNEL(bn_avx2_rope_neox_table), {0}},
+    {NULL, NULL, {0}},
+    {"cpu.rope_neox.neon", BN_ARM_KERNEL(bn_neon_rope_neox_table), {0}}};
 typedef void (*rope_angles_fn)(float *, float *, int, int, int32_t, float);
 OP_TABLE(rope_angles_kernels, rope_angles_fn) = {{"cpu.rope_angles.scalar", bn_ref_rope_angles, {0}},
                                                  {NULL, NULL, {0}},
@@ -68,53 +77,68 @@ OP_TABLE(rope_norm_table_kernels, rope_table_fn) = {
     {"cpu.rope_norm.scalar", bn_ref_rope_norm_table, {0}}, {NULL, NULL, {0}}, {NULL, NULL, {0}}};
 typedef void (*softmax_fn)(float *, int);
 OP_TABLE(softmax_kernels, softmax_fn) = {{"cpu.softmax.scalar", bn_ref_softmax, {0}},
-                                         {"cpu.softmax.avx2", bn_avx2_softmax, {0}},
-                                         {"cpu.softmax.avx512", bn_avx512_softmax, {0}}};
+                                         {"cpu.softmax.avx2", BN_X86_KERNEL(bn_avx2_softmax), {0}},
+                                         {"cpu.softmax.avx512", BN_X86_KERNEL(bn_avx512_softmax), {0}},
+                                         {"cpu.softmax.neon", BN_ARM_KERNEL(bn_neon_softmax), {0}}};
 typedef void (*gated_fn)(float *, const float *, const float *, int);
 OP_TABLE(relu2_mul_kernels, gated_fn) = {{"cpu.relu2_mul.scalar", bn_ref_relu2_mul, {0}},
-                                         {"cpu.relu2_mul.avx2", bn_avx2_relu2_mul, {0}},
-                                         {NULL, NULL, {0}}};
+                                         {"cpu.relu2_mul.avx2", BN_X86_KERNEL(bn_avx2_relu2_mul), {0}},
+                                         {NULL, NULL, {0}},
+                                         {"cpu.relu2_mul.neon", BN_ARM_KERNEL(bn_neon_relu2_mul), {0}}};
 OP_TABLE(silu_mul_kernels, gated_fn) = {{"cpu.silu_mul.scalar", bn_ref_silu_mul, {0}},
-                                        {"cpu.silu_mul.avx2", bn_avx2_silu_mul, {0}},
-                                        {NULL, NULL, {0}}};
+                                        {"cpu.silu_mul.avx2", BN_X86_KERNEL(bn_avx2_silu_mul), {0}},
+                                        {NULL, NULL, {0}},
+                                        {"cpu.silu_mul.neon", BN_ARM_KERNEL(bn_neon_silu_mul), {0}}};
 typedef void (*add_fn)(float *, const float *, int);
 OP_TABLE(add_kernels, add_fn) = {{"cpu.add.scalar", bn_ref_add, {0}},
-                                 {"cpu.add.avx2", bn_avx2_add, {0}},
-                                 {NULL, NULL, {0}}};
+                                 {"cpu.add.avx2", BN_X86_KERNEL(bn_avx2_add), {0}},
+                                 {NULL, NULL, {0}},
+                                 {"cpu.add.neon", BN_ARM_KERNEL(bn_neon_add), {0}}};
 typedef void (*embedding_fn)(float *, const uint16_t *, int);
 OP_TABLE(embedding_f16_kernels, embedding_fn) = {
     {"cpu.embedding_f16.scalar", bn_ref_embedding_row_f16, {0}},
-    {"cpu.embedding_f16.avx2", bn_avx2_embedding_row_f16, {0}},
-    {NULL, NULL, {0}}};
+    {"cpu.embedding_f16.avx2", BN_X86_KERNEL(bn_avx2_embedding_row_f16), {0}},
+    {NULL, NULL, {0}},
+    {"cpu.embedding_f16.neon", BN_ARM_KERNEL(bn_neon_embedding_row_f16), {0}}};
 typedef void (*activation_fn)(float *, const float *, int, bn_activation);
 OP_TABLE(activation_kernels, activation_fn) = {{"cpu.activation.scalar", bn_ref_activation_apply, {0}},
-                                               {"cpu.activation.avx2", bn_avx2_activation_apply, {0}},
+                                               {"cpu.activation.avx2", BN_X86_KERNEL(bn_avx2_activation_apply), {0}},
                                                {NULL, NULL, {0}}};
-typedef void (*attention_fn)(float *, const float *, const void *, const void *, bool, int, int, int,
-                             int32_t, float *, int, int);
+typedef void (*attention_fn)(float *, const float *, const void *, const void *, uint32_t, uint32_t,
+                             int, int, int, int32_t, float *, int, int);
 typedef bool (*attention_supports_fn)(int head_dim);
 OP_TABLE(attention_kernels, attention_fn) = {{"cpu.attention.scalar", bn_ref_attention, {0}},
-                                             {"cpu.attention.avx2", bn_avx2_attention, {0}},
-                                             {"cpu.attention.avx512", bn_avx512_attention, {0}}};
+                                             {"cpu.attention.avx2", BN_X86_KERNEL(bn_avx2_attention), {0}},
+                                             {"cpu.attention.avx512", BN_X86_KERNEL(bn_avx512_attention), {0}},
+                                             {"cpu.attention.neon", BN_ARM_KERNEL(bn_neon_attention), {0}}};
+/* The ids the attention kernels count under when a cache is q8_0 (receipts show its reads). */
+static struct {
+    const char *id;
+    bn_kernel_slot slot;
+} attention_q8_0_ids[BN_ISA_COUNT] = {{"cpu.attention_q8_0.scalar", {0}},
+                                      {"cpu.attention_q8_0.avx2", {0}},
+                                      {"cpu.attention_q8_0.avx512", {0}},
+                                      {"cpu.attention_q8_0.neon", {0}}};
 /* The head sizes each attention kernel takes (NULL: all). */
 static const attention_supports_fn attention_supports[BN_ISA_COUNT] = {
-    NULL, bn_avx2_attention_supports, bn_avx512_attention_supports};
+    NULL, BN_X86_KERNEL(bn_avx2_attention_supports), BN_X86_KERNEL(bn_avx512_attention_supports),
+    BN_ARM_KERNEL(bn_neon_attention_supports)};
 typedef void (*conv1d_fn)(float *, const int8_t *, const int8_t *, float, float,
                           const bn_conv1d_shape *, const bn_conv1d_plan *, int8_t *);
 OP_TABLE(conv1d_kernels, conv1d_fn) = {{"cpu.conv1d.scalar", NULL, {0}},
-                                       {"cpu.conv1d.avx2", bn_avx2_conv1d_core, {0}},
+                                       {"cpu.conv1d.avx2", BN_X86_KERNEL(bn_avx2_conv1d_core), {0}},
                                        {NULL, NULL, {0}}};
 typedef void (*pool_fn)(float *, const float *, const bn_pool1d_shape *, int);
 OP_TABLE(max_pool1d_kernels, pool_fn) = {{"cpu.max_pool1d.scalar", bn_ref_max_pool1d, {0}},
-                                         {"cpu.max_pool1d.avx2", bn_avx2_max_pool1d, {0}},
+                                         {"cpu.max_pool1d.avx2", BN_X86_KERNEL(bn_avx2_max_pool1d), {0}},
                                          {NULL, NULL, {0}}};
 OP_TABLE(avg_pool1d_kernels, pool_fn) = {{"cpu.avg_pool1d.scalar", bn_ref_avg_pool1d, {0}},
-                                         {"cpu.avg_pool1d.avx2", bn_avx2_avg_pool1d, {0}},
+                                         {"cpu.avg_pool1d.avx2", BN_X86_KERNEL(bn_avx2_avg_pool1d), {0}},
                                          {NULL, NULL, {0}}};
 typedef void (*batchnorm_fn)(float *, const float *, const float *, const float *, const float *,
                              const float *, int, int, float);
 OP_TABLE(batchnorm_kernels, batchnorm_fn) = {{"cpu.batchnorm.scalar", bn_ref_batchnorm, {0}},
-                                             {"cpu.batchnorm.avx2", bn_avx2_batchnorm, {0}},
+                                             {"cpu.batchnorm.avx2", BN_X86_KERNEL(bn_avx2_batchnorm), {0}},
                                              {NULL, NULL, {0}}};
 
 void bn_rmsnorm(float *out, const float *x, const float *weight, int n_tokens, int cols,
@@ -174,22 +198,26 @@ bn_status bn_embedding_lookup_f16(float *out, const uint16_t *table, int n_rows,
     return BN_OK;
 }
 
-void bn_attention(float *out, const float *q, const void *k_cache, const void *v_cache, bool kv_f16,
-                  int n_heads, int n_kv_heads, int head_dim, int32_t pos, float *scratch) {
-    bn_attention_heads(out, q, k_cache, v_cache, kv_f16, n_heads, n_kv_heads, head_dim, pos, scratch,
-                       0, n_heads);
+void bn_attention(float *out, const float *q, const void *k_cache, const void *v_cache,
+                  uint32_t k_type, uint32_t v_type, int n_heads, int n_kv_heads, int head_dim,
+                  int32_t pos, float *scratch) {
+    bn_attention_heads(out, q, k_cache, v_cache, k_type, v_type, n_heads, n_kv_heads, head_dim, pos,
+                       scratch, 0, n_heads);
 }
 
 void bn_attention_heads(float *out, const float *q, const void *k_cache, const void *v_cache,
-                        bool kv_f16, int n_heads, int n_kv_heads, int head_dim, int32_t pos,
-                        float *scratch, int head_begin, int head_end) {
+                        uint32_t k_type, uint32_t v_type, int n_heads, int n_kv_heads,
+                        int head_dim, int32_t pos, float *scratch, int head_begin, int head_end) {
     uint64_t t0 = bn_kernel_begin();
     bn_isa isa = OP_PATH(attention_kernels, bn_kernel_variant_of(BN_KCLASS_ATTENTION).isa);
     /* heads the SIMD kernels do not take run the reference (and are counted as such) */
     if (attention_supports[isa] && !attention_supports[isa](head_dim)) isa = BN_ISA_SCALAR;
-    attention_kernels[isa].fn(out, q, k_cache, v_cache, kv_f16, n_heads, n_kv_heads, head_dim, pos,
-                              scratch, head_begin, head_end);
-    bn_kernel_end(&attention_kernels[isa].slot, attention_kernels[isa].id, t0);
+    attention_kernels[isa].fn(out, q, k_cache, v_cache, k_type, v_type, n_heads, n_kv_heads, head_dim,
+                              pos, scratch, head_begin, head_end);
+    if ((k_type == BN_TYPE_Q8_0 || v_type == BN_TYPE_Q8_0) && attention_q8_0_ids[isa].id)
+        bn_kernel_end(&attention_q8_0_ids[isa].slot, attention_q8_0_ids[isa].id, t0);
+    else
+        bn_kernel_end(&attention_kernels[isa].slot, attention_kernels[isa].id, t0);
 }
 
 bn_status bn_conv1d_output_length(const bn_conv1d_shape *shape, int *out_length, bn_error *err) {

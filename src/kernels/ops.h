@@ -140,20 +140,43 @@ void bn_add(float *x, const float *y, int n);
 bn_status bn_embedding_lookup_f16(float *out, const uint16_t *table, int n_rows, int cols,
                                   int32_t id, bn_error *err);
 
+/* ---- KV cache rows ----
+ * The cache types, as ggml type ids (quant/quant_format.h): BN_TYPE_F16 (the default), BN_TYPE_F32
+ * and BN_TYPE_Q8_0 (llama.cpp's -ctk/-ctv q8_0: ggml's block_q8_0, 32 values in 34 bytes, fp16 d
+ * then int8 q[32], value = d * q). A q8_0 row is a whole number of blocks (kv_dim % 32 == 0), and
+ * the cache is one array of blocks: element i of it is q[i % 32] of block i / 32. */
+bool bn_kv_type_supported(uint32_t type);
+/* "f16", "f32", "q8_0" -> *type (BN_ERR_INVALID naming the value otherwise). */
+bn_status bn_kv_type_parse(uint32_t *type, const char *name, bn_error *err);
+/* Values a row of the type must be a multiple of (32 for q8_0, else 1). */
+int bn_kv_type_block(uint32_t type);
+/* Bytes of n_values values of the type (n_values a multiple of bn_kv_type_block). */
+size_t bn_kv_type_bytes(uint32_t type, size_t n_values);
+/* One row of n values into the type: F16 rounds to nearest even (bn_fp32_to_fp16), Q8_0 blocks
+ * are quantized by bn_quantize_row_q8_0 (kernels/cpu/act_blocks.h), which is ggml's
+ * quantize_row_q8_0 as llama.cpp's x86 build runs it when it writes a q8_0 cache: d =
+ * fp16(amax / 127), q = round-half-even(x * (127 / amax)); an all-zero block is d = 0, q = 0. */
+void bn_kv_encode_row(void *dst, uint32_t type, const float *x, int n);
+/* The inverse: F16 and Q8_0 (d * q, exact in float) values as float. */
+void bn_kv_decode_row(float *out, uint32_t type, const void *src, int n);
+
 /* ---- attention ----
  * Causal attention of one token at position pos over cache positions 0..pos of one sequence.
  * q: n_heads x head_dim. K/V cache rows: one row of n_kv_heads*head_dim values per position,
- * stored as F16 (kv_f16 true) or F32; query head h uses KV head h / (n_heads / n_kv_heads).
- * scores scaled by 1/sqrt(head_dim). out: n_heads x head_dim. scratch: pos + 1 floats. The
- * arithmetic is spec section 4.1's (q rounded to F16 with an F16 cache, ggml's lane orders):
- * bn_ref_attention in kernels/cpu/ref_ops.h. */
-void bn_attention(float *out, const float *q, const void *k_cache, const void *v_cache, bool kv_f16,
-                  int n_heads, int n_kv_heads, int head_dim, int32_t pos, float *scratch);
+ * stored in k_type / v_type (the cache types above; K and V may differ, as llama.cpp's -ctk and
+ * -ctv); query head h uses KV head h / (n_heads / n_kv_heads). scores scaled by
+ * 1/sqrt(head_dim). out: n_heads x head_dim. scratch: pos + 1 floats. The arithmetic is spec
+ * section 4.1's (q rounded to F16 with an F16 K cache, ggml's lane orders): bn_ref_attention in
+ * kernels/cpu/ref_ops.h. A q8_0 cache is read as its exact float values d * q, so q8_0 attention
+ * is F32 attention over the dequantized rows, bit for bit. */
+void bn_attention(float *out, const float *q, const void *k_cache, const void *v_cache,
+                  uint32_t k_type, uint32_t v_type, int n_heads, int n_kv_heads, int head_dim,
+                  int32_t pos, float *scratch);
 /* The same for query heads [head_begin, head_end) only (out and q still hold all heads), so
  * threads can split one token's heads; each head's result is the same as from bn_attention. */
 void bn_attention_heads(float *out, const float *q, const void *k_cache, const void *v_cache,
-                        bool kv_f16, int n_heads, int n_kv_heads, int head_dim, int32_t pos,
-                        float *scratch, int head_begin, int head_end);
+                        uint32_t k_type, uint32_t v_type, int n_heads, int n_kv_heads,
+                        int head_dim, int32_t pos, float *scratch, int head_begin, int head_end);
 
 /* ---- auxiliary ops (original plan's kernel library; scalar + one SIMD path each) ---- */
 typedef struct bn_conv1d_shape {

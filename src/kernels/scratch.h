@@ -5,7 +5,7 @@
  * for the next call and are freed when the thread exits. The model reserves them at load
  * (bn_thread_scratch_reserve) so decoding allocates nothing; a call on a thread that has not
  * reserved grows its buffer then, and when that fails the dispatcher runs the scalar path, which
- * needs no copy (ops cannot fail: model/backend.h).
+ * needs no copy (ops cannot fail: backend/backend.h).
  */
 #ifndef BN_KERNELS_SCRATCH_H
 #define BN_KERNELS_SCRATCH_H
@@ -18,6 +18,8 @@ typedef enum bn_scratch_slot {
     BN_SCRATCH_ACTIVATIONS = 0, /* q_pairs / q_unsigned: n_tokens x cols bytes */
     BN_SCRATCH_BLOCK_SUMS = 1,  /* TQ block sums: n_tokens x cols / 256 int32 */
     BN_SCRATCH_HEAD_BLOCKS = 2, /* LM head (kernels/head.h): n_tokens rows of Q8_K / Q8_0 blocks */
+    BN_SCRATCH_AMX_WEIGHTS = 3, /* AMX GEMM (cpu/amx_gemm_body.h), in each worker: 32 weight rows
+                                   expanded to int8 tiles, 32 x cols bytes */
     BN_SCRATCH_SLOTS
 } bn_scratch_slot;
 

@@ -34,6 +34,8 @@ typedef struct worker_arg {
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield"); /* also lets qemu-user run another guest thread */
 #endif
 }
 

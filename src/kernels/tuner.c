@@ -32,7 +32,7 @@ static double now_ns(void) {
 int bn_tune_candidates(bn_kernel_class c, bn_kernel_variant *out) {
     bn_kernel_variant all[BN_KERNEL_VARIANTS_MAX];
     const int n_all = bn_kernel_variants(c, all);
-    const bool simd = bn_isa_supported(BN_ISA_AVX2);
+    const bool simd = bn_isa_supported(BN_ISA_AVX2) || bn_isa_supported(BN_ISA_NEON);
     int n = 0;
     for (int i = 0; i < n_all; i++) {
         bn_kernel_variant v = bn_kernel_variant_forced(c, all[i]);
@@ -204,8 +204,8 @@ static double attention_pass(const attention_work *a, const bn_tune_workload *w,
     const double t0 = now_ns();
     double elapsed = 0;
     while (elapsed < min_ns) {
-        bn_attention(a->out, a->q, a->k, a->v, w->kv_f16, w->n_heads, w->n_kv_heads, w->head_dim,
-                     ATTENTION_POSITIONS - 1, a->scratch);
+        bn_attention(a->out, a->q, a->k, a->v, w->kv_type_k, w->kv_type_v, w->n_heads, w->n_kv_heads,
+                     w->head_dim, ATTENTION_POSITIONS - 1, a->scratch);
         calls++;
         elapsed = now_ns() - t0;
     }
@@ -330,16 +330,19 @@ static bool context_make(tune_context *t, const bn_tune_workload *w) {
     }
     if (w->n_heads > 0 && w->n_kv_heads > 0 && w->head_dim > 0) {
         const size_t values = (size_t)ATTENTION_POSITIONS * (size_t)w->n_kv_heads * (size_t)w->head_dim;
-        const size_t element = w->kv_f16 ? 2 : 4;
+        const size_t k_bytes = bn_kv_type_bytes(w->kv_type_k, values);
+        const size_t v_bytes = bn_kv_type_bytes(w->kv_type_v, values);
         attention_work *a = &t->attention;
-        a->k = malloc(values * element);
-        a->v = malloc(values * element);
+        a->k = malloc(k_bytes);
+        a->v = malloc(v_bytes);
         a->q = malloc((size_t)w->n_heads * (size_t)w->head_dim * sizeof *a->q);
         a->out = malloc((size_t)w->n_heads * (size_t)w->head_dim * sizeof *a->out);
         a->scratch = malloc(ATTENTION_POSITIONS * sizeof *a->scratch);
         if (!a->k || !a->v || !a->q || !a->out || !a->scratch) return false;
-        /* small values (0x2000 as F16 is about 0.0078; as two F16 halves of an F32 a tiny one) */
-        for (size_t i = 0; i < values * element / 2; i++) ((uint16_t *)a->k)[i] = ((uint16_t *)a->v)[i] = 0x2000;
+        /* small values (0x2000 as F16 is about 0.0078; as two F16 halves of an F32 a tiny one; as
+         * q8_0 blocks scales of 0.0078 and q of 0 or 32) */
+        for (size_t i = 0; i < k_bytes / 2; i++) ((uint16_t *)a->k)[i] = 0x2000;
+        for (size_t i = 0; i < v_bytes / 2; i++) ((uint16_t *)a->v)[i] = 0x2000;
         for (int i = 0; i < w->n_heads * w->head_dim; i++) a->q[i] = (float)(i % 7) * 0.1f;
     }
     return true;

@@ -46,7 +46,7 @@ typedef struct bn_tune_workload {
     const uint16_t *head; /* F16 LM head, head_rows x head_cols; NULL when there is none */
     int head_rows, head_cols;
     int n_heads, n_kv_heads, head_dim; /* attention shape (n_heads 0: not measured) */
-    bool kv_f16;
+    uint32_t kv_type_k, kv_type_v; /* the cache types (kernels/ops.h) */
     int prompt_tokens; /* the gemm unit's tokens (the model's ubatch, at most 64) */
 } bn_tune_workload;
 

@@ -25,38 +25,59 @@ bn_kernel_class bn_kernel_class_of_tokens(int n_tokens) {
 
 static bool has_prefetch(bn_kernel_class c) { return c == BN_KCLASS_GEMV || c == BN_KCLASS_HEAD; }
 static bool has_gfni(bn_kernel_class c) { return c == BN_KCLASS_GEMV; }
+static bool has_vnni(bn_kernel_class c) { return c != BN_KCLASS_ATTENTION; }
+static bool has_amx(bn_kernel_class c) { return c == BN_KCLASS_GEMM; }
 
 /* Knobs the class or path lacks set to their neutral values. */
 static bn_kernel_variant normalize(bn_kernel_class c, bn_kernel_variant v) {
     if (v.isa != BN_ISA_AVX512 || !has_prefetch(c)) v.prefetch = BN_PREFETCH_T0;
     if (v.isa != BN_ISA_AVX512 || !has_gfni(c) || !bn_i2s_gfni_supported()) v.gfni = false;
+    if (v.isa != BN_ISA_AVX2 || !has_vnni(c) || !bn_avxvnni_supported()) v.vnni = false;
+    if (v.isa != BN_ISA_AVX512 || !has_amx(c) || !bn_amx_supported()) v.amx = false;
     return v;
 }
 
 bool bn_kernel_variant_equal(bn_kernel_variant a, bn_kernel_variant b) {
-    return a.isa == b.isa && a.prefetch == b.prefetch && a.gfni == b.gfni;
+    return a.isa == b.isa && a.prefetch == b.prefetch && a.gfni == b.gfni && a.vnni == b.vnni &&
+           a.amx == b.amx;
+}
+
+/* Whether v names a variant of class c on some CPU (its knobs are the class's and the path's). */
+static bool is_variant_of(bn_kernel_variant v, bn_kernel_class c) {
+    const bool hinted = v.isa == BN_ISA_AVX512 && has_prefetch(c);
+    return (hinted || v.prefetch == BN_PREFETCH_T0) && (!v.gfni || (hinted && has_gfni(c))) &&
+           (!v.vnni || (v.isa == BN_ISA_AVX2 && has_vnni(c))) &&
+           (!v.amx || (v.isa == BN_ISA_AVX512 && has_amx(c)));
+}
+
+/* "path[.hint][.gfni][.vnni][.amx]" with the knobs v has. */
+static void format_name(bn_kernel_variant v, bn_kernel_class c, char *buf, size_t size) {
+    const bool hinted = v.isa == BN_ISA_AVX512 && has_prefetch(c);
+    snprintf(buf, size, "%s%s%s%s%s%s", bn_isa_name(v.isa), hinted ? "." : "",
+             hinted ? hint_names[v.prefetch] : "", v.gfni ? ".gfni" : "", v.vnni ? ".vnni" : "",
+             v.amx ? ".amx" : "");
 }
 
 void bn_kernel_variant_name(bn_kernel_variant v, bn_kernel_class c, char *buf, size_t size) {
-    v = normalize(c, v);
-    if (v.isa != BN_ISA_AVX512 || !has_prefetch(c))
-        snprintf(buf, size, "%s", bn_isa_name(v.isa));
-    else
-        snprintf(buf, size, "%s.%s%s", bn_isa_name(v.isa), hint_names[v.prefetch], v.gfni ? ".gfni" : "");
+    format_name(normalize(c, v), c, buf, size);
 }
 
 int bn_kernel_variants(bn_kernel_class c, bn_kernel_variant *out) {
     int n = 0;
     for (int isa = 0; isa < BN_ISA_COUNT; isa++) {
         if (!bn_isa_supported((bn_isa)isa)) continue;
+        if (isa == BN_ISA_AVX2 && has_vnni(c) && bn_avxvnni_supported()) /* the default first */
+            out[n++] = (bn_kernel_variant){.isa = (bn_isa)isa, .vnni = true};
+        if (isa == BN_ISA_AVX512 && has_amx(c) && bn_amx_supported())
+            out[n++] = (bn_kernel_variant){.isa = (bn_isa)isa, .amx = true};
         if (isa != BN_ISA_AVX512 || !has_prefetch(c)) {
-            out[n++] = (bn_kernel_variant){(bn_isa)isa, BN_PREFETCH_T0, false};
+            out[n++] = (bn_kernel_variant){.isa = (bn_isa)isa};
             continue;
         }
         const int gfni_options = has_gfni(c) && bn_i2s_gfni_supported() ? 2 : 1;
         for (int hint = 0; hint < BN_PREFETCH_COUNT; hint++)
             for (int g = gfni_options - 1; g >= 0; g--) /* with GFNI first: the default */
-                out[n++] = (bn_kernel_variant){(bn_isa)isa, (bn_prefetch_hint)hint, g == 1};
+                out[n++] = (bn_kernel_variant){.isa = (bn_isa)isa, .prefetch = (bn_prefetch_hint)hint, .gfni = g == 1};
     }
     return n;
 }
@@ -66,17 +87,15 @@ bn_status bn_kernel_variant_parse(bn_kernel_variant *out, const char *name, bn_k
     /* every name the class can have on any CPU, then whether this one runs it */
     for (int isa = 0; isa < BN_ISA_COUNT; isa++)
         for (int hint = 0; hint < BN_PREFETCH_COUNT; hint++)
-            for (int g = 0; g < 2; g++) {
-                bn_kernel_variant v = {(bn_isa)isa, (bn_prefetch_hint)hint, g == 1};
-                if ((isa != BN_ISA_AVX512 || !has_prefetch(c)) && (hint || g)) continue;
-                if (g && !has_gfni(c)) continue;
+            for (int knobs = 0; knobs < 8; knobs++) { /* gfni, vnni, amx */
+                bn_kernel_variant v = {.isa = (bn_isa)isa, .prefetch = (bn_prefetch_hint)hint,
+                                       .gfni = knobs & 1, .vnni = knobs & 2, .amx = knobs & 4};
+                if (!is_variant_of(v, c)) continue;
                 char text[BN_KERNEL_VARIANT_NAME_MAX];
-                if (isa != BN_ISA_AVX512 || !has_prefetch(c))
-                    snprintf(text, sizeof text, "%s", bn_isa_name(v.isa));
-                else
-                    snprintf(text, sizeof text, "%s.%s%s", bn_isa_name(v.isa), hint_names[hint], g ? ".gfni" : "");
+                format_name(v, c, text, sizeof text);
                 if (strcmp(text, name) != 0) continue;
-                if (!bn_isa_supported(v.isa) || (v.gfni && !bn_i2s_gfni_supported()))
+                if (!bn_isa_supported(v.isa) || (v.gfni && !bn_i2s_gfni_supported()) ||
+                    (v.vnni && !bn_avxvnni_supported()) || (v.amx && !bn_amx_supported()))
                     return bn_error_set(err, BN_ERR_UNSUPPORTED, "%s variant '%s': this CPU cannot run it",
                                         bn_kernel_class_name(c), name);
                 *out = v;
@@ -84,9 +103,11 @@ bn_status bn_kernel_variant_parse(bn_kernel_variant *out, const char *name, bn_k
             }
     return bn_error_set(err, BN_ERR_INVALID, "unknown %s variant '%s' (expected %s)",
                         bn_kernel_class_name(c), name,
-                        has_gfni(c) ? "scalar, avx2 or avx512.t0|nta|none[.gfni]"
-                        : has_prefetch(c) ? "scalar, avx2 or avx512.t0|nta|none"
-                                          : "scalar, avx2 or avx512");
+                        has_gfni(c) ? "scalar, avx2[.vnni], avx512.t0|nta|none[.gfni], neon or neondot"
+                        : has_prefetch(c) ? "scalar, avx2[.vnni], avx512.t0|nta|none, neon or neondot"
+                        : has_amx(c)      ? "scalar, avx2[.vnni], avx512[.amx], neon or neondot"
+                        : has_vnni(c)     ? "scalar, avx2[.vnni], avx512, neon or neondot"
+                                          : "scalar, avx2, avx512, neon or neondot");
 }
 
 /* ---- forcing from the environment (parsed once) ---- */
@@ -97,7 +118,7 @@ typedef struct forcing {
     bool variant_set[BN_KCLASS_COUNT];
     bn_kernel_variant variant[BN_KCLASS_COUNT];
     int prefetch;                           /* -1: not forced */
-    bool no_gfni;
+    bool no_gfni, no_vnni, no_amx;
 } forcing;
 
 static void parse_variant_list(forcing *f, const char *list) {
@@ -158,6 +179,17 @@ static const forcing *environment(void) {
             snprintf(f.message, sizeof f.message, "BITNET_GFNI: unknown value '%.60s' (expected 0 or 1)", gfni);
             f.ok = false;
         }
+        const char *const switches[] = {"BITNET_AVXVNNI", "BITNET_AMX"};
+        bool *const off[] = {&f.no_vnni, &f.no_amx};
+        for (int i = 0; i < 2; i++) {
+            const char *value = getenv(switches[i]);
+            *off[i] = value && !strcmp(value, "0");
+            if (value && *value && strcmp(value, "0") && strcmp(value, "1") && f.ok) {
+                snprintf(f.message, sizeof f.message, "%s: unknown value '%.60s' (expected 0 or 1)",
+                         switches[i], value);
+                f.ok = false;
+            }
+        }
         const char *list = getenv("BITNET_VARIANT");
         if (list && *list && f.ok) parse_variant_list(&f, list);
         cached = f;
@@ -178,23 +210,30 @@ bn_kernel_variant bn_kernel_variant_forced(bn_kernel_class c, bn_kernel_variant 
     if (bn_isa_forced()) v.isa = bn_isa_active();
     if (f->ok && f->prefetch >= 0) v.prefetch = (bn_prefetch_hint)f->prefetch;
     if (f->no_gfni) v.gfni = false;
+    if (f->no_vnni) v.vnni = false;
+    if (f->no_amx) v.amx = false;
     return normalize(c, v);
 }
 
 /* ---- bindings ---- */
 
-/* -1: unbound; else isa | prefetch << 4 | gfni << 8. */
+/* -1: unbound; else isa | prefetch << 4 | gfni << 8 | vnni << 9 | amx << 10. */
 static atomic_int bindings[BN_KCLASS_COUNT] = {-1, -1, -1, -1, -1};
 
-static int pack(bn_kernel_variant v) { return (int)v.isa | (int)v.prefetch << 4 | (v.gfni ? 1 : 0) << 8; }
+static int pack(bn_kernel_variant v) {
+    return (int)v.isa | (int)v.prefetch << 4 | (v.gfni ? 1 : 0) << 8 | (v.vnni ? 1 : 0) << 9 |
+           (v.amx ? 1 : 0) << 10;
+}
 static bn_kernel_variant unpack(int packed) {
-    return (bn_kernel_variant){(bn_isa)(packed & 15), (bn_prefetch_hint)(packed >> 4 & 15), (packed >> 8 & 1) != 0};
+    return (bn_kernel_variant){.isa = (bn_isa)(packed & 15), .prefetch = (bn_prefetch_hint)(packed >> 4 & 15),
+                               .gfni = packed >> 8 & 1, .vnni = packed >> 9 & 1, .amx = packed >> 10 & 1};
 }
 
 bn_kernel_variant bn_kernel_variant_of(bn_kernel_class c) {
     int packed = atomic_load_explicit(&bindings[c], memory_order_relaxed);
     bn_kernel_variant v = packed >= 0 ? unpack(packed)
-                                      : (bn_kernel_variant){bn_isa_active(), BN_PREFETCH_T0, true};
+                                      : (bn_kernel_variant){.isa = bn_isa_active(), .gfni = true,
+                                                            .vnni = true, .amx = true};
     return bn_kernel_variant_forced(c, v);
 }
 

@@ -4,17 +4,20 @@
  * The hot CPU kernels come in variants that give the same bits and differ only in speed, and
  * which one is fastest is a property of the machine (an AMD EPYC and an Intel Xeon disagree on
  * the prefetch hint of the one-token weight stream, and on some Xeons AVX2 streams faster than
- * AVX-512). A variant is a path (scalar, AVX2, AVX-512) plus the knobs of that path: the cache
+ * AVX-512). A variant is a path (scalar, AVX2, AVX-512; NEON, NEON + dotprod on aarch64, which
+ * have no knobs) plus the knobs of that path: the cache
  * hint of the software prefetch in the one-token streams (T0, NTA or none) and, for the ternary
  * GEMV, GFNI field decoding. Its name reads "avx512.t0.gfni", "avx512.nta", "avx2", "scalar".
  *
  * Each class is bound to one variant. Unbound, a class runs the active path of cpu_features.h
- * with the T0 hint and GFNI where the CPU has it. The tuner (model/tune.h) binds the fastest
+ * with the T0 hint and GFNI, AVX-VNNI and AMX where the CPU has them. The tuner (model/tune.h) binds the fastest
  * variant it measured. Forcing always wins over a binding, so tests and users can pin any path:
  *   --isa / BITNET_ISA (bn_isa_set_active)   the path of every class;
  *   BITNET_VARIANT=gemv=avx512.nta,head=avx2  whole variants per class (comma-separated);
  *   BITNET_PREFETCH=t0|nta|none               the hint of the one-token streams (gemv, head);
- *   BITNET_GFNI=0                              no GFNI decoding.
+ *   BITNET_GFNI=0                              no GFNI decoding;
+ *   BITNET_AVXVNNI=0                           no AVX-VNNI on the AVX2 path ("avx2.vnni");
+ *   BITNET_AMX=0                               no AMX tiles on the AVX-512 path ("avx512.amx").
  * Every environment variable is read once; bn_kernel_variant_check_environment reports a bad
  * value as an error (main calls it before any kernel runs).
  */
@@ -50,12 +53,15 @@ typedef struct bn_kernel_variant {
     bn_isa isa;
     bn_prefetch_hint prefetch; /* AVX-512 one-token streams of the gemv and head classes */
     bool gfni;                 /* AVX-512 GEMV field decoding (gemv class) */
+    bool vnni;                 /* AVX2: AVX-VNNI vpdpbusd in the integer dot products (every class
+                                  but attention; "avx2.vnni") */
+    bool amx;                  /* AVX-512: AMX int8 tiles for prompts (gemm class; "avx512.amx") */
 } bn_kernel_variant;
 
 /* Longest variant name plus its NUL ("avx512.none.gfni"). */
 #define BN_KERNEL_VARIANT_NAME_MAX 24
 /* Most variants a class has. */
-#define BN_KERNEL_VARIANTS_MAX 8
+#define BN_KERNEL_VARIANTS_MAX 12
 
 /* "gemv", "gemm_few", "gemm", "head", "attention". */
 const char *bn_kernel_class_name(bn_kernel_class c);
@@ -87,7 +93,7 @@ bool bn_kernel_bound(bn_kernel_class c, bn_kernel_variant *out);
  * so two candidates the forcing makes equal compare equal (the tuner measures each once). */
 bn_kernel_variant bn_kernel_variant_forced(bn_kernel_class c, bn_kernel_variant v);
 
-/* Checks BITNET_VARIANT, BITNET_PREFETCH and BITNET_GFNI. */
+/* Checks BITNET_VARIANT, BITNET_PREFETCH, BITNET_GFNI, BITNET_AVXVNNI and BITNET_AMX. */
 bn_status bn_kernel_variant_check_environment(bn_error *err);
 
 #endif

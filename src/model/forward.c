@@ -6,13 +6,15 @@
  * sub-norm, down projection, residual); final norm; LM head (or, for embeddings, the final norm's
  * rows). The architectures differ only in data the backend and the weights carry: RoPE pairs
  * (NEOX, or NORM for llama), the activation, and whether the sub-norms exist (not for llama).
- * Every operation goes through the backend (backend.h), whose kernels compute each token
+ * Every operation goes through the backend (backend/backend.h), which holds its own copy of the
+ * weights: a projection or norm is named by layer and kind, not by a host pointer. Its kernels
+ * compute each token
  * independently of the others, so a token's result does not depend on which chunk or batch it
  * runs in. All entries' tokens go through each projection together (one GEMM per weight
  * matrix); attention runs per entry over its own sequence's cache, reading back this chunk's K/V
  * from the cache in its storage type too.
  */
-#include "model/backend.h"
+#include "model/model_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,7 +79,7 @@ static void observe(const bn_model *model, const char *name, int layer, const ch
 
 /* ys[i] = ws[i] x for projections of the same input (Q, K, V; gate, up), together where the
  * backend can (one quantization of x, one dispatch), else one by one; the results are the same. */
-static void linear_parts(bn_backend *be, float *const *ys, const bn_linear *const *ws, int n_parts,
+static void linear_parts(bn_backend *be, float *const *ys, const bn_linear_ref *ws, int n_parts,
                          const float *x, int n) {
     if (be->linear_parts) {
         be->linear_parts(be, ys, ws, n_parts, x, n);
@@ -89,7 +91,6 @@ static void linear_parts(bn_backend *be, float *const *ys, const bn_linear *cons
 bn_status bn_model_forward(bn_model *model, const bn_batch_entry *entries, int n, float *logits,
                            float *hidden, bn_error *err) {
     const bn_model_config *c = &model->config;
-    const bn_model_weights *w = &model->weights;
     bn_backend *be = model->backend;
     bn_forward_state *s = &model->state;
     const float eps = c->rms_eps;
@@ -112,17 +113,19 @@ bn_status bn_model_forward(bn_model *model, const bn_batch_entry *entries, int n
     const size_t n_dim = (size_t)n * (size_t)c->dim;
 
     /* token embedding */
-    be->embed(be, s->x, w, s->tokens, n);
+    be->embed(be, s->x, s->tokens, n);
     observe(model, "inp_embd", -1, "GET_ROWS", s->x, n, c->dim);
 
     for (int l = 0; l < c->n_layers; l++) {
-        const bn_layer_weights *lw = &w->layers[l];
+#define NORM(kind) ((bn_norm_ref){l, kind})
+#define LINEAR(kind) ((bn_linear_ref){l, kind})
 
         /* attention: q, k, v from the normed residual */
-        be->rmsnorm(be, s->xb, s->x, lw->attn_norm, n, c->dim, eps);
+        be->rmsnorm(be, s->xb, s->x, NORM(BN_NORM_ATTN), n, c->dim, eps);
         observe(model, "attn_norm", l, "MUL", s->xb, n, c->dim);
         linear_parts(be, (float *const[]){s->q, s->k, s->v},
-                     (const bn_linear *const[]){&lw->wq, &lw->wk, &lw->wv}, 3, s->xb, n);
+                     (const bn_linear_ref[]){LINEAR(BN_LINEAR_Q), LINEAR(BN_LINEAR_K), LINEAR(BN_LINEAR_V)}, 3,
+                     s->xb, n);
         observe(model, "Qcur", l, "MUL_MAT", s->q, n, c->q_dim);
         observe(model, "Kcur", l, "MUL_MAT", s->k, n, c->kv_dim);
         observe(model, "Vcur", l, "MUL_MAT", s->v, n, c->kv_dim);
@@ -139,41 +142,43 @@ bn_status bn_model_forward(bn_model *model, const bn_batch_entry *entries, int n
         observe(model, "kqv_out", l, "CONT", s->att, n, c->q_dim);
 
         /* sub-norm (not in llama), output projection, residual */
-        if (lw->attn_sub_norm) {
-            be->rmsnorm(be, s->att, s->att, lw->attn_sub_norm, n, c->q_dim, eps);
+        if (c->sub_norms) {
+            be->rmsnorm(be, s->att, s->att, NORM(BN_NORM_ATTN_SUB), n, c->q_dim, eps);
             observe(model, "attn_sub_norm", l, "MUL", s->att, n, c->q_dim);
         }
-        be->linear(be, s->xb, &lw->wo, s->att, n);
+        be->linear(be, s->xb, LINEAR(BN_LINEAR_O), s->att, n);
         observe(model, "attn_o_out", l, "MUL_MAT", s->xb, n, c->dim);
         be->add(be, s->x, s->xb, n_dim);
         observe(model, "ffn_inp", l, "ADD", s->x, n, c->dim);
 
         /* FFN: act(gate) * up, sub-norm, down projection, residual */
-        be->rmsnorm(be, s->xb, s->x, lw->ffn_norm, n, c->dim, eps);
+        be->rmsnorm(be, s->xb, s->x, NORM(BN_NORM_FFN), n, c->dim, eps);
         observe(model, "ffn_norm", l, "MUL", s->xb, n, c->dim);
         linear_parts(be, (float *const[]){s->hb, s->hb2},
-                     (const bn_linear *const[]){&lw->w_gate, &lw->w_up}, 2, s->xb, n);
+                     (const bn_linear_ref[]){LINEAR(BN_LINEAR_GATE), LINEAR(BN_LINEAR_UP)}, 2, s->xb, n);
         observe(model, "ffn_gate", l, "MUL_MAT", s->hb, n, c->ffn_dim);
         observe(model, "ffn_up", l, "MUL_MAT", s->hb2, n, c->ffn_dim);
-        be->ffn_activation(be, s->hb, s->hb, s->hb2, (size_t)n * (size_t)c->ffn_dim, c->ffn_activation);
+        be->ffn_activation(be, s->hb, s->hb, s->hb2, (size_t)n * (size_t)c->ffn_dim);
         observe(model, "ffn_out", l, "MUL", s->hb, n, c->ffn_dim);
-        if (lw->ffn_sub_norm) {
-            be->rmsnorm(be, s->hb, s->hb, lw->ffn_sub_norm, n, c->ffn_dim, eps);
+        if (c->sub_norms) {
+            be->rmsnorm(be, s->hb, s->hb, NORM(BN_NORM_FFN_SUB), n, c->ffn_dim, eps);
             observe(model, "ffn_sub_norm", l, "MUL", s->hb, n, c->ffn_dim);
         }
-        be->linear(be, s->xb, &lw->w_down, s->hb, n);
+        be->linear(be, s->xb, LINEAR(BN_LINEAR_DOWN), s->hb, n);
         observe(model, "ffn_down", l, "MUL_MAT", s->xb, n, c->dim);
         be->add(be, s->x, s->xb, n_dim);
         observe(model, "l_out", l, "ADD", s->x, n, c->dim);
+#undef NORM
+#undef LINEAR
     }
 
     /* final norm, then the LM head (or, without logits, the normed rows themselves), only for the
      * entries that want output */
     if (n_out > 0) {
         be->gather_rows(be, s->out, s->x, s->logit_rows, n_out, c->dim);
-        be->rmsnorm(be, s->out, s->out, w->output_norm, n_out, c->dim, eps);
+        be->rmsnorm(be, s->out, s->out, (bn_norm_ref){-1, BN_NORM_OUTPUT}, n_out, c->dim, eps);
         if (logits)
-            be->lm_head(be, logits, w, s->out, n_out);
+            be->lm_head(be, logits, s->out, n_out);
         else if ((st = be->to_host(be, hidden, s->out, (size_t)n_out * (size_t)c->dim * sizeof(float), err)) != BN_OK)
             return st;
         if (model->observer)

@@ -1,24 +1,23 @@
 /*
- * loader.c: binds the file's tensors to the model's weights. Every required tensor is checked for
- * presence, type and shape, and an error names it ("blk.3.ffn_sub_norm.weight: missing"). Before
- * that, the file is checked against itself: the tokenizer's vocabulary against token_embd's rows,
- * and block_count against the blocks its tensors name (a hostile file was otherwise accepted
- * with tokens the model has no row for, or with layers it silently ignored); norm weights must be
- * finite and not all zero (either makes every output NaN or zero).
+ * loader.c: finds the file's tensors and describes them to the backend. Every required tensor is
+ * checked for presence, type and shape, and an error names it ("blk.3.ffn_sub_norm.weight:
+ * missing"). Before that, the file is checked against itself: the tokenizer's vocabulary against
+ * token_embd's rows, and block_count against the blocks its tensors name (a hostile file was
+ * otherwise accepted with tokens the model has no row for, or with layers it silently ignored);
+ * norm weights must be finite and not all zero (either makes every output NaN or zero).
  *
- * Design: weights stay in the read-only file mapping wherever the kernels use the file layout as
- * is (F32 norms, the embedding and head in any of their types: kernels/head.h); F16 norms get F32
- * copies. Which tensors exist follows the architecture (spec 9): sub-norms for bitnet-b1.58 and
+ * Design: the loader repacks nothing. It fills bn_weight_views (backend/weight_views.h) with the
+ * tensors as the file holds them (pointers into the read-only mapping), and the backend's
+ * bind_weights builds its own layout from them (the CPU's repacked matrices and huge-page head:
+ * backend/cpu/; the GPU's device copies: backend/cuda/). Only F16 norms get F32 copies, owned
+ * here. Which tensors exist follows the architecture (spec 9): sub-norms for bitnet-b1.58 and
  * bitnet, none for llama; an optional output.weight (ignored by bitnet-b1.58, whose head is always
- * token_embd); llama's optional rope_freqs. Ternary projections go through bn_ternary_matrix_prepare(), which
- * may repack them into a kernel layout; when it does, the file pages of that tensor are dropped
- * (madvise MADV_DONTNEED on the page-aligned inner range) so resident memory stays at about the
- * file size. The LM head, read whole for every step, is copied as it is into huge pages
- * (copy_head_to_large_pages) and its file pages dropped the same way.
+ * token_embd); llama's optional rope_freqs; the optional NAME.scale of `bitnet` projections.
  */
 #include "model/model_internal.h"
 
 #include "core/fp16.h"
+#include "kernels/head.h"
 #include "quant/quant_format.h"
 
 #include <inttypes.h>
@@ -27,8 +26,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 static void format_shape(char *buf, size_t size, const uint64_t *ne) {
     int dims = BN_GGUF_MAX_DIMS;
@@ -119,60 +116,32 @@ static bn_status bind_vector(bn_model_weights *w, const bn_gguf *gguf, const cha
     return BN_OK;
 }
 
-/* Drops the file pages wholly inside [data, data + size) of the mapping (they were repacked). */
-static void release_file_pages(const bn_gguf *gguf, const uint8_t *data, uint64_t size) {
-    if (!gguf->mapped) return;
-    long page = sysconf(_SC_PAGESIZE);
-    if (page <= 0) return;
-    uintptr_t begin = ((uintptr_t)data + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
-    uintptr_t end = ((uintptr_t)data + (uintptr_t)size) & ~((uintptr_t)page - 1);
-    if (end > begin) madvise((void *)begin, end - begin, MADV_DONTNEED);
+static void view_of(bn_tensor_view *view, const bn_gguf_tensor *t, const char *name, int rows, int cols) {
+    snprintf(view->name, sizeof view->name, "%s", name);
+    view->type = t->type;
+    view->rows = rows;
+    view->cols = cols;
+    view->data = t->data;
+    view->bytes = t->size;
 }
 
-/* The LM head (and the embedding when tied) is streamed whole for every decode step: its file
- * pages are 4 KiB pages (a TLB miss every 4 KiB). A copy in huge pages (bn_large_alloc, the same
- * layout) took the 2B-4T head at 2 threads from 13.8-14.1 to 12.7-13.6 ms for one token and from
- * 19.3-19.6 to 18.3-18.9 ms for 8 (bench_decode_batch, paired runs at about 50 GB/s). Only for a
- * mapped file, whose pages can be dropped after the copy (a file read into memory would be held
- * twice), and only for the CPU backend; without the copy (out of memory) the head stays in the
- * mapping. */
-static void copy_head_to_large_pages(bn_model_weights *w, const bn_gguf *gguf) {
-    if (!gguf->mapped) return;
-    const size_t bytes = (size_t)w->head.rows * bn_head_row_bytes(w->head.type, w->head.cols);
-    uint8_t *copy = bn_large_alloc(bytes);
-    if (!copy) return;
-    /* in pieces, each piece's file pages dropped after it (and the page straddling the piece
-     * before it), so resident memory grows by one piece, not by the whole head, during the copy */
-    const size_t piece = (size_t)64 << 20;
-    const uint8_t *from = (const uint8_t *)w->head.data;
-    for (size_t done = 0, previous = 0; done < bytes; previous = done, done += piece) {
-        const size_t n = bytes - done < piece ? bytes - done : piece;
-        memcpy(copy + done, from + done, n);
-        release_file_pages(gguf, from + previous, done + n - previous);
-    }
-    if (w->embd.data == w->head.data) {
-        w->embd.data = copy;
-        if (w->token_embd) w->token_embd = (const uint16_t *)copy;
-    }
-    w->head.data = copy;
-    if (w->output) w->output = (const uint16_t *)copy;
-    w->output_copy = copy;
-    w->output_copy_bytes = bytes;
-}
-
-/* A head-like table (token_embd, output): n_vocab rows of dim in one of the head types. */
+/* A head-like table (token_embd, output): n_vocab rows of dim in one of the head types (checked
+ * by bn_head_matrix_init, whose errors name the tensor). */
 static bn_status bind_table(const bn_gguf *gguf, const bn_model_config *config, const char *name,
-                            bool optional, bn_head_matrix *m, bool *present, bn_error *err) {
+                            bool optional, bn_tensor_view *view, bool *present, bn_error *err) {
     const bn_gguf_tensor *t;
     bn_status st = find_checked(gguf, name, (uint64_t)config->dim, (uint64_t)config->n_vocab, optional, &t, err);
     *present = t != NULL;
     if (st != BN_OK || !t) return st;
-    return bn_head_matrix_init(m, name, t->type, config->n_vocab, config->dim, t->data, err);
+    bn_head_matrix check;
+    st = bn_head_matrix_init(&check, name, t->type, config->n_vocab, config->dim, t->data, err);
+    if (st == BN_OK) view_of(view, t, name, config->n_vocab, config->dim);
+    return st;
 }
 
 static bn_status bind_linear(const bn_gguf *gguf, const bn_model_config *config, int layer,
-                             const char *part, uint64_t in, uint64_t out, bn_linear *linear,
-                             bn_large_arena *arena, bn_error *err) {
+                             const char *part, uint64_t in, uint64_t out, bn_linear_view *linear,
+                             bn_error *err) {
     char name[96];
     snprintf(name, sizeof name, "blk.%d.%s.weight", layer, part);
     const bn_gguf_tensor *t;
@@ -181,14 +150,7 @@ static bn_status bind_linear(const bn_gguf *gguf, const bn_model_config *config,
     if (t->type != BN_TYPE_I2_S && t->type != BN_TYPE_TQ2_0 && t->type != BN_TYPE_TQ1_0)
         return bn_error_set(err, BN_ERR_UNSUPPORTED, "%s: type %s (%u), expected i2_s, tq2_0 or tq1_0",
                             name, type_name(t->type), t->type);
-    st = bn_ternary_matrix_prepare_in(&linear->matrix, name, t->type, (int)out, (int)in, t->data,
-                                      arena, err);
-    if (st != BN_OK) {
-        memset(&linear->matrix, 0, sizeof linear->matrix);
-        return st;
-    }
-    if (linear->matrix.data != t->data) release_file_pages(gguf, t->data, t->size); /* repacked */
-
+    view_of(&linear->weight, t, name, (int)out, (int)in);
     linear->has_out_scale = false;
     linear->out_scale = 1.0f;
     if (config->arch == BN_ARCH_BITNET) { /* llama.cpp's `bitnet` only (spec 9.2) */
@@ -196,11 +158,7 @@ static bn_status bind_linear(const bn_gguf *gguf, const bn_model_config *config,
         const bn_gguf_tensor *s;
         st = find_checked(gguf, name, 1, 1, true, &s, err);
         if (st == BN_OK && s) st = check_type(s, name, BN_TYPE_F32, err);
-        if (st != BN_OK) {
-            bn_ternary_matrix_release(&linear->matrix);
-            memset(&linear->matrix, 0, sizeof linear->matrix);
-            return st;
-        }
+        if (st != BN_OK) return st;
         if (s) {
             memcpy(&linear->out_scale, s->data, sizeof(float));
             linear->has_out_scale = true;
@@ -209,49 +167,22 @@ static bn_status bind_linear(const bn_gguf *gguf, const bn_model_config *config,
     return BN_OK;
 }
 
-static void release_layer(bn_layer_weights *l) {
-    bn_linear *all[] = {&l->wq, &l->wk, &l->wv, &l->wo, &l->w_gate, &l->w_up, &l->w_down};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) bn_ternary_matrix_release(&all[i]->matrix);
-}
-
 /* The projections of a layer: tensor name part, input and output widths. */
 typedef struct linear_spec {
     const char *part;
-    size_t offset; /* of the bn_linear in bn_layer_weights */
     int in, out;
 } linear_spec;
 
-static int layer_linears(const bn_model_config *c, linear_spec specs[7]) {
-    const linear_spec all[7] = {
-        {"attn_q", offsetof(bn_layer_weights, wq), c->dim, c->q_dim},
-        {"attn_k", offsetof(bn_layer_weights, wk), c->dim, c->kv_dim},
-        {"attn_v", offsetof(bn_layer_weights, wv), c->dim, c->kv_dim},
-        {"attn_output", offsetof(bn_layer_weights, wo), c->q_dim, c->dim},
-        {"ffn_gate", offsetof(bn_layer_weights, w_gate), c->dim, c->ffn_dim},
-        {"ffn_up", offsetof(bn_layer_weights, w_up), c->dim, c->ffn_dim},
-        {"ffn_down", offsetof(bn_layer_weights, w_down), c->ffn_dim, c->dim}};
+static void layer_linears(const bn_model_config *c, linear_spec specs[BN_LINEAR_KINDS]) {
+    const linear_spec all[BN_LINEAR_KINDS] = {
+        [BN_LINEAR_Q] = {"attn_q", c->dim, c->q_dim},
+        [BN_LINEAR_K] = {"attn_k", c->dim, c->kv_dim},
+        [BN_LINEAR_V] = {"attn_v", c->dim, c->kv_dim},
+        [BN_LINEAR_O] = {"attn_output", c->q_dim, c->dim},
+        [BN_LINEAR_GATE] = {"ffn_gate", c->dim, c->ffn_dim},
+        [BN_LINEAR_UP] = {"ffn_up", c->dim, c->ffn_dim},
+        [BN_LINEAR_DOWN] = {"ffn_down", c->ffn_dim, c->dim}};
     memcpy(specs, all, sizeof all);
-    return 7;
-}
-
-/* Bytes of every layer's repacked projections, for the arena (tensors that are missing or
- * misshapen count nothing: loading them fails with its own message). */
-static size_t repack_bytes(const bn_gguf *gguf, const bn_model_config *c) {
-    linear_spec specs[7];
-    const int n = layer_linears(c, specs);
-    size_t total = 0;
-    for (int l = 0; l < c->n_layers; l++)
-        for (int i = 0; i < n; i++) {
-            char name[96];
-            snprintf(name, sizeof name, "blk.%d.%s.weight", l, specs[i].part);
-            const bn_gguf_tensor *t = bn_gguf_find_tensor(gguf, name);
-            if (!t || t->ne[0] != (uint64_t)specs[i].in || t->ne[1] != (uint64_t)specs[i].out) continue;
-            size_t bytes = bn_ternary_matrix_repack_bytes(t->type, specs[i].out, specs[i].in);
-            bytes = (bytes + 4095) & ~(size_t)4095; /* the arena's alignment */
-            if (bytes > SIZE_MAX / 2 - total) return 0;
-            total += bytes;
-        }
-    return total;
 }
 
 /* A norm weight: bound (bind_vector), then checked (check_norm). */
@@ -262,31 +193,26 @@ static bn_status bind_norm(bn_model_weights *w, const bn_gguf *gguf, const char 
 }
 
 static bn_status load_layer(bn_model_weights *weights, const bn_gguf *gguf, const bn_model_config *c,
-                            int l, bn_layer_weights *w, bn_large_arena *arena, bn_error *err) {
+                            int l, bn_layer_views *w, bn_error *err) {
     char name[96];
     bn_status st;
-#define NORM(field, part, n)                                                                      \
+#define NORM(kind, part, n)                                                                       \
     snprintf(name, sizeof name, "blk.%d.%s.weight", l, part);                                     \
-    if ((st = bind_norm(weights, gguf, name, (uint64_t)(n), &w->field, err))) goto fail;
-    NORM(attn_norm, "attn_norm", c->dim)
-    NORM(ffn_norm, "ffn_norm", c->dim)
+    if ((st = bind_norm(weights, gguf, name, (uint64_t)(n), &w->norms[kind], err))) return st;
+    NORM(BN_NORM_ATTN, "attn_norm", c->dim)
+    NORM(BN_NORM_FFN, "ffn_norm", c->dim)
     if (c->sub_norms) { /* bitnet-b1.58 and bitnet; llama has none */
-        NORM(attn_sub_norm, "attn_sub_norm", c->q_dim)
-        NORM(ffn_sub_norm, "ffn_sub_norm", c->ffn_dim)
+        NORM(BN_NORM_ATTN_SUB, "attn_sub_norm", c->q_dim)
+        NORM(BN_NORM_FFN_SUB, "ffn_sub_norm", c->ffn_dim)
     }
 #undef NORM
-    linear_spec specs[7];
-    const int n = layer_linears(c, specs);
-    for (int i = 0; i < n; i++) {
-        bn_linear *linear = (bn_linear *)((char *)w + specs[i].offset);
-        if ((st = bind_linear(gguf, c, l, specs[i].part, (uint64_t)specs[i].in,
-                              (uint64_t)specs[i].out, linear, arena, err)))
-            goto fail;
-    }
+    linear_spec specs[BN_LINEAR_KINDS];
+    layer_linears(c, specs);
+    for (int i = 0; i < BN_LINEAR_KINDS; i++)
+        if ((st = bind_linear(gguf, c, l, specs[i].part, (uint64_t)specs[i].in, (uint64_t)specs[i].out,
+                              &w->linears[i], err)))
+            return st;
     return BN_OK;
-fail:
-    release_layer(w);
-    return st;
 }
 
 /* The block number of a tensor named "blk.N. ...", saturated at BLOCK_CAP; false for other names. */
@@ -354,9 +280,9 @@ static bn_status check_vocabulary(const bn_gguf *gguf, const bn_gguf_tensor *emb
 }
 
 bn_status bn_model_weights_load(bn_model_weights *w, bn_model_config *config, const bn_gguf *gguf,
-                                const bn_model_options *options, bn_threadpool *pool,
-                                bn_error *err) {
+                                const bn_model_options *options, bn_error *err) {
     memset(w, 0, sizeof *w);
+    bn_weight_views *v = &w->views;
     const char *name = "token_embd.weight";
     const bn_gguf_tensor *embd = bn_gguf_find_tensor(gguf, name);
     bool present = false;
@@ -371,79 +297,57 @@ bn_status bn_model_weights_load(bn_model_weights *w, bn_model_config *config, co
                             embd->ne[1], config->arch_name, config->n_vocab);
     if ((st = check_vocabulary(gguf, embd, err)) != BN_OK) return st;
     config->n_vocab = (int)embd->ne[1];
-    st = bind_table(gguf, config, name, false, &w->embd, &present, err);
+    st = bind_table(gguf, config, name, false, &v->token_embd, &present, err);
     if (st != BN_OK) return st;
 
-    if ((st = bind_norm(w, gguf, "output_norm.weight", (uint64_t)config->dim, &w->output_norm, err)))
+    if ((st = bind_norm(w, gguf, "output_norm.weight", (uint64_t)config->dim, &v->output_norm, err)))
         goto fail;
     /* llama: optional RoPE frequency divisors (spec 9.1) */
     if (config->arch == BN_ARCH_LLAMA &&
-        (st = bind_vector(w, gguf, "rope_freqs.weight", (uint64_t)(config->rope_dim / 2), true, &w->rope_freqs, err)))
+        (st = bind_vector(w, gguf, "rope_freqs.weight", (uint64_t)(config->rope_dim / 2), true, &v->rope_freqs, err)))
         goto fail;
 
     /* The LM head: output.weight when present, else the tied embedding; bitnet-b1.58 always
      * takes token_embd, even when a file carries an output tensor (spec 9.2 note). */
-    w->head = w->embd;
+    v->output = v->token_embd;
     present = false;
     if (config->arch != BN_ARCH_BITNET_B158 &&
-        (st = bind_table(gguf, config, "output.weight", true, &w->head, &present, err)))
+        (st = bind_table(gguf, config, "output.weight", true, &v->output, &present, err)))
         goto fail;
     config->tied_output = !present;
-    config->embd_type = w->embd.type;
-    config->head_type = w->head.type;
-    w->token_embd = w->embd.type == BN_TYPE_F16 ? (const uint16_t *)w->embd.data : NULL;
-    w->output = w->head.type == BN_TYPE_F16 ? (const uint16_t *)w->head.data : NULL;
-    if (options->int8_lm_head && !w->output) {
+    config->embd_type = v->token_embd.type;
+    config->head_type = v->output.type;
+    if (options->int8_lm_head && v->output.type != BN_TYPE_F16) {
         st = bn_error_set(err, BN_ERR_UNSUPPORTED, "the int8 LM head needs an f16 head (this one is %s)",
-                          type_name(w->head.type));
+                          type_name(v->output.type));
         goto fail;
     }
-    if (options->device == BN_DEVICE_CPU) /* the CUDA backend uploads the head once */
-        copy_head_to_large_pages(w, gguf);
 
     w->layers = calloc((size_t)config->n_layers, sizeof *w->layers);
     if (!w->layers) {
-        bn_model_weights_release(w, 0);
+        bn_model_weights_release(w);
         return bn_error_set(err, BN_ERR_NOMEM, "out of memory for %d layers", config->n_layers);
     }
-    /* one huge-page region for every repacked matrix (see core/large_alloc.h); without it each
-     * matrix gets its own allocation */
-    (void)bn_large_arena_init(&w->arena, repack_bytes(gguf, config));
     for (int l = 0; l < config->n_layers; l++) {
-        if ((st = load_layer(w, gguf, config, l, &w->layers[l], &w->arena, err))) {
-            bn_model_weights_release(w, l);
-            return st;
-        }
+        if ((st = load_layer(w, gguf, config, l, &w->layers[l], err))) goto fail;
         if (options->progress)
             options->progress(options->progress_user, "loading model", (uint64_t)l + 1, (uint64_t)config->n_layers);
     }
-    config->projection_type = w->layers[0].wq.matrix.file_type;
-
-    if (options->int8_lm_head) {
-        st = bn_int8_matrix_from_f16(&w->output_int8, w->output, config->n_vocab, config->dim, pool,
-                                     err);
-        if (st != BN_OK) {
-            bn_model_weights_release(w, config->n_layers);
-            return bn_error_prefix(err, "int8 LM head: ");
-        }
-        w->has_int8_output = true;
-    }
+    config->projection_type = w->layers[0].linears[BN_LINEAR_Q].weight.type;
+    v->n_layers = config->n_layers;
+    v->layers = w->layers;
+    v->file_mapped = gguf->mapped;
 
     config->n_params = 0;
     for (uint64_t i = 0; i < gguf->n_tensors; i++) config->n_params += gguf->tensors[i].n_elements;
     return BN_OK;
 fail:
-    bn_model_weights_release(w, 0);
+    bn_model_weights_release(w);
     return st;
 }
 
-void bn_model_weights_release(bn_model_weights *w, int n_layers) {
-    if (w->layers)
-        for (int l = 0; l < n_layers; l++) release_layer(&w->layers[l]);
+void bn_model_weights_release(bn_model_weights *w) {
     free(w->layers);
-    bn_large_arena_release(&w->arena);
-    bn_large_free(w->output_copy, w->output_copy_bytes);
-    if (w->has_int8_output) bn_int8_matrix_release(&w->output_int8);
     for (int i = 0; i < w->n_converted; i++) free(w->converted[i]);
     free(w->converted);
     memset(w, 0, sizeof *w);

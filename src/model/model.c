@@ -6,7 +6,11 @@
  * token's computation is independent of the other tokens of its chunk, and a chunk's K/V are in
  * the caches before the next chunk reads them.
  */
-#include "model/backend.h"
+#include "backend/cpu/backend_cpu.h"
+#include "backend/cuda/backend_cuda.h"
+#include "kernels/head.h"
+#include "model/model_internal.h"
+#include "quant/quant_format.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -14,24 +18,54 @@
 #define BN_DEFAULT_UBATCH 512
 
 bn_model_options bn_model_options_default(void) {
-    bn_model_options options = {.n_threads = 1, .kv_f16 = true, .int8_lm_head = false, .ubatch = 0,
+    bn_model_options options = {.n_threads = 1, .kv_type_k = BN_TYPE_F16, .kv_type_v = BN_TYPE_F16,
+                                .int8_lm_head = false, .ubatch = 0,
                                 .device = BN_DEVICE_CPU, .tune = BN_TUNE_FROM_ENV};
     return options;
 }
 
-bn_status bn_device_parse(bn_device *out, const char *name, bn_error *err) {
-    if (name && !strcmp(name, "cpu")) {
-        *out = BN_DEVICE_CPU;
-        return BN_OK;
+bn_status bn_device_parse(bn_device *out, int *index, const char *name, bn_error *err) {
+    int at = 0;
+    bn_device device = BN_DEVICE_CPU;
+    bool ok = name && !strcmp(name, "cpu");
+    if (!ok && name && !strncmp(name, "cuda", 4)) {
+        device = BN_DEVICE_CUDA;
+        const char *n = name + 4;
+        ok = *n == '\0';
+        if (*n == ':' && n[1] >= '0' && n[1] <= '9' && strlen(n + 1) <= 2) {
+            char *end = NULL;
+            long v = strtol(n + 1, &end, 10);
+            ok = *end == '\0' && v >= 0 && v < 64;
+            at = (int)v;
+        }
     }
-    if (name && !strcmp(name, "cuda")) {
-        *out = BN_DEVICE_CUDA;
-        return BN_OK;
-    }
-    return bn_error_set(err, BN_ERR_INVALID, "device \"%s\" is not cpu or cuda", name ? name : "");
+    if (!ok) return bn_error_set(err, BN_ERR_INVALID, "device \"%s\" is not cpu, cuda or cuda:N", name ? name : "");
+    *out = device;
+    if (index) *index = at;
+    return BN_OK;
 }
 
 const char *bn_device_name(bn_device device) { return device == BN_DEVICE_CUDA ? "cuda" : "cpu"; }
+
+/* What the backend needs of the config and options. */
+static bn_backend_config backend_config(const bn_model_config *c, const bn_model_options *o) {
+    return (bn_backend_config){.n_layers = c->n_layers,
+                               .n_vocab = c->n_vocab,
+                               .dim = c->dim,
+                               .q_dim = c->q_dim,
+                               .kv_dim = c->kv_dim,
+                               .ffn_dim = c->ffn_dim,
+                               .n_heads = c->n_heads,
+                               .n_kv_heads = c->n_kv_heads,
+                               .head_dim = c->head_dim,
+                               .rope_dim = c->rope_dim,
+                               .rope_base = c->rope_base,
+                               .rope_freq_scale = c->rope_freq_scale,
+                               .rope_norm = c->rope_norm,
+                               .sub_norms = c->sub_norms,
+                               .ffn_silu = c->ffn_activation == BN_FFN_SILU,
+                               .int8_lm_head = o->int8_lm_head};
+}
 
 bn_status bn_model_load(const char *path, const bn_model_options *options, bn_model **out,
                         bn_error *err) {
@@ -46,6 +80,9 @@ bn_status bn_model_load(const char *path, const bn_model_options *options, bn_mo
     if (opts.ubatch == 0) opts.ubatch = BN_DEFAULT_UBATCH;
     if (opts.device != BN_DEVICE_CPU && opts.device != BN_DEVICE_CUDA)
         return bn_error_set(err, BN_ERR_INVALID, "device %d is not cpu or cuda", (int)opts.device);
+    if (!bn_kv_type_supported(opts.kv_type_k) || !bn_kv_type_supported(opts.kv_type_v))
+        return bn_error_set(err, BN_ERR_INVALID, "KV cache types %u/%u: each must be f16, f32 or q8_0",
+                            (unsigned)opts.kv_type_k, (unsigned)opts.kv_type_v);
 
     bn_model *model = calloc(1, sizeof *model);
     if (!model) return bn_error_set(err, BN_ERR_NOMEM, "out of memory for a model");
@@ -59,19 +96,28 @@ bn_status bn_model_load(const char *path, const bn_model_options *options, bn_mo
                           "%s: metadata %s.context_length %d is over the limit of %d tokens (2^20); pass -c N "
                           "(context size, N <= %d) to load it with a smaller context",
                           path, model->config.arch_name, n_ctx_train, BN_MODEL_MAX_CTX, BN_MODEL_MAX_CTX);
+    /* a q8_0 row is a whole number of 32-value blocks (kernels/ops.h) */
+    const int kv_block = bn_kv_type_block(opts.kv_type_k) > bn_kv_type_block(opts.kv_type_v)
+                             ? bn_kv_type_block(opts.kv_type_k)
+                             : bn_kv_type_block(opts.kv_type_v);
+    if (st == BN_OK && model->config.kv_dim % kv_block)
+        st = bn_error_set(err, BN_ERR_UNSUPPORTED,
+                          "%s: a q8_0 KV cache needs rows of a multiple of %d values; this model's are %d "
+                          "(use -ctk/-ctv f16)",
+                          path, kv_block, model->config.kv_dim);
     if (st == BN_OK && opts.n_threads > 1) st = bn_threadpool_create(opts.n_threads, &model->pool, err);
     if (st == BN_OK) {
-        st = bn_model_weights_load(&model->weights, &model->config, model->gguf, &model->options,
-                                   model->pool, err);
-        if (st != BN_OK) {
-            bn_error_prefix(err, "%s: ", path);
-            model->config.n_layers = 0;
-        }
+        st = bn_model_weights_load(&model->weights, &model->config, model->gguf, &model->options, err);
+        if (st != BN_OK) bn_error_prefix(err, "%s: ", path);
     }
+    /* the backend builds its own copy of the weights from the file's (bind_weights) */
+    const bn_backend_config bc = backend_config(&model->config, &opts);
     if (st == BN_OK && opts.device == BN_DEVICE_CUDA)
-        st = bn_backend_cuda_create(&model->config, &model->weights, &model->backend, err);
+        st = bn_backend_cuda_create(&bc, opts.device_index, &model->backend, err);
     else if (st == BN_OK)
-        st = bn_backend_cpu_create(&model->config, &model->weights, model->pool, &model->backend, err);
+        st = bn_backend_cpu_create(&bc, model->pool, &model->backend, err);
+    if (st == BN_OK && (st = model->backend->bind_weights(model->backend, &model->weights.views, err)) != BN_OK)
+        bn_error_prefix(err, "%s: ", path);
     if (st == BN_OK && opts.progress) opts.progress(opts.progress_user, "tuning kernels", 0, 1);
     if (st == BN_OK) st = bn_model_tune(model, err);
     if (st == BN_OK && opts.progress) opts.progress(opts.progress_user, "tuning kernels", 1, 1);
@@ -91,7 +137,7 @@ void bn_model_free(bn_model *model) {
         bn_forward_state_release(&model->state, model->backend);
         model->backend->destroy(model->backend);
     }
-    if (model->weights.layers) bn_model_weights_release(&model->weights, model->config.n_layers);
+    bn_model_weights_release(&model->weights);
     bn_threadpool_free(model->pool);
     bn_gguf_close(model->gguf);
     free(model);
@@ -124,10 +170,9 @@ uint64_t bn_model_bytes_per_token(const bn_model *model) {
             bytes += t->size;
     }
     const bn_model_config *c = &model->config;
-    const bn_head_matrix *head = &model->weights.head;
-    bytes += model->weights.has_int8_output
+    bytes += model->options.int8_lm_head
                  ? (uint64_t)c->n_vocab * ((uint64_t)c->dim + sizeof(float))
-                 : (uint64_t)head->rows * bn_head_row_bytes(head->type, head->cols);
+                 : (uint64_t)c->n_vocab * bn_head_row_bytes(c->head_type, c->dim);
     return bytes;
 }
 

@@ -76,19 +76,22 @@ typedef enum bn_device {
     BN_DEVICE_CUDA = 1 /* GPU 0; fails with BN_ERR_DEVICE without CUDA in the build or a GPU */
 } bn_device;
 
-/* "cpu" / "cuda" -> *out; BN_ERR_INVALID naming the value otherwise. */
-bn_status bn_device_parse(bn_device *out, const char *name, bn_error *err);
+/* "cpu" / "cuda" / "cuda:N" (N: the GPU's index, 0..63; "cuda" is "cuda:0") -> *out and *index
+ * (index may be NULL when only the kind matters); BN_ERR_INVALID naming the value otherwise. */
+bn_status bn_device_parse(bn_device *out, int *index, const char *name, bn_error *err);
 const char *bn_device_name(bn_device device);
 
 typedef struct bn_model_options {
     int n_threads;          /* >= 1 */
-    bool kv_f16;            /* KV cache storage: F16 (default) or F32 */
+    uint32_t kv_type_k;     /* KV cache storage of K and of V, ggml type ids (kernels/ops.h): */
+    uint32_t kv_type_v;     /* BN_TYPE_F16 (default), BN_TYPE_F32 or BN_TYPE_Q8_0 (-ctk/-ctv) */
     bool int8_lm_head;      /* LM head in int8 with per-row scales instead of F16 */
     int ubatch;             /* tokens per internal forward chunk (0: default 512) */
     int n_ctx;              /* the context the caller's sequences will use (0: the file's
                                context_length); a file whose context_length is over
                                BN_MODEL_MAX_CTX loads only with 0 < n_ctx <= BN_MODEL_MAX_CTX */
     bn_device device;       /* backend (default CPU) */
+    int device_index;       /* which GPU for BN_DEVICE_CUDA (default 0: cuda:0) */
     int tune;               /* bn_tune_mode (kernels/tuner.h, model/tune.h): -1 BITNET_TUNE or
                                quick (default), 0 off, 1 quick, 2 full */
     /* Called during the load (NULL: not): stage "loading model" with layers done of total, then
@@ -97,7 +100,7 @@ typedef struct bn_model_options {
     void *progress_user;
 } bn_model_options;
 
-/* n_threads 1, kv_f16 true, int8_lm_head false, ubatch 0, n_ctx 0, device CPU, tune -1. */
+/* n_threads 1, kv types F16, int8_lm_head false, ubatch 0, n_ctx 0, device CPU, tune -1. */
 bn_model_options bn_model_options_default(void);
 
 typedef struct bn_model bn_model;

@@ -9,6 +9,7 @@
  */
 #include "model/tune.h"
 
+#include "backend/cpu/backend_cpu.h"
 #include "kernels/cpu_features.h"
 #include "model/model_internal.h"
 #include "quant/quant_format.h"
@@ -34,15 +35,24 @@ const bn_model_tuning *bn_model_get_tuning(const bn_model *model) { return &mode
 static void cache_key(const bn_model *model, char *buf, size_t size) {
     const bn_model_config *c = &model->config;
     const bn_quant_format *f = bn_quant_format_get(c->projection_type);
-    char cpu[160];
+    char cpu[160], kv_name[32];
     bn_cpu_model_name(cpu, sizeof cpu);
+#if defined(__aarch64__)
+    /* qemu-user shows an aarch64 build the host's /proc/cpuinfo: keep its entries apart */
+    strncat(cpu, " (aarch64)", sizeof cpu - strlen(cpu) - 1);
+#endif
+    /* "f16" as before for the default cache, "q8_0/f16" when K and V differ */
+    const char *k_name = bn_quant_format_get(model->options.kv_type_k)->name;
+    const char *v_name = bn_quant_format_get(model->options.kv_type_v)->name;
+    if (model->options.kv_type_k == model->options.kv_type_v) snprintf(kv_name, sizeof kv_name, "%s", k_name);
+    else snprintf(kv_name, sizeof kv_name, "%s/%s", k_name, v_name);
     snprintf(buf, size,
              "cpu=%s; threads=%d; shape=%s dim %d ffn %d layers %d heads %d/%d x %d vocab %d %s "
              "head %s kv %s ubatch %d; engine=%s",
              cpu, bn_threadpool_size(model->pool), c->arch_name, c->dim, c->ffn_dim, c->n_layers,
              c->n_heads, c->n_kv_heads, c->head_dim, c->n_vocab, f ? f->name : "?",
-             model->weights.has_int8_output ? "int8" : bn_quant_format_get(c->head_type)->name,
-             model->options.kv_f16 ? "f16" : "f32",
+             model->options.int8_lm_head ? "int8" : bn_quant_format_get(c->head_type)->name,
+             kv_name,
              model->options.ubatch, bn_version());
 }
 
@@ -137,24 +147,18 @@ static void cache_write(const char *dir, const char *path, const char *key, cons
     json_decref(root);
 }
 
-/* The ternary projections in the order a decode step reads them. */
+/* The CPU backend's ternary projections in the order a decode step reads them. */
 static const bn_ternary_matrix **model_matrices(const bn_model *model, int *count) {
-    const int per_layer = 7, n = model->config.n_layers * per_layer;
+    const int n = model->config.n_layers * BN_LINEAR_KINDS;
     const bn_ternary_matrix **list = malloc((size_t)(n > 0 ? n : 1) * sizeof *list);
     if (!list) return NULL;
-    int k = 0;
-    for (int l = 0; l < model->config.n_layers; l++) {
-        const bn_layer_weights *w = &model->weights.layers[l];
-        const bn_linear *order[] = {&w->wq, &w->wk, &w->wv, &w->wo, &w->w_gate, &w->w_up, &w->w_down};
-        for (int i = 0; i < per_layer; i++)
-            if (order[i]->matrix.data) list[k++] = &order[i]->matrix;
-    }
-    *count = k;
+    *count = bn_backend_cpu_matrices(model->backend, list, n);
     return list;
 }
 
 static bool any_forcing(void) {
-    static const char *const names[] = {"BITNET_VARIANT", "BITNET_PREFETCH", "BITNET_GFNI"};
+    static const char *const names[] = {"BITNET_VARIANT", "BITNET_PREFETCH", "BITNET_GFNI",
+                                        "BITNET_AVXVNNI", "BITNET_AMX"};
     if (bn_isa_forced()) return true;
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
         const char *v = getenv(names[i]);
@@ -198,13 +202,14 @@ bn_status bn_model_tune(bn_model *model, bn_error *err) {
         .pool = model->pool,
         .matrices = matrices,
         .n_matrices = n_matrices,
-        .head = model->weights.has_int8_output ? NULL : model->weights.output,
+        .head = bn_backend_cpu_f16_head(model->backend),
         .head_rows = c->n_vocab,
         .head_cols = c->dim,
         .n_heads = c->n_heads,
         .n_kv_heads = c->n_kv_heads,
         .head_dim = c->head_dim,
-        .kv_f16 = model->options.kv_f16,
+        .kv_type_k = model->options.kv_type_k,
+        .kv_type_v = model->options.kv_type_v,
         .prompt_tokens = model->options.ubatch,
     };
     bn_kernel_unbind_all();

@@ -6,7 +6,8 @@
  * kernel class (kernels/variants.h). The mode comes from bn_model_options.tune: off, quick (the
  * default: about 300 ms when nothing is cached, nothing when it is) or full (about 3 s, always
  * measured, the cache updated); BN_TUNE_FROM_ENV reads BITNET_TUNE. A result measured under
- * forcing (--isa, BITNET_ISA, BITNET_VARIANT, BITNET_PREFETCH, BITNET_GFNI) is not cached: it
+ * forcing (--isa, BITNET_ISA, BITNET_VARIANT, BITNET_PREFETCH, BITNET_GFNI,
+ * BITNET_AVXVNNI, BITNET_AMX) is not cached: it
  * chose among fewer candidates. A cache that cannot be read or written is a note, not an error.
  * Bindings are process-wide: the model loaded last sets them.
  */

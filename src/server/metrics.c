@@ -159,6 +159,14 @@ static void put_histogram(text_buf *b, const char *name, const char *help, const
         h->sum, name, (unsigned long long)h->n);
 }
 
+/* A Prometheus label value: s without the characters that would need escaping (quote, backslash,
+ * line breaks become '_'), cut to size; "" for NULL. */
+static void label_value(char *out, size_t size, const char *s) {
+    size_t n = 0;
+    for (; s && s[n] && n + 1 < size; n++) out[n] = s[n] == '"' || s[n] == '\\' || s[n] == '\n' || s[n] == '\r' ? '_' : s[n];
+    out[n] = '\0';
+}
+
 char *bn_metrics_render(bn_metrics *m, const bn_engine_stats *stats, const bn_metrics_state *state) {
     text_buf b = {0};
     double now_ms = bn_engine_now_ms();
@@ -206,6 +214,12 @@ char *bn_metrics_render(bn_metrics *m, const bn_engine_stats *stats, const bn_me
             "# TYPE bitnet_inflight_requests gauge\nbitnet_inflight_requests %d\n", state->inflight);
     put(&b, "# HELP bitnet_ready_queue_max Queue depth at which /ready turns 503 (--ready-queue-max).\n"
             "# TYPE bitnet_ready_queue_max gauge\nbitnet_ready_queue_max %d\n", state->ready_queue_max);
+    char gpu[128];
+    label_value(gpu, sizeof gpu, state->gpu);
+    if (state->device && *state->device)
+        put(&b, "# HELP bitnet_device_info The device serving the model (label device: cpu or cuda:N; gpu: its "
+                "name).\n# TYPE bitnet_device_info gauge\nbitnet_device_info{device=\"%s\",gpu=\"%s\"} 1\n",
+            state->device, gpu);
     put(&b, "# HELP bitnet_queue_depth Jobs waiting for a slot.\n# TYPE bitnet_queue_depth gauge\n"
             "bitnet_queue_depth %d\n", stats->queued);
     put(&b, "# HELP bitnet_slots Sequence slots (--parallel).\n# TYPE bitnet_slots gauge\nbitnet_slots %d\n",

@@ -71,6 +71,8 @@ typedef struct bn_metrics_state {
     int draining;          /* 1: stopping after SIGTERM/SIGINT */
     int inflight;          /* generations being answered */
     int ready_queue_max;   /* /ready's queue bound */
+    const char *device;    /* "cpu", "cuda:N"; NULL or "" while loading */
+    const char *gpu;       /* the GPU's name on CUDA, else NULL */
 } bn_metrics_state;
 
 void bn_metrics_init(bn_metrics *m);

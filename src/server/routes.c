@@ -82,15 +82,18 @@ static enum MHD_Result metrics(bn_request_ctx *c, struct MHD_Connection *conn, c
     bool loaded = state == BN_STATE_READY || state == BN_STATE_BROKEN; /* stopping: the engine may be gone */
     if (loaded) bn_engine_get_stats(s->engine, &st);
     const bn_metrics_state ms = {.ready = bn_server_not_ready_reason(s) == NULL, .draining = state == BN_STATE_STOPPING,
-                                 .inflight = atomic_load(&s->inflight), .ready_queue_max = s->cfg.ready_queue_max};
+                                 .inflight = atomic_load(&s->inflight), .ready_queue_max = s->cfg.ready_queue_max,
+                                 .device = s->device_desc,
+                                 .gpu = loaded && s->model ? bn_model_gpu_name(s->model) : NULL};
     char *text = bn_metrics_render(&s->metrics, loaded ? &st : NULL, &ms);
     if (!text) return MHD_NO;
     return bn_respond(c, conn, 200, text, "text/plain; version=0.0.4; charset=utf-8", 0, NULL, false);
 }
 
 static json_t *model_json(bn_server *s) {
-    return json_pack("{s:s,s:s,s:I,s:s}", "id", s->model_id, "object", "model", "created", (json_int_t)s->created,
-                     "owned_by", "bitnet-c");
+    /* OpenAI's fields, then where the model runs ("cpu", "cuda:0"; empty while loading) */
+    return json_pack("{s:s,s:s,s:I,s:s,s:s}", "id", s->model_id, "object", "model", "created", (json_int_t)s->created,
+                     "owned_by", "bitnet-c", "device", s->device_desc);
 }
 
 static enum MHD_Result models(bn_request_ctx *c, struct MHD_Connection *conn, const char *url) {

@@ -187,6 +187,7 @@ static bn_status load_draft_model(bn_server *s, const bn_model_options *model_op
         return bn_error_set(err, BN_ERR_INVALID, "--spec draft needs a draft model (--model-draft FILE)");
     bn_model_options mo = *model_options;
     mo.int8_lm_head = false;
+    mo.device = BN_DEVICE_CPU; /* the draft model runs beside the model, on the CPU */
     mo.progress = NULL;
     bn_tokenizer *draft_tok = NULL;
     bn_status st = bn_model_load(s->draft_model_path, &mo, &s->draft_model, err);
@@ -210,7 +211,22 @@ bn_status bn_server_load_model(bn_server *s, bn_error *err) {
         st = bn_tune_mode_parse(&mode, s->cfg.tune, err);
         mo.tune = (int)mode;
     }
+    if (s->cfg.kv_types_set) {
+        mo.kv_type_k = s->cfg.kv_type_k;
+        mo.kv_type_v = s->cfg.kv_type_v;
+    }
+    mo.device = (bn_device)s->cfg.device;
+    mo.device_index = s->cfg.device_index;
     if (!st) st = bn_model_load(s->model_path, &mo, &s->model, err);
+    if (st == BN_ERR_DEVICE && s->cfg.device_fallback) {
+        bn_server_log(s, "warn", "-ngl: %s; serving on the CPU", err ? err->message : "no usable GPU");
+        mo.device = BN_DEVICE_CPU;
+        st = bn_model_load(s->model_path, &mo, &s->model, err);
+    }
+    if (!st) {
+        if (mo.device == BN_DEVICE_CUDA) snprintf(s->device_desc, sizeof s->device_desc, "cuda:%d", mo.device_index);
+        else snprintf(s->device_desc, sizeof s->device_desc, "cpu");
+    }
     if (!st) st = bn_tokenizer_from_gguf(&s->tok, bn_model_get_gguf(s->model), NULL, err);
     if (!st) {
         if (s->cfg.chat_format) {
@@ -238,8 +254,10 @@ bn_status bn_server_load_model(bn_server *s, bn_error *err) {
     char variants[256];
     bn_model_tuning_summary(s->model, variants, sizeof variants);
     const bn_model_tuning *tuning = bn_model_get_tuning(s->model);
-    bn_server_log(s, "info", "model %s loaded: %d slots of %d tokens, prompt cache %s (store %d MB), context shift %s, speculation %s (up to %d drafts), chat format %s, LM head %s, kernels %s (tuning %s, %s)",
-                  s->model_id, s->cfg.parallel, bn_engine_ctx(s->engine), s->cfg.no_prompt_cache ? "off" : "on", s->cfg.cache_ram_mb,
+    bn_server_log(s, "info", "model %s loaded on %s%s%s%s: %d slots of %d tokens, prompt cache %s (store %d MB), context shift %s, speculation %s (up to %d drafts), chat format %s, LM head %s, kernels %s (tuning %s, %s)",
+                  s->model_id, s->device_desc, bn_model_gpu_name(s->model) ? " (" : "",
+                  bn_model_gpu_name(s->model) ? bn_model_gpu_name(s->model) : "", bn_model_gpu_name(s->model) ? ")" : "",
+                  s->cfg.parallel, bn_engine_ctx(s->engine), s->cfg.no_prompt_cache ? "off" : "on", s->cfg.cache_ram_mb,
                   s->cfg.context_shift ? "on" : "off", bn_spec_mode_name(s->cfg.spec.mode),
                   s->cfg.spec.mode != BN_SPEC_NONE ? s->cfg.spec.draft_max : 0, s->format->name,
                   s->cfg.int8_lm_head ? "int8" : "f16", variants, bn_tune_mode_name(tuning->mode), tuning->source);

@@ -65,6 +65,11 @@ typedef struct bn_server_config {
                                     slot; <= 0: the queue's size (at least 1) */
     bool no_webui;               /* no chat page: GET / answers 404 (webui.c) */
     bn_spec_config spec;         /* speculative decoding per slot (engine.h; mode NONE: off) */
+    int device;                  /* bn_device (model/model.h): where the model runs (default CPU) */
+    int device_index;            /* the GPU of cuda:N */
+    bool device_fallback;        /* -ngl without --device: the CPU when no GPU is usable (a note) */
+    bool kv_types_set;           /* kv_type_k / kv_type_v given (else the F16 cache) */
+    uint32_t kv_type_k, kv_type_v; /* KV cache types (-ctk / -ctv: F16, F32, Q8_0) */
     const char *draft_model_path; /* --spec draft: loaded with the model, vocabulary checked */
 } bn_server_config;
 

@@ -68,6 +68,7 @@ struct bn_server {
     /* owned copies of the config's strings and lists */
     char *model_path, *host, *chat_format_name, *ssl_cert, *ssl_key, *draft_model_path;
     bn_model *draft_model; /* --spec draft (NULL: none) */
+    char device_desc[64];  /* "cpu" or "cuda:N": where the model runs, for /props, /v1/models, /metrics */
     char **allowed_hosts, **cors_origins, **trusted_proxies;
     char url_host[300];
     bool loopback;          /* bound to a loopback address */

@@ -164,10 +164,12 @@ enum MHD_Result bn_route_props(bn_request_ctx *c, struct MHD_Connection *conn, c
                              "model_path", s->model_path, "architecture", mc->arch_name,
                              "default_generation_settings", settings, "n_ctx", n_ctx, "n_ctx_train", mc->n_ctx_train,
                              "total_slots", s->cfg.parallel, "chat_format", s->format ? s->format->name : "",
-                             "device", "cpu", "build_info", bn_version(), "server", "bitnet-c",
+                             "device", s->device_desc, "build_info", bn_version(), "server", "bitnet-c",
                              "prompt_cache", !s->cfg.no_prompt_cache);
     if (body) json_object_set_new(body, "n_vocab", json_integer(bn_tokenizer_n_vocab(s->tok)));
     if (body) json_object_set_new(body, "n_embd", json_integer(mc->dim)); /* the embeddings' size */
+    const char *gpu = bn_model_gpu_name(s->model);
+    if (body && gpu) json_object_set_new(body, "gpu", json_string(gpu));
     return bn_respond_json(c, conn, 200, body, 0, NULL);
 }
 

@@ -19,7 +19,7 @@ typedef struct sum_job {
     uint64_t *data;
     size_t bytes;
     bool fill;            /* write the share instead of summing it */
-    bool use_avx2;
+    uint64_t (*simd_sum)(const uint64_t *data, size_t bytes); /* NULL: the scalar loop */
     uint64_t sums[BN_BANDWIDTH_MAX_THREADS * 8]; /* one 64-byte line per thread */
 } sum_job;
 
@@ -46,8 +46,7 @@ static void sum_share(void *context, int thread_index, int n_threads) {
         for (size_t i = 0; i < bytes / 8; i++) start[i] = (uint64_t)(begin * 512) + i;
         return;
     }
-    uint64_t sum = job->use_avx2 ? bn_bandwidth_sum_avx2(start, bytes)
-                                 : bn_bandwidth_sum_scalar(start, bytes);
+    uint64_t sum = job->simd_sum ? job->simd_sum(start, bytes) : bn_bandwidth_sum_scalar(start, bytes);
     if (thread_index < BN_BANDWIDTH_MAX_THREADS) job->sums[thread_index * 8] += sum;
 }
 
@@ -88,7 +87,8 @@ bn_status bn_bandwidth_probe_create(bn_bandwidth_probe **out, bn_threadpool *poo
                             buffer_bytes);
     }
     job->bytes = buffer_bytes;
-    job->use_avx2 = bn_isa_supported(BN_ISA_AVX2);
+    if (bn_isa_supported(BN_ISA_AVX2)) job->simd_sum = BN_X86_KERNEL(bn_bandwidth_sum_avx2);
+    if (bn_isa_supported(BN_ISA_NEON)) job->simd_sum = BN_ARM_KERNEL(bn_bandwidth_sum_neon);
     job->fill = true;
     bn_threadpool_run(pool, sum_share, job);
     job->fill = false;
@@ -102,7 +102,7 @@ bn_status bn_bandwidth_probe_create(bn_bandwidth_probe **out, bn_threadpool *poo
 size_t bn_bandwidth_probe_bytes(const bn_bandwidth_probe *probe) { return probe->job->bytes; }
 
 const char *bn_bandwidth_probe_path(const bn_bandwidth_probe *probe) {
-    return probe->job->use_avx2 ? "avx2" : "scalar";
+    return !probe->job->simd_sum ? "scalar" : bn_isa_supported(BN_ISA_NEON) ? "neon" : "avx2";
 }
 
 /* One timed full read pass. */

@@ -49,6 +49,7 @@ void bn_bandwidth_probe_free(bn_bandwidth_probe *probe);
 /* The summing loops (bytes a multiple of 128, data 32-byte aligned); exposed for tests, which
  * check both give the same sum. */
 uint64_t bn_bandwidth_sum_scalar(const uint64_t *data, size_t bytes);
-uint64_t bn_bandwidth_sum_avx2(const uint64_t *data, size_t bytes);
+uint64_t bn_bandwidth_sum_avx2(const uint64_t *data, size_t bytes); /* x86-64 builds */
+uint64_t bn_bandwidth_sum_neon(const uint64_t *data, size_t bytes); /* aarch64 builds */
 
 #endif

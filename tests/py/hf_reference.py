@@ -185,6 +185,7 @@ def build(d, ptype, embd_type, head_type):
 
     m = object.__new__(bitnet_ref.RefModel)
     m.kv_f16 = True
+    m.k_q8_0 = m.v_q8_0 = False  # the F16 cache of bitnet.cpp (bitnet_ref.RefModel.__init__)
     m.arch = cls
     m.neox = True                      # HF's rotate_half on HF rows (see the module docstring)
     m.sub_norms = cls != "LlamaForCausalLM"

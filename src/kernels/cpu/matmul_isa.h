@@ -71,6 +71,24 @@ void bn_avx512_f16_matmul(float *y, const uint16_t *w, const float *x, int rows,
 
 void bn_avx2_int8_sums(int32_t *out, const bn_int8_matrix *matrix, const bn_act_view *act,
                        int row_begin, int row_end);
+
+/* The AVX2 ternary and int8 sums with AVX-VNNI's vpdpbusd (matmul_avxvnni.c, the "avx2.vnni"
+ * variants); the same contracts and helper copies as the AVX2 ones. BN_AVXVNNI_KERNEL(fn) is
+ * NULL where the compiler cannot build them (bn_avxvnni_supported() is then false). */
+void bn_avxvnni_ternary_sums(int32_t *out, const bn_ternary_matrix *matrix, const bn_act_view *act,
+                             int row_begin, int row_end);
+void bn_avxvnni_int8_sums(int32_t *out, const bn_int8_matrix *matrix, const bn_act_view *act,
+                          int row_begin, int row_end);
+#ifdef BITNET_HAVE_AVXVNNI
+#define BN_AVXVNNI_KERNEL(fn) fn
+#else
+#define BN_AVXVNNI_KERNEL(fn) NULL
+#endif
+#ifdef BITNET_HAVE_AMX
+#define BN_AMX_KERNEL(fn) fn
+#else
+#define BN_AMX_KERNEL(fn) NULL
+#endif
 void bn_avx512_int8_sums(int32_t *out, const bn_int8_matrix *matrix, const bn_act_view *act,
                          int row_begin, int row_end);
 

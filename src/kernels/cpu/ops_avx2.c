@@ -322,9 +322,18 @@ void bn_avx2_activation_apply(float *out, const float *x, int n, bn_activation a
 
 /* ---- attention ---- */
 
-static inline __m256 load_kv8(const void *cache, bool f16, size_t index) {
-    if (f16)
+/* 8 cache values from element index as float. A q8_0 group of 8 lies in one block (index is a
+ * multiple of 8); (float)q * d is exact, as in the reference. */
+static inline __attribute__((always_inline)) __m256 load_kv8(const void *cache, uint32_t type,
+                                                             size_t index) {
+    if (type == BN_TYPE_F16)
         return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)cache + index)));
+    if (type == BN_TYPE_Q8_0) {
+        const bn_q8_0_block *block = (const bn_q8_0_block *)cache + index / BN_Q8_0_BLOCK;
+        const __m256 q = _mm256_cvtepi32_ps(
+            _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(block->qs + index % BN_Q8_0_BLOCK))));
+        return _mm256_mul_ps(q, _mm256_set1_ps(_cvtsh_ss(block->d)));
+    }
     return _mm256_loadu_ps((const float *)cache + index);
 }
 
@@ -337,15 +346,15 @@ bool bn_avx2_attention_supports(int head_dim) {
 }
 
 /* bn_ref_score_dot of one position: ggml's 4 accumulators of 16 lanes as 8 registers. */
-static inline float score_dot(const float *qv, const void *k_cache, bool f16, size_t base,
-                              int head_dim) {
+static inline __attribute__((always_inline)) float score_dot(const float *qv, const void *k_cache,
+                                                             uint32_t k_type, size_t base, int head_dim) {
     const int full = head_dim - head_dim % BN_SCORE_STEP;
     __m256 acc[8];
     for (int a = 0; a < 8; a++) acc[a] = _mm256_setzero_ps();
     for (int d = 0; d < full; d += BN_SCORE_STEP)
         for (int a = 0; a < 8; a++)
             acc[a] = _mm256_fmadd_ps(_mm256_loadu_ps(qv + d + 8 * a),
-                                     load_kv8(k_cache, f16, base + (size_t)(d + 8 * a)), acc[a]);
+                                     load_kv8(k_cache, k_type, base + (size_t)(d + 8 * a)), acc[a]);
     /* accumulator k of ggml is acc[2k] (lanes 0-7) and acc[2k + 1] (lanes 8-15) */
     const __m256 low = _mm256_add_ps(_mm256_add_ps(acc[0], acc[4]), _mm256_add_ps(acc[2], acc[6]));
     const __m256 high = _mm256_add_ps(_mm256_add_ps(acc[1], acc[5]), _mm256_add_ps(acc[3], acc[7]));
@@ -354,7 +363,7 @@ static inline float score_dot(const float *qv, const void *k_cache, bool f16, si
         float products[BN_SCORE_STEP];
         for (int d = full; d < head_dim; d += 8)
             _mm256_storeu_ps(products + (d - full),
-                             _mm256_mul_ps(_mm256_loadu_ps(qv + d), load_kv8(k_cache, f16, base + (size_t)d)));
+                             _mm256_mul_ps(_mm256_loadu_ps(qv + d), load_kv8(k_cache, k_type, base + (size_t)d)));
         for (int d = 0; d < head_dim - full; d++) sum += (double)products[d];
     }
     return (float)sum;
@@ -362,12 +371,13 @@ static inline float score_dot(const float *qv, const void *k_cache, bool f16, si
 
 /* out (8 dims) = the 16-lane P.V sum over positions 0..n_pos-1: accumulator l takes the
  * positions t = l mod 16, then the lane tree across the accumulators. */
-static inline void weighted_values8(float *out, const float *probs, const void *v_cache, bool f16,
-                                    size_t base, size_t row, int n_pos) {
+static inline __attribute__((always_inline)) void weighted_values8(float *out, const float *probs,
+                                                                   const void *v_cache, uint32_t v_type,
+                                                                   size_t base, size_t row, int n_pos) {
     __m256 acc[16];
     for (int l = 0; l < 16; l++) acc[l] = _mm256_setzero_ps();
     for (int t = 0; t < n_pos; t++)
-        acc[t % 16] = _mm256_fmadd_ps(load_kv8(v_cache, f16, base + (size_t)t * row),
+        acc[t % 16] = _mm256_fmadd_ps(load_kv8(v_cache, v_type, base + (size_t)t * row),
                                       _mm256_set1_ps(probs[t]), acc[t % 16]);
     for (int l = 0; l < 8; l++) acc[l] = _mm256_add_ps(acc[l], acc[l + 8]);
     for (int l = 0; l < 4; l++) acc[l] = _mm256_add_ps(acc[l], acc[l + 4]);
@@ -376,9 +386,12 @@ static inline void weighted_values8(float *out, const float *probs, const void *
     _mm256_storeu_ps(out, _mm256_add_ps(acc[0], acc[1]));
 }
 
-void bn_avx2_attention(float *out, const float *q, const void *k_cache, const void *v_cache,
-                       bool kv_f16, int n_heads, int n_kv_heads, int head_dim, int32_t pos,
-                       float *scratch, int head_begin, int head_end) {
+/* The attention of heads [head_begin, head_end); inlined once per cache-type pair below, so the
+ * type tests of the loads fold away. */
+static inline __attribute__((always_inline)) void attention_heads(
+    float *out, const float *q, const void *k_cache, const void *v_cache, uint32_t k_type,
+    uint32_t v_type, int n_heads, int n_kv_heads, int head_dim, int32_t pos, float *scratch,
+    int head_begin, int head_end) {
     const int group = n_heads / n_kv_heads, n_pos = pos + 1;
     const size_t row = (size_t)n_kv_heads * (size_t)head_dim;
     const float scale = bn_attention_scale(head_dim);
@@ -386,24 +399,38 @@ void bn_avx2_attention(float *out, const float *q, const void *k_cache, const vo
     for (int h = head_begin; h < head_end; h++) {
         const float *qh = q + (size_t)h * (size_t)head_dim;
         const size_t kv_offset = (size_t)(h / group) * (size_t)head_dim;
-        /* the query as the scores use it: rounded to F16 with an F16 cache (RNE, as F16C does) */
+        /* the query as the scores use it: rounded to F16 with an F16 K cache (RNE, as F16C does) */
         for (int d = 0; d < head_dim; d += 8) {
             __m256 v = _mm256_loadu_ps(qh + d);
-            if (kv_f16) v = _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+            if (k_type == BN_TYPE_F16)
+                v = _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
             _mm256_storeu_ps(qv + d, v);
         }
-        bn_prefetch_kv_positions(k_cache, v_cache, kv_f16, row, kv_offset, head_dim, 0,
+        bn_prefetch_kv_positions(k_cache, k_type, v_cache, v_type, row, kv_offset, head_dim, 0,
                                  BN_KV_PREFETCH_POSITIONS, n_pos);
         for (int t = 0; t < n_pos; t++) {
-            bn_prefetch_kv_positions(k_cache, v_cache, kv_f16, row, kv_offset, head_dim,
+            bn_prefetch_kv_positions(k_cache, k_type, v_cache, v_type, row, kv_offset, head_dim,
                                      t + BN_KV_PREFETCH_POSITIONS, t + 1 + BN_KV_PREFETCH_POSITIONS, n_pos);
-            scratch[t] = score_dot(qv, k_cache, kv_f16, (size_t)t * row + kv_offset, head_dim) * scale;
+            scratch[t] = score_dot(qv, k_cache, k_type, (size_t)t * row + kv_offset, head_dim) * scale;
         }
         bn_avx2_softmax(scratch, n_pos);
         float *oh = out + (size_t)h * (size_t)head_dim;
         for (int d = 0; d < head_dim; d += 8)
-            weighted_values8(oh + d, scratch, v_cache, kv_f16, kv_offset + (size_t)d, row, n_pos);
+            weighted_values8(oh + d, scratch, v_cache, v_type, kv_offset + (size_t)d, row, n_pos);
     }
+}
+
+void bn_avx2_attention(float *out, const float *q, const void *k_cache, const void *v_cache,
+                       uint32_t k_type, uint32_t v_type, int n_heads, int n_kv_heads, int head_dim,
+                       int32_t pos, float *scratch, int head_begin, int head_end) {
+#define ATTENTION_TYPED(K, V)                                                                      \
+    attention_heads(out, q, k_cache, v_cache, K, V, n_heads, n_kv_heads, head_dim, pos, scratch,    \
+                    head_begin, head_end)
+    if (k_type == BN_TYPE_F16 && v_type == BN_TYPE_F16) ATTENTION_TYPED(BN_TYPE_F16, BN_TYPE_F16);
+    else if (k_type == BN_TYPE_Q8_0 && v_type == BN_TYPE_Q8_0) ATTENTION_TYPED(BN_TYPE_Q8_0, BN_TYPE_Q8_0);
+    else if (k_type == BN_TYPE_F32 && v_type == BN_TYPE_F32) ATTENTION_TYPED(BN_TYPE_F32, BN_TYPE_F32);
+    else ATTENTION_TYPED(k_type, v_type); /* mixed types: tested at run time */
+#undef ATTENTION_TYPED
 }
 
 /* ---- conv1d ---- */

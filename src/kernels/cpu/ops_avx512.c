@@ -1,6 +1,6 @@
 /*
  * ops_avx512.c: AVX-512 paths of the ops where 16 lanes and masked tails pay: RMSNorm, softmax
- * and attention (above all over the F16 KV cache, converted 16 values per instruction). Other
+ * and attention (above all over the F16 and Q8_0 KV caches, converted 16 values per instruction). Other
  * ops run their AVX2 kernel on AVX-512 CPUs. Each gives the scalar reference's bits (spec section
  * 4.1): 16 float lanes are ggml's own lane order here, one register per 16-lane sum.
  */
@@ -99,9 +99,18 @@ void bn_avx512_softmax(float *x, int n) {
     }
 }
 
-/* 16 cache values as float. */
-static inline __m512 load_kv16(const void *cache, bool f16, size_t index) {
-    if (f16) return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)cache + index)));
+/* 16 cache values from element index as float. A q8_0 group of 16 lies in one block (index is a
+ * multiple of 16); (float)q * d is exact, as in the reference. */
+static inline __attribute__((always_inline)) __m512 load_kv16(const void *cache, uint32_t type,
+                                                              size_t index) {
+    if (type == BN_TYPE_F16)
+        return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)cache + index)));
+    if (type == BN_TYPE_Q8_0) {
+        const bn_q8_0_block *block = (const bn_q8_0_block *)cache + index / BN_Q8_0_BLOCK;
+        const __m512 q = _mm512_cvtepi32_ps(
+            _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(block->qs + index % BN_Q8_0_BLOCK))));
+        return _mm512_mul_ps(q, _mm512_set1_ps(_cvtsh_ss(block->d)));
+    }
     return _mm512_loadu_ps((const float *)cache + index);
 }
 
@@ -118,7 +127,7 @@ bool bn_avx512_attention_supports(int head_dim) {
 /* Scores of one position for G heads sharing a KV head (bn_ref_score_dot for each): the K row
  * is loaded and converted once; every head keeps ggml's 4 accumulators of 16 lanes. */
 static inline __attribute__((always_inline)) void scores_group(
-    float *scores, int n_pos, int t, const float *qv, const void *k_cache, bool f16, size_t base,
+    float *scores, int n_pos, int t, const float *qv, const void *k_cache, uint32_t k_type, size_t base,
     int head_dim, float scale, const int G) {
     const int full = head_dim - head_dim % BN_SCORE_STEP;
     __m512 acc[ATTN_MAX_GROUP][4];
@@ -127,7 +136,7 @@ static inline __attribute__((always_inline)) void scores_group(
     for (int d = 0; d < full; d += BN_SCORE_STEP) {
 #pragma GCC unroll 4
         for (int a = 0; a < 4; a++) {
-            const __m512 k = load_kv16(k_cache, f16, base + (size_t)(d + 16 * a));
+            const __m512 k = load_kv16(k_cache, k_type, base + (size_t)(d + 16 * a));
 #pragma GCC unroll 4
             for (int j = 0; j < G; j++)
                 acc[j][a] = _mm512_fmadd_ps(_mm512_loadu_ps(qv + j * head_dim + d + 16 * a), k, acc[j][a]);
@@ -142,7 +151,7 @@ static inline __attribute__((always_inline)) void scores_group(
             float products[BN_SCORE_STEP];
             for (int d = full; d < head_dim; d += 16)
                 _mm512_storeu_ps(products + (d - full), _mm512_mul_ps(_mm512_loadu_ps(qv + j * head_dim + d),
-                                                                    load_kv16(k_cache, f16, base + (size_t)d)));
+                                                                    load_kv16(k_cache, k_type, base + (size_t)d)));
             for (int d = 0; d < head_dim - full; d++) sum += (double)products[d];
         }
         scores[j * n_pos + t] = (float)sum * scale;
@@ -151,8 +160,8 @@ static inline __attribute__((always_inline)) void scores_group(
 
 /* out (16 dims) = the 16-lane P.V sum of one head over positions 0..n_pos-1: accumulator l
  * takes the positions t = l mod 16 (fmadd per position), then the lane tree across them. */
-static inline void weighted_values16(float *out, const float *probs, const void *v_cache, bool f16,
-                                     size_t base, size_t row, int n_pos) {
+static inline __attribute__((always_inline)) void weighted_values16(
+    float *out, const float *probs, const void *v_cache, uint32_t v_type, size_t base, size_t row, int n_pos) {
     __m512 acc[16];
 #pragma GCC unroll 16
     for (int l = 0; l < 16; l++) acc[l] = _mm512_setzero_ps();
@@ -160,11 +169,11 @@ static inline void weighted_values16(float *out, const float *probs, const void 
     for (; t + 16 <= n_pos; t += 16) {
 #pragma GCC unroll 16
         for (int l = 0; l < 16; l++)
-            acc[l] = _mm512_fmadd_ps(load_kv16(v_cache, f16, base + (size_t)(t + l) * row),
+            acc[l] = _mm512_fmadd_ps(load_kv16(v_cache, v_type, base + (size_t)(t + l) * row),
                                      _mm512_set1_ps(probs[t + l]), acc[l]);
     }
     for (int l = 0; t + l < n_pos; l++)
-        acc[l] = _mm512_fmadd_ps(load_kv16(v_cache, f16, base + (size_t)(t + l) * row),
+        acc[l] = _mm512_fmadd_ps(load_kv16(v_cache, v_type, base + (size_t)(t + l) * row),
                                  _mm512_set1_ps(probs[t + l]), acc[l]);
 #pragma GCC unroll 8
     for (int l = 0; l < 8; l++) acc[l] = _mm512_add_ps(acc[l], acc[l + 8]);
@@ -178,47 +187,41 @@ static inline void weighted_values16(float *out, const float *probs, const void 
 /* Attention of G (1..4) query heads that share one KV head, over positions 0..n_pos-1 in
  * blocks that fit the score rows; see bn_ref_attention. */
 static inline __attribute__((always_inline)) void attention_group(
-    float *out, const float *q, const void *k_cache, const void *v_cache, bool f16, size_t row,
-    size_t kv_offset, int head_dim, int n_pos, float *scores, const int G) {
+    float *out, const float *q, const void *k_cache, const void *v_cache, uint32_t k_type,
+    uint32_t v_type, size_t row, size_t kv_offset, int head_dim, int n_pos, float *scores, const int G) {
     const float scale = bn_attention_scale(head_dim);
     float qv[ATTN_MAX_GROUP * ATTN_MAX_HEAD_DIM];
-    /* the query as the scores use it: rounded to F16 with an F16 cache (RNE, as F16C does) */
+    /* the query as the scores use it: rounded to F16 with an F16 K cache (RNE, as F16C does) */
     for (int j = 0; j < G; j++)
         for (int d = 0; d < head_dim; d += 16) {
             __m512 v = _mm512_loadu_ps(q + (size_t)j * head_dim + d);
-            if (f16) v = _mm512_cvtph_ps(_mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+            if (k_type == BN_TYPE_F16) v = _mm512_cvtph_ps(_mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
             _mm512_storeu_ps(qv + j * head_dim + d, v);
         }
-    bn_prefetch_kv_positions(k_cache, v_cache, f16, row, kv_offset, head_dim, 0,
+    bn_prefetch_kv_positions(k_cache, k_type, v_cache, v_type, row, kv_offset, head_dim, 0,
                              BN_KV_PREFETCH_POSITIONS, n_pos);
     for (int t = 0; t < n_pos; t++) {
-        bn_prefetch_kv_positions(k_cache, v_cache, f16, row, kv_offset, head_dim,
+        bn_prefetch_kv_positions(k_cache, k_type, v_cache, v_type, row, kv_offset, head_dim,
                                  t + BN_KV_PREFETCH_POSITIONS, t + 1 + BN_KV_PREFETCH_POSITIONS, n_pos);
-        scores_group(scores, n_pos, t, qv, k_cache, f16, (size_t)t * row + kv_offset, head_dim, scale, G);
+        scores_group(scores, n_pos, t, qv, k_cache, k_type, (size_t)t * row + kv_offset, head_dim, scale, G);
     }
     for (int j = 0; j < G; j++) {
         bn_avx512_softmax(scores + j * n_pos, n_pos);
         for (int d = 0; d < head_dim; d += 16)
-            weighted_values16(out + (size_t)j * head_dim + d, scores + j * n_pos, v_cache, f16,
+            weighted_values16(out + (size_t)j * head_dim + d, scores + j * n_pos, v_cache, v_type,
                               kv_offset + (size_t)d, row, n_pos);
     }
 }
 
-void bn_avx512_attention(float *out, const float *q, const void *k_cache, const void *v_cache,
-                         bool kv_f16, int n_heads, int n_kv_heads, int head_dim, int32_t pos,
-                         float *scratch, int head_begin, int head_end) {
+/* The heads [head_begin, head_end) in groups that share a KV head (heads_at_once at most, score
+ * rows in scores); inlined once per cache-type pair below, so the type tests of the loads fold
+ * away. */
+static inline __attribute__((always_inline)) void attention_heads(
+    float *out, const float *q, const void *k_cache, const void *v_cache, uint32_t k_type,
+    uint32_t v_type, int n_heads, int n_kv_heads, int head_dim, int32_t pos, float *scores,
+    int heads_at_once, int head_begin, int head_end) {
     const int group = n_heads / n_kv_heads, n_pos = pos + 1;
     const size_t row = (size_t)n_kv_heads * (size_t)head_dim;
-    /* the score rows of up to 4 heads: in scratch when one head's row is all it holds */
-    int heads_at_once = ATTN_MAX_GROUP;
-    float *scores = NULL;
-    float stack_scores[ATTN_MAX_GROUP * 2048];
-    if (n_pos <= 2048)
-        scores = stack_scores;
-    else {
-        scores = scratch;
-        heads_at_once = 1;
-    }
     int h = head_begin;
     while (h < head_end) {
         const int kv = h / group, group_end = (kv + 1) * group < head_end ? (kv + 1) * group : head_end;
@@ -227,11 +230,34 @@ void bn_avx512_attention(float *out, const float *q, const void *k_cache, const 
         float *oh = out + (size_t)h * (size_t)head_dim;
         const float *qh = q + (size_t)h * (size_t)head_dim;
         switch (G) {
-        case 1: attention_group(oh, qh, k_cache, v_cache, kv_f16, row, kv_offset, head_dim, n_pos, scores, 1); break;
-        case 2: attention_group(oh, qh, k_cache, v_cache, kv_f16, row, kv_offset, head_dim, n_pos, scores, 2); break;
-        case 3: attention_group(oh, qh, k_cache, v_cache, kv_f16, row, kv_offset, head_dim, n_pos, scores, 3); break;
-        default: attention_group(oh, qh, k_cache, v_cache, kv_f16, row, kv_offset, head_dim, n_pos, scores, 4); break;
+        case 1: attention_group(oh, qh, k_cache, v_cache, k_type, v_type, row, kv_offset, head_dim, n_pos, scores, 1); break;
+        case 2: attention_group(oh, qh, k_cache, v_cache, k_type, v_type, row, kv_offset, head_dim, n_pos, scores, 2); break;
+        case 3: attention_group(oh, qh, k_cache, v_cache, k_type, v_type, row, kv_offset, head_dim, n_pos, scores, 3); break;
+        default: attention_group(oh, qh, k_cache, v_cache, k_type, v_type, row, kv_offset, head_dim, n_pos, scores, 4); break;
         }
         h += G;
     }
+}
+
+void bn_avx512_attention(float *out, const float *q, const void *k_cache, const void *v_cache,
+                         uint32_t k_type, uint32_t v_type, int n_heads, int n_kv_heads, int head_dim,
+                         int32_t pos, float *scratch, int head_begin, int head_end) {
+    /* the score rows of up to 4 heads: in scratch when one head's row is all it holds */
+    int heads_at_once = ATTN_MAX_GROUP;
+    float *scores = NULL;
+    float stack_scores[ATTN_MAX_GROUP * 2048];
+    if (pos + 1 <= 2048)
+        scores = stack_scores;
+    else {
+        scores = scratch;
+        heads_at_once = 1;
+    }
+#define ATTENTION_TYPED(K, V)                                                                      \
+    attention_heads(out, q, k_cache, v_cache, K, V, n_heads, n_kv_heads, head_dim, pos, scores,     \
+                    heads_at_once, head_begin, head_end)
+    if (k_type == BN_TYPE_F16 && v_type == BN_TYPE_F16) ATTENTION_TYPED(BN_TYPE_F16, BN_TYPE_F16);
+    else if (k_type == BN_TYPE_Q8_0 && v_type == BN_TYPE_Q8_0) ATTENTION_TYPED(BN_TYPE_Q8_0, BN_TYPE_Q8_0);
+    else if (k_type == BN_TYPE_F32 && v_type == BN_TYPE_F32) ATTENTION_TYPED(BN_TYPE_F32, BN_TYPE_F32);
+    else ATTENTION_TYPED(k_type, v_type); /* mixed types: tested at run time */
+#undef ATTENTION_TYPED
 }

@@ -10,7 +10,9 @@
 #ifndef BN_KERNELS_CPU_OPS_ISA_H
 #define BN_KERNELS_CPU_OPS_ISA_H
 
+#include "kernels/cpu/act_blocks.h"
 #include "kernels/cpu/ref_ops.h"
+#include "quant/quant_format.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -31,23 +33,33 @@ static inline void bn_prefetch_floats(const float *v, int n) {
  * 12.7 -> 4.3 ms of thread time per step; 4 and 16 positions ahead measured the same as 8). */
 #define BN_KV_PREFETCH_POSITIONS 8
 
-/* Prefetches the lines of one head's slice (head_dim values from element index) of a cache. */
-static inline void bn_prefetch_kv_slice(const void *cache, bool f16, size_t index, int head_dim) {
-    const char *p = f16 ? (const char *)((const uint16_t *)cache + index)
-                        : (const char *)((const float *)cache + index);
+/* Byte address of element index of a cache of the type (kernels/ops.h: a q8_0 cache is one
+ * array of blocks). */
+static inline const char *bn_kv_element_address(const void *cache, uint32_t type, size_t index) {
+    if (type == BN_TYPE_Q8_0)
+        return (const char *)((const bn_q8_0_block *)cache + index / BN_Q8_0_BLOCK) + 2 + index % BN_Q8_0_BLOCK;
+    return (const char *)cache + index * (type == BN_TYPE_F16 ? 2u : 4u);
+}
+
+/* Prefetches the lines of one head's slice (head_dim values from element index) of a cache (for
+ * q8_0 from the first block's scale to the last block's end). */
+static inline void bn_prefetch_kv_slice(const void *cache, uint32_t type, size_t index, int head_dim) {
+    const char *p = bn_kv_element_address(cache, type, index);
+    if (type == BN_TYPE_Q8_0) p -= 2 + index % BN_Q8_0_BLOCK;
     const uintptr_t first = (uintptr_t)p & ~(uintptr_t)63;
-    const uintptr_t last = (uintptr_t)p + (size_t)head_dim * (f16 ? 2u : 4u) - 1;
+    const uintptr_t last = (uintptr_t)bn_kv_element_address(cache, type, index + (size_t)head_dim - 1) +
+                           (type == BN_TYPE_F32 ? 3u : type == BN_TYPE_F16 ? 1u : 0u);
     for (uintptr_t line = first; line <= last; line += 64) __builtin_prefetch((const void *)line, 0, 3);
 }
 
 /* Prefetches the K and V slices (head at kv_offset, rows of row elements) of the positions
  * [from, to) that exist (below n_pos). */
-static inline void bn_prefetch_kv_positions(const void *k_cache, const void *v_cache, bool f16,
-                                            size_t row, size_t kv_offset, int head_dim, int from,
-                                            int to, int n_pos) {
+static inline void bn_prefetch_kv_positions(const void *k_cache, uint32_t k_type, const void *v_cache,
+                                            uint32_t v_type, size_t row, size_t kv_offset, int head_dim,
+                                            int from, int to, int n_pos) {
     for (int t = from; t < to && t < n_pos; t++) {
-        bn_prefetch_kv_slice(k_cache, f16, (size_t)t * row + kv_offset, head_dim);
-        bn_prefetch_kv_slice(v_cache, f16, (size_t)t * row + kv_offset, head_dim);
+        bn_prefetch_kv_slice(k_cache, k_type, (size_t)t * row + kv_offset, head_dim);
+        bn_prefetch_kv_slice(v_cache, v_type, (size_t)t * row + kv_offset, head_dim);
     }
 }
 
@@ -65,9 +77,8 @@ void bn_avx2_embedding_row_f16(float *out, const uint16_t *row, int cols);
 void bn_avx2_activation_apply(float *out, const float *x, int n, bn_activation act);
 bool bn_avx2_attention_supports(int head_dim);
 void bn_avx2_attention(float *out, const float *q, const void *k_cache, const void *v_cache,
-                       bool kv_f16, int n_heads, int n_kv_heads, int head_dim, int32_t pos,
-                       float *scratch,
-                       int head_begin, int head_end);
+                       uint32_t k_type, uint32_t v_type, int n_heads, int n_kv_heads, int head_dim,
+                       int32_t pos, float *scratch, int head_begin, int head_end);
 /* column: plan->row_length bytes of scratch. */
 void bn_avx2_conv1d_core(float *out, const int8_t *w, const int8_t *q, float s_x, float s_w,
                          const bn_conv1d_shape *shape, const bn_conv1d_plan *plan, int8_t *column);
@@ -83,8 +94,7 @@ void bn_avx512_rmsnorm(float *out, const float *x, const float *weight, int n_to
 void bn_avx512_softmax(float *x, int n);
 bool bn_avx512_attention_supports(int head_dim);
 void bn_avx512_attention(float *out, const float *q, const void *k_cache, const void *v_cache,
-                         bool kv_f16, int n_heads, int n_kv_heads, int head_dim, int32_t pos,
-                         float *scratch,
-                       int head_begin, int head_end);
+                         uint32_t k_type, uint32_t v_type, int n_heads, int n_kv_heads, int head_dim,
+                         int32_t pos, float *scratch, int head_begin, int head_end);
 
 #endif

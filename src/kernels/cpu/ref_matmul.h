@@ -91,6 +91,8 @@ typedef struct bn_act_view {
     const int32_t *lane_sums; /* TQ formats: per token and 256-column block, the 8 lane terms
                                  sum of q[32L .. 32L + 31] (see above) */
     const uint8_t *q_unsigned; /* int8 matmul: per path helper copy of q (see the ISA files) */
+    const int8_t *q_tiles;    /* AMX ternary GEMM: q as int8 B tiles (cpu/amx_tiles.h); slices
+                                 start on multiples of 16 tokens */
     int n_tokens, cols;
     bn_prefetch_hint prefetch; /* knobs of the variant (kernels/variants.h) the kernel runs: */
     bool gfni;                 /* the AVX-512 one-token GEMV's prefetch hint and field decoding */

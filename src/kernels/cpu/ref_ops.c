@@ -6,7 +6,9 @@
 #include "kernels/cpu/ref_ops.h"
 
 #include "core/fp16.h"
+#include "kernels/cpu/act_blocks.h"
 #include "kernels/cpu/exact_arith.h"
+#include "quant/quant_format.h"
 
 #include <float.h>
 #include <math.h>
@@ -242,22 +244,31 @@ void bn_ref_activation_apply(float *out, const float *x, int n, bn_activation ac
 
 /* ---- attention ---- */
 
-static float cache_value(const void *cache, bool f16, size_t index) {
-    return f16 ? half_to_float(((const uint16_t *)cache)[index]) : ((const float *)cache)[index];
+/* Element index of a cache as float: F16 and Q8_0 values are exact in float (d * q has at most
+ * 19 significant bits), so no path can round them differently. */
+static float cache_value(const void *cache, uint32_t type, size_t index) {
+    switch (type) {
+    case BN_TYPE_F16: return half_to_float(((const uint16_t *)cache)[index]);
+    case BN_TYPE_Q8_0: {
+        const bn_q8_0_block *block = (const bn_q8_0_block *)cache + index / BN_Q8_0_BLOCK;
+        return (float)block->qs[index % BN_Q8_0_BLOCK] * half_to_float(block->d);
+    }
+    default: return ((const float *)cache)[index];
+    }
 }
 
 float bn_attention_scale(int head_dim) { return 1.0f / sqrtf((float)head_dim); }
 
-float bn_ref_query_value(float q, bool kv_f16) {
-    return kv_f16 ? half_to_float(bn_fp32_to_fp16(q)) : q;
+float bn_ref_query_value(float q, uint32_t k_type) {
+    return k_type == BN_TYPE_F16 ? half_to_float(bn_fp32_to_fp16(q)) : q;
 }
 
-float bn_ref_score_dot(const float *q, const void *k_cache, bool kv_f16, size_t base, int head_dim) {
+float bn_ref_score_dot(const float *q, const void *k_cache, uint32_t k_type, size_t base, int head_dim) {
     const int full = head_dim - head_dim % BN_SCORE_STEP;
     float acc[4][BN_EXACT_LANES] = {{0}};
     for (int d = 0; d < full; d++) {
         float *lane = &acc[(d / BN_EXACT_LANES) % 4][d % BN_EXACT_LANES];
-        *lane = fmaf(bn_ref_query_value(q[d], kv_f16), cache_value(k_cache, kv_f16, base + (size_t)d),
+        *lane = fmaf(bn_ref_query_value(q[d], k_type), cache_value(k_cache, k_type, base + (size_t)d),
                      *lane);
     }
     float lanes[BN_EXACT_LANES];
@@ -268,15 +279,15 @@ float bn_ref_score_dot(const float *q, const void *k_cache, bool kv_f16, size_t 
     double sum = (double)bn_tree16(lanes);
     for (int d = full; d < head_dim; d++) {
         const float product =
-            bn_ref_query_value(q[d], kv_f16) * cache_value(k_cache, kv_f16, base + (size_t)d);
+            bn_ref_query_value(q[d], k_type) * cache_value(k_cache, k_type, base + (size_t)d);
         sum += (double)product;
     }
     return (float)sum;
 }
 
 void bn_ref_attention(float *out, const float *q, const void *k_cache, const void *v_cache,
-                      bool kv_f16, int n_heads, int n_kv_heads, int head_dim, int32_t pos,
-                      float *scratch, int head_begin, int head_end) {
+                      uint32_t k_type, uint32_t v_type, int n_heads, int n_kv_heads, int head_dim,
+                      int32_t pos, float *scratch, int head_begin, int head_end) {
     int group = n_heads / n_kv_heads;
     size_t row = (size_t)n_kv_heads * (size_t)head_dim;
     const float scale = bn_attention_scale(head_dim);
@@ -285,7 +296,7 @@ void bn_ref_attention(float *out, const float *q, const void *k_cache, const voi
         const float *qh = q + (size_t)h * (size_t)head_dim;
         size_t kv_offset = (size_t)(h / group) * (size_t)head_dim;
         for (int t = 0; t < n_pos; t++)
-            scratch[t] = bn_ref_score_dot(qh, k_cache, kv_f16, (size_t)t * row + kv_offset, head_dim) *
+            scratch[t] = bn_ref_score_dot(qh, k_cache, k_type, (size_t)t * row + kv_offset, head_dim) *
                          scale;
         bn_ref_softmax(scratch, n_pos);
         /* out[d] = sum_t p_t v_t[d]: lane l takes the positions t = l mod 16 */
@@ -294,7 +305,7 @@ void bn_ref_attention(float *out, const float *q, const void *k_cache, const voi
             float lanes[BN_EXACT_LANES] = {0};
             for (int t = 0; t < n_pos; t++)
                 lanes[t % BN_EXACT_LANES] =
-                    fmaf(cache_value(v_cache, kv_f16, (size_t)t * row + kv_offset + (size_t)d),
+                    fmaf(cache_value(v_cache, v_type, (size_t)t * row + kv_offset + (size_t)d),
                          scratch[t], lanes[t % BN_EXACT_LANES]);
             oh[d] = bn_tree16(lanes);
         }

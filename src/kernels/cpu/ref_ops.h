@@ -97,28 +97,34 @@ float bn_ref_silu(float x);
 float bn_ref_gelu(float x);
 void bn_ref_activation_apply(float *out, const float *x, int n, bn_activation act);
 
-/* Attention (semantics in kernels/ops.h), spec 4.1: with an F16 cache q is rounded to F16
+/* Attention (semantics in kernels/ops.h), spec 4.1: with an F16 K cache q is rounded to F16
  * (bn_ref_query_value); score_t = bn_ref_score_dot(q, k_t) * bn_attention_scale(head_dim) in
  * float; p = bn_ref_softmax(scores); out[d] = the 16-lane sum of p_t * v_t[d] over the positions
  * (lane l takes the positions t = l mod 16 in order, each step fmaf(v, p, lane), then
- * bn_tree16). Preconditions (the op has no error return; the model checks them once at load):
- * n_kv_heads >= 1 divides n_heads, head_dim >= 1, pos >= 0, caches hold rows 0..pos. Only rows
- * 0..pos are read, so the result depends on nothing but this token's query and its cache
- * prefix. */
+ * bn_tree16). Cache values are read as float: F16 converted exactly, Q8_0 as (float)q * d with d
+ * the block's fp16 scale converted exactly (a product of at most 19 significant bits, so exact).
+ * A q8_0 cache thus gives, bit for bit, the F32 attention of its dequantized rows, and every
+ * path computes the same products whatever order it converts in. The query of a q8_0 K cache
+ * stays float (llama.cpp quantizes it to Q8_0 blocks for an integer dot): one rounding less, and
+ * the F32 path's lane order carries over unchanged, so every ISA and CUDA give the same bits; a
+ * decode step reads the same cache bytes either way (the integer dot's speed was not measured).
+ * Preconditions (the op has no error return; the model
+ * checks them once at load): n_kv_heads >= 1 divides n_heads, head_dim >= 1, pos >= 0, caches
+ * hold rows 0..pos (q8_0: n_kv_heads * head_dim % 32 == 0). Only rows 0..pos are read, so the
+ * result depends on nothing but this token's query and its cache prefix. */
 void bn_ref_attention(float *out, const float *q, const void *k_cache, const void *v_cache,
-                      bool kv_f16, int n_heads, int n_kv_heads, int head_dim, int32_t pos,
-                      float *scratch,
-                       int head_begin, int head_end);
+                      uint32_t k_type, uint32_t v_type, int n_heads, int n_kv_heads, int head_dim,
+                      int32_t pos, float *scratch, int head_begin, int head_end);
 /* Dims per step of the score dot (ggml_vec_dot_f16: 4 accumulators of 16 lanes). */
 #define BN_SCORE_STEP 64
-/* The query value the score uses: q rounded to F16 and back with an F16 cache, else q. */
-float bn_ref_query_value(float q, bool kv_f16);
+/* The query value the score uses: q rounded to F16 and back with an F16 K cache, else q. */
+float bn_ref_query_value(float q, uint32_t k_type);
 /* q . k of one position as ggml_vec_dot_f16 on AVX-512: dims below the last multiple of 64 go
  * to 4 accumulators of 16 lanes (dim d to accumulator (d / 16) % 4, lane d % 16, each step one
  * fmaf); acc0 + acc2 and acc1 + acc3, their sum, bn_tree16; then the remaining dims' float
  * products added one by one in double; rounded to float once. q is the raw query (rounded here
- * as bn_ref_query_value says), k the cache row at index base. */
-float bn_ref_score_dot(const float *q, const void *k_cache, bool kv_f16, size_t base, int head_dim);
+ * as bn_ref_query_value says), k the cache row at element index base. */
+float bn_ref_score_dot(const float *q, const void *k_cache, uint32_t k_type, size_t base, int head_dim);
 /* 1.0f / sqrtf(head_dim) in float, as llama.cpp computes the attention scale. */
 float bn_attention_scale(int head_dim);
 

@@ -1,6 +1,6 @@
 /*
  * cuda_backend.h: the C interface of the CUDA kernels (the .cu files of this folder). The model's CUDA
- * backend (model/backend_cuda.c) and the GPU tests call only what is declared here; nothing of
+ * backend (backend/cuda/backend_cuda.c) and the GPU tests call only what is declared here; nothing of
  * CUDA's own headers leaks into C code.
  *
  * Design: one context owns a CUDA stream; every kernel is queued on it in call order, so the
@@ -41,14 +41,15 @@ extern "C" {
 
 /* ---- device and context ---- */
 
-/* BN_OK when a usable CUDA device exists (device 0); name (may be NULL) gets its name and
- * compute capability. Otherwise BN_ERR_DEVICE saying why (no driver, no device, ...). */
-bn_status bn_cuda_device_info(char *name, size_t name_size, bn_error *err);
+/* BN_OK when CUDA device `device` (0 for cuda:0) exists and is usable; name (may be NULL) gets its
+ * name and compute capability. Otherwise BN_ERR_DEVICE saying why (no driver, no such device, ...). */
+bn_status bn_cuda_device_info(int device, char *name, size_t name_size, bn_error *err);
 
 typedef struct bn_cuda_context bn_cuda_context;
 
-/* Selects device 0 and creates a stream. Owned by the caller (bn_cuda_context_free). */
-bn_status bn_cuda_context_create(bn_cuda_context **out, bn_error *err);
+/* Selects device `device` (cudaSetDevice, for the calling thread) and creates a stream on it.
+ * Owned by the caller (bn_cuda_context_free). */
+bn_status bn_cuda_context_create(int device, bn_cuda_context **out, bn_error *err);
 void bn_cuda_context_free(bn_cuda_context *ctx);
 
 /* Device memory of bytes (256-byte aligned), for `what` (named in the out-of-memory message with
@@ -84,7 +85,8 @@ typedef struct bn_cuda_ternary {
 } bn_cuda_ternary;
 
 /* One batch entry's KV cache as attention and kv_store see it: k and v are the cache's layer-0
- * bases (layer l starts capacity * kv_dim elements later), pos is the entry's position. */
+ * bases (layer l starts capacity * kv_dim elements later; a q8_0 cache is one array of 34-byte
+ * blocks, element i being q[i % 32] of block i / 32: kernels/ops.h), pos is the entry's position. */
 typedef struct bn_cuda_kv_entry {
     void *k, *v;
     int32_t capacity;
@@ -119,19 +121,21 @@ int bn_cuda_rope_half(int head_dim, int rope_dim);
  * bn_cuda_rope_half(head_dim, rope_dim). */
 void bn_cuda_rope_neox(bn_cuda_context *ctx, float *x, int n_heads, int head_dim, int rope_dim,
                        const float *angles, int n);
-/* Row entries[t].pos of layer's K and V of entry t gets k[t], v[t] (as F16 when f16). */
+/* Row entries[t].pos of layer's K and V of entry t gets k[t], v[t] in k_type / v_type (ggml type
+ * ids: F32, F16, or Q8_0 quantized as bn_kv_encode_row does, so the bytes equal the CPU's). */
 void bn_cuda_kv_store(bn_cuda_context *ctx, const bn_cuda_kv_entry *entries, int n, int layer, int kv_dim,
-                      bool f16, const float *k, const float *v);
+                      uint32_t k_type, uint32_t v_type, const float *k, const float *v);
 /* Floats of scratch attention needs for n tokens over up to max_context positions (one score row
  * per token and head). */
 size_t bn_cuda_attention_scratch_floats(int n, int n_heads, int max_context);
 /* Causal GQA attention of q[t] over rows 0..entries[t].pos of layer; max_pos is the largest
  * entries[t].pos (host value, sizes the launch); scratch: of the size above for at least n
- * tokens and max_pos + 1 positions. bn_ref_attention bit for bit: q rounded to F16 with an F16
- * cache, bn_ref_score_dot's lane order, bn_ref_softmax, the 16-lane P.V order. */
+ * tokens and max_pos + 1 positions. bn_ref_attention bit for bit: q rounded to F16 with an F16 K
+ * cache, q8_0 values read as (float)q * d, bn_ref_score_dot's lane order, bn_ref_softmax, the
+ * 16-lane P.V order. */
 void bn_cuda_attention(bn_cuda_context *ctx, float *out, const float *q, const bn_cuda_kv_entry *entries,
-                       int n, int layer, int n_heads, int n_kv_heads, int head_dim, bool f16, int max_pos,
-                       float *scratch);
+                       int n, int layer, int n_heads, int n_kv_heads, int head_dim, uint32_t k_type,
+                       uint32_t v_type, int max_pos, float *scratch);
 /* bn_ref_softmax of each of rows rows of n floats in place (its special cases too). */
 void bn_cuda_softmax(bn_cuda_context *ctx, float *x, int rows, int n);
 /* out = relu(gate)^2 * up (relu2 true, bn_ref_relu2_mul) or silu(gate) * up as bn_ref_silu_mul

@@ -1,23 +1,22 @@
 /*
- * cuda_layout.c: host-side repacking of ternary matrices into the GPU layout (cuda_layout.h) and
- * the scalar reference of the integer dot product the GPU kernels compute from it.
+ * cuda_layout.c: host-side repacking of ternary tensors from their file format into the GPU
+ * layout (cuda_layout.h) and the scalar reference of the integer dot product the GPU kernels
+ * compute from it.
  *
- * Repacking reads each format through the same position rules as the CPU reference
- * (kernels/cpu/ref_matmul.c), wherever the CPU's prepared layout keeps the bytes (I2_S may be in
- * row tiles, bn_i2s_row_at): codes are extracted per column and written at their GPU position, so
- * the layouts agree column by column whatever the source.
+ * Repacking reads each format through its position rules (quant/ternary.h, spec sections 2 and
+ * 3): codes are extracted per column and written at their GPU position, so the layout agrees
+ * column by column with the file whatever the format.
  */
 #include "kernels/cuda/cuda_layout.h"
 
 #include "core/fp16.h"
-#include "kernels/cpu/ref_matmul.h"
 #include "quant/quant_format.h"
 #include "quant/ternary.h"
 
-#include <stdbool.h>
+#include <stdint.h>
 #include <string.h>
 
-static size_t file_row_bytes(const bn_ternary_matrix *m) {
+static size_t file_row_bytes(const bn_cuda_layout_source *m) {
     switch (m->file_type) {
     case BN_TYPE_I2_S:
         return (size_t)m->cols / 4;
@@ -28,22 +27,19 @@ static size_t file_row_bytes(const bn_ternary_matrix *m) {
     }
 }
 
-bn_status bn_cuda_layout_sizes(size_t *n_words, size_t *n_block_scales, const bn_ternary_matrix *matrix,
-                               bn_error *err) {
+bn_status bn_cuda_layout_sizes(size_t *n_words, size_t *n_block_scales,
+                               const bn_cuda_layout_source *matrix, bn_error *err) {
     *n_words = *n_block_scales = 0;
     if (matrix->file_type != BN_TYPE_I2_S && matrix->file_type != BN_TYPE_TQ2_0 &&
         matrix->file_type != BN_TYPE_TQ1_0)
         return bn_error_set(err, BN_ERR_INVALID, "CUDA repack: type %u is not ternary", matrix->file_type);
-    bool known = matrix->layout == BN_LAYOUT_FILE ||
-                 (matrix->file_type == BN_TYPE_I2_S && matrix->layout == BN_LAYOUT_I2S_TILE8);
-    if (!known)
-        return bn_error_set(err, BN_ERR_INVALID, "CUDA repack: unknown CPU kernel layout %d for type %u",
-                            matrix->layout, matrix->file_type);
     int block = matrix->file_type == BN_TYPE_I2_S ? BN_I2S_BLOCK : BN_TQ_BLOCK;
     if (matrix->rows <= 0 || matrix->cols <= 0 || matrix->cols % block != 0)
         return bn_error_set(err, BN_ERR_INVALID, "CUDA repack: shape %d x %d is not a whole number of blocks",
                             matrix->rows, matrix->cols);
-    /* rows * cols fits size_t: bn_ternary_matrix_prepare checked it. */
+    if ((size_t)matrix->rows > SIZE_MAX / 4 / (size_t)matrix->cols)
+        return bn_error_set(err, BN_ERR_INVALID, "CUDA repack: shape %d x %d is too large", matrix->rows,
+                            matrix->cols);
     *n_words = (size_t)matrix->rows * (size_t)(matrix->cols / 16);
     if (matrix->file_type != BN_TYPE_I2_S)
         *n_block_scales = (size_t)matrix->rows * (size_t)(matrix->cols / BN_TQ_BLOCK);
@@ -52,15 +48,11 @@ bn_status bn_cuda_layout_sizes(size_t *n_words, size_t *n_block_scales, const bn
 
 /* Codes (0..3) of the 128 columns [c0, c0 + 128) of row r (c0 a multiple of 128); row is the
  * row's start in the file layout (TQ formats). */
-static void file_codes_128(uint8_t codes[128], const bn_ternary_matrix *m, int r, const uint8_t *row,
-                           int c0) {
+static void file_codes_128(uint8_t codes[128], const bn_cuda_layout_source *m, const uint8_t *row, int c0) {
     if (m->file_type == BN_TYPE_I2_S) {
-        /* the block's 32 bytes wherever the CPU layout keeps them (file order or row tiles);
-         * byte j holds columns j, 32+j, 64+j, 96+j in bits 7:6, 5:4, 3:2, 1:0 */
-        const bn_i2s_row where = bn_i2s_row_at(m, r);
-        const size_t b = (size_t)(c0 / BN_I2S_BLOCK), pairs = (size_t)m->cols / 256;
-        const uint8_t *block =
-            b / 2 < pairs ? where.first + (b / 2) * where.pair_stride + (b % 2) * 32 : where.tail;
+        /* the row's block c0 / 128, 32 bytes: byte j holds columns j, 32+j, 64+j, 96+j in bits
+         * 7:6, 5:4, 3:2, 1:0 */
+        const uint8_t *block = row + (size_t)(c0 / BN_I2S_BLOCK) * BN_I2S_BLOCK_BYTES;
         for (int j = 0; j < 32; j++)
             for (int n = 0; n < 4; n++) codes[32 * n + j] = (block[j] >> (6 - 2 * n)) & 3u;
         return;
@@ -89,7 +81,7 @@ static void file_codes_128(uint8_t codes[128], const bn_ternary_matrix *m, int r
     }
 }
 
-void bn_cuda_layout_repack(uint32_t *codes, float *block_scales, const bn_ternary_matrix *matrix,
+void bn_cuda_layout_repack(uint32_t *codes, float *block_scales, const bn_cuda_layout_source *matrix,
                            int row_begin, int row_end) {
     const int words = matrix->cols / 16;
     const size_t stride = file_row_bytes(matrix);
@@ -100,7 +92,7 @@ void bn_cuda_layout_repack(uint32_t *codes, float *block_scales, const bn_ternar
         const uint8_t *row = matrix->data + (size_t)r * stride;
         uint32_t *out = codes + (size_t)(r - row_begin) * (size_t)words;
         for (int c0 = 0; c0 < matrix->cols; c0 += 128) {
-            file_codes_128(chunk, matrix, r, row, c0);
+            file_codes_128(chunk, matrix, row, c0);
             for (int i = 0; i < 8; i++) {
                 uint32_t word = 0;
                 for (int k = 0; k < 4; k++)

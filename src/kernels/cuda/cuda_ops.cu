@@ -187,28 +187,59 @@ extern "C" void bn_cuda_rope_neox(bn_cuda_context *ctx, float *x, int n_heads, i
 
 /* ---- KV cache store ---- */
 
-__global__ void kv_store_kernel(const bn_cuda_kv_entry *entries, int layer, int kv_dim, bool f16,
-                                const float *k, const float *v) {
-    const int t = blockIdx.x;
-    const bn_cuda_kv_entry e = entries[t];
-    const size_t row = ((size_t)layer * (size_t)e.capacity + (size_t)e.pos) * (size_t)kv_dim;
-    const float *kt = k + (size_t)t * kv_dim, *vt = v + (size_t)t * kv_dim;
-    for (int i = threadIdx.x; i < kv_dim; i += blockDim.x) {
-        if (f16) {
-            ((__half *)e.k)[row + i] = __float2half_rn(kt[i]);
-            ((__half *)e.v)[row + i] = __float2half_rn(vt[i]);
-        } else {
-            ((float *)e.k)[row + i] = kt[i];
-            ((float *)e.v)[row + i] = vt[i];
+/* The cache types (quant/quant_format.h's ids) and ggml's block_q8_0. */
+#define KV_F32 0u
+#define KV_F16 1u
+#define KV_Q8_0 8u
+#define Q8_0_BLOCK 32
+struct q8_0_block {
+    unsigned short d; /* fp16 */
+    int8_t qs[Q8_0_BLOCK];
+};
+static_assert(sizeof(q8_0_block) == 34, "block_q8_0 is 34 bytes");
+
+/* One row of kv_dim values from element index row on, in the type. Q8_0: a thread per block,
+ * bn_quantize_row_q8_0's arithmetic (d = fp16(amax / 127), q = rint(x * (127 / amax)) saturated,
+ * amax 0 gives d = 0, q = 0), every operation rounded as on the CPU. */
+__device__ void store_kv_row(void *cache, uint32_t type, size_t row, const float *x, int kv_dim) {
+    if (type == KV_Q8_0) {
+        for (int b = threadIdx.x; b < kv_dim / Q8_0_BLOCK; b += blockDim.x) {
+            q8_0_block *block = (q8_0_block *)cache + row / Q8_0_BLOCK + b;
+            const float *xb = x + (size_t)b * Q8_0_BLOCK;
+            float amax = 0.0f;
+            for (int j = 0; j < Q8_0_BLOCK; j++) {
+                const float ax = fabsf(xb[j]);
+                amax = amax > ax ? amax : ax;
+            }
+            block->d = __half_as_ushort(__float2half_rn(__fdiv_rn(amax, 127.0f)));
+            const float id = amax != 0.0f ? __fdiv_rn(127.0f, amax) : 0.0f;
+            for (int j = 0; j < Q8_0_BLOCK; j++) {
+                const float v = rintf(__fmul_rn(xb[j], id));
+                block->qs[j] = (int8_t)(!(v >= -128.0f) ? -128 : v > 127.0f ? 127 : (int)v);
+            }
         }
+        return;
+    }
+    for (int i = threadIdx.x; i < kv_dim; i += blockDim.x) {
+        if (type == KV_F16) ((__half *)cache)[row + i] = __float2half_rn(x[i]);
+        else ((float *)cache)[row + i] = x[i];
     }
 }
 
+__global__ void kv_store_kernel(const bn_cuda_kv_entry *entries, int layer, int kv_dim, uint32_t k_type,
+                                uint32_t v_type, const float *k, const float *v) {
+    const int t = blockIdx.x;
+    const bn_cuda_kv_entry e = entries[t];
+    const size_t row = ((size_t)layer * (size_t)e.capacity + (size_t)e.pos) * (size_t)kv_dim;
+    store_kv_row(e.k, k_type, row, k + (size_t)t * kv_dim, kv_dim);
+    store_kv_row(e.v, v_type, row, v + (size_t)t * kv_dim, kv_dim);
+}
+
 extern "C" void bn_cuda_kv_store(bn_cuda_context *ctx, const bn_cuda_kv_entry *entries, int n, int layer,
-                                 int kv_dim, bool f16, const float *k, const float *v) {
+                                 int kv_dim, uint32_t k_type, uint32_t v_type, const float *k, const float *v) {
     if (n <= 0) return;
     uint64_t t0 = bn_kernel_begin();
-    kv_store_kernel<<<n, 128, 0, ctx->stream>>>(entries, layer, kv_dim, f16, k, v);
+    kv_store_kernel<<<n, 128, 0, ctx->stream>>>(entries, layer, kv_dim, k_type, v_type, k, v);
     BN_CUDA_LAUNCHED(ctx, "cuda.kv_store", t0);
 }
 
@@ -276,19 +307,25 @@ __device__ void softmax_row(float *row, int n, float *scratch, float *chunk_sums
  *   values: block per (token, head, 16 dims), thread per (dim, lane l): lane l of out[d] is the
  *     __fmaf_rn chain over the positions t = l mod 16 in increasing order, then thread l == 0
  *     sums the 16 lanes by the tree.
- * With an F16 cache q is rounded to F16 (RNE) before the score dots (bn_ref_query_value). */
+ * With an F16 K cache q is rounded to F16 (RNE) before the score dots (bn_ref_query_value); a
+ * q8_0 value is (float)q * d, exact, as the reference reads it. */
 
 #define SCORE_THREADS 128
 #define SCORE_POSITIONS 64 /* positions per score block */
 #define VALUE_DIMS 16      /* dims per value block: VALUE_DIMS x LANES threads */
 
-__device__ __forceinline__ float cache_value(const void *cache, bool f16, size_t index) {
-    return f16 ? __half2float(((const __half *)cache)[index]) : ((const float *)cache)[index];
+__device__ __forceinline__ float cache_value(const void *cache, uint32_t type, size_t index) {
+    if (type == KV_F16) return __half2float(((const __half *)cache)[index]);
+    if (type == KV_Q8_0) {
+        const q8_0_block *block = (const q8_0_block *)cache + index / Q8_0_BLOCK;
+        return __fmul_rn((float)block->qs[index % Q8_0_BLOCK], __half2float(__ushort_as_half(block->d)));
+    }
+    return ((const float *)cache)[index];
 }
 
 __global__ void attention_scores_kernel(float *scores, int stride, const float *q,
                                         const bn_cuda_kv_entry *entries, int layer, int n_heads, int group,
-                                        int head_dim, int kv_dim, bool f16, float scale) {
+                                        int head_dim, int kv_dim, uint32_t k_type, float scale) {
     extern __shared__ float qs[];
     const int item = blockIdx.x, t = item / n_heads, h = item % n_heads;
     const bn_cuda_kv_entry e = entries[t];
@@ -296,7 +333,7 @@ __global__ void attention_scores_kernel(float *scores, int stride, const float *
     if (p0 >= p1) return; /* the whole block */
     for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
         const float v = q[((size_t)t * n_heads + h) * head_dim + d];
-        qs[d] = f16 ? __half2float(__float2half_rn(v)) : v;
+        qs[d] = k_type == KV_F16 ? __half2float(__float2half_rn(v)) : v;
     }
     __syncthreads();
     const size_t base = (size_t)layer * (size_t)e.capacity * (size_t)kv_dim + (size_t)(h / group) * head_dim;
@@ -306,8 +343,8 @@ __global__ void attention_scores_kernel(float *scores, int stride, const float *
         const size_t row = base + (size_t)p * kv_dim;
         float acc_a = 0.0f, acc_b = 0.0f; /* accumulator lane / 16 and lane / 16 + 2, lane lane % 16 */
         for (int d = 0; d < full; d += 4 * LANES) {
-            acc_a = __fmaf_rn(qs[d + lane], cache_value(e.k, f16, row + d + lane), acc_a);
-            acc_b = __fmaf_rn(qs[d + 32 + lane], cache_value(e.k, f16, row + d + 32 + lane), acc_b);
+            acc_a = __fmaf_rn(qs[d + lane], cache_value(e.k, k_type, row + d + lane), acc_a);
+            acc_b = __fmaf_rn(qs[d + 32 + lane], cache_value(e.k, k_type, row + d + 32 + lane), acc_b);
         }
         float v = __fadd_rn(acc_a, acc_b);                     /* acc0 + acc2 (j < 16), acc1 + acc3 */
         v = __fadd_rn(v, __shfl_down_sync(FULL_MASK, v, 16)); /* lanes[l] = a0 + a1, in threads 0..15 */
@@ -315,7 +352,7 @@ __global__ void attention_scores_kernel(float *scores, int stride, const float *
         if (lane == 0) {
             double sum = (double)v;
             for (int d = full; d < head_dim; d++)
-                sum = __dadd_rn(sum, (double)__fmul_rn(qs[d], cache_value(e.k, f16, row + d)));
+                sum = __dadd_rn(sum, (double)__fmul_rn(qs[d], cache_value(e.k, k_type, row + d)));
             scores[(size_t)item * stride + p] = __fmul_rn(__double2float_rn(sum), scale);
         }
     }
@@ -330,7 +367,7 @@ __global__ void attention_softmax_kernel(float *scores, int stride, const bn_cud
 
 __global__ void attention_values_kernel(float *out, const float *probs, int stride,
                                         const bn_cuda_kv_entry *entries, int layer, int n_heads, int group,
-                                        int head_dim, int kv_dim, bool f16) {
+                                        int head_dim, int kv_dim, uint32_t v_type) {
     __shared__ float lanes[LANES][VALUE_DIMS + 1];
     const int item = blockIdx.x, t = item / n_heads, h = item % n_heads;
     const int dl = threadIdx.x % VALUE_DIMS, l = threadIdx.x / VALUE_DIMS;
@@ -342,7 +379,7 @@ __global__ void attention_values_kernel(float *out, const float *probs, int stri
     float acc = 0.0f;
     if (d < head_dim)
         for (int tp = l; tp < n_pos; tp += LANES)
-            acc = __fmaf_rn(cache_value(e.v, f16, base + (size_t)tp * kv_dim + d), p[tp], acc);
+            acc = __fmaf_rn(cache_value(e.v, v_type, base + (size_t)tp * kv_dim + d), p[tp], acc);
     lanes[l][dl] = acc;
     __syncthreads();
     if (l == 0 && d < head_dim) out[(size_t)item * head_dim + d] = tree16_serial(&lanes[0][dl], VALUE_DIMS + 1);
@@ -354,7 +391,8 @@ extern "C" size_t bn_cuda_attention_scratch_floats(int n, int n_heads, int max_c
 
 extern "C" void bn_cuda_attention(bn_cuda_context *ctx, float *out, const float *q,
                                   const bn_cuda_kv_entry *entries, int n, int layer, int n_heads,
-                                  int n_kv_heads, int head_dim, bool f16, int max_pos, float *scratch) {
+                                  int n_kv_heads, int head_dim, uint32_t k_type, uint32_t v_type, int max_pos,
+                                  float *scratch) {
     if (n <= 0) return;
     uint64_t t0 = bn_kernel_begin();
     const int stride = max_pos + 1;
@@ -364,11 +402,11 @@ extern "C" void bn_cuda_attention(bn_cuda_context *ctx, float *out, const float 
     float *scores = scratch;
     const dim3 score_grid(items, (unsigned)((stride + SCORE_POSITIONS - 1) / SCORE_POSITIONS));
     attention_scores_kernel<<<score_grid, SCORE_THREADS, (size_t)head_dim * sizeof(float), ctx->stream>>>(
-        scores, stride, q, entries, layer, n_heads, group, head_dim, kv_dim, f16, scale);
+        scores, stride, q, entries, layer, n_heads, group, head_dim, kv_dim, k_type, scale);
     attention_softmax_kernel<<<items, SOFTMAX_THREADS, 0, ctx->stream>>>(scores, stride, entries, n_heads);
     const dim3 value_grid(items, (unsigned)((head_dim + VALUE_DIMS - 1) / VALUE_DIMS));
     attention_values_kernel<<<value_grid, VALUE_DIMS * LANES, 0, ctx->stream>>>(
-        out, scores, stride, entries, layer, n_heads, group, head_dim, kv_dim, f16);
+        out, scores, stride, entries, layer, n_heads, group, head_dim, kv_dim, v_type);
     BN_CUDA_LAUNCHED(ctx, "cuda.attention", t0);
 }
 

@@ -14,7 +14,7 @@ static bn_status cuda_error(bn_error *err, cudaError_t e, const char *what) {
                         cudaGetErrorName(e));
 }
 
-bn_status bn_cuda_device_info(char *name, size_t name_size, bn_error *err) {
+bn_status bn_cuda_device_info(int device, char *name, size_t name_size, bn_error *err) {
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e == cudaErrorInsufficientDriver || e == cudaErrorNoDevice || (e == cudaSuccess && count == 0)) {
@@ -29,25 +29,28 @@ bn_status bn_cuda_device_info(char *name, size_t name_size, bn_error *err) {
                             why);
     }
     if (e != cudaSuccess) return cuda_error(err, e, "cudaGetDeviceCount");
+    if (device < 0 || device >= count)
+        return bn_error_set(err, BN_ERR_DEVICE, "no CUDA device %d: the driver reports %d (cuda:0 to cuda:%d); use --device cpu or another index",
+                            device, count, count - 1);
     cudaDeviceProp prop;
-    if ((e = cudaGetDeviceProperties(&prop, 0)) != cudaSuccess)
-        return cuda_error(err, e, "cudaGetDeviceProperties(0)");
+    if ((e = cudaGetDeviceProperties(&prop, device)) != cudaSuccess)
+        return cuda_error(err, e, "cudaGetDeviceProperties");
     if (prop.major < 8)
         return bn_error_set(err, BN_ERR_DEVICE,
-                            "CUDA device 0 (%s) has compute capability %d.%d; this build needs 8.0 or newer",
-                            prop.name, prop.major, prop.minor);
+                            "CUDA device %d (%s) has compute capability %d.%d; this build needs 8.0 or newer",
+                            device, prop.name, prop.major, prop.minor);
     if (name && name_size)
         snprintf(name, name_size, "%s (sm_%d%d, %.1f GiB)", prop.name, prop.major, prop.minor,
                  (double)prop.totalGlobalMem / (1024.0 * 1024.0 * 1024.0));
     return BN_OK;
 }
 
-bn_status bn_cuda_context_create(bn_cuda_context **out, bn_error *err) {
+bn_status bn_cuda_context_create(int device, bn_cuda_context **out, bn_error *err) {
     *out = NULL;
-    bn_status st = bn_cuda_device_info(NULL, 0, err);
+    bn_status st = bn_cuda_device_info(device, NULL, 0, err);
     if (st != BN_OK) return st;
-    cudaError_t e = cudaSetDevice(0);
-    if (e != cudaSuccess) return cuda_error(err, e, "cudaSetDevice(0)");
+    cudaError_t e = cudaSetDevice(device);
+    if (e != cudaSuccess) return cuda_error(err, e, "cudaSetDevice");
     bn_cuda_context *ctx = (bn_cuda_context *)calloc(1, sizeof *ctx);
     if (!ctx) return bn_error_set(err, BN_ERR_NOMEM, "out of memory for a CUDA context");
     if ((e = cudaStreamCreateWithFlags(&ctx->stream, cudaStreamNonBlocking)) != cudaSuccess) {

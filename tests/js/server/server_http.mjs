@@ -36,8 +36,8 @@ async function main() {
   check(r.status === 200 && r.json.status === 'ok', 'GET /health', r.text);
   r = await request(A.base, 'GET', '/v1/models');
   check(r.status === 200 && r.json.object === 'list' && r.json.data.length === 1 && r.json.data[0].id === ID &&
-    r.json.data[0].object === 'model' && Number.isInteger(r.json.data[0].created) && r.json.data[0].owned_by,
-    'GET /v1/models', r.text);
+    r.json.data[0].object === 'model' && Number.isInteger(r.json.data[0].created) && r.json.data[0].owned_by &&
+    r.json.data[0].device === 'cpu', 'GET /v1/models (with the device serving it)', r.text);
   r = await request(A.base, 'GET', `/v1/models/${ID}`);
   check(r.status === 200 && r.json.id === ID, 'GET /v1/models/{id}', r.text);
   r = await request(A.base, 'GET', '/v1/models/nope');
@@ -251,6 +251,8 @@ async function main() {
     warm.choices[0].text === cold.choices[0].text, 'a repeated prompt is served from the cache with the same text',
   { cold: cold.usage, warm: warm.usage });
   const cacheMetrics = (await request(A.base, 'GET', '/metrics')).text;
+  check(/^bitnet_device_info\{device="cpu",gpu=""\} 1$/m.test(cacheMetrics), '/metrics names the device (bitnet_device_info)',
+    cacheMetrics.slice(0, 300));
   check(metricValue(cacheMetrics, 'bitnet_prompt_cache_hits_total') >= 1 &&
     metricValue(cacheMetrics, 'bitnet_prompt_cache_reused_tokens_total') >= warm.usage.prompt_tokens - 1,
   '/metrics counts prompt cache hits and reused tokens', cacheMetrics);

@@ -3,30 +3,36 @@
  * kernels/cuda/cuda_backend.h, so forward.c runs unchanged with every activation, the KV cache
  * and the weights in device memory; only token ids, positions and the logits cross the bus.
  *
- * Design: at creation every weight the forward pass names is uploaded once (ternary projections
- * repacked into the GPU layout of kernels/cuda/cuda_layout.h, F32 norms and F16 tables as they
- * are) and remembered in a table keyed by its host address, which is what forward.c passes
- * (norm weight pointers, &layer->wq, weights->output ...). Activation buffers and KV caches come
- * from alloc() as device memory. The small per-step host arrays (the RoPE angles of the chunk's
- * positions, KV cache entries) are made and copied only when their content changed since the last
- * copy, so a decode step uploads them once although every layer passes them again. The RoPE
- * angles are computed here on the host with the CPU reference's bn_ref_rope_angles (glibc cosf
- * and sinf, which the device cannot reproduce), so the rotation matches the CPU bit for bit.
+ * Design: bind_weights uploads every weight the forward pass names once, straight from the file's
+ * bytes (weight_views.h): ternary projections repacked from their file format into the GPU
+ * layout of kernels/cuda/cuda_layout.h one tensor at a time through a transient host buffer, F32
+ * norms and F16 tables as they are (a tied head shares the embedding's copy), the int8 head
+ * built on the host from the F16 head and uploaded. The device copies live in this backend's own
+ * per-layer table, which the operations index by layer and kind; no host copy of a weight stays
+ * behind (host memory after binding is the mapped file's page cache plus this backend's small
+ * scratch). Activation buffers and KV caches come from alloc() as device memory. The small
+ * per-step host arrays (the RoPE angles of the chunk's positions, KV cache entries) are made and
+ * copied only when their content changed since the last copy, so a decode step uploads them once
+ * although every layer passes them again. The RoPE angles are computed here on the host with the
+ * CPU reference's bn_ref_rope_angles (glibc cosf and sinf, which the device cannot reproduce), so
+ * the rotation matches the CPU bit for bit.
  *
  * Errors: operations cannot fail in the backend table, so a failure inside one (a kernel launch,
  * the logits copy) is kept and reported by finish() at the end of the step, or by the next
  * reserve(). Without CUDA in the build, bn_backend_cuda_create() says so.
  */
-#include "model/backend.h"
-
-#include "quant/quant_format.h"
+#include "backend/cuda/backend_cuda.h"
 
 #ifdef BITNET_HAVE_CUDA
 
 #include "kernels/cpu/ref_ops.h"
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/cuda_layout.h"
+#include "kernels/ops.h"
+#include "quant/quant_format.h"
+#include "quant/ternary.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,19 +41,21 @@
 /* Rows of logits computed and copied back per LM head pass (bounds the device buffer). */
 #define LOGIT_ROWS 64
 
-/* A weight on the device, found by its host address. */
-typedef struct device_weight {
-    const void *host;
-    void *device; /* F32 / F16 / int8 data, or the ternary codes */
-    void *device_extra; /* TQ block scales or int8 row scales */
-    bn_cuda_ternary ternary; /* ternary projections */
-} device_weight;
+/* A layer's weights on the device. */
+typedef struct cuda_layer {
+    float *norms[BN_NORM_LAYER_KINDS];        /* NULL for an absent sub-norm */
+    bn_cuda_ternary linears[BN_LINEAR_KINDS]; /* codes and block_scales owned */
+} cuda_layer;
 
 typedef struct cuda_backend {
     bn_cuda_context *ctx;
-    /* open-addressing table of weights, capacity a power of two */
-    device_weight *weights;
-    size_t capacity, count;
+    /* the weights on the device, owned */
+    uint16_t *token_embd, *output; /* F16 tables; output == token_embd when tied */
+    float *output_norm;
+    bool has_int8_output;
+    int8_t *output_int8;       /* n_vocab x dim */
+    float *output_int8_scales; /* n_vocab */
+    cuda_layer *layers;        /* config.n_layers */
     /* scratch for chunks of up to `tokens` tokens */
     int tokens, max_context;
     int8_t *q;
@@ -68,7 +76,6 @@ typedef struct cuda_backend {
      * (and gate and up) read the same input, which is then quantized once */
     const float *quant_x;
     int quant_n, quant_cols;
-    const bn_model_config *config;
     /* the first error of an operation, reported by finish() / reserve() */
     bn_error pending;
     char device_name[128];
@@ -83,122 +90,152 @@ static void keep_error(cuda_backend *cuda, const bn_error *e) {
     if (cuda->pending.code == BN_OK) cuda->pending = *e;
 }
 
-static size_t hash_pointer(const void *p, size_t capacity) {
-    uint64_t h = (uint64_t)(uintptr_t)p * 0x9E3779B97F4A7C15ull;
-    return (size_t)(h >> 17) & (capacity - 1);
-}
-
-/* The slot of host (an empty slot when absent). */
-static device_weight *find_slot(cuda_backend *cuda, const void *host) {
-    size_t i = hash_pointer(host, cuda->capacity);
-    while (cuda->weights[i].host && cuda->weights[i].host != host) i = (i + 1) & (cuda->capacity - 1);
-    return &cuda->weights[i];
-}
-
-/* The device copy of a weight that creation uploaded (forward.c passes nothing else; an unknown
- * address is kept as an error and yields an empty entry). */
-static const device_weight *lookup(cuda_backend *cuda, const void *host) {
-    const device_weight *slot = find_slot(cuda, host);
-    if (!slot->host) {
-        bn_error e = {0};
-        bn_error_set(&e, BN_ERR_STATE, "CUDA backend: a weight at %p was never uploaded", host);
-        keep_error(cuda, &e);
-    }
-    return slot;
-}
-
-/* Uploads bytes at host once (a second call with the same host address is a no-op). */
-static bn_status upload_plain(cuda_backend *cuda, const void *host, size_t bytes, const char *what,
+/* A device copy of bytes at host (*out NULL when host is NULL: an absent weight). */
+static bn_status upload_plain(cuda_backend *cuda, void **out, const void *host, size_t bytes, const char *what,
                               bn_error *err) {
-    device_weight *slot = find_slot(cuda, host);
-    if (slot->host) return BN_OK;
-    void *device;
-    bn_status st = bn_cuda_malloc(&device, bytes, what, err);
-    if (st == BN_OK) st = bn_cuda_upload(cuda->ctx, device, host, bytes, err);
+    *out = NULL;
+    if (!host) return BN_OK;
+    bn_status st = bn_cuda_malloc(out, bytes, what, err);
+    if (st == BN_OK) st = bn_cuda_upload(cuda->ctx, *out, host, bytes, err);
     if (st != BN_OK) {
-        bn_cuda_free(device);
-        return st;
+        bn_cuda_free(*out);
+        *out = NULL;
     }
-    slot->host = host;
-    slot->device = device;
-    cuda->count++;
+    return st;
+}
+
+/* Checks a ternary tensor as bn_ternary_matrix_prepare does for the CPU (the same messages):
+ * I2_S codes and a finite scale. */
+static bn_status check_ternary(const bn_tensor_view *t, float *tensor_scale, bn_error *err) {
+    *tensor_scale = 1.0f;
+    if (t->type != BN_TYPE_I2_S) return BN_OK;
+    const size_t n_elements = (size_t)t->rows * (size_t)t->cols;
+    int64_t bad = bn_i2s_find_code3(t->data, n_elements);
+    if (bad >= 0)
+        return bn_error_set(err, BN_ERR_FORMAT,
+                            "tensor %s: I2_S weight %lld (row %lld, column %lld) has the invalid code 3", t->name,
+                            (long long)bad, (long long)(bad / t->cols), (long long)(bad % t->cols));
+    *tensor_scale = bn_i2s_scale(t->data, n_elements);
+    if (!isfinite(*tensor_scale))
+        return bn_error_set(err, BN_ERR_FORMAT, "tensor %s: I2_S scale is not finite", t->name);
     return BN_OK;
 }
 
-static bn_status upload_linear(cuda_backend *cuda, const bn_linear *linear, const char *what, bn_error *err) {
-    device_weight *slot = find_slot(cuda, linear);
-    if (slot->host) return BN_OK;
-    const bn_ternary_matrix *m = &linear->matrix;
+/* Uploads a ternary projection in the GPU layout, repacked from the file's bytes through a host
+ * buffer freed before returning. */
+static bn_status upload_linear(cuda_backend *cuda, const bn_linear_view *v, bn_cuda_ternary *out, bn_error *err) {
+    const bn_tensor_view *t = &v->weight;
+    const bn_cuda_layout_source source = {t->type, t->rows, t->cols, t->data};
+    float tensor_scale;
     size_t n_words, n_scales;
-    bn_status st = bn_cuda_layout_sizes(&n_words, &n_scales, m, err);
-    if (st != BN_OK) return bn_error_prefix(err, "%s: ", what);
+    bn_status st = bn_cuda_layout_sizes(&n_words, &n_scales, &source, err);
+    if (st != BN_OK) return bn_error_prefix(err, "%s: ", t->name);
+    if ((st = check_ternary(t, &tensor_scale, err)) != BN_OK) return st;
     uint32_t *codes = malloc(n_words * sizeof *codes);
     float *block_scales = n_scales ? malloc(n_scales * sizeof *block_scales) : NULL;
     if (!codes || (n_scales && !block_scales)) {
         free(codes), free(block_scales);
-        return bn_error_set(err, BN_ERR_NOMEM, "%s: out of host memory for the GPU layout", what);
+        return bn_error_set(err, BN_ERR_NOMEM, "%s: out of host memory for the GPU layout", t->name);
     }
-    bn_cuda_layout_repack(codes, block_scales, m, 0, m->rows);
+    bn_cuda_layout_repack(codes, block_scales, &source, 0, t->rows);
     void *device = NULL, *device_scales = NULL;
-    st = bn_cuda_malloc(&device, n_words * sizeof *codes, what, err);
-    if (st == BN_OK) st = bn_cuda_upload(cuda->ctx, device, codes, n_words * sizeof *codes, err);
-    if (st == BN_OK && n_scales) {
-        st = bn_cuda_malloc(&device_scales, n_scales * sizeof *block_scales, what, err);
-        if (st == BN_OK)
-            st = bn_cuda_upload(cuda->ctx, device_scales, block_scales, n_scales * sizeof *block_scales, err);
-    }
-    free(codes), free(block_scales);
+    st = upload_plain(cuda, &device, codes, n_words * sizeof *codes, t->name, err);
+    if (st == BN_OK) st = upload_plain(cuda, &device_scales, block_scales, n_scales * sizeof *block_scales, t->name, err);
+    free(codes), free(block_scales); /* reusable once bn_cuda_upload returns */
     if (st != BN_OK) {
         bn_cuda_free(device), bn_cuda_free(device_scales);
         return st;
     }
-    slot->host = linear;
-    slot->device = device;
-    slot->device_extra = device_scales;
-    slot->ternary = (bn_cuda_ternary){.file_type = m->file_type,
-                                      .rows = m->rows,
-                                      .cols = m->cols,
-                                      .codes = device,
-                                      .block_scales = device_scales,
-                                      .tensor_scale = m->tensor_scale,
-                                      .has_out_scale = linear->has_out_scale,
-                                      .out_scale = linear->out_scale};
-    cuda->count++;
+    *out = (bn_cuda_ternary){.file_type = t->type,
+                             .rows = t->rows,
+                             .cols = t->cols,
+                             .codes = device,
+                             .block_scales = device_scales,
+                             .tensor_scale = tensor_scale,
+                             .has_out_scale = v->has_out_scale,
+                             .out_scale = v->out_scale};
     return BN_OK;
 }
 
-static bn_status upload_weights(cuda_backend *cuda, const bn_model_config *c, const bn_model_weights *w,
-                                bn_error *err) {
-    const size_t dim_bytes = (size_t)c->dim * sizeof(float);
-    const size_t table_bytes = (size_t)c->n_vocab * (size_t)c->dim * sizeof(uint16_t);
-    bn_status st = upload_plain(cuda, w->token_embd, table_bytes, "token_embd.weight", err);
-    if (st == BN_OK) st = upload_plain(cuda, w->output, table_bytes, "output.weight", err);
-    if (st == BN_OK) st = upload_plain(cuda, w->output_norm, dim_bytes, "output_norm.weight", err);
-    if (st == BN_OK && w->has_int8_output) {
-        const bn_int8_matrix *m = &w->output_int8;
-        st = upload_plain(cuda, m->q, (size_t)m->rows * (size_t)m->cols, "int8 LM head", err);
-        if (st == BN_OK)
-            st = upload_plain(cuda, m->row_scales, (size_t)m->rows * sizeof(float), "int8 LM head scales",
-                              err);
-    }
-    for (int l = 0; l < c->n_layers && st == BN_OK; l++) {
-        const bn_layer_weights *lw = &w->layers[l];
-        char what[64];
-        snprintf(what, sizeof what, "blk.%d norms", l);
-        const float *norms[] = {lw->attn_norm, lw->attn_sub_norm, lw->ffn_norm};
-        for (int i = 0; i < 3 && st == BN_OK; i++) st = upload_plain(cuda, norms[i], dim_bytes, what, err);
-        if (st == BN_OK)
-            st = upload_plain(cuda, lw->ffn_sub_norm, (size_t)c->ffn_dim * sizeof(float), what, err);
-        const bn_linear *linears[] = {&lw->wq,     &lw->wk,   &lw->wv,    &lw->wo,
-                                      &lw->w_gate, &lw->w_up, &lw->w_down};
-        static const char *const names[] = {"attn_q",   "attn_k", "attn_v",  "attn_output",
-                                            "ffn_gate", "ffn_up", "ffn_down"};
-        for (int i = 0; i < 7 && st == BN_OK; i++) {
-            snprintf(what, sizeof what, "blk.%d.%s.weight", l, names[i]);
-            st = upload_linear(cuda, linears[i], what, err);
+/* The int8 head (config.int8_lm_head): made on the host from the F16 head, uploaded, and the host
+ * copy freed. */
+static bn_status upload_int8_head(cuda_backend *cuda, const bn_backend_config *c, const uint16_t *f16,
+                                  bn_error *err) {
+    bn_int8_matrix m;
+    bn_status st = bn_int8_matrix_from_f16(&m, f16, c->n_vocab, c->dim, NULL, err);
+    if (st != BN_OK) return bn_error_prefix(err, "int8 LM head: ");
+    st = upload_plain(cuda, (void **)&cuda->output_int8, m.q, (size_t)m.rows * (size_t)m.cols, "int8 LM head", err);
+    if (st == BN_OK)
+        st = upload_plain(cuda, (void **)&cuda->output_int8_scales, m.row_scales, (size_t)m.rows * sizeof(float),
+                          "int8 LM head scales", err);
+    bn_int8_matrix_release(&m);
+    cuda->has_int8_output = st == BN_OK;
+    return st;
+}
+
+static void release_weights(cuda_backend *cuda, int n_layers) {
+    if (cuda->output != cuda->token_embd) bn_cuda_free(cuda->output);
+    bn_cuda_free(cuda->token_embd), bn_cuda_free(cuda->output_norm);
+    bn_cuda_free(cuda->output_int8), bn_cuda_free(cuda->output_int8_scales);
+    for (int l = 0; cuda->layers && l < n_layers; l++) {
+        cuda_layer *layer = &cuda->layers[l];
+        for (int i = 0; i < BN_NORM_LAYER_KINDS; i++) bn_cuda_free(layer->norms[i]);
+        for (int i = 0; i < BN_LINEAR_KINDS; i++) {
+            bn_cuda_free((void *)layer->linears[i].codes);
+            bn_cuda_free((void *)layer->linears[i].block_scales);
         }
     }
+    free(cuda->layers);
+    cuda->token_embd = cuda->output = NULL;
+    cuda->output_norm = cuda->output_int8_scales = NULL;
+    cuda->output_int8 = NULL;
+    cuda->has_int8_output = false;
+    cuda->layers = NULL;
+}
+
+static bn_status cuda_bind_weights(bn_backend *backend, const bn_weight_views *views, bn_error *err) {
+    cuda_backend *cuda = impl_of(backend);
+    const bn_backend_config *c = &backend->config;
+    /* What the CUDA kernels do not implement yet: refused with the reason, never run wrong. */
+    for (int l = 0; l < views->n_layers; l++)
+        for (int i = 0; i < BN_LINEAR_KINDS; i++) {
+            uint32_t type = views->layers[l].linears[i].weight.type;
+            if (type == BN_TYPE_TQ1_0 || type == BN_TYPE_TQ2_0)
+                return bn_error_set(err, BN_ERR_UNSUPPORTED,
+                                    "CUDA backend: TQ1_0 / TQ2_0 projections take Q8_K activations (spec 9.3), "
+                                    "not in the CUDA kernels yet; use --device cpu");
+        }
+    if (views->token_embd.type != BN_TYPE_F16 || views->output.type != BN_TYPE_F16 || views->rope_freqs)
+        return bn_error_set(err, BN_ERR_UNSUPPORTED,
+                            "CUDA backend: needs an f16 embedding and head and no RoPE factors or scaling");
+    release_weights(cuda, c->n_layers);
+    cuda->layers = calloc((size_t)(views->n_layers > 0 ? views->n_layers : 1), sizeof *cuda->layers);
+    if (!cuda->layers) return bn_error_set(err, BN_ERR_NOMEM, "out of memory for the CUDA weight table");
+    const size_t table_bytes = (size_t)c->n_vocab * (size_t)c->dim * sizeof(uint16_t);
+    bn_status st = upload_plain(cuda, (void **)&cuda->token_embd, views->token_embd.data, table_bytes,
+                                views->token_embd.name, err);
+    if (st == BN_OK && views->output.data == views->token_embd.data)
+        cuda->output = cuda->token_embd; /* tied */
+    else if (st == BN_OK)
+        st = upload_plain(cuda, (void **)&cuda->output, views->output.data, table_bytes, views->output.name, err);
+    if (st == BN_OK)
+        st = upload_plain(cuda, (void **)&cuda->output_norm, views->output_norm, (size_t)c->dim * sizeof(float),
+                          "output_norm.weight", err);
+    if (st == BN_OK && c->int8_lm_head) st = upload_int8_head(cuda, c, views->output.data, err);
+    for (int l = 0; l < views->n_layers && st == BN_OK; l++) {
+        const bn_layer_views *lv = &views->layers[l];
+        cuda_layer *layer = &cuda->layers[l];
+        const int norm_width[BN_NORM_LAYER_KINDS] = {c->dim, c->q_dim, c->dim, c->ffn_dim};
+        char what[64];
+        snprintf(what, sizeof what, "blk.%d norms", l);
+        for (int i = 0; i < BN_NORM_LAYER_KINDS && st == BN_OK; i++)
+            st = upload_plain(cuda, (void **)&layer->norms[i], lv->norms[i], (size_t)norm_width[i] * sizeof(float),
+                              what, err);
+        for (int i = 0; i < BN_LINEAR_KINDS && st == BN_OK; i++)
+            st = upload_linear(cuda, &lv->linears[i], &layer->linears[i], err);
+    }
     if (st == BN_OK) st = bn_cuda_sync(cuda->ctx, err);
+    if (st != BN_OK) release_weights(cuda, c->n_layers);
     return st;
 }
 
@@ -242,7 +279,7 @@ static void free_scratch(cuda_backend *cuda) {
 
 static bn_status cuda_reserve(bn_backend *backend, int n_tokens, int max_context, bn_error *err) {
     cuda_backend *cuda = impl_of(backend);
-    const bn_model_config *c = backend->config;
+    const bn_backend_config *c = &backend->config;
     if (cuda->pending.code != BN_OK) {
         /* an earlier step failed on the device: report it, then start clean */
         bn_status code = cuda->pending.code;
@@ -300,8 +337,7 @@ static void upload_or_keep(cuda_backend *cuda, void *device, const void *host, s
 
 /* rope_dev holds the angles of pos[0..n) afterwards: row t = bn_ref_rope_angles of pos[t] (the
  * CPU backend's tables, bn_rope_neox_angles, are the same call). */
-static void sync_rope_angles(cuda_backend *cuda, const int32_t *pos, int n) {
-    const bn_model_config *c = cuda->config;
+static void sync_rope_angles(cuda_backend *cuda, float rope_base, const int32_t *pos, int n) {
     const int half = cuda->rope_half;
     size_t bytes = (size_t)n * sizeof *pos;
     if (cuda->pos_shadow_n == n && !memcmp(cuda->pos_shadow, pos, bytes)) return;
@@ -310,7 +346,7 @@ static void sync_rope_angles(cuda_backend *cuda, const int32_t *pos, int n) {
         if (t > 0 && pos[t] == pos[t - 1])
             memcpy(row, row - 2 * (size_t)half, 2 * (size_t)half * sizeof *row);
         else
-            bn_ref_rope_angles(row, row + half, half, 2 * half, pos[t], c->rope_base);
+            bn_ref_rope_angles(row, row + half, half, 2 * half, pos[t], rope_base);
     }
     upload_or_keep(cuda, cuda->rope_dev, cuda->rope_host, (size_t)n * 2 * (size_t)half * sizeof(float));
     memcpy(cuda->pos_shadow, pos, bytes);
@@ -336,25 +372,25 @@ static void sync_entries(cuda_backend *cuda, const bn_batch_view *batch) {
     cuda->entries_shadow_n = batch->n;
 }
 
-static void cuda_embed(bn_backend *backend, float *x, const bn_model_weights *weights, const int32_t *tokens,
-                       int n) {
+static void cuda_embed(bn_backend *backend, float *x, const int32_t *tokens, int n) {
     cuda_backend *cuda = impl_of(backend);
     activations_changed(cuda);
     upload_or_keep(cuda, cuda->tokens_dev, tokens, (size_t)n * sizeof *tokens);
-    bn_cuda_embed(cuda->ctx, x, lookup(cuda, weights->token_embd)->device, cuda->tokens_dev, n,
-                  backend->config->dim);
+    bn_cuda_embed(cuda->ctx, x, cuda->token_embd, cuda->tokens_dev, n, backend->config.dim);
 }
 
-static void cuda_rmsnorm(bn_backend *backend, float *out, const float *x, const float *weight, int n,
+static void cuda_rmsnorm(bn_backend *backend, float *out, const float *x, bn_norm_ref weight, int n,
                          int cols, float eps) {
     cuda_backend *cuda = impl_of(backend);
     activations_changed(cuda);
-    bn_cuda_rmsnorm(cuda->ctx, out, x, lookup(cuda, weight)->device, n, cols, eps);
+    const float *w =
+        weight.kind == BN_NORM_OUTPUT ? cuda->output_norm : cuda->layers[weight.layer].norms[weight.kind];
+    bn_cuda_rmsnorm(cuda->ctx, out, x, w, n, cols, eps);
 }
 
-static void cuda_linear(bn_backend *backend, float *y, const bn_linear *w, const float *x, int n) {
+static void cuda_linear(bn_backend *backend, float *y, bn_linear_ref w, const float *x, int n) {
     cuda_backend *cuda = impl_of(backend);
-    const bn_cuda_ternary *t = &lookup(cuda, w)->ternary;
+    const bn_cuda_ternary *t = &cuda->layers[w.layer].linears[w.kind];
     if (x != cuda->quant_x || n != cuda->quant_n || t->cols != cuda->quant_cols) {
         bn_cuda_quantize(cuda->ctx, cuda->q, cuda->scales, x, n, t->cols);
         cuda->quant_x = x, cuda->quant_n = n, cuda->quant_cols = t->cols;
@@ -365,10 +401,10 @@ static void cuda_linear(bn_backend *backend, float *y, const bn_linear *w, const
 
 static void cuda_rope(bn_backend *backend, float *x, int n_heads, const int32_t *pos, int n) {
     cuda_backend *cuda = impl_of(backend);
-    const bn_model_config *c = backend->config;
+    const bn_backend_config *c = &backend->config;
     activations_changed(cuda);
     if (n <= 0 || cuda->rope_half <= 0) return; /* nothing rotates */
-    sync_rope_angles(cuda, pos, n);
+    sync_rope_angles(cuda, c->rope_base, pos, n);
     bn_cuda_rope_neox(cuda->ctx, x, n_heads, c->head_dim, c->rope_dim, cuda->rope_dev, n);
 }
 
@@ -377,14 +413,14 @@ static void cuda_kv_store(bn_backend *backend, const bn_batch_view *batch, int l
     cuda_backend *cuda = impl_of(backend);
     if (batch->n <= 0) return;
     sync_entries(cuda, batch);
-    bn_cuda_kv_store(cuda->ctx, cuda->entries_dev, batch->n, layer, backend->config->kv_dim,
-                     batch->caches[0]->f16, k, v);
+    bn_cuda_kv_store(cuda->ctx, cuda->entries_dev, batch->n, layer, backend->config.kv_dim,
+                     batch->caches[0]->k_type, batch->caches[0]->v_type, k, v);
 }
 
 static void cuda_attention(bn_backend *backend, float *out, const float *q, const bn_batch_view *batch,
                            int layer) {
     cuda_backend *cuda = impl_of(backend);
-    const bn_model_config *c = backend->config;
+    const bn_backend_config *c = &backend->config;
     if (batch->n <= 0) return;
     activations_changed(cuda);
     sync_entries(cuda, batch);
@@ -392,15 +428,16 @@ static void cuda_attention(bn_backend *backend, float *out, const float *q, cons
     for (int t = 0; t < batch->n; t++)
         if (batch->pos[t] > max_pos) max_pos = batch->pos[t];
     bn_cuda_attention(cuda->ctx, out, q, cuda->entries_dev, batch->n, layer, c->n_heads, c->n_kv_heads,
-                      c->head_dim, batch->caches[0]->f16, max_pos, cuda->attention_scratch);
+                      c->head_dim, batch->caches[0]->k_type, batch->caches[0]->v_type, max_pos,
+                      cuda->attention_scratch);
 }
 
 static void cuda_ffn_activation(bn_backend *backend, float *out, const float *gate, const float *up,
-                                size_t n_values, bn_ffn_activation activation) {
+                                size_t n_values) {
     activations_changed(impl_of(backend));
     /* SiLU's arithmetic depends on the place in the row (spec 4.1): rows of the FFN width */
-    bn_cuda_ffn_activation(impl_of(backend)->ctx, out, gate, up, n_values, (size_t)backend->config->ffn_dim,
-                           activation == BN_FFN_RELU2);
+    bn_cuda_ffn_activation(impl_of(backend)->ctx, out, gate, up, n_values, (size_t)backend->config.ffn_dim,
+                           !backend->config.ffn_silu);
 }
 
 static void cuda_add(bn_backend *backend, float *x, const float *y, size_t n_values) {
@@ -417,23 +454,19 @@ static void cuda_gather_rows(bn_backend *backend, float *dst, const float *src, 
 }
 
 /* LOGIT_ROWS rows at a time: product on the device, then copied into the host logits. */
-static void cuda_lm_head(bn_backend *backend, float *logits, const bn_model_weights *weights, const float *x,
-                         int n) {
+static void cuda_lm_head(bn_backend *backend, float *logits, const float *x, int n) {
     cuda_backend *cuda = impl_of(backend);
-    const bn_model_config *c = backend->config;
+    const bn_backend_config *c = &backend->config;
     activations_changed(cuda); /* the int8 head quantizes into the same scratch */
     for (int begin = 0; begin < n; begin += LOGIT_ROWS) {
         int count = n - begin < LOGIT_ROWS ? n - begin : LOGIT_ROWS;
         const float *xb = x + (size_t)begin * (size_t)c->dim;
-        if (weights->has_int8_output) {
-            const bn_int8_matrix *m = &weights->output_int8;
+        if (cuda->has_int8_output) {
             bn_cuda_quantize(cuda->ctx, cuda->q, cuda->scales, xb, count, c->dim);
-            bn_cuda_int8_matmul(cuda->ctx, cuda->logits, lookup(cuda, m->q)->device,
-                                lookup(cuda, m->row_scales)->device, m->rows, m->cols, cuda->q, cuda->scales,
-                                count);
+            bn_cuda_int8_matmul(cuda->ctx, cuda->logits, cuda->output_int8, cuda->output_int8_scales, c->n_vocab,
+                                c->dim, cuda->q, cuda->scales, count);
         } else {
-            bn_cuda_f16_matmul(cuda->ctx, cuda->logits, lookup(cuda, weights->output)->device, xb, c->n_vocab,
-                               c->dim, count);
+            bn_cuda_f16_matmul(cuda->ctx, cuda->logits, cuda->output, xb, c->n_vocab, c->dim, count);
         }
         bn_error e = {0};
         if (bn_cuda_download(cuda->ctx, logits + (size_t)begin * (size_t)c->n_vocab, cuda->logits,
@@ -463,11 +496,7 @@ static void cuda_destroy(bn_backend *backend) {
     if (cuda) {
         if (cuda->ctx) bn_cuda_sync(cuda->ctx, NULL);
         free_scratch(cuda);
-        for (size_t i = 0; i < cuda->capacity; i++) {
-            bn_cuda_free(cuda->weights[i].device);
-            bn_cuda_free(cuda->weights[i].device_extra);
-        }
-        free(cuda->weights);
+        release_weights(cuda, backend->config.n_layers);
         bn_cuda_context_free(cuda->ctx);
         free(cuda);
     }
@@ -480,18 +509,14 @@ const char *bn_backend_cuda_device(const bn_backend *backend) {
                : NULL;
 }
 
-bn_status bn_backend_cuda_create(const bn_model_config *config, const bn_model_weights *weights,
-                                 bn_backend **out, bn_error *err) {
+bn_status bn_backend_cuda_create(const bn_backend_config *config, int device_index, bn_backend **out,
+                                 bn_error *err) {
     *out = NULL;
     /* What the CUDA kernels do not implement yet: refused with the reason, never run wrong. */
-    if (config->arch == BN_ARCH_LLAMA)
+    if (config->rope_norm || !config->sub_norms)
         return bn_error_set(err, BN_ERR_UNSUPPORTED,
                             "CUDA backend: the llama architecture (NORM RoPE, no sub-norms) is CPU-only for now");
-    if (config->projection_type == BN_TYPE_TQ1_0 || config->projection_type == BN_TYPE_TQ2_0)
-        return bn_error_set(err, BN_ERR_UNSUPPORTED,
-                            "CUDA backend: TQ1_0 / TQ2_0 projections take Q8_K activations (spec 9.3), "
-                            "not in the CUDA kernels yet; use --device cpu");
-    if (!weights->token_embd || !weights->output || weights->rope_freqs || config->rope_freq_scale != 1.0f)
+    if (config->rope_freq_scale != 1.0f)
         return bn_error_set(err, BN_ERR_UNSUPPORTED,
                             "CUDA backend: needs an f16 embedding and head and no RoPE factors or scaling");
     if (config->dim % 16 != 0 || config->ffn_dim % 16 != 0)
@@ -506,24 +531,16 @@ bn_status bn_backend_cuda_create(const bn_model_config *config, const bn_model_w
     }
     backend->name = "cuda";
     backend->impl = cuda;
-    backend->config = config;
+    backend->config = *config;
     backend->destroy = cuda_destroy;
-    cuda->config = config;
     cuda->rope_half = bn_cuda_rope_half(config->head_dim, config->rope_dim);
-    /* weights: 4 norms and 7 projections per layer, 5 tables and norms; table at most half full */
-    size_t needed = (size_t)config->n_layers * 11 + 8;
-    cuda->capacity = 16;
-    while (cuda->capacity < 2 * needed) cuda->capacity *= 2;
-    cuda->weights = calloc(cuda->capacity, sizeof *cuda->weights);
-    bn_status st =
-        cuda->weights ? BN_OK : bn_error_set(err, BN_ERR_NOMEM, "out of memory for the CUDA weight table");
-    if (st == BN_OK) st = bn_cuda_device_info(cuda->device_name, sizeof cuda->device_name, err);
-    if (st == BN_OK) st = bn_cuda_context_create(&cuda->ctx, err);
-    if (st == BN_OK) st = upload_weights(cuda, config, weights, err);
+    bn_status st = bn_cuda_device_info(device_index, cuda->device_name, sizeof cuda->device_name, err);
+    if (st == BN_OK) st = bn_cuda_context_create(device_index, &cuda->ctx, err);
     if (st != BN_OK) {
         cuda_destroy(backend);
         return st;
     }
+    backend->bind_weights = cuda_bind_weights;
     backend->alloc = cuda_alloc;
     backend->release = cuda_release;
     backend->reserve = cuda_reserve;
@@ -546,9 +563,9 @@ bn_status bn_backend_cuda_create(const bn_model_config *config, const bn_model_w
 
 #else /* no CUDA in this build */
 
-bn_status bn_backend_cuda_create(const bn_model_config *config, const bn_model_weights *weights,
-                                 bn_backend **out, bn_error *err) {
-    (void)config, (void)weights;
+bn_status bn_backend_cuda_create(const bn_backend_config *config, int device_index, bn_backend **out,
+                                 bn_error *err) {
+    (void)config, (void)device_index;
     *out = NULL;
     return bn_error_set(err, BN_ERR_DEVICE,
                         "this build has no CUDA backend (rebuild with nvcc installed, or use --device cpu)");
