@@ -57,10 +57,14 @@ EOF
 
 # True when a package is installed. npm also counts as present when an `npm` command exists:
 # NodeSource's nodejs package ships its own npm and conflicts with Debian's npm package.
+# A name without ":ARCH" means the native architecture's package (or an Architecture: all one): once
+# arm64 -dev packages are installed beside the amd64 ones, the bare name stands for both.
 pkg_present() {
-    local status
-    status="$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)"
-    [[ "$status" == "install ok installed" ]] && return 0
+    local arch line
+    if [[ "$1" == *:* ]]; then arch=${1##*:}; else arch=$(dpkg --print-architecture); fi
+    while read -r line; do
+        [[ "$line" == "install ok installed $arch" || "$line" == "install ok installed all" ]] && return 0
+    done < <(dpkg-query -W -f='${Status} ${Architecture}\n' "$1" 2>/dev/null || true)
     case "$1" in
         npm) command -v npm >/dev/null 2>&1 && return 0 ;;
         nodejs) command -v node >/dev/null 2>&1 && return 0 ;;

@@ -5,7 +5,6 @@
 #include "runtime/session.h"
 
 #include <stdint.h>
-
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
