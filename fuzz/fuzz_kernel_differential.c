@@ -268,7 +268,8 @@ static void op_attention(bn_fuzz_input *in) {
     }
     for (int k = 0; k < n_isas; k++) {
         bn_isa_set_active(isas[k]);
-        bn_attention(k ? r1 : r0, q, kc, vc, kv_f16, n_heads, n_kv_heads, head_dim, pos, scratch);
+        const uint32_t kv_type = kv_f16 ? BN_TYPE_F16 : BN_TYPE_F32;
+        bn_attention(k ? r1 : r0, q, kc, vc, kv_type, kv_type, n_heads, n_kv_heads, head_dim, pos, scratch);
         if (k == 0) continue;
         for (size_t i = 0; i < nq; i++)
             BN_FUZZ_CHECK(bn_fuzz_same_float(r0[i], r1[i]), "attention on %s: element %zu is %a, scalar gives %a",
